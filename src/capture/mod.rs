@@ -1,0 +1,63 @@
+//! Capture sources: where frames come from.
+//!
+//! [`CaptureFile`] reads classic pcap (micro- and nanosecond, either byte
+//! order) and pcapng (every interface with its own link type and timestamp
+//! resolution), deciding by the magic number, never by the file name. Files are
+//! memory-mapped and every [`Frame`] borrows from the mapping: no packet is
+//! copied.
+
+mod file;
+
+pub use file::{CaptureFile, CaptureFormat, FrameReader, Truncation};
+
+use std::path::PathBuf;
+
+use crate::wire::LinkType;
+
+/// One captured frame, borrowed from its capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Capture time in nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Length of the frame on the wire; `data` is shorter when the capture's
+    /// snap length cut it.
+    pub orig_len: u32,
+    /// Link-layer type of `data`.
+    pub link: LinkType,
+    /// The captured bytes, starting at the link-layer header.
+    pub data: &'a [u8],
+}
+
+/// A capture that cannot be read. Each variant names the file: the message is
+/// shown to the user as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The file could not be opened or mapped.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The capture file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file does not start with a pcap or pcapng magic number.
+    #[error("{}: not a pcap or pcapng capture ({detail})", path.display())]
+    NotACapture {
+        /// The capture file.
+        path: PathBuf,
+        /// What was found instead, e.g. "empty file" or "starts with 0x7b0a2022".
+        detail: String,
+    },
+    /// A header or record is inconsistent in a way that is not a simple cut at
+    /// the end of the file.
+    #[error("{}: corrupt capture at byte {offset}: {detail}", path.display())]
+    Corrupt {
+        /// The capture file.
+        path: PathBuf,
+        /// Byte offset of the bad header or record.
+        offset: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
