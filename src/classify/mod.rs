@@ -1,1 +1,403 @@
-//! Compiled classifier.
+//! The compiled classifier: a [`Policy`] turned into immutable lookup tables.
+//!
+//! Judging a flow (contract section 2) is two longest-prefix zone lookups
+//! ([`ZoneTable`]), one index into a table of zone pairs, and one binary
+//! search in that pair's port map. Every rule that could apply to a zone pair
+//! has been painted into the pair's port maps, first rule first, when the
+//! policy was compiled, so the cost of a verdict does not grow with the
+//! number of rules. Pairs with the same applicable rules share one entry.
+//!
+//! A `CompiledPolicy` is never changed after [`CompiledPolicy::compile`];
+//! a reload compiles a new one and swaps it in whole.
+
+mod ports;
+mod zones;
+
+pub use ports::{PortMap, PortPainter, PortSet};
+pub use zones::{ZoneId, ZoneMatch, ZoneTable};
+
+use std::collections::HashMap;
+
+use crate::policy::{Action, Policy, Rule, ServiceSpec, Severity, ZoneRef};
+use crate::wire::Transport;
+
+/// Index of a rule in file order; [`Verdict::DEFAULT_RULE`] is the default.
+pub type RuleId = u32;
+
+/// The outcome of judging a flow: which rule decided it, and which of the
+/// rule's services matched (for the event's `service` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// The deciding rule, or [`Verdict::DEFAULT_RULE`].
+    pub rule: RuleId,
+    /// Index into the rule's services of the first one that matched, or
+    /// [`Verdict::FIRST_NAMED`] when the rule has no services (or for the
+    /// default): then the event names the first named service that matches.
+    pub rule_service: u32,
+}
+
+impl Verdict {
+    /// The rule id of the default verdict.
+    pub const DEFAULT_RULE: RuleId = RuleId::MAX;
+    /// See [`Verdict::rule_service`].
+    pub const FIRST_NAMED: u32 = u32::MAX;
+    const DEFAULT: Verdict = Verdict {
+        rule: Self::DEFAULT_RULE,
+        rule_service: Self::FIRST_NAMED,
+    };
+}
+
+/// A zone as the event and metrics see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneInfo {
+    /// The zone's name (`unknown` for the unknown zone).
+    pub name: String,
+    /// Its criticality label, if set.
+    pub criticality: Option<String>,
+}
+
+/// A rule as the event and metrics see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's name (`default` for the default verdict).
+    pub name: String,
+    /// What the rule does.
+    pub action: Action,
+    /// Severity of its alerts.
+    pub severity: Severity,
+    /// The rule's services as written, in order, with what each matches.
+    pub services: Vec<(String, ServiceSpec)>,
+}
+
+/// The rules that apply to one (initiator zone, responder zone) pair, painted
+/// into one verdict per protocol and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PairRules {
+    tcp: PortMap<Verdict>,
+    udp: PortMap<Verdict>,
+    echo: Verdict,
+    other: Verdict,
+}
+
+/// The first named service, in file order, that matches each protocol and
+/// port: the event's `service` for rules without services and the default.
+#[derive(Clone, Debug)]
+struct NamedServiceMap {
+    tcp: PortMap<u32>,
+    udp: PortMap<u32>,
+    echo: u32,
+}
+
+const NO_SERVICE: u32 = u32::MAX;
+
+/// A policy compiled for the hot path. Immutable.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    name: String,
+    zones: Vec<ZoneInfo>,
+    unknown_zone: ZoneInfo,
+    zone_table: ZoneTable,
+    rules: Vec<RuleInfo>,
+    default_rule: RuleInfo,
+    service_names: Vec<String>,
+    named_services: NamedServiceMap,
+    named_tcp_ports: PortSet,
+    named_udp_ports: PortSet,
+    /// `pair_index[from_slot * slots + to_slot]` indexes `pairs`; the slot of
+    /// a zone is its id, and `unknown` takes the last slot.
+    pair_index: Vec<u32>,
+    pairs: Vec<PairRules>,
+}
+
+impl CompiledPolicy {
+    /// Compiles a validated policy.
+    pub fn compile(policy: &Policy) -> CompiledPolicy {
+        let zones: Vec<ZoneInfo> = policy
+            .zones
+            .iter()
+            .map(|z| ZoneInfo {
+                name: z.name.clone(),
+                criticality: z.criticality.clone(),
+            })
+            .collect();
+        let zone_table = ZoneTable::build(
+            policy
+                .zones
+                .iter()
+                .enumerate()
+                .flat_map(|(id, z)| z.networks.iter().map(move |n| (n, id as ZoneId))),
+        );
+        let rules: Vec<RuleInfo> = policy
+            .rules
+            .iter()
+            .map(|r| RuleInfo {
+                name: r.name.clone(),
+                action: r.action,
+                severity: r.severity,
+                services: r
+                    .services
+                    .iter()
+                    .map(|s| (s.label.clone(), s.spec.clone()))
+                    .collect(),
+            })
+            .collect();
+
+        let (mut named_tcp_ports, mut named_udp_ports) = (PortSet::new(), PortSet::new());
+        let all_specs = policy.services.iter().map(|s| &s.spec).chain(
+            policy
+                .rules
+                .iter()
+                .flat_map(|r| r.services.iter().map(|s| &s.spec)),
+        );
+        for spec in all_specs {
+            spec.tcp
+                .iter()
+                .for_each(|&range| named_tcp_ports.insert_range(range));
+            spec.udp
+                .iter()
+                .for_each(|&range| named_udp_ports.insert_range(range));
+        }
+
+        let (pair_index, pairs) = compile_pairs(policy);
+        CompiledPolicy {
+            name: policy.name.clone(),
+            zones,
+            unknown_zone: ZoneInfo {
+                name: "unknown".into(),
+                criticality: None,
+            },
+            zone_table,
+            rules,
+            default_rule: RuleInfo {
+                name: "default".into(),
+                action: policy.default_action,
+                severity: policy.default_severity,
+                services: Vec::new(),
+            },
+            service_names: policy.services.iter().map(|s| s.name.clone()).collect(),
+            named_services: compile_named_services(policy),
+            named_tcp_ports,
+            named_udp_ports,
+            pair_index,
+            pairs,
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The zone of an address (`ipv6` tells the family).
+    #[inline]
+    pub fn zone_of(&self, ipv6: bool, addr: u128) -> ZoneMatch {
+        self.zone_table.lookup(ipv6, addr)
+    }
+
+    /// True when some named or inline service of the policy names `port` for
+    /// `transport` (TCP and UDP only): the initiator inference's rule 2.
+    #[inline]
+    pub fn names_port(&self, transport: Transport, port: u16) -> bool {
+        match transport {
+            Transport::Tcp => self.named_tcp_ports.contains(port),
+            Transport::Udp => self.named_udp_ports.contains(port),
+            _ => false,
+        }
+    }
+
+    /// Judges a flow from `from` (initiator's zone) to `to` (responder's
+    /// zone) on `transport`, to the responder's `port`.
+    #[inline]
+    pub fn judge(&self, from: ZoneId, to: ZoneId, transport: Transport, port: u16) -> Verdict {
+        let slots = self.zones.len() + 1;
+        let slot = |zone: ZoneId| {
+            if zone == ZoneTable::UNKNOWN {
+                self.zones.len()
+            } else {
+                zone as usize
+            }
+        };
+        let pair = &self.pairs[self.pair_index[slot(from) * slots + slot(to)] as usize];
+        match transport {
+            Transport::Tcp => pair.tcp.get(port),
+            Transport::Udp => pair.udp.get(port),
+            Transport::EchoRequest | Transport::EchoReply => pair.echo,
+            Transport::Other => pair.other,
+        }
+    }
+
+    /// The rule (or the default) behind a verdict.
+    pub fn rule(&self, rule: RuleId) -> &RuleInfo {
+        self.rules.get(rule as usize).unwrap_or(&self.default_rule)
+    }
+
+    /// The action a verdict takes.
+    #[inline]
+    pub fn action(&self, verdict: Verdict) -> Action {
+        self.rule(verdict.rule).action
+    }
+
+    /// The zone behind an id.
+    pub fn zone(&self, zone: ZoneId) -> &ZoneInfo {
+        self.zones.get(zone as usize).unwrap_or(&self.unknown_zone)
+    }
+
+    /// Number of zones, `unknown` not counted.
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// The default verdict's pseudo-rule.
+    pub fn default_rule(&self) -> &RuleInfo {
+        &self.default_rule
+    }
+
+    /// The event's `service` field for a flow judged by `verdict`: among the
+    /// matched rule's services the first that matches; for a rule without
+    /// services, or the default, the first named service in file order that
+    /// matches; `None` when none matches.
+    pub fn service_label(&self, verdict: Verdict, transport: Transport, port: u16) -> Option<&str> {
+        if verdict.rule_service != Verdict::FIRST_NAMED {
+            let services = &self.rule(verdict.rule).services;
+            return services
+                .get(verdict.rule_service as usize)
+                .map(|(label, _)| label.as_str());
+        }
+        let named = match transport {
+            Transport::Tcp => self.named_services.tcp.get(port),
+            Transport::Udp => self.named_services.udp.get(port),
+            Transport::EchoRequest | Transport::EchoReply => self.named_services.echo,
+            Transport::Other => NO_SERVICE,
+        };
+        self.service_names.get(named as usize).map(String::as_str)
+    }
+
+    /// Number of distinct zone-pair rule tables (pairs with the same
+    /// applicable rules share one).
+    pub fn distinct_pair_tables(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// Builds the zone-pair index and the distinct per-pair tables.
+fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
+    let slots = policy.zones.len() + 1;
+    let unknown_slot = policy.zones.len();
+    let slot_set = |refs: &[ZoneRef]| -> Vec<bool> {
+        let mut set = vec![false; slots];
+        for zone in refs {
+            match *zone {
+                ZoneRef::Any => set.iter_mut().for_each(|s| *s = true),
+                ZoneRef::Unknown => set[unknown_slot] = true,
+                ZoneRef::Zone(id) => set[id] = true,
+            }
+        }
+        set
+    };
+    let from_sets: Vec<Vec<bool>> = policy.rules.iter().map(|r| slot_set(&r.from)).collect();
+    let to_sets: Vec<Vec<bool>> = policy.rules.iter().map(|r| slot_set(&r.to)).collect();
+
+    let mut interned: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut pairs = Vec::new();
+    let mut pair_index = Vec::with_capacity(slots * slots);
+    for from in 0..slots {
+        let rules_from: Vec<u32> = (0..policy.rules.len())
+            .filter(|&r| from_sets[r][from])
+            .map(|r| r as u32)
+            .collect();
+        for to in 0..slots {
+            let applicable: Vec<u32> = rules_from
+                .iter()
+                .copied()
+                .filter(|&r| to_sets[r as usize][to])
+                .collect();
+            let next_id = pairs.len() as u32;
+            let id = *interned.entry(applicable).or_insert_with_key(|applicable| {
+                pairs.push(compile_pair(&policy.rules, applicable));
+                next_id
+            });
+            pair_index.push(id);
+        }
+    }
+    (pair_index, pairs)
+}
+
+/// Paints the applicable rules, in order, into one pair's tables.
+fn compile_pair(rules: &[Rule], applicable: &[u32]) -> PairRules {
+    let mut tcp = PortPainter::new();
+    let mut udp = PortPainter::new();
+    let mut echo = None;
+    let mut other = None;
+    for &id in applicable {
+        let rule = &rules[id as usize];
+        if rule.services.is_empty() {
+            let verdict = Verdict {
+                rule: id,
+                rule_service: Verdict::FIRST_NAMED,
+            };
+            tcp.paint_rest(verdict);
+            udp.paint_rest(verdict);
+            echo.get_or_insert(verdict);
+            other.get_or_insert(verdict);
+            // Every protocol and port is decided: later rules cannot match.
+            break;
+        }
+        for (index, service) in rule.services.iter().enumerate() {
+            let verdict = Verdict {
+                rule: id,
+                rule_service: index as u32,
+            };
+            service
+                .spec
+                .tcp
+                .iter()
+                .for_each(|&range| tcp.paint(range, verdict));
+            service
+                .spec
+                .udp
+                .iter()
+                .for_each(|&range| udp.paint(range, verdict));
+            if service.spec.icmp {
+                echo.get_or_insert(verdict);
+            }
+        }
+    }
+    PairRules {
+        tcp: tcp.finish(Verdict::DEFAULT),
+        udp: udp.finish(Verdict::DEFAULT),
+        echo: echo.unwrap_or(Verdict::DEFAULT),
+        other: other.unwrap_or(Verdict::DEFAULT),
+    }
+}
+
+fn compile_named_services(policy: &Policy) -> NamedServiceMap {
+    let mut tcp = PortPainter::new();
+    let mut udp = PortPainter::new();
+    let mut echo = NO_SERVICE;
+    for (index, service) in policy.services.iter().enumerate() {
+        let index = index as u32;
+        service
+            .spec
+            .tcp
+            .iter()
+            .for_each(|&range| tcp.paint(range, index));
+        service
+            .spec
+            .udp
+            .iter()
+            .for_each(|&range| udp.paint(range, index));
+        if service.spec.icmp && echo == NO_SERVICE {
+            echo = index;
+        }
+    }
+    NamedServiceMap {
+        tcp: tcp.finish(NO_SERVICE),
+        udp: udp.finish(NO_SERVICE),
+        echo,
+    }
+}

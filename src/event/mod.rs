@@ -1,1 +1,163 @@
-//! Violation events.
+//! Violation events (contract section 3).
+//!
+//! The hot path produces a compact [`Violation`]: numbers and table indices.
+//! [`ViolationEvent`] resolves it against the policy that judged it into the
+//! contract's JSON object, and [`write_json_line`] writes it. Events carry
+//! header fields only: no payload byte ever reaches one.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{CompiledPolicy, Verdict, ZoneId};
+use crate::wire::{Transport, protocol_name};
+
+/// A violating flow, as the tracker reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Position in the capture of the packet that produced the event.
+    pub packet_index: u64,
+    /// Capture time of that packet, nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// The flow's id.
+    pub flow_id: u64,
+    /// True for IPv6.
+    pub ipv6: bool,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The flow's transport.
+    pub transport: Transport,
+    /// Initiator's address.
+    pub src_addr: u128,
+    /// Initiator's port (TCP/UDP).
+    pub src_port: u16,
+    /// Responder's address.
+    pub dest_addr: u128,
+    /// Responder's port (TCP/UDP).
+    pub dest_port: u16,
+    /// Outermost VLAN ID of the packet; 0 when untagged.
+    pub vlan: u16,
+    /// Initiator's zone.
+    pub src_zone: ZoneId,
+    /// Responder's zone.
+    pub dest_zone: ZoneId,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The contract's violation event, field for field and in its order.
+///
+/// Borrowed when written (names come from the policy), owned when read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViolationEvent<'a> {
+    /// RFC 3339 UTC, microseconds.
+    pub timestamp: Cow<'a, str>,
+    /// Always `violation`.
+    pub event_type: Cow<'a, str>,
+    /// 16 lowercase hex digits.
+    pub flow_id: Cow<'a, str>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or another protocol's keyword.
+    pub proto: Cow<'a, str>,
+    /// Initiator's address.
+    pub src_ip: IpAddr,
+    /// Initiator's port; absent when the protocol has none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub src_port: Option<u16>,
+    /// Responder's address.
+    pub dest_ip: IpAddr,
+    /// Responder's port; absent when the protocol has none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dest_port: Option<u16>,
+    /// Outermost VLAN ID; absent when untagged or 0.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vlan: Option<u16>,
+    /// Initiator's zone.
+    pub src_zone: Cow<'a, str>,
+    /// Responder's zone.
+    pub dest_zone: Cow<'a, str>,
+    /// The matched service; absent when none matches.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service: Option<Cow<'a, str>>,
+    /// The deciding rule, or `default`.
+    pub rule: Cow<'a, str>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: Cow<'a, str>,
+    /// Initiator zone's criticality label; absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub src_criticality: Option<Cow<'a, str>>,
+    /// Responder zone's criticality label; absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dest_criticality: Option<Cow<'a, str>>,
+}
+
+impl<'a> ViolationEvent<'a> {
+    /// Resolves a violation against the policy that judged it.
+    pub fn new(violation: &Violation, policy: &'a CompiledPolicy) -> ViolationEvent<'a> {
+        let rule = policy.rule(violation.verdict.rule);
+        let src_zone = policy.zone(violation.src_zone);
+        let dest_zone = policy.zone(violation.dest_zone);
+        let has_ports = matches!(violation.transport, Transport::Tcp | Transport::Udp);
+        let port = |p: u16| has_ports.then_some(p);
+        ViolationEvent {
+            timestamp: Cow::Owned(rfc3339_micros(violation.ts_ns)),
+            event_type: Cow::Borrowed("violation"),
+            flow_id: Cow::Owned(format!("{:016x}", violation.flow_id)),
+            proto: Cow::Borrowed(protocol_name(violation.protocol)),
+            src_ip: ip(violation.ipv6, violation.src_addr),
+            src_port: port(violation.src_port),
+            dest_ip: ip(violation.ipv6, violation.dest_addr),
+            dest_port: port(violation.dest_port),
+            vlan: (violation.vlan != 0).then_some(violation.vlan),
+            src_zone: Cow::Borrowed(&src_zone.name),
+            dest_zone: Cow::Borrowed(&dest_zone.name),
+            service: policy
+                .service_label(violation.verdict, violation.transport, violation.dest_port)
+                .map(Cow::Borrowed),
+            rule: Cow::Borrowed(&rule.name),
+            severity: Cow::Borrowed(rule.severity.as_str()),
+            src_criticality: src_zone.criticality.as_deref().map(Cow::Borrowed),
+            dest_criticality: dest_zone.criticality.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+/// Appends `violation` as one line of JSON (with its newline) to `out`.
+pub fn write_json_line(violation: &Violation, policy: &CompiledPolicy, out: &mut Vec<u8>) {
+    let event = ViolationEvent::new(violation, policy);
+    // Serializing plain strings and numbers into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, &event).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// An address of either family from its `u128` form.
+pub fn ip(ipv6: bool, addr: u128) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(Ipv6Addr::from(addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(addr as u32))
+    }
+}
+
+/// RFC 3339 UTC with microseconds: finer stamps are truncated.
+pub fn rfc3339_micros(ts_ns: u64) -> String {
+    let time = UNIX_EPOCH + Duration::from_micros(ts_ns / 1_000);
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_truncated_to_microseconds() {
+        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339_micros(1_795_852_801_000_123_999),
+            "2026-11-28T08:00:01.000123Z"
+        );
+    }
+}

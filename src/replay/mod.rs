@@ -1,1 +1,362 @@
-//! Offline replay.
+//! Offline replay: capture files through decode, flow tracking and judging,
+//! on every core, with output identical to a single-threaded run.
+//!
+//! Frames are handled in batches. For each batch:
+//!
+//! 1. Decoding is data-parallel: the batch is cut into chunks, and each chunk
+//!    is decoded, keyed and hashed on its own, noting for each packet the
+//!    flow shard it belongs to.
+//! 2. Flow tracking is flow-parallel: the traffic is split into [`SHARDS`]
+//!    shards by flow-key hash, each with its own tracker and flow table, and
+//!    each worker owns a fixed set of shards. A worker visits its packets in
+//!    capture order, so every flow sees its packets in order.
+//! 3. Each worker's events are already in capture order; merging the workers'
+//!    lists by packet position gives the capture order of a single thread.
+//!
+//! The number of shards is fixed, not tied to the number of threads: a flow
+//! lands in the same shard, with the same flow-table bound, however many
+//! threads run, so eviction under a full table (and with it every event) is
+//! the same for any `--threads`. The next batch is read while this one is
+//! processed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
+use crate::classify::CompiledPolicy;
+use crate::event::{Violation, write_json_line};
+use crate::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use crate::stats::{PacketCounters, RunStats, ViolationCounters};
+use crate::wire::{Headers, Outcome, decode};
+
+/// Number of flow shards, whatever the number of threads. A power of two.
+pub const SHARDS: usize = 16;
+
+/// How a replay runs.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Worker threads (1 to [`SHARDS`]); the output does not depend on it.
+    pub threads: usize,
+    /// Flow timeouts and bound.
+    pub flows: FlowConfig,
+    /// Frames per batch. Larger batches spread the per-batch hand-off over
+    /// more packets; smaller ones keep a batch in cache. Default 16,384.
+    pub batch_size: usize,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            flows: FlowConfig::default(),
+            batch_size: 16_384,
+        }
+    }
+}
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    /// Counters.
+    pub stats: RunStats,
+    /// Files cut inside their last record: judged up to the cut.
+    pub truncations: Vec<(PathBuf, Truncation)>,
+    /// A capture that could not be read to its end. Everything before the
+    /// bad record was judged and its events written.
+    pub capture_error: Option<CaptureError>,
+    /// Wall-clock time of the replay.
+    pub elapsed: Duration,
+}
+
+/// A replay that could not write its events.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write events: {0}")]
+pub struct OutputError(#[from] std::io::Error);
+
+/// One decoded frame of a batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    headers: Headers,
+    key: FlowKey,
+    hash: u64,
+    ts_ns: u64,
+    wire_len: u32,
+    sender_is_lo: bool,
+}
+
+/// Per decode chunk: counters, and which of its packets each worker takes.
+#[derive(Debug, Default)]
+struct Chunk {
+    counters: PacketCounters,
+    /// For each worker, the batch positions of its packets, in order.
+    by_worker: Vec<Vec<u32>>,
+}
+
+/// A flow worker: the shards it owns and the events of the current batch.
+#[derive(Debug)]
+struct Worker {
+    /// Tracker of shard `worker_index + i * workers` at position `i`.
+    trackers: Vec<Tracker>,
+    violations: Vec<Violation>,
+    /// The batch's events as JSON lines, and for each its packet position
+    /// and where its line ends in `json`.
+    json: Vec<u8>,
+    lines: Vec<(u64, usize)>,
+    counters: ViolationCounters,
+}
+
+/// Replays `captures`, in order, as one capture, writing violation events to
+/// `out` as JSON lines in capture order.
+pub fn replay<W: Write + Send>(
+    captures: &[CaptureFile],
+    policy: &CompiledPolicy,
+    options: &ReplayOptions,
+    out: &mut W,
+) -> Result<ReplayOutcome, OutputError> {
+    let started = Instant::now();
+    let workers = options.threads.clamp(1, SHARDS);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("segwatch-replay-{i}"))
+        .build()
+        .map_err(|e| OutputError(std::io::Error::other(e)))?;
+    let batch_size = options.batch_size.max(1);
+    let per_shard = (options.flows.max_flows / SHARDS).max(1);
+
+    let mut reader = Reader::new(captures);
+    let mut current = Vec::with_capacity(batch_size);
+    reader.fill(&mut current, batch_size);
+    // Flow ids mix in the first frame's time, so two captures' ids differ
+    // while one capture's are the same on every run.
+    let judge = Judge {
+        policy,
+        generation: 0,
+        flow_id_salt: current.first().map_or(0, |f: &Frame<'_>| f.ts_ns),
+    };
+
+    let mut workers: Vec<Worker> = (0..workers)
+        .map(|w| Worker {
+            trackers: (w..SHARDS)
+                .step_by(workers)
+                .map(|_| Tracker::new(&options.flows, per_shard))
+                .collect(),
+            violations: Vec::new(),
+            json: Vec::new(),
+            lines: Vec::new(),
+            counters: ViolationCounters::new(policy.rules().len()),
+        })
+        .collect();
+    let chunk_count = workers.len() * 2;
+    let mut chunks: Vec<Chunk> = (0..chunk_count)
+        .map(|_| Chunk {
+            counters: PacketCounters::default(),
+            by_worker: vec![Vec::new(); workers.len()],
+        })
+        .collect();
+    let mut slots: Vec<Slot> = Vec::with_capacity(batch_size);
+    let mut next = Vec::with_capacity(batch_size);
+    let mut base_index = 0u64;
+    let mut write_result = Ok(());
+
+    pool.install(|| {
+        while !current.is_empty() {
+            let ((), ()) = rayon::join(
+                || {
+                    next.clear();
+                    reader.fill(&mut next, batch_size);
+                },
+                || {
+                    process_batch(
+                        &current,
+                        base_index,
+                        &mut slots,
+                        &mut chunks,
+                        &mut workers,
+                        judge,
+                    );
+                    if write_result.is_ok() {
+                        write_result = write_events(&mut workers, out);
+                    }
+                },
+            );
+            base_index += current.len() as u64;
+            std::mem::swap(&mut current, &mut next);
+        }
+    });
+    write_result?;
+    out.flush()?;
+
+    let mut stats = RunStats {
+        violations: ViolationCounters::new(policy.rules().len()),
+        ..RunStats::default()
+    };
+    for chunk in &chunks {
+        stats.packets.add(&chunk.counters);
+    }
+    for worker in &workers {
+        stats.violations.add(&worker.counters);
+        for tracker in &worker.trackers {
+            stats.flows.add(tracker.counters());
+            stats.active_flows += tracker.active_flows() as u64;
+        }
+    }
+    Ok(ReplayOutcome {
+        stats,
+        truncations: reader.truncations,
+        capture_error: reader.error,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Decodes, tracks and judges one batch.
+fn process_batch(
+    frames: &[Frame<'_>],
+    base_index: u64,
+    slots: &mut Vec<Slot>,
+    chunks: &mut [Chunk],
+    workers: &mut [Worker],
+    judge: Judge<'_>,
+) {
+    let worker_count = workers.len();
+    slots.clear();
+    slots.resize(frames.len(), Slot::default());
+    let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
+    // A short batch fills fewer chunks: the others must not replay stale
+    // positions.
+    for chunk in chunks.iter_mut() {
+        chunk.by_worker.iter_mut().for_each(Vec::clear);
+    }
+
+    // 1. Decode, data-parallel.
+    frames
+        .par_chunks(chunk_len)
+        .zip(slots.par_chunks_mut(chunk_len))
+        .zip(chunks.par_iter_mut())
+        .enumerate()
+        .for_each(|(chunk_index, ((frames, slots), chunk))| {
+            let first = chunk_index * chunk_len;
+            for (i, (frame, slot)) in frames.iter().zip(slots.iter_mut()).enumerate() {
+                let outcome = decode(frame.link, frame.data, &mut slot.headers);
+                chunk.counters.count(frame.orig_len, outcome);
+                if outcome != Outcome::Judge {
+                    continue;
+                }
+                let (key, sender_is_lo) = FlowKey::of(&slot.headers);
+                slot.key = key;
+                slot.sender_is_lo = sender_is_lo;
+                slot.hash = FlowHasher.hash(&key);
+                slot.ts_ns = frame.ts_ns;
+                slot.wire_len = frame.orig_len;
+                let shard = FlowHasher::shard(slot.hash, SHARDS);
+                chunk.by_worker[shard % worker_count].push((first + i) as u32);
+            }
+        });
+
+    // 2. Track and judge, flow-parallel; each worker in capture order.
+    let slots = &slots[..];
+    let chunks = &chunks[..];
+    let batch_end_ts = frames.iter().map(|f| f.ts_ns).max().unwrap_or(0);
+    workers.par_iter_mut().enumerate().for_each(|(w, worker)| {
+        worker.violations.clear();
+        for chunk in chunks {
+            for &position in &chunk.by_worker[w] {
+                let slot = &slots[position as usize];
+                let shard = FlowHasher::shard(slot.hash, SHARDS);
+                let packet = Observed {
+                    headers: &slot.headers,
+                    ts_ns: slot.ts_ns,
+                    index: base_index + u64::from(position),
+                    wire_len: slot.wire_len,
+                };
+                worker.trackers[shard / worker_count].observe(
+                    packet,
+                    slot.hash,
+                    &slot.key,
+                    slot.sender_is_lo,
+                    judge,
+                    &mut worker.violations,
+                );
+            }
+        }
+        // Sweeping idle flows never changes a verdict (a full table expires
+        // before it evicts); it only keeps the tables small.
+        worker
+            .trackers
+            .iter_mut()
+            .for_each(|t| t.expire(batch_end_ts));
+        worker.json.clear();
+        worker.lines.clear();
+        for violation in &worker.violations {
+            worker.counters.count(violation.verdict, judge.policy);
+            write_json_line(violation, judge.policy, &mut worker.json);
+            worker
+                .lines
+                .push((violation.packet_index, worker.json.len()));
+        }
+    });
+}
+
+/// Writes the batch's events of every worker, merged into capture order.
+fn write_events<W: Write>(workers: &mut [Worker], out: &mut W) -> std::io::Result<()> {
+    let mut cursors = vec![(0usize, 0usize); workers.len()];
+    loop {
+        let next = workers
+            .iter()
+            .enumerate()
+            .filter_map(|(w, worker)| worker.lines.get(cursors[w].0).map(|&(index, _)| (index, w)))
+            .min();
+        let Some((_, w)) = next else { return Ok(()) };
+        let (line, start) = cursors[w];
+        let end = workers[w].lines[line].1;
+        out.write_all(&workers[w].json[start..end])?;
+        cursors[w] = (line + 1, end);
+    }
+}
+
+/// Reads frames from several files in order, as one capture.
+struct Reader<'a> {
+    files: std::slice::Iter<'a, CaptureFile>,
+    current: Option<(&'a CaptureFile, FrameReader<'a>)>,
+    truncations: Vec<(PathBuf, Truncation)>,
+    error: Option<CaptureError>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(files: &'a [CaptureFile]) -> Self {
+        Reader {
+            files: files.iter(),
+            current: None,
+            truncations: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Appends up to `max` frames to `batch`; fewer only at the end of the
+    /// last file or at an error.
+    fn fill(&mut self, batch: &mut Vec<Frame<'a>>, max: usize) {
+        while batch.len() < max && self.error.is_none() {
+            if self.current.is_none() {
+                match self.files.next() {
+                    Some(file) => self.current = Some((file, file.reader())),
+                    None => return,
+                }
+            }
+            let Some((file, reader)) = self.current.as_mut() else {
+                return;
+            };
+            match reader.next_frame() {
+                Ok(Some(frame)) => batch.push(frame),
+                Ok(None) => {
+                    if let Some(cut) = reader.truncation() {
+                        self.truncations.push((file.path().to_owned(), cut));
+                    }
+                    self.current = None;
+                }
+                Err(error) => self.error = Some(error),
+            }
+        }
+    }
+}

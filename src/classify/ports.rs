@@ -1,0 +1,203 @@
+//! Port tables: which rule, of those that apply to one zone pair, a port
+//! matches first; and which ports the policy names at all.
+
+use crate::policy::PortRange;
+
+/// A map from every port (0-65535) to a value, as sorted interval starts.
+///
+/// Built by "painting" ranges in priority order: a port keeps the first value
+/// painted on it. A lookup is one binary search over the distinct intervals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMap<T> {
+    starts: Vec<u16>,
+    values: Vec<T>,
+}
+
+impl<T: Copy + PartialEq> PortMap<T> {
+    /// The value of `port`.
+    #[inline]
+    pub fn get(&self, port: u16) -> T {
+        let after = self.starts.partition_point(|&start| start <= port);
+        // `starts[0]` is 0, so `after >= 1`.
+        self.values[after.saturating_sub(1)]
+    }
+
+    /// Number of distinct intervals.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Never true: a map covers every port.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+}
+
+/// Builds a [`PortMap`] by painting ranges; ports never painted get `fill`.
+#[derive(Clone, Debug)]
+pub struct PortPainter<T> {
+    /// Unpainted ranges, sorted, disjoint, inclusive.
+    free: Vec<(u16, u16)>,
+    painted: Vec<(u16, u16, T)>,
+}
+
+impl<T: Copy + PartialEq> PortPainter<T> {
+    /// A painter with every port unpainted.
+    pub fn new() -> Self {
+        PortPainter {
+            free: vec![(0, u16::MAX)],
+            painted: Vec::new(),
+        }
+    }
+
+    /// True once every port has a value.
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// Gives `value` to the ports of `range` that have none yet.
+    pub fn paint(&mut self, range: PortRange, value: T) {
+        let mut remaining = Vec::with_capacity(self.free.len() + 1);
+        for &(lo, hi) in &self.free {
+            if hi < range.lo || lo > range.hi {
+                remaining.push((lo, hi));
+                continue;
+            }
+            let (cut_lo, cut_hi) = (lo.max(range.lo), hi.min(range.hi));
+            self.painted.push((cut_lo, cut_hi, value));
+            if lo < cut_lo {
+                remaining.push((lo, cut_lo - 1));
+            }
+            if cut_hi < hi {
+                remaining.push((cut_hi + 1, hi));
+            }
+        }
+        self.free = remaining;
+    }
+
+    /// Gives `value` to every port that has none yet.
+    pub fn paint_rest(&mut self, value: T) {
+        self.paint(
+            PortRange {
+                lo: 0,
+                hi: u16::MAX,
+            },
+            value,
+        );
+    }
+
+    /// The finished map; unpainted ports get `fill`.
+    pub fn finish(mut self, fill: T) -> PortMap<T> {
+        self.paint_rest(fill);
+        self.painted.sort_by_key(|&(lo, _, _)| lo);
+        let mut map = PortMap {
+            starts: Vec::new(),
+            values: Vec::new(),
+        };
+        for (lo, _, value) in self.painted {
+            if map.values.last() != Some(&value) {
+                map.starts.push(lo);
+                map.values.push(value);
+            }
+        }
+        map
+    }
+}
+
+impl<T: Copy + PartialEq> Default for PortPainter<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A set of ports, one bit each (8 KiB): a constant-time membership test for
+/// the initiator inference, which asks it of both ports of every new flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    bits: Box<[u64; 1024]>,
+}
+
+impl PortSet {
+    /// The empty set.
+    pub fn new() -> Self {
+        PortSet {
+            bits: Box::new([0; 1024]),
+        }
+    }
+
+    /// Adds every port of `range`.
+    pub fn insert_range(&mut self, range: PortRange) {
+        for port in range.lo..=range.hi {
+            self.bits[usize::from(port >> 6)] |= 1 << (port & 63);
+        }
+    }
+
+    /// True when `port` is in the set.
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+}
+
+impl Default for PortSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(lo: u16, hi: u16) -> PortRange {
+        PortRange { lo, hi }
+    }
+
+    #[test]
+    fn first_paint_wins_and_edges_are_exact() {
+        let mut p = PortPainter::new();
+        p.paint(r(8080, 8089), 1);
+        p.paint(r(8000, 8085), 2);
+        p.paint(r(443, 443), 3);
+        let map = p.finish(0);
+        assert_eq!(map.get(0), 0);
+        assert_eq!(map.get(442), 0);
+        assert_eq!(map.get(443), 3);
+        assert_eq!(map.get(444), 0);
+        assert_eq!(map.get(7999), 0);
+        assert_eq!(map.get(8000), 2);
+        assert_eq!(map.get(8079), 2);
+        assert_eq!(map.get(8080), 1);
+        assert_eq!(map.get(8089), 1);
+        assert_eq!(map.get(8090), 0);
+        assert_eq!(map.get(65535), 0);
+    }
+
+    #[test]
+    fn whole_range_and_merging() {
+        let mut p = PortPainter::new();
+        p.paint(r(1, 10), 5);
+        p.paint(r(11, 20), 5);
+        assert!(!p.is_full());
+        p.paint_rest(5);
+        assert!(p.is_full());
+        let map = p.finish(9);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(65535), 5);
+        assert_eq!(map.get(0), 5);
+    }
+
+    #[test]
+    fn port_set_membership() {
+        let mut s = PortSet::new();
+        s.insert_range(r(1, 1));
+        s.insert_range(r(65535, 65535));
+        s.insert_range(r(100, 200));
+        assert!(!s.contains(0));
+        assert!(s.contains(1));
+        assert!(!s.contains(99));
+        assert!(s.contains(100) && s.contains(200));
+        assert!(!s.contains(201));
+        assert!(s.contains(65535));
+    }
+}

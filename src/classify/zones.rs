@@ -1,0 +1,268 @@
+//! Longest-prefix zone lookup, compiled into sorted interval tables.
+//!
+//! CIDR prefixes are laminar: two prefixes are either disjoint or one holds
+//! the other. Sorting them by start address (shorter first on ties) and
+//! sweeping with a stack of enclosing prefixes flattens them into disjoint
+//! intervals, each labelled with its longest matching prefix. A lookup is then
+//! one binary search, whose cost grows with the logarithm of the number of
+//! intervals, not with the number of zones or rules. IPv4 adds a 65,536-entry
+//! index by the top 16 bits, so most IPv4 lookups touch one or two intervals.
+
+use ipnetwork::IpNetwork;
+
+/// Index of a zone in the compiled policy; [`ZoneTable::UNKNOWN`] is `unknown`.
+pub type ZoneId = u32;
+
+/// Where an address landed: its zone and the length of the prefix that put
+/// it there (0 for `unknown`, or for a /0 network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneMatch {
+    /// The zone.
+    pub zone: ZoneId,
+    /// Length of the longest matching prefix.
+    pub prefix_len: u8,
+}
+
+/// An interval of addresses from `start` up to the next interval's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Interval {
+    start: u128,
+    found: ZoneMatch,
+}
+
+/// Zone lookup for one address family.
+#[derive(Clone, Debug)]
+struct FamilyTable {
+    intervals: Vec<Interval>,
+}
+
+impl FamilyTable {
+    /// Flattens `(start, last, zone, prefix_len)` prefixes of one family.
+    fn build(mut prefixes: Vec<(u128, u128, ZoneId, u8)>, unknown: ZoneMatch) -> FamilyTable {
+        prefixes.sort_by_key(|&(start, _, _, len)| (start, len));
+        let mut intervals: Vec<Interval> = vec![Interval {
+            start: 0,
+            found: unknown,
+        }];
+        // Enclosing prefixes, innermost last: (last address, match).
+        let mut enclosing: Vec<(u128, ZoneMatch)> = Vec::new();
+        let push = |intervals: &mut Vec<Interval>, start: u128, found: ZoneMatch| match intervals
+            .last_mut()
+        {
+            Some(last) if last.start == start => last.found = found,
+            _ => intervals.push(Interval { start, found }),
+        };
+        for (start, last, zone, prefix_len) in prefixes {
+            // Close the prefixes that end before this one starts.
+            while let Some(&(end, _)) = enclosing.last() {
+                if end >= start {
+                    break;
+                }
+                enclosing.pop();
+                let outer = enclosing.last().map_or(unknown, |&(_, found)| found);
+                // `end < start <= u128::MAX`, so `end + 1` cannot overflow.
+                push(&mut intervals, end + 1, outer);
+            }
+            let found = ZoneMatch { zone, prefix_len };
+            push(&mut intervals, start, found);
+            enclosing.push((last, found));
+        }
+        while let Some((end, _)) = enclosing.pop() {
+            let outer = enclosing.last().map_or(unknown, |&(_, found)| found);
+            if let Some(next) = end.checked_add(1) {
+                push(&mut intervals, next, outer);
+            }
+        }
+        intervals.dedup_by(|later, earlier| later.found == earlier.found);
+        FamilyTable { intervals }
+    }
+
+    /// Index of the interval holding `addr`, searching `intervals[lo..hi]`.
+    #[inline]
+    fn find_in(&self, addr: u128, lo: usize, hi: usize) -> ZoneMatch {
+        let window = &self.intervals[lo..hi];
+        let after = window.partition_point(|interval| interval.start <= addr);
+        // The first interval starts at 0, and a window always begins at an
+        // interval that starts at or below `addr`, so `after >= 1`.
+        window[after.saturating_sub(1)].found
+    }
+}
+
+/// Longest-prefix zone lookup for IPv4 and IPv6.
+#[derive(Clone, Debug)]
+pub struct ZoneTable {
+    v4: FamilyTable,
+    /// For each value of an IPv4 address's top 16 bits, the index of the
+    /// interval holding the first address with those bits; entry 65,536 is
+    /// the number of intervals.
+    v4_index: Vec<u32>,
+    v6: FamilyTable,
+}
+
+impl ZoneTable {
+    /// The zone of addresses that no network holds.
+    pub const UNKNOWN: ZoneId = ZoneId::MAX;
+
+    /// Compiles `(network, zone)` pairs. Two identical networks must not
+    /// belong to two zones (the policy loader rejects that).
+    pub fn build<'a>(networks: impl IntoIterator<Item = (&'a IpNetwork, ZoneId)>) -> ZoneTable {
+        let unknown = ZoneMatch {
+            zone: Self::UNKNOWN,
+            prefix_len: 0,
+        };
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (network, zone) in networks {
+            match network {
+                IpNetwork::V4(net) => {
+                    let start = u32::from(net.network()) as u128;
+                    let last = u32::from(net.broadcast()) as u128;
+                    v4.push((start, last, zone, net.prefix()));
+                }
+                IpNetwork::V6(net) => {
+                    let start = u128::from(net.network());
+                    let host_bits = 128 - u32::from(net.prefix());
+                    let last = start | u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
+                    v6.push((start, last, zone, net.prefix()));
+                }
+            }
+        }
+        let v4 = FamilyTable::build(v4, unknown);
+        let v6 = FamilyTable::build(v6, unknown);
+        let mut v4_index = Vec::with_capacity(65_537);
+        for top in 0..=u16::MAX as u128 {
+            let first_addr = top << 16;
+            let holding = v4.intervals.partition_point(|i| i.start <= first_addr) - 1;
+            v4_index.push(holding as u32);
+        }
+        v4_index.push(v4.intervals.len() as u32);
+        ZoneTable { v4, v4_index, v6 }
+    }
+
+    /// The zone of an IPv4 address.
+    #[inline]
+    pub fn lookup_v4(&self, addr: u32) -> ZoneMatch {
+        let top = (addr >> 16) as usize;
+        let lo = self.v4_index[top] as usize;
+        // Intervals that start inside this /16 follow `lo`; the search
+        // window ends at the one holding the next /16's first address.
+        let hi = (self.v4_index[top + 1] as usize + 1).min(self.v4.intervals.len());
+        self.v4.find_in(addr as u128, lo, hi)
+    }
+
+    /// The zone of an IPv6 address.
+    #[inline]
+    pub fn lookup_v6(&self, addr: u128) -> ZoneMatch {
+        self.v6.find_in(addr, 0, self.v6.intervals.len())
+    }
+
+    /// The zone of an address of either family (`ipv6` says which).
+    #[inline]
+    pub fn lookup(&self, ipv6: bool, addr: u128) -> ZoneMatch {
+        if ipv6 {
+            self.lookup_v6(addr)
+        } else {
+            self.lookup_v4(addr as u32)
+        }
+    }
+
+    /// Number of intervals the networks flattened into (for diagnostics).
+    pub fn interval_count(&self) -> usize {
+        self.v4.intervals.len() + self.v6.intervals.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(nets: &[(&str, ZoneId)]) -> ZoneTable {
+        let parsed: Vec<(IpNetwork, ZoneId)> =
+            nets.iter().map(|(n, z)| (n.parse().unwrap(), *z)).collect();
+        ZoneTable::build(parsed.iter().map(|(n, z)| (n, *z)))
+    }
+
+    fn v4(table: &ZoneTable, addr: &str) -> (ZoneId, u8) {
+        let found = table.lookup_v4(u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()));
+        (found.zone, found.prefix_len)
+    }
+
+    fn v6(table: &ZoneTable, addr: &str) -> (ZoneId, u8) {
+        let found = table.lookup_v6(u128::from(addr.parse::<std::net::Ipv6Addr>().unwrap()));
+        (found.zone, found.prefix_len)
+    }
+
+    const U: ZoneId = ZoneTable::UNKNOWN;
+
+    #[test]
+    fn longest_prefix_wins_and_gaps_are_unknown() {
+        let t = table(&[("10.0.0.0/8", 1), ("10.20.0.0/16", 2), ("10.20.8.10/32", 3)]);
+        assert_eq!(v4(&t, "9.255.255.255"), (U, 0));
+        assert_eq!(v4(&t, "10.0.0.0"), (1, 8));
+        assert_eq!(v4(&t, "10.19.255.255"), (1, 8));
+        assert_eq!(v4(&t, "10.20.0.0"), (2, 16));
+        assert_eq!(v4(&t, "10.20.8.9"), (2, 16));
+        assert_eq!(v4(&t, "10.20.8.10"), (3, 32));
+        assert_eq!(v4(&t, "10.20.8.11"), (2, 16));
+        assert_eq!(v4(&t, "10.21.0.0"), (1, 8));
+        assert_eq!(v4(&t, "10.255.255.255"), (1, 8));
+        assert_eq!(v4(&t, "11.0.0.0"), (U, 0));
+    }
+
+    #[test]
+    fn default_route_and_edges_of_the_address_space() {
+        let t = table(&[
+            ("0.0.0.0/0", 7),
+            ("255.255.255.255/32", 8),
+            ("0.0.0.0/32", 9),
+        ]);
+        assert_eq!(v4(&t, "0.0.0.0"), (9, 32));
+        assert_eq!(v4(&t, "0.0.0.1"), (7, 0));
+        assert_eq!(v4(&t, "128.0.0.0"), (7, 0));
+        assert_eq!(v4(&t, "255.255.255.254"), (7, 0));
+        assert_eq!(v4(&t, "255.255.255.255"), (8, 32));
+    }
+
+    #[test]
+    fn ipv6_prefixes_and_families_do_not_mix() {
+        let t = table(&[
+            ("::/0", 1),
+            ("fd00:20::/48", 2),
+            ("fd00:20::1/128", 3),
+            ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", 4),
+            ("10.0.0.0/8", 5),
+        ]);
+        assert_eq!(v6(&t, "fd00:20::1"), (3, 128));
+        assert_eq!(v6(&t, "fd00:20::2"), (2, 48));
+        assert_eq!(v6(&t, "fd00:20:0:ffff:ffff:ffff:ffff:ffff"), (2, 48));
+        assert_eq!(v6(&t, "fd00:21::"), (1, 0));
+        assert_eq!(v6(&t, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), (4, 128));
+        assert_eq!(
+            v6(&t, "::a00:1"),
+            (1, 0),
+            "an IPv6 address never lands in an IPv4 zone"
+        );
+        assert_eq!(v4(&t, "10.1.1.1"), (5, 8));
+        assert_eq!(v4(&t, "11.1.1.1"), (U, 0), "::/0 holds no IPv4 address");
+    }
+
+    #[test]
+    fn many_small_prefixes_inside_one_slash16() {
+        let nets: Vec<(String, ZoneId)> = (0..=255u32)
+            .map(|i| (format!("10.1.{i}.0/24"), i % 3))
+            .collect();
+        let refs: Vec<(&str, ZoneId)> = nets.iter().map(|(n, z)| (n.as_str(), *z)).collect();
+        let t = table(&refs);
+        for i in 0..=255u32 {
+            assert_eq!(v4(&t, &format!("10.1.{i}.77")), (i % 3, 24));
+        }
+        assert_eq!(v4(&t, "10.0.255.255"), (U, 0));
+        assert_eq!(v4(&t, "10.2.0.0"), (U, 0));
+    }
+
+    #[test]
+    fn empty_table_is_all_unknown() {
+        let t = table(&[]);
+        assert_eq!(v4(&t, "1.2.3.4"), (U, 0));
+        assert_eq!(v6(&t, "::1"), (U, 0));
+    }
+}

@@ -1,0 +1,233 @@
+//! The command line: flags (clap) and the commands behind them.
+//!
+//! Exit statuses follow the contract (section 4): 0 ran, 1 a violation at or
+//! above `--fail-on`, 2 bad input (which wins over 1).
+
+mod check;
+mod replay;
+mod synth;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::flow::FlowConfig;
+use crate::policy::Severity;
+
+/// Exit status: ran, nothing to report.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a violation at or above `--fail-on`.
+pub const EXIT_VIOLATION: u8 = 1;
+/// Exit status: bad input (capture, policy, flags).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// segwatch watches a hospital network for segmentation violations.
+///
+/// It decodes every packet, groups packets into flows, judges each flow
+/// against a segmentation policy (zones, services, ordered rules) and reports
+/// each violating flow once, as a JSON event. No payload byte ever leaves it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "segwatch",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log level of the diagnostics written to stderr: error, warn, info,
+    /// debug or trace (or a tracing filter such as `segwatch=debug`).
+    #[arg(long, global = true, default_value = "warn", env = "SEGWATCH_LOG")]
+    pub log_level: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Judge capture files offline against a policy (for CI and forensics).
+    ///
+    /// Reads pcap and pcapng files in the order given, as one capture, and
+    /// writes one JSON line per violating flow to stdout (or --output), in
+    /// capture order. A summary goes to stderr. Exit status: 0 ran; 1 with
+    /// --fail-on and a violation at or above it; 2 bad input.
+    Replay(ReplayArgs),
+    /// Validate policy files: errors with file, line, column and a hint, and
+    /// warnings about rules an earlier rule shadows. Exit status: 0 valid,
+    /// 2 invalid.
+    Check(CheckArgs),
+    /// Write a synthetic capture (the sample, realistic hospital traffic of
+    /// any size, or many distinct flows), for demos and benchmarks.
+    Synth(SynthArgs),
+}
+
+/// Flags of `segwatch replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The policy to judge flows against.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+
+    /// Capture files (pcap or pcapng, by content), read in order as one capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub captures: Vec<PathBuf>,
+
+    /// Write the violation events to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Exit with status 1 when a violation of this severity or above occurs.
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<SeverityArg>,
+
+    /// Worker threads; the events are the same for any number. Default: one
+    /// per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Do not print the summary to stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Flow timeouts and limits.
+    #[command(flatten)]
+    pub flows: FlowArgs,
+}
+
+/// Flow-tracking settings shared by the commands that track flows.
+#[derive(Debug, Args, Clone)]
+pub struct FlowArgs {
+    /// Idle timeout of a TCP flow (capture time), e.g. 300s or 5m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "300s")]
+    pub tcp_timeout: Duration,
+    /// How long a TCP flow closed by RST or FINs both ways is kept after its
+    /// last packet, so stragglers stay in it.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub tcp_closed_timeout: Duration,
+    /// Idle timeout of a UDP flow.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "120s")]
+    pub udp_timeout: Duration,
+    /// Idle timeout of an ICMP/ICMPv6 echo flow.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub icmp_timeout: Duration,
+    /// Idle timeout of a flow of another IP protocol (GRE, ESP, ...).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "120s")]
+    pub other_timeout: Duration,
+    /// Most flows tracked at once; when full, the least recently seen flow is
+    /// evicted (and counted). About 120 bytes each.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_flows: usize,
+}
+
+impl FlowArgs {
+    /// The flow configuration these flags describe.
+    pub fn config(&self) -> FlowConfig {
+        FlowConfig {
+            tcp_timeout: self.tcp_timeout,
+            tcp_closed_timeout: self.tcp_closed_timeout,
+            udp_timeout: self.udp_timeout,
+            icmp_timeout: self.icmp_timeout,
+            other_timeout: self.other_timeout,
+            max_flows: self.max_flows,
+        }
+    }
+}
+
+/// A severity on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    /// low
+    Low,
+    /// medium
+    Medium,
+    /// high
+    High,
+    /// critical
+    Critical,
+}
+
+impl From<SeverityArg> for Severity {
+    fn from(arg: SeverityArg) -> Severity {
+        match arg {
+            SeverityArg::Low => Severity::Low,
+            SeverityArg::Medium => Severity::Medium,
+            SeverityArg::High => Severity::High,
+            SeverityArg::Critical => Severity::Critical,
+        }
+    }
+}
+
+/// Flags of `segwatch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files to validate.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Which synthetic capture to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The small capture bundled as `samples/hospital-sample.pcap`.
+    Sample,
+    /// Realistic hospital traffic: many short interleaved flows of small
+    /// packets, a few percent of them violations of example-hospital.toml.
+    Hospital,
+    /// One single-packet UDP flow per packet, all distinct (for the
+    /// concurrent-flows memory figure).
+    DistinctFlows,
+}
+
+/// Flags of `segwatch synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Which capture.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Where to write it (classic pcap, microseconds).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Frames to write (hospital, distinct-flows).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub packets: u64,
+    /// Flows open at any one time (hospital).
+    #[arg(long, default_value_t = 20_000)]
+    pub concurrent_flows: usize,
+    /// Share of flows that violate example-hospital.toml (hospital).
+    #[arg(long, default_value_t = 0.02)]
+    pub violation_share: f64,
+    /// Generator seed (hospital).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Runs the parsed command line and returns the process's exit status.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(&cli.log_level);
+    let status = match cli.command {
+        Command::Replay(args) => replay::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Synth(args) => synth::run(&args),
+    };
+    ExitCode::from(status)
+}
+
+/// Logs go to stderr, never into the JSON on stdout.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints a one-line error to stderr.
+fn error_line(message: impl std::fmt::Display) {
+    eprintln!("segwatch: error: {message}");
+}

@@ -1,0 +1,100 @@
+//! `segwatch replay`: judge capture files offline.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use super::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION, ReplayArgs, error_line};
+use crate::capture::CaptureFile;
+use crate::classify::CompiledPolicy;
+use crate::policy::{Level, Severity, load_policy_file};
+use crate::replay::{ReplayOptions, replay};
+
+/// Runs `segwatch replay`; returns the exit status.
+pub fn run(args: &ReplayArgs) -> u8 {
+    let Some(policy) = load_policy(&args.policy) else {
+        return EXIT_BAD_INPUT;
+    };
+
+    // Open every capture before judging anything, so a bad file name fails
+    // the run before it writes a single event.
+    let mut captures = Vec::with_capacity(args.captures.len());
+    for path in &args.captures {
+        match CaptureFile::open(path) {
+            Ok(capture) => captures.push(capture),
+            Err(error) => {
+                error_line(error);
+                return EXIT_BAD_INPUT;
+            }
+        }
+    }
+
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => match File::create(path) {
+            Ok(file) => Box::new(BufWriter::with_capacity(1 << 16, file)),
+            Err(error) => {
+                error_line(format_args!("{}: {error}", path.display()));
+                return EXIT_BAD_INPUT;
+            }
+        },
+        None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+    };
+
+    let mut options = ReplayOptions {
+        flows: args.flows.config(),
+        ..ReplayOptions::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads;
+    }
+    let outcome = match replay(&captures, &policy, &options, &mut out) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            error_line(error);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    drop(out);
+
+    for (path, cut) in &outcome.truncations {
+        eprintln!(
+            "segwatch: warning: {}: capture cut inside its last record at byte {}; judged the {} \
+             frames before the cut",
+            path.display(),
+            cut.offset,
+            cut.frames_before
+        );
+    }
+    if !args.quiet {
+        eprintln!("{}", outcome.stats.summary(&policy, outcome.elapsed));
+    }
+    if let Some(error) = &outcome.capture_error {
+        error_line(error);
+        return EXIT_BAD_INPUT;
+    }
+    match args.fail_on.map(Severity::from) {
+        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => EXIT_VIOLATION,
+        _ => EXIT_OK,
+    }
+}
+
+/// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
+pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
+    match load_policy_file(path) {
+        Ok((policy, warnings)) => {
+            for warning in &warnings {
+                eprintln!("segwatch: {warning}");
+            }
+            Some(CompiledPolicy::compile(&policy))
+        }
+        Err(error) => {
+            let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
+            for diagnostic in errors {
+                eprintln!("segwatch: {diagnostic}");
+            }
+            if error.diagnostics.is_empty() {
+                error_line(format_args!("{}: invalid policy", path.display()));
+            }
+            None
+        }
+    }
+}

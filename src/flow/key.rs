@@ -1,0 +1,153 @@
+//! Flow keys: the same key for both directions of a flow, VLAN ignored.
+
+use std::hash::BuildHasher;
+
+use crate::wire::{Headers, Transport};
+
+/// Identifies a flow (contract section 2): the IP protocol and the pair of
+/// (address, port) endpoints, in a canonical order so that both directions
+/// give the same key. VLAN tags are not part of it: routed traffic on a SPAN
+/// port often carries a different tag each way.
+///
+/// ICMP echo flows hold the echo identifier in both ports; other protocols
+/// without ports hold 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The lower (address, port) endpoint's address.
+    pub lo_addr: u128,
+    /// The higher endpoint's address.
+    pub hi_addr: u128,
+    /// The lower endpoint's port.
+    pub lo_port: u16,
+    /// The higher endpoint's port.
+    pub hi_port: u16,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// True for IPv6.
+    pub ipv6: bool,
+}
+
+impl FlowKey {
+    /// The key of a decoded packet, and whether its sender is the key's `lo`
+    /// endpoint.
+    #[inline]
+    pub fn of(headers: &Headers) -> (FlowKey, bool) {
+        let (src_port, dst_port) = match headers.transport {
+            Transport::Other => (0, 0),
+            _ => (headers.src_port, headers.dst_port),
+        };
+        let sender_is_lo = (headers.src, src_port) <= (headers.dst, dst_port);
+        let (lo_addr, lo_port, hi_addr, hi_port) = if sender_is_lo {
+            (headers.src, src_port, headers.dst, dst_port)
+        } else {
+            (headers.dst, dst_port, headers.src, src_port)
+        };
+        let key = FlowKey {
+            lo_addr,
+            hi_addr,
+            lo_port,
+            hi_port,
+            protocol: headers.protocol,
+            ipv6: headers.ipv6,
+        };
+        (key, sender_is_lo)
+    }
+}
+
+/// The flow-key hash: fixed-seeded so that the shard a flow lands in, and
+/// with it eviction under a full table, is the same on every run. (A
+/// per-process random seed would make replays differ when tables fill up.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowHasher;
+
+/// Fixed seed of [`FlowHasher`]; any constant does.
+const FLOW_HASH_SEED: u64 = 0x5e67_7a7c_4a11_0c47;
+
+impl FlowHasher {
+    /// Hashes a key.
+    #[inline]
+    pub fn hash(self, key: &FlowKey) -> u64 {
+        foldhash::fast::FixedState::with_seed(FLOW_HASH_SEED).hash_one(key)
+    }
+
+    /// The shard (of `shards`, a power of two) a hash belongs to. Uses bits
+    /// 40-47, which the flow table's buckets (low bits) and control bytes (top
+    /// 7 bits) do not, so the flows of one shard still spread over its table.
+    #[inline]
+    pub fn shard(hash: u64, shards: usize) -> usize {
+        ((hash >> 40) as usize) & (shards - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(src: u128, sp: u16, dst: u128, dp: u16) -> Headers {
+        Headers {
+            src,
+            dst,
+            src_port: sp,
+            dst_port: dp,
+            protocol: 6,
+            transport: Transport::Tcp,
+            ..Headers::default()
+        }
+    }
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let (a, a_lo) = FlowKey::of(&headers(1, 5000, 2, 80));
+        let (b, b_lo) = FlowKey::of(&headers(2, 80, 1, 5000));
+        assert_eq!(a, b);
+        assert!(a_lo && !b_lo);
+    }
+
+    #[test]
+    fn vlan_is_ignored_and_ports_matter() {
+        let mut tagged = headers(1, 5000, 2, 80);
+        tagged.vlan = 120;
+        assert_eq!(
+            FlowKey::of(&tagged).0,
+            FlowKey::of(&headers(1, 5000, 2, 80)).0
+        );
+        assert_ne!(
+            FlowKey::of(&headers(1, 5001, 2, 80)).0,
+            FlowKey::of(&headers(1, 5000, 2, 80)).0
+        );
+    }
+
+    #[test]
+    fn families_and_protocols_differ() {
+        let v4 = headers(1, 1, 2, 2);
+        let mut v6 = v4;
+        v6.ipv6 = true;
+        let mut udp = v4;
+        udp.protocol = 17;
+        let keys = [FlowKey::of(&v4).0, FlowKey::of(&v6).0, FlowKey::of(&udp).0];
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[0], keys[2]);
+    }
+
+    #[test]
+    fn other_protocols_ignore_ports() {
+        let mut gre = headers(1, 7, 2, 9);
+        gre.transport = Transport::Other;
+        gre.protocol = 47;
+        let key = FlowKey::of(&gre).0;
+        assert_eq!((key.lo_port, key.hi_port), (0, 0));
+    }
+
+    #[test]
+    fn hash_is_stable_and_shards_spread() {
+        let hasher = FlowHasher;
+        let (key, _) = FlowKey::of(&headers(1, 5000, 2, 80));
+        assert_eq!(hasher.hash(&key), hasher.hash(&key));
+        let mut seen = [0usize; 16];
+        for port in 0..4096u16 {
+            let (key, _) = FlowKey::of(&headers(1, port, 2, 80));
+            seen[FlowHasher::shard(hasher.hash(&key), 16)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 150), "uneven shards: {seen:?}");
+    }
+}

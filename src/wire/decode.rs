@@ -1,0 +1,412 @@
+//! Decoding one frame into [`Headers`]: link layer, VLAN tags, IPv4/IPv6 with
+//! options and extension headers, and the transport header.
+//!
+//! No-panic contract: [`decode`] accepts any byte slice. Every length is
+//! checked by etherparse's slices or by `get`; a frame that cannot be judged
+//! comes back as an [`Outcome`] that says why, so the caller can count it.
+//!
+//! Snap-length-cut frames are judged from the headers they carry: the IP
+//! header must be complete, and the transport header must reach the ports
+//! (TCP flags are read when the cut leaves byte 13).
+
+use etherparse::{
+    EtherType, Ethernet2Slice, Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, IpNumber,
+    Ipv6ExtensionSlice, LaxIpSlice, LinuxSllProtocolType, LinuxSllSlice, SingleVlanSlice, TcpSlice,
+    UdpSlice,
+};
+
+use super::LinkType;
+
+/// How many stacked VLAN tags are followed before the frame is given up on.
+/// 802.1ad QinQ uses two; three covers the odd provider that stacks a third.
+/// The bound keeps a hostile frame made of tags from looping long.
+const MAX_VLAN_TAGS: usize = 3;
+
+/// The transport of a decoded packet, as far as flow keys care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// TCP: ports and flags are set.
+    #[default]
+    Tcp,
+    /// UDP: ports are set.
+    Udp,
+    /// ICMP or ICMPv6 echo request: both ports hold the echo identifier.
+    EchoRequest,
+    /// ICMP or ICMPv6 echo reply: both ports hold the echo identifier.
+    EchoReply,
+    /// Any other IP protocol: no ports.
+    Other,
+}
+
+impl Transport {
+    /// The transport of a flow of IP protocol `protocol`: ICMP and ICMPv6
+    /// flows are always echo flows (other ICMP messages are not tracked), so
+    /// both come back as [`Transport::EchoRequest`].
+    #[inline]
+    pub fn of_protocol(protocol: u8) -> Transport {
+        match protocol {
+            6 => Transport::Tcp,
+            17 => Transport::Udp,
+            1 | 58 => Transport::EchoRequest,
+            _ => Transport::Other,
+        }
+    }
+}
+
+/// TCP flag bits as they sit in byte 13 of the TCP header.
+pub mod tcp_flags {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+}
+
+/// The header fields of a packet that segwatch judges.
+///
+/// Addresses are kept as `u128`: an IPv4 address is its 32-bit value, and
+/// `ipv6` tells the families apart, so `10.0.0.1` and `::a00:1` never meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Headers {
+    /// Outermost 802.1Q/802.1ad VLAN ID; 0 when untagged.
+    pub vlan: u16,
+    /// True for IPv6, false for IPv4.
+    pub ipv6: bool,
+    /// Source address.
+    pub src: u128,
+    /// Destination address.
+    pub dst: u128,
+    /// IP protocol number of the transport (after IPv6 extension headers).
+    pub protocol: u8,
+    /// Which transport `protocol` is, as flows see it.
+    pub transport: Transport,
+    /// Source port (TCP, UDP) or echo identifier (ICMP echo); 0 otherwise.
+    pub src_port: u16,
+    /// Destination port (TCP, UDP) or echo identifier (ICMP echo); 0 otherwise.
+    pub dst_port: u16,
+    /// TCP flags (see [`tcp_flags`]); 0 when not TCP or cut before them.
+    pub tcp_flags: u8,
+    /// Offset of the transport payload in the frame.
+    pub payload_offset: u32,
+    /// Length of the transport payload as the IP header gives it, cut to what
+    /// the frame holds: Ethernet padding is never counted.
+    pub payload_len: u32,
+}
+
+/// What the decoder made of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An IP packet whose headers were decoded: judge it.
+    Judge,
+    /// Not IP (ARP, LLDP, STP, ...): counted, not judged.
+    NotIp,
+    /// An IPv4/IPv6 fragment other than the first: counted, not judged.
+    LaterFragment,
+    /// ICMP or ICMPv6 other than echo: counted, not judged.
+    IcmpNotEcho,
+    /// A frame that could not be decoded, by reason.
+    Problem(Problem),
+}
+
+/// Why a frame could not be decoded. A small closed set: each is a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Problem {
+    /// The capture's link type is not one segwatch decodes.
+    UnsupportedLinkType,
+    /// The frame ends inside its link-layer header or a VLAN tag.
+    TruncatedLink,
+    /// The frame ends inside its IP header or IPv6 extension headers.
+    TruncatedIp,
+    /// The IP header is invalid (bad version, header length, ...).
+    MalformedIp,
+    /// The frame ends before the transport ports (or the ICMP echo header).
+    TruncatedTransport,
+    /// The transport header is invalid (TCP data offset below 5, ...).
+    MalformedTransport,
+}
+
+impl Problem {
+    /// Every problem, in a fixed order (for counters and summaries).
+    pub const ALL: [Problem; 6] = [
+        Problem::UnsupportedLinkType,
+        Problem::TruncatedLink,
+        Problem::TruncatedIp,
+        Problem::MalformedIp,
+        Problem::TruncatedTransport,
+        Problem::MalformedTransport,
+    ];
+
+    /// Stable snake_case name, used in summaries and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::UnsupportedLinkType => "unsupported_link_type",
+            Problem::TruncatedLink => "truncated_link",
+            Problem::TruncatedIp => "truncated_ip",
+            Problem::MalformedIp => "malformed_ip",
+            Problem::TruncatedTransport => "truncated_transport",
+            Problem::MalformedTransport => "malformed_transport",
+        }
+    }
+
+    /// Position in [`Problem::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Decodes `frame` of link type `link` into `out`.
+///
+/// `out` is only meaningful when the result is [`Outcome::Judge`]; it is an
+/// out-parameter so the caller can reuse one slot per packet.
+pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
+    out.vlan = 0;
+    let (ether_type, rest) = match link_payload(link, frame) {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
+    };
+    let ip = match ether_payload(ether_type, rest, out) {
+        Ok(ip) => ip,
+        Err(outcome) => return outcome,
+    };
+    decode_ip(frame, ip, out)
+}
+
+/// Strips the link-layer header: the EtherType (or an equivalent) and the
+/// rest of the frame.
+fn link_payload(link: LinkType, frame: &[u8]) -> Result<(EtherType, &[u8]), Outcome> {
+    const TRUNCATED: Outcome = Outcome::Problem(Problem::TruncatedLink);
+    match link {
+        LinkType::ETHERNET => {
+            let eth = Ethernet2Slice::from_slice_without_fcs(frame).map_err(|_| TRUNCATED)?;
+            Ok((eth.ether_type(), eth.payload_slice()))
+        }
+        LinkType::NULL | LinkType::LOOP => {
+            // A 4-byte address family in the capturing host's byte order (NULL)
+            // or network order (LOOP). The host is unknown, so accept either.
+            let family = frame.get(..4).ok_or(TRUNCATED)?;
+            let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
+            let value = if le > 0xffff { le.swap_bytes() } else { le };
+            let ether_type = match value {
+                2 => EtherType::IPV4,
+                // AF_INET6 is 10 on Linux, 24 on NetBSD/OpenBSD, 28 on FreeBSD,
+                // 30 on macOS.
+                10 | 24 | 28 | 30 => EtherType::IPV6,
+                _ => return Err(Outcome::NotIp),
+            };
+            Ok((ether_type, &frame[4..]))
+        }
+        LinkType::LINUX_SLL => {
+            let sll = LinuxSllSlice::from_slice(frame).map_err(|e| match e {
+                etherparse::err::linux_sll::HeaderSliceError::Len(_) => TRUNCATED,
+                etherparse::err::linux_sll::HeaderSliceError::Content(_) => Outcome::NotIp,
+            })?;
+            match sll.protocol_type() {
+                LinuxSllProtocolType::EtherType(ether_type) => {
+                    Ok((ether_type, sll.payload_slice()))
+                }
+                _ => Err(Outcome::NotIp),
+            }
+        }
+        LinkType::LINUX_SLL2 => {
+            // etherparse has no SLL2 view. Its 20-byte header starts with the
+            // protocol (an EtherType for Ethernet-like devices); the rest
+            // (interface index, ARPHRD type, packet type, link address) is not
+            // needed to judge the packet.
+            const SLL2_HEADER_LEN: usize = 20;
+            let header = frame.get(..SLL2_HEADER_LEN).ok_or(TRUNCATED)?;
+            let ether_type = EtherType(u16::from_be_bytes([header[0], header[1]]));
+            Ok((ether_type, &frame[SLL2_HEADER_LEN..]))
+        }
+        LinkType::RAW | LinkType::RAW_BSD | LinkType::RAW_OPENBSD => {
+            let version = frame
+                .first()
+                .ok_or(Outcome::Problem(Problem::TruncatedIp))?
+                >> 4;
+            match version {
+                4 => Ok((EtherType::IPV4, frame)),
+                6 => Ok((EtherType::IPV6, frame)),
+                _ => Err(Outcome::Problem(Problem::MalformedIp)),
+            }
+        }
+        LinkType::IPV4 => Ok((EtherType::IPV4, frame)),
+        LinkType::IPV6 => Ok((EtherType::IPV6, frame)),
+        _ => Err(Outcome::Problem(Problem::UnsupportedLinkType)),
+    }
+}
+
+/// Follows VLAN tags to the IP header, noting the outermost VLAN ID.
+fn ether_payload<'a>(
+    mut ether_type: EtherType,
+    mut rest: &'a [u8],
+    out: &mut Headers,
+) -> Result<&'a [u8], Outcome> {
+    let mut tags = 0;
+    loop {
+        match ether_type {
+            EtherType::IPV4 | EtherType::IPV6 => return Ok(rest),
+            EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
+                if tags == MAX_VLAN_TAGS {
+                    return Err(Outcome::NotIp);
+                }
+                let tag = SingleVlanSlice::from_slice(rest)
+                    .map_err(|_| Outcome::Problem(Problem::TruncatedLink))?;
+                if tags == 0 {
+                    out.vlan = tag.vlan_identifier().value();
+                }
+                tags += 1;
+                ether_type = tag.ether_type();
+                rest = tag.payload_slice();
+            }
+            _ => return Err(Outcome::NotIp),
+        }
+    }
+}
+
+fn decode_ip(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
+    use etherparse::err::ip::LaxHeaderSliceError;
+    let (ip, ext_error) = match LaxIpSlice::from_slice(ip_bytes) {
+        Ok(found) => found,
+        Err(LaxHeaderSliceError::Len(_)) => return Outcome::Problem(Problem::TruncatedIp),
+        Err(LaxHeaderSliceError::Content(_)) => return Outcome::Problem(Problem::MalformedIp),
+    };
+    if let Some((error, _)) = ext_error {
+        return Outcome::Problem(match error {
+            etherparse::err::ipv6_exts::HeaderSliceError::Len(_) => Problem::TruncatedIp,
+            etherparse::err::ipv6_exts::HeaderSliceError::Content(_) => Problem::MalformedIp,
+        });
+    }
+    match &ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let header = v4.header();
+            if header.fragments_offset().value() != 0 {
+                return Outcome::LaterFragment;
+            }
+            out.ipv6 = false;
+            out.src = u32::from_be_bytes(header.source()).into();
+            out.dst = u32::from_be_bytes(header.destination()).into();
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            if v6.is_payload_fragmented() && !is_first_ipv6_fragment(v6) {
+                return Outcome::LaterFragment;
+            }
+            let header = v6.header();
+            out.ipv6 = true;
+            out.src = u128::from_be_bytes(header.source());
+            out.dst = u128::from_be_bytes(header.destination());
+        }
+    }
+    let payload = ip.payload();
+    out.protocol = payload.ip_number.0;
+    match decode_transport(frame, payload.ip_number, payload.payload, out) {
+        Ok(()) => Outcome::Judge,
+        Err(outcome) => outcome,
+    }
+}
+
+/// True unless the IPv6 fragment header says this is a later fragment.
+fn is_first_ipv6_fragment(v6: &etherparse::LaxIpv6Slice<'_>) -> bool {
+    v6.extensions().clone().into_iter().all(|ext| match ext {
+        Ipv6ExtensionSlice::Fragment(fragment) => fragment.fragment_offset().value() == 0,
+        _ => true,
+    })
+}
+
+fn decode_transport(
+    frame: &[u8],
+    protocol: IpNumber,
+    segment: &[u8],
+    out: &mut Headers,
+) -> Result<(), Outcome> {
+    const TRUNCATED: Outcome = Outcome::Problem(Problem::TruncatedTransport);
+    out.tcp_flags = 0;
+    match protocol {
+        IpNumber::TCP => {
+            out.transport = Transport::Tcp;
+            match TcpSlice::from_slice(segment) {
+                Ok(tcp) => {
+                    out.src_port = tcp.source_port();
+                    out.dst_port = tcp.destination_port();
+                    out.tcp_flags = segment[13];
+                    set_payload(out, frame, tcp.payload());
+                }
+                Err(etherparse::err::tcp::HeaderSliceError::Content(_)) => {
+                    return Err(Outcome::Problem(Problem::MalformedTransport));
+                }
+                Err(etherparse::err::tcp::HeaderSliceError::Len(_)) => {
+                    // Cut by the snap length inside the TCP header: judge by
+                    // the ports, and the flags when they made it.
+                    let ports = segment.get(..4).ok_or(TRUNCATED)?;
+                    out.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                    out.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                    out.tcp_flags = segment.get(13).copied().unwrap_or(0);
+                    set_payload(out, frame, &[]);
+                }
+            }
+        }
+        IpNumber::UDP => {
+            out.transport = Transport::Udp;
+            match UdpSlice::from_slice_lax(segment) {
+                Ok(udp) => {
+                    out.src_port = udp.source_port();
+                    out.dst_port = udp.destination_port();
+                    set_payload(out, frame, udp.payload());
+                }
+                Err(_) => {
+                    let ports = segment.get(..4).ok_or(TRUNCATED)?;
+                    out.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                    out.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                    set_payload(out, frame, &[]);
+                }
+            }
+        }
+        IpNumber::ICMP => {
+            let icmp = Icmpv4Slice::from_slice(segment).map_err(|_| TRUNCATED)?;
+            let (transport, id) = match icmp.icmp_type() {
+                Icmpv4Type::EchoRequest(echo) => (Transport::EchoRequest, echo.id),
+                Icmpv4Type::EchoReply(echo) => (Transport::EchoReply, echo.id),
+                _ => return Err(Outcome::IcmpNotEcho),
+            };
+            set_echo(out, transport, id, frame, icmp.payload());
+        }
+        IpNumber::IPV6_ICMP => {
+            let icmp = Icmpv6Slice::from_slice(segment).map_err(|_| TRUNCATED)?;
+            let (transport, id) = match icmp.icmp_type() {
+                Icmpv6Type::EchoRequest(echo) => (Transport::EchoRequest, echo.id),
+                Icmpv6Type::EchoReply(echo) => (Transport::EchoReply, echo.id),
+                _ => return Err(Outcome::IcmpNotEcho),
+            };
+            set_echo(out, transport, id, frame, icmp.payload());
+        }
+        _ => {
+            out.transport = Transport::Other;
+            out.src_port = 0;
+            out.dst_port = 0;
+            set_payload(out, frame, segment);
+        }
+    }
+    Ok(())
+}
+
+fn set_echo(out: &mut Headers, transport: Transport, id: u16, frame: &[u8], payload: &[u8]) {
+    out.transport = transport;
+    out.src_port = id;
+    out.dst_port = id;
+    set_payload(out, frame, payload);
+}
+
+/// Records where `payload`, a sub-slice of `frame`, lies in it.
+fn set_payload(out: &mut Headers, frame: &[u8], payload: &[u8]) {
+    let offset = (payload.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+    if payload.is_empty() || offset > frame.len() {
+        out.payload_offset = frame.len() as u32;
+        out.payload_len = 0;
+    } else {
+        out.payload_offset = offset as u32;
+        out.payload_len = payload.len() as u32;
+    }
+}
