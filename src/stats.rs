@@ -174,7 +174,18 @@ impl RunStats {
         for (rule, &n) in rules.zip(&v.by_rule).filter(|(_, n)| **n > 0) {
             let _ = writeln!(s, "    {:<28} {n} ({})", rule.name, rule.severity.as_str());
         }
+        if let Some(peak) = peak_resident_bytes() {
+            let _ = writeln!(s, "  peak memory    {} MB resident", peak >> 20);
+        }
         let _ = write!(s, "  duration       {secs:.3} s ({rate:.0} packets/s)");
         s
     }
+}
+
+/// The process's peak resident set size (`VmHWM`), where /proc tells it.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -172,7 +172,7 @@ pub struct CheckArgs {
 /// Which synthetic capture to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// The small capture bundled as `samples/hospital-sample.pcap`.
+    /// The small capture bundled as `tests/fixtures/hospital-sample.pcap`.
     Sample,
     /// Realistic hospital traffic: many short interleaved flows of small
     /// packets, a few percent of them violations of example-hospital.toml.

@@ -32,7 +32,7 @@ pub struct HospitalOptions {
     pub gap_ns: u64,
 }
 
-/// The bundled sample capture (`samples/hospital-sample.pcap`): a few
+/// The bundled sample capture (`tests/fixtures/hospital-sample.pcap`): a few
 /// hundred frames with a higher share of violations, so that a first replay
 /// shows several kinds of them.
 pub const SAMPLE: HospitalOptions = HospitalOptions {

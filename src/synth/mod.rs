@@ -12,6 +12,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod hospital;
+pub mod policy;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -279,6 +280,11 @@ impl Pkt {
                 .write(&mut frame, number, bytes),
         };
         written.expect("synth: packet builder");
+        // Ethernet pads short frames to 60 bytes (64 with the FCS, which
+        // captures leave out); decoders must take lengths from the IP header.
+        if frame.len() < 60 {
+            frame.resize(60, 0);
+        }
         frame
     }
 }

@@ -410,3 +410,279 @@ fn set_payload(out: &mut Headers, frame: &[u8], payload: &[u8]) {
         out.payload_len = payload.len() as u32;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Fragment, Pkt};
+
+    fn decoded(frame: &[u8]) -> (Outcome, Headers) {
+        let mut headers = Headers::default();
+        let outcome = decode(LinkType::ETHERNET, frame, &mut headers);
+        (outcome, headers)
+    }
+
+    fn v4(addr: &str) -> u128 {
+        u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()).into()
+    }
+
+    #[test]
+    fn tcp_over_ethernet() {
+        let frame = Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::SYN).build();
+        let (outcome, h) = decoded(&frame);
+        assert_eq!(outcome, Outcome::Judge);
+        assert_eq!((h.src, h.dst), (v4("10.0.0.1"), v4("10.0.0.2")));
+        assert_eq!((h.src_port, h.dst_port, h.protocol), (5000, 443, 6));
+        assert_eq!(h.transport, Transport::Tcp);
+        assert_eq!(h.tcp_flags, tcp_flags::SYN);
+        assert_eq!(h.vlan, 0);
+        assert!(!h.ipv6);
+    }
+
+    #[test]
+    fn vlan_and_qinq_give_the_outermost_id() {
+        let one = Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
+            .vlans(&[120])
+            .build();
+        assert_eq!(decoded(&one).1.vlan, 120);
+        let two = Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
+            .vlans(&[300, 120])
+            .build();
+        let (outcome, h) = decoded(&two);
+        assert_eq!(outcome, Outcome::Judge);
+        assert_eq!((h.vlan, h.dst_port), (300, 53));
+    }
+
+    #[test]
+    fn payload_length_comes_from_the_ip_header_not_the_padded_frame() {
+        let mut frame = Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
+            .payload(b"abc")
+            .build();
+        let unpadded = frame.len();
+        frame.resize(unpadded + 20, 0xee); // Ethernet padding / trailer
+        let (outcome, h) = decoded(&frame);
+        assert_eq!(outcome, Outcome::Judge);
+        assert_eq!(h.payload_len, 3);
+        assert_eq!(&frame[h.payload_offset as usize..][..3], b"abc");
+    }
+
+    #[test]
+    fn ipv4_options_and_ipv6_extension_headers() {
+        let frame = Pkt::tcp("10.0.0.1:5000", "10.0.0.2:80", tcp_flags::ACK)
+            .ipv4_options(&[1, 1, 1, 0])
+            .build();
+        let (outcome, h) = decoded(&frame);
+        assert_eq!((outcome, h.dst_port), (Outcome::Judge, 80));
+
+        let frame = Pkt::udp("[fd00::1]:5000", "[fd00::2]:53")
+            .ipv6_hop_by_hop()
+            .build();
+        let (outcome, h) = decoded(&frame);
+        assert_eq!(outcome, Outcome::Judge);
+        assert!(h.ipv6);
+        assert_eq!((h.protocol, h.dst_port), (17, 53));
+        assert_eq!(
+            h.dst,
+            u128::from("fd00::2".parse::<std::net::Ipv6Addr>().unwrap())
+        );
+    }
+
+    #[test]
+    fn fragments_first_is_judged_by_its_ports_later_ones_are_not() {
+        let pkt = Pkt::udp("10.0.0.1:5000", "10.0.0.2:2575").payload(&[7; 64]);
+        let (outcome, h) = decoded(&pkt.clone().fragment(Fragment::First { len: 32 }).build());
+        assert_eq!(
+            (outcome, h.src_port, h.dst_port),
+            (Outcome::Judge, 5000, 2575)
+        );
+        let (outcome, _) = decoded(&pkt.clone().fragment(Fragment::Rest { offset: 32 }).build());
+        assert_eq!(outcome, Outcome::LaterFragment);
+
+        let pkt6 = Pkt::tcp("[fd00::1]:5000", "[fd00::2]:104", tcp_flags::ACK).payload(&[7; 64]);
+        let (outcome, h) = decoded(&pkt6.clone().fragment(Fragment::First { len: 40 }).build());
+        assert_eq!((outcome, h.dst_port), (Outcome::Judge, 104));
+        let (outcome, _) = decoded(&pkt6.fragment(Fragment::Rest { offset: 40 }).build());
+        assert_eq!(outcome, Outcome::LaterFragment);
+    }
+
+    #[test]
+    fn icmp_echo_keys_on_the_identifier_and_other_icmp_is_not_judged() {
+        let (outcome, h) = decoded(&Pkt::echo_request("10.0.0.1", "10.0.0.2", 77).build());
+        assert_eq!(
+            (outcome, h.transport, h.src_port, h.dst_port),
+            (Outcome::Judge, Transport::EchoRequest, 77, 77)
+        );
+        let (outcome, h) = decoded(&Pkt::echo_reply("fd00::2", "fd00::1", 77).build());
+        assert_eq!(
+            (outcome, h.transport, h.protocol),
+            (Outcome::Judge, Transport::EchoReply, 58)
+        );
+        // Destination unreachable (type 3): counted, not judged.
+        let unreachable = Pkt::ip_proto("10.0.0.1", "10.0.0.2", 1)
+            .payload(&[3, 1, 0, 0, 0, 0, 0, 0])
+            .build();
+        assert_eq!(decoded(&unreachable).0, Outcome::IcmpNotEcho);
+    }
+
+    #[test]
+    fn other_protocols_have_no_ports() {
+        let (outcome, h) = decoded(
+            &Pkt::ip_proto("10.0.0.1", "10.0.0.2", 47)
+                .payload(&[0; 8])
+                .build(),
+        );
+        assert_eq!(outcome, Outcome::Judge);
+        assert_eq!(
+            (h.transport, h.protocol, h.src_port, h.dst_port),
+            (Transport::Other, 47, 0, 0)
+        );
+    }
+
+    #[test]
+    fn non_ip_frames() {
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        arp.resize(60, 0);
+        assert_eq!(decoded(&arp).0, Outcome::NotIp);
+        // 802.3 length field (CDP, STP): not an EtherType.
+        let mut llc = vec![
+            0x01, 0, 0x0c, 0xcc, 0xcc, 0xcc, 2, 0, 0, 0, 0, 1, 0x00, 0x40,
+        ];
+        llc.resize(60, 0);
+        assert_eq!(decoded(&llc).0, Outcome::NotIp);
+    }
+
+    #[test]
+    fn snap_length_cuts_are_judged_from_the_headers_they_carry() {
+        let frame = Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::SYN)
+            .payload(&[1; 100])
+            .build();
+        // Ethernet 14 + IPv4 20 + 14 bytes of TCP: ports and flags made it.
+        let (outcome, h) = decoded(&frame[..48]);
+        assert_eq!(
+            (outcome, h.dst_port, h.tcp_flags),
+            (Outcome::Judge, 443, tcp_flags::SYN)
+        );
+        // Only the ports made it.
+        let (outcome, h) = decoded(&frame[..38]);
+        assert_eq!((outcome, h.dst_port, h.tcp_flags), (Outcome::Judge, 443, 0));
+        // Cut before the ports.
+        assert_eq!(
+            decoded(&frame[..36]).0,
+            Outcome::Problem(Problem::TruncatedTransport)
+        );
+    }
+
+    #[test]
+    fn malformed_and_truncated_frames_are_counted_by_kind() {
+        let frame = Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::SYN).build();
+        assert_eq!(
+            decoded(&frame[..10]).0,
+            Outcome::Problem(Problem::TruncatedLink)
+        );
+        assert_eq!(
+            decoded(&frame[..20]).0,
+            Outcome::Problem(Problem::TruncatedIp)
+        );
+        let mut bad_ihl = frame.clone();
+        bad_ihl[14] = 0x43; // version 4, header length 3 words
+        assert_eq!(decoded(&bad_ihl).0, Outcome::Problem(Problem::MalformedIp));
+        let mut bad_version = frame.clone();
+        bad_version[14] = 0x95;
+        assert_eq!(
+            decoded(&bad_version).0,
+            Outcome::Problem(Problem::MalformedIp)
+        );
+        let mut bad_offset = frame.clone();
+        bad_offset[14 + 20 + 12] = 0x20; // TCP data offset 2 words
+        assert_eq!(
+            decoded(&bad_offset).0,
+            Outcome::Problem(Problem::MalformedTransport)
+        );
+        let tagged = Pkt::udp("10.0.0.1:1", "10.0.0.2:2").vlans(&[5]).build();
+        assert_eq!(
+            decoded(&tagged[..16]).0,
+            Outcome::Problem(Problem::TruncatedLink)
+        );
+        let mut headers = Headers::default();
+        assert_eq!(
+            decode(LinkType(147), &frame, &mut headers),
+            Outcome::Problem(Problem::UnsupportedLinkType)
+        );
+    }
+
+    #[test]
+    fn every_link_type_reaches_the_ip_header() {
+        let eth = Pkt::udp("10.0.0.1:5000", "10.0.0.2:53").build();
+        let ip = &eth[14..];
+        let mut null_le = vec![2, 0, 0, 0];
+        null_le.extend_from_slice(ip);
+        let mut null_be = vec![0, 0, 0, 2];
+        null_be.extend_from_slice(ip);
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(ip);
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0,
+        ];
+        sll2.extend_from_slice(ip);
+        let cases: [(LinkType, &[u8]); 8] = [
+            (LinkType::NULL, &null_le),
+            (LinkType::NULL, &null_be),
+            (LinkType::LOOP, &null_be),
+            (LinkType::LINUX_SLL, &sll),
+            (LinkType::LINUX_SLL2, &sll2),
+            (LinkType::RAW, ip),
+            (LinkType::RAW_BSD, ip),
+            (LinkType::IPV4, ip),
+        ];
+        for (link, frame) in cases {
+            let mut h = Headers::default();
+            assert_eq!(decode(link, frame, &mut h), Outcome::Judge, "{link}");
+            assert_eq!(h.dst_port, 53, "{link}");
+        }
+        let eth6 = Pkt::udp("[fd00::1]:5000", "[fd00::2]:53").build();
+        let mut h = Headers::default();
+        assert_eq!(decode(LinkType::IPV6, &eth6[14..], &mut h), Outcome::Judge);
+        let mut null6 = vec![30, 0, 0, 0];
+        null6.extend_from_slice(&eth6[14..]);
+        assert_eq!(decode(LinkType::NULL, &null6, &mut h), Outcome::Judge);
+        assert!(h.ipv6);
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix_or_byte_flip() {
+        let frames = [
+            Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::SYN)
+                .vlans(&[1, 2])
+                .payload(&[1; 40])
+                .build(),
+            Pkt::udp("[fd00::1]:5000", "[fd00::2]:53")
+                .ipv6_hop_by_hop()
+                .payload(&[2; 40])
+                .build(),
+            Pkt::echo_request("fd00::1", "fd00::2", 9).build(),
+        ];
+        let links = [
+            LinkType::ETHERNET,
+            LinkType::NULL,
+            LinkType::LINUX_SLL,
+            LinkType::LINUX_SLL2,
+            LinkType::RAW,
+        ];
+        let mut h = Headers::default();
+        for frame in &frames {
+            for cut in 0..=frame.len() {
+                for link in links {
+                    decode(link, &frame[..cut], &mut h);
+                }
+            }
+            for i in 0..frame.len() {
+                for bit in 0..8 {
+                    let mut flipped = frame.clone();
+                    flipped[i] ^= 1 << bit;
+                    decode(LinkType::ETHERNET, &flipped, &mut h);
+                }
+            }
+        }
+    }
+}

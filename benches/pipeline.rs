@@ -1,0 +1,153 @@
+//! Criterion benchmarks of the per-packet stages: decode, zone lookup, rule
+//! matching (a 20-rule and a 5,000-rule policy), and flow tracking.
+//!
+//! `cargo bench --bench pipeline`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use segwatch::classify::CompiledPolicy;
+use segwatch::event::Violation;
+use segwatch::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use segwatch::policy::load_policy_str;
+use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic};
+use segwatch::synth::policy::scaled_hospital_policy;
+use segwatch::wire::{Headers, LinkType, Outcome, Transport, decode};
+
+const FRAMES: usize = 20_000;
+
+fn frames() -> Vec<Vec<u8>> {
+    let options = HospitalOptions {
+        packets: FRAMES as u64,
+        ..HospitalOptions::default()
+    };
+    HospitalTraffic::new(options)
+        .map(|(_, frame)| frame)
+        .collect()
+}
+
+fn policies() -> Vec<(usize, CompiledPolicy)> {
+    [20, 5_000]
+        .into_iter()
+        .map(|rules| {
+            let text = scaled_hospital_policy(rules);
+            let (policy, _) =
+                load_policy_str(&text, Path::new("scaled.toml")).expect("valid policy");
+            assert_eq!(policy.rules.len(), rules);
+            (rules, CompiledPolicy::compile(&policy))
+        })
+        .collect()
+}
+
+fn decoded(frames: &[Vec<u8>]) -> Vec<Headers> {
+    frames
+        .iter()
+        .filter_map(|frame| {
+            let mut h = Headers::default();
+            (decode(LinkType::ETHERNET, frame, &mut h) == Outcome::Judge).then_some(h)
+        })
+        .collect()
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let frames = frames();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("hospital_mix", |b| {
+        let mut h = Headers::default();
+        b.iter(|| {
+            for frame in &frames {
+                black_box(decode(LinkType::ETHERNET, black_box(frame), &mut h));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn bench_classify(c: &mut Criterion) {
+    let packets = decoded(&frames());
+    let policies = policies();
+    let mut group = c.benchmark_group("zone_lookup");
+    group.throughput(Throughput::Elements(packets.len() as u64 * 2));
+    for (rules, policy) in &policies {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{rules}_rules")),
+            policy,
+            |b, p| {
+                b.iter(|| {
+                    for h in &packets {
+                        black_box(p.zone_of(h.ipv6, h.src));
+                        black_box(p.zone_of(h.ipv6, h.dst));
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("rule_matching");
+    group.throughput(Throughput::Elements(packets.len() as u64));
+    for (rules, policy) in &policies {
+        let zoned: Vec<_> = packets
+            .iter()
+            .map(|h| {
+                let from = policy.zone_of(h.ipv6, h.src).zone;
+                let to = policy.zone_of(h.ipv6, h.dst).zone;
+                (from, to, Transport::of_protocol(h.protocol), h.dst_port)
+            })
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{rules}_rules")),
+            policy,
+            |b, p| {
+                b.iter(|| {
+                    for &(from, to, transport, port) in &zoned {
+                        black_box(p.judge(from, to, transport, port));
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn bench_tracker(c: &mut Criterion) {
+    let packets = decoded(&frames());
+    let (_, policy) = policies().remove(0);
+    let mut group = c.benchmark_group("flow_tracking");
+    group.throughput(Throughput::Elements(packets.len() as u64));
+    group.bench_function("observe", |b| {
+        b.iter_batched_ref(
+            || {
+                (
+                    Tracker::new(&FlowConfig::default(), 100_000),
+                    Vec::<Violation>::with_capacity(4096),
+                )
+            },
+            |(tracker, violations)| {
+                violations.clear();
+                let judge = Judge {
+                    policy: &policy,
+                    generation: 0,
+                    flow_id_salt: 0,
+                };
+                for (i, h) in packets.iter().enumerate() {
+                    let (key, lo) = FlowKey::of(h);
+                    let packet = Observed {
+                        headers: h,
+                        ts_ns: i as u64 * 1_000,
+                        index: i as u64,
+                        wire_len: 80,
+                    };
+                    tracker.observe(packet, FlowHasher.hash(&key), &key, lo, judge, violations);
+                }
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_classify, bench_tracker);
+criterion_main!(benches);

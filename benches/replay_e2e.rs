@@ -1,0 +1,206 @@
+//! End-to-end replay benchmark: `segwatch replay` on a large generated
+//! hospital capture, timed beside `tcpdump -r FILE -w /dev/null` on the same
+//! file in the same run (alternating, so both see the same machine state).
+//!
+//! `cargo bench --bench replay_e2e`
+//!
+//! Environment: `SEGWATCH_BENCH_PACKETS` (default 1,000,000),
+//! `SEGWATCH_BENCH_RUNS` (default 11), `SEGWATCH_BENCH_DIR` (default
+//! `target/bench-data`). Captures are generated once and kept there.
+//!
+//! It prints medians (and min/max) of wall time for:
+//! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1;
+//! 2. segwatch with the 20-rule example policy vs a 5,000-rule one;
+//! 3. peak resident memory holding 1,000,000 concurrent flows.
+//!
+//! It also checks that the events of a multi-threaded run are byte-identical
+//! to those of a single-threaded one.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic, distinct_flows};
+use segwatch::synth::policy::scaled_hospital_policy;
+use segwatch::synth::{FIXTURE_EPOCH_NS, Resolution, write_pcap};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs us without
+    // it: then do nothing, this is not a test.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let packets: u64 = env_or("SEGWATCH_BENCH_PACKETS", 1_000_000);
+    let runs: usize = env_or("SEGWATCH_BENCH_RUNS", 11);
+    let dir = PathBuf::from(env_or(
+        "SEGWATCH_BENCH_DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-data").to_string(),
+    ));
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let segwatch = env!("CARGO_BIN_EXE_segwatch");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("policies/example-hospital.toml");
+
+    let capture = dir.join(format!("hospital-{packets}.pcap"));
+    if !capture.exists() {
+        eprintln!("generating {} ...", capture.display());
+        let options = HospitalOptions {
+            packets,
+            concurrent_flows: 20_000,
+            ..HospitalOptions::default()
+        };
+        let file = BufWriter::new(File::create(&capture).expect("create capture"));
+        write_pcap(file, Resolution::Micro, HospitalTraffic::new(options)).expect("write capture");
+    }
+    let large_policy = dir.join("hospital-5000-rules.toml");
+    std::fs::write(&large_policy, scaled_hospital_policy(5_000)).expect("write policy");
+    warm(&capture);
+
+    let replay = |policy: &Path, threads: Option<usize>, out: &Path| {
+        let mut cmd = Command::new(segwatch);
+        cmd.arg("replay")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--quiet")
+            .arg("--output")
+            .arg(out);
+        if let Some(n) = threads {
+            cmd.arg("--threads").arg(n.to_string());
+        }
+        cmd.arg(&capture);
+        cmd
+    };
+    let events_multi = dir.join("events-multi.jsonl");
+    let events_single = dir.join("events-single.jsonl");
+
+    // Correctness first: the multi-threaded events equal the single-threaded ones.
+    run_ok(replay(&example, None, &events_multi));
+    run_ok(replay(&example, Some(1), &events_single));
+    let multi = std::fs::read(&events_multi).expect("events");
+    let single = std::fs::read(&events_single).expect("events");
+    assert_eq!(
+        multi, single,
+        "multi-threaded events differ from single-threaded ones"
+    );
+    let events = multi.iter().filter(|&&b| b == b'\n').count();
+
+    let mut tcpdump = Command::new("tcpdump");
+    tcpdump.args(["-r"]).arg(&capture).args(["-w", "/dev/null"]);
+    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
+
+    let mut t_tcpdump = Vec::new();
+    let mut t_multi = Vec::new();
+    let mut t_single = Vec::new();
+    let mut t_large = Vec::new();
+    for _ in 0..runs {
+        if have_tcpdump {
+            t_tcpdump.push(time(&mut tcpdump));
+        }
+        t_multi.push(time(&mut replay(&example, None, Path::new("/dev/null"))));
+        t_single.push(time(&mut replay(&example, Some(1), Path::new("/dev/null"))));
+        t_large.push(time(&mut replay(
+            &large_policy,
+            None,
+            Path::new("/dev/null"),
+        )));
+    }
+
+    let size = std::fs::metadata(&capture).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "\nend-to-end replay: {packets} packets, {} MB, {events} violation events, {runs} runs",
+        size >> 20
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>12}",
+        "command", "median s", "min s", "max s", "packets/s"
+    );
+    let row = |name: &str, t: &[Duration]| {
+        let (med, min, max) = stats(t);
+        println!(
+            "{name:<44} {med:>10.3} {min:>10.3} {max:>10.3} {:>12.0}",
+            packets as f64 / med
+        );
+        med
+    };
+    let base = if have_tcpdump {
+        Some(row("tcpdump -r FILE -w /dev/null", &t_tcpdump))
+    } else {
+        None
+    };
+    let multi = row("segwatch replay (20 rules, all cores)", &t_multi);
+    let single = row("segwatch replay (20 rules, --threads 1)", &t_single);
+    let large = row("segwatch replay (5,000 rules, all cores)", &t_large);
+    if let Some(base) = base {
+        println!("ratio segwatch/tcpdump (all cores): {:.2}", multi / base);
+        println!("ratio segwatch/tcpdump (1 thread):  {:.2}", single / base);
+    }
+    println!("ratio 5,000 rules / 20 rules:       {:.3}", large / multi);
+
+    // Memory: one million concurrent flows.
+    let flows_capture = dir.join("distinct-1000000.pcap");
+    if !flows_capture.exists() {
+        let file = BufWriter::new(File::create(&flows_capture).expect("create capture"));
+        write_pcap(
+            file,
+            Resolution::Micro,
+            distinct_flows(1_000_000, FIXTURE_EPOCH_NS),
+        )
+        .expect("write");
+    }
+    let output = Command::new(segwatch)
+        .args(["replay", "--policy"])
+        .arg(&example)
+        .args(["--output", "/dev/null"])
+        .arg(&flows_capture)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run segwatch");
+    let summary = String::from_utf8_lossy(&output.stderr);
+    let line = summary
+        .lines()
+        .find(|l| l.contains("peak memory"))
+        .unwrap_or("peak memory: unknown");
+    let active = summary.lines().find(|l| l.contains("flows ")).unwrap_or("");
+    println!(
+        "1,000,000 concurrent flows: {} | {}",
+        line.trim(),
+        active.trim()
+    );
+}
+
+fn warm(path: &Path) {
+    let _ = std::fs::read(path);
+}
+
+fn run_ok(mut cmd: Command) {
+    let status = cmd.stdout(Stdio::null()).status().expect("run segwatch");
+    assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+fn time(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    let elapsed = start.elapsed();
+    assert!(status.success(), "{cmd:?} failed: {status}");
+    elapsed
+}
+
+fn stats(times: &[Duration]) -> (f64, f64, f64) {
+    let mut secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+    secs.sort_by(f64::total_cmp);
+    let median = secs[secs.len() / 2];
+    (median, secs[0], secs[secs.len() - 1])
+}

@@ -1,0 +1,371 @@
+//! The `segwatch` binary as CI runs it: exit statuses, stdout/stderr
+//! separation, `--output`, `--fail-on`, bad input, several files as one
+//! capture, and `check`.
+
+use std::process::{Command, Output};
+
+use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
+
+use crate::common::{SEGWATCH, root};
+
+fn segwatch(args: &[&str]) -> Output {
+    Command::new(SEGWATCH)
+        .args(args)
+        .output()
+        .expect("run segwatch")
+}
+
+fn example_policy() -> String {
+    root()
+        .join("policies/example-hospital.toml")
+        .display()
+        .to_string()
+}
+
+/// A small capture against example-hospital.toml: one critical violation
+/// (pump to the internet), one low (vendor RDP), one allowed flow.
+fn hospital_capture() -> Capture {
+    let mut c = Capture::new();
+    c.add(
+        at(0.0),
+        &Pkt::tcp("10.20.1.7:50123", "52.1.2.3:443", SYN).vlans(&[120]),
+    );
+    c.add(at(0.1), &Pkt::tcp("10.20.1.8:50000", "10.20.8.10:443", SYN));
+    c.add(at(0.2), &Pkt::tcp("10.90.0.2:40000", "10.40.0.5:3389", SYN));
+    c
+}
+
+fn lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn replay_writes_json_events_to_stdout_and_the_summary_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    let out = segwatch(&[
+        "replay",
+        "--policy",
+        &example_policy(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = lines(&out.stdout);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["rule"], "medical-device-internet");
+    assert_eq!(events[0]["severity"], "critical");
+    assert_eq!(events[0]["vlan"], 120);
+    assert_eq!(events[0]["src_criticality"], "life-critical");
+    assert_eq!(events[0]["dest_criticality"], "untrusted");
+    assert_eq!(events[0]["service"], "https");
+    assert_eq!(events[1]["rule"], "vendor-remote-session");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "packets        3",
+        "violations     2 (1 critical, 0 high, 0 medium, 1 low)",
+        "medical-device-internet",
+        "packets/s",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "summary lacks {needle:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    let p = pcap.to_str().unwrap();
+    let policy = example_policy();
+    for (threshold, code) in [("critical", 1), ("high", 1), ("low", 1)] {
+        let out = segwatch(&[
+            "replay",
+            "-q",
+            "--policy",
+            &policy,
+            "--fail-on",
+            threshold,
+            p,
+        ]);
+        assert_eq!(out.status.code(), Some(code), "--fail-on {threshold}");
+    }
+    // Only the vendor session: low.
+    let mut low = Capture::new();
+    low.add(at(0.0), &Pkt::tcp("10.90.0.2:40000", "10.40.0.5:3389", SYN));
+    low.write_pcap(&pcap, Resolution::Micro).unwrap();
+    let out = segwatch(&[
+        "replay",
+        "-q",
+        "--policy",
+        &policy,
+        "--fail-on",
+        "medium",
+        p,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = segwatch(&["replay", "-q", "--policy", &policy, "--fail-on", "bogus", p]);
+    assert_eq!(out.status.code(), Some(2), "a bad flag is bad input");
+}
+
+#[test]
+fn output_file_and_several_files_as_one_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcapng"));
+    // The flow starts in the first file (SYN) and continues in the second,
+    // written as pcapng: one flow, one event.
+    let mut first = Capture::new();
+    first.add(at(0.0), &Pkt::tcp("10.20.1.7:50123", "52.1.2.3:443", SYN));
+    first.write_pcap(&a, Resolution::Nano).unwrap();
+    let mut second = Capture::new();
+    second.add(
+        at(0.1),
+        &Pkt::tcp("52.1.2.3:443", "10.20.1.7:50123", SYN | ACK),
+    );
+    std::fs::write(&b, second.to_pcapng()).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let out = segwatch(&[
+        "replay",
+        "-q",
+        "--policy",
+        &example_policy(),
+        "-o",
+        events.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "events go to the file, not stdout");
+    let written = lines(&std::fs::read(&events).unwrap());
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0]["src_ip"], "10.20.1.7");
+    // Given the other way round, the SYN-ACK comes first: its receiver (still
+    // the pump) initiates, and the event carries the SYN-ACK's time.
+    let out = segwatch(&[
+        "replay",
+        "-q",
+        "--policy",
+        &example_policy(),
+        b.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    let swapped = lines(&out.stdout);
+    assert_eq!(swapped.len(), 1);
+    assert_eq!(swapped[0]["src_ip"], "10.20.1.7");
+    assert_eq!(
+        swapped[0]["timestamp"],
+        segwatch::event::rfc3339_micros(at(0.1))
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file_with_exit_status_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.pcap");
+    std::fs::write(&text, "this is not a capture\n").unwrap();
+    let missing = dir.path().join("missing.pcap");
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let policy = example_policy();
+    for path in [&text, &missing, &empty] {
+        let out = segwatch(&["replay", "--policy", &policy, path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", path.display());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()),
+            "names the file: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    let bad_policy = dir.path().join("bad.toml");
+    std::fs::write(&bad_policy, "[policy]\nname = \"x\"\nbogus = 1\n").unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    let out = segwatch(&[
+        "replay",
+        "--policy",
+        bad_policy.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:3:1"), "{stderr}");
+}
+
+#[test]
+fn a_capture_cut_inside_its_last_record_is_judged_up_to_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("cut.pcap");
+    let bytes = hospital_capture().to_pcap(Resolution::Micro);
+    std::fs::write(&pcap, &bytes[..bytes.len() - 7]).unwrap();
+    let out = segwatch(&[
+        "replay",
+        "--policy",
+        &example_policy(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&out.stdout).len(),
+        1,
+        "the pump's event, before the cut"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("cut.pcap"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_corrupt_record_after_good_ones_keeps_the_events_already_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("corrupt.pcap");
+    let mut c = hospital_capture();
+    c.add(at(0.3), &Pkt::tcp("10.20.1.9:50123", "52.1.2.4:443", SYN));
+    let mut bytes = c.to_pcap(Resolution::Micro);
+    // Make the last record claim a 16 MB frame: impossible (libpcap's
+    // largest is 256 KiB), so corrupt, not cut.
+    let last = bytes.len()
+        - Pkt::tcp("10.20.1.9:50123", "52.1.2.4:443", SYN)
+            .build()
+            .len()
+        - 16;
+    bytes[last + 8..last + 12].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    std::fs::write(&pcap, &bytes).unwrap();
+    let out = segwatch(&[
+        "replay",
+        "-q",
+        "--policy",
+        &example_policy(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        lines(&out.stdout).len(),
+        2,
+        "events before the bad record stay written"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt.pcap") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_never_mix_into_the_events_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    let out = segwatch(&[
+        "--log-level",
+        "trace",
+        "replay",
+        "--policy",
+        &example_policy(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&out.stdout).len(), 2, "every stdout line is an event");
+}
+
+#[test]
+fn check_accepts_every_bundled_policy_and_rejects_a_broken_one() {
+    let mut args = vec!["check".to_string()];
+    for entry in std::fs::read_dir(root().join("policies")).unwrap() {
+        args.push(entry.unwrap().path().display().to_string());
+    }
+    assert!(args.len() >= 4, "example plus at least two more policies");
+    let out = Command::new(SEGWATCH).args(&args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no warnings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.toml");
+    std::fs::write(
+        &bad,
+        "[policy]\nname = \"b\"\n\n[zones.a]\nnetworks = [\"10.0.0.1/8\"]\n\n[[rules]]\nname = \"r\"\nfrom = [\"a\"]\nto = [\"nowhere\"]\naction = \"alert\"\n",
+    )
+    .unwrap();
+    let out = segwatch(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.toml:5:"),
+        "host bits error with its line: {stderr}"
+    );
+    assert!(
+        stderr.contains("broken.toml:10:"),
+        "unknown zone with its line: {stderr}"
+    );
+}
+
+#[test]
+fn the_bundled_sample_is_what_the_generator_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = dir.path().join("sample.pcap");
+    let out = segwatch(&["synth", "sample", "-o", made.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let bundled =
+        std::fs::read(root().join("tests/fixtures/hospital-sample.pcap")).expect("bundled sample");
+    assert!(
+        std::fs::read(&made).unwrap() == bundled,
+        "regenerate with: segwatch synth sample -o tests/fixtures/hospital-sample.pcap"
+    );
+    // And the README's first command shows violations from it.
+    let out = segwatch(&[
+        "replay",
+        "--policy",
+        &example_policy(),
+        root()
+            .join("tests/fixtures/hospital-sample.pcap")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let events = lines(&out.stdout);
+    let rules: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["rule"].as_str().unwrap()).collect();
+    assert!(rules.len() >= 4, "several kinds of violation: {rules:?}");
+}

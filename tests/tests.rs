@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area.
+
+mod common;
+
+mod cli;
+mod contract;
+mod properties;
+mod shared_pcaps;
