@@ -1,0 +1,50 @@
+//! Any bytes as a frame of any link type, through decode, flow tracking and
+//! judging against the example policy: never a panic.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use segwatch::classify::CompiledPolicy;
+use segwatch::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use segwatch::policy::load_policy_str;
+use segwatch::wire::{Headers, LinkType, Outcome, decode};
+
+static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
+    let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
+    let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
+    CompiledPolicy::compile(&policy)
+});
+
+const LINKS: [LinkType; 8] = [
+    LinkType::ETHERNET,
+    LinkType::NULL,
+    LinkType::LOOP,
+    LinkType::LINUX_SLL,
+    LinkType::LINUX_SLL2,
+    LinkType::RAW,
+    LinkType::IPV4,
+    LinkType::IPV6,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, frames)) = data.split_first() else { return };
+    let link = LINKS[usize::from(selector) % LINKS.len()];
+    let mut tracker = Tracker::new(&FlowConfig::default(), 64);
+    let mut violations = Vec::new();
+    let judge = Judge { policy: &POLICY, generation: 0, flow_id_salt: 0 };
+    // Several frames per input, split on a marker, so flows form.
+    for (i, frame) in frames.split(|&b| b == 0xA5).enumerate() {
+        let mut headers = Headers::default();
+        if decode(link, frame, &mut headers) != Outcome::Judge {
+            continue;
+        }
+        let (key, lo) = FlowKey::of(&headers);
+        let packet = Observed { headers: &headers, ts_ns: i as u64 * 1_000_000_000, index: i as u64, wire_len: frame.len() as u32 };
+        tracker.observe(packet, FlowHasher.hash(&key), &key, lo, judge, &mut violations);
+    }
+    for v in &violations {
+        let mut out = Vec::new();
+        segwatch::event::write_json_line(v, &POLICY, &mut out);
+    }
+});
