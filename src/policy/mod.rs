@@ -7,6 +7,9 @@
 
 mod diagnostic;
 mod load;
+mod raw;
+mod shadow;
+mod values;
 
 pub use diagnostic::{Diagnostic, Level, PolicyError};
 pub use load::{load_policy_file, load_policy_str};

@@ -1,0 +1,274 @@
+//! The serde layer of the policy file: what the TOML says, with the span of every value a later
+//! check may point at, and nothing validated yet.
+//!
+//! Every table denies unknown keys. Values that have a fixed vocabulary (`action`, `severity`,
+//! networks, inline services) are read as strings here and checked in [`super::load`], so that
+//! one run reports all such mistakes at once instead of stopping at the first, as serde would.
+//! Serde still rejects wrong types, unknown keys and missing required keys; those stop parsing.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+/// A string value with its place in the file.
+pub(super) type Str = Spanned<String>;
+
+/// A whole policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicyFile {
+    /// `[policy]`; may be left out, every key in it has a default.
+    #[serde(default)]
+    pub policy: RawHeader,
+    /// `[zones.NAME]` tables in file order. Default: none.
+    #[serde(default)]
+    pub zones: Entries<RawZone>,
+    /// `[services.NAME]` tables in file order. Default: none.
+    #[serde(default)]
+    pub services: Entries<RawService>,
+    /// `[[rules]]` in file order; the span is the `[[rules]]` header. Default: none, so every
+    /// flow gets the default action.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+}
+
+/// Keys allowed at the top level, for hints.
+pub(super) const TOP_KEYS: &[&str] = &["policy", "zones", "services", "rules"];
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeader {
+    /// Name of the policy, shown in logs. Default: the file name without its extension
+    /// (`example-hospital` for `example-hospital.toml`).
+    pub name: Option<Str>,
+    /// `"alert"` or `"allow"`: the verdict for flows that no rule matches. Default: `"alert"`,
+    /// so that a policy fails closed: traffic nobody described is reported.
+    pub default_action: Option<Str>,
+    /// `low`, `medium`, `high` or `critical`: severity of default alerts and of rules that do
+    /// not set one. Default: `"medium"`.
+    pub default_severity: Option<Str>,
+}
+
+/// Keys allowed in `[policy]`, for hints.
+pub(super) const HEADER_KEYS: &[&str] = &["name", "default_action", "default_severity"];
+
+/// `[zones.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawZone {
+    /// Free text. Default: none.
+    pub description: Option<String>,
+    /// CIDRs or bare addresses (a /32 or /128), IPv4 or IPv6. Default: none, which is allowed
+    /// but warned about, since such a zone can never hold an address.
+    pub networks: Option<Spanned<Vec<Str>>>,
+    /// Free label shown in events and dashboards (`src_criticality`). Default: none, and the
+    /// event leaves the field out.
+    pub criticality: Option<String>,
+}
+
+/// Keys allowed in `[zones.NAME]`, for hints.
+pub(super) const ZONE_KEYS: &[&str] = &["description", "networks", "criticality"];
+
+/// `[services.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    /// Free text, for readers of the file. Default: none.
+    // Type-checked but not carried into the model: `Service` has no field for it, and adding
+    // one would break code that builds services literally.
+    #[allow(dead_code)]
+    pub description: Option<String>,
+    /// TCP ports: integers, `"LO-HI"` strings or single-port strings (`"80"`). Default: none.
+    pub tcp: Option<Vec<Spanned<PortItem>>>,
+    /// UDP ports, written like `tcp`. Default: none.
+    pub udp: Option<Vec<Spanned<PortItem>>>,
+    /// Matches ICMP and ICMPv6 echo. Default: false.
+    pub icmp: Option<bool>,
+}
+
+/// Keys allowed in `[services.NAME]`, for hints.
+pub(super) const SERVICE_KEYS: &[&str] = &["description", "tcp", "udp", "icmp"];
+
+/// `[[rules]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    /// Unique name; `default` is reserved for the default verdict. Required.
+    pub name: Str,
+    /// Initiator zones: zone names, `any` or `unknown`. Required, not empty.
+    pub from: Spanned<Vec<Str>>,
+    /// Responder zones, like `from`. Required, not empty.
+    pub to: Spanned<Vec<Str>>,
+    /// Service names or inline services. Default: none, which means every service and every
+    /// IP protocol.
+    pub services: Option<Vec<Str>>,
+    /// `"allow"` or `"alert"`. Required.
+    pub action: Str,
+    /// Severity of the alert. Default: `policy.default_severity`.
+    pub severity: Option<Str>,
+}
+
+/// Keys allowed in `[[rules]]`, for hints.
+pub(super) const RULE_KEYS: &[&str] = &["name", "from", "to", "services", "action", "severity"];
+
+/// One entry of a service's `tcp` or `udp` list, before range checks: any integer (so that
+/// `0`, `-1` and `70000` get a friendly error rather than a type error) or a string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum PortItem {
+    /// An integer, as written.
+    Number(i128),
+    /// A string: `"LO-HI"` or a single port.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for PortItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+
+        impl Visitor<'_> for PortVisitor {
+            type Value = PortItem;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number or a \"LO-HI\" string")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortItem, E> {
+                Ok(PortItem::Number(v.into()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortItem, E> {
+                Ok(PortItem::Number(v.into()))
+            }
+
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<PortItem, E> {
+                Ok(PortItem::Number(v))
+            }
+
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<PortItem, E> {
+                Ok(PortItem::Number(i128::try_from(v).unwrap_or(i128::MAX)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortItem, E> {
+                Ok(PortItem::Text(v.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(PortVisitor)
+    }
+}
+
+/// A TOML table read as its entries in file order, keys with their spans. (TOML itself forbids
+/// a key twice in one table, so this never sees duplicates.)
+#[derive(Debug)]
+pub(super) struct Entries<V>(pub Vec<(Str, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of named tables")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<Str, V>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+
+        deserializer.deserialize_map(EntriesVisitor(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_file_order_and_key_spans() {
+        let text = "[zones.b]\n[zones.a]\n[zones.c]\n";
+        let raw: RawPolicyFile = toml::from_str(text).unwrap();
+        let names: Vec<_> = raw
+            .zones
+            .0
+            .iter()
+            .map(|(k, _)| k.get_ref().as_str())
+            .collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        assert_eq!(raw.zones.0[1].0.span(), 17..18);
+    }
+
+    #[test]
+    fn port_items_take_any_integer_or_string() {
+        let text = "[services.s]\ntcp = [80, 0, -1, 99999999999999999999, \"1-2\"]\n";
+        let raw: RawPolicyFile = toml::from_str(text).unwrap();
+        let tcp: Vec<_> = raw.services.0[0]
+            .1
+            .tcp
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.get_ref().clone())
+            .collect();
+        assert_eq!(
+            tcp,
+            [
+                PortItem::Number(80),
+                PortItem::Number(0),
+                PortItem::Number(-1),
+                PortItem::Number(99_999_999_999_999_999_999),
+                PortItem::Text("1-2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn key_lists_match_the_structs() {
+        // The lists feed hints; a key the struct accepts but the list lacks would never be
+        // suggested. Each listed key must parse in its table.
+        for key in HEADER_KEYS {
+            let text = format!("[policy]\n{key} = \"x\"\n");
+            assert!(toml::from_str::<RawPolicyFile>(&text).is_ok(), "{key}");
+        }
+        for key in ZONE_KEYS {
+            let value = if *key == "networks" { "[]" } else { "\"x\"" };
+            let text = format!("[zones.z]\n{key} = {value}\n");
+            assert!(toml::from_str::<RawPolicyFile>(&text).is_ok(), "{key}");
+        }
+        for key in SERVICE_KEYS {
+            let value = match *key {
+                "icmp" => "true",
+                "description" => "\"x\"",
+                _ => "[1]",
+            };
+            let text = format!("[services.s]\n{key} = {value}\n");
+            assert!(toml::from_str::<RawPolicyFile>(&text).is_ok(), "{key}");
+        }
+        let rule =
+            "name = \"r\"\nfrom = []\nto = []\nservices = []\naction = \"a\"\nseverity = \"s\"\n";
+        assert!(toml::from_str::<RawPolicyFile>(&format!("[[rules]]\n{rule}")).is_ok());
+        assert_eq!(RULE_KEYS.len(), rule.lines().count());
+        for key in TOP_KEYS {
+            assert!(
+                toml::from_str::<RawPolicyFile>(&format!("[{key}]\n")).is_err()
+                    == (*key == "rules")
+            );
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Shadowed rules: a rule that one earlier rule fully covers can never match, since the first
+//! matching rule wins.
+//!
+//! Rule B is covered by an earlier rule A when every flow B matches, A matches too:
+//! - B's `from` is a subset of A's `from`, and the same for `to`. A zone list holding `any` is
+//!   the universe (which takes in `unknown`); so is one listing every zone and `unknown`. A list
+//!   without `any` covers `unknown` only if it names it.
+//! - B's services are a subset of A's, compared as port sets per protocol (TCP, UDP) plus the
+//!   ICMP echo flag. An empty service list is the universe: every protocol, other IP protocols
+//!   (GRE, ESP, ...) included, so it is covered only by another empty list.
+//!
+//! Only single earlier rules are considered: a rule covered by the union of several earlier
+//! rules also never matches, but finding that is costlier and the contract asks for the single
+//! case. Port sets are compared as merged, sorted intervals, so the cost does not depend on the
+//! width of the ranges.
+
+use super::{PortRange, Rule, ZoneRef};
+
+/// A rule's zone list as a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ZoneSet {
+    /// Every zone and `unknown`.
+    Universe,
+    /// Sorted, without duplicates; `unknown` is `None`.
+    Some(Vec<Option<usize>>),
+}
+
+impl ZoneSet {
+    fn new(refs: &[ZoneRef], zone_count: usize) -> ZoneSet {
+        let mut set = Vec::with_capacity(refs.len());
+        for r in refs {
+            match r {
+                ZoneRef::Any => return ZoneSet::Universe,
+                ZoneRef::Unknown => set.push(None),
+                ZoneRef::Zone(i) => set.push(Some(*i)),
+            }
+        }
+        set.sort_unstable();
+        set.dedup();
+        // `unknown` plus every zone of the policy is the universe too.
+        if set.len() == zone_count + 1 {
+            return ZoneSet::Universe;
+        }
+        ZoneSet::Some(set)
+    }
+
+    fn is_subset_of(&self, other: &ZoneSet) -> bool {
+        match (self, other) {
+            (_, ZoneSet::Universe) => true,
+            (ZoneSet::Universe, ZoneSet::Some(_)) => false,
+            (ZoneSet::Some(a), ZoneSet::Some(b)) => a.iter().all(|z| b.binary_search(z).is_ok()),
+        }
+    }
+}
+
+/// A rule's services as the set of flows they match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ServiceSet {
+    /// No service list: every protocol and port.
+    Universe,
+    /// Merged TCP and UDP port intervals and the ICMP echo flag.
+    Some {
+        tcp: Vec<PortRange>,
+        udp: Vec<PortRange>,
+        icmp: bool,
+    },
+}
+
+impl ServiceSet {
+    fn new(rule: &Rule) -> ServiceSet {
+        if rule.services.is_empty() {
+            return ServiceSet::Universe;
+        }
+        let specs = rule.services.iter().map(|s| &s.spec);
+        ServiceSet::Some {
+            tcp: merge(specs.clone().flat_map(|s| s.tcp.iter().copied())),
+            udp: merge(specs.clone().flat_map(|s| s.udp.iter().copied())),
+            icmp: specs.clone().any(|s| s.icmp),
+        }
+    }
+
+    fn is_subset_of(&self, other: &ServiceSet) -> bool {
+        match (self, other) {
+            (_, ServiceSet::Universe) => true,
+            (ServiceSet::Universe, ServiceSet::Some { .. }) => false,
+            (
+                ServiceSet::Some { tcp, udp, icmp },
+                ServiceSet::Some {
+                    tcp: tcp2,
+                    udp: udp2,
+                    icmp: icmp2,
+                },
+            ) => ports_subset(tcp, tcp2) && ports_subset(udp, udp2) && (!icmp || *icmp2),
+        }
+    }
+}
+
+/// Sorts ranges and merges those that overlap or touch (`1-5` and `6-9` become `1-9`).
+fn merge(ranges: impl Iterator<Item = PortRange>) -> Vec<PortRange> {
+    let mut ranges: Vec<PortRange> = ranges.collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => {
+                last.hi = last.hi.max(r.hi);
+            }
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+/// True when every port of `sub` lies in `sup`; both merged (see [`merge`]). Since `sup` is
+/// merged, a range of `sub` is covered only if one interval of `sup` holds all of it.
+fn ports_subset(sub: &[PortRange], sup: &[PortRange]) -> bool {
+    sub.iter().all(|r| {
+        // The last interval of `sup` starting at or before `r.lo`.
+        let i = sup.partition_point(|s| s.lo <= r.lo);
+        i > 0 && sup[i - 1].hi >= r.hi
+    })
+}
+
+/// For each rule that an earlier single rule covers, its index and the first such earlier
+/// rule's index. Rules whose `usable` flag is false (they had errors) are skipped on both sides,
+/// so that a half-resolved rule causes no false warning.
+pub(super) fn shadowed(rules: &[Rule], usable: &[bool], zone_count: usize) -> Vec<(usize, usize)> {
+    let sets: Vec<_> = rules
+        .iter()
+        .map(|r| {
+            (
+                ZoneSet::new(&r.from, zone_count),
+                ZoneSet::new(&r.to, zone_count),
+                ServiceSet::new(r),
+            )
+        })
+        .collect();
+    let usable = |i: usize| usable.get(i).copied().unwrap_or(false);
+    let mut found = Vec::new();
+    for (later, (from, to, services)) in sets.iter().enumerate() {
+        if !usable(later) {
+            continue;
+        }
+        let cover = sets[..later]
+            .iter()
+            .enumerate()
+            .position(|(earlier, (f, t, s))| {
+                usable(earlier)
+                    && from.is_subset_of(f)
+                    && to.is_subset_of(t)
+                    && services.is_subset_of(s)
+            });
+        if let Some(earlier) = cover {
+            found.push((later, earlier));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, ServiceRef, ServiceSpec, Severity};
+
+    fn pr(lo: u16, hi: u16) -> PortRange {
+        PortRange { lo, hi }
+    }
+
+    #[test]
+    fn merge_sorts_and_joins_touching_ranges() {
+        let got = merge(
+            [
+                pr(20, 30),
+                pr(1, 5),
+                pr(6, 9),
+                pr(25, 40),
+                pr(50, 50),
+                pr(3, 4),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(got, [pr(1, 9), pr(20, 40), pr(50, 50)]);
+        assert_eq!(
+            merge([pr(65535, 65535), pr(1, 65534)].into_iter()),
+            [pr(1, 65535)]
+        );
+        assert_eq!(merge(std::iter::empty()), []);
+    }
+
+    #[test]
+    fn port_subsets() {
+        let sup = merge([pr(80, 80), pr(443, 443), pr(8000, 8099)].into_iter());
+        assert!(ports_subset(&[], &sup));
+        assert!(ports_subset(&[], &[]));
+        assert!(ports_subset(&[pr(80, 80)], &sup));
+        assert!(ports_subset(&[pr(8080, 8089), pr(443, 443)], &sup));
+        assert!(ports_subset(&[pr(8000, 8099)], &sup));
+        assert!(!ports_subset(&[pr(8000, 8100)], &sup));
+        assert!(!ports_subset(&[pr(79, 80)], &sup));
+        assert!(!ports_subset(&[pr(81, 81)], &sup));
+        assert!(!ports_subset(&[pr(1, 1)], &sup));
+        assert!(!ports_subset(&[pr(80, 80)], &[]));
+        // Touching ranges of the earlier rule cover a range spanning both.
+        let sup = merge([pr(1, 100), pr(101, 200)].into_iter());
+        assert!(ports_subset(&[pr(50, 150)], &sup));
+    }
+
+    #[test]
+    fn zone_sets() {
+        let set = |refs: &[ZoneRef]| ZoneSet::new(refs, 3);
+        let (z0, z1, z2) = (ZoneRef::Zone(0), ZoneRef::Zone(1), ZoneRef::Zone(2));
+        let any = set(&[ZoneRef::Any]);
+        assert!(set(&[ZoneRef::Unknown]).is_subset_of(&any));
+        assert!(set(&[z0, z1]).is_subset_of(&any));
+        assert!(!any.is_subset_of(&set(&[z0, z1, z2])));
+        assert!(any.is_subset_of(&set(&[z2, z1, ZoneRef::Unknown, z0])));
+        assert!(!set(&[ZoneRef::Unknown]).is_subset_of(&set(&[z0, z1, z2])));
+        assert!(set(&[ZoneRef::Unknown]).is_subset_of(&set(&[z1, ZoneRef::Unknown])));
+        assert!(set(&[z1, z1]).is_subset_of(&set(&[z1])));
+        assert!(!set(&[z1, z2]).is_subset_of(&set(&[z1])));
+    }
+
+    fn rule(from: &[ZoneRef], to: &[ZoneRef], services: &[ServiceSpec]) -> Rule {
+        Rule {
+            name: "r".into(),
+            from: from.to_vec(),
+            to: to.to_vec(),
+            services: services
+                .iter()
+                .map(|s| ServiceRef {
+                    label: "s".into(),
+                    named: None,
+                    spec: s.clone(),
+                })
+                .collect(),
+            action: Action::Allow,
+            severity: Severity::Medium,
+        }
+    }
+
+    fn tcp(lo: u16, hi: u16) -> ServiceSpec {
+        ServiceSpec {
+            tcp: vec![pr(lo, hi)],
+            ..ServiceSpec::default()
+        }
+    }
+
+    #[test]
+    fn shadowed_by_single_earlier_rule() {
+        let (a, b) = (ZoneRef::Zone(0), ZoneRef::Zone(1));
+        let icmp = ServiceSpec {
+            icmp: true,
+            ..ServiceSpec::default()
+        };
+        let rules = [
+            rule(&[a], &[b], &[tcp(1, 1000)]),
+            rule(&[a], &[b], &[tcp(80, 80), tcp(443, 443)]), // covered by 0
+            rule(&[a], &[b], &[tcp(80, 80), icmp.clone()]),  // icmp not covered
+            rule(&[a], &[b], std::slice::from_ref(&icmp)),   // covered by 2
+            rule(&[a], &[b], &[]),                           // universe: not covered
+            rule(&[a], &[b], &[]),                           // covered by 4
+            rule(&[ZoneRef::Unknown], &[b], &[tcp(1, 1)]),   // not covered
+        ];
+        let usable = [true; 7];
+        assert_eq!(shadowed(&rules, &usable, 2), [(1, 0), (3, 2), (5, 4)]);
+        // An unusable rule covers nothing and is not reported.
+        let usable = [false, true, true, true, true, true, false];
+        assert_eq!(shadowed(&rules, &usable, 2), [(3, 2), (5, 4)]);
+    }
+}
