@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench pipeline`
 
+// A benchmark that cannot set itself up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::path::Path;
 

@@ -16,6 +16,9 @@
 //! It also checks that the events of a multi-threaded run are byte-identical
 //! to those of a single-threaded one.
 
+// A benchmark that cannot set itself up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};

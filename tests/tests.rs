@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per area.
 
+// A failed unwrap in a test is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 mod cli;

@@ -285,6 +285,9 @@ impl CompiledPolicy {
 }
 
 /// Builds the zone-pair index and the distinct per-pair tables.
+// The slots index every rule's zone set, not one collection, so a range loop
+// says what is meant.
+#[allow(clippy::needless_range_loop)]
 fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
     let slots = policy.zones.len() + 1;
     let unknown_slot = policy.zones.len();

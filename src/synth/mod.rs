@@ -393,6 +393,7 @@ pub fn write_pcap<W: Write, F: AsRef<[u8]>>(
         },
         datalink: DataLink::ETHERNET,
         snaplen: 262_144,
+        endianness: pcap_file::Endianness::Little,
         ..PcapHeader::default()
     };
     let mut writer = PcapWriter::with_header(out, header).map_err(std::io::Error::other)?;
