@@ -93,6 +93,11 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Frames per batch handed to the workers (tuning; the events do not
+    /// depend on it).
+    #[arg(long, value_name = "N", default_value_t = 16_384, hide = true)]
+    pub batch_size: usize,
+
     /// Flow timeouts and limits.
     #[command(flatten)]
     pub flows: FlowArgs,

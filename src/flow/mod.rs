@@ -7,6 +7,7 @@
 //! policy that judged them, so that a reloaded policy judges each existing
 //! flow again at its next packet.
 
+mod index;
 mod key;
 mod table;
 
@@ -180,6 +181,21 @@ impl Tracker {
         &self.table
     }
 
+    /// Asks the CPU to fetch what a packet of flow hash `hash` will look up
+    /// first. Call it some packets ahead, then [`Tracker::prefetch_entry`]
+    /// closer, then [`Tracker::observe`]: the lookups' cache misses then
+    /// overlap with other packets' work instead of stalling each packet.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.table.prefetch_index(hash);
+    }
+
+    /// See [`Tracker::prefetch_index`].
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        self.table.prefetch_entry(hash);
+    }
+
     /// Takes one packet: finds or starts its flow, judges a new flow (or one
     /// last judged under an older policy), and pushes the flow's one
     /// violation event to `violations` when it is due.
@@ -213,11 +229,10 @@ impl Tracker {
     /// Ends every flow idle past its timeout at capture time `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
         for class in 0..CLASSES {
-            while let Some(slot) = self.table.front(class) {
-                let idle = now_ns.saturating_sub(self.table.entry(slot).last_ts);
-                if idle <= self.timeouts_ns[class] {
-                    break;
-                }
+            while let Some(slot) = self
+                .table
+                .next_expired(class, now_ns, self.timeouts_ns[class])
+            {
                 self.table.remove(slot);
                 self.counters.expired += 1;
             }
@@ -282,7 +297,9 @@ impl Tracker {
     ) {
         if self.table.is_full() {
             self.expire(packet.ts_ns);
-            if let Some(oldest) = self.table.oldest().filter(|_| self.table.is_full()) {
+            if self.table.is_full()
+                && let Some(oldest) = self.table.oldest()
+            {
                 self.table.remove(oldest);
                 self.counters.evicted += 1;
             }

@@ -1,18 +1,28 @@
 //! A bounded flow table: a hash index over a slab of entries, with one
-//! least-recently-seen list per timeout class.
+//! expiry queue per timeout class.
 //!
-//! Every flow of a class shares one idle timeout, so keeping each class's
-//! flows in the order they were last seen keeps them in the order they
-//! expire: expiring is popping from the front, and the oldest idle flow of
-//! the whole table is the oldest of the class fronts. Nothing is scanned.
+//! Every flow of a class shares one idle timeout. Each class keeps its flows
+//! in a queue ordered by the time each was queued, which is its last-seen
+//! time then. Moving a flow to the back at every packet (an exact LRU list)
+//! touches two neighbouring entries at random places in memory: that cost
+//! more than everything else a packet does. So a packet moves its flow only
+//! when the flow was queued more than [`REQUEUE_AFTER_NS`] (1 s) before it,
+//! or its class changed. Then every flow's queued time lies within 1 s of its
+//! last-seen time, and the queues stay sorted, so:
+//! - expiring pops the fronts while they are idle past the timeout; a flow
+//!   behind a front that is not, is idle past the timeout by less than 1 s,
+//!   and goes at a later sweep (or at its next packet, which checks exactly);
+//! - the least recently seen flow (to evict) is the front with the oldest
+//!   queued time, to within 1 s.
 //!
-//! The hash index (hashbrown's `HashTable`) holds only 4-byte slab indices;
-//! entries live in one `Vec` whose freed slots are reused, so once the table
-//! has reached its size, inserting and removing flows does not allocate.
-
-use hashbrown::HashTable;
+//! Nothing is scanned, and most flows, shorter than a second, are never moved.
+//!
+//! The hash index ([`FlowIndex`]) holds only slab slots; entries live in one
+//! `Vec` whose freed slots are reused, so once the table has reached its
+//! size, inserting and removing flows does not allocate.
 
 use super::FlowKey;
+use super::index::{FlowIndex, prefetch};
 
 /// Index of an entry in the table's slab.
 pub type Slot = u32;
@@ -22,6 +32,10 @@ const NIL: Slot = Slot::MAX;
 /// Number of timeout classes a table keeps lists for.
 pub const CLASSES: usize = 5;
 
+/// A flow queued longer ago than this before its latest packet is moved to
+/// the back of its queue: the precision of expiry sweeps and of eviction.
+pub const REQUEUE_AFTER_NS: u64 = 1_000_000_000;
+
 /// One flow in the table.
 #[derive(Clone, Debug)]
 pub struct Entry<V> {
@@ -29,6 +43,8 @@ pub struct Entry<V> {
     pub key: FlowKey,
     /// Capture time of its latest packet, in nanoseconds.
     pub last_ts: u64,
+    /// Its last-seen time when it was put in its queue.
+    queued_ts: u64,
     /// Its timeout class (index of its list).
     class: u8,
     hash: u64,
@@ -47,7 +63,7 @@ struct List {
 /// A flow table holding at most `capacity` flows.
 #[derive(Debug)]
 pub struct FlowTable<V> {
-    index: HashTable<Slot>,
+    index: FlowIndex,
     slab: Vec<Entry<V>>,
     /// Freed slab slots, reused before the slab grows.
     free: Vec<Slot>,
@@ -62,8 +78,8 @@ impl<V> FlowTable<V> {
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         FlowTable {
-            index: HashTable::with_capacity(capacity),
-            slab: Vec::with_capacity(capacity),
+            index: FlowIndex::new(),
+            slab: Vec::new(),
             free: Vec::new(),
             lists: [List {
                 head: NIL,
@@ -99,8 +115,27 @@ impl<V> FlowTable<V> {
     pub fn find(&self, hash: u64, key: &FlowKey) -> Option<Slot> {
         let slab = &self.slab;
         self.index
-            .find(hash, |&slot| slab[slot as usize].key == *key)
-            .copied()
+            .find(hash, |slot| slab[slot as usize].key == *key)
+    }
+
+    /// Asks the CPU to fetch the index bucket of `hash`: call it a few
+    /// packets ahead of [`FlowTable::find`].
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Asks the CPU to fetch the entry `hash` most likely finds: call it
+    /// after [`FlowTable::prefetch_index`] had time to land.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) {
+        if let Some(entry) = self
+            .index
+            .first_candidate(hash)
+            .and_then(|slot| self.slab.get(slot as usize))
+        {
+            prefetch(entry);
+        }
     }
 
     /// The entry in `slot`.
@@ -115,16 +150,25 @@ impl<V> FlowTable<V> {
         &mut self.slab[slot as usize]
     }
 
-    /// Records a packet at `ts` (and the flow's class, which may change) and
-    /// moves the flow to the back of its class's list.
+    /// Records a packet at `ts`, and the flow's class, which may change
+    /// (then the flow moves to the back of its new class's queue).
     #[inline]
     pub fn touch(&mut self, slot: Slot, ts: u64, class: usize) {
-        self.unlink(slot);
         let entry = &mut self.slab[slot as usize];
         // Captures merged from several interfaces can step back in time;
         // a flow's last-seen time never does.
         entry.last_ts = entry.last_ts.max(ts);
+        if usize::from(entry.class) != class || entry.last_ts - entry.queued_ts > REQUEUE_AFTER_NS {
+            self.requeue(slot, class);
+        }
+    }
+
+    /// Moves a flow to the back of `class`'s queue, queued at its last-seen time.
+    fn requeue(&mut self, slot: Slot, class: usize) {
+        self.unlink(slot);
+        let entry = &mut self.slab[slot as usize];
         entry.class = class as u8;
+        entry.queued_ts = entry.last_ts;
         self.link_back(slot);
     }
 
@@ -134,6 +178,7 @@ impl<V> FlowTable<V> {
         let entry = Entry {
             key,
             last_ts: ts,
+            queued_ts: ts,
             class: class as u8,
             hash,
             prev: NIL,
@@ -150,9 +195,7 @@ impl<V> FlowTable<V> {
                 (self.slab.len() - 1) as Slot
             }
         };
-        let slab = &self.slab;
-        self.index
-            .insert_unique(hash, slot, |&s| slab[s as usize].hash);
+        self.index.insert(hash, slot);
         self.link_back(slot);
         self.len += 1;
         slot
@@ -166,31 +209,35 @@ impl<V> FlowTable<V> {
         self.unlink(slot);
         let entry = &self.slab[slot as usize];
         let (hash, key) = (entry.hash, entry.key);
-        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
-            found.remove();
-        }
+        self.index.remove(hash, slot);
         self.free.push(slot);
         self.len -= 1;
         (key, entry.value.clone())
     }
 
-    /// The least recently seen flow of `class`.
-    #[inline]
-    pub fn front(&self, class: usize) -> Option<Slot> {
+    fn front(&self, class: usize) -> Option<Slot> {
         let head = self.lists[class].head;
         (head != NIL).then_some(head)
     }
 
-    /// The least recently seen flow of the whole table.
+    /// The front flow of `class` if it is idle for more than `timeout` at
+    /// time `now` (the caller removes it, then asks again).
+    pub fn next_expired(&self, class: usize, now: u64, timeout: u64) -> Option<Slot> {
+        let slot = self.front(class)?;
+        (now.saturating_sub(self.slab[slot as usize].last_ts) > timeout).then_some(slot)
+    }
+
+    /// The least recently seen flow of the whole table, to within
+    /// [`REQUEUE_AFTER_NS`].
     pub fn oldest(&self) -> Option<Slot> {
         (0..CLASSES)
             .filter_map(|class| self.front(class))
-            .min_by_key(|&slot| self.slab[slot as usize].last_ts)
+            .min_by_key(|&slot| self.slab[slot as usize].queued_ts)
     }
 
     /// Every held flow's slot (in no particular order).
     pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        self.index.iter().copied()
+        self.index.slots()
     }
 
     fn unlink(&mut self, slot: Slot) {
@@ -259,27 +306,53 @@ mod tests {
         assert_eq!(t.find(FlowHasher.hash(&key(2)), &key(2)), Some(b));
     }
 
+    const S: u64 = 1_000_000_000;
+
     #[test]
-    fn lists_stay_in_last_seen_order() {
+    fn oldest_is_the_least_recently_seen_to_within_a_second() {
         let mut t = FlowTable::with_capacity(8);
-        let a = insert(&mut t, 1, 10, 0);
-        let b = insert(&mut t, 2, 20, 0);
-        let c = insert(&mut t, 3, 15, 1);
-        assert_eq!(t.front(0), Some(a));
+        let a = insert(&mut t, 1, 10 * S, 0);
+        let b = insert(&mut t, 2, 20 * S, 0);
+        let c = insert(&mut t, 3, 15 * S, 1);
         assert_eq!(t.oldest(), Some(a));
-        t.touch(a, 30, 0);
-        assert_eq!(t.front(0), Some(b));
+        t.touch(a, 30 * S, 0);
         assert_eq!(t.oldest(), Some(c));
-        t.touch(b, 40, 1);
-        assert_eq!(t.front(0), Some(a));
-        assert_eq!(t.front(1), Some(c));
-        t.remove(c);
-        assert_eq!(t.front(1), Some(b));
-        t.remove(b);
-        assert_eq!(t.front(1), None);
+        t.touch(c, 35 * S, 1);
+        assert_eq!(t.oldest(), Some(b));
+        t.touch(b, 40 * S, 1); // class change: moves queues
         assert_eq!(t.oldest(), Some(a));
-        t.touch(a, 5, 0);
-        assert_eq!(t.entry(a).last_ts, 30, "last seen never steps back");
+        t.remove(a);
+        assert_eq!(t.oldest(), Some(c));
+        t.touch(c, 35 * S + S / 2, 1); // within a second: not moved
+        assert_eq!(t.oldest(), Some(c));
+        t.remove(c);
+        assert_eq!(t.oldest(), Some(b));
+        t.touch(b, 5, 1);
+        assert_eq!(t.entry(b).last_ts, 40 * S, "last seen never steps back");
+    }
+
+    #[test]
+    fn expiry_follows_last_seen_times() {
+        let mut t = FlowTable::with_capacity(8);
+        let a = insert(&mut t, 1, 10 * S, 0);
+        let b = insert(&mut t, 2, 20 * S, 0);
+        let c = insert(&mut t, 3, 30 * S, 0);
+        t.touch(a, 100 * S, 0); // a is fresh, though queued first
+        let mut expired = Vec::new();
+        while let Some(slot) = t.next_expired(0, 125 * S, 100 * S) {
+            expired.push(slot);
+            t.remove(slot);
+        }
+        assert_eq!(expired, [b]);
+        assert_eq!(
+            t.next_expired(0, 130 * S, 100 * S),
+            None,
+            "c is idle exactly 100 s: kept"
+        );
+        assert_eq!(t.next_expired(0, 131 * S, 100 * S), Some(c));
+        t.remove(c);
+        assert_eq!(t.next_expired(0, 200 * S, 100 * S), None);
+        assert_eq!(t.next_expired(0, 201 * S, 100 * S), Some(a));
     }
 
     #[test]
@@ -293,5 +366,68 @@ mod tests {
         t.remove(oldest);
         assert!(!t.is_full());
         assert_eq!(t.slots().count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod lazy_queue_tests {
+    use super::*;
+    use crate::flow::FlowHasher;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn sweeping_finds_the_idle_flows_to_within_a_second() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for round in 0..200 {
+            let mut t: FlowTable<u32> = FlowTable::with_capacity(1000);
+            let mut live: Vec<Slot> = Vec::new();
+            let mut now = 0u64;
+            for step in 0..300 {
+                now += rng.u64(0..5 * S / 10);
+                if live.is_empty() || rng.u8(0..3) == 0 {
+                    let k = FlowKey {
+                        lo_port: step,
+                        hi_port: round,
+                        ..FlowKey::default()
+                    };
+                    live.push(t.insert(FlowHasher.hash(&k), k, now, rng.usize(0..2), 0));
+                } else {
+                    let slot = live[rng.usize(0..live.len())];
+                    t.touch(slot, now, rng.usize(0..2));
+                }
+                if rng.u8(0..10) == 0 {
+                    let timeout = 2 * S;
+                    let naive: Vec<Slot> = live
+                        .iter()
+                        .copied()
+                        .filter(|&s| {
+                            let e = t.entry(s);
+                            e.class == 0 && now.saturating_sub(e.last_ts) > timeout
+                        })
+                        .collect();
+                    let mut lazy = Vec::new();
+                    while let Some(s) = t.next_expired(0, now, timeout) {
+                        lazy.push(s);
+                        t.remove(s);
+                    }
+                    lazy.sort();
+                    // Everything swept is idle; everything idle by more than
+                    // a second past the timeout is swept.
+                    assert!(
+                        lazy.iter().all(|s| naive.contains(s)),
+                        "round {round} step {step}"
+                    );
+                    for s in naive {
+                        let idle = now - t.entry(s).last_ts;
+                        assert!(
+                            lazy.contains(&s) || idle <= timeout + S,
+                            "round {round} step {step}"
+                        );
+                    }
+                    live.retain(|s| !lazy.contains(s));
+                }
+            }
+        }
     }
 }

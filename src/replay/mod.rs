@@ -35,6 +35,10 @@ use crate::wire::{Headers, Outcome, decode};
 /// Number of flow shards, whatever the number of threads. A power of two.
 pub const SHARDS: usize = 16;
 
+/// How many packets ahead a worker prefetches flow-table buckets: far enough
+/// for a memory access to land, near enough to stay in cache.
+const PREFETCH_AHEAD: usize = 8;
+
 /// How a replay runs.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
@@ -101,6 +105,8 @@ struct Worker {
     /// Tracker of shard `worker_index + i * workers` at position `i`.
     trackers: Vec<Tracker>,
     violations: Vec<Violation>,
+    /// The batch positions of this worker's packets, in capture order.
+    positions: Vec<u32>,
     /// The batch's events as JSON lines, and for each its packet position
     /// and where its line ends in `json`.
     json: Vec<u8>,
@@ -144,6 +150,7 @@ pub fn replay<W: Write + Send>(
                 .map(|_| Tracker::new(&options.flows, per_shard))
                 .collect(),
             violations: Vec::new(),
+            positions: Vec::new(),
             json: Vec::new(),
             lines: Vec::new(),
             counters: ViolationCounters::new(policy.rules().len()),
@@ -156,7 +163,9 @@ pub fn replay<W: Write + Send>(
             by_worker: vec![Vec::new(); workers.len()],
         })
         .collect();
-    let mut slots: Vec<Slot> = Vec::with_capacity(batch_size);
+    // Every slot a frame fills is written whole before it is read, so the
+    // buffer is initialised once, not per batch.
+    let mut slots: Vec<Slot> = vec![Slot::default(); batch_size];
     let mut next = Vec::with_capacity(batch_size);
     let mut base_index = 0u64;
     let mut write_result = Ok(());
@@ -215,14 +224,13 @@ pub fn replay<W: Write + Send>(
 fn process_batch(
     frames: &[Frame<'_>],
     base_index: u64,
-    slots: &mut Vec<Slot>,
+    slots: &mut [Slot],
     chunks: &mut [Chunk],
     workers: &mut [Worker],
     judge: Judge<'_>,
 ) {
     let worker_count = workers.len();
-    slots.clear();
-    slots.resize(frames.len(), Slot::default());
+    let slots = &mut slots[..frames.len()];
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
     // positions.
@@ -261,25 +269,39 @@ fn process_batch(
     let batch_end_ts = frames.iter().map(|f| f.ts_ns).max().unwrap_or(0);
     workers.par_iter_mut().enumerate().for_each(|(w, worker)| {
         worker.violations.clear();
+        worker.positions.clear();
         for chunk in chunks {
-            for &position in &chunk.by_worker[w] {
-                let slot = &slots[position as usize];
-                let shard = FlowHasher::shard(slot.hash, SHARDS);
-                let packet = Observed {
-                    headers: &slot.headers,
-                    ts_ns: slot.ts_ns,
-                    index: base_index + u64::from(position),
-                    wire_len: slot.wire_len,
-                };
-                worker.trackers[shard / worker_count].observe(
-                    packet,
-                    slot.hash,
-                    &slot.key,
-                    slot.sender_is_lo,
-                    judge,
-                    &mut worker.violations,
-                );
+            worker.positions.extend_from_slice(&chunk.by_worker[w]);
+        }
+        let tracker_of = |slot: &Slot| FlowHasher::shard(slot.hash, SHARDS) / worker_count;
+        let positions = &worker.positions;
+        for (n, &position) in positions.iter().enumerate() {
+            // Flow lookups miss the cache; ask for the index bucket of the
+            // packet PREFETCH_AHEAD ahead, and for the entry of the one
+            // half-way, whose bucket has arrived by now.
+            if let Some(&ahead) = positions.get(n + PREFETCH_AHEAD) {
+                let slot = &slots[ahead as usize];
+                worker.trackers[tracker_of(slot)].prefetch_index(slot.hash);
             }
+            if let Some(&near) = positions.get(n + PREFETCH_AHEAD / 2) {
+                let slot = &slots[near as usize];
+                worker.trackers[tracker_of(slot)].prefetch_entry(slot.hash);
+            }
+            let slot = &slots[position as usize];
+            let packet = Observed {
+                headers: &slot.headers,
+                ts_ns: slot.ts_ns,
+                index: base_index + u64::from(position),
+                wire_len: slot.wire_len,
+            };
+            worker.trackers[tracker_of(slot)].observe(
+                packet,
+                slot.hash,
+                &slot.key,
+                slot.sender_is_lo,
+                judge,
+                &mut worker.violations,
+            );
         }
         // Sweeping idle flows never changes a verdict (a full table expires
         // before it evicts); it only keeps the tables small.

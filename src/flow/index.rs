@@ -1,0 +1,233 @@
+//! The flow table's hash index: open addressing with linear probing, one
+//! 8-byte bucket per flow (slab slot and 32 bits of the flow's hash), at most
+//! half full.
+//!
+//! Hand-written rather than hashbrown's `HashTable`: a replay keeps hundreds
+//! of thousands of flows, and looking one up is a cache miss on the index and
+//! another on the entry, which dominated the cost of a packet. The replay
+//! knows the hashes of the packets ahead of the one it is handling, so it can
+//! ask for their buckets early ([`FlowIndex::prefetch`]); hashbrown does not
+//! expose where a hash's bucket lies. Buckets also hold the slot and the hash
+//! together, so a probe touches one cache line where hashbrown's control
+//! bytes and slots are two.
+//!
+//! Deletion shifts the following buckets back (no tombstones), so probe
+//! sequences stay short however long the table lives.
+
+/// A bucket: the slab slot in the high 32 bits, the low 32 bits of the
+/// flow's hash in the low 32 bits; `EMPTY` when free.
+type Bucket = u64;
+
+const EMPTY: Bucket = u64::MAX;
+
+/// The index from flow hash to slab slot.
+#[derive(Debug, Clone)]
+pub struct FlowIndex {
+    buckets: Vec<Bucket>,
+    mask: usize,
+    len: usize,
+}
+
+#[inline]
+fn bucket(slot: u32, hash: u64) -> Bucket {
+    (u64::from(slot) << 32) | (hash & 0xffff_ffff)
+}
+
+#[inline]
+fn slot_of(bucket: Bucket) -> u32 {
+    (bucket >> 32) as u32
+}
+
+#[inline]
+fn hash_of(bucket: Bucket) -> u32 {
+    bucket as u32
+}
+
+impl FlowIndex {
+    const MIN_BUCKETS: usize = 64;
+
+    /// An empty index; it grows as flows arrive.
+    pub fn new() -> Self {
+        FlowIndex {
+            buckets: vec![EMPTY; Self::MIN_BUCKETS],
+            mask: Self::MIN_BUCKETS - 1,
+            len: 0,
+        }
+    }
+
+    /// Number of flows indexed.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Asks the CPU to fetch the bucket where `hash` starts probing.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch(&self.buckets[hash as usize & self.mask]);
+    }
+
+    /// The slot of the first candidate for `hash` whose slot satisfies `is`.
+    #[inline]
+    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut i = hash as usize & self.mask;
+        loop {
+            let b = self.buckets[i];
+            if b == EMPTY {
+                return None;
+            }
+            if hash_of(b) == hash as u32 && is(slot_of(b)) {
+                return Some(slot_of(b));
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The slot of the first bucket for `hash`, if it is occupied: the likely
+    /// match, for prefetching its entry.
+    #[inline]
+    pub fn first_candidate(&self, hash: u64) -> Option<u32> {
+        let b = self.buckets[hash as usize & self.mask];
+        (b != EMPTY && hash_of(b) == hash as u32).then(|| slot_of(b))
+    }
+
+    /// Indexes `slot` under `hash` (the slot must not be indexed yet).
+    pub fn insert(&mut self, hash: u64, slot: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() {
+            self.grow();
+        }
+        self.place(bucket(slot, hash));
+        self.len += 1;
+    }
+
+    fn place(&mut self, b: Bucket) {
+        let mut i = hash_of(b) as usize & self.mask;
+        while self.buckets[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.buckets[i] = b;
+    }
+
+    fn grow(&mut self) {
+        let size = self.buckets.len() * 2;
+        let old = std::mem::replace(&mut self.buckets, vec![EMPTY; size]);
+        self.mask = size - 1;
+        // A bucket's 32 hash bits are enough to find its new home: slots are
+        // u32, so the index never outgrows 2^32 buckets.
+        for b in old.into_iter().filter(|&b| b != EMPTY) {
+            self.place(b);
+        }
+    }
+
+    /// Removes `slot`, indexed under `hash`.
+    pub fn remove(&mut self, hash: u64, slot: u32) {
+        let mut i = hash as usize & self.mask;
+        loop {
+            let b = self.buckets[i];
+            if b == EMPTY {
+                return;
+            }
+            if slot_of(b) == slot {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Shift later buckets of the probe run back into the hole when their
+        // home lies at or before it.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let b = self.buckets[j];
+            if b == EMPTY {
+                break;
+            }
+            let home = hash_of(b) as usize & self.mask;
+            if j.wrapping_sub(home) & self.mask >= j.wrapping_sub(hole) & self.mask {
+                self.buckets[hole] = b;
+                hole = j;
+            }
+        }
+        self.buckets[hole] = EMPTY;
+        self.len -= 1;
+    }
+
+    /// Every indexed slot.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets
+            .iter()
+            .filter(|&&b| b != EMPTY)
+            .map(|&b| slot_of(b))
+    }
+}
+
+impl Default for FlowIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Asks the CPU to bring `value`'s cache line closer; a hint, nothing more.
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 never faults and reads nothing into the program; the
+    // pointer comes from a live reference anyway. `unsafe` only because the
+    // intrinsic carries a target feature (SSE, always there on x86_64).
+    #[allow(unsafe_code)]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: u32) -> u64 {
+        // Many collisions on purpose: only a few distinct home buckets.
+        u64::from(n % 7) | (u64::from(n) << 40)
+    }
+
+    #[test]
+    fn matches_a_reference_map_through_inserts_and_removes() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut index = FlowIndex::new();
+        let mut reference = std::collections::HashMap::new();
+        for step in 0..20_000u32 {
+            let n = rng.u32(0..3_000);
+            if let std::collections::hash_map::Entry::Vacant(e) = reference.entry(n) {
+                e.insert(());
+                index.insert(h(n), n);
+            } else if rng.bool() {
+                reference.remove(&n);
+                index.remove(h(n), n);
+            }
+            if step % 97 == 0 {
+                for probe in 0..3_000u32 {
+                    let found = index.find(h(probe), |slot| slot == probe);
+                    assert_eq!(
+                        found.is_some(),
+                        reference.contains_key(&probe),
+                        "step {step}"
+                    );
+                }
+                assert_eq!(index.len(), reference.len());
+                assert_eq!(index.slots().count(), reference.len());
+            }
+        }
+    }
+
+    #[test]
+    fn first_candidate_and_prefetch() {
+        let mut index = FlowIndex::new();
+        index.insert(12345, 7);
+        assert_eq!(index.first_candidate(12345), Some(7));
+        assert_eq!(index.first_candidate(54321), None);
+        index.prefetch(12345);
+        index.prefetch(u64::MAX);
+    }
+}
