@@ -12,7 +12,7 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use segwatch::classify::CompiledPolicy;
 use segwatch::event::Violation;
-use segwatch::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
 use segwatch::policy::load_policy_str;
 use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic};
 use segwatch::synth::policy::scaled_hospital_policy;
@@ -136,14 +136,8 @@ fn bench_tracker(c: &mut Criterion) {
                     flow_id_salt: 0,
                 };
                 for (i, h) in packets.iter().enumerate() {
-                    let (key, lo) = FlowKey::of(h);
-                    let packet = Observed {
-                        headers: h,
-                        ts_ns: i as u64 * 1_000,
-                        index: i as u64,
-                        wire_len: 80,
-                    };
-                    tracker.observe(packet, FlowHasher.hash(&key), &key, lo, judge, violations);
+                    let packet = Packet::new(h, i as u64 * 1_000, 80);
+                    tracker.observe(&packet, i as u64, judge, violations);
                 }
             },
             criterion::BatchSize::LargeInput,

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use segwatch::classify::CompiledPolicy;
-use segwatch::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
 use segwatch::policy::load_policy_str;
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
@@ -39,9 +39,8 @@ fuzz_target!(|data: &[u8]| {
         if decode(link, frame, &mut headers) != Outcome::Judge {
             continue;
         }
-        let (key, lo) = FlowKey::of(&headers);
-        let packet = Observed { headers: &headers, ts_ns: i as u64 * 1_000_000_000, index: i as u64, wire_len: frame.len() as u32 };
-        tracker.observe(packet, FlowHasher.hash(&key), &key, lo, judge, &mut violations);
+        let packet = Packet::new(&headers, i as u64 * 1_000_000_000, frame.len() as u32);
+        tracker.observe(&packet, i as u64, judge, &mut violations);
     }
     for v in &violations {
         let mut out = Vec::new();

@@ -66,6 +66,13 @@ pub fn run(args: &ReplayArgs) -> u8 {
     }
     if !args.quiet {
         eprintln!("{}", outcome.stats.summary(&policy, outcome.elapsed));
+        let stages = outcome.stages;
+        eprintln!(
+            "  stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading overlaps)",
+            stages.read.as_secs_f64(),
+            stages.decode.as_secs_f64(),
+            stages.track.as_secs_f64()
+        );
     }
     if let Some(error) = &outcome.capture_error {
         error_line(error);

@@ -64,7 +64,7 @@ impl FlowIndex {
     /// Asks the CPU to fetch the bucket where `hash` starts probing.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        prefetch(&self.buckets[hash as usize & self.mask]);
+        prefetch(&self.buckets[hash as usize & self.mask] as *const Bucket);
     }
 
     /// The slot of the first candidate for `hash` whose slot satisfies `is`.
@@ -167,20 +167,21 @@ impl Default for FlowIndex {
     }
 }
 
-/// Asks the CPU to bring `value`'s cache line closer; a hint, nothing more.
+/// Asks the CPU to bring the cache line at `ptr` closer; a hint, nothing more.
 #[inline(always)]
-pub fn prefetch<T>(value: &T) {
+pub fn prefetch<T>(ptr: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 never faults and reads nothing into the program; the
-    // pointer comes from a live reference anyway. `unsafe` only because the
-    // intrinsic carries a target feature (SSE, always there on x86_64).
+    // SAFETY: PREFETCHT0 never faults, whatever the address, and reads
+    // nothing into the program: no pointer is dereferenced. `unsafe` only
+    // because the intrinsic carries a target feature (SSE, always there on
+    // x86_64).
     #[allow(unsafe_code)]
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = ptr;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod index;
 mod key;
 mod table;
 
-pub use key::{FlowHasher, FlowKey};
+pub use key::{Addr, FlowHasher, FlowKey};
 pub use table::{CLASSES, Entry, FlowTable, Slot};
 
 use std::time::Duration;
@@ -87,10 +87,6 @@ pub struct FlowState {
     /// True once the flow's one violation event has been emitted.
     pub alerted: bool,
     teardown: u8,
-    /// Packets seen, both directions.
-    pub packets: u64,
-    /// Wire bytes seen, both directions.
-    pub bytes: u64,
 }
 
 /// Counts of what a tracker did, by kind.
@@ -117,17 +113,57 @@ impl FlowCounters {
     }
 }
 
-/// One decoded packet, as the tracker sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct Observed<'a> {
-    /// Its decoded headers.
-    pub headers: &'a Headers,
+/// One decoded packet, as flow tracking needs it. Small (72 bytes) and
+/// `Copy`, so that a batch decoded on one core is still in cache when
+/// another tracks it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Packet {
+    /// Its flow's key.
+    pub key: FlowKey,
+    /// The key's hash (see [`FlowHasher`]).
+    pub hash: u64,
     /// Capture time, nanoseconds since the epoch.
     pub ts_ns: u64,
-    /// Position in the capture (0-based): orders events and seeds flow ids.
-    pub index: u64,
     /// Length on the wire.
     pub wire_len: u32,
+    /// Outermost VLAN ID; 0 when untagged.
+    pub vlan: u16,
+    /// Transport, with the echo direction.
+    pub transport: Transport,
+    /// TCP flags.
+    pub tcp_flags: u8,
+    /// True when the sender is the key's `lo` endpoint.
+    pub sender_is_lo: bool,
+}
+
+impl Packet {
+    /// The packet of decoded `headers`, captured at `ts_ns`, `wire_len` long.
+    #[inline]
+    pub fn new(headers: &Headers, ts_ns: u64, wire_len: u32) -> Packet {
+        let (key, sender_is_lo) = FlowKey::of(headers);
+        Packet {
+            key,
+            hash: FlowHasher.hash(&key),
+            ts_ns,
+            wire_len,
+            vlan: headers.vlan,
+            transport: headers.transport,
+            tcp_flags: headers.tcp_flags,
+            sender_is_lo,
+        }
+    }
+
+    /// Sender's and receiver's (address, port).
+    #[inline]
+    fn endpoints(&self) -> ((u128, u16), (u128, u16)) {
+        let lo = (self.key.lo_addr.get(), self.key.lo_port);
+        let hi = (self.key.hi_addr.get(), self.key.hi_port);
+        if self.sender_is_lo {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        }
+    }
 }
 
 /// The policy a packet is judged under.
@@ -202,28 +238,29 @@ impl Tracker {
     #[inline]
     pub fn observe(
         &mut self,
-        packet: Observed<'_>,
-        hash: u64,
-        key: &FlowKey,
-        sender_is_lo: bool,
+        packet: &Packet,
+        index: u64,
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
     ) {
-        if is_link_local(packet.headers) && !link_local_claimed(packet.headers, judge.policy) {
+        let (sender, receiver) = packet.endpoints();
+        if is_link_local(packet.key.ipv6, sender.0, receiver.0)
+            && !link_local_claimed(packet.key.ipv6, sender.0, receiver.0, judge.policy)
+        {
             self.counters.link_local += 1;
             return;
         }
-        if let Some(slot) = self.table.find(hash, key) {
+        if let Some(slot) = self.table.find(packet.hash, &packet.key) {
             let entry = self.table.entry(slot);
-            let class = entry_class(key, &entry.value);
+            let class = entry_class(&packet.key, &entry.value);
             if packet.ts_ns.saturating_sub(entry.last_ts) <= self.timeouts_ns[class] {
-                self.continue_flow(slot, packet, sender_is_lo, judge, violations);
+                self.continue_flow(slot, packet, index, judge, violations);
                 return;
             }
             self.table.remove(slot);
             self.counters.expired += 1;
         }
-        self.start_flow(packet, hash, key, sender_is_lo, judge, violations);
+        self.start_flow(packet, index, judge, violations);
     }
 
     /// Ends every flow idle past its timeout at capture time `now_ns`.
@@ -242,19 +279,17 @@ impl Tracker {
     fn continue_flow(
         &mut self,
         slot: Slot,
-        packet: Observed<'_>,
-        sender_is_lo: bool,
+        packet: &Packet,
+        index: u64,
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
     ) {
-        let headers = packet.headers;
+        let sender_is_lo = packet.sender_is_lo;
         let entry = self.table.entry_mut(slot);
         let key = entry.key;
         let state = &mut entry.value;
-        state.packets += 1;
-        state.bytes += u64::from(packet.wire_len);
-        if headers.transport == Transport::Tcp {
-            let flags = headers.tcp_flags;
+        if packet.transport == Transport::Tcp {
+            let flags = packet.tcp_flags;
             if flags & tcp_flags::RST != 0 {
                 state.teardown |= teardown::CLOSED;
             }
@@ -279,7 +314,7 @@ impl Tracker {
             state.generation = judge.generation;
             if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
                 state.alerted = true;
-                violations.push(verdict.violation(&key, state, packet));
+                violations.push(verdict.violation(&key, state, packet, index));
             }
         }
         let class = entry_class(&key, state);
@@ -288,13 +323,12 @@ impl Tracker {
 
     fn start_flow(
         &mut self,
-        packet: Observed<'_>,
-        hash: u64,
-        key: &FlowKey,
-        sender_is_lo: bool,
+        packet: &Packet,
+        index: u64,
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
     ) {
+        let key = &packet.key;
         if self.table.is_full() {
             self.expire(packet.ts_ns);
             if self.table.is_full()
@@ -304,30 +338,28 @@ impl Tracker {
                 self.counters.evicted += 1;
             }
         }
-        let headers = packet.headers;
-        let sender_initiates = sender_initiates(headers, judge.policy);
-        let initiator_is_lo = sender_initiates == sender_is_lo;
+        let sender_initiates = sender_initiates(packet, judge.policy);
+        let initiator_is_lo = sender_initiates == packet.sender_is_lo;
         let judged = judge_flow(key, initiator_is_lo, judge.policy);
         let mut state = FlowState {
-            flow_id: flow_id(packet.index, judge.flow_id_salt),
+            flow_id: flow_id(index, judge.flow_id_salt),
             first_ts: packet.ts_ns,
             initiator_is_lo,
             verdict: judged.verdict,
             generation: judge.generation,
             alerted: false,
             teardown: 0,
-            packets: 1,
-            bytes: u64::from(packet.wire_len),
         };
-        if headers.transport == Transport::Tcp && headers.tcp_flags & tcp_flags::RST != 0 {
+        if packet.transport == Transport::Tcp && packet.tcp_flags & tcp_flags::RST != 0 {
             state.teardown = teardown::CLOSED;
         }
         if judge.policy.action(judged.verdict) == Action::Alert {
             state.alerted = true;
-            violations.push(judged.violation(key, &state, packet));
+            violations.push(judged.violation(key, &state, packet, index));
         }
         let class = entry_class(key, &state);
-        self.table.insert(hash, *key, packet.ts_ns, class, state);
+        self.table
+            .insert(packet.hash, *key, packet.ts_ns, class, state);
         self.counters.created += 1;
     }
 }
@@ -341,9 +373,15 @@ struct Judged {
 }
 
 impl Judged {
-    fn violation(&self, key: &FlowKey, state: &FlowState, packet: Observed<'_>) -> Violation {
+    fn violation(
+        &self,
+        key: &FlowKey,
+        state: &FlowState,
+        packet: &Packet,
+        index: u64,
+    ) -> Violation {
         Violation {
-            packet_index: packet.index,
+            packet_index: index,
             ts_ns: packet.ts_ns,
             flow_id: state.flow_id,
             ipv6: key.ipv6,
@@ -353,7 +391,7 @@ impl Judged {
             src_port: self.initiator.1,
             dest_addr: self.responder.0,
             dest_port: self.responder.1,
-            vlan: packet.headers.vlan,
+            vlan: packet.vlan,
             src_zone: self.zones.0,
             dest_zone: self.zones.1,
             verdict: self.verdict,
@@ -362,8 +400,8 @@ impl Judged {
 }
 
 fn judge_flow(key: &FlowKey, initiator_is_lo: bool, policy: &CompiledPolicy) -> Judged {
-    let lo = (key.lo_addr, key.lo_port);
-    let hi = (key.hi_addr, key.hi_port);
+    let lo = (key.lo_addr.get(), key.lo_port);
+    let hi = (key.hi_addr.get(), key.hi_port);
     let (initiator, responder) = if initiator_is_lo { (lo, hi) } else { (hi, lo) };
     let from = policy.zone_of(key.ipv6, initiator.0).zone;
     let to = policy.zone_of(key.ipv6, responder.0).zone;
@@ -378,17 +416,17 @@ fn judge_flow(key: &FlowKey, initiator_is_lo: bool, policy: &CompiledPolicy) -> 
 
 /// Contract section 2, "initiator and responder", decided at a flow's first
 /// packet: true when that packet's sender initiated the flow.
-fn sender_initiates(headers: &Headers, policy: &CompiledPolicy) -> bool {
-    match headers.transport {
-        Transport::Tcp if headers.tcp_flags & tcp_flags::SYN != 0 => {
-            headers.tcp_flags & tcp_flags::ACK == 0
+fn sender_initiates(packet: &Packet, policy: &CompiledPolicy) -> bool {
+    match packet.transport {
+        Transport::Tcp if packet.tcp_flags & tcp_flags::SYN != 0 => {
+            packet.tcp_flags & tcp_flags::ACK == 0
         }
         Transport::EchoRequest => true,
         Transport::EchoReply => false,
         Transport::Tcp | Transport::Udp => {
-            let (sport, dport) = (headers.src_port, headers.dst_port);
-            let src_named = policy.names_port(headers.transport, sport);
-            let dst_named = policy.names_port(headers.transport, dport);
+            let ((_, sport), (_, dport)) = packet.endpoints();
+            let src_named = policy.names_port(packet.transport, sport);
+            let dst_named = policy.names_port(packet.transport, dport);
             if src_named != dst_named {
                 dst_named
             } else if (sport < 1024) != (dport < 1024) {
@@ -414,26 +452,26 @@ fn entry_class(key: &FlowKey, state: &FlowState) -> usize {
 /// True for a packet to multicast or limited broadcast, or from an
 /// unspecified address: such packets never cross a segment boundary.
 #[inline]
-fn is_link_local(headers: &Headers) -> bool {
-    if headers.ipv6 {
-        headers.dst >> 120 == 0xff || headers.src == 0
+fn is_link_local(ipv6: bool, src: u128, dst: u128) -> bool {
+    src == 0 || is_group_address(ipv6, dst)
+}
+
+/// Multicast, or the IPv4 limited broadcast.
+#[inline]
+fn is_group_address(ipv6: bool, addr: u128) -> bool {
+    if ipv6 {
+        addr >> 120 == 0xff
     } else {
-        let dst = headers.dst as u32;
-        dst >> 28 == 0xe || dst == u32::MAX || headers.src == 0
+        let addr = addr as u32;
+        addr >> 28 == 0xe || addr == u32::MAX
     }
 }
 
 /// True when every link-local address of the packet is claimed by a zone
 /// with a prefix longer than /0 (contract section 2).
-fn link_local_claimed(headers: &Headers, policy: &CompiledPolicy) -> bool {
-    let claimed = |addr: u128| policy.zone_of(headers.ipv6, addr).prefix_len > 0;
-    let dst_link_local = if headers.ipv6 {
-        headers.dst >> 120 == 0xff
-    } else {
-        let dst = headers.dst as u32;
-        dst >> 28 == 0xe || dst == u32::MAX
-    };
-    (!dst_link_local || claimed(headers.dst)) && (headers.src != 0 || claimed(headers.src))
+fn link_local_claimed(ipv6: bool, src: u128, dst: u128, policy: &CompiledPolicy) -> bool {
+    let claimed = |addr: u128| policy.zone_of(ipv6, addr).prefix_len > 0;
+    (!is_group_address(ipv6, dst) || claimed(dst)) && (src != 0 || claimed(src))
 }
 
 /// A flow's id: the capture position of its first packet, mixed with a

@@ -134,7 +134,7 @@ impl<V> FlowTable<V> {
             .first_candidate(hash)
             .and_then(|slot| self.slab.get(slot as usize))
         {
-            prefetch(entry);
+            prefetch(entry as *const Entry<V>);
         }
     }
 
@@ -277,8 +277,8 @@ mod tests {
 
     fn key(n: u16) -> FlowKey {
         FlowKey {
-            lo_addr: 1,
-            hi_addr: 2,
+            lo_addr: 1.into(),
+            hi_addr: 2.into(),
             lo_port: n,
             hi_port: 80,
             protocol: 6,

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::CompiledPolicy;
 use crate::event::{Violation, write_json_line};
-use crate::flow::{FlowConfig, FlowHasher, FlowKey, Judge, Observed, Tracker};
+use crate::flow::{FlowConfig, FlowHasher, Judge, Packet, Tracker};
 use crate::stats::{PacketCounters, RunStats, ViolationCounters};
 use crate::wire::{Headers, Outcome, decode};
 
@@ -73,23 +73,25 @@ pub struct ReplayOutcome {
     pub capture_error: Option<CaptureError>,
     /// Wall-clock time of the replay.
     pub elapsed: Duration,
+    /// Wall-clock time spent in each stage (reading overlaps the others).
+    pub stages: StageTimes,
+}
+
+/// Where a replay's time went, summed over batches (measured once per batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Finding the records in the capture files (and faulting their pages in).
+    pub read: Duration,
+    /// Decoding, keying and hashing, on every thread.
+    pub decode: Duration,
+    /// Flow tracking, judging and formatting events, on every thread.
+    pub track: Duration,
 }
 
 /// A replay that could not write its events.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write events: {0}")]
 pub struct OutputError(#[from] std::io::Error);
-
-/// One decoded frame of a batch.
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    headers: Headers,
-    key: FlowKey,
-    hash: u64,
-    ts_ns: u64,
-    wire_len: u32,
-    sender_is_lo: bool,
-}
 
 /// Per decode chunk: counters, and which of its packets each worker takes.
 #[derive(Debug, Default)]
@@ -123,9 +125,12 @@ pub fn replay<W: Write + Send>(
     out: &mut W,
 ) -> Result<ReplayOutcome, OutputError> {
     let started = Instant::now();
-    let workers = options.threads.clamp(1, SHARDS);
+    let threads = options.threads.clamp(1, SHARDS);
+    // Two flow workers (shard groups) per thread, so that a thread still
+    // reading the next batch does not hold up half of the tracking.
+    let workers = (threads * 2).min(SHARDS);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
+        .num_threads(threads)
         .thread_name(|i| format!("segwatch-replay-{i}"))
         .build()
         .map_err(|e| OutputError(std::io::Error::other(e)))?;
@@ -165,17 +170,21 @@ pub fn replay<W: Write + Send>(
         .collect();
     // Every slot a frame fills is written whole before it is read, so the
     // buffer is initialised once, not per batch.
-    let mut slots: Vec<Slot> = vec![Slot::default(); batch_size];
+    let mut slots: Vec<Packet> = vec![Packet::default(); batch_size];
     let mut next = Vec::with_capacity(batch_size);
     let mut base_index = 0u64;
     let mut write_result = Ok(());
+    let mut stages = StageTimes::default();
+    let mut process_stages = StageTimes::default();
 
     pool.install(|| {
         while !current.is_empty() {
             let ((), ()) = rayon::join(
                 || {
+                    let start = Instant::now();
                     next.clear();
                     reader.fill(&mut next, batch_size);
+                    stages.read += start.elapsed();
                 },
                 || {
                     process_batch(
@@ -185,6 +194,7 @@ pub fn replay<W: Write + Send>(
                         &mut chunks,
                         &mut workers,
                         judge,
+                        &mut process_stages,
                     );
                     if write_result.is_ok() {
                         write_result = write_events(&mut workers, out);
@@ -197,6 +207,8 @@ pub fn replay<W: Write + Send>(
     });
     write_result?;
     out.flush()?;
+    stages.decode = process_stages.decode;
+    stages.track = process_stages.track;
 
     let mut stats = RunStats {
         violations: ViolationCounters::new(policy.rules().len()),
@@ -217,6 +229,7 @@ pub fn replay<W: Write + Send>(
         truncations: reader.truncations,
         capture_error: reader.error,
         elapsed: started.elapsed(),
+        stages,
     })
 }
 
@@ -224,12 +237,17 @@ pub fn replay<W: Write + Send>(
 fn process_batch(
     frames: &[Frame<'_>],
     base_index: u64,
-    slots: &mut [Slot],
+    slots: &mut [Packet],
     chunks: &mut [Chunk],
     workers: &mut [Worker],
     judge: Judge<'_>,
+    stages: &mut StageTimes,
 ) {
     let worker_count = workers.len();
+    // Shard -> (worker, position of its tracker in the worker): a table, so
+    // the per-packet path has no division by the worker count.
+    let owner: [(u8, u8); SHARDS] =
+        std::array::from_fn(|shard| ((shard % worker_count) as u8, (shard / worker_count) as u8));
     let slots = &mut slots[..frames.len()];
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
@@ -238,6 +256,7 @@ fn process_batch(
         chunk.by_worker.iter_mut().for_each(Vec::clear);
     }
 
+    let decode_start = Instant::now();
     // 1. Decode, data-parallel.
     frames
         .par_chunks(chunk_len)
@@ -246,23 +265,21 @@ fn process_batch(
         .enumerate()
         .for_each(|(chunk_index, ((frames, slots), chunk))| {
             let first = chunk_index * chunk_len;
+            let mut headers = Headers::default();
             for (i, (frame, slot)) in frames.iter().zip(slots.iter_mut()).enumerate() {
-                let outcome = decode(frame.link, frame.data, &mut slot.headers);
+                let outcome = decode(frame.link, frame.data, &mut headers);
                 chunk.counters.count(frame.orig_len, outcome);
                 if outcome != Outcome::Judge {
                     continue;
                 }
-                let (key, sender_is_lo) = FlowKey::of(&slot.headers);
-                slot.key = key;
-                slot.sender_is_lo = sender_is_lo;
-                slot.hash = FlowHasher.hash(&key);
-                slot.ts_ns = frame.ts_ns;
-                slot.wire_len = frame.orig_len;
+                *slot = Packet::new(&headers, frame.ts_ns, frame.orig_len);
                 let shard = FlowHasher::shard(slot.hash, SHARDS);
-                chunk.by_worker[shard % worker_count].push((first + i) as u32);
+                chunk.by_worker[usize::from(owner[shard].0)].push((first + i) as u32);
             }
         });
 
+    let track_start = Instant::now();
+    stages.decode += track_start - decode_start;
     // 2. Track and judge, flow-parallel; each worker in capture order.
     let slots = &slots[..];
     let chunks = &chunks[..];
@@ -273,7 +290,7 @@ fn process_batch(
         for chunk in chunks {
             worker.positions.extend_from_slice(&chunk.by_worker[w]);
         }
-        let tracker_of = |slot: &Slot| FlowHasher::shard(slot.hash, SHARDS) / worker_count;
+        let tracker_of = |slot: &Packet| usize::from(owner[FlowHasher::shard(slot.hash, SHARDS)].1);
         let positions = &worker.positions;
         for (n, &position) in positions.iter().enumerate() {
             // Flow lookups miss the cache; ask for the index bucket of the
@@ -287,18 +304,11 @@ fn process_batch(
                 let slot = &slots[near as usize];
                 worker.trackers[tracker_of(slot)].prefetch_entry(slot.hash);
             }
-            let slot = &slots[position as usize];
-            let packet = Observed {
-                headers: &slot.headers,
-                ts_ns: slot.ts_ns,
-                index: base_index + u64::from(position),
-                wire_len: slot.wire_len,
-            };
-            worker.trackers[tracker_of(slot)].observe(
+            let packet = &slots[position as usize];
+            let index = base_index + u64::from(position);
+            worker.trackers[tracker_of(packet)].observe(
                 packet,
-                slot.hash,
-                &slot.key,
-                slot.sender_is_lo,
+                index,
                 judge,
                 &mut worker.violations,
             );
@@ -319,6 +329,7 @@ fn process_batch(
                 .push((violation.packet_index, worker.json.len()));
         }
     });
+    stages.track += track_start.elapsed();
 }
 
 /// Writes the batch's events of every worker, merged into capture order.
