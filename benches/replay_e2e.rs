@@ -149,7 +149,7 @@ fn main() {
     println!("ratio 5,000 rules / 20 rules:       {:.3}", large / multi);
 
     // Memory: one million concurrent flows.
-    let flows_capture = dir.join("distinct-1000000.pcap");
+    let flows_capture = dir.join("distinct-syn-1000000.pcap");
     if !flows_capture.exists() {
         let file = BufWriter::new(File::create(&flows_capture).expect("create capture"));
         write_pcap(

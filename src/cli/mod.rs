@@ -182,7 +182,7 @@ pub enum Scenario {
     /// Realistic hospital traffic: many short interleaved flows of small
     /// packets, a few percent of them violations of example-hospital.toml.
     Hospital,
-    /// One single-packet UDP flow per packet, all distinct (for the
+    /// One single-packet TCP flow (a SYN) per packet, all distinct (for the
     /// concurrent-flows memory figure).
     DistinctFlows,
 }

@@ -36,10 +36,24 @@ pub struct FlowConfig {
     pub icmp_timeout: Duration,
     /// Idle timeout of other IP protocols. Default 120 s.
     pub other_timeout: Duration,
-    /// Most flows held at once, over all trackers of a run; when full, the
-    /// least recently seen flow is evicted (and counted). Default 1,000,000:
-    /// about 120 MB.
+    /// Most flows held at once, over all trackers of a run (each tracker
+    /// holds its share, see [`FlowConfig::per_shard_capacity`]); when a
+    /// tracker is full, its least recently seen flow is evicted (and
+    /// counted). Default 1,000,000: about 130 MB.
     pub max_flows: usize,
+}
+
+impl FlowConfig {
+    /// The flow-table bound of each of `shards` trackers that share
+    /// `max_flows`: an even split plus 1/32, because a hash never splits
+    /// flows exactly evenly and a shard should not evict while the others
+    /// have room. (With 16 shards of a million flows, the fullest shard holds
+    /// about 0.5% more than its even share.) The sum may exceed `max_flows`
+    /// by that 1/32.
+    pub fn per_shard_capacity(&self, shards: usize) -> usize {
+        let even = self.max_flows.div_ceil(shards.max(1));
+        (even + even / 32).max(1)
+    }
 }
 
 impl Default for FlowConfig {

@@ -79,7 +79,9 @@ impl<V> FlowTable<V> {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         FlowTable {
             index: FlowIndex::new(),
-            slab: Vec::new(),
+            // Address space only: pages are touched as flows arrive, and the
+            // slab never moves (no copy of every entry when it grows).
+            slab: Vec::with_capacity(capacity),
             free: Vec::new(),
             lists: [List {
                 head: NIL,

@@ -135,7 +135,7 @@ pub fn replay<W: Write + Send>(
         .build()
         .map_err(|e| OutputError(std::io::Error::other(e)))?;
     let batch_size = options.batch_size.max(1);
-    let per_shard = (options.flows.max_flows / SHARDS).max(1);
+    let per_shard = options.flows.per_shard_capacity(SHARDS);
 
     let mut reader = Reader::new(captures);
     let mut current = Vec::with_capacity(batch_size);

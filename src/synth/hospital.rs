@@ -301,14 +301,19 @@ fn arp_request() -> Vec<u8> {
     frame
 }
 
-/// `count` single-packet UDP flows with distinct endpoints, all within a few
+/// `count` single-packet TCP flows (SYNs, allowed by example-hospital.toml) with distinct endpoints, all within a few
 /// seconds of capture time: the capture behind the concurrent-flows memory
 /// figure.
 pub fn distinct_flows(count: u64, start_ns: u64) -> impl Iterator<Item = (u64, Vec<u8>)> {
     (0..count).map(move |n| {
         let client = Ipv4Addr::from(0x0a3c_0000 + (n / 50_000) as u32);
         let port = 10_000 + (n % 50_000) as u16;
-        let frame = Pkt::udp(&format!("{client}:{port}"), "10.50.0.10:443").build();
+        let frame = Pkt::tcp(
+            &format!("{client}:{port}"),
+            "10.50.0.10:443",
+            tcp_flags::SYN,
+        )
+        .build();
         (start_ns + n * 1_000, frame)
     })
 }
