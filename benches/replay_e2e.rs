@@ -104,6 +104,8 @@ fn main() {
     let mut t_multi = Vec::new();
     let mut t_single = Vec::new();
     let mut t_large = Vec::new();
+    let mut judge_small = Vec::new();
+    let mut judge_large = Vec::new();
     for _ in 0..runs {
         if have_tcpdump {
             t_tcpdump.push(time(&mut tcpdump));
@@ -146,7 +148,19 @@ fn main() {
         println!("ratio segwatch/tcpdump (all cores): {:.2}", multi / base);
         println!("ratio segwatch/tcpdump (1 thread):  {:.2}", single / base);
     }
-    println!("ratio 5,000 rules / 20 rules:       {:.3}", large / multi);
+    let small_judging = row("  judging only, 20 rules (summary duration)", &judge_small);
+    let large_judging = row(
+        "  judging only, 5,000 rules (summary duration)",
+        &judge_large,
+    );
+    println!(
+        "ratio 5,000 rules / 20 rules, whole command: {:.3}",
+        large / multi
+    );
+    println!(
+        "ratio 5,000 rules / 20 rules, judging only:  {:.3}",
+        large_judging / small_judging
+    );
 
     // Memory: one million concurrent flows.
     let flows_capture = dir.join("distinct-syn-1000000.pcap");
@@ -199,6 +213,32 @@ fn time(cmd: &mut Command) -> Duration {
     let elapsed = start.elapsed();
     assert!(status.success(), "{cmd:?} failed: {status}");
     elapsed
+}
+
+/// Runs a replay (its `--quiet` is dropped) and returns the judging time its
+/// summary reports.
+fn judged_for(mut cmd: Command) -> Duration {
+    let args: Vec<_> = cmd
+        .get_args()
+        .filter(|a| *a != "--quiet")
+        .map(|a| a.to_owned())
+        .collect();
+    let mut plain = Command::new(cmd.get_program());
+    plain.args(args);
+    let output = plain
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let summary = String::from_utf8_lossy(&output.stderr);
+    let secs: f64 = summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("duration"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("duration in summary");
+    Duration::from_secs_f64(secs)
 }
 
 fn stats(times: &[Duration]) -> (f64, f64, f64) {

@@ -285,49 +285,72 @@ impl CompiledPolicy {
 }
 
 /// Builds the zone-pair index and the distinct per-pair tables.
-// The slots index every rule's zone set, not one collection, so a range loop
-// says what is meant.
-#[allow(clippy::needless_range_loop)]
+///
+/// The rules that apply to a pair are the rules whose `from` holds the
+/// initiator's slot and whose `to` holds the responder's: the intersection
+/// of two sorted lists. Pairs with the same list share one compiled table,
+/// found through a hash map keyed by the list; a scratch list is reused so
+/// that pairs whose list was seen before allocate nothing.
 fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
     let slots = policy.zones.len() + 1;
     let unknown_slot = policy.zones.len();
-    let slot_set = |refs: &[ZoneRef]| -> Vec<bool> {
-        let mut set = vec![false; slots];
-        for zone in refs {
-            match *zone {
-                ZoneRef::Any => set.iter_mut().for_each(|s| *s = true),
-                ZoneRef::Unknown => set[unknown_slot] = true,
-                ZoneRef::Zone(id) => set[id] = true,
+    let lists = |side: fn(&Rule) -> &[ZoneRef]| {
+        let mut by_slot: Vec<Vec<u32>> = vec![Vec::new(); slots];
+        for (r, rule) in policy.rules.iter().enumerate() {
+            let mut held = vec![false; slots];
+            for zone in side(rule) {
+                match *zone {
+                    ZoneRef::Any => held.iter_mut().for_each(|h| *h = true),
+                    ZoneRef::Unknown => held[unknown_slot] = true,
+                    ZoneRef::Zone(id) => held[id] = true,
+                }
+            }
+            for (slot, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+                by_slot[slot].push(r as u32);
             }
         }
-        set
+        by_slot
     };
-    let from_sets: Vec<Vec<bool>> = policy.rules.iter().map(|r| slot_set(&r.from)).collect();
-    let to_sets: Vec<Vec<bool>> = policy.rules.iter().map(|r| slot_set(&r.to)).collect();
+    let rules_from = lists(|rule| &rule.from);
+    let rules_to = lists(|rule| &rule.to);
 
-    let mut interned: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut interned: HashMap<Vec<u32>, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut pairs = Vec::new();
     let mut pair_index = Vec::with_capacity(slots * slots);
-    for from in 0..slots {
-        let rules_from: Vec<u32> = (0..policy.rules.len())
-            .filter(|&r| from_sets[r][from])
-            .map(|r| r as u32)
-            .collect();
-        for to in 0..slots {
-            let applicable: Vec<u32> = rules_from
-                .iter()
-                .copied()
-                .filter(|&r| to_sets[r as usize][to])
-                .collect();
-            let next_id = pairs.len() as u32;
-            let id = *interned.entry(applicable).or_insert_with_key(|applicable| {
-                pairs.push(compile_pair(&policy.rules, applicable));
-                next_id
-            });
+    let mut applicable: Vec<u32> = Vec::new();
+    for from in &rules_from {
+        for to in &rules_to {
+            applicable.clear();
+            intersect_sorted(from, to, &mut applicable);
+            let id = match interned.get(&applicable[..]) {
+                Some(&id) => id,
+                None => {
+                    let id = pairs.len() as u32;
+                    pairs.push(compile_pair(&policy.rules, &applicable));
+                    interned.insert(applicable.clone(), id);
+                    id
+                }
+            };
             pair_index.push(id);
         }
     }
     (pair_index, pairs)
+}
+
+/// Appends to `out` the values present in both sorted lists, in order.
+fn intersect_sorted(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        match x.cmp(&y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(x);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
 }
 
 /// Paints the applicable rules, in order, into one pair's tables.

@@ -145,13 +145,13 @@ impl FlowArgs {
 /// A severity on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SeverityArg {
-    /// low
+    /// any violation
     Low,
-    /// medium
+    /// medium, high or critical
     Medium,
-    /// high
+    /// high or critical
     High,
-    /// critical
+    /// critical only
     Critical,
 }
 
@@ -225,8 +225,10 @@ pub fn run(cli: Cli) -> ExitCode {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

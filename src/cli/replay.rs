@@ -11,9 +11,19 @@ use crate::replay::{ReplayOptions, replay};
 
 /// Runs `segwatch replay`; returns the exit status.
 pub fn run(args: &ReplayArgs) -> u8 {
+    let policy_start = std::time::Instant::now();
     let Some(policy) = load_policy(&args.policy) else {
         return EXIT_BAD_INPUT;
     };
+    let policy_time = policy_start.elapsed();
+    tracing::info!(
+        policy = %args.policy.display(),
+        zones = policy.zone_count(),
+        rules = policy.rules().len(),
+        pair_tables = policy.distinct_pair_tables(),
+        ms = policy_time.as_millis() as u64,
+        "Policy loaded and compiled"
+    );
 
     // Open every capture before judging anything, so a bad file name fails
     // the run before it writes a single event.
@@ -46,6 +56,11 @@ pub fn run(args: &ReplayArgs) -> u8 {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
+    tracing::info!(
+        files = captures.len(),
+        threads = options.threads,
+        "Replaying captures"
+    );
     let outcome = match replay(&captures, &policy, &options, &mut out) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -55,6 +70,11 @@ pub fn run(args: &ReplayArgs) -> u8 {
     };
     drop(out);
 
+    tracing::info!(
+        packets = outcome.stats.packets.packets,
+        violations = outcome.stats.violations.total(),
+        "Replay finished"
+    );
     for (path, cut) in &outcome.truncations {
         eprintln!(
             "segwatch: warning: {}: capture cut inside its last record at byte {}; judged the {} \
@@ -66,6 +86,12 @@ pub fn run(args: &ReplayArgs) -> u8 {
     }
     if !args.quiet {
         eprintln!("{}", outcome.stats.summary(&policy, outcome.elapsed));
+        eprintln!(
+            "  policy         {} zones, {} rules, read and compiled in {:.3} s",
+            policy.zone_count(),
+            policy.rules().len(),
+            policy_time.as_secs_f64()
+        );
         let stages = outcome.stages;
         eprintln!(
             "  stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading overlaps)",

@@ -136,22 +136,46 @@ pub(super) fn shadowed(rules: &[Rule], usable: &[bool], zone_count: usize) -> Ve
         })
         .collect();
     let usable = |i: usize| usable.get(i).copied().unwrap_or(false);
+    // Earlier rules by `from` zone (slot `zone_count` is `unknown`), and
+    // those whose `from` is the universe, each in rule order: a rule can
+    // only be covered by an earlier one whose `from` holds all of its own,
+    // so only the shortest of its zones' lists needs scanning. This keeps
+    // policies of thousands of rules quick to load.
+    let mut by_zone: Vec<Vec<usize>> = vec![Vec::new(); zone_count + 1];
+    let mut universal: Vec<usize> = Vec::new();
+    let slot = |z: &Option<usize>| z.unwrap_or(zone_count).min(zone_count);
     let mut found = Vec::new();
     for (later, (from, to, services)) in sets.iter().enumerate() {
-        if !usable(later) {
-            continue;
-        }
-        let cover = sets[..later]
-            .iter()
-            .enumerate()
-            .position(|(earlier, (f, t, s))| {
-                usable(earlier)
-                    && from.is_subset_of(f)
-                    && to.is_subset_of(t)
-                    && services.is_subset_of(s)
-            });
-        if let Some(earlier) = cover {
-            found.push((later, earlier));
+        if usable(later) {
+            let covers = |&earlier: &usize| {
+                let (f, t, s) = &sets[earlier];
+                from.is_subset_of(f) && to.is_subset_of(t) && services.is_subset_of(s)
+            };
+            let narrowest: &[usize] = match from {
+                ZoneSet::Universe => &[],
+                ZoneSet::Some(zones) => zones
+                    .iter()
+                    .map(|z| &by_zone[slot(z)][..])
+                    .min_by_key(|list| list.len())
+                    .unwrap_or(&[]),
+            };
+            // The first covering rule in rule order, from either list.
+            let first = |list: &[usize]| list.iter().copied().find(|e| covers(e));
+            let cover = match (first(narrowest), first(&universal)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(earlier) = cover {
+                found.push((later, earlier));
+            }
+            match from {
+                ZoneSet::Universe => universal.push(later),
+                ZoneSet::Some(zones) => {
+                    for z in zones {
+                        by_zone[slot(z)].push(later);
+                    }
+                }
+            }
         }
     }
     found
