@@ -226,7 +226,7 @@ fn time(cmd: &mut Command) -> Duration {
 
 /// Runs a replay (its `--quiet` is dropped) and returns the judging time its
 /// summary reports.
-fn judged_for(mut cmd: Command) -> Duration {
+fn judged_for(cmd: Command) -> Duration {
     let args: Vec<_> = cmd
         .get_args()
         .filter(|a| *a != "--quiet")
