@@ -177,8 +177,16 @@ pub fn replay<W: Write + Send>(
     let mut stages = StageTimes::default();
     let mut process_stages = StageTimes::default();
 
+    let owner = shard_owners(workers.len());
     pool.install(|| {
         while !current.is_empty() {
+            // Decoding takes every thread; reading the next batch then runs
+            // beside tracking, which is split finely enough (two shard
+            // groups per thread) for the reading thread to join it after.
+            let decode_start = Instant::now();
+            let batch_end_ts = decode_batch(&current, &mut slots, &mut chunks, &owner);
+            let track_start = Instant::now();
+            process_stages.decode += track_start - decode_start;
             let ((), ()) = rayon::join(
                 || {
                     let start = Instant::now();
@@ -187,15 +195,17 @@ pub fn replay<W: Write + Send>(
                     stages.read += start.elapsed();
                 },
                 || {
-                    process_batch(
-                        &current,
+                    let slots = &slots[..current.len()];
+                    track_batch(
                         base_index,
-                        &mut slots,
-                        &mut chunks,
+                        slots,
+                        &chunks,
                         &mut workers,
+                        &owner,
                         judge,
-                        &mut process_stages,
+                        batch_end_ts,
                     );
+                    process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
                         write_result = write_events(&mut workers, out);
                     }
@@ -233,21 +243,20 @@ pub fn replay<W: Write + Send>(
     })
 }
 
-/// Decodes, tracks and judges one batch.
-fn process_batch(
+/// Shard -> (worker, position of its tracker in that worker): a table, so
+/// that the per-packet path has no division by the worker count.
+fn shard_owners(worker_count: usize) -> [(u8, u8); SHARDS] {
+    std::array::from_fn(|shard| ((shard % worker_count) as u8, (shard / worker_count) as u8))
+}
+
+/// Decodes a batch on every thread into `slots`, noting for each worker its
+/// packets; returns the latest capture time in the batch.
+fn decode_batch(
     frames: &[Frame<'_>],
-    base_index: u64,
     slots: &mut [Packet],
     chunks: &mut [Chunk],
-    workers: &mut [Worker],
-    judge: Judge<'_>,
-    stages: &mut StageTimes,
-) {
-    let worker_count = workers.len();
-    // Shard -> (worker, position of its tracker in the worker): a table, so
-    // the per-packet path has no division by the worker count.
-    let owner: [(u8, u8); SHARDS] =
-        std::array::from_fn(|shard| ((shard % worker_count) as u8, (shard / worker_count) as u8));
+    owner: &[(u8, u8); SHARDS],
+) -> u64 {
     let slots = &mut slots[..frames.len()];
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
@@ -255,9 +264,6 @@ fn process_batch(
     for chunk in chunks.iter_mut() {
         chunk.by_worker.iter_mut().for_each(Vec::clear);
     }
-
-    let decode_start = Instant::now();
-    // 1. Decode, data-parallel.
     frames
         .par_chunks(chunk_len)
         .zip(slots.par_chunks_mut(chunk_len))
@@ -277,13 +283,20 @@ fn process_batch(
                 chunk.by_worker[usize::from(owner[shard].0)].push((first + i) as u32);
             }
         });
+    frames.iter().map(|f| f.ts_ns).max().unwrap_or(0)
+}
 
-    let track_start = Instant::now();
-    stages.decode += track_start - decode_start;
-    // 2. Track and judge, flow-parallel; each worker in capture order.
-    let slots = &slots[..];
-    let chunks = &chunks[..];
-    let batch_end_ts = frames.iter().map(|f| f.ts_ns).max().unwrap_or(0);
+/// Tracks and judges a decoded batch, flow-parallel; each worker visits its
+/// packets in capture order, and formats its events.
+fn track_batch(
+    base_index: u64,
+    slots: &[Packet],
+    chunks: &[Chunk],
+    workers: &mut [Worker],
+    owner: &[(u8, u8); SHARDS],
+    judge: Judge<'_>,
+    batch_end_ts: u64,
+) {
     workers.par_iter_mut().enumerate().for_each(|(w, worker)| {
         worker.violations.clear();
         worker.positions.clear();
@@ -329,7 +342,6 @@ fn process_batch(
                 .push((violation.packet_index, worker.json.len()));
         }
     });
-    stages.track += track_start.elapsed();
 }
 
 /// Writes the batch's events of every worker, merged into capture order.
