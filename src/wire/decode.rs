@@ -340,9 +340,7 @@ fn decode_transport(
                 Err(etherparse::err::tcp::HeaderSliceError::Len(_)) => {
                     // Cut by the snap length inside the TCP header: judge by
                     // the ports, and the flags when they made it.
-                    let ports = segment.get(..4).ok_or(TRUNCATED)?;
-                    out.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-                    out.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                    (out.src_port, out.dst_port) = ports_of_cut_header(segment)?;
                     out.tcp_flags = segment.get(13).copied().unwrap_or(0);
                     set_payload(out, frame, &[]);
                 }
@@ -357,9 +355,7 @@ fn decode_transport(
                     set_payload(out, frame, udp.payload());
                 }
                 Err(_) => {
-                    let ports = segment.get(..4).ok_or(TRUNCATED)?;
-                    out.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-                    out.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                    (out.src_port, out.dst_port) = ports_of_cut_header(segment)?;
                     set_payload(out, frame, &[]);
                 }
             }
@@ -390,6 +386,17 @@ fn decode_transport(
         }
     }
     Ok(())
+}
+
+/// The ports of a TCP or UDP header cut short: both lead the header.
+fn ports_of_cut_header(segment: &[u8]) -> Result<(u16, u16), Outcome> {
+    match segment {
+        [s0, s1, d0, d1, ..] => Ok((
+            u16::from_be_bytes([*s0, *s1]),
+            u16::from_be_bytes([*d0, *d1]),
+        )),
+        _ => Err(Outcome::Problem(Problem::TruncatedTransport)),
+    }
 }
 
 fn set_echo(out: &mut Headers, transport: Transport, id: u16, frame: &[u8], payload: &[u8]) {
