@@ -11,6 +11,7 @@ mod index;
 mod key;
 mod table;
 
+pub use index::prefetch;
 pub use key::{Addr, FlowHasher, FlowKey};
 pub use table::{CLASSES, Entry, FlowTable, Slot};
 

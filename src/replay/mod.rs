@@ -306,9 +306,14 @@ fn track_batch(
         let tracker_of = |slot: &Packet| usize::from(owner[FlowHasher::shard(slot.hash, SHARDS)].1);
         let positions = &worker.positions;
         for (n, &position) in positions.iter().enumerate() {
-            // Flow lookups miss the cache; ask for the index bucket of the
-            // packet PREFETCH_AHEAD ahead, and for the entry of the one
-            // half-way, whose bucket has arrived by now.
+            // Each packet's lookups miss the cache: its decoded slot (written
+            // by another core), its index bucket, its flow entry. Ask for
+            // them in that order, each a few packets before it is needed:
+            // the slot 2*PREFETCH_AHEAD ahead, the bucket PREFETCH_AHEAD
+            // ahead (its slot has arrived), the entry half-way.
+            if let Some(&far) = positions.get(n + 2 * PREFETCH_AHEAD) {
+                crate::flow::prefetch(&slots[far as usize] as *const Packet);
+            }
             if let Some(&ahead) = positions.get(n + PREFETCH_AHEAD) {
                 let slot = &slots[ahead as usize];
                 worker.trackers[tracker_of(slot)].prefetch_index(slot.hash);
