@@ -8,7 +8,7 @@
 //!    flow shard it belongs to.
 //! 2. Flow tracking is flow-parallel: the traffic is split into [`SHARDS`]
 //!    shards by flow-key hash, each with its own tracker and flow table, and
-//!    each worker owns a fixed set of shards. A worker visits its packets in
+//!    each worker (a group of shards) owns a fixed set of them. A worker visits its packets in
 //!    capture order, so every flow sees its packets in order.
 //! 3. Each worker's events are already in capture order; merging the workers'
 //!    lists by packet position gives the capture order of a single thread.
@@ -17,7 +17,8 @@
 //! lands in the same shard, with the same flow-table bound, however many
 //! threads run, so eviction under a full table (and with it every event) is
 //! the same for any `--threads`. The next batch is read while this one is
-//! processed.
+//! tracked (decoding wants every thread; tracking is split into two shard
+//! groups per thread, so the reading thread joins it when done).
 
 use std::io::Write;
 use std::path::PathBuf;
