@@ -26,6 +26,25 @@ pub struct Frame<'a> {
     pub link: LinkType,
     /// The captured bytes, starting at the link-layer header.
     pub data: &'a [u8],
+    /// The outermost VLAN ID when the capture took the tag out of the
+    /// frame and handed it over separately (live capture on Linux: veth
+    /// pairs and most NICs strip tags on receive); `None` for files, whose
+    /// frames keep their tags.
+    pub vlan: Option<u16>,
+}
+
+impl Frame<'_> {
+    /// Decodes the frame into `out` (see [`crate::wire::decode`]), putting
+    /// back a VLAN tag the capture handed over out of band.
+    #[inline]
+    pub fn decode(&self, out: &mut crate::wire::Headers) -> crate::wire::Outcome {
+        let outcome = crate::wire::decode(self.link, self.data, out);
+        if let Some(vlan) = self.vlan {
+            // The stripped tag was the outermost one.
+            out.vlan = vlan;
+        }
+        outcome
+    }
 }
 
 /// A capture that cannot be read. Each variant names the file: the message is

@@ -31,7 +31,7 @@ use crate::classify::CompiledPolicy;
 use crate::event::{Violation, write_json_line};
 use crate::flow::{FlowConfig, FlowHasher, Judge, Packet, Tracker};
 use crate::stats::{PacketCounters, RunStats, ViolationCounters};
-use crate::wire::{Headers, Outcome, decode};
+use crate::wire::{Headers, Outcome};
 
 /// Number of flow shards, whatever the number of threads. A power of two.
 pub const SHARDS: usize = 16;
@@ -274,7 +274,7 @@ fn decode_batch(
             let first = chunk_index * chunk_len;
             let mut headers = Headers::default();
             for (i, (frame, slot)) in frames.iter().zip(slots.iter_mut()).enumerate() {
-                let outcome = decode(frame.link, frame.data, &mut headers);
+                let outcome = frame.decode(&mut headers);
                 chunk.counters.count(frame.orig_len, outcome);
                 if outcome != Outcome::Judge {
                     continue;

@@ -127,6 +127,7 @@ impl<'a> Records<'a> {
         // (2^32 - 1) * 1e9 + (2^32 - 1) * 1000 < 2^63.
         let ts_ns = u64::from(ts_sec) * 1_000_000_000 + u64::from(ts_frac) * self.ns_per_frac;
         Step::Frame(Frame {
+            vlan: None,
             ts_ns,
             // incl_len > orig_len is tolerated: the wire length is at least
             // what was captured.

@@ -255,6 +255,7 @@ impl<'a> Records<'a> {
         let ts_ns = interface.ts_ns(raw_ts);
         self.last_ts_ns = ts_ns;
         Step::Frame(Frame {
+            vlan: None,
             ts_ns,
             orig_len: original_len.max(len_u32(data)),
             link: interface.link,
@@ -281,6 +282,7 @@ impl<'a> Records<'a> {
             data = cut;
         }
         Step::Frame(Frame {
+            vlan: None,
             ts_ns: self.last_ts_ns,
             orig_len: original_len.max(len_u32(data)),
             link: interface.link,
