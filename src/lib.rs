@@ -31,6 +31,7 @@ pub mod event;
 pub mod flow;
 pub mod policy;
 pub mod replay;
+pub mod sink;
 pub mod stats;
 pub mod synth;
 pub mod wire;

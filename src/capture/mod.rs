@@ -7,6 +7,7 @@
 //! copied.
 
 mod file;
+pub mod live;
 
 pub use file::{CaptureFile, CaptureFormat, FrameReader, Truncation};
 

@@ -124,6 +124,36 @@ impl<'a> ViolationEvent<'a> {
     }
 }
 
+impl ViolationEvent<'_> {
+    /// The same event owning its strings, to outlive the policy that named it.
+    pub fn into_owned(self) -> ViolationEvent<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        ViolationEvent {
+            timestamp: own(self.timestamp),
+            event_type: own(self.event_type),
+            flow_id: own(self.flow_id),
+            proto: own(self.proto),
+            src_ip: self.src_ip,
+            src_port: self.src_port,
+            dest_ip: self.dest_ip,
+            dest_port: self.dest_port,
+            vlan: self.vlan,
+            src_zone: own(self.src_zone),
+            dest_zone: own(self.dest_zone),
+            service: self.service.map(own),
+            rule: own(self.rule),
+            severity: own(self.severity),
+            src_criticality: self.src_criticality.map(own),
+            dest_criticality: self.dest_criticality.map(own),
+        }
+    }
+
+    /// The event as one line of JSON, without the newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Appends `violation` as one line of JSON (with its newline) to `out`.
 pub fn write_json_line(violation: &Violation, policy: &CompiledPolicy, out: &mut Vec<u8>) {
     let event = ViolationEvent::new(violation, policy);

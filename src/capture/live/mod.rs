@@ -1,0 +1,2 @@
+//! Live capture from network interfaces. (Being written: this file states
+//! the interface.)
