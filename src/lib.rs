@@ -27,10 +27,13 @@
 pub mod capture;
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod event;
 pub mod flow;
+pub mod metrics;
 pub mod policy;
 pub mod replay;
+pub mod runtime;
 pub mod sink;
 pub mod stats;
 pub mod synth;

@@ -5,6 +5,7 @@
 
 mod check;
 mod replay;
+mod run;
 mod synth;
 
 use std::path::PathBuf;
@@ -60,9 +61,69 @@ pub enum Command {
     /// warnings about rules an earlier rule shadows. Exit status: 0 valid,
     /// 2 invalid.
     Check(CheckArgs),
+    /// The sensor daemon: capture from SPAN ports (or a capture file), judge
+    /// every flow, serve Prometheus metrics, send violations to the SIEM.
+    ///
+    /// Settings come from --config FILE (see deploy/segwatch.toml); the
+    /// flags override it. SIGHUP reloads the policy (a broken one is refused
+    /// and the one in force stays) and reopens the events file; SIGTERM or
+    /// SIGINT stops capture, drains the queues and exits 0. Exit status 2:
+    /// bad configuration.
+    Run(RunArgs),
+    /// The daemon on built-in synthetic hospital traffic with the example
+    /// hospital policy: violations on stdout, metrics on 127.0.0.1:9108.
+    Demo(DemoArgs),
     /// Write a synthetic capture (the sample, realistic hospital traffic of
     /// any size, or many distinct flows), for demos and benchmarks.
     Synth(SynthArgs),
+}
+
+/// Flags of `segwatch run`: each overrides the configuration file.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Capture on this interface (repeatable); replaces the file's interfaces.
+    #[arg(long = "interface", short = 'i', value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// Run this capture file through the daemon instead, then keep serving
+    /// until stopped.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Pace of --pcap: full speed or the capture's own pace.
+    #[arg(long, value_name = "PACE", value_parser = ["full", "realtime"])]
+    pub pcap_pace: Option<String>,
+    /// The policy file.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Address of /metrics and /healthz (default 127.0.0.1:9108).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Send violations to this syslog receiver (repeatable): udp://HOST:PORT,
+    /// tcp://HOST:PORT (RFC 6587 octet counting) or tls://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub syslog: Vec<String>,
+    /// Format of the --syslog feeds.
+    #[arg(long, value_name = "FORMAT", value_parser = ["rfc5424", "cef", "leef", "json"])]
+    pub syslog_format: Option<String>,
+    /// Write violation events as JSON lines to FILE (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Capture workers per interface.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Capture backend: af-packet (built in) or pcap (libpcap build).
+    #[arg(long, value_name = "BACKEND", value_parser = ["af-packet", "pcap"])]
+    pub backend: Option<String>,
+}
+
+/// Flags of `segwatch demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of /metrics and /healthz.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9108")]
+    pub metrics_listen: String,
 }
 
 /// Flags of `segwatch replay`.
@@ -216,6 +277,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Demo(args) => run::demo(&args),
         Command::Synth(args) => synth::run(&args),
     };
     ExitCode::from(status)

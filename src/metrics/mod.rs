@@ -1,0 +1,315 @@
+//! Prometheus metrics (contract section 6, and more), rendered at scrape.
+//!
+//! The hot path never touches the registry: workers publish plain counters
+//! to atomics once per batch ([`crate::runtime::WorkerStats`]), sinks keep
+//! their own atomics, and a scrape sums them and brings the registry's
+//! counters up to the totals. Labels hold rule, severity, zone, sink,
+//! interface, worker and problem names, never an address or a port: their
+//! number is bounded by the policy and the configuration.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::runtime::{PolicyHandle, WorkerStats};
+use crate::sink::SinkStats;
+use crate::wire::Problem;
+
+/// Capture counters of one interface, read from the kernel by its workers.
+#[derive(Debug, Default)]
+pub struct InterfaceStats {
+    /// The interface (or `pcap-file`, `synthetic`).
+    pub name: String,
+    /// Frames the kernel (or libpcap) received for us.
+    pub received: AtomicU64,
+    /// Frames it dropped because we were too slow.
+    pub dropped: AtomicU64,
+}
+
+/// What the metrics are computed from.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// One per worker.
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// One per interface.
+    pub interfaces: Vec<Arc<InterfaceStats>>,
+    /// Each sink's name and counters.
+    pub sinks: Vec<(String, Arc<SinkStats>)>,
+    /// The policy in force.
+    pub policy: Arc<PolicyHandle>,
+}
+
+/// The registry and its metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    packets: IntCounter,
+    bytes: IntCounter,
+    flows_active: IntGauge,
+    violations: IntCounterVec,
+    capture_dropped: IntCounter,
+    interface_received: IntCounterVec,
+    interface_dropped: IntCounterVec,
+    worker_packets: IntCounterVec,
+    flows_started: IntCounter,
+    flows_expired: IntCounter,
+    flows_evicted: IntCounter,
+    flow_capacity: IntGauge,
+    decode_problems: IntCounterVec,
+    not_judged: IntCounterVec,
+    events_dropped: IntCounterVec,
+    events_sent: IntCounterVec,
+    events_lost: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    reloads: IntCounterVec,
+    policy_generation: IntGauge,
+}
+
+/// Raises a counter to `total` (counters only grow; the sources are
+/// monotonic totals).
+fn raise(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl Metrics {
+    /// Registers every metric. `flow_capacity` is the flow-table bound.
+    pub fn new(flow_capacity: usize) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new("segwatch_build_info", "segwatch's version; always 1"),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "segwatch_sink_queue_depth_events",
+                "Events waiting in each sink's queue",
+            ),
+            &["sink"],
+        )?;
+        registry.register(Box::new(queue_depth.clone()))?;
+
+        let metrics = Metrics {
+            packets: counter("segwatch_packets_total", "Frames read from the captures")?,
+            bytes: counter("segwatch_bytes_total", "Wire bytes of the frames read")?,
+            flows_active: gauge("segwatch_flows_active", "Flows held in the flow tables")?,
+            violations: counter_vec(
+                "segwatch_violations_total",
+                "Violating flows (one event each)",
+                &["rule", "severity", "src_zone", "dest_zone"],
+            )?,
+            capture_dropped: counter(
+                "segwatch_capture_dropped_packets_total",
+                "Frames the kernel dropped before segwatch read them, all interfaces",
+            )?,
+            interface_received: counter_vec(
+                "segwatch_capture_interface_received_packets_total",
+                "Frames the kernel received for segwatch, per interface",
+                &["interface"],
+            )?,
+            interface_dropped: counter_vec(
+                "segwatch_capture_interface_dropped_packets_total",
+                "Frames the kernel dropped, per interface",
+                &["interface"],
+            )?,
+            worker_packets: counter_vec(
+                "segwatch_worker_packets_total",
+                "Frames handled, per worker",
+                &["worker"],
+            )?,
+            flows_started: counter("segwatch_flows_started_total", "Flows started")?,
+            flows_expired: counter(
+                "segwatch_flows_expired_total",
+                "Flows ended by idle timeout",
+            )?,
+            flows_evicted: counter(
+                "segwatch_flows_evicted_total",
+                "Flows pushed out of a full flow table",
+            )?,
+            flow_capacity: gauge("segwatch_flows_capacity", "The flow-table bound")?,
+            decode_problems: counter_vec(
+                "segwatch_decode_problems_total",
+                "Frames that could not be decoded, by kind",
+                &["kind"],
+            )?,
+            not_judged: counter_vec(
+                "segwatch_packets_not_judged_total",
+                "Packets counted but not judged, by reason",
+                &["reason"],
+            )?,
+            events_dropped: counter_vec(
+                "segwatch_events_dropped_total",
+                "Events dropped because a sink's queue was full",
+                &["sink"],
+            )?,
+            events_sent: counter_vec(
+                "segwatch_sink_events_sent_total",
+                "Events delivered, per sink",
+                &["sink"],
+            )?,
+            events_lost: counter_vec(
+                "segwatch_sink_events_lost_total",
+                "Events a failed write may have lost, per sink",
+                &["sink"],
+            )?,
+            queue_depth,
+            reloads: counter_vec(
+                "segwatch_policy_reloads_total",
+                "Policy reloads, by result",
+                &["result"],
+            )?,
+            policy_generation: gauge(
+                "segwatch_policy_generation",
+                "Generation of the policy in force (1, then +1 per reload)",
+            )?,
+            registry,
+        };
+        metrics.flow_capacity.set(flow_capacity as i64);
+        // Series that must exist before their first event, so that rates
+        // and alerts see a zero rather than nothing.
+        for result in ["success", "failure"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        for problem in Problem::ALL {
+            metrics
+                .decode_problems
+                .with_label_values(&[problem.as_str()]);
+        }
+        Ok(metrics)
+    }
+
+    /// Brings every metric up to date and renders the text exposition.
+    pub fn render(&self, t: &Telemetry) -> String {
+        self.refresh(t);
+        let mut out = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh(&self, t: &Telemetry) {
+        let sum = |f: fn(&WorkerStats) -> &AtomicU64| t.workers.iter().map(|w| load(f(w))).sum();
+        raise(&self.packets, sum(|w| &w.packets));
+        raise(&self.bytes, sum(|w| &w.bytes));
+        self.flows_active.set(sum(|w| &w.flows_active) as i64);
+        raise(&self.flows_started, sum(|w| &w.flows_started));
+        raise(&self.flows_expired, sum(|w| &w.flows_expired));
+        raise(&self.flows_evicted, sum(|w| &w.flows_evicted));
+        for (reason, total) in [
+            ("not_ip", sum(|w| &w.not_ip)),
+            ("later_fragment", sum(|w| &w.later_fragments)),
+            ("icmp_not_echo", sum(|w| &w.icmp_not_echo)),
+            ("link_local", sum(|w| &w.link_local)),
+        ] {
+            raise(&self.not_judged.with_label_values(&[reason]), total);
+        }
+        for problem in Problem::ALL {
+            let total = t
+                .workers
+                .iter()
+                .map(|w| load(&w.problems[problem.index()]))
+                .sum();
+            raise(
+                &self.decode_problems.with_label_values(&[problem.as_str()]),
+                total,
+            );
+        }
+        for (i, worker) in t.workers.iter().enumerate() {
+            raise(
+                &self.worker_packets.with_label_values(&[&i.to_string()]),
+                load(&worker.packets),
+            );
+        }
+        let mut violations: std::collections::HashMap<_, u64> = std::collections::HashMap::new();
+        for worker in &t.workers {
+            if let Ok(counts) = worker.violations.lock() {
+                for (labels, n) in counts.iter() {
+                    *violations.entry(labels.clone()).or_insert(0) += n;
+                }
+            }
+        }
+        for ((rule, severity, src, dest), total) in violations {
+            raise(
+                &self
+                    .violations
+                    .with_label_values(&[&rule, &severity, &src, &dest]),
+                total,
+            );
+        }
+        let mut dropped = 0;
+        for interface in &t.interfaces {
+            let name = [interface.name.as_str()];
+            raise(
+                &self.interface_received.with_label_values(&name),
+                load(&interface.received),
+            );
+            raise(
+                &self.interface_dropped.with_label_values(&name),
+                load(&interface.dropped),
+            );
+            dropped += load(&interface.dropped);
+        }
+        raise(&self.capture_dropped, dropped);
+        for (name, stats) in &t.sinks {
+            let sink = [name.as_str()];
+            raise(
+                &self.events_dropped.with_label_values(&sink),
+                load(&stats.dropped),
+            );
+            raise(
+                &self.events_sent.with_label_values(&sink),
+                load(&stats.sent),
+            );
+            raise(
+                &self.events_lost.with_label_values(&sink),
+                load(&stats.lost),
+            );
+            self.queue_depth
+                .with_label_values(&sink)
+                .set(load(&stats.queued) as i64);
+        }
+        raise(
+            &self.reloads.with_label_values(&["success"]),
+            load(&t.policy.reloads_ok),
+        );
+        raise(
+            &self.reloads.with_label_values(&["failure"]),
+            load(&t.policy.reloads_failed),
+        );
+        self.policy_generation
+            .set(i64::from(t.policy.current().generation));
+    }
+}

@@ -1,0 +1,324 @@
+//! The daemon's control plane (`segwatch run`, `segwatch demo`): it opens the
+//! sources and sinks, starts the capture workers, serves `/metrics` and
+//! `/healthz`, reloads the policy on SIGHUP or when its file changes, and on
+//! SIGTERM/SIGINT stops capture and drains the sinks.
+//!
+//! Workers are plain threads that own their pipelines; the control plane
+//! runs on a single-threaded tokio runtime on the main thread. What they
+//! share is read-mostly: the policy (arc-swap), a stop flag, and counters
+//! that workers publish and scrapes read.
+
+mod policy;
+mod source;
+mod worker;
+
+pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
+pub use worker::{Pipeline, ViolationLabels, WorkerStats};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::config::{RunSettings, Source};
+use crate::metrics::{InterfaceStats, Metrics, Telemetry};
+use crate::sink::SinkHandle;
+
+/// Exit status of a clean stop.
+const EXIT_OK: u8 = 0;
+/// Exit status of bad configuration or input.
+const EXIT_BAD_INPUT: u8 = 2;
+
+/// The demo's policy: `policies/example-hospital.toml`, built in so that the
+/// demo runs from anywhere.
+const DEMO_POLICY: &str = crate::synth::policy::EXAMPLE_HOSPITAL;
+
+fn error_line(message: impl std::fmt::Display) {
+    eprintln!("segwatch: error: {message}");
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
+pub fn run(settings: RunSettings) -> u8 {
+    let policy = match &settings.policy {
+        Some(path) => PolicyHandle::from_file(path),
+        None => PolicyHandle::embedded(DEMO_POLICY, "example-hospital.toml"),
+    };
+    let policy = match policy {
+        Ok(policy) => Arc::new(policy),
+        Err(error) => {
+            for line in &error.lines {
+                eprintln!("segwatch: {line}");
+            }
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let sinks = match open_sinks(&settings) {
+        Ok(sinks) => Arc::new(sinks),
+        Err(message) => {
+            error_line(message);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let workers = match start_workers(&settings, &policy, &sinks) {
+        Ok(workers) => workers,
+        Err(message) => {
+            error_line(message);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let telemetry = Arc::new(Telemetry {
+        workers: workers.stats.clone(),
+        interfaces: workers.interfaces.clone(),
+        sinks: sinks
+            .iter()
+            .map(|s| (s.name().to_string(), s.stats().clone()))
+            .collect(),
+        policy: policy.clone(),
+    });
+    let metrics = match Metrics::new(settings.flows.max_flows) {
+        Ok(metrics) => Arc::new(metrics),
+        Err(error) => {
+            error_line(format_args!("metrics: {error}"));
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            error_line(format_args!("cannot start the control plane: {error}"));
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let serve = runtime.block_on(control_plane(
+        &settings,
+        policy.clone(),
+        sinks.clone(),
+        metrics,
+        telemetry,
+        workers.stop.clone(),
+    ));
+    workers.stop.store(true, Ordering::Relaxed);
+    for handle in workers.threads {
+        let _ = handle.join();
+    }
+    let deadline = Instant::now() + settings.drain_timeout;
+    let mut undelivered = 0;
+    if let Ok(sinks) = Arc::try_unwrap(sinks) {
+        for sink in sinks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            undelivered += sink.shutdown(left);
+        }
+    }
+    if undelivered > 0 {
+        tracing::warn!(undelivered, "Stopped with events still queued");
+    }
+    match serve {
+        Ok(()) => {
+            tracing::info!("Stopped");
+            EXIT_OK
+        }
+        Err(message) => {
+            error_line(message);
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// The events sinks the settings ask for.
+fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, String> {
+    let mut sinks = Vec::new();
+    if let Some(path) = &settings.events_file {
+        sinks
+            .push(crate::sink::spawn_events_file(path, settings.queue).map_err(|e| e.to_string())?);
+    }
+    if settings.events_stdout {
+        let stdout = PathBuf::from("/dev/stdout");
+        sinks.push(
+            crate::sink::spawn_events_file(&stdout, settings.queue).map_err(|e| e.to_string())?,
+        );
+    }
+    for feed in &settings.syslog {
+        sinks.push(sink_for_syslog(feed)?);
+    }
+    Ok(sinks)
+}
+
+fn sink_for_syslog(feed: &crate::config::SyslogSettings) -> Result<SinkHandle, String> {
+    Err(format!("{}: syslog sinks are not built yet", feed.url))
+}
+
+/// The running workers.
+struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    stats: Vec<Arc<WorkerStats>>,
+    interfaces: Vec<Arc<InterfaceStats>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn flow_id_salt() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn start_workers(
+    settings: &RunSettings,
+    policy: &Arc<PolicyHandle>,
+    sinks: &Arc<Vec<SinkHandle>>,
+) -> Result<Workers, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Workers {
+        threads: Vec::new(),
+        stats: Vec::new(),
+        interfaces: Vec::new(),
+        stop: stop.clone(),
+    };
+    match &settings.source {
+        Source::File { path, realtime } => {
+            // Open it here, so a missing or corrupt file fails the start.
+            crate::capture::CaptureFile::open(path).map_err(|e| e.to_string())?;
+            let stats = Arc::new(WorkerStats::default());
+            let mut pipeline = Pipeline::new(
+                0,
+                1,
+                &settings.flows,
+                settings.flows.max_flows,
+                stats.clone(),
+                sinks.clone(),
+                flow_id_salt(),
+            );
+            let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
+            let thread = std::thread::Builder::new()
+                .name("segwatch-file".into())
+                .spawn(move || {
+                    match source::run_file(&path, realtime, &mut pipeline, &policy, &stop) {
+                        Ok(source::FileEnd::Done) => tracing::info!(
+                            file = %path.display(),
+                            "Capture file read; serving until stopped"
+                        ),
+                        Ok(source::FileEnd::Truncated(offset)) => tracing::warn!(
+                            file = %path.display(),
+                            offset,
+                            "Capture file cut inside its last record; judged up to the cut"
+                        ),
+                        Ok(source::FileEnd::Stopped) => {}
+                        Err(error) => tracing::error!("Capture file unreadable: {error}"),
+                    }
+                })
+                .map_err(|e| format!("cannot start a worker: {e}"))?;
+            workers.threads.push(thread);
+            workers.stats.push(stats);
+            workers.interfaces.push(Arc::new(InterfaceStats {
+                name: "pcap-file".into(),
+                ..InterfaceStats::default()
+            }));
+        }
+        Source::Synthetic => {
+            let stats = Arc::new(WorkerStats::default());
+            let mut pipeline = Pipeline::new(
+                0,
+                1,
+                &settings.flows,
+                settings.flows.max_flows,
+                stats.clone(),
+                sinks.clone(),
+                flow_id_salt(),
+            );
+            let policy = policy.clone();
+            let thread = std::thread::Builder::new()
+                .name("segwatch-demo".into())
+                .spawn(move || source::run_synthetic(&mut pipeline, &policy, &stop))
+                .map_err(|e| format!("cannot start a worker: {e}"))?;
+            workers.threads.push(thread);
+            workers.stats.push(stats);
+            workers.interfaces.push(Arc::new(InterfaceStats {
+                name: "synthetic".into(),
+                ..InterfaceStats::default()
+            }));
+        }
+        Source::Interfaces { names, .. } => {
+            return Err(format!(
+                "{}: live capture is not in this build yet; use --pcap FILE",
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(workers)
+}
+
+/// Serves metrics and handles signals until SIGTERM or SIGINT.
+async fn control_plane(
+    settings: &RunSettings,
+    policy: Arc<PolicyHandle>,
+    sinks: Arc<Vec<SinkHandle>>,
+    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let listener = tokio::net::TcpListener::bind(settings.metrics_listen)
+        .await
+        .map_err(|e| format!("metrics listener {}: {e}", settings.metrics_listen))?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (metrics, telemetry) = (metrics.clone(), telemetry.clone());
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        metrics.render(&telemetry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await;
+    });
+
+    let signal_error = |e: std::io::Error| format!("cannot handle signals: {e}");
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut watch = tokio::time::interval(settings.watch_interval);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the policy and reopening files");
+                let _ = policy.reload();
+                for sink in sinks.iter() {
+                    sink.reopen();
+                }
+            }
+            _ = watch.tick(), if settings.watch_policy => {
+                if policy.changed_on_disk() {
+                    tracing::info!("Policy file changed: reloading");
+                    let _ = policy.reload();
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("Stopping: capture first, then the queued events");
+    stop.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
