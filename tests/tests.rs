@@ -7,5 +7,6 @@ mod common;
 
 mod cli;
 mod contract;
+mod daemon;
 mod properties;
 mod shared_pcaps;

@@ -1,0 +1,476 @@
+//! `segwatch run` as an operator runs it: configuration errors, metrics
+//! scraped by a real Prometheus server, policy reload on SIGHUP (refused
+//! when broken), and a clean stop on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
+
+use crate::common::{SEGWATCH, root};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body, or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_string())
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of an unlabelled metric (or the sum of a metric's series
+/// matching `filter`) in a text exposition.
+pub fn metric(exposition: &str, name: &str, filter: &str) -> Option<f64> {
+    let mut found = None;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ')?;
+        let matches = series == name || series.starts_with(&format!("{name}{{"));
+        if matches && series.contains(filter) {
+            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    found
+}
+
+/// A running daemon, stopped (SIGKILL) if the test fails before SIGTERM.
+pub struct Daemon {
+    pub child: Child,
+    pub metrics_port: u16,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let metrics_port = free_port();
+        let listen = format!("127.0.0.1:{metrics_port}");
+        let child = Command::new(SEGWATCH)
+            .args(["--log-level", "info", "run", "--metrics-listen", &listen])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon {
+            child,
+            metrics_port,
+        };
+        wait_for("/healthz", Duration::from_secs(10), || {
+            http_get(metrics_port, "/healthz")
+        });
+        daemon
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").unwrap_or_default()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "segwatch did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
+        (status.code(), stderr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example_policy() -> PathBuf {
+    root().join("policies/example-hospital.toml")
+}
+
+fn sample() -> PathBuf {
+    root().join("tests/fixtures/hospital-sample.pcap")
+}
+
+#[test]
+fn invalid_configuration_is_one_line_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config,
+        "[capture]\npcap = \"x.pcap\"\n[flows]\ntcp_timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--policy"])
+        .arg(example_policy())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("segwatch.toml:4:1") && stderr.contains("flows.tcp_timeout"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "[capture]\npcap = \"x.pcap\"\nspeed = 3\n").unwrap();
+    let out = Command::new(SEGWATCH)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("segwatch.toml:3:1") && stderr.contains("speed"),
+        "{stderr}"
+    );
+
+    // A policy that does not load, and a capture that does not exist.
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--pcap"])
+        .arg(sample())
+        .args(["--policy", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--pcap", "/nonexistent.pcap", "--policy"])
+        .arg(example_policy())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.pcap"));
+}
+
+#[test]
+fn a_busy_metrics_port_is_a_start_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--metrics-listen", &listen, "--pcap"])
+        .arg(sample())
+        .arg("--policy")
+        .arg(example_policy())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&listen));
+}
+
+#[test]
+fn metrics_count_what_replay_counts_and_sigterm_exits_zero() {
+    let daemon = Daemon::start(&[
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+    ]);
+    let exposition = wait_for("all 400 packets", Duration::from_secs(10), || {
+        let text = daemon.metrics();
+        (metric(&text, "segwatch_packets_total", "") == Some(400.0)).then_some(text)
+    });
+    // The same capture through `replay` gives the same figures.
+    let replay = Command::new(SEGWATCH)
+        .args(["replay", "--policy"])
+        .arg(example_policy())
+        .arg(sample())
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        metric(&exposition, "segwatch_violations_total", ""),
+        Some(events.len() as f64)
+    );
+    let critical = events
+        .iter()
+        .filter(|e| e["severity"] == "critical")
+        .count();
+    assert_eq!(
+        metric(
+            &exposition,
+            "segwatch_violations_total",
+            "severity=\"critical\""
+        ),
+        Some(critical as f64)
+    );
+    assert_eq!(
+        metric(&exposition, "segwatch_bytes_total", ""),
+        Some(30168.0)
+    );
+    assert_eq!(
+        metric(
+            &exposition,
+            "segwatch_packets_not_judged_total",
+            "reason=\"not_ip\""
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&exposition, "segwatch_policy_generation", ""),
+        Some(1.0)
+    );
+    assert_eq!(metric(&exposition, "segwatch_build_info", ""), Some(1.0));
+    assert!(metric(&exposition, "segwatch_flows_active", "").unwrap() > 0.0);
+    assert_eq!(
+        metric(&exposition, "segwatch_capture_dropped_packets_total", ""),
+        Some(0.0)
+    );
+    // No label ever holds an address.
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+        assert!(
+            !series.contains("10.") && !series.contains("fd00"),
+            "address in a label: {line}"
+        );
+    }
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A capture whose one TCP flow, from a workstation to a monitor on port
+/// 8443, lasts about 4 s at capture pace: a packet every 100 ms.
+fn slow_flow(path: &Path) {
+    let mut c = Capture::new();
+    c.add(
+        at(0.0),
+        &Pkt::tcp("10.60.1.5:40000", "10.21.0.20:8443", SYN),
+    );
+    for i in 1..40 {
+        c.add(
+            at(i as f64 * 0.1),
+            &Pkt::tcp("10.60.1.5:40000", "10.21.0.20:8443", ACK),
+        );
+    }
+    c.write_pcap(path, Resolution::Micro).unwrap();
+}
+
+#[test]
+fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let allow = "[policy]\ndefault_action = \"allow\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.monitors]\nnetworks = [\"10.21.0.0/22\"]\n";
+    std::fs::write(&policy, allow).unwrap();
+    let capture = dir.path().join("slow.pcap");
+    slow_flow(&capture);
+    let config = dir.path().join("segwatch.toml");
+    // File watching off: only SIGHUP reloads, so the test controls when.
+    std::fs::write(&config, "[policy]\nwatch = false\n").unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    wait_for("the flow to start", Duration::from_secs(10), || {
+        (metric(&daemon.metrics(), "segwatch_flows_started_total", "") == Some(1.0)).then_some(())
+    });
+    assert_eq!(
+        metric(&daemon.metrics(), "segwatch_violations_total", ""),
+        None,
+        "allowed so far"
+    );
+
+    std::fs::write(&policy, "[zones.ws]\nnetworks = [\"10.60.0.0/16\"\n").unwrap();
+    daemon.signal("HUP");
+    wait_for("the refused reload", Duration::from_secs(10), || {
+        (metric(
+            &daemon.metrics(),
+            "segwatch_policy_reloads_total",
+            "failure",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    assert_eq!(
+        metric(&daemon.metrics(), "segwatch_policy_generation", ""),
+        Some(1.0)
+    );
+
+    std::fs::write(&policy, allow.replace("\"allow\"", "\"alert\"")).unwrap();
+    daemon.signal("HUP");
+    let text = wait_for(
+        "the flow's event under the new policy",
+        Duration::from_secs(10),
+        || {
+            let text = daemon.metrics();
+            (metric(&text, "segwatch_violations_total", "rule=\"default\"") == Some(1.0))
+                .then_some(text)
+        },
+    );
+    assert_eq!(
+        metric(&text, "segwatch_policy_reloads_total", "success"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "segwatch_policy_generation", ""), Some(2.0));
+    assert_eq!(
+        metric(&text, "segwatch_flows_started_total", ""),
+        Some(1.0),
+        "the same flow, judged again"
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("Policy reload refused"), "{stderr}");
+}
+
+/// A real Prometheus server, started on loopback and stopped on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn scraping(target_port: u16) -> Prometheus {
+        assert!(
+            Command::new("prometheus").arg("--version").output().is_ok(),
+            "the prometheus server is needed (Debian package prometheus; .ci/run installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: segwatch\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_for("prometheus ready", Duration::from_secs(30), || {
+            http_get(port, "/-/ready")
+        });
+        server
+    }
+
+    /// The value of an instant query's single result, once there is one.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let body = http_get(self.port, &format!("/api/v1/query?query={encoded}"))?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let value = json["data"]["result"].get(0)?["value"][1]
+            .as_str()?
+            .to_string();
+        value.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_expected_counters() {
+    let daemon = Daemon::start(&[
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+    ]);
+    let prometheus = Prometheus::scraping(daemon.metrics_port);
+    // Target discovery takes about 5 s; the first samples come after it.
+    let packets = wait_for(
+        "segwatch_packets_total in Prometheus",
+        Duration::from_secs(60),
+        || {
+            prometheus
+                .query("segwatch_packets_total")
+                .filter(|&v| v == 400.0)
+        },
+    );
+    assert_eq!(packets, 400.0);
+    let total = wait_for("violations", Duration::from_secs(30), || {
+        prometheus.query("sum(segwatch_violations_total)")
+    });
+    assert_eq!(total, 14.0);
+    let critical = prometheus
+        .query("sum(segwatch_violations_total{severity=\"critical\"})")
+        .unwrap();
+    assert_eq!(critical, 4.0);
+    assert_eq!(prometheus.query("up{job=\"segwatch\"}"), Some(1.0));
+    assert_eq!(
+        prometheus.query("segwatch_policy_reloads_total{result=\"failure\"}"),
+        Some(0.0)
+    );
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}
