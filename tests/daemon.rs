@@ -474,3 +474,39 @@ fn a_real_prometheus_scrapes_the_expected_counters() {
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn drops_to_an_unprivileged_user_after_opening_its_sockets() {
+    assert!(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .contains("Uid:\t0\t"),
+        "this test runs as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[process]\nuser = \"nobody\"\n").unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+    ]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        !uid_line.contains("\t0\t") && !uid_line.ends_with("\t0"),
+        "still root: {uid_line}"
+    );
+    // Still serving, and still stopping cleanly.
+    assert!(daemon.metrics().contains("segwatch_packets_total"));
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Dropped privileges"), "{stderr}");
+}

@@ -9,6 +9,7 @@
 //! that workers publish and scrapes read.
 
 mod policy;
+mod privileges;
 mod source;
 mod worker;
 
@@ -83,6 +84,27 @@ pub fn run(settings: RunSettings) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
+    // Bind before dropping privileges: the port may need them.
+    let listener = match std::net::TcpListener::bind(settings.metrics_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            error_line(format_args!(
+                "metrics listener {}: {error}",
+                settings.metrics_listen
+            ));
+            workers.stop.store(true, Ordering::Relaxed);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Some(user) = &settings.user {
+        if let Err(message) = privileges::drop_to(user) {
+            error_line(message);
+            workers.stop.store(true, Ordering::Relaxed);
+            return EXIT_BAD_INPUT;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,6 +117,7 @@ pub fn run(settings: RunSettings) -> u8 {
     };
     let serve = runtime.block_on(control_plane(
         &settings,
+        listener,
         policy.clone(),
         sinks.clone(),
         metrics,
@@ -253,6 +276,7 @@ fn start_workers(
 /// Serves metrics and handles signals until SIGTERM or SIGINT.
 async fn control_plane(
     settings: &RunSettings,
+    listener: std::net::TcpListener,
     policy: Arc<PolicyHandle>,
     sinks: Arc<Vec<SinkHandle>>,
     metrics: Arc<Metrics>,
@@ -261,8 +285,7 @@ async fn control_plane(
 ) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let listener = tokio::net::TcpListener::bind(settings.metrics_listen)
-        .await
+    let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("metrics listener {}: {e}", settings.metrics_listen))?;
     let app = axum::Router::new()
         .route(
