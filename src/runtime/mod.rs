@@ -98,12 +98,10 @@ pub fn run(settings: RunSettings) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    if let Some(user) = &settings.user {
-        if let Err(message) = privileges::drop_to(user) {
-            error_line(message);
-            workers.stop.store(true, Ordering::Relaxed);
-            return EXIT_BAD_INPUT;
-        }
+    if let Some(Err(message)) = settings.user.as_deref().map(privileges::drop_to) {
+        error_line(message);
+        workers.stop.store(true, Ordering::Relaxed);
+        return EXIT_BAD_INPUT;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
