@@ -510,3 +510,48 @@ fn drops_to_an_unprivileged_user_after_opening_its_sockets() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("Dropped privileges"), "{stderr}");
 }
+
+#[test]
+fn the_demo_prints_violations_and_serves_metrics() {
+    use std::io::BufRead;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(SEGWATCH)
+        .args(["demo", "--metrics-listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut rules = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rules.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the demo prints violations within 30 s");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).expect("each stdout line is an event");
+        assert_eq!(event["event_type"], "violation");
+        rules.insert(event["rule"].as_str().unwrap().to_string());
+    }
+    let text = http_get(port, "/metrics").expect("metrics served");
+    assert!(metric(&text, "segwatch_packets_total", "").unwrap() > 0.0);
+    let daemon = Daemon {
+        child,
+        metrics_port: port,
+    };
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}

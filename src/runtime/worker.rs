@@ -140,6 +140,12 @@ impl Pipeline {
             .observe(&packet, index, judge, &mut self.violations);
     }
 
+    /// Moves capture time on to `now_ns` when no packet does (an idle live
+    /// interface), so that flows still expire.
+    pub fn advance_clock(&mut self, now_ns: u64) {
+        self.last_ts = self.last_ts.max(now_ns);
+    }
+
     /// Ends a batch: events out, idle flows swept, counters published.
     pub fn end_batch(&mut self, live: &LivePolicy) {
         if !self.violations.is_empty() {
