@@ -16,7 +16,6 @@ mod worker;
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use worker::{Pipeline, ViolationLabels, WorkerStats};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -157,19 +156,12 @@ fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, String> {
             .push(crate::sink::spawn_events_file(path, settings.queue).map_err(|e| e.to_string())?);
     }
     if settings.events_stdout {
-        let stdout = PathBuf::from("/dev/stdout");
-        sinks.push(
-            crate::sink::spawn_events_file(&stdout, settings.queue).map_err(|e| e.to_string())?,
-        );
+        sinks.push(crate::sink::spawn_stdout(settings.queue).map_err(|e| e.to_string())?);
     }
-    for feed in &settings.syslog {
-        sinks.push(sink_for_syslog(feed)?);
+    for (index, feed) in settings.syslog.iter().enumerate() {
+        sinks.push(crate::sink::syslog::spawn_feed(index, feed).map_err(|e| e.to_string())?);
     }
     Ok(sinks)
-}
-
-fn sink_for_syslog(feed: &crate::config::SyslogSettings) -> Result<SinkHandle, String> {
-    Err(format!("{}: syslog sinks are not built yet", feed.url))
 }
 
 /// The running workers.

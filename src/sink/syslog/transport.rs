@@ -1,0 +1,412 @@
+//! Syslog transports: the URL, and connections over UDP, TCP and TLS.
+//!
+//! Two things std does not offer are done through libc: a non-blocking
+//! peek (`recv` with MSG_PEEK | MSG_DONTWAIT) to see a receiver's close
+//! before writing into a dead connection, and SIOCOUTQ to learn how much
+//! written data the receiver has not acknowledged.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::config::SyslogSettings;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one write (or the TLS handshake) may block before the
+/// connection counts as failed: a stalled receiver must not hold the feed
+/// forever.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where system CA certificates live on Debian and Ubuntu, used for TLS
+/// when no `ca_file` is configured.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The transport of a feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `udp://`: one datagram per message.
+    Udp,
+    /// `tcp://`: RFC 6587 octet counting.
+    Tcp,
+    /// `tls://`: RFC 5425, octet counting inside TLS.
+    Tls,
+}
+
+/// A feed's receiver: `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The transport.
+    pub scheme: Scheme,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Udp => "udp",
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parses a feed URL; the port defaults to 514 (UDP, TCP) or 6514 (TLS).
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            "not a URL (write udp://HOST:PORT, tcp://... or tls://...)".to_string()
+        })?;
+        let scheme = match scheme {
+            "udp" => Scheme::Udp,
+            "tcp" => Scheme::Tcp,
+            "tls" => Scheme::Tls,
+            other => return Err(format!("unknown scheme {other:?} (udp, tcp or tls)")),
+        };
+        let default_port = if scheme == Scheme::Tls { 6514 } else { 514 };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| "unclosed '[' in the host".to_string())?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err(format!("unexpected {after:?} after the host")),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, _)) if host.contains(':') => {
+                    return Err("write an IPv6 address in brackets: [::1]:514".into());
+                }
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("{host:?} is not a host name or address"));
+        }
+        let port = match port {
+            None => default_port,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => return Err(format!("{port:?} is not a port (1-65535)")),
+            },
+        };
+        Ok(Endpoint {
+            scheme,
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    fn addresses(&self) -> io::Result<Vec<SocketAddr>> {
+        let found: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        if found.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} resolves to no address", self.host),
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// TLS settings of a feed, built once at start.
+#[derive(Debug)]
+pub struct TlsSettings {
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl TlsSettings {
+    /// Reads the CA file (or the system's), the optional client
+    /// certificate and key, and checks the server name.
+    pub fn build(settings: &SyslogSettings, endpoint: &Endpoint) -> Result<TlsSettings, String> {
+        let ca_file = settings
+            .ca_file
+            .as_deref()
+            .unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
+        let mut roots = rustls::RootCertStore::empty();
+        let certificates = read_certificates(ca_file)?;
+        let (added, _ignored) = roots.add_parsable_certificates(certificates);
+        if added == 0 {
+            return Err(format!(
+                "ca_file {}: no usable CA certificate",
+                ca_file.display()
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots);
+        let config = match &settings.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = read_certificates(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("client_key {}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate {}: {e}", cert.display()))?
+            }
+        };
+        let name = settings.server_name.as_deref().unwrap_or(&endpoint.host);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| format!("server_name {name:?} is not a DNS name or IP address"))?;
+        Ok(TlsSettings {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bad = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certificates)
+}
+
+/// An open connection to the receiver.
+pub enum Connection {
+    /// A connected UDP socket.
+    Udp(UdpSocket),
+    /// A TCP stream.
+    Tcp(TcpStream),
+    /// A TLS session over TCP.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Connection {
+    /// Connects to the first address of `endpoint` that answers.
+    pub fn open(endpoint: &Endpoint, tls: Option<&TlsSettings>) -> io::Result<Connection> {
+        let addresses = endpoint.addresses()?;
+        if endpoint.scheme == Scheme::Udp {
+            let address = addresses[0];
+            let local: SocketAddr = if address.is_ipv6() {
+                "[::]:0".parse().expect("a valid address")
+            } else {
+                "0.0.0.0:0".parse().expect("a valid address")
+            };
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(address)?;
+            return Ok(Connection::Udp(socket));
+        }
+        let mut last_error = None;
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                    stream.set_nodelay(true)?;
+                    return match tls {
+                        None => Ok(Connection::Tcp(stream)),
+                        Some(tls) => handshake(stream, tls),
+                    };
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("no address to connect to")))
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Connection::Udp(socket) => socket.as_raw_fd(),
+            Connection::Tcp(stream) => stream.as_raw_fd(),
+            Connection::Tls(stream) => stream.sock.as_raw_fd(),
+        }
+    }
+
+    /// Writes one framed message whole.
+    pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        match self {
+            Connection::Udp(socket) => socket.send(message).map(drop),
+            Connection::Tcp(stream) => stream.write_all(message),
+            Connection::Tls(stream) => {
+                stream.write_all(message)?;
+                stream.flush()
+            }
+        }
+    }
+
+    /// Why the receiver's side is gone (it closed, reset, or ended TLS),
+    /// or `None` while it looks alive. Non-blocking; syslog receivers send
+    /// nothing, so anything readable is the end or TLS housekeeping.
+    pub fn closed_by_peer(&mut self) -> Option<String> {
+        let fd = self.fd();
+        match self {
+            Connection::Udp(_) => None,
+            Connection::Tcp(_) => match peek(fd) {
+                Peek::Nothing | Peek::Data => None,
+                Peek::Closed => Some("the receiver closed the connection".into()),
+                Peek::Failed(e) => Some(e.to_string()),
+            },
+            Connection::Tls(stream) => match peek(fd) {
+                Peek::Nothing => None,
+                Peek::Closed => Some("the receiver closed the connection".into()),
+                Peek::Failed(e) => Some(e.to_string()),
+                Peek::Data => {
+                    // Session tickets, alerts or close_notify: let rustls
+                    // read them without blocking.
+                    let mut reader = NonBlockingSocket(fd);
+                    loop {
+                        match stream.conn.read_tls(&mut reader) {
+                            Ok(0) => return Some("the receiver closed the connection".into()),
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Some(e.to_string()),
+                        }
+                    }
+                    if let Err(e) = stream.conn.process_new_packets() {
+                        return Some(format!("TLS: {e}"));
+                    }
+                    let mut discard = [0u8; 512];
+                    match stream.conn.reader().read(&mut discard) {
+                        Ok(0) => Some("the receiver ended the TLS session".into()),
+                        _ => None,
+                    }
+                }
+            },
+        }
+    }
+
+    /// Bytes written that the receiver's TCP has not acknowledged (Linux
+    /// SIOCOUTQ); `None` for UDP or when the kernel does not say.
+    pub fn unacknowledged(&self) -> Option<usize> {
+        if matches!(self, Connection::Udp(_)) {
+            return None;
+        }
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one c_int through the pointer, which
+        // points at `bytes`.
+        let status = unsafe {
+            libc::ioctl(
+                self.fd(),
+                libc::TIOCOUTQ, /* == SIOCOUTQ for sockets */
+                &mut bytes,
+            )
+        };
+        (status == 0).then_some(bytes.max(0) as usize)
+    }
+}
+
+fn handshake(stream: TcpStream, tls: &TlsSettings) -> io::Result<Connection> {
+    let session = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+        .map_err(io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(session, stream);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Connection::Tls(Box::new(stream)))
+}
+
+enum Peek {
+    Nothing,
+    Data,
+    Closed,
+    Failed(io::Error),
+}
+
+/// Looks at the socket's receive side without reading or blocking.
+fn peek(fd: RawFd) -> Peek {
+    let mut byte = [0u8; 1];
+    // SAFETY: `byte` is valid for one byte for the duration of the call.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peek::Closed,
+        n if n > 0 => Peek::Data,
+        _ => {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::WouldBlock {
+                Peek::Nothing
+            } else {
+                Peek::Failed(error)
+            }
+        }
+    }
+}
+
+/// Reads a blocking socket without blocking (MSG_DONTWAIT), for rustls.
+struct NonBlockingSocket(RawFd);
+
+impl Read for NonBlockingSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes during the call.
+        let n = unsafe {
+            libc::recv(
+                self.0,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_ports_and_ipv6_brackets() {
+        let e = Endpoint::parse("tcp://siem.example.org:601").unwrap();
+        assert_eq!(
+            (e.scheme, e.host.as_str(), e.port),
+            (Scheme::Tcp, "siem.example.org", 601)
+        );
+        assert_eq!(Endpoint::parse("udp://10.0.0.1").unwrap().port, 514);
+        assert_eq!(Endpoint::parse("tls://siem").unwrap().port, 6514);
+        let e = Endpoint::parse("udp://[::1]:5514").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 5514));
+        assert_eq!(e.to_string(), "udp://[::1]:5514");
+        for bad in [
+            "siem:514",
+            "http://siem:514",
+            "tcp://:514",
+            "tcp://siem:0",
+            "tcp://siem:99999",
+            "tcp://::1:514",
+            "tcp://[::1",
+            "tcp://user@siem:514",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
