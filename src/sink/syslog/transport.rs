@@ -207,10 +207,10 @@ impl Connection {
         let addresses = endpoint.addresses()?;
         if endpoint.scheme == Scheme::Udp {
             let address = addresses[0];
-            let local: SocketAddr = if address.is_ipv6() {
-                "[::]:0".parse().expect("a valid address")
+            let local = if address.is_ipv6() {
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
             } else {
-                "0.0.0.0:0".parse().expect("a valid address")
+                SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
             };
             let socket = UdpSocket::bind(local)?;
             socket.connect(address)?;
