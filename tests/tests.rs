@@ -10,3 +10,4 @@ mod contract;
 mod daemon;
 mod properties;
 mod shared_pcaps;
+mod syslog;

@@ -488,6 +488,17 @@ impl ConfigFile {
                 .collect()
         };
         for feed in &syslog {
+            if let Err(message) = crate::sink::syslog::Endpoint::parse(&feed.url) {
+                return Err(err("syslog.url", format!("{:?}: {message}", feed.url)));
+            }
+            if let Some(name) = &feed.facility
+                && crate::sink::syslog::parse_facility(name).is_none()
+            {
+                return Err(err(
+                    "syslog.facility",
+                    format!("unknown facility {name:?} (kern, user, ..., local0-local7, or 0-23)"),
+                ));
+            }
             if !matches!(feed.format.as_str(), "rfc5424" | "cef" | "leef" | "json") {
                 return Err(err(
                     "syslog.format",
@@ -608,6 +619,12 @@ mod tests {
             (
                 "[[syslog]]\nurl = \"udp://x:1\"\nformat = \"xml\"\n",
                 "syslog.format",
+                7,
+            ),
+            ("[[syslog]]\nurl = \"http://x:1\"\n", "syslog.url", 6),
+            (
+                "[[syslog]]\nurl = \"udp://x:1\"\nfacility = \"local9\"\n",
+                "syslog.facility",
                 7,
             ),
         ] {

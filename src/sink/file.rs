@@ -125,6 +125,7 @@ fn flush(output: &mut Output, unflushed: &mut Unflushed, inbox: &Inbox, failing:
         return;
     }
     let count = std::mem::replace(&mut unflushed.0, 0);
+    inbox.finished(count);
     match output.writer().flush() {
         Ok(()) => {
             inbox.stats().sent.fetch_add(count, Ordering::Relaxed);

@@ -33,7 +33,8 @@ pub struct SinkEvent {
 /// Counters of one sink, read at scrape time.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Events waiting in the queue now.
+    /// Events taken but not yet delivered or given up: those waiting in
+    /// the queue and those the sink's thread holds.
     pub queued: AtomicU64,
     /// Events dropped because the queue was full.
     pub dropped: AtomicU64,
@@ -202,8 +203,13 @@ impl Inbox {
     }
 
     fn took(&self, event: Arc<SinkEvent>) -> Next {
-        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         Next::Event(event)
+    }
+
+    /// Marks `count` events as done with (delivered or given up), so the
+    /// queue depth gauge counts only what is still waiting.
+    pub(crate) fn finished(&self, count: u64) {
+        self.stats.queued.fetch_sub(count, Ordering::Relaxed);
     }
 
     /// Waits up to `wait` (forever with `None`) for the next event or
@@ -262,9 +268,7 @@ impl Inbox {
 
     /// The next event if one is already queued (to batch writes).
     pub(crate) fn ready_event(&mut self) -> Option<Arc<SinkEvent>> {
-        let event = self.events.try_recv().ok()?;
-        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-        Some(event)
+        self.events.try_recv().ok()
     }
 
     /// Waits `wait` unless the control plane asks something sooner;
@@ -337,6 +341,7 @@ mod tests {
             let mut taken = 0;
             while let Next::Event(_) = inbox.next(None) {
                 taken += 1;
+                inbox.finished(1);
             }
             taken
         })

@@ -281,6 +281,7 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
                         tracing::info!(feed = %feed.endpoint, "Syslog UDP sends work again");
                     }
                     inbox.stats().sent.fetch_add(1, Ordering::Relaxed);
+                    inbox.finished(1);
                     if let Some(done) = pending.pop_front() {
                         spare.push(done);
                     }
@@ -289,6 +290,7 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
                     // A datagram is not resent: the receiver may have got it
                     // (an ICMP error can belong to an earlier one).
                     inbox.stats().lost.fetch_add(1, Ordering::Relaxed);
+                    inbox.finished(1);
                     if !std::mem::replace(&mut link.udp_failing, true) {
                         tracing::warn!(feed = %feed.endpoint, "Syslog UDP send failed: {error}");
                     }

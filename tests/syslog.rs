@@ -1,0 +1,877 @@
+//! The SOC feed against a real syslog server: rsyslog, started by each test
+//! on loopback, receives segwatch's UDP, TCP and TLS feeds in all four
+//! formats; every event arrives and parses; events produced while the TCP
+//! receiver is down arrive after it is back, in order, once each.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use segwatch::synth::{Capture, Pkt, Resolution, at};
+
+use crate::common::root;
+use crate::daemon::{Daemon, free_port, metric, wait_for};
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One rsyslog input and the file its messages land in.
+struct Input {
+    /// `imudp` or `imtcp`.
+    module: &'static str,
+    port: u16,
+    file: PathBuf,
+}
+
+/// A real rsyslog in the foreground, stopped on drop.
+struct Rsyslog {
+    child: Option<Child>,
+    config: PathBuf,
+    pid_file: PathBuf,
+}
+
+/// The TLS files of a throwaway CA made with openssl.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+impl Rsyslog {
+    /// Writes a config with `inputs` (and, with `tls`, TLS on every TCP
+    /// input, client certificates required) and starts rsyslog.
+    fn start(dir: &Path, inputs: &[Input], tls: Option<&Pki>) -> Rsyslog {
+        assert!(
+            Path::new("/usr/sbin/rsyslogd").exists()
+                || Command::new("rsyslogd").arg("-v").output().is_ok(),
+            "rsyslogd is needed (Debian packages rsyslog and rsyslog-gnutls; .ci/run installs them)"
+        );
+        let work = dir.join("rsyslog-work");
+        std::fs::create_dir_all(&work).unwrap();
+        let mut config = String::new();
+        // Control characters (LEEF's tabs) are kept as they came.
+        config.push_str(&format!(
+            "global(workDirectory=\"{}\" parser.escapeControlCharactersOnReceive=\"off\"",
+            work.display()
+        ));
+        if let Some(pki) = tls {
+            config.push_str(&format!(
+                " defaultNetstreamDriver=\"gtls\" defaultNetstreamDriverCAFile=\"{}\" \
+                 defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\"",
+                pki.ca.display(),
+                pki.server_cert.display(),
+                pki.server_key.display()
+            ));
+        }
+        config.push_str(")\n");
+        config.push_str("template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n");
+        if inputs.iter().any(|i| i.module == "imudp") {
+            config.push_str("module(load=\"imudp\")\n");
+        }
+        if tls.is_some() {
+            config.push_str(
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" \
+                 streamDriver.authMode=\"x509/certvalid\")\n",
+            );
+        } else if inputs.iter().any(|i| i.module == "imtcp") {
+            config.push_str("module(load=\"imtcp\")\n");
+        }
+        for (n, input) in inputs.iter().enumerate() {
+            // Only segwatch's messages, not rsyslog's own.
+            config.push_str(&format!(
+                "ruleset(name=\"in{n}\") {{ if $app-name == \"segwatch\" then \
+                 action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\n\
+                 input(type=\"{}\" address=\"127.0.0.1\" port=\"{}\" ruleset=\"in{n}\")\n",
+                input.file.display(),
+                input.module,
+                input.port
+            ));
+        }
+        let path = dir.join("rsyslog.conf");
+        std::fs::write(&path, config).unwrap();
+        let check = Command::new("rsyslogd")
+            .args(["-N1", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "rsyslog config invalid: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let mut server = Rsyslog {
+            child: None,
+            config: path,
+            pid_file: dir.join("rsyslog.pid"),
+        };
+        server.restart(inputs);
+        server
+    }
+
+    /// Starts (again) and waits until every TCP input accepts connections;
+    /// UDP inputs are bound before rsyslog starts its TCP listeners.
+    fn restart(&mut self, inputs: &[Input]) {
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&self.config)
+            .arg("-i")
+            .arg(&self.pid_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for input in inputs.iter().filter(|i| i.module == "imtcp") {
+            wait_for("rsyslog listening", Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", input.port)).ok()
+            });
+        }
+    }
+
+    /// SIGTERM, and waits for the exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Pki {
+    /// A CA, a server certificate for 127.0.0.1/localhost and a client
+    /// certificate, made fresh for the test.
+    fn make(dir: &Path) -> Pki {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut ca = vec!["req", "-x509", "-nodes", "-days", "2"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=segwatch test CA",
+        ]);
+        openssl(dir, &ca);
+        for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            std::fs::write(
+                dir.join(format!("{name}.ext")),
+                format!(
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                     extendedKeyUsage={usage}\n"
+                ),
+            )
+            .unwrap();
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            let mut request = vec!["req", "-nodes"];
+            request.extend(ec);
+            request.extend(["-keyout", &key, "-out", &csr, "-subj"]);
+            let subject = format!("/CN={name}.segwatch.test");
+            request.push(&subject);
+            openssl(dir, &request);
+            let (cert, ext) = (format!("{name}.pem"), format!("{name}.ext"));
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-out",
+                    &cert,
+                    "-extfile",
+                    &ext,
+                ],
+            );
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `path` holds at least `count` lines.
+fn wait_lines(path: &Path, count: usize, limit: Duration) -> Vec<String> {
+    wait_for(
+        &format!("{count} lines in {}", path.display()),
+        limit,
+        || {
+            let found = lines(path);
+            (found.len() >= count).then_some(found)
+        },
+    )
+}
+
+/// An RFC 5424 message: (PRI, HOSTNAME, APP-NAME, MSGID, SD, MSG).
+struct Syslog {
+    pri: u16,
+    hostname: String,
+    app: String,
+    msgid: String,
+    sd: String,
+    msg: String,
+}
+
+fn parse_rfc5424(line: &str) -> Syslog {
+    let rest = line
+        .strip_prefix('<')
+        .unwrap_or_else(|| panic!("no PRI: {line}"));
+    let (pri, rest) = rest.split_once(">1 ").unwrap();
+    let mut parts = rest.splitn(6, ' ');
+    let _timestamp = parts.next().unwrap();
+    let hostname = parts.next().unwrap().to_string();
+    let app = parts.next().unwrap().to_string();
+    let _procid = parts.next().unwrap();
+    let msgid = parts.next().unwrap().to_string();
+    let rest = parts.next().unwrap();
+    let (sd, msg) = if let Some(msg) = rest.strip_prefix("- ") {
+        ("-".to_string(), msg.to_string())
+    } else {
+        // The SD element ends at the first ']' not escaped.
+        let bytes = rest.as_bytes();
+        let mut end = 0;
+        let mut escaped = false;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\\' if !escaped => escaped = true,
+                b']' if !escaped => {
+                    end = i;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        (rest[..=end].to_string(), rest[end + 2..].to_string())
+    };
+    Syslog {
+        pri: pri.parse().unwrap(),
+        hostname,
+        app,
+        msgid,
+        sd,
+        msg,
+    }
+}
+
+/// The structured data element's id and parameters.
+fn sd_params(sd: &str) -> (String, BTreeMap<String, String>) {
+    let inner = sd.strip_prefix('[').unwrap().strip_suffix(']').unwrap();
+    let (id, mut rest) = inner.split_once(' ').unwrap();
+    let mut params = BTreeMap::new();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"").unwrap();
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next().unwrap().1),
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                _ => value.push(c),
+            }
+        }
+        params.insert(name.to_string(), value);
+        rest = after[end..].trim_start();
+    }
+    (id.to_string(), params)
+}
+
+/// An event object rebuilt from RFC 5424 structured data.
+fn event_from_sd(params: &BTreeMap<String, String>) -> Value {
+    let mut event = serde_json::Map::new();
+    for (name, value) in params {
+        let value = match name.as_str() {
+            "src_port" | "dest_port" | "vlan" => json!(value.parse::<u64>().unwrap()),
+            _ => json!(value),
+        };
+        event.insert(name.clone(), value);
+    }
+    Value::Object(event)
+}
+
+/// CEF: the seven header fields (unescaped) and the extensions.
+fn parse_cef(text: &str) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars();
+    while fields.len() < 7 {
+        match chars.next().unwrap() {
+            '\\' => field.push(chars.next().unwrap()),
+            '|' => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    let extension: String = chars.collect();
+    // Keys are words followed by '='; an escaped '=' belongs to a value.
+    let mut pairs = BTreeMap::new();
+    let mut key = String::new();
+    let mut value = String::new();
+    let mut in_value = false;
+    let mut chars = extension.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_value) {
+            ('=', false) => in_value = true,
+            ('\\', true) => value.push(chars.next().unwrap()),
+            (' ', true) => {
+                // A space ends the value when a `key=` follows.
+                let ahead: String = chars.clone().take_while(|c| *c != ' ').collect();
+                if ahead.contains('=') && !ahead.starts_with('=') {
+                    pairs.insert(std::mem::take(&mut key), std::mem::take(&mut value));
+                    in_value = false;
+                } else {
+                    value.push(' ');
+                }
+            }
+            (c, true) => value.push(c),
+            (c, false) => key.push(c),
+        }
+    }
+    pairs.insert(key, value);
+    (fields, pairs)
+}
+
+/// Epoch milliseconds of an event's timestamp.
+fn millis(timestamp: &str) -> u128 {
+    humantime::parse_rfc3339(timestamp)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn syslog_severity(severity: &str) -> u16 {
+    match severity {
+        "critical" => 2,
+        "high" => 3,
+        "medium" => 4,
+        _ => 5,
+    }
+}
+
+fn scale(severity: &str) -> String {
+    match severity {
+        "critical" => "10",
+        "high" => "8",
+        "medium" => "5",
+        _ => "3",
+    }
+    .to_string()
+}
+
+fn text(event: &Value, key: &str) -> Option<String> {
+    match &event[key] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Checks a CEF message against the event it came from.
+fn check_cef(message: &str, event: &Value) {
+    let cef = message
+        .strip_prefix("CEF:")
+        .unwrap_or_else(|| panic!("{message}"));
+    let (header, ext) = parse_cef(cef);
+    let rule = text(event, "rule").unwrap();
+    assert_eq!(
+        header,
+        [
+            "0",
+            "segwatch",
+            "segwatch",
+            env!("CARGO_PKG_VERSION"),
+            &rule,
+            &format!("{rule} violation"),
+            &scale(&text(event, "severity").unwrap()),
+        ]
+    );
+    let mut expected = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            expected.insert(k.to_string(), v);
+        }
+    };
+    put(
+        "rt",
+        Some(millis(&text(event, "timestamp").unwrap()).to_string()),
+    );
+    put("src", text(event, "src_ip"));
+    put("spt", text(event, "src_port"));
+    put("dst", text(event, "dest_ip"));
+    put("dpt", text(event, "dest_port"));
+    put("proto", text(event, "proto"));
+    put("externalId", text(event, "flow_id"));
+    put("cs1Label", Some("srcZone".into()));
+    put("cs1", text(event, "src_zone"));
+    put("cs2Label", Some("destZone".into()));
+    put("cs2", text(event, "dest_zone"));
+    if event.get("service").is_some() {
+        put("cs3Label", Some("service".into()));
+        put("cs3", text(event, "service"));
+    }
+    if event.get("vlan").is_some() {
+        put("cn1Label", Some("vlan".into()));
+        put("cn1", text(event, "vlan"));
+    }
+    assert_eq!(ext, expected, "{message}");
+}
+
+/// Checks a LEEF 2.0 message against the event it came from.
+fn check_leef(message: &str, event: &Value) {
+    let rest = message
+        .strip_prefix(&format!(
+            "LEEF:2.0|segwatch|segwatch|{}|violation|",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .unwrap_or_else(|| panic!("{message}"));
+    let attributes: BTreeMap<String, String> = rest
+        .split('\t')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let time = humantime::parse_rfc3339(&attributes["devTime"]).unwrap();
+    let time = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert_eq!(time, millis(&text(event, "timestamp").unwrap()));
+    assert_eq!(attributes["devTimeFormat"], "yyyy-MM-dd'T'HH:mm:ss.SSSX");
+    for (leef, key) in [
+        ("src", "src_ip"),
+        ("srcPort", "src_port"),
+        ("dst", "dest_ip"),
+        ("dstPort", "dest_port"),
+        ("proto", "proto"),
+        ("srcZone", "src_zone"),
+        ("dstZone", "dest_zone"),
+        ("rule", "rule"),
+        ("service", "service"),
+        ("vlan", "vlan"),
+        ("flowId", "flow_id"),
+    ] {
+        assert_eq!(
+            attributes.get(leef).cloned(),
+            text(event, key),
+            "{leef} in {message}"
+        );
+    }
+    assert_eq!(attributes["sev"], scale(&text(event, "severity").unwrap()));
+}
+
+fn sample() -> PathBuf {
+    root().join("tests/fixtures/hospital-sample.pcap")
+}
+
+fn example_policy() -> PathBuf {
+    root().join("policies/example-hospital.toml")
+}
+
+fn read_events(path: &Path) -> Vec<Value> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_format_over_udp_and_tcp_reaches_rsyslog_and_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let formats = ["rfc5424", "cef", "leef", "json"];
+    // rfc5424 over UDP, the others over TCP.
+    let inputs: Vec<Input> = formats
+        .iter()
+        .enumerate()
+        .map(|(n, format)| Input {
+            module: if n == 0 { "imudp" } else { "imtcp" },
+            port: if n == 0 { free_udp_port() } else { free_port() },
+            file: dir.path().join(format!("{format}.log")),
+        })
+        .collect();
+    let _rsyslog = Rsyslog::start(dir.path(), &inputs, None);
+    let mut config = String::from("[policy]\nwatch = false\n");
+    for (format, input) in formats.iter().zip(&inputs) {
+        let scheme = if input.module == "imudp" {
+            "udp"
+        } else {
+            "tcp"
+        };
+        config.push_str(&format!(
+            "[[syslog]]\nurl = \"{scheme}://127.0.0.1:{}\"\nformat = \"{format}\"\n\
+             facility = \"local3\"\nhostname = \"ward-3-sensor\"\n",
+            input.port
+        ));
+    }
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let events_path = dir.path().join("events.jsonl");
+
+    let replayed = Command::new(crate::common::SEGWATCH)
+        .args(["replay", "--policy"])
+        .arg(example_policy())
+        .arg(sample())
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(replayed.stdout).unwrap().lines().count();
+    assert!(
+        expected >= 10,
+        "the sample has violations of every severity"
+    );
+
+    let daemon = Daemon::start(&[
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+        "--events",
+        events_path.to_str().unwrap(),
+    ]);
+    wait_lines(&events_path, expected, Duration::from_secs(20));
+    let events = read_events(&events_path);
+    assert_eq!(events.len(), expected);
+
+    for (format, input) in formats.iter().zip(&inputs) {
+        let received = wait_lines(&input.file, expected, Duration::from_secs(20));
+        assert_eq!(received.len(), expected, "{format}: every event, once");
+        let mut messages: Vec<Syslog> = received.iter().map(|l| parse_rfc5424(l)).collect();
+        if input.module == "imudp" {
+            // Datagrams may be reordered; TCP keeps the order.
+            messages.sort_by_key(|m| sd_params(&m.sd).1["flow_id"].clone());
+        }
+        let mut ordered: Vec<&Value> = events.iter().collect();
+        if input.module == "imudp" {
+            ordered.sort_by_key(|e| text(e, "flow_id"));
+        }
+        for (message, event) in messages.iter().zip(ordered) {
+            let severity = text(event, "severity").unwrap();
+            assert_eq!(message.pri, 19 * 8 + syslog_severity(&severity), "{format}");
+            assert_eq!(message.hostname, "ward-3-sensor");
+            assert_eq!(message.app, "segwatch");
+            assert_eq!(message.msgid, "violation");
+            match *format {
+                "rfc5424" => {
+                    let (id, params) = sd_params(&message.sd);
+                    assert_eq!(id, "segwatch@32473");
+                    assert_eq!(&event_from_sd(&params), event);
+                    let mut summary = format!(
+                        "{} -> {} {}",
+                        text(event, "src_zone").unwrap(),
+                        text(event, "dest_zone").unwrap(),
+                        text(event, "proto").unwrap()
+                    );
+                    if let Some(port) = text(event, "dest_port") {
+                        summary.push_str(&format!("/{port}"));
+                    }
+                    summary.push_str(&format!(" violates {}", text(event, "rule").unwrap()));
+                    assert_eq!(message.msg, summary);
+                }
+                "cef" => check_cef(&message.msg, event),
+                "leef" => check_leef(&message.msg, event),
+                "json" => {
+                    let back: Value = serde_json::from_str(&message.msg).unwrap();
+                    assert_eq!(&back, event);
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+    let text = daemon.metrics();
+    for sink in ["syslog0", "syslog1", "syslog2", "syslog3", "events_file"] {
+        let filter = format!("sink=\"{sink}\"");
+        assert_eq!(
+            metric(&text, "segwatch_sink_events_sent_total", &filter),
+            Some(expected as f64),
+            "{sink}"
+        );
+        assert_eq!(
+            metric(&text, "segwatch_events_dropped_total", &filter),
+            Some(0.0),
+            "{sink}"
+        );
+    }
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn tls_feed_with_a_client_certificate_reaches_rsyslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[policy]\nwatch = false\n[[syslog]]\nurl = \"tls://127.0.0.1:{}\"\n\
+             format = \"rfc5424\"\nsd_id = \"hospital@32473\"\nca_file = \"{}\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\nserver_name = \"localhost\"\n",
+            input.port,
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let daemon = Daemon::start(&[
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+        "--events",
+        events_path.to_str().unwrap(),
+    ]);
+    let replayed = Command::new(crate::common::SEGWATCH)
+        .args(["replay", "--policy"])
+        .arg(example_policy())
+        .arg(sample())
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(replayed.stdout).unwrap().lines().count();
+    wait_lines(&events_path, expected, Duration::from_secs(20));
+    let events = read_events(&events_path);
+    let received = wait_lines(&input.file, expected, Duration::from_secs(20));
+    let from_tls: Vec<Value> = received
+        .iter()
+        .map(|l| {
+            let (id, params) = sd_params(&parse_rfc5424(l).sd);
+            assert_eq!(id, "hospital@32473");
+            event_from_sd(&params)
+        })
+        .collect();
+    assert_eq!(from_tls, events, "every event, in order, through TLS");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_tls_feed_refuses_a_server_its_ca_did_not_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_pki = Pki::make(&other);
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[policy]\nwatch = false\n[[syslog]]\nurl = \"tls://127.0.0.1:{}\"\n\
+             ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n\
+             server_name = \"localhost\"\n",
+            input.port,
+            other_pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+    ]);
+    // The events wait in the queue: none is sent, none reaches the file.
+    wait_for("events queued", Duration::from_secs(20), || {
+        let queued = metric(
+            &daemon.metrics(),
+            "segwatch_sink_queue_depth_events",
+            "sink=\"syslog0\"",
+        )?;
+        (queued >= 10.0).then_some(())
+    });
+    assert_eq!(
+        metric(
+            &daemon.metrics(),
+            "segwatch_sink_events_sent_total",
+            "sink=\"syslog0\""
+        ),
+        Some(0.0)
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Syslog receiver unreachable") && stderr.contains("certificate"),
+        "the log says why: {stderr}"
+    );
+    assert!(lines(&input.file).is_empty());
+}
+
+/// One violating UDP flow every 100 ms for `flows` flows.
+fn steady_violations(path: &Path, flows: u16) {
+    let mut capture = Capture::new();
+    for i in 0..flows {
+        capture.add(
+            at(f64::from(i) * 0.1),
+            &Pkt::udp(&format!("10.60.1.5:{}", 40000 + i), "10.21.0.20:9000"),
+        );
+    }
+    capture.write_pcap(path, Resolution::Micro).unwrap();
+}
+
+#[test]
+fn events_produced_while_the_tcp_receiver_is_down_arrive_after_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = 120;
+    let capture = dir.path().join("steady.pcap");
+    steady_violations(&capture, flows);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n\
+         [zones.monitors]\nnetworks = [\"10.21.0.0/22\"]\n",
+    )
+    .unwrap();
+    let inputs = [Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("received.log"),
+    }];
+    let mut rsyslog = Rsyslog::start(dir.path(), &inputs, None);
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(&config_path, "[policy]\nwatch = false\n").unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let syslog = format!("tcp://127.0.0.1:{}", inputs[0].port);
+    let daemon = Daemon::start(&[
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--events",
+        events_path.to_str().unwrap(),
+        "--syslog",
+        &syslog,
+    ]);
+    wait_lines(&inputs[0].file, 10, Duration::from_secs(20));
+    rsyslog.stop();
+    let at_stop = lines(&events_path).len();
+    // Events keep coming while the receiver is down; they wait in the queue.
+    let queued = wait_for(
+        "events queued during the outage",
+        Duration::from_secs(20),
+        || {
+            let queued = metric(
+                &daemon.metrics(),
+                "segwatch_sink_queue_depth_events",
+                "sink=\"syslog0\"",
+            )?;
+            (queued >= 15.0).then_some(queued)
+        },
+    );
+    assert!(lines(&events_path).len() >= at_stop + 15);
+    assert!(
+        (lines(&events_path).len() as u16) < flows,
+        "the outage ended before the capture did"
+    );
+    let restarted = Instant::now();
+    rsyslog.restart(&inputs);
+    let received = wait_lines(&inputs[0].file, usize::from(flows), Duration::from_secs(40));
+    let events = wait_lines(&events_path, usize::from(flows), Duration::from_secs(20));
+    let flow_ids = |lines: &[String], pattern: &str| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| {
+                let start = l.find(pattern).unwrap() + pattern.len();
+                l[start..start + 16].to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        flow_ids(&received, "flow_id=\""),
+        flow_ids(&events, "\"flow_id\":\""),
+        "every event once, in order, {queued} of them queued during the outage \
+         (back {:?} after the restart)",
+        restarted.elapsed()
+    );
+    let text = daemon.metrics();
+    assert_eq!(
+        metric(&text, "segwatch_sink_events_lost_total", "sink=\"syslog0\""),
+        Some(0.0)
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconnected"), "{stderr}");
+}
