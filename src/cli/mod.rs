@@ -4,6 +4,7 @@
 //! above `--fail-on`, 2 bad input (which wins over 1).
 
 mod check;
+mod completions;
 mod replay;
 mod run;
 mod synth;
@@ -76,6 +77,31 @@ pub enum Command {
     /// Write a synthetic capture (the sample, realistic hospital traffic of
     /// any size, or many distinct flows), for demos and benchmarks.
     Synth(SynthArgs),
+    /// Print the shell completion script for SHELL on stdout.
+    ///
+    /// bash: `segwatch completions bash > /usr/share/bash-completion/completions/segwatch`;
+    /// zsh: `segwatch completions zsh > /usr/share/zsh/vendor-completions/_segwatch`;
+    /// fish: `segwatch completions fish > /usr/share/fish/vendor_completions.d/segwatch.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page segwatch(1) on stdout (roff), or with --dir write
+    /// one page per command into DIR.
+    Manpage(ManpageArgs),
+}
+
+/// Flags of `segwatch completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Flags of `segwatch manpage`.
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write segwatch.1, segwatch-run.1, ... into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Flags of `segwatch run`: each overrides the configuration file.
@@ -280,6 +306,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => run::demo(&args),
         Command::Synth(args) => synth::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Manpage(args) => completions::manpage(&args),
     };
     ExitCode::from(status)
 }
