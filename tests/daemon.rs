@@ -367,7 +367,7 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
 }
 
 /// A real Prometheus server, started on loopback and stopped on drop.
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -375,19 +375,21 @@ struct Prometheus {
 
 impl Prometheus {
     fn scraping(target_port: u16) -> Prometheus {
+        Prometheus::start(&format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: segwatch\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ))
+    }
+
+    /// Starts a server with this configuration (YAML) and waits until it is
+    /// ready. Rule files in it are best given as absolute paths.
+    pub fn start(config_yaml: &str) -> Prometheus {
         assert!(
             Command::new("prometheus").arg("--version").output().is_ok(),
             "the prometheus server is needed (Debian package prometheus; .ci/run installs it)"
         );
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: segwatch\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, config_yaml).unwrap();
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -411,8 +413,21 @@ impl Prometheus {
         server
     }
 
-    /// The value of an instant query's single result, once there is one.
-    fn query(&self, promql: &str) -> Option<f64> {
+    /// The `data` of an HTTP API answer (`/api/v1/...`), or the error
+    /// Prometheus gave.
+    pub fn api(&self, path: &str) -> Result<serde_json::Value, String> {
+        let body = http_get(self.port, path).ok_or("prometheus did not answer")?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if json["status"] == "success" {
+            Ok(json["data"].take())
+        } else {
+            Err(format!("{}: {}", json["errorType"], json["error"]))
+        }
+    }
+
+    /// The result vector of an instant query (`/api/v1/query`).
+    pub fn query_result(&self, promql: &str) -> Result<Vec<serde_json::Value>, String> {
         let encoded: String = promql
             .bytes()
             .map(|b| match b {
@@ -422,12 +437,17 @@ impl Prometheus {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let body = http_get(self.port, &format!("/api/v1/query?query={encoded}"))?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let value = json["data"]["result"].get(0)?["value"][1]
-            .as_str()?
-            .to_string();
-        value.parse().ok()
+        let data = self.api(&format!("/api/v1/query?query={encoded}"))?;
+        data["result"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("not a vector: {data}"))
+    }
+
+    /// The value of an instant query's single result, once there is one.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let result = self.query_result(promql).ok()?;
+        result.first()?["value"][1].as_str()?.parse().ok()
     }
 }
 
