@@ -483,3 +483,540 @@ fn the_man_pages_name_every_subcommand() {
     let run_page = std::fs::read_to_string(dir.path().join("segwatch-run.1")).unwrap();
     assert!(run_page.contains("metrics\\-listen"));
 }
+
+// ------------------------------------------------------------------ systemd
+
+/// The shipped unit with ExecStart pointing at the binary under test
+/// (`systemd-analyze verify` requires the program to exist), in a scratch
+/// directory.
+fn unit_under_test(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(deploy().join("systemd/segwatch.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/segwatch run "), "{unit}");
+    let path = dir.join("segwatch.service");
+    std::fs::write(&path, unit.replace("/usr/bin/segwatch", SEGWATCH)).unwrap();
+    path
+}
+
+const SYSTEMD_HINT: &str = "Debian package systemd; .ci/run installs it";
+
+#[test]
+fn systemd_unit_verifies_cleanly_and_is_rated_ok_by_systemd_analyze_security() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    let unit_arg = unit.to_str().unwrap();
+    // Offline: no manager is asked (none runs as PID 1 in a container), no
+    // man page looked up, no generator run. Unknown keys and bad values are
+    // only warnings, so any output at all fails the test.
+    let analyze = Path::new("systemd-analyze");
+    let out = run(
+        analyze,
+        &["verify", "--man=no", "--generators=no", unit_arg],
+        SYSTEMD_HINT,
+    );
+    assert!(
+        out.status.success() && text(&out).trim().is_empty(),
+        "systemd-analyze verify: {}",
+        text(&out)
+    );
+    // The check can fail: a misspelt key is reported.
+    let broken = dir.path().join("broken.service");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&unit)
+            .unwrap()
+            .replace("NoNewPrivileges=yes", "NoNewPrivilege=yes"),
+    )
+    .unwrap();
+    let out = run(
+        analyze,
+        &[
+            "verify",
+            "--man=no",
+            "--generators=no",
+            broken.to_str().unwrap(),
+        ],
+        SYSTEMD_HINT,
+    );
+    assert!(text(&out).contains("NoNewPrivilege"), "{}", text(&out));
+
+    // The exposure score (0 best, 10 worst) of the sandboxing settings.
+    let out = run(
+        analyze,
+        &["security", "--offline=yes", "--threshold=25", unit_arg],
+        SYSTEMD_HINT,
+    );
+    let report = text(&out);
+    let score: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for segwatch.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {report}"));
+    assert!(score <= 2.5, "exposure {score}:\n{report}");
+    assert!(out.status.success(), "{report}");
+    for setting in [
+        "✓ NoNewPrivileges=",
+        "✓ ProtectSystem=",
+        "✓ ProtectHome=",
+        "✓ PrivateTmp=",
+        "✓ MemoryDenyWriteExecute=",
+        "✓ SystemCallFilter=~@privileged",
+        "✓ User=/DynamicUser=",
+        "✓ CapabilityBoundingSet=~CAP_SYS_ADMIN",
+    ] {
+        assert!(
+            report.contains(setting),
+            "{setting} not in force:\n{report}"
+        );
+    }
+    let unit = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "User=segwatch",
+        "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN",
+        "CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN",
+        "ReadWritePaths=/var/log/segwatch",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "RestrictAddressFamilies=AF_PACKET AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing");
+    }
+}
+
+#[test]
+fn sysusers_and_tmpfiles_create_the_user_and_the_log_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let scratch = tempfile::tempdir().unwrap();
+    let root_dir = scratch.path();
+    std::fs::create_dir(root_dir.join("etc")).unwrap();
+    let root_arg = format!("--root={}", root_dir.display());
+    let sysusers = deploy().join("systemd/segwatch.sysusers.conf");
+    let out = run(
+        Path::new("systemd-sysusers"),
+        &[&root_arg, sysusers.to_str().unwrap()],
+        SYSTEMD_HINT,
+    );
+    assert!(out.status.success(), "systemd-sysusers: {}", text(&out));
+    let passwd = std::fs::read_to_string(root_dir.join("etc/passwd")).unwrap();
+    let fields: Vec<&str> = passwd
+        .lines()
+        .find(|l| l.starts_with("segwatch:"))
+        .unwrap_or_else(|| panic!("no segwatch user in {passwd}"))
+        .split(':')
+        .collect();
+    let uid: u32 = fields[2].parse().unwrap();
+    assert!(uid > 0 && uid < 1000, "not a system user: {uid}");
+    assert_eq!(fields[6], "/usr/sbin/nologin");
+
+    let tmpfiles = deploy().join("systemd/segwatch.tmpfiles.conf");
+    let out = run(
+        Path::new("systemd-tmpfiles"),
+        &[&root_arg, "--create", tmpfiles.to_str().unwrap()],
+        SYSTEMD_HINT,
+    );
+    assert!(out.status.success(), "systemd-tmpfiles: {}", text(&out));
+    let logs = std::fs::metadata(root_dir.join("var/log/segwatch")).unwrap();
+    assert!(logs.is_dir());
+    assert_eq!(logs.uid(), uid);
+    assert_eq!(logs.permissions().mode() & 0o777, 0o750);
+    let etc = std::fs::metadata(root_dir.join("etc/segwatch")).unwrap();
+    assert_eq!((etc.uid(), etc.gid()), (0, uid));
+}
+
+/// A capture of `flows` TCP flows from a workstation to a monitor, one SYN
+/// every 100 ms: `flows` violations of [`ALERT_ALL`] spread over time.
+fn spread_violations(path: &Path, flows: u16) {
+    use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::SYN};
+    let mut capture = Capture::new();
+    for i in 0..flows {
+        let src = format!("10.60.1.5:{}", 40000 + i);
+        capture.add(
+            at(f64::from(i) * 0.1),
+            &Pkt::tcp(&src, "10.21.0.20:8443", SYN),
+        );
+    }
+    capture.write_pcap(path, Resolution::Micro).unwrap();
+}
+
+const ALERT_ALL: &str = "[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n\
+                         [zones.monitors]\nnetworks = [\"10.21.0.0/22\"]\n";
+
+#[test]
+fn logrotate_rotates_the_events_file_and_segwatch_reopens_it_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("spread.pcap");
+    spread_violations(&capture, 100);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, ALERT_ALL).unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    let events = logs.join("events.jsonl");
+    let daemon = Daemon::start(&[
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let sent = |daemon: &Daemon| {
+        metric(
+            &daemon.metrics(),
+            "segwatch_sink_events_sent_total",
+            "events_file",
+        )
+    };
+    wait_for("the first events", Duration::from_secs(10), || {
+        sent(&daemon).filter(|&n| n >= 10.0)
+    });
+
+    // The shipped file, pointed at the scratch directory, run as root here
+    // (no segwatch user), signalling the daemon directly instead of
+    // through systemd.
+    let shipped = std::fs::read_to_string(deploy().join("logrotate/segwatch")).unwrap();
+    let mut config = shipped.clone();
+    for (from, to) in [
+        ("/var/log/segwatch/", format!("{}/", logs.display())),
+        (
+            "create 0640 segwatch segwatch",
+            "create 0640 root root".into(),
+        ),
+        (
+            "systemctl reload segwatch.service",
+            format!("kill -HUP {}", daemon.child.id()),
+        ),
+    ] {
+        assert!(
+            config.contains(from),
+            "{from:?} not in deploy/logrotate/segwatch"
+        );
+        config = config.replace(from, &to);
+    }
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(&conf, config).unwrap();
+    let state = dir.path().join("logrotate.state");
+    let out = run(
+        Path::new("logrotate"),
+        &["-f", "-s", state.to_str().unwrap(), conf.to_str().unwrap()],
+        "Debian package logrotate; .ci/run installs it",
+    );
+    assert!(out.status.success(), "logrotate: {}", text(&out));
+
+    wait_for("all 100 events", Duration::from_secs(30), || {
+        (sent(&daemon) == Some(100.0)).then_some(())
+    });
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("Events file reopened"), "{stderr}");
+
+    let rotated: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &events)
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let old = std::fs::read_to_string(&rotated[0]).unwrap();
+    let new = std::fs::read_to_string(&events).unwrap();
+    assert!(old.lines().count() >= 10, "rotated file: {old}");
+    assert!(
+        new.lines().count() >= 1,
+        "nothing written after the rotation"
+    );
+    let flow_ids: BTreeSet<String> = old
+        .lines()
+        .chain(new.lines())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["flow_id"].to_string())
+        .collect();
+    assert_eq!(old.lines().count() + new.lines().count(), 100);
+    assert_eq!(flow_ids.len(), 100, "an event lost or written twice");
+}
+
+// ------------------------------------------------ containers and Kubernetes
+
+/// A validator installed by .ci/run into target/deploy-tools.
+fn tool(name: &str) -> PathBuf {
+    let path = root().join("target/deploy-tools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run .ci/run, or python3 -m venv target/deploy-tools && \
+         target/deploy-tools/bin/pip install -r deploy/tools/requirements.txt",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn hadolint_passes_the_dockerfile() {
+    let out = run(
+        &tool("hadolint"),
+        &[root().join("Dockerfile").to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "hadolint: {}", text(&out));
+    // What the linter cannot know: the build the README promises.
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for line in [
+        "FROM rust:1.95-bookworm AS build",
+        "RUN cargo build --release --locked --features pcap \\",
+        "FROM debian:bookworm-slim",
+        "RUN setcap cap_net_raw,cap_net_admin=eip /usr/bin/segwatch \\",
+        "USER 10001:10001",
+    ] {
+        assert!(dockerfile.lines().any(|l| l == line), "{line} missing");
+    }
+    assert!(dockerfile.contains("libpcap0.8 ca-certificates"));
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target/") && ignore.lines().any(|l| l == ".git/"));
+}
+
+#[test]
+fn yamllint_passes_every_yaml_file_of_deploy() {
+    let out = run(
+        &tool("yamllint"),
+        &[
+            "-s",
+            "-c",
+            deploy().join(".yamllint.yml").to_str().unwrap(),
+            deploy().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "yamllint: {}", text(&out));
+}
+
+#[test]
+fn docker_compose_accepts_the_demo_stack_and_its_parts_fit_together() {
+    let compose = deploy().join("docker-compose.yml");
+    let out = run(
+        &tool("docker-compose"),
+        &[
+            "-f",
+            compose.to_str().unwrap(),
+            "config",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "docker compose config: {}",
+        text(&out)
+    );
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = &config["services"];
+
+    let segwatch = &services["segwatch"];
+    assert_eq!(
+        segwatch["command"],
+        serde_json::json!(["demo", "--metrics-listen", "0.0.0.0:9108"])
+    );
+    assert_eq!(
+        segwatch["cap_add"],
+        serde_json::json!(["NET_RAW", "NET_ADMIN"])
+    );
+    let build = &segwatch["build"];
+    let context = PathBuf::from(build["context"].as_str().unwrap());
+    assert!(
+        context
+            .join(build["dockerfile"].as_str().unwrap())
+            .is_file()
+    );
+
+    // Every bind mount's source exists.
+    let mounts = |service: &str| -> Vec<(PathBuf, String)> {
+        services[service]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["type"] == "bind")
+            .map(|v| {
+                let source = PathBuf::from(v["source"].as_str().unwrap());
+                assert!(source.exists(), "{service}: {} missing", source.display());
+                (source, v["target"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    // Prometheus reads deploy/prometheus, which scrapes segwatch:9108.
+    let prometheus_mounts = mounts("prometheus");
+    assert!(
+        prometheus_mounts
+            .iter()
+            .any(|(s, t)| s.ends_with("deploy/prometheus") && t == "/etc/prometheus")
+    );
+    let scrape = std::fs::read_to_string(deploy().join("prometheus/prometheus.yml")).unwrap();
+    assert!(scrape.contains("targets: [\"segwatch:9108\"]"));
+    // Grafana's dashboard provider reads where the dashboards are mounted.
+    let grafana_mounts = mounts("grafana");
+    let providers: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(deploy().join("grafana/provisioning/dashboards/segwatch.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    assert!(
+        grafana_mounts
+            .iter()
+            .any(|(s, t)| s.ends_with("deploy/grafana/dashboards") && t == path),
+        "{grafana_mounts:?} {path}"
+    );
+    assert!(grafana_mounts.iter().any(
+        |(s, t)| s.ends_with("deploy/grafana/provisioning") && t == "/etc/grafana/provisioning"
+    ));
+    let datasources =
+        std::fs::read_to_string(deploy().join("grafana/provisioning/datasources/segwatch.yaml"))
+            .unwrap();
+    assert!(datasources.contains("url: http://prometheus:9090"));
+}
+
+/// The documents of the Kubernetes manifest.
+fn kubernetes_documents() -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(deploy().join("kubernetes/daemonset.yaml")).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml_ng::Value::deserialize(doc).unwrap())
+        .collect()
+}
+
+#[test]
+fn kubernetes_validate_accepts_the_daemonset_strictly() {
+    let out = run(
+        &tool("kubernetes-validate"),
+        &[
+            "--strict",
+            "-k",
+            "1.30.0",
+            deploy().join("kubernetes/daemonset.yaml").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "kubernetes-validate: {}", text(&out));
+    assert_eq!(
+        text(&out).matches(" passed for resource ").count(),
+        3,
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_daemonset_captures_on_the_host_network_with_only_its_capabilities() {
+    let docs = kubernetes_documents();
+    let daemonset = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"].as_bool(), Some(true));
+    assert_eq!(pod["dnsPolicy"].as_str(), Some("ClusterFirstWithHostNet"));
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    let list = |v: &serde_yaml_ng::Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list(&security["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(
+        list(&security["capabilities"]["add"]),
+        ["NET_RAW", "NET_ADMIN"]
+    );
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    // File capabilities need no_new_privs off (see the Dockerfile).
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(true));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(10001));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            container[probe]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
+        assert_eq!(
+            container[probe]["httpGet"]["port"].as_str(),
+            Some("metrics")
+        );
+    }
+    assert_eq!(container["ports"][0]["name"].as_str(), Some("metrics"));
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(9108));
+    for kind in ["cpu", "memory"] {
+        assert!(
+            container["resources"]["limits"][kind].is_string(),
+            "{kind} limit"
+        );
+        assert!(
+            container["resources"]["requests"][kind].is_string(),
+            "{kind} request"
+        );
+    }
+    assert_eq!(
+        container["args"],
+        serde_yaml_ng::to_value(["run", "--config", "/etc/segwatch/segwatch.toml"]).unwrap()
+    );
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"].as_str(),
+        Some("/etc/segwatch")
+    );
+    let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        config_map["metadata"]["name"]
+    );
+    let namespace = docs.iter().find(|d| d["kind"] == "Namespace").unwrap();
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+        Some("privileged")
+    );
+}
+
+#[test]
+fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
+    let docs = kubernetes_documents();
+    let data = &docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"];
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let policy_text = data["policy.toml"].as_str().unwrap();
+    assert_eq!(
+        policy_text,
+        std::fs::read_to_string(root().join("policies/example-hospital.toml")).unwrap(),
+        "the ConfigMap's policy.toml is policies/example-hospital.toml"
+    );
+    std::fs::write(&policy, policy_text).unwrap();
+    let out = run(
+        Path::new(SEGWATCH),
+        &["check", policy.to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "segwatch check: {}", text(&out));
+
+    let config_text = data["segwatch.toml"].as_str().unwrap();
+    assert!(config_text.contains("path = \"/etc/segwatch/policy.toml\""));
+    assert!(config_text.contains("listen = \"0.0.0.0:9108\""));
+    // The same file with the sample instead of the node's interface and the
+    // scratch policy: segwatch accepts every other key as it is.
+    let interfaces = "interfaces = [\"eth1\"]\n";
+    assert!(config_text.contains(interfaces));
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, config_text.replace(interfaces, "")).unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        root()
+            .join("tests/fixtures/hospital-sample.pcap")
+            .to_str()
+            .unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    wait_for("the sample judged", Duration::from_secs(10), || {
+        (metric(&daemon.metrics(), "segwatch_violations_total", "") == Some(14.0)).then_some(())
+    });
+    assert!(daemon.metrics().contains("sink=\"stdout\""));
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+}
