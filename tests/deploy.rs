@@ -16,7 +16,7 @@ use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::common::{SEGWATCH, root};
-use crate::daemon::{Daemon, Prometheus, metric, wait_for};
+use crate::daemon::{Daemon, Prometheus, free_port, http_get, metric, wait_for};
 
 fn deploy() -> PathBuf {
     root().join("deploy")
@@ -1019,4 +1019,162 @@ fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
     assert!(daemon.metrics().contains("sink=\"stdout\""));
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+// ------------------------------------------------------------ capabilities
+
+/// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc/PID/status shows them.
+const NET_RAW_AND_ADMIN: u64 = (1 << 12) | (1 << 13);
+
+/// Starts `program run` on the sample through `setpriv` with `privileges`,
+/// waits until it serves, and returns its effective capabilities and uid.
+///
+/// setpriv itself runs as root and keeps its capabilities until it execs, so
+/// a shell stands between: an unprivileged process that execs segwatch, as a
+/// container's or a service's first process would.
+fn capabilities_of_segwatch(program: &Path, privileges: &[&str]) -> (u64, String) {
+    let port = free_port();
+    let child = Command::new("setpriv")
+        .args(privileges)
+        .args(["/bin/sh", "-c", "exec \"$0\" \"$@\""])
+        .arg(program)
+        .args(["run", "--metrics-listen", &format!("127.0.0.1:{port}")])
+        .arg("--pcap")
+        .arg(root().join("tests/fixtures/hospital-sample.pcap"))
+        .arg("--policy")
+        .arg(root().join("policies/example-hospital.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) runs");
+    let daemon = Daemon {
+        child,
+        metrics_port: port,
+    };
+    wait_for("segwatch serving", Duration::from_secs(10), || {
+        http_get(port, "/healthz")
+    });
+    wait_for("the sample read", Duration::from_secs(10), || {
+        (metric(&daemon.metrics(), "segwatch_packets_total", "") == Some(400.0)).then_some(())
+    });
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let effective = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
+    let uid = field("Uid:");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    (effective, uid)
+}
+
+fn assert_root() {
+    assert!(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .contains("Uid:\t0\t"),
+        "this test runs as root (CI does)"
+    );
+}
+
+#[test]
+fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw_and_net_admin() {
+    assert_root();
+    // What systemd does for the unit's User=, AmbientCapabilities=,
+    // CapabilityBoundingSet= and NoNewPrivileges=, done by setpriv (no
+    // systemd manager runs here).
+    let unit = std::fs::read_to_string(deploy().join("systemd/segwatch.service")).unwrap();
+    let setting = |key: &str| -> String {
+        let value = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} missing"));
+        value
+            .split_whitespace()
+            .map(|cap| format!("+{}", cap.trim_start_matches("CAP_").to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ambient = setting("AmbientCapabilities=");
+    let bounding = setting("CapabilityBoundingSet=");
+    assert!(unit.lines().any(|l| l == "NoNewPrivileges=yes"));
+    let (effective, uid) = capabilities_of_segwatch(
+        Path::new(SEGWATCH),
+        &[
+            "--reuid=10001",
+            "--regid=10001",
+            "--clear-groups",
+            &format!("--inh-caps=-all,{ambient}"),
+            &format!("--ambient-caps=-all,{ambient}"),
+            &format!("--bounding-set=-all,{bounding}"),
+            "--no-new-privs",
+        ],
+    );
+    assert!(uid.starts_with("10001"), "uid {uid}");
+    assert_eq!(effective, NET_RAW_AND_ADMIN, "CapEff {effective:x}");
+}
+
+#[test]
+fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bounding_set() {
+    assert_root();
+    // The binary with the capabilities the Dockerfile gives it, where user
+    // 10001 can run it (a file system mounted without nosuid).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let program = dir.path().join("segwatch");
+    std::fs::copy(SEGWATCH, &program).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let caps = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN setcap "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the Dockerfile runs setcap")
+        .to_string();
+    let out = run(
+        Path::new("setcap"),
+        &[&caps, program.to_str().unwrap()],
+        "Debian package libcap2-bin; .ci/run installs it",
+    );
+    assert!(out.status.success(), "setcap: {}", text(&out));
+    let user = ["--reuid=10001", "--regid=10001", "--clear-groups"];
+
+    let (effective, uid) = capabilities_of_segwatch(&program, &user);
+    assert!(uid.starts_with("10001"), "uid {uid}");
+    assert_eq!(effective, NET_RAW_AND_ADMIN, "CapEff {effective:x}");
+
+    // Under no_new_privs (Kubernetes' allowPrivilegeEscalation: false) the
+    // kernel ignores file capabilities: segwatch runs, without them.
+    let nnp = [&user[..], &["--no-new-privs"]].concat();
+    let (effective, _) = capabilities_of_segwatch(&program, &nnp);
+    assert_eq!(effective, 0, "CapEff {effective:x}");
+
+    // Without NET_ADMIN in the bounding set (Docker's default set), exec is
+    // refused.
+    let out = run(
+        Path::new("setpriv"),
+        &[
+            &user[..],
+            &[
+                "--bounding-set=-net_admin",
+                program.to_str().unwrap(),
+                "--version",
+            ],
+        ]
+        .concat(),
+        "util-linux",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Operation not permitted"),
+        "{}",
+        text(&out)
+    );
 }
