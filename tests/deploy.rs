@@ -1026,23 +1026,69 @@ fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc/PID/status shows them.
 const NET_RAW_AND_ADMIN: u64 = (1 << 12) | (1 << 13);
 
+/// A scratch directory that user 10001 can reach, on a file system that
+/// honours file capabilities (not mounted nosuid), holding a copy of the
+/// binary, the sample and the example policy: the checkout itself may sit
+/// under a directory other users cannot enter.
+fn scratch_for_user() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let reachable = |dir: &Path| {
+        dir.ancestors()
+            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+            && Command::new("findmnt")
+                .args(["-n", "-o", "OPTIONS", "--target"])
+                .arg(dir)
+                .output()
+                .is_ok_and(|o| o.status.success() && !text(&o).contains("nosuid"))
+    };
+    let base = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        std::env::temp_dir(),
+    ]
+    .into_iter()
+    .find(|d| reachable(d))
+    .expect("no directory other users can reach on a file system without nosuid");
+    let dir = tempfile::tempdir_in(base).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(SEGWATCH, dir.path().join("segwatch")).unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/hospital-sample.pcap"),
+        dir.path().join("sample.pcap"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("policies/example-hospital.toml"),
+        dir.path().join("policy.toml"),
+    )
+    .unwrap();
+    for file in ["sample.pcap", "policy.toml"] {
+        std::fs::set_permissions(
+            dir.path().join(file),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    dir
+}
+
 /// Starts `program run` on the sample through `setpriv` with `privileges`,
 /// waits until it serves, and returns its effective capabilities and uid.
 ///
 /// setpriv itself runs as root and keeps its capabilities until it execs, so
 /// a shell stands between: an unprivileged process that execs segwatch, as a
 /// container's or a service's first process would.
-fn capabilities_of_segwatch(program: &Path, privileges: &[&str]) -> (u64, String) {
+/// `scratch` is a [`scratch_for_user`] directory.
+fn capabilities_of_segwatch(scratch: &Path, privileges: &[&str]) -> (u64, String) {
     let port = free_port();
     let child = Command::new("setpriv")
         .args(privileges)
         .args(["/bin/sh", "-c", "exec \"$0\" \"$@\""])
-        .arg(program)
+        .arg(scratch.join("segwatch"))
         .args(["run", "--metrics-listen", &format!("127.0.0.1:{port}")])
         .arg("--pcap")
-        .arg(root().join("tests/fixtures/hospital-sample.pcap"))
+        .arg(scratch.join("sample.pcap"))
         .arg("--policy")
-        .arg(root().join("policies/example-hospital.toml"))
+        .arg(scratch.join("policy.toml"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1103,8 +1149,9 @@ fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw_and_ne
     let ambient = setting("AmbientCapabilities=");
     let bounding = setting("CapabilityBoundingSet=");
     assert!(unit.lines().any(|l| l == "NoNewPrivileges=yes"));
+    let scratch = scratch_for_user();
     let (effective, uid) = capabilities_of_segwatch(
-        Path::new(SEGWATCH),
+        scratch.path(),
         &[
             "--reuid=10001",
             "--regid=10001",
@@ -1122,15 +1169,9 @@ fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw_and_ne
 #[test]
 fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bounding_set() {
     assert_root();
-    // The binary with the capabilities the Dockerfile gives it, where user
-    // 10001 can run it (a file system mounted without nosuid).
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let program = dir.path().join("segwatch");
-    std::fs::copy(SEGWATCH, &program).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    // A copy of the binary with the capabilities the Dockerfile gives it.
+    let scratch = scratch_for_user();
+    let program = scratch.path().join("segwatch");
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     let caps = dockerfile
         .lines()
@@ -1146,14 +1187,14 @@ fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bo
     assert!(out.status.success(), "setcap: {}", text(&out));
     let user = ["--reuid=10001", "--regid=10001", "--clear-groups"];
 
-    let (effective, uid) = capabilities_of_segwatch(&program, &user);
+    let (effective, uid) = capabilities_of_segwatch(scratch.path(), &user);
     assert!(uid.starts_with("10001"), "uid {uid}");
     assert_eq!(effective, NET_RAW_AND_ADMIN, "CapEff {effective:x}");
 
     // Under no_new_privs (Kubernetes' allowPrivilegeEscalation: false) the
     // kernel ignores file capabilities: segwatch runs, without them.
     let nnp = [&user[..], &["--no-new-privs"]].concat();
-    let (effective, _) = capabilities_of_segwatch(&program, &nnp);
+    let (effective, _) = capabilities_of_segwatch(scratch.path(), &nnp);
     assert_eq!(effective, 0, "CapEff {effective:x}");
 
     // Without NET_ADMIN in the bounding set (Docker's default set), exec is
