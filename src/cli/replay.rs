@@ -27,16 +27,9 @@ pub fn run(args: &ReplayArgs) -> u8 {
 
     // Open every capture before judging anything, so a bad file name fails
     // the run before it writes a single event.
-    let mut captures = Vec::with_capacity(args.captures.len());
-    for path in &args.captures {
-        match CaptureFile::open(path) {
-            Ok(capture) => captures.push(capture),
-            Err(error) => {
-                error_line(error);
-                return EXIT_BAD_INPUT;
-            }
-        }
-    }
+    let Some(captures) = open_captures(&args.captures) else {
+        return EXIT_BAD_INPUT;
+    };
 
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => match File::create(path) {
@@ -112,12 +105,17 @@ pub fn run(args: &ReplayArgs) -> u8 {
 
 /// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
 pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
+    read_policy(path).map(|policy| CompiledPolicy::compile(&policy))
+}
+
+/// Loads a policy, printing its warnings, or its errors (then `None`).
+pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Policy> {
     match load_policy_file(path) {
         Ok((policy, warnings)) => {
             for warning in &warnings {
                 eprintln!("segwatch: {warning}");
             }
-            Some(CompiledPolicy::compile(&policy))
+            Some(policy)
         }
         Err(error) => {
             let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
@@ -129,5 +127,32 @@ pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
             }
             None
         }
+    }
+}
+
+/// Opens every capture before anything is judged, so that a bad file name
+/// fails the command first; `None` (after a one-line error) when one fails.
+pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Option<Vec<CaptureFile>> {
+    let mut captures = Vec::with_capacity(paths.len());
+    for path in paths {
+        match CaptureFile::open(path) {
+            Ok(capture) => captures.push(capture),
+            Err(error) => {
+                error_line(error);
+                return None;
+            }
+        }
+    }
+    Some(captures)
+}
+
+/// Warns about captures cut inside their last record.
+pub(super) fn warn_truncations(truncations: &[(std::path::PathBuf, crate::capture::Truncation)]) {
+    for (path, cut) in truncations {
+        eprintln!(
+            "segwatch: warning: {}: capture cut inside its last record at byte {}; judged up to the cut",
+            path.display(),
+            cut.offset
+        );
     }
 }

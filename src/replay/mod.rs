@@ -20,6 +20,10 @@
 //! tracked (decoding wants every thread; tracking is split into two shard
 //! groups per thread, so the reading thread joins it when done).
 
+mod observe;
+
+pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
