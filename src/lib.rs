@@ -31,6 +31,7 @@ pub mod config;
 pub mod diff;
 pub mod event;
 pub mod flow;
+pub mod inventory;
 pub mod learn;
 pub mod metrics;
 pub mod policy;

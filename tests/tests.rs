@@ -8,6 +8,7 @@ mod common;
 mod cli;
 mod contract;
 mod daemon;
+mod inventory;
 mod learn;
 mod properties;
 mod shared_pcaps;

@@ -171,6 +171,12 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Write the device inventory (every endpoint seen: MAC, vendor, zone,
+    /// services, inferred class and evidence) to FILE: CSV when FILE ends
+    /// in .csv, JSON otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
     /// Frames per batch handed to the workers (tuning; the events do not
     /// depend on it).
     #[arg(long, value_name = "N", default_value_t = 16_384, hide = true)]

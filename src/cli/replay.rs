@@ -49,6 +49,13 @@ pub fn run(args: &ReplayArgs) -> u8 {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
+    let inventory = args.inventory.as_ref().map(|_| {
+        std::sync::Arc::new(crate::inventory::Inventory::new(
+            crate::inventory::DEFAULT_CAPACITY,
+            std::sync::Arc::new(crate::inventory::OuiRegistry::load_default()),
+        ))
+    });
+    options.inventory = inventory.clone();
     tracing::info!(
         files = captures.len(),
         threads = options.threads,
@@ -62,6 +69,12 @@ pub fn run(args: &ReplayArgs) -> u8 {
         }
     };
     drop(out);
+    if let (Some(path), Some(inventory)) = (&args.inventory, &inventory)
+        && let Err(error) = write_inventory(path, inventory)
+    {
+        error_line(format_args!("{}: {error}", path.display()));
+        return EXIT_BAD_INPUT;
+    }
 
     tracing::info!(
         packets = outcome.stats.packets.packets,
@@ -101,6 +114,24 @@ pub fn run(args: &ReplayArgs) -> u8 {
         Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => EXIT_VIOLATION,
         _ => EXIT_OK,
     }
+}
+
+/// Writes the inventory as CSV (a `.csv` path) or JSON.
+fn write_inventory(
+    path: &std::path::Path,
+    inventory: &crate::inventory::Inventory,
+) -> std::io::Result<()> {
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let bytes = if csv {
+        crate::inventory::to_csv(inventory).map_err(std::io::Error::other)?
+    } else {
+        let mut text = crate::inventory::to_json(inventory);
+        text.push('\n');
+        text.into_bytes()
+    };
+    std::fs::write(path, bytes)
 }
 
 /// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
