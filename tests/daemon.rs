@@ -575,3 +575,68 @@ fn the_demo_prints_violations_and_serves_metrics() {
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn sighup_reopens_the_events_file_after_logrotate_moved_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // One violating flow every 100 ms for 6 s.
+    let mut capture = Capture::new();
+    for i in 0..60u16 {
+        capture.add(
+            at(f64::from(i) * 0.1),
+            &Pkt::udp(&format!("10.60.1.5:{}", 40000 + i), "10.21.0.20:9000"),
+        );
+    }
+    let capture_path = dir.path().join("steady.pcap");
+    capture
+        .write_pcap(&capture_path, Resolution::Micro)
+        .unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[policy]\nwatch = false\n").unwrap();
+    let events = dir.path().join("events.jsonl");
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        capture_path.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let count = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for("some events", Duration::from_secs(10), || {
+        (count(&events) >= 5).then_some(())
+    });
+    let rotated = dir.path().join("events.jsonl.1");
+    std::fs::rename(&events, &rotated).unwrap();
+    daemon.signal("HUP");
+    wait_for("events in the new file", Duration::from_secs(10), || {
+        (count(&events) >= 5).then_some(())
+    });
+    wait_for("every event written", Duration::from_secs(20), || {
+        (count(&events) + count(&rotated) == 60).then_some(())
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for path in [&rotated, &events] {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(ids.insert(event["flow_id"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(ids.len(), 60, "each event once, across the two files");
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}

@@ -9,6 +9,8 @@ mod cli;
 mod contract;
 mod daemon;
 mod deploy;
+mod inventory;
+mod learn;
 mod properties;
 mod shared_pcaps;
 mod syslog;

@@ -34,7 +34,20 @@ pub struct Frame<'a> {
     pub vlan: Option<u16>,
 }
 
+/// A frame's source and destination MAC addresses.
+pub type MacPair = ([u8; 6], [u8; 6]);
+
 impl Frame<'_> {
+    /// Source and destination MAC addresses, when the frame is Ethernet.
+    pub fn macs(&self) -> Option<MacPair> {
+        if self.link != LinkType::ETHERNET {
+            return None;
+        }
+        let destination: [u8; 6] = self.data.get(0..6)?.try_into().ok()?;
+        let source: [u8; 6] = self.data.get(6..12)?.try_into().ok()?;
+        Some((source, destination))
+    }
+
     /// Decodes the frame into `out` (see [`crate::wire::decode`]), putting
     /// back a VLAN tag the capture handed over out of band.
     #[inline]

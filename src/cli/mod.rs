@@ -5,6 +5,8 @@
 
 mod check;
 mod completions;
+mod diff;
+mod learn;
 mod replay;
 mod run;
 mod synth;
@@ -77,6 +79,21 @@ pub enum Command {
     /// Write a synthetic capture (the sample, realistic hospital traffic of
     /// any size, or many distinct flows), for demos and benchmarks.
     Synth(SynthArgs),
+    /// Learn a least-privilege policy from traffic.
+    ///
+    /// Takes the zones (and services) of a policy file, replays the
+    /// captures, and writes a policy with one allow rule per zone pair
+    /// listing the services seen, each commented with its flow count and
+    /// first/last seen; everything else alerts. Replaying the same captures
+    /// against it gives no violation. Exit status: 0 learned; 2 bad input.
+    Learn(LearnArgs),
+    /// What-if: the flows whose verdict a candidate policy would change.
+    ///
+    /// Replays the captures against the current and the candidate policy
+    /// and lists, per rule, the flows that would start or stop alerting or
+    /// alert differently. Exit status: 0 no change; 1 changes (see
+    /// --fail-on); 2 bad input.
+    Diff(DiffArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// bash: `segwatch completions bash > /usr/share/bash-completion/completions/segwatch`;
@@ -180,6 +197,12 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Write the device inventory (every endpoint seen: MAC, vendor, zone,
+    /// services, inferred class and evidence) to FILE: CSV when FILE ends
+    /// in .csv, JSON otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
     /// Frames per batch handed to the workers (tuning; the events do not
     /// depend on it).
     #[arg(long, value_name = "N", default_value_t = 16_384, hide = true)]
@@ -227,6 +250,82 @@ impl FlowArgs {
             max_flows: self.max_flows,
         }
     }
+}
+
+/// Flags of `segwatch learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// A policy file holding the zones (and optionally services) to learn
+    /// with; its rules are ignored.
+    #[arg(long, value_name = "FILE")]
+    pub zones: PathBuf,
+
+    /// Capture files (pcap or pcapng), read in order as one capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub captures: Vec<PathBuf>,
+
+    /// Also propose zones (/24, /64) for private subnets that no zone holds.
+    #[arg(long)]
+    pub networks: bool,
+
+    /// Write the policy to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Worker threads. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Flow timeouts and limits.
+    #[command(flatten)]
+    pub flows: FlowArgs,
+}
+
+/// When `segwatch diff` exits with status 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffFailOn {
+    /// Any change of verdict.
+    Any,
+    /// Only flows that would start alerting.
+    NewAlerts,
+    /// Never: report only.
+    Never,
+}
+
+/// Flags of `segwatch diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The policy in force.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+
+    /// The policy you would roll out.
+    #[arg(long, value_name = "FILE")]
+    pub candidate: PathBuf,
+
+    /// Capture files (pcap or pcapng), read in order as one capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub captures: Vec<PathBuf>,
+
+    /// Print each changed flow as a JSON line instead of the report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Flows listed per rule in the report (the counts are always whole).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub examples: usize,
+
+    /// What makes the exit status 1.
+    #[arg(long, value_enum, default_value_t = DiffFailOn::Any)]
+    pub fail_on: DiffFailOn,
+
+    /// Worker threads. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Flow timeouts and limits.
+    #[command(flatten)]
+    pub flows: FlowArgs,
 }
 
 /// A severity on the command line.
@@ -306,6 +405,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => run::demo(&args),
         Command::Synth(args) => synth::run(&args),
+        Command::Learn(args) => learn::run(&args),
+        Command::Diff(args) => diff::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Manpage(args) => completions::manpage(&args),
     };

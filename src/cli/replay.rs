@@ -27,16 +27,9 @@ pub fn run(args: &ReplayArgs) -> u8 {
 
     // Open every capture before judging anything, so a bad file name fails
     // the run before it writes a single event.
-    let mut captures = Vec::with_capacity(args.captures.len());
-    for path in &args.captures {
-        match CaptureFile::open(path) {
-            Ok(capture) => captures.push(capture),
-            Err(error) => {
-                error_line(error);
-                return EXIT_BAD_INPUT;
-            }
-        }
-    }
+    let Some(captures) = open_captures(&args.captures) else {
+        return EXIT_BAD_INPUT;
+    };
 
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => match File::create(path) {
@@ -56,6 +49,13 @@ pub fn run(args: &ReplayArgs) -> u8 {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
+    let inventory = args.inventory.as_ref().map(|_| {
+        std::sync::Arc::new(crate::inventory::Inventory::new(
+            crate::inventory::DEFAULT_CAPACITY,
+            std::sync::Arc::new(crate::inventory::OuiRegistry::load_default()),
+        ))
+    });
+    options.inventory = inventory.clone();
     tracing::info!(
         files = captures.len(),
         threads = options.threads,
@@ -69,6 +69,12 @@ pub fn run(args: &ReplayArgs) -> u8 {
         }
     };
     drop(out);
+    if let (Some(path), Some(inventory)) = (&args.inventory, &inventory)
+        && let Err(error) = write_inventory(path, inventory)
+    {
+        error_line(format_args!("{}: {error}", path.display()));
+        return EXIT_BAD_INPUT;
+    }
 
     tracing::info!(
         packets = outcome.stats.packets.packets,
@@ -110,14 +116,37 @@ pub fn run(args: &ReplayArgs) -> u8 {
     }
 }
 
+/// Writes the inventory as CSV (a `.csv` path) or JSON.
+fn write_inventory(
+    path: &std::path::Path,
+    inventory: &crate::inventory::Inventory,
+) -> std::io::Result<()> {
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let bytes = if csv {
+        crate::inventory::to_csv(inventory).map_err(std::io::Error::other)?
+    } else {
+        let mut text = crate::inventory::to_json(inventory);
+        text.push('\n');
+        text.into_bytes()
+    };
+    std::fs::write(path, bytes)
+}
+
 /// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
 pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
+    read_policy(path).map(|policy| CompiledPolicy::compile(&policy))
+}
+
+/// Loads a policy, printing its warnings, or its errors (then `None`).
+pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Policy> {
     match load_policy_file(path) {
         Ok((policy, warnings)) => {
             for warning in &warnings {
                 eprintln!("segwatch: {warning}");
             }
-            Some(CompiledPolicy::compile(&policy))
+            Some(policy)
         }
         Err(error) => {
             let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
@@ -129,5 +158,32 @@ pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
             }
             None
         }
+    }
+}
+
+/// Opens every capture before anything is judged, so that a bad file name
+/// fails the command first; `None` (after a one-line error) when one fails.
+pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Option<Vec<CaptureFile>> {
+    let mut captures = Vec::with_capacity(paths.len());
+    for path in paths {
+        match CaptureFile::open(path) {
+            Ok(capture) => captures.push(capture),
+            Err(error) => {
+                error_line(error);
+                return None;
+            }
+        }
+    }
+    Some(captures)
+}
+
+/// Warns about captures cut inside their last record.
+pub(super) fn warn_truncations(truncations: &[(std::path::PathBuf, crate::capture::Truncation)]) {
+    for (path, cut) in truncations {
+        eprintln!(
+            "segwatch: warning: {}: capture cut inside its last record at byte {}; judged up to the cut",
+            path.display(),
+            cut.offset
+        );
     }
 }

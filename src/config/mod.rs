@@ -54,9 +54,20 @@ pub struct ConfigFile {
     /// Process settings.
     #[serde(default)]
     pub process: ProcessSection,
+    /// The device inventory.
+    #[serde(default)]
+    pub inventory: InventorySection,
     /// The text it was read from, to point errors at their line.
     #[serde(skip)]
     text: String,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// Most devices held. Default 100,000.
+    pub max_devices: Option<usize>,
 }
 
 /// `[capture]`.
@@ -255,6 +266,8 @@ pub struct RunSettings {
     pub user: Option<String>,
     /// SIGTERM's drain bound.
     pub drain_timeout: Duration,
+    /// The device inventory's bound.
+    pub max_devices: usize,
 }
 
 /// The command line's overrides (contract section 4).
@@ -525,6 +538,11 @@ impl ConfigFile {
             queue,
             syslog,
             user: self.process.user,
+            max_devices: self
+                .inventory
+                .max_devices
+                .unwrap_or(crate::inventory::DEFAULT_CAPACITY)
+                .max(1),
             drain_timeout: duration(
                 "process.drain_timeout",
                 &self.process.drain_timeout,

@@ -181,6 +181,33 @@ impl Packet {
     }
 }
 
+/// A flow's start, as the device inventory takes it: recorded only when
+/// asked for ([`Tracker::record_starts`]), once per flow, never per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowStart {
+    /// Capture position of the flow's first packet.
+    pub packet_index: u64,
+    /// Its capture time.
+    pub ts_ns: u64,
+    /// IPv6 or IPv4.
+    pub ipv6: bool,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The flow's transport.
+    pub transport: Transport,
+    /// Initiator's (address, port).
+    pub initiator: (u128, u16),
+    /// Responder's (address, port).
+    pub responder: (u128, u16),
+    /// Initiator's and responder's zones.
+    pub zones: (crate::classify::ZoneId, crate::classify::ZoneId),
+    /// Outermost VLAN ID of the first packet; 0 when untagged.
+    pub vlan: u16,
+    /// True when the first packet's sender is the initiator (so its source
+    /// MAC address is the initiator's).
+    pub sender_initiates: bool,
+}
+
 /// The policy a packet is judged under.
 #[derive(Clone, Copy, Debug)]
 pub struct Judge<'a> {
@@ -198,6 +225,8 @@ pub struct Tracker {
     table: FlowTable<FlowState>,
     timeouts_ns: [u64; CLASSES],
     counters: FlowCounters,
+    /// Flow starts since the last drain, when recording them.
+    starts: Option<Vec<FlowStart>>,
 }
 
 impl Tracker {
@@ -214,7 +243,18 @@ impl Tracker {
             table: FlowTable::with_capacity(capacity),
             timeouts_ns,
             counters: FlowCounters::default(),
+            starts: None,
         }
+    }
+
+    /// From now on, keeps each flow's start for [`Tracker::drain_starts`].
+    pub fn record_starts(&mut self) {
+        self.starts.get_or_insert_with(Vec::new);
+    }
+
+    /// The flow starts recorded since the last call, in capture order.
+    pub fn drain_starts(&mut self) -> std::vec::Drain<'_, FlowStart> {
+        self.starts.get_or_insert_with(Vec::new).drain(..)
     }
 
     /// What the tracker has done so far.
@@ -371,6 +411,20 @@ impl Tracker {
         if judge.policy.action(judged.verdict) == Action::Alert {
             state.alerted = true;
             violations.push(judged.violation(key, &state, packet, index));
+        }
+        if let Some(starts) = &mut self.starts {
+            starts.push(FlowStart {
+                packet_index: index,
+                ts_ns: packet.ts_ns,
+                ipv6: key.ipv6,
+                protocol: key.protocol,
+                transport: packet.transport,
+                initiator: judged.initiator,
+                responder: judged.responder,
+                zones: judged.zones,
+                vlan: packet.vlan,
+                sender_initiates,
+            });
         }
         let class = entry_class(key, &state);
         self.table

@@ -40,6 +40,8 @@ pub struct Telemetry {
     pub sinks: Vec<(String, Arc<SinkStats>)>,
     /// The policy in force.
     pub policy: Arc<PolicyHandle>,
+    /// The device inventory.
+    pub inventory: Option<Arc<crate::inventory::Inventory>>,
 }
 
 /// The registry and its metrics.
@@ -66,6 +68,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     reloads: IntCounterVec,
     policy_generation: IntGauge,
+    devices: IntGaugeVec,
+    inventory_dropped: IntCounter,
 }
 
 /// Raises a counter to `total` (counters only grow; the sources are
@@ -117,8 +121,21 @@ impl Metrics {
             &["sink"],
         )?;
         registry.register(Box::new(queue_depth.clone()))?;
+        let devices = IntGaugeVec::new(
+            Opts::new(
+                "segwatch_devices",
+                "Devices in the inventory, by zone and inferred class",
+            ),
+            &["zone", "class"],
+        )?;
+        registry.register(Box::new(devices.clone()))?;
 
         let metrics = Metrics {
+            devices,
+            inventory_dropped: counter(
+                "segwatch_inventory_dropped_total",
+                "Sightings of new devices not kept because the inventory was full",
+            )?,
             packets: counter("segwatch_packets_total", "Frames read from the captures")?,
             bytes: counter("segwatch_bytes_total", "Wire bytes of the frames read")?,
             flows_active: gauge("segwatch_flows_active", "Flows held in the flow tables")?,
@@ -221,6 +238,17 @@ impl Metrics {
     }
 
     fn refresh(&self, t: &Telemetry) {
+        if let Some(inventory) = &t.inventory {
+            // Rebuilt at each scrape: a device that moved zone or class
+            // leaves its old series.
+            self.devices.reset();
+            for ((zone, class), count) in inventory.counts() {
+                self.devices
+                    .with_label_values(&[zone.as_str(), class.as_str()])
+                    .set(count as i64);
+            }
+            raise(&self.inventory_dropped, inventory.overflow());
+        }
         let sum = |f: fn(&WorkerStats) -> &AtomicU64| t.workers.iter().map(|w| load(f(w))).sum();
         raise(&self.packets, sum(|w| &w.packets));
         raise(&self.bytes, sum(|w| &w.bytes));

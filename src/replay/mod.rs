@@ -20,6 +20,10 @@
 //! tracked (decoding wants every thread; tracking is split into two shard
 //! groups per thread, so the reading thread joins it when done).
 
+mod observe;
+
+pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -50,6 +54,8 @@ pub struct ReplayOptions {
     /// Frames per batch. Larger batches spread the per-batch hand-off over
     /// more packets; smaller ones keep a batch in cache. Default 16,384.
     pub batch_size: usize,
+    /// The device inventory to fill, one sighting per flow start.
+    pub inventory: Option<std::sync::Arc<crate::inventory::Inventory>>,
 }
 
 impl Default for ReplayOptions {
@@ -58,6 +64,7 @@ impl Default for ReplayOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             flows: FlowConfig::default(),
             batch_size: 16_384,
+            inventory: None,
         }
     }
 }
@@ -153,7 +160,13 @@ pub fn replay<W: Write + Send>(
         .map(|w| Worker {
             trackers: (w..SHARDS)
                 .step_by(workers)
-                .map(|_| Tracker::new(&options.flows, per_shard))
+                .map(|_| {
+                    let mut tracker = Tracker::new(&options.flows, per_shard);
+                    if options.inventory.is_some() {
+                        tracker.record_starts();
+                    }
+                    tracker
+                })
                 .collect(),
             violations: Vec::new(),
             positions: Vec::new(),
@@ -199,6 +212,8 @@ pub fn replay<W: Write + Send>(
                     let slots = &slots[..current.len()];
                     track_batch(
                         base_index,
+                        &current,
+                        options.inventory.as_deref(),
                         slots,
                         &chunks,
                         &mut workers,
@@ -289,8 +304,11 @@ fn decode_batch(
 
 /// Tracks and judges a decoded batch, flow-parallel; each worker visits its
 /// packets in capture order, and formats its events.
+#[allow(clippy::too_many_arguments)]
 fn track_batch(
     base_index: u64,
+    frames: &[Frame<'_>],
+    inventory: Option<&crate::inventory::Inventory>,
     slots: &[Packet],
     chunks: &[Chunk],
     workers: &mut [Worker],
@@ -331,6 +349,17 @@ fn track_batch(
                 judge,
                 &mut worker.violations,
             );
+        }
+        if let Some(inventory) = inventory {
+            for tracker in worker.trackers.iter_mut() {
+                for start in tracker.drain_starts() {
+                    let frame = &frames[(start.packet_index - base_index) as usize];
+                    let sighting = crate::inventory::Sighting::of(&start, frame.macs(), |zone| {
+                        judge.policy.zone(zone).name.clone()
+                    });
+                    inventory.record(&sighting);
+                }
+            }
         }
         // Sweeping idle flows never changes a verdict (a full table expires
         // before it evicts); it only keeps the tables small.

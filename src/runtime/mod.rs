@@ -60,7 +60,16 @@ pub fn run(settings: RunSettings) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    let workers = match start_workers(&settings, &policy, &sinks) {
+    let inventory = Arc::new(crate::inventory::Inventory::new(
+        settings.max_devices,
+        Arc::new(crate::inventory::OuiRegistry::load_default()),
+    ));
+    tracing::info!(
+        registry = ?inventory.registry().source(),
+        vendors = inventory.registry().len(),
+        "Device inventory ready"
+    );
+    let workers = match start_workers(&settings, &policy, &sinks, &inventory) {
         Ok(workers) => workers,
         Err(message) => {
             error_line(message);
@@ -75,6 +84,7 @@ pub fn run(settings: RunSettings) -> u8 {
             .map(|s| (s.name().to_string(), s.stats().clone()))
             .collect(),
         policy: policy.clone(),
+        inventory: Some(inventory.clone()),
     });
     let metrics = match Metrics::new(settings.flows.max_flows) {
         Ok(metrics) => Arc::new(metrics),
@@ -182,6 +192,7 @@ fn start_workers(
     settings: &RunSettings,
     policy: &Arc<PolicyHandle>,
     sinks: &Arc<Vec<SinkHandle>>,
+    inventory: &Arc<crate::inventory::Inventory>,
 ) -> Result<Workers, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Workers {
@@ -203,7 +214,8 @@ fn start_workers(
                 stats.clone(),
                 sinks.clone(),
                 flow_id_salt(),
-            );
+            )
+            .with_inventory(Some(inventory.clone()));
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -240,7 +252,8 @@ fn start_workers(
                 stats.clone(),
                 sinks.clone(),
                 flow_id_salt(),
-            );
+            )
+            .with_inventory(Some(inventory.clone()));
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -277,6 +290,7 @@ async fn control_plane(
 
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| format!("metrics listener {}: {e}", settings.metrics_listen))?;
+    let devices = telemetry.inventory.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -293,7 +307,23 @@ async fn control_plane(
                 }
             }),
         )
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/api/v1/devices",
+            axum::routing::get(move || {
+                let inventory = devices.clone();
+                async move {
+                    let body = inventory
+                        .as_deref()
+                        .map(crate::inventory::to_json)
+                        .unwrap_or_else(|| "{\"devices\":[]}".into());
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        );
     tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

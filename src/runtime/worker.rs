@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::capture::Frame;
 use crate::event::{Violation, ViolationEvent};
-use crate::flow::{FlowConfig, FlowCounters, Judge, Packet, Tracker};
+use crate::flow::{FlowConfig, FlowCounters, FlowStart, Judge, Packet, Tracker};
+use crate::inventory::{Inventory, Sighting};
 use crate::sink::{SinkEvent, SinkHandle};
 use crate::stats::PacketCounters;
 use crate::wire::{Headers, Outcome, Problem};
@@ -91,6 +92,10 @@ pub struct Pipeline {
     index_step: u64,
     flow_id_salt: u64,
     last_ts: u64,
+    /// The shared device inventory, fed once per batch.
+    inventory: Option<Arc<Inventory>>,
+    /// This batch's flow starts with their frames' MAC addresses.
+    starts: Vec<(FlowStart, Option<crate::capture::MacPair>)>,
 }
 
 impl Pipeline {
@@ -116,7 +121,19 @@ impl Pipeline {
             index_step: workers.max(1) as u64,
             flow_id_salt,
             last_ts: 0,
+            inventory: None,
+            starts: Vec::new(),
         }
+    }
+
+    /// Feeds `inventory` with every flow start (at the end of each batch:
+    /// the shared map is touched per batch of new flows, never per packet).
+    pub fn with_inventory(mut self, inventory: Option<Arc<Inventory>>) -> Pipeline {
+        if inventory.is_some() {
+            self.tracker.record_starts();
+        }
+        self.inventory = inventory;
+        self
     }
 
     /// Takes one frame, judged under `live`.
@@ -138,6 +155,11 @@ impl Pipeline {
         self.next_index += self.index_step;
         self.tracker
             .observe(&packet, index, judge, &mut self.violations);
+        if self.inventory.is_some() {
+            for start in self.tracker.drain_starts() {
+                self.starts.push((start, frame.macs()));
+            }
+        }
     }
 
     /// Moves capture time on to `now_ns` when no packet does (an idle live
@@ -170,6 +192,13 @@ impl Pipeline {
                 for key in labels {
                     *counts.entry(key).or_insert(0) += 1;
                 }
+            }
+        }
+        if let Some(inventory) = &self.inventory {
+            for (start, macs) in self.starts.drain(..) {
+                let sighting =
+                    Sighting::of(&start, macs, |zone| live.policy.zone(zone).name.clone());
+                inventory.record(&sighting);
             }
         }
         self.tracker.expire(self.last_ts);

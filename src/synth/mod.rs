@@ -72,6 +72,9 @@ pub struct Pkt {
     fragment: Fragment,
     ipv4_options: Vec<u8>,
     ipv6_hop_by_hop: bool,
+    /// Source and destination MAC addresses; locally administered
+    /// 02:00:00:00:00:01 and :02 unless set.
+    macs: Option<([u8; 6], [u8; 6])>,
 }
 
 fn socket(addr: &str) -> SocketAddr {
@@ -97,6 +100,7 @@ impl Pkt {
             fragment: Fragment::Whole,
             ipv4_options: Vec::new(),
             ipv6_hop_by_hop: false,
+            macs: None,
         }
     }
 
@@ -142,6 +146,12 @@ impl Pkt {
     /// On an unparsable address.
     pub fn ip_proto(src: &str, dst: &str, protocol: u8) -> Pkt {
         Pkt::new(ip(src), ip(dst), 0, 0, Proto::Raw { protocol })
+    }
+
+    /// With these source and destination MAC addresses.
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Pkt {
+        self.macs = Some((src, dst));
+        self
     }
 
     /// Tags the frame: one VLAN ID for 802.1Q, two for QinQ (outer first).
@@ -266,7 +276,10 @@ impl Pkt {
             }
             _ => panic!("synth: source and destination of different families"),
         };
-        let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let (src_mac, dst_mac) = self
+            .macs
+            .unwrap_or(([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]));
+        let builder = PacketBuilder::ethernet2(src_mac, dst_mac);
         let mut frame = Vec::new();
         let written = match self.vlans[..] {
             [] => builder.ip(ip).write(&mut frame, number, bytes),

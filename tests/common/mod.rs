@@ -73,6 +73,7 @@ pub fn replay_files(
         threads,
         flows,
         batch_size: 7,
+        inventory: None,
     };
     let mut out = Vec::new();
     let outcome = replay(&files, policy, &options, &mut out).unwrap();

@@ -1,0 +1,206 @@
+//! What kind of device an endpoint is, from its vendor and its services,
+//! with the evidence. Each clue adds weight to a class; the heaviest wins,
+//! ties going to the class listed first (the more specific).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A device class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceClass {
+    /// Infusion pump.
+    InfusionPump,
+    /// Bedside or central patient monitor.
+    PatientMonitor,
+    /// CT, MR, X-ray, ultrasound: a DICOM client storing images.
+    ImagingModality,
+    /// Picture archive: a DICOM server.
+    Pacs,
+    /// Laboratory analyser.
+    LabAnalyzer,
+    /// EHR, interface engine, RIS/LIS: an HL7 server.
+    ClinicalApp,
+    /// DNS, DHCP, NTP, syslog servers.
+    Infrastructure,
+    /// A user's computer: remote desktop, file shares, the web.
+    Workstation,
+    /// Not enough evidence.
+    Unknown,
+}
+
+impl DeviceClass {
+    /// Every class, in tie-break order.
+    pub const ALL: [DeviceClass; 9] = [
+        DeviceClass::InfusionPump,
+        DeviceClass::PatientMonitor,
+        DeviceClass::ImagingModality,
+        DeviceClass::Pacs,
+        DeviceClass::LabAnalyzer,
+        DeviceClass::ClinicalApp,
+        DeviceClass::Infrastructure,
+        DeviceClass::Workstation,
+        DeviceClass::Unknown,
+    ];
+
+    /// The name in reports and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::InfusionPump => "infusion-pump",
+            DeviceClass::PatientMonitor => "patient-monitor",
+            DeviceClass::ImagingModality => "imaging-modality",
+            DeviceClass::Pacs => "pacs",
+            DeviceClass::LabAnalyzer => "lab-analyzer",
+            DeviceClass::ClinicalApp => "clinical-app",
+            DeviceClass::Infrastructure => "infrastructure",
+            DeviceClass::Workstation => "workstation",
+            DeviceClass::Unknown => "unknown",
+        }
+    }
+}
+
+/// Vendors (words of the registry's names, lowercase) and the class their
+/// devices usually are, from `iomt.md` section D. Radio modules and
+/// multi-line makers (Philips, GE, Siemens) only count for their medical
+/// divisions.
+const VENDOR_CLASSES: &[(&str, DeviceClass)] = &[
+    ("alaris", DeviceClass::InfusionPump),
+    ("carefusion", DeviceClass::InfusionPump),
+    ("icu medical", DeviceClass::InfusionPump),
+    ("hospira", DeviceClass::InfusionPump),
+    ("smiths medical", DeviceClass::InfusionPump),
+    ("b. braun", DeviceClass::InfusionPump),
+    ("b.braun", DeviceClass::InfusionPump),
+    ("baxter", DeviceClass::InfusionPump),
+    ("fresenius", DeviceClass::InfusionPump),
+    ("philips medical", DeviceClass::PatientMonitor),
+    ("philips healthcare", DeviceClass::PatientMonitor),
+    ("datex", DeviceClass::PatientMonitor),
+    ("ge medical", DeviceClass::PatientMonitor),
+    ("ge healthcare", DeviceClass::PatientMonitor),
+    ("draeger", DeviceClass::PatientMonitor),
+    ("dräger", DeviceClass::PatientMonitor),
+    ("drager", DeviceClass::PatientMonitor),
+    ("nihon kohden", DeviceClass::PatientMonitor),
+    ("spacelabs", DeviceClass::PatientMonitor),
+    ("mindray", DeviceClass::PatientMonitor),
+    ("masimo", DeviceClass::PatientMonitor),
+    ("welch allyn", DeviceClass::PatientMonitor),
+    ("nonin", DeviceClass::PatientMonitor),
+    ("siemens healthcare", DeviceClass::ImagingModality),
+    ("siemens healthineers", DeviceClass::ImagingModality),
+    ("fujifilm", DeviceClass::ImagingModality),
+    ("carestream", DeviceClass::ImagingModality),
+    ("agfa", DeviceClass::ImagingModality),
+    ("varian", DeviceClass::ImagingModality),
+    ("canon medical", DeviceClass::ImagingModality),
+    ("roche", DeviceClass::LabAnalyzer),
+    ("abbott", DeviceClass::LabAnalyzer),
+    ("beckman coulter", DeviceClass::LabAnalyzer),
+    ("sysmex", DeviceClass::LabAnalyzer),
+];
+
+/// Ports of clinical and infrastructure protocols (`iomt.md` section A).
+fn port_clue(service: &str, as_server: bool) -> Option<(DeviceClass, u32, &'static str)> {
+    let (proto, port) = service.split_once('/')?;
+    let port: u16 = port.parse().ok()?;
+    use DeviceClass::*;
+    let clue = match (proto, port, as_server) {
+        ("tcp", 104 | 11112 | 2761 | 2762 | 4242, true) => (Pacs, 3, "DICOM server"),
+        ("tcp", 104 | 11112 | 2761 | 2762 | 4242, false) => (ImagingModality, 2, "DICOM client"),
+        ("tcp", 2575 | 6660..=6669, true) => (ClinicalApp, 3, "HL7 server"),
+        ("tcp", 2575 | 6660..=6669, false) => (ClinicalApp, 1, "HL7 sender"),
+        ("udp", 24005 | 24105, _) => (PatientMonitor, 3, "Philips IntelliVue data export"),
+        ("udp" | "tcp", 3702, _) => (PatientMonitor, 1, "SDC / WS-Discovery"),
+        ("udp", 53 | 67 | 123, true) | ("tcp", 53, true) => (Infrastructure, 3, "network service"),
+        ("udp" | "tcp", 514, true) | ("tcp", 6514, true) => (Infrastructure, 2, "syslog server"),
+        ("tcp", 3389 | 445 | 139, false) => (Workstation, 1, "remote desktop or file share client"),
+        ("tcp", 80 | 443 | 8080, false) => (Workstation, 1, "web client"),
+        _ => return None,
+    };
+    Some(clue)
+}
+
+/// The class of a device with this vendor and these services (label ->
+/// flows), and the evidence.
+pub fn classify(
+    vendor: Option<&str>,
+    client_services: &BTreeMap<String, u64>,
+    server_services: &BTreeMap<String, u64>,
+) -> (DeviceClass, Vec<String>) {
+    let mut scores: BTreeMap<DeviceClass, u32> = BTreeMap::new();
+    let mut evidence = Vec::new();
+    if let Some(vendor) = vendor {
+        let lower = vendor.to_lowercase();
+        if let Some((word, class)) = VENDOR_CLASSES.iter().find(|(w, _)| lower.contains(w)) {
+            *scores.entry(*class).or_insert(0) += 2;
+            evidence.push(format!(
+                "vendor {vendor} (\"{word}\" makes {})",
+                class.as_str()
+            ));
+        }
+    }
+    for (services, as_server) in [(client_services, false), (server_services, true)] {
+        for (service, flows) in services {
+            if let Some((class, weight, what)) = port_clue(service, as_server) {
+                // Workstation clues are weak and common: one vote however
+                // many web flows there are.
+                *scores.entry(class).or_insert(0) += weight;
+                evidence.push(format!(
+                    "{what} on {service} ({flows} flow{})",
+                    if *flows == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    let best = DeviceClass::ALL
+        .iter()
+        .copied()
+        .filter(|c| scores.get(c).copied().unwrap_or(0) > 0)
+        .max_by(|a, b| {
+            scores[a]
+                .cmp(&scores[b])
+                // Equal scores: the class listed first wins.
+                .then(b.cmp(a))
+        })
+        .unwrap_or(DeviceClass::Unknown);
+    (best, evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(list: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        list.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn services_and_vendors_give_classes_with_evidence() {
+        let none = BTreeMap::new();
+        let (class, evidence) = classify(None, &none, &services(&[("tcp/104", 12)]));
+        assert_eq!(class, DeviceClass::Pacs);
+        assert_eq!(evidence, ["DICOM server on tcp/104 (12 flows)"]);
+
+        let (class, _) = classify(None, &services(&[("tcp/11112", 3)]), &none);
+        assert_eq!(class, DeviceClass::ImagingModality);
+
+        let (class, evidence) = classify(
+            Some("B. Braun Melsungen AG"),
+            &services(&[("tcp/443", 40)]),
+            &none,
+        );
+        assert_eq!(class, DeviceClass::InfusionPump, "{evidence:?}");
+        assert_eq!(evidence.len(), 2);
+
+        let (class, _) = classify(None, &services(&[("udp/24105", 1)]), &none);
+        assert_eq!(class, DeviceClass::PatientMonitor);
+        let (class, _) = classify(None, &none, &services(&[("udp/53", 9), ("udp/123", 2)]));
+        assert_eq!(class, DeviceClass::Infrastructure);
+        let (class, _) = classify(None, &services(&[("tcp/3389", 1), ("tcp/443", 5)]), &none);
+        assert_eq!(class, DeviceClass::Workstation);
+        let (class, evidence) = classify(Some("Acme Widgets"), &services(&[("tcp/22", 1)]), &none);
+        assert_eq!((class, evidence.len()), (DeviceClass::Unknown, 0));
+    }
+}

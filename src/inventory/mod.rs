@@ -1,0 +1,559 @@
+//! The device inventory: every endpoint seen, what it is and what it talks.
+//!
+//! Workers report each flow's start (never each packet) as a [`Sighting`]
+//! of its two endpoints; the inventory merges them into one [`Device`] per
+//! IP address in a [`DashMap`] shared by all workers. Merging is
+//! order-independent (sets, counts, minimum and maximum times), so a replay
+//! gives the same inventory for any number of threads. The inventory is
+//! bounded: once full, sightings of new endpoints are counted, not kept.
+//!
+//! A device's class (infusion pump, patient monitor, imaging modality, PACS,
+//! ...) is inferred when the inventory is read, from its vendor and the
+//! services it uses and offers, with the evidence for it.
+
+mod classify;
+pub mod oui;
+
+pub use classify::{DeviceClass, classify};
+pub use oui::{OuiRegistry, RegistrySource, VendorMatch};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::event::{ip, rfc3339_micros};
+use crate::flow::FlowStart;
+
+/// Devices kept unless configured otherwise.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Most MAC addresses, VLANs and services remembered per device: enough to
+/// describe a device, bounded against a scanner's thousand ports.
+const MAX_MACS: usize = 4;
+const MAX_VLANS: usize = 8;
+const MAX_SERVICES: usize = 32;
+
+/// A MAC address seen for this many devices or more is a router's or a
+/// gateway's (routed traffic on a SPAN port carries the router's MAC):
+/// it names no device's vendor.
+const SHARED_MAC_DEVICES: usize = 4;
+
+/// One endpoint of a starting flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IPv6 or IPv4.
+    pub ipv6: bool,
+    /// Address bits.
+    pub addr: u128,
+    /// Its MAC address in the frame, when the link has one.
+    pub mac: Option<[u8; 6]>,
+    /// Zone name under the policy that judged the flow.
+    pub zone: String,
+}
+
+/// A flow start as the inventory takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sighting {
+    /// Capture time of the flow's first packet.
+    pub ts_ns: u64,
+    /// The initiator.
+    pub client: Endpoint,
+    /// The responder.
+    pub server: Endpoint,
+    /// The service as a label: `tcp/104`, `udp/53`, `icmp`, `ip/47`.
+    pub service: String,
+    /// Outermost VLAN ID; 0 when untagged.
+    pub vlan: u16,
+}
+
+impl Sighting {
+    /// The sighting of a flow start, with the MAC addresses of the frame
+    /// that started it (source first) when its link has them.
+    pub fn of(
+        start: &FlowStart,
+        macs: Option<([u8; 6], [u8; 6])>,
+        zone_name: impl Fn(crate::classify::ZoneId) -> String,
+    ) -> Sighting {
+        let (client_mac, server_mac) = match macs {
+            Some((src, dst)) if start.sender_initiates => (Some(src), Some(dst)),
+            Some((src, dst)) => (Some(dst), Some(src)),
+            None => (None, None),
+        };
+        let service = match start.transport {
+            crate::wire::Transport::Tcp => format!("tcp/{}", start.responder.1),
+            crate::wire::Transport::Udp => format!("udp/{}", start.responder.1),
+            crate::wire::Transport::EchoRequest | crate::wire::Transport::EchoReply => {
+                "icmp".into()
+            }
+            crate::wire::Transport::Other => format!("ip/{}", start.protocol),
+        };
+        Sighting {
+            ts_ns: start.ts_ns,
+            client: Endpoint {
+                ipv6: start.ipv6,
+                addr: start.initiator.0,
+                mac: client_mac,
+                zone: zone_name(start.zones.0),
+            },
+            server: Endpoint {
+                ipv6: start.ipv6,
+                addr: start.responder.0,
+                mac: server_mac,
+                zone: zone_name(start.zones.1),
+            },
+            service,
+            vlan: start.vlan,
+        }
+    }
+}
+
+/// What the inventory knows of one address.
+#[derive(Clone, Debug, Default)]
+struct Device {
+    macs: BTreeSet<[u8; 6]>,
+    vlans: BTreeSet<u16>,
+    /// Zone names it was seen in (a reload can move it).
+    zones: BTreeSet<String>,
+    first_ns: u64,
+    last_ns: u64,
+    flows_as_client: u64,
+    flows_as_server: u64,
+    /// Services it used, with flow counts.
+    client_services: BTreeMap<String, u64>,
+    /// Services it offered, with flow counts.
+    server_services: BTreeMap<String, u64>,
+}
+
+fn bounded_insert<T: Ord>(set: &mut BTreeSet<T>, value: T, max: usize) {
+    if set.len() < max || set.contains(&value) {
+        set.insert(value);
+    }
+}
+
+fn count_service(services: &mut BTreeMap<String, u64>, service: &str) {
+    if let Some(count) = services.get_mut(service) {
+        *count += 1;
+    } else if services.len() < MAX_SERVICES {
+        services.insert(service.to_string(), 1);
+    }
+}
+
+impl Device {
+    fn saw(&mut self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) {
+        if self.first_ns == 0 || sighting.ts_ns < self.first_ns {
+            self.first_ns = sighting.ts_ns;
+        }
+        self.last_ns = self.last_ns.max(sighting.ts_ns);
+        if let Some(mac) = endpoint.mac {
+            bounded_insert(&mut self.macs, mac, MAX_MACS);
+        }
+        if sighting.vlan != 0 {
+            bounded_insert(&mut self.vlans, sighting.vlan, MAX_VLANS);
+        }
+        bounded_insert(&mut self.zones, endpoint.zone.clone(), MAX_VLANS);
+        if as_client {
+            self.flows_as_client += 1;
+            count_service(&mut self.client_services, &sighting.service);
+        } else {
+            self.flows_as_server += 1;
+            count_service(&mut self.server_services, &sighting.service);
+        }
+    }
+}
+
+/// The shared device inventory.
+#[derive(Debug)]
+pub struct Inventory {
+    devices: DashMap<(bool, u128), Device>,
+    capacity: usize,
+    registry: Arc<OuiRegistry>,
+    /// Sightings of new endpoints not kept because the inventory was full.
+    overflow: AtomicU64,
+}
+
+/// One device as the inventory reports it (JSON, CSV, the HTTP API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceReport {
+    /// Its address.
+    pub ip: IpAddr,
+    /// MAC addresses seen for it (`aa:bb:cc:dd:ee:ff`).
+    pub macs: Vec<String>,
+    /// Vendor of its MAC address, when the registry knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// True when its MAC is locally administered (randomised).
+    pub mac_randomized: bool,
+    /// True when its MAC is shared by many addresses (a router's): the
+    /// device itself is behind a router and its vendor unknown.
+    pub mac_shared: bool,
+    /// VLAN IDs its flows carried.
+    pub vlans: Vec<u16>,
+    /// Its zone (zones, should a reload have moved it).
+    pub zone: String,
+    /// The inferred device class.
+    pub class: DeviceClass,
+    /// Why: one line per piece of evidence.
+    pub evidence: Vec<String>,
+    /// Services it used as a client: `tcp/104 (12 flows)`.
+    pub client_services: Vec<String>,
+    /// Services it offered as a server.
+    pub server_services: Vec<String>,
+    /// Flows it initiated.
+    pub flows_as_client: u64,
+    /// Flows it answered.
+    pub flows_as_server: u64,
+    /// First flow start, RFC 3339.
+    pub first_seen: String,
+    /// Latest flow start, RFC 3339.
+    pub last_seen: String,
+}
+
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn services_text(services: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut list: Vec<(&String, &u64)> = services.iter().collect();
+    // Busiest first, then by name: stable for any thread count.
+    list.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    list.into_iter()
+        .map(|(service, n)| format!("{service} ({n} flow{})", if *n == 1 { "" } else { "s" }))
+        .collect()
+}
+
+impl Inventory {
+    /// An inventory of at most `capacity` devices, naming vendors from
+    /// `registry`.
+    pub fn new(capacity: usize, registry: Arc<OuiRegistry>) -> Inventory {
+        Inventory {
+            devices: DashMap::new(),
+            capacity: capacity.max(1),
+            registry,
+            overflow: AtomicU64::new(0),
+        }
+    }
+
+    /// Devices held.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// True when no device was seen.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Sightings of new endpoints dropped because the inventory was full.
+    pub fn overflow(&self) -> u64 {
+        self.overflow.load(Ordering::Relaxed)
+    }
+
+    /// The vendor registry in use.
+    pub fn registry(&self) -> &OuiRegistry {
+        &self.registry
+    }
+
+    /// Takes one flow start.
+    pub fn record(&self, sighting: &Sighting) {
+        self.update(&sighting.client, sighting, true);
+        self.update(&sighting.server, sighting, false);
+    }
+
+    fn update(&self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) {
+        let key = (endpoint.ipv6, endpoint.addr);
+        if let Some(mut device) = self.devices.get_mut(&key) {
+            device.saw(endpoint, sighting, as_client);
+            return;
+        }
+        // The bound is checked before inserting; racing workers may pass it
+        // by one each, which keeps it a bound in practice without a lock.
+        if self.devices.len() >= self.capacity {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.devices
+            .entry(key)
+            .or_default()
+            .saw(endpoint, sighting, as_client);
+    }
+
+    /// Every device, sorted by address, with vendor and class.
+    pub fn report(&self) -> Vec<DeviceReport> {
+        let mut devices: Vec<((bool, u128), Device)> = self
+            .devices
+            .iter()
+            .map(|entry| (*entry.key(), entry.value().clone()))
+            .collect();
+        devices.sort_by_key(|(key, _)| *key);
+        let mut users_of_mac: BTreeMap<[u8; 6], usize> = BTreeMap::new();
+        for (_, device) in &devices {
+            for mac in &device.macs {
+                *users_of_mac.entry(*mac).or_insert(0) += 1;
+            }
+        }
+        devices
+            .into_iter()
+            .map(|((ipv6, addr), device)| {
+                let own_macs: Vec<&[u8; 6]> = device
+                    .macs
+                    .iter()
+                    .filter(|mac| users_of_mac[*mac] < SHARED_MAC_DEVICES)
+                    .collect();
+                let mac_shared = !device.macs.is_empty() && own_macs.is_empty();
+                let mut vendor = None;
+                let mut mac_randomized = false;
+                for mac in &own_macs {
+                    match self.registry.lookup(**mac) {
+                        VendorMatch::Vendor(name) => {
+                            vendor.get_or_insert_with(|| name.to_string());
+                        }
+                        VendorMatch::LocallyAdministered => mac_randomized = true,
+                        VendorMatch::Unknown => {}
+                    }
+                }
+                let (class, evidence) = classify(
+                    vendor.as_deref(),
+                    &device.client_services,
+                    &device.server_services,
+                );
+                DeviceReport {
+                    ip: ip(ipv6, addr),
+                    macs: device.macs.iter().map(mac_text).collect(),
+                    vendor,
+                    mac_randomized,
+                    mac_shared,
+                    vlans: device.vlans.iter().copied().collect(),
+                    zone: device.zones.iter().cloned().collect::<Vec<_>>().join(","),
+                    class,
+                    evidence,
+                    client_services: services_text(&device.client_services),
+                    server_services: services_text(&device.server_services),
+                    flows_as_client: device.flows_as_client,
+                    flows_as_server: device.flows_as_server,
+                    first_seen: rfc3339_micros(device.first_ns),
+                    last_seen: rfc3339_micros(device.last_ns),
+                }
+            })
+            .collect()
+    }
+
+    /// Devices by (zone, class), for the `segwatch_devices` gauge.
+    pub fn counts(&self) -> BTreeMap<(String, DeviceClass), u64> {
+        let mut counts = BTreeMap::new();
+        for device in self.report() {
+            *counts.entry((device.zone, device.class)).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// The inventory as JSON: `{"devices": [...], "vendor_registry": ...,
+/// "overflow": N}`.
+pub fn to_json(inventory: &Inventory) -> String {
+    #[derive(Serialize)]
+    struct Document {
+        devices: Vec<DeviceReport>,
+        vendor_registry: String,
+        overflow: u64,
+    }
+    let vendor_registry = match inventory.registry().source() {
+        RegistrySource::IeeeData(path) | RegistrySource::Wireshark(path) => {
+            path.display().to_string()
+        }
+        RegistrySource::BuiltIn => "built-in medical vendors".into(),
+    };
+    let document = Document {
+        devices: inventory.report(),
+        vendor_registry,
+        overflow: inventory.overflow(),
+    };
+    serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// The inventory as CSV, one device per row; lists are `;`-separated.
+pub fn to_csv(inventory: &Inventory) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "ip",
+        "macs",
+        "vendor",
+        "mac_randomized",
+        "mac_shared",
+        "vlans",
+        "zone",
+        "class",
+        "evidence",
+        "client_services",
+        "server_services",
+        "flows_as_client",
+        "flows_as_server",
+        "first_seen",
+        "last_seen",
+    ])?;
+    for d in inventory.report() {
+        let vlans: Vec<String> = d.vlans.iter().map(u16::to_string).collect();
+        writer.write_record([
+            d.ip.to_string(),
+            d.macs.join(";"),
+            d.vendor.unwrap_or_default(),
+            d.mac_randomized.to_string(),
+            d.mac_shared.to_string(),
+            vlans.join(";"),
+            d.zone,
+            d.class.as_str().to_string(),
+            d.evidence.join("; "),
+            d.client_services.join(";"),
+            d.server_services.join(";"),
+            d.flows_as_client.to_string(),
+            d.flows_as_server.to_string(),
+            d.first_seen,
+            d.last_seen,
+        ])?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(addr: u32, mac: [u8; 6], zone: &str) -> Endpoint {
+        Endpoint {
+            ipv6: false,
+            addr: u128::from(addr),
+            mac: Some(mac),
+            zone: zone.into(),
+        }
+    }
+
+    fn sighting(ts: u64, client: Endpoint, server: Endpoint, service: &str) -> Sighting {
+        Sighting {
+            ts_ns: ts,
+            client,
+            server,
+            service: service.into(),
+            vlan: 20,
+        }
+    }
+
+    fn built_in() -> Arc<OuiRegistry> {
+        Arc::new(OuiRegistry::load_from(
+            std::path::Path::new("/nonexistent"),
+            std::path::Path::new("/nonexistent"),
+        ))
+    }
+
+    const BRAUN: [u8; 6] = [0x00, 0x12, 0x21, 1, 2, 3];
+    const SERVER: [u8; 6] = [0x00, 0x00, 0x5e, 0, 0, 9];
+
+    #[test]
+    fn merges_sightings_in_any_order_into_the_same_report() {
+        let pump = || endpoint(0x0a14_0107, BRAUN, "pumps");
+        let server = || endpoint(0x0a14_080a, SERVER, "pump-server");
+        let sightings = [
+            sighting(3_000_000_000, pump(), server(), "tcp/443"),
+            sighting(1_000_000_000, pump(), server(), "tcp/443"),
+            sighting(2_000_000_000, pump(), server(), "tcp/8443"),
+        ];
+        let forward = Inventory::new(10, built_in());
+        let backward = Inventory::new(10, built_in());
+        for s in &sightings {
+            forward.record(s);
+        }
+        for s in sightings.iter().rev() {
+            backward.record(s);
+        }
+        assert_eq!(forward.report(), backward.report());
+        let report = forward.report();
+        assert_eq!(report.len(), 2);
+        let pump = &report[0];
+        assert_eq!(pump.ip.to_string(), "10.20.1.7");
+        assert_eq!(pump.vendor.as_deref(), Some("B. Braun Melsungen"));
+        assert_eq!(pump.class, DeviceClass::InfusionPump);
+        assert_eq!(
+            pump.client_services,
+            ["tcp/443 (2 flows)", "tcp/8443 (1 flow)"]
+        );
+        assert_eq!(pump.flows_as_client, 3);
+        assert_eq!(pump.first_seen, "1970-01-01T00:00:01.000000Z");
+        assert_eq!(pump.last_seen, "1970-01-01T00:00:03.000000Z");
+        assert_eq!(pump.vlans, [20]);
+        assert_eq!(
+            report[1].server_services,
+            ["tcp/443 (2 flows)", "tcp/8443 (1 flow)"]
+        );
+    }
+
+    #[test]
+    fn a_routers_mac_names_no_vendor_and_a_random_one_is_flagged() {
+        let inventory = Inventory::new(100, built_in());
+        // Five addresses behind one router MAC (a B. Braun MAC, to show it
+        // is not used for a vendor once shared).
+        for host in 1..=5u32 {
+            inventory.record(&sighting(
+                1,
+                endpoint(0x0a00_0000 + host, BRAUN, "remote"),
+                endpoint(0x0a01_0001, [0x02, 0xaa, 0, 0, 0, 1], "local"),
+                "tcp/22",
+            ));
+        }
+        let report = inventory.report();
+        let remote = &report[0];
+        assert!(remote.mac_shared);
+        assert_eq!(remote.vendor, None);
+        let local = report.iter().find(|d| d.zone == "local").unwrap();
+        assert!(local.mac_randomized);
+        assert_eq!(local.flows_as_server, 5);
+    }
+
+    #[test]
+    fn a_full_inventory_counts_what_it_cannot_keep() {
+        let inventory = Inventory::new(3, built_in());
+        for host in 0..5u32 {
+            inventory.record(&sighting(
+                1,
+                endpoint(0x0a00_0000 + host, BRAUN, "a"),
+                endpoint(0x0b00_0000, SERVER, "b"),
+                "udp/53",
+            ));
+        }
+        // The server and the first two clients fit; three clients do not.
+        assert_eq!(inventory.len(), 3);
+        assert_eq!(inventory.overflow(), 3);
+        // Known devices still learn.
+        let server = inventory
+            .report()
+            .into_iter()
+            .find(|d| d.zone == "b")
+            .unwrap();
+        assert_eq!(server.flows_as_server, 5);
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_row_per_device() {
+        let inventory = Inventory::new(10, built_in());
+        inventory.record(&sighting(
+            1,
+            endpoint(0x0a00_0001, BRAUN, "pumps"),
+            endpoint(0x0a00_0002, SERVER, "servers"),
+            "tcp/443",
+        ));
+        let text = String::from_utf8(to_csv(&inventory).unwrap()).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(reader.headers().unwrap().get(0), Some("ip"));
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].get(2), Some("B. Braun Melsungen"));
+        assert_eq!(rows[0].get(7), Some("infusion-pump"));
+        let json: serde_json::Value = serde_json::from_str(&to_json(&inventory)).unwrap();
+        assert_eq!(json["devices"].as_array().unwrap().len(), 2);
+        assert_eq!(json["vendor_registry"], "built-in medical vendors");
+    }
+}
