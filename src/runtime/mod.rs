@@ -266,11 +266,71 @@ fn start_workers(
                 ..InterfaceStats::default()
             }));
         }
-        Source::Interfaces { names, .. } => {
-            return Err(format!(
-                "{}: live capture is not in this build yet; use --pcap FILE",
-                names.join(", ")
-            ));
+        Source::Interfaces {
+            names,
+            backend,
+            workers: per_interface,
+            snaplen,
+            buffer_bytes,
+            promiscuous,
+            bpf,
+        } => {
+            // Open every capture before any worker starts (and before
+            // privileges are dropped): one that fails fails the start.
+            let mut opened = Vec::new();
+            for name in names {
+                let options = crate::capture::live::CaptureOptions {
+                    interface: name.clone(),
+                    snaplen: *snaplen,
+                    buffer_bytes: *buffer_bytes,
+                    promiscuous: *promiscuous,
+                    bpf: bpf.clone(),
+                };
+                let captures =
+                    crate::capture::live::open_interface(&options, backend, *per_interface)
+                        .map_err(|e| e.to_string())?;
+                opened.push((name.clone(), captures));
+            }
+            let total: usize = opened.iter().map(|(_, c)| c.len()).sum();
+            let salt = flow_id_salt();
+            let mut index = 0;
+            for (name, captures) in opened {
+                let interface = Arc::new(InterfaceStats {
+                    name: name.clone(),
+                    ..InterfaceStats::default()
+                });
+                workers.interfaces.push(interface.clone());
+                for mut capture in captures {
+                    let stats = Arc::new(WorkerStats::default());
+                    let mut pipeline = Pipeline::new(
+                        index,
+                        total,
+                        &settings.flows,
+                        settings.flows.max_flows.div_ceil(total),
+                        stats.clone(),
+                        sinks.clone(),
+                        salt,
+                    )
+                    .with_inventory(Some(inventory.clone()));
+                    let (policy, stop, interface) =
+                        (policy.clone(), stop.clone(), interface.clone());
+                    let thread = std::thread::Builder::new()
+                        .name(format!("segwatch-{name}-{index}"))
+                        .spawn(move || {
+                            source::run_live(
+                                &mut capture,
+                                &mut pipeline,
+                                &policy,
+                                &stop,
+                                &interface,
+                            )
+                        })
+                        .map_err(|e| format!("cannot start a worker: {e}"))?;
+                    workers.threads.push(thread);
+                    workers.stats.push(stats);
+                    index += 1;
+                }
+            }
         }
     }
     Ok(workers)

@@ -1,6 +1,6 @@
-//! Sources that drive a worker's [`Pipeline`]: a capture file (full speed or
-//! at capture pace) and the demo's endless synthetic hospital traffic.
-//! Live interfaces are driven in [`super::live`].
+//! Sources that drive a worker's [`Pipeline`]: a live interface, a capture
+//! file (full speed or at capture pace) and the demo's endless synthetic
+//! hospital traffic.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +119,57 @@ pub fn run_synthetic(pipeline: &mut Pipeline, policy: &PolicyHandle, stop: &Atom
         }
         pipeline.end_batch(&live);
     }
+}
+
+/// How long a live worker waits for packets before looking at its stop
+/// flag and moving flow time on.
+const LIVE_WAIT: Duration = Duration::from_millis(100);
+/// How often a live worker reads the kernel's counters.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs a live capture through `pipeline` until stopped. Per batch (a ring
+/// block, or what libpcap has): the policy is loaded once, every frame
+/// judged, the batch ended. When the interface is idle, flow time follows
+/// the clock so that flows still expire.
+pub fn run_live(
+    capture: &mut crate::capture::live::LiveCapture,
+    pipeline: &mut Pipeline,
+    policy: &PolicyHandle,
+    stop: &AtomicBool,
+    interface: &crate::metrics::InterfaceStats,
+) {
+    let mut last_stats = Instant::now();
+    let publish = |capture: &mut crate::capture::live::LiveCapture| {
+        let stats = capture.take_stats();
+        interface
+            .received
+            .fetch_add(stats.received, Ordering::Relaxed);
+        interface
+            .dropped
+            .fetch_add(stats.dropped, Ordering::Relaxed);
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let live = policy.current();
+        match capture.dispatch(LIVE_WAIT, |frame| pipeline.frame(frame, &live)) {
+            Ok(0) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                pipeline.advance_clock(now);
+                pipeline.end_batch(&live);
+            }
+            Ok(_) => pipeline.end_batch(&live),
+            Err(error) => {
+                tracing::error!("{error}; this worker stops");
+                break;
+            }
+        }
+        if last_stats.elapsed() >= STATS_EVERY {
+            publish(capture);
+            last_stats = Instant::now();
+        }
+    }
+    publish(capture);
 }
 
 /// Paces frames at their capture times, relative to the first.

@@ -1,2 +1,232 @@
-//! Live capture from network interfaces. (Being written: this file states
-//! the interface.)
+//! Live capture from network interfaces: AF_PACKET with a TPACKET_V3 ring
+//! (built in) and libpcap (the `pcap` feature).
+//!
+//! A [`LiveCapture`] hands its worker the frames that arrived, a batch at a
+//! time, borrowed from the capture's own buffers, and waits a bounded time
+//! when nothing arrives, so that the worker can look at its stop flag and
+//! move flow time on. Errors name the interface and, when permission is
+//! missing, the capability.
+
+pub mod afpacket;
+#[cfg(feature = "pcap")]
+pub mod libpcap;
+
+use std::time::Duration;
+
+use crate::capture::Frame;
+
+pub use afpacket::{AfPacket, BpfInstruction, Fanout};
+
+/// How to open an interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureOptions {
+    /// The interface.
+    pub interface: String,
+    /// Bytes kept of each frame; the headers are judged from what is kept.
+    pub snaplen: u32,
+    /// Kernel buffer (ring) per worker socket, bytes.
+    pub buffer_bytes: usize,
+    /// Promiscuous mode (a SPAN port delivers frames for other hosts).
+    pub promiscuous: bool,
+    /// A BPF filter expression (tcpdump syntax).
+    pub bpf: Option<String>,
+}
+
+/// Kernel counters of a capture since the last look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Frames the kernel received for the capture (drops included).
+    pub received: u64,
+    /// Frames it dropped because the capture was too slow.
+    pub dropped: u64,
+}
+
+/// A capture that cannot be opened or read: one line naming the interface.
+#[derive(Debug, thiserror::Error)]
+#[error("capture on {interface}: {message}")]
+pub struct LiveError {
+    /// The interface.
+    pub interface: String,
+    /// What went wrong, with the capability hint when permission is missing.
+    pub message: String,
+}
+
+impl LiveError {
+    /// An error from the operating system while doing `what`.
+    pub fn new(interface: &str, what: &str, error: std::io::Error) -> LiveError {
+        let hint = match error.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => {
+                " (needs root or CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode)"
+            }
+            _ => "",
+        };
+        LiveError {
+            interface: interface.to_string(),
+            message: format!("{what}: {error}{hint}"),
+        }
+    }
+
+    /// An error described in words.
+    pub fn message(interface: &str, message: impl Into<String>) -> LiveError {
+        LiveError {
+            interface: interface.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An open capture of one worker.
+#[derive(Debug)]
+pub enum LiveCapture {
+    /// AF_PACKET ring.
+    AfPacket(AfPacket),
+    /// libpcap.
+    #[cfg(feature = "pcap")]
+    Pcap(libpcap::PcapCapture),
+}
+
+impl LiveCapture {
+    /// Hands every frame that has arrived to `each`, waiting at most
+    /// `timeout` when none has; returns how many there were.
+    pub fn dispatch(
+        &mut self,
+        timeout: Duration,
+        mut each: impl FnMut(&Frame<'_>),
+    ) -> Result<usize, LiveError> {
+        match self {
+            LiveCapture::AfPacket(ring) => match ring.next_block(timeout)? {
+                Some(block) => {
+                    let mut count = 0;
+                    for frame in block.frames() {
+                        each(&frame);
+                        count += 1;
+                    }
+                    Ok(count)
+                }
+                None => Ok(0),
+            },
+            #[cfg(feature = "pcap")]
+            LiveCapture::Pcap(capture) => capture.dispatch(timeout, each),
+        }
+    }
+
+    /// The kernel's counters since the last call.
+    pub fn take_stats(&mut self) -> LiveStats {
+        match self {
+            LiveCapture::AfPacket(ring) => ring.take_stats(),
+            #[cfg(feature = "pcap")]
+            LiveCapture::Pcap(capture) => capture.take_stats(),
+        }
+    }
+}
+
+/// The BPF program for a filter expression and snap length, compiled by
+/// libpcap (for the AF_PACKET backend).
+#[cfg(feature = "pcap")]
+fn compile_filter(options: &CaptureOptions) -> Result<Option<Vec<BpfInstruction>>, LiveError> {
+    let Some(expression) = &options.bpf else {
+        return Ok(None);
+    };
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Micro)
+        .map_err(|e| LiveError::message(&options.interface, format!("BPF: {e}")))?;
+    let program = dead.compile(expression, true).map_err(|e| {
+        LiveError::message(
+            &options.interface,
+            format!("BPF filter {expression:?}: {e}"),
+        )
+    })?;
+    let compiled = program.get_instructions();
+    // SAFETY: pcap's BpfInstruction is `repr(transparent)` over libpcap's
+    // `struct bpf_insn` {u16 code, u8 jt, u8 jf, u32 k}, the layout of our
+    // `repr(C)` BpfInstruction; the slice is read while `program` lives.
+    #[allow(unsafe_code)]
+    let raw: &[BpfInstruction] = unsafe {
+        std::slice::from_raw_parts(compiled.as_ptr().cast::<BpfInstruction>(), compiled.len())
+    };
+    let instructions = raw
+        .iter()
+        .map(|i| {
+            // Cut accepted packets to the snap length, as tcpdump's -s does.
+            let accept = i.code == 0x06 && i.k > 0;
+            BpfInstruction {
+                k: if accept {
+                    i.k.min(options.snaplen)
+                } else {
+                    i.k
+                },
+                ..*i
+            }
+        })
+        .collect();
+    Ok(Some(instructions))
+}
+
+#[cfg(not(feature = "pcap"))]
+fn compile_filter(options: &CaptureOptions) -> Result<Option<Vec<BpfInstruction>>, LiveError> {
+    match &options.bpf {
+        None => Ok(None),
+        Some(_) => Err(LiveError::message(
+            &options.interface,
+            "a BPF filter needs the libpcap build (cargo build --features pcap) to compile it",
+        )),
+    }
+}
+
+/// Opens `workers` captures on one interface with `backend` (`af-packet`
+/// or `pcap`); AF_PACKET workers share one fanout group.
+pub fn open_interface(
+    options: &CaptureOptions,
+    backend: &str,
+    workers: usize,
+) -> Result<Vec<LiveCapture>, LiveError> {
+    match backend {
+        "af-packet" => {
+            let filter = compile_filter(options)?;
+            let first = AfPacket::open(options, Fanout::New, filter.as_deref())?;
+            let group = first.fanout_id();
+            let mut captures = vec![LiveCapture::AfPacket(first)];
+            for _ in 1..workers.max(1) {
+                captures.push(LiveCapture::AfPacket(AfPacket::open(
+                    options,
+                    Fanout::Join(group),
+                    filter.as_deref(),
+                )?));
+            }
+            tracing::info!(
+                interface = %options.interface,
+                workers = captures.len(),
+                fanout_group = group,
+                "AF_PACKET capture open"
+            );
+            Ok(captures)
+        }
+        "pcap" => open_pcap(options, workers),
+        other => Err(LiveError::message(
+            &options.interface,
+            format!("unknown backend {other:?} (af-packet or pcap)"),
+        )),
+    }
+}
+
+#[cfg(feature = "pcap")]
+fn open_pcap(options: &CaptureOptions, workers: usize) -> Result<Vec<LiveCapture>, LiveError> {
+    if workers > 1 {
+        return Err(LiveError::message(
+            &options.interface,
+            "the pcap backend runs one worker per interface (libpcap has no fanout); \
+             set capture.workers = 1 or use backend af-packet",
+        ));
+    }
+    Ok(vec![LiveCapture::Pcap(libpcap::PcapCapture::open(
+        options,
+    )?)])
+}
+
+#[cfg(not(feature = "pcap"))]
+fn open_pcap(options: &CaptureOptions, _workers: usize) -> Result<Vec<LiveCapture>, LiveError> {
+    Err(LiveError::message(
+        &options.interface,
+        "this segwatch was built without the libpcap backend: rebuild with \
+         `cargo build --release --features pcap`, or use backend af-packet",
+    ))
+}
