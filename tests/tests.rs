@@ -11,6 +11,7 @@ mod daemon;
 mod deploy;
 mod inventory;
 mod learn;
+mod live;
 mod properties;
 mod shared_pcaps;
 mod syslog;

@@ -1,0 +1,482 @@
+//! Live capture for real: a network namespace pair joined by a veth, a
+//! fixture capture (VLAN-tagged and fragmented traffic among it) replayed
+//! into one end with tcpreplay while `segwatch run` captures on the other;
+//! the events equal those of `segwatch replay` on the same file, compared as
+//! sets of (proto, endpoints, rule, severity, vlan). Needs root, `ip` and
+//! `tcpreplay` (.ci/run installs them); skipped otherwise.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use segwatch::synth::{Capture, Fragment, Pkt, Resolution, at, tcp_flags::*};
+
+use crate::common::{SEGWATCH, root};
+use crate::daemon::wait_for;
+
+fn can_run() -> bool {
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = ["ip", "tcpreplay"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    if !(root_user && tools) {
+        eprintln!("skipped: live capture tests need root, ip and tcpreplay");
+    }
+    root_user && tools
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair (`sender` in `a`, `capture` in
+/// `b`), deleted on drop, even when the test fails.
+struct Veth {
+    a: String,
+    b: String,
+    sender: String,
+    capture: String,
+}
+
+impl Veth {
+    fn new() -> Veth {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let veth = Veth {
+            a: format!("swa{tag}"),
+            b: format!("swb{tag}"),
+            sender: format!("sws{tag}"),
+            capture: format!("swc{tag}"),
+        };
+        ip(&["netns", "add", &veth.a]);
+        ip(&["netns", "add", &veth.b]);
+        ip(&[
+            "link",
+            "add",
+            &veth.sender,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth.capture,
+        ]);
+        ip(&["link", "set", &veth.sender, "netns", &veth.a]);
+        ip(&["link", "set", &veth.capture, "netns", &veth.b]);
+        for (ns, dev) in [(&veth.a, &veth.sender), (&veth.b, &veth.capture)] {
+            // No IPv6 on the pair: link-up neighbour discovery stays out.
+            let _ = Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw"])
+                .arg(format!("net.ipv6.conf.{dev}.disable_ipv6=1"))
+                .status();
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        veth
+    }
+
+    /// Replays `capture` into the sender end at `pps` packets/s.
+    fn replay(&self, capture: &Path, pps: u32) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.a,
+                "tcpreplay",
+                "-q",
+                "-i",
+                &self.sender,
+            ])
+            .arg(format!("--pps={pps}"))
+            .arg(capture)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tcpreplay: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `segwatch run` inside a namespace; its stderr lines arrive on a channel.
+struct Sensor {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Sensor {
+    fn start(namespace: &str, args: &[&str]) -> Sensor {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                namespace,
+                SEGWATCH,
+                "--log-level",
+                "info",
+                "run",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = child.stderr.take().unwrap();
+        let (tx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Sensor {
+            child,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `text`; panics with what was
+    /// logged after `limit`, or when the sensor exits first.
+    fn wait_log(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.seen.iter().any(|l| l.contains(text)) {
+                return;
+            }
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!("no {text:?} in the log: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// SIGTERM; the exit code, how long the stop took, and the log.
+    fn stop(mut self) -> (Option<i32>, Duration, Vec<String>) {
+        let started = Instant::now();
+        // `ip netns exec` execs segwatch: the child is segwatch itself.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "segwatch did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = started.elapsed();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        (status.code(), took, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn example_policy() -> PathBuf {
+    root().join("policies/example-hospital.toml")
+}
+
+/// The bundled sample plus VLAN-tagged, QinQ and fragmented traffic.
+fn fixture(path: &Path) {
+    let sample = std::fs::read(root().join("tests/fixtures/hospital-sample.pcap")).unwrap();
+    let mut capture = Capture::new();
+    // Classic pcap, microseconds: 24-byte header, 16-byte records.
+    let mut offset = 24;
+    while offset + 16 <= sample.len() {
+        let field = |at: usize| u32::from_le_bytes(sample[at..at + 4].try_into().unwrap());
+        let (secs, micros, len) = (field(offset), field(offset + 4), field(offset + 8) as usize);
+        let ts = u64::from(secs) * 1_000_000_000 + u64::from(micros) * 1_000;
+        capture.push(ts, sample[offset + 16..offset + 16 + len].to_vec());
+        offset += 16 + len;
+    }
+    let last = capture.frames().last().unwrap().0;
+    let after = |seconds: f64| last + at(seconds) - at(0.0);
+    // A pump on VLAN 120 reaching the internet, tags differing per direction.
+    capture.add(
+        after(0.01),
+        &Pkt::tcp("10.20.1.9:50500", "52.1.2.9:443", SYN).vlans(&[120]),
+    );
+    capture.add(
+        after(0.02),
+        &Pkt::tcp("52.1.2.9:443", "10.20.1.9:50500", SYN | ACK).vlans(&[999]),
+    );
+    // QinQ: the outer tag is the flow's VLAN.
+    capture.add(
+        after(0.03),
+        &Pkt::tcp("172.16.9.9:40100", "10.50.0.10:443", SYN).vlans(&[200, 7]),
+    );
+    // A fragmented UDP datagram from a guest to a clinical app, both parts.
+    let big = Pkt::udp("172.16.9.10:40200", "10.50.0.11:9999").payload(&[0x5a; 1600]);
+    capture.add(
+        after(0.04),
+        &big.clone().fragment(Fragment::First { len: 1000 }),
+    );
+    capture.add(after(0.05), &big.fragment(Fragment::Rest { offset: 1000 }));
+    // An ICMP echo from a lab analyzer to the internet.
+    capture.add(
+        after(0.06),
+        &Pkt::echo_request("10.70.0.5", "8.8.4.4", 77).vlans(&[170]),
+    );
+    capture.write_pcap(path, Resolution::Micro).unwrap();
+}
+
+type Key = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn key(event: &Value) -> Key {
+    let field = |name: &str| match &event[name] {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    (
+        field("proto"),
+        field("src_ip"),
+        field("src_port"),
+        field("dest_ip"),
+        field("dest_port"),
+        field("rule"),
+        field("severity"),
+        field("vlan"),
+    )
+}
+
+fn events_in(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn replayed(capture: &Path) -> BTreeSet<Key> {
+    let out = Command::new(SEGWATCH)
+        .args(["replay", "-q", "--policy"])
+        .arg(example_policy())
+        .arg(capture)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| key(&serde_json::from_str(l).unwrap()))
+        .collect()
+}
+
+/// Captures the fixture live with `extra` flags and compares with replay.
+fn live_equals_replay(extra: &[&str]) {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("fixture.pcap");
+    fixture(&capture);
+    let expected = replayed(&capture);
+    assert!(expected.len() >= 17, "{expected:#?}");
+    assert!(
+        expected.iter().any(|k| k.7 == "120") && expected.iter().any(|k| k.0 == "udp"),
+        "the fixture's tagged and fragmented flows are violations"
+    );
+
+    let veth = Veth::new();
+    let events = dir.path().join("events.jsonl");
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[policy]\nwatch = false\n").unwrap();
+    let policy = example_policy();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--interface",
+        &veth.capture,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:9108",
+    ];
+    args.extend_from_slice(extra);
+    let mut sensor = Sensor::start(&veth.b, &args);
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    veth.replay(&capture, 2_000);
+    let found = wait_for("the live events", Duration::from_secs(20), || {
+        let found: BTreeSet<Key> = events_in(&events).iter().map(key).collect();
+        (found.len() >= expected.len()).then_some(found)
+    });
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert_eq!(found, expected);
+    assert_eq!(
+        events_in(&events).len(),
+        expected.len(),
+        "one event per flow, also across workers"
+    );
+}
+
+#[test]
+fn af_packet_with_one_worker_sees_what_replay_sees() {
+    live_equals_replay(&["--workers", "1"]);
+}
+
+#[test]
+fn af_packet_with_two_workers_in_a_fanout_group_sees_what_replay_sees() {
+    live_equals_replay(&["--workers", "2"]);
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn libpcap_sees_what_replay_sees() {
+    live_equals_replay(&["--backend", "pcap", "--workers", "1"]);
+}
+
+#[cfg(not(feature = "pcap"))]
+#[test]
+fn the_pcap_backend_in_a_build_without_it_says_how_to_get_it() {
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--interface", "lo", "--backend", "pcap", "--policy"])
+        .arg(example_policy())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--features pcap"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unknown_interface_is_one_line_naming_it() {
+    let out = Command::new(SEGWATCH)
+        .args(["run", "--interface", "nosuchif0", "--policy"])
+        .arg(example_policy())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "segwatch: error: capture on nosuchif0: no such interface"
+    );
+}
+
+fn stops_promptly_on_an_idle_interface(backend: &str) {
+    if !can_run() {
+        return;
+    }
+    let veth = Veth::new();
+    let mut sensor = Sensor::start(
+        &veth.b,
+        &[
+            "--interface",
+            &veth.capture,
+            "--backend",
+            backend,
+            "--workers",
+            "1",
+            "--policy",
+            example_policy().to_str().unwrap(),
+        ],
+    );
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    let (code, took, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
+}
+
+#[test]
+fn af_packet_stops_promptly_on_an_idle_interface() {
+    stops_promptly_on_an_idle_interface("af-packet");
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn libpcap_stops_promptly_on_an_idle_interface() {
+    stops_promptly_on_an_idle_interface("pcap");
+}
+
+#[test]
+fn without_the_capability_the_error_says_which() {
+    if !can_run() {
+        return;
+    }
+    // setpriv drops every capability, as an unprivileged user would have.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            SEGWATCH,
+            "run",
+            "--interface",
+            "lo",
+            "--policy",
+            example_policy().to_str().unwrap(),
+        ])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: setpriv is missing");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("capture on lo") && stderr.contains("CAP_NET_RAW"),
+        "{stderr}"
+    );
+}
