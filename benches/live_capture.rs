@@ -1,0 +1,363 @@
+//! Live-capture throughput on a veth pair between two network namespaces:
+//! the packets/s that segwatch's AF_PACKET ring (1 and 2 workers), libpcap
+//! (with the `pcap` feature) and a plain pnet datalink receiver take without
+//! loss, and segwatch's CPU time per million packets.
+//!
+//! `cargo bench --bench live_capture` (as root; `--features pcap` adds the
+//! libpcap row). One tcpreplay tops out near 200 k packets/s here, so the
+//! sender is several tcpreplay processes at full speed; on a 2-core machine
+//! they compete with the capture for the cores, which the table reports.
+//! Environment: `SEGWATCH_BENCH_PACKETS` (default 200,000 per sender),
+//! `SEGWATCH_BENCH_SENDERS` (default 3), `SEGWATCH_BENCH_RUNS` (default 3).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic};
+
+const SEGWATCH: &str = env!("CARGO_BIN_EXE_segwatch");
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--inside") {
+        inside(&args[i + 1], &args[i + 2], &args[i + 3], Path::new(&args[i + 4]));
+        return;
+    }
+    if args.iter().any(|a| a == "--pnet-receiver") {
+        pnet_receiver(&args[args.len() - 1]);
+        return;
+    }
+    let root = run(Command::new("id").arg("-u")).trim() == "0";
+    let tools = Command::new("tcpreplay").arg("-V").output().is_ok();
+    if !root || !tools {
+        eprintln!("live_capture: skipped (needs root and tcpreplay)");
+        return;
+    }
+    // Generate the capture: small packets of many short hospital flows.
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("live.pcap");
+    let packets = env_number("SEGWATCH_BENCH_PACKETS", 200_000);
+    let traffic = HospitalTraffic::new(HospitalOptions {
+        packets,
+        concurrent_flows: 5_000,
+        violation_share: 0.02,
+        seed: 3,
+        start_ns: 1_800_000_000_000_000_000,
+        gap_ns: 5_000,
+    });
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&capture).unwrap());
+    segwatch::synth::write_pcap(&mut file, segwatch::synth::Resolution::Micro, traffic).unwrap();
+    file.flush().unwrap();
+    drop(file);
+
+    let (a, b, sender, receiver) = ("swbenchA", "swbenchB", "swbs0", "swbr0");
+    let _ = Command::new("ip").args(["netns", "del", a]).status();
+    let _ = Command::new("ip").args(["netns", "del", b]).status();
+    run(Command::new("ip").args(["netns", "add", a]));
+    run(Command::new("ip").args(["netns", "add", b]));
+    run(Command::new("ip").args([
+        "link", "add", sender, "type", "veth", "peer", "name", receiver,
+    ]));
+    run(Command::new("ip").args(["link", "set", sender, "netns", a]));
+    run(Command::new("ip").args(["link", "set", receiver, "netns", b]));
+    for (ns, dev) in [(a, sender), (b, receiver)] {
+        // No IPv6 on the pair: link-up neighbour discovery stays out.
+        let _ = Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw"])
+            .arg(format!("net.ipv6.conf.{dev}.disable_ipv6=1"))
+            .status();
+        run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+        run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+    }
+    let me = std::env::current_exe().unwrap();
+    let status = Command::new("ip")
+        .args(["netns", "exec", b])
+        .arg(&me)
+        .args(["--inside", a, sender, receiver])
+        .arg(&capture)
+        .status()
+        .unwrap();
+    let _ = Command::new("ip").args(["netns", "del", a]).status();
+    let _ = Command::new("ip").args(["netns", "del", b]).status();
+    assert!(status.success());
+}
+
+/// One measured run.
+struct Sample {
+    sent: u64,
+    seconds: f64,
+    received: u64,
+    dropped: u64,
+    judged: u64,
+    cpu_seconds: f64,
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, 11 and 12
+    // after the command name; clock ticks are 100 per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Sends the capture with `senders` parallel tcpreplay processes at full
+/// speed; returns packets sent and the wall time.
+fn send(namespace: &str, interface: &str, capture: &Path, senders: u64) -> (u64, f64) {
+    let started = Instant::now();
+    let children: Vec<Child> = (0..senders)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", namespace, "tcpreplay", "--topspeed", "-i", interface])
+                .arg(capture)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut sent = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "Actual: 200000 packets (...) sent in ..."
+        if let Some(rest) = text.split("Actual: ").nth(1) {
+            sent += rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (sent, started.elapsed().as_secs_f64())
+}
+
+fn measure_segwatch(
+    args: &[&str],
+    namespace: &str,
+    sender: &str,
+    receiver: &str,
+    capture: &Path,
+    senders: u64,
+) -> Sample {
+    let port = 19_500;
+    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/example-hospital.toml");
+    let mut child = Command::new(SEGWATCH)
+        .args(["run", "--interface", receiver, "--policy"])
+        .arg(&policy)
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--config", "/dev/null"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "segwatch did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu_before = cpu_seconds(child.id());
+    let (sent, seconds) = send(namespace, sender, capture, senders);
+    // Let the last blocks and the 1 s statistics reach the metrics.
+    let mut last = 0;
+    let mut text = String::new();
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        text = http_get(port, "/metrics").unwrap_or_default();
+        let received = metric(&text, "segwatch_capture_interface_received_packets_total");
+        if received == last && received > 0 {
+            break;
+        }
+        last = received;
+    }
+    let cpu = cpu_seconds(child.id()) - cpu_before;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    Sample {
+        sent,
+        seconds,
+        received: metric(&text, "segwatch_capture_interface_received_packets_total"),
+        dropped: metric(&text, "segwatch_capture_interface_dropped_packets_total"),
+        judged: metric(&text, "segwatch_packets_total"),
+        cpu_seconds: cpu,
+    }
+}
+
+fn measure_pnet(namespace: &str, sender: &str, receiver: &str, capture: &Path, senders: u64) -> Sample {
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(&me)
+        .args(["--pnet-receiver", receiver])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = cpu_seconds(child.id());
+    let (sent, seconds) = send(namespace, sender, capture, senders);
+    let cpu = cpu_seconds(child.id()) - cpu_before;
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let _ = child.wait();
+    let received = out.trim().parse().unwrap_or(0);
+    Sample {
+        sent,
+        seconds,
+        received,
+        dropped: sent.saturating_sub(received),
+        judged: received,
+        cpu_seconds: cpu,
+    }
+}
+
+/// A pnet datalink receiver: counts packets until 2 s pass without one.
+fn pnet_receiver(interface: &str) {
+    let interface = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == interface)
+        .expect("interface");
+    let config = pnet_datalink::Config {
+        read_timeout: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let Ok(pnet_datalink::Channel::Ethernet(_, mut rx)) =
+        pnet_datalink::channel(&interface, config)
+    else {
+        panic!("pnet channel");
+    };
+    let mut count = 0u64;
+    let mut last = Instant::now();
+    loop {
+        match rx.next() {
+            Ok(_) => {
+                count += 1;
+                last = Instant::now();
+            }
+            Err(_) if count > 0 && last.elapsed() > Duration::from_secs(2) => break,
+            Err(_) if last.elapsed() > Duration::from_secs(60) => break,
+            Err(_) => {}
+        }
+    }
+    println!("{count}");
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs inside the capture namespace.
+fn inside(sender_ns: &str, sender: &str, receiver: &str, capture: &Path) {
+    let senders = env_number("SEGWATCH_BENCH_SENDERS", 3);
+    let runs = env_number("SEGWATCH_BENCH_RUNS", 3);
+    let mut rows: Vec<(&str, Vec<Sample>)> = vec![
+        ("pnet datalink (recvfrom, no ring)", Vec::new()),
+        ("segwatch af-packet, 1 worker", Vec::new()),
+        ("segwatch af-packet, 2 workers", Vec::new()),
+    ];
+    if cfg!(feature = "pcap") {
+        rows.push(("segwatch pcap, 1 worker", Vec::new()));
+    }
+    for _ in 0..runs {
+        for (name, samples) in rows.iter_mut() {
+            let sample = match *name {
+                "pnet datalink (recvfrom, no ring)" => {
+                    measure_pnet(sender_ns, sender, receiver, capture, senders)
+                }
+                "segwatch af-packet, 1 worker" => measure_segwatch(
+                    &["--workers", "1"],
+                    sender_ns,
+                    sender,
+                    receiver,
+                    capture,
+                    senders,
+                ),
+                "segwatch af-packet, 2 workers" => measure_segwatch(
+                    &["--workers", "2"],
+                    sender_ns,
+                    sender,
+                    receiver,
+                    capture,
+                    senders,
+                ),
+                _ => measure_segwatch(
+                    &["--backend", "pcap", "--workers", "1"],
+                    sender_ns,
+                    sender,
+                    receiver,
+                    capture,
+                    senders,
+                ),
+            };
+            samples.push(sample);
+        }
+    }
+    println!(
+        "\n{senders} tcpreplay senders at full speed, {runs} runs, medians\n\n\
+         | receiver | offered packets/s | received | kernel drops | loss | CPU s per M packets |\n\
+         |---|---|---|---|---|---|"
+    );
+    for (name, samples) in &rows {
+        let rate = median(samples.iter().map(|s| s.sent as f64 / s.seconds).collect());
+        let received = median(samples.iter().map(|s| s.judged as f64).collect());
+        let sent = median(samples.iter().map(|s| s.sent as f64).collect());
+        let dropped = median(samples.iter().map(|s| s.dropped as f64).collect());
+        let loss = median(
+            samples
+                .iter()
+                .map(|s| 1.0 - s.judged as f64 / s.sent.max(1) as f64)
+                .collect(),
+        );
+        let cpu = median(
+            samples
+                .iter()
+                .map(|s| s.cpu_seconds / (s.received.max(s.judged).max(1) as f64 / 1e6))
+                .collect(),
+        );
+        println!(
+            "| {name} | {:.0} k | {received:.0} of {sent:.0} | {dropped:.0} | {:.2}% | {cpu:.2} |",
+            rate / 1000.0,
+            loss.max(0.0) * 100.0
+        );
+    }
+}
