@@ -42,7 +42,12 @@ fn run(cmd: &mut Command) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--inside") {
-        inside(&args[i + 1], &args[i + 2], &args[i + 3], Path::new(&args[i + 4]));
+        inside(
+            &args[i + 1],
+            &args[i + 2],
+            &args[i + 3],
+            Path::new(&args[i + 4]),
+        );
         return;
     }
     if args.iter().any(|a| a == "--pnet-receiver") {
@@ -133,7 +138,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of /proc/PID/stat, 11 and 12
     // after the command name; clock ticks are 100 per second on Linux.
     (ticks(11) + ticks(12)) / 100.0
@@ -146,7 +156,15 @@ fn send(namespace: &str, interface: &str, capture: &Path, senders: u64) -> (u64,
     let children: Vec<Child> = (0..senders)
         .map(|_| {
             Command::new("ip")
-                .args(["netns", "exec", namespace, "tcpreplay", "--topspeed", "-i", interface])
+                .args([
+                    "netns",
+                    "exec",
+                    namespace,
+                    "tcpreplay",
+                    "--topspeed",
+                    "-i",
+                    interface,
+                ])
                 .arg(capture)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -224,7 +242,13 @@ fn measure_segwatch(
     }
 }
 
-fn measure_pnet(namespace: &str, sender: &str, receiver: &str, capture: &Path, senders: u64) -> Sample {
+fn measure_pnet(
+    namespace: &str,
+    sender: &str,
+    receiver: &str,
+    capture: &Path,
+    senders: u64,
+) -> Sample {
     let me = std::env::current_exe().unwrap();
     let mut child = Command::new(&me)
         .args(["--pnet-receiver", receiver])
@@ -237,7 +261,12 @@ fn measure_pnet(namespace: &str, sender: &str, receiver: &str, capture: &Path, s
     let (sent, seconds) = send(namespace, sender, capture, senders);
     let cpu = cpu_seconds(child.id()) - cpu_before;
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let _ = child.wait();
     let received = out.trim().parse().unwrap_or(0);
     Sample {

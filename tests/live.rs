@@ -135,16 +135,15 @@ struct Sensor {
 
 impl Sensor {
     fn start(namespace: &str, args: &[&str]) -> Sensor {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        Sensor::command(namespace, &all)
+    }
+
+    /// Any segwatch command in `namespace`, logging at info.
+    fn command(namespace: &str, args: &[&str]) -> Sensor {
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                namespace,
-                SEGWATCH,
-                "--log-level",
-                "info",
-                "run",
-            ])
+            .args(["netns", "exec", namespace, SEGWATCH, "--log-level", "info"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -479,4 +478,64 @@ fn without_the_capability_the_error_says_which() {
         stderr.contains("capture on lo") && stderr.contains("CAP_NET_RAW"),
         "{stderr}"
     );
+}
+
+#[test]
+fn learning_from_live_traffic_keeps_headers_only_and_allows_what_it_saw() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("fixture.pcap");
+    fixture(&capture);
+    let veth = Veth::new();
+    let learned = dir.path().join("learned.toml");
+    let policy = example_policy();
+    let mut learner = Sensor::command(
+        &veth.b,
+        &[
+            "learn",
+            "--zones",
+            policy.to_str().unwrap(),
+            "--interface",
+            &veth.capture,
+            "--duration",
+            "4s",
+            "-o",
+            learned.to_str().unwrap(),
+        ],
+    );
+    learner.wait_log("Capturing headers to learn from", Duration::from_secs(20));
+    veth.replay(&capture, 2_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = learner.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "learn did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert!(text.contains("live capture on "), "{text}");
+    // The traffic it saw, replayed from the file, is allowed by what it
+    // learned; and the private header files are gone.
+    let out = Command::new(SEGWATCH)
+        .args(["replay", "-q", "--policy"])
+        .arg(&learned)
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{text}");
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("segwatch-learn-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
 }

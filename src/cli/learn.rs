@@ -14,7 +14,20 @@ pub fn run(args: &LearnArgs) -> u8 {
     let Some(base) = read_policy(&args.zones) else {
         return EXIT_BAD_INPUT;
     };
-    let Some(captures) = open_captures(&args.captures) else {
+    // Live: record the headers for the duration, then learn from them.
+    let (_recorded, paths) = if args.interfaces.is_empty() {
+        (None, args.captures.clone())
+    } else {
+        let duration = args.duration.unwrap_or(std::time::Duration::from_secs(600));
+        match super::learn_live::record(&args.interfaces, &args.backend, duration) {
+            Ok((dir, files)) => (Some(dir), files),
+            Err(message) => {
+                error_line(message);
+                return EXIT_BAD_INPUT;
+            }
+        }
+    };
+    let Some(captures) = open_captures(&paths) else {
         return EXIT_BAD_INPUT;
     };
     let mut options = ReplayOptions {
@@ -35,14 +48,20 @@ pub fn run(args: &LearnArgs) -> u8 {
         }
     };
     warn_truncations(&learned.truncations);
-    let sources: Vec<String> = args
-        .captures
-        .iter()
-        .map(|p| {
-            p.file_name()
-                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
-        })
-        .collect();
+    let sources: Vec<String> = if !args.interfaces.is_empty() {
+        args.interfaces
+            .iter()
+            .map(|i| format!("live capture on {i}"))
+            .collect()
+    } else {
+        args.captures
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
+            })
+            .collect()
+    };
     let text = render_policy(&learned, &sources);
 
     // The written policy must load and leave the traffic it was learned

@@ -7,6 +7,7 @@ mod check;
 mod completions;
 mod diff;
 mod learn;
+mod learn_live;
 mod replay;
 mod run;
 mod synth;
@@ -261,8 +262,27 @@ pub struct LearnArgs {
     pub zones: PathBuf,
 
     /// Capture files (pcap or pcapng), read in order as one capture.
-    #[arg(value_name = "PCAP", required = true)]
+    #[arg(value_name = "PCAP", required_unless_present = "interfaces")]
     pub captures: Vec<PathBuf>,
+
+    /// Learn from live traffic on this interface instead (repeatable), for
+    /// --duration. Only packet headers are kept, in memory and a private
+    /// temporary file removed afterwards: never a payload byte.
+    #[arg(
+        long = "interface",
+        short = 'i',
+        value_name = "IF",
+        conflicts_with = "captures"
+    )]
+    pub interfaces: Vec<String>,
+
+    /// How long to watch the interfaces, e.g. 10m or 1h.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "interfaces")]
+    pub duration: Option<Duration>,
+
+    /// Live capture backend: af-packet (built in) or pcap (libpcap build).
+    #[arg(long, value_name = "BACKEND", value_parser = ["af-packet", "pcap"], default_value = "af-packet")]
+    pub backend: String,
 
     /// Also propose zones (/24, /64) for private subnets that no zone holds.
     #[arg(long)]
