@@ -118,6 +118,22 @@ impl Veth {
     }
 }
 
+impl Veth {
+    /// Moves this pair's capture end into `namespace` (another pair's).
+    fn move_capture_into(&self, namespace: &str) {
+        ip(&[
+            "-n",
+            &self.b,
+            "link",
+            "set",
+            &self.capture,
+            "netns",
+            namespace,
+        ]);
+        ip(&["-n", namespace, "link", "set", &self.capture, "up"]);
+    }
+}
+
 impl Drop for Veth {
     fn drop(&mut self) {
         for ns in [&self.a, &self.b] {
@@ -318,7 +334,7 @@ fn replayed(capture: &Path) -> BTreeSet<Key> {
 }
 
 /// Captures the fixture live with `extra` flags and compares with replay.
-fn live_equals_replay(extra: &[&str]) {
+fn live_equals_replay(extra: &[&str], config_extra: &str) {
     if !can_run() {
         return;
     }
@@ -335,7 +351,7 @@ fn live_equals_replay(extra: &[&str]) {
     let veth = Veth::new();
     let events = dir.path().join("events.jsonl");
     let config = dir.path().join("segwatch.toml");
-    std::fs::write(&config, "[policy]\nwatch = false\n").unwrap();
+    std::fs::write(&config, format!("[policy]\nwatch = false\n{config_extra}")).unwrap();
     let policy = example_policy();
     let mut args = vec![
         "--config",
@@ -369,18 +385,19 @@ fn live_equals_replay(extra: &[&str]) {
 
 #[test]
 fn af_packet_with_one_worker_sees_what_replay_sees() {
-    live_equals_replay(&["--workers", "1"]);
+    live_equals_replay(&["--workers", "1"], "");
 }
 
 #[test]
 fn af_packet_with_two_workers_in_a_fanout_group_sees_what_replay_sees() {
-    live_equals_replay(&["--workers", "2"]);
+    // With a snap length that cuts most frames: judged from their headers.
+    live_equals_replay(&["--workers", "2"], "[capture]\nsnaplen = 80\n");
 }
 
 #[cfg(feature = "pcap")]
 #[test]
 fn libpcap_sees_what_replay_sees() {
-    live_equals_replay(&["--backend", "pcap", "--workers", "1"]);
+    live_equals_replay(&["--backend", "pcap", "--workers", "1"], "");
 }
 
 #[cfg(not(feature = "pcap"))]
@@ -538,4 +555,66 @@ fn learning_from_live_traffic_keeps_headers_only_and_allows_what_it_saw() {
         })
         .count();
     assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn several_interfaces_at_once() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("fixture.pcap");
+    fixture(&first);
+    // A second segment: one violating UDP flow per port.
+    let mut other = Capture::new();
+    for i in 0..10u16 {
+        other.add(
+            at(f64::from(i) * 0.01),
+            &Pkt::udp(&format!("10.60.7.7:{}", 41000 + i), "10.20.1.5:7000"),
+        );
+    }
+    let second = dir.path().join("other.pcap");
+    other.write_pcap(&second, Resolution::Micro).unwrap();
+    let mut expected = replayed(&first);
+    let from_second = replayed(&second);
+    assert_eq!(from_second.len(), 10);
+    expected.extend(from_second);
+
+    let one = Veth::new();
+    let two = Veth::new();
+    two.move_capture_into(&one.b);
+    let events = dir.path().join("events.jsonl");
+    let policy = example_policy();
+    let mut sensor = Sensor::start(
+        &one.b,
+        &[
+            "--interface",
+            &one.capture,
+            "--interface",
+            &two.capture,
+            "--workers",
+            "2",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    one.replay(&first, 2_000);
+    two.replay(&second, 2_000);
+    let found = wait_for("both interfaces' events", Duration::from_secs(20), || {
+        let found: BTreeSet<Key> = events_in(&events).iter().map(key).collect();
+        (found.len() >= expected.len()).then_some(found)
+    });
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert_eq!(found, expected);
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("AF_PACKET capture open"))
+            .count(),
+        2,
+        "{log:#?}"
+    );
 }
