@@ -14,6 +14,10 @@
 //! 6. [`replay`] drives the pipeline over capture files, on every core, with
 //!    output identical to a single-threaded run.
 //!
+//! [`app`] recognises application protocols (DICOM, HL7, TLS, HTTP/FHIR,
+//! DHCP, device protocols) from a flow's first payload bytes, extracting only
+//! named header fields.
+//!
 //! [`policy`] reads and validates the policy file that [`classify`] compiles;
 //! [`synth`] builds deterministic synthetic captures for tests, benchmarks and
 //! the bundled sample.
@@ -24,6 +28,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod capture;
 pub mod classify;
 pub mod cli;
