@@ -198,6 +198,13 @@ pub struct ReplayArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Detect each flow's application (DICOM, HL7, TLS, HTTP, DHCP, device
+    /// protocols) from its first bytes: events wait for it (at most 8
+    /// packets or 2 s of capture time) and carry `app`, `dicom`, `hl7`,
+    /// `tls`, `http` (contract section 3).
+    #[arg(long)]
+    pub apps: bool,
+
     /// Write the device inventory (every endpoint seen: MAC, vendor, zone,
     /// services, inferred class and evidence) to FILE: CSV when FILE ends
     /// in .csv, JSON otherwise.

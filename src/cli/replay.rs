@@ -56,6 +56,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
         ))
     });
     options.inventory = inventory.clone();
+    options.detect_apps = args.apps;
     tracing::info!(
         files = captures.len(),
         threads = options.threads,

@@ -57,9 +57,21 @@ pub struct ConfigFile {
     /// The device inventory.
     #[serde(default)]
     pub inventory: InventorySection,
+    /// Application detection.
+    #[serde(default)]
+    pub detection: DetectionSection,
     /// The text it was read from, to point errors at their line.
     #[serde(skip)]
     text: String,
+}
+
+/// `[detection]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSection {
+    /// Detect each flow's application from its first bytes; events wait
+    /// for it (at most 8 packets or 2 s). Default true.
+    pub enabled: Option<bool>,
 }
 
 /// `[inventory]`.
@@ -268,6 +280,8 @@ pub struct RunSettings {
     pub drain_timeout: Duration,
     /// The device inventory's bound.
     pub max_devices: usize,
+    /// Application detection on.
+    pub detect_apps: bool,
 }
 
 /// The command line's overrides (contract section 4).
@@ -538,6 +552,7 @@ impl ConfigFile {
             queue,
             syslog,
             user: self.process.user,
+            detect_apps: self.detection.enabled.unwrap_or(true),
             max_devices: self
                 .inventory
                 .max_devices

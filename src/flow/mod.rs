@@ -8,6 +8,7 @@
 //! flow again at its next packet.
 
 mod index;
+mod inspect;
 mod key;
 mod table;
 
@@ -15,6 +16,7 @@ pub use index::prefetch;
 pub use key::{Addr, FlowHasher, FlowKey};
 pub use table::{CLASSES, Entry, FlowTable, Slot};
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::classify::{CompiledPolicy, Verdict};
@@ -99,9 +101,12 @@ pub struct FlowState {
     pub verdict: Verdict,
     /// Generation of the policy that gave `verdict`.
     pub generation: u32,
-    /// True once the flow's one violation event has been emitted.
+    /// True once the flow's one violation event has been emitted (or is
+    /// waiting for the application).
     pub alerted: bool,
     teardown: u8,
+    /// True while its first bytes are inspected for the application.
+    inspecting: bool,
 }
 
 /// Counts of what a tracker did, by kind.
@@ -149,6 +154,11 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// True when the sender is the key's `lo` endpoint.
     pub sender_is_lo: bool,
+    /// Where the TCP or UDP header starts in the frame (application
+    /// detection reads the payload from there).
+    pub transport_offset: u16,
+    /// Transport payload length, capped at 65,535.
+    pub payload_len: u16,
 }
 
 impl Packet {
@@ -165,6 +175,30 @@ impl Packet {
             transport: headers.transport,
             tcp_flags: headers.tcp_flags,
             sender_is_lo,
+            transport_offset: u16::try_from(headers.transport_offset).unwrap_or(0),
+            payload_len: u16::try_from(headers.payload_len).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The packet's TCP sequence number and payload in `frame`, when they
+    /// are there (detection reads them only for flows it inspects).
+    fn payload<'f>(&self, frame: &'f [u8]) -> Option<(Option<u32>, &'f [u8])> {
+        let at = usize::from(self.transport_offset);
+        let len = usize::from(self.payload_len);
+        match self.transport {
+            Transport::Tcp => {
+                let header = frame.get(at..at + 20)?;
+                let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                let start = at + usize::from(header[12] >> 4) * 4;
+                let end = (start + len).min(frame.len());
+                Some((Some(seq), frame.get(start..end).unwrap_or(&[])))
+            }
+            Transport::Udp => {
+                let start = at + 8;
+                let end = (start + len).min(frame.len());
+                Some((None, frame.get(start..end).unwrap_or(&[])))
+            }
+            _ => None,
         }
     }
 
@@ -227,7 +261,21 @@ pub struct Tracker {
     counters: FlowCounters,
     /// Flow starts since the last drain, when recording them.
     starts: Option<Vec<FlowStart>>,
+    /// Application detection: on for this tracker.
+    detect: bool,
+    /// Flows being inspected, by table slot.
+    inspections: HashMap<Slot, inspect::Inspection>,
+    /// Capture position of the latest packet seen.
+    last_index: u64,
+    /// Bytes the inspections hold.
+    inspect_bytes: usize,
 }
+
+/// Flows inspected at once per tracker, and the bytes they may hold: beyond
+/// either, new flows are judged without their application (and their events
+/// go out at once), so a flood of new flows cannot exhaust memory.
+const MAX_INSPECTIONS: usize = 8_192;
+const INSPECT_BUDGET: usize = 16 << 20;
 
 impl Tracker {
     /// A tracker holding at most `capacity` flows.
@@ -244,7 +292,24 @@ impl Tracker {
             timeouts_ns,
             counters: FlowCounters::default(),
             starts: None,
+            detect: false,
+            inspections: HashMap::new(),
+            last_index: 0,
+            inspect_bytes: 0,
         }
+    }
+
+    /// From now on, inspects new TCP and UDP flows' first bytes for their
+    /// application, and holds their events until it is known (contract
+    /// section 2). Packets must then come with their frames
+    /// ([`Tracker::observe_frame`]).
+    pub fn enable_detection(&mut self) {
+        self.detect = true;
+    }
+
+    /// Flows under inspection now.
+    pub fn inspecting(&self) -> usize {
+        self.inspections.len()
     }
 
     /// From now on, keeps each flow's start for [`Tracker::drain_starts`].
@@ -298,6 +363,21 @@ impl Tracker {
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
     ) {
+        self.observe_frame(packet, &[], index, judge, violations);
+    }
+
+    /// [`Tracker::observe`] with the packet's frame, which application
+    /// detection reads the first payload bytes of new flows from.
+    #[inline]
+    pub fn observe_frame(
+        &mut self,
+        packet: &Packet,
+        frame: &[u8],
+        index: u64,
+        judge: Judge<'_>,
+        violations: &mut Vec<Violation>,
+    ) {
+        self.last_index = index;
         let (sender, receiver) = packet.endpoints();
         if is_link_local(packet.key.ipv6, sender.0, receiver.0)
             && !link_local_claimed(packet.key.ipv6, sender.0, receiver.0, judge.policy)
@@ -309,22 +389,131 @@ impl Tracker {
             let entry = self.table.entry(slot);
             let class = entry_class(&packet.key, &entry.value);
             if packet.ts_ns.saturating_sub(entry.last_ts) <= self.timeouts_ns[class] {
-                self.continue_flow(slot, packet, index, judge, violations);
+                self.continue_flow(slot, packet, frame, index, judge, violations);
                 return;
             }
+            self.end_inspection(slot, index, violations);
             self.table.remove(slot);
             self.counters.expired += 1;
         }
-        self.start_flow(packet, index, judge, violations);
+        self.start_flow(packet, frame, index, judge, violations);
+    }
+
+    /// Ends a flow's inspection, releasing its waiting event with what was
+    /// found so far (the flow ended or waited long enough).
+    fn end_inspection(&mut self, slot: Slot, index: u64, violations: &mut Vec<Violation>) {
+        if let Some(mut inspection) = self.inspections.remove(&slot) {
+            self.inspect_bytes = self.inspect_bytes.saturating_sub(inspection.held());
+            let found = inspection.give_up();
+            self.table.entry_mut(slot).value.inspecting = false;
+            if let Some(mut violation) = inspection.pending.take() {
+                violation.packet_index = index;
+                violation.app = found.map(Box::new);
+                violations.push(violation);
+            }
+        }
+    }
+
+    /// Feeds an inspected flow's packet to its inspection.
+    fn inspect(
+        &mut self,
+        slot: Slot,
+        packet: &Packet,
+        frame: &[u8],
+        index: u64,
+        violations: &mut Vec<Violation>,
+    ) {
+        let entry = self.table.entry(slot);
+        let initiator_is_lo = entry.value.initiator_is_lo;
+        let key = entry.key;
+        let Some((seq, payload)) = packet.payload(frame) else {
+            self.end_inspection(slot, index, violations);
+            return;
+        };
+        let (lo_port, hi_port) = (key.lo_port, key.hi_port);
+        let ports = if initiator_is_lo {
+            crate::app::FlowPorts {
+                client: lo_port,
+                server: hi_port,
+            }
+        } else {
+            crate::app::FlowPorts {
+                client: hi_port,
+                server: lo_port,
+            }
+        };
+        let segment = inspect::Segment {
+            from_client: packet.sender_is_lo == initiator_is_lo,
+            seq,
+            syn: packet.tcp_flags & tcp_flags::SYN != 0,
+            payload,
+            ts_ns: packet.ts_ns,
+        };
+        let Some(inspection) = self.inspections.get_mut(&slot) else {
+            return;
+        };
+        let before = inspection.held();
+        let step = inspection.take(packet.transport, ports, segment);
+        let after = inspection.held();
+        self.inspect_bytes = (self.inspect_bytes + after).saturating_sub(before);
+        if let inspect::Step::Finished(found) = step {
+            let pending = inspection.pending.take();
+            self.inspect_bytes = self.inspect_bytes.saturating_sub(after);
+            self.inspections.remove(&slot);
+            self.table.entry_mut(slot).value.inspecting = false;
+            if let Some(mut violation) = pending {
+                violation.packet_index = index;
+                violation.app = found;
+                violations.push(violation);
+            }
+        }
+    }
+
+    /// Ends every inspection (the capture ended), releasing waiting events.
+    pub fn finish(&mut self, violations: &mut Vec<Violation>) {
+        let mut slots: Vec<Slot> = self.inspections.keys().copied().collect();
+        // In flow-start order, so the output does not follow the map's.
+        slots.sort_by_key(|slot| {
+            let state = &self.table.entry(*slot).value;
+            (state.first_ts, state.flow_id)
+        });
+        for slot in slots {
+            self.end_inspection(slot, self.last_index, violations);
+        }
     }
 
     /// Ends every flow idle past its timeout at capture time `now_ns`.
+    /// With detection on, use [`Tracker::expire_into`], which also releases
+    /// the events that waited long enough.
     pub fn expire(&mut self, now_ns: u64) {
+        let mut released = Vec::new();
+        self.expire_into(now_ns, &mut released);
+    }
+
+    /// Ends every flow idle past its timeout at capture time `now_ns`, and
+    /// every inspection older than its wait, pushing the events they held.
+    pub fn expire_into(&mut self, now_ns: u64, violations: &mut Vec<Violation>) {
+        if !self.inspections.is_empty() {
+            let mut due: Vec<Slot> = self
+                .inspections
+                .iter()
+                .filter(|(_, inspection)| inspection.timed_out(now_ns))
+                .map(|(slot, _)| *slot)
+                .collect();
+            due.sort_by_key(|slot| {
+                let state = &self.table.entry(*slot).value;
+                (state.first_ts, state.flow_id)
+            });
+            for slot in due {
+                self.end_inspection(slot, self.last_index, violations);
+            }
+        }
         for class in 0..CLASSES {
             while let Some(slot) = self
                 .table
                 .next_expired(class, now_ns, self.timeouts_ns[class])
             {
+                self.end_inspection(slot, self.last_index, violations);
                 self.table.remove(slot);
                 self.counters.expired += 1;
             }
@@ -335,6 +524,7 @@ impl Tracker {
         &mut self,
         slot: Slot,
         packet: &Packet,
+        frame: &[u8],
         index: u64,
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
@@ -369,26 +559,36 @@ impl Tracker {
             state.generation = judge.generation;
             if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
                 state.alerted = true;
-                violations.push(verdict.violation(&key, state, packet, index));
+                let violation = verdict.violation(&key, state, packet, index);
+                match self.inspections.get_mut(&slot) {
+                    Some(inspection) if state.inspecting => inspection.pending = Some(violation),
+                    _ => violations.push(violation),
+                }
             }
         }
+        let inspecting = state.inspecting;
         let class = entry_class(&key, state);
         self.table.touch(slot, packet.ts_ns, class);
+        if inspecting {
+            self.inspect(slot, packet, frame, index, violations);
+        }
     }
 
     fn start_flow(
         &mut self,
         packet: &Packet,
+        frame: &[u8],
         index: u64,
         judge: Judge<'_>,
         violations: &mut Vec<Violation>,
     ) {
         let key = &packet.key;
         if self.table.is_full() {
-            self.expire(packet.ts_ns);
+            self.expire_into(packet.ts_ns, violations);
             if self.table.is_full()
                 && let Some(oldest) = self.table.oldest()
             {
+                self.end_inspection(oldest, index, violations);
                 self.table.remove(oldest);
                 self.counters.evicted += 1;
             }
@@ -404,14 +604,27 @@ impl Tracker {
             generation: judge.generation,
             alerted: false,
             teardown: 0,
+            inspecting: false,
         };
         if packet.transport == Transport::Tcp && packet.tcp_flags & tcp_flags::RST != 0 {
             state.teardown = teardown::CLOSED;
         }
+        let inspect = self.detect
+            && !frame.is_empty()
+            && matches!(packet.transport, Transport::Tcp | Transport::Udp)
+            && self.inspections.len() < MAX_INSPECTIONS
+            && self.inspect_bytes < INSPECT_BUDGET;
+        let mut waiting = None;
         if judge.policy.action(judged.verdict) == Action::Alert {
             state.alerted = true;
-            violations.push(judged.violation(key, &state, packet, index));
+            let violation = judged.violation(key, &state, packet, index);
+            if inspect {
+                waiting = Some(violation);
+            } else {
+                violations.push(violation);
+            }
         }
+        state.inspecting = inspect;
         if let Some(starts) = &mut self.starts {
             starts.push(FlowStart {
                 packet_index: index,
@@ -427,9 +640,16 @@ impl Tracker {
             });
         }
         let class = entry_class(key, &state);
-        self.table
+        let slot = self
+            .table
             .insert(packet.hash, *key, packet.ts_ns, class, state);
         self.counters.created += 1;
+        if inspect {
+            let mut inspection = inspect::Inspection::new(packet.ts_ns);
+            inspection.pending = waiting;
+            self.inspections.insert(slot, inspection);
+            self.inspect(slot, packet, frame, index, violations);
+        }
     }
 }
 
@@ -464,6 +684,7 @@ impl Judged {
             src_zone: self.zones.0,
             dest_zone: self.zones.1,
             verdict: self.verdict,
+            app: None,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct ReplayOptions {
     pub batch_size: usize,
     /// The device inventory to fill, one sighting per flow start.
     pub inventory: Option<std::sync::Arc<crate::inventory::Inventory>>,
+    /// Application detection: events wait for and carry the application
+    /// (contract sections 2 and 3).
+    pub detect_apps: bool,
 }
 
 impl Default for ReplayOptions {
@@ -65,6 +68,7 @@ impl Default for ReplayOptions {
             flows: FlowConfig::default(),
             batch_size: 16_384,
             inventory: None,
+            detect_apps: false,
         }
     }
 }
@@ -165,6 +169,9 @@ pub fn replay<W: Write + Send>(
                     if options.inventory.is_some() {
                         tracker.record_starts();
                     }
+                    if options.detect_apps {
+                        tracker.enable_detection();
+                    }
                     tracker
                 })
                 .collect(),
@@ -212,6 +219,7 @@ pub fn replay<W: Write + Send>(
                     let slots = &slots[..current.len()];
                     track_batch(
                         base_index,
+                        options.detect_apps,
                         &current,
                         options.inventory.as_deref(),
                         slots,
@@ -232,6 +240,25 @@ pub fn replay<W: Write + Send>(
         }
     });
     write_result?;
+    if options.detect_apps {
+        // Flows still waiting for their application when the capture ends
+        // release their events now, in the order the flows started.
+        let mut released = Vec::new();
+        for worker in &mut workers {
+            for tracker in &mut worker.trackers {
+                tracker.finish(&mut released);
+            }
+        }
+        released.sort_by_key(|v| (v.ts_ns, v.flow_id));
+        let mut lines = Vec::new();
+        for violation in &released {
+            if let Some(worker) = workers.first_mut() {
+                worker.counters.count(violation.verdict, policy);
+            }
+            write_json_line(violation, policy, &mut lines);
+        }
+        out.write_all(&lines)?;
+    }
     out.flush()?;
     stages.decode = process_stages.decode;
     stages.track = process_stages.track;
@@ -307,6 +334,7 @@ fn decode_batch(
 #[allow(clippy::too_many_arguments)]
 fn track_batch(
     base_index: u64,
+    detect_apps: bool,
     frames: &[Frame<'_>],
     inventory: Option<&crate::inventory::Inventory>,
     slots: &[Packet],
@@ -343,8 +371,14 @@ fn track_batch(
             }
             let packet = &slots[position as usize];
             let index = base_index + u64::from(position);
-            worker.trackers[tracker_of(packet)].observe(
+            let frame = if detect_apps {
+                frames[position as usize].data
+            } else {
+                &[]
+            };
+            worker.trackers[tracker_of(packet)].observe_frame(
                 packet,
+                frame,
                 index,
                 judge,
                 &mut worker.violations,
@@ -363,10 +397,13 @@ fn track_batch(
         }
         // Sweeping idle flows never changes a verdict (a full table expires
         // before it evicts); it only keeps the tables small.
-        worker
-            .trackers
-            .iter_mut()
-            .for_each(|t| t.expire(batch_end_ts));
+        for tracker in worker.trackers.iter_mut() {
+            tracker.expire_into(batch_end_ts, &mut worker.violations);
+        }
+        // Events released by the sweep, or after waiting for their
+        // application, come after this batch's others of the same tracker:
+        // order the worker's list by the packet that released each.
+        worker.violations.sort_by_key(|v| v.packet_index);
         worker.json.clear();
         worker.lines.clear();
         for violation in &worker.violations {

@@ -215,7 +215,8 @@ fn start_workers(
                 sinks.clone(),
                 flow_id_salt(),
             )
-            .with_inventory(Some(inventory.clone()));
+            .with_inventory(Some(inventory.clone()))
+            .with_detection(settings.detect_apps);
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -253,7 +254,8 @@ fn start_workers(
                 sinks.clone(),
                 flow_id_salt(),
             )
-            .with_inventory(Some(inventory.clone()));
+            .with_inventory(Some(inventory.clone()))
+            .with_detection(settings.detect_apps);
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -311,7 +313,8 @@ fn start_workers(
                         sinks.clone(),
                         salt,
                     )
-                    .with_inventory(Some(inventory.clone()));
+                    .with_inventory(Some(inventory.clone()))
+                    .with_detection(settings.detect_apps);
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());
                     let thread = std::thread::Builder::new()
@@ -384,6 +387,12 @@ async fn control_plane(
                 }
             }),
         );
+    let signal_error = |e: std::io::Error| format!("cannot handle signals: {e}");
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    // Logged once SIGTERM and SIGHUP are handled: from here on a signal
+    // never kills the daemon undrained.
     tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -394,10 +403,6 @@ async fn control_plane(
             .await;
     });
 
-    let signal_error = |e: std::io::Error| format!("cannot handle signals: {e}");
-    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut watch = tokio::time::interval(settings.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

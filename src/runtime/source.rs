@@ -54,7 +54,8 @@ pub fn run_file(
                 None => match reader.next_frame()? {
                     Some(frame) => frame,
                     None => {
-                        pipeline.end_batch(&live);
+                        // The capture ended: so did its flows' waits.
+                        pipeline.finish(&live);
                         return Ok(match reader.truncation() {
                             Some(cut) => FileEnd::Truncated(cut.offset),
                             None => FileEnd::Done,
@@ -119,6 +120,7 @@ pub fn run_synthetic(pipeline: &mut Pipeline, policy: &PolicyHandle, stop: &Atom
         }
         pipeline.end_batch(&live);
     }
+    pipeline.finish(&policy.current());
 }
 
 /// How long a live worker waits for packets before looking at its stop
@@ -169,6 +171,7 @@ pub fn run_live(
             last_stats = Instant::now();
         }
     }
+    pipeline.finish(&policy.current());
     publish(capture);
 }
 

@@ -126,6 +126,21 @@ impl Pipeline {
         }
     }
 
+    /// Detects each new flow's application; its event waits for it.
+    pub fn with_detection(mut self, detect: bool) -> Pipeline {
+        if detect {
+            self.tracker.enable_detection();
+        }
+        self
+    }
+
+    /// Releases the events still waiting for their application (the
+    /// capture stops).
+    pub fn finish(&mut self, live: &LivePolicy) {
+        self.tracker.finish(&mut self.violations);
+        self.end_batch(live);
+    }
+
     /// Feeds `inventory` with every flow start (at the end of each batch:
     /// the shared map is touched per batch of new flows, never per packet).
     pub fn with_inventory(mut self, inventory: Option<Arc<Inventory>>) -> Pipeline {
@@ -154,7 +169,7 @@ impl Pipeline {
         let index = self.next_index;
         self.next_index += self.index_step;
         self.tracker
-            .observe(&packet, index, judge, &mut self.violations);
+            .observe_frame(&packet, frame.data, index, judge, &mut self.violations);
         if self.inventory.is_some() {
             for start in self.tracker.drain_starts() {
                 self.starts.push((start, frame.macs()));
@@ -168,8 +183,9 @@ impl Pipeline {
         self.last_ts = self.last_ts.max(now_ns);
     }
 
-    /// Ends a batch: events out, idle flows swept, counters published.
-    pub fn end_batch(&mut self, live: &LivePolicy) {
+    /// Turns the violations pushed so far into events for the sinks and
+    /// counts them.
+    fn publish_violations(&mut self, live: &LivePolicy) {
         if !self.violations.is_empty() {
             let mut labels = Vec::with_capacity(self.violations.len());
             for violation in self.violations.drain(..) {
@@ -194,6 +210,11 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Ends a batch: events out, idle flows swept, counters published.
+    pub fn end_batch(&mut self, live: &LivePolicy) {
+        self.publish_violations(live);
         if let Some(inventory) = &self.inventory {
             for (start, macs) in self.starts.drain(..) {
                 let sighting =
@@ -201,7 +222,12 @@ impl Pipeline {
                 inventory.record(&sighting);
             }
         }
-        self.tracker.expire(self.last_ts);
+        self.tracker.expire_into(self.last_ts, &mut self.violations);
+        if !self.violations.is_empty() {
+            // Released by the sweep (their flows ended, or waited long
+            // enough for their application): out now.
+            self.publish_violations(live);
+        }
         self.stats.publish(
             &self.counters,
             self.tracker.counters(),

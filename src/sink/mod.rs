@@ -327,6 +327,11 @@ mod tests {
                 severity: Cow::Borrowed("low"),
                 src_criticality: None,
                 dest_criticality: None,
+                app: None,
+                dicom: None,
+                hl7: None,
+                tls: None,
+                http: None,
             },
             ts_ns: 0,
         })

@@ -89,6 +89,8 @@ pub struct Headers {
     pub dst_port: u16,
     /// TCP flags (see [`tcp_flags`]); 0 when not TCP or cut before them.
     pub tcp_flags: u8,
+    /// Offset of the TCP or UDP header in the frame (0 for others).
+    pub transport_offset: u32,
     /// Offset of the transport payload in the frame.
     pub payload_offset: u32,
     /// Length of the transport payload as the IP header gives it, cut to what
@@ -369,6 +371,7 @@ fn decode_transport(
     match protocol {
         IpNumber::TCP => {
             out.transport = Transport::Tcp;
+            out.transport_offset = offset_in(frame, segment);
             match TcpSlice::from_slice(segment) {
                 Ok(tcp) => {
                     out.src_port = tcp.source_port();
@@ -390,6 +393,7 @@ fn decode_transport(
         }
         IpNumber::UDP => {
             out.transport = Transport::Udp;
+            out.transport_offset = offset_in(frame, segment);
             match UdpSlice::from_slice_lax(segment) {
                 Ok(udp) => {
                     out.src_port = udp.source_port();
@@ -446,6 +450,16 @@ fn set_echo(out: &mut Headers, transport: Transport, id: u16, frame: &[u8], payl
     out.src_port = id;
     out.dst_port = id;
     set_payload(out, frame, payload);
+}
+
+/// Where `part`, a sub-slice of `frame`, starts in it.
+fn offset_in(frame: &[u8], part: &[u8]) -> u32 {
+    let offset = (part.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+    if offset > frame.len() {
+        0
+    } else {
+        offset as u32
+    }
 }
 
 /// Records where `payload`, a sub-slice of `frame`, lies in it.

@@ -74,6 +74,7 @@ pub fn replay_files(
         flows,
         batch_size: 7,
         inventory: None,
+        detect_apps: false,
     };
     let mut out = Vec::new();
     let outcome = replay(&files, policy, &options, &mut out).unwrap();

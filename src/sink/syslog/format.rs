@@ -139,7 +139,10 @@ impl Formatter {
     fn structured_data(&self, event: &ViolationEvent<'_>, out: &mut String) {
         out.push('[');
         out.push_str(&self.sd_id);
-        for (name, value) in fields(event) {
+        let application = app_fields(event)
+            .into_iter()
+            .map(|(snake, _, value)| (snake, value));
+        for (name, value) in fields(event).into_iter().chain(application) {
             let _ = write!(out, " {name}=\"");
             // RFC 5424 section 6.3.3: escape '"', '\' and ']'.
             for c in value.chars() {
@@ -187,6 +190,81 @@ fn fields(event: &ViolationEvent<'_>) -> Vec<(&'static str, String)> {
         fields.push(("dest_criticality", c.to_string()));
     }
     fields
+}
+
+/// The application fields as (snake_case name, camelCase name, text): the
+/// structured data uses the first (`dicom_called_ae`), CEF and LEEF the
+/// second (`dicomCalledAE`).
+fn app_fields(event: &ViolationEvent<'_>) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    let mut put = |snake: &'static str, camel: &'static str, value: Option<&str>| {
+        if let Some(value) = value {
+            out.push((snake, camel, value.to_string()));
+        }
+    };
+    put("app", "app", event.app.as_deref());
+    if let Some(d) = &event.dicom {
+        put("dicom_called_ae", "dicomCalledAE", d.called_ae.as_deref());
+        put(
+            "dicom_calling_ae",
+            "dicomCallingAE",
+            d.calling_ae.as_deref(),
+        );
+        let operations = d.operations.join(",");
+        put(
+            "dicom_operations",
+            "dicomOperations",
+            (!operations.is_empty()).then_some(operations.as_str()),
+        );
+        put("dicom_result", "dicomResult", d.result.as_deref());
+        put(
+            "dicom_implementation_class_uid",
+            "dicomImplementationClassUID",
+            d.implementation_class_uid.as_deref(),
+        );
+        put(
+            "dicom_implementation_version",
+            "dicomImplementationVersion",
+            d.implementation_version.as_deref(),
+        );
+    }
+    if let Some(h) = &event.hl7 {
+        put("hl7_sending_app", "hl7SendingApp", h.sending_app.as_deref());
+        put(
+            "hl7_sending_facility",
+            "hl7SendingFacility",
+            h.sending_facility.as_deref(),
+        );
+        put(
+            "hl7_receiving_app",
+            "hl7ReceivingApp",
+            h.receiving_app.as_deref(),
+        );
+        put(
+            "hl7_receiving_facility",
+            "hl7ReceivingFacility",
+            h.receiving_facility.as_deref(),
+        );
+        put(
+            "hl7_message_type",
+            "hl7MessageType",
+            h.message_type.as_deref(),
+        );
+        put("hl7_version", "hl7Version", h.version.as_deref());
+    }
+    if let Some(t) = &event.tls {
+        put("tls_sni", "tlsSni", t.sni.as_deref());
+    }
+    if let Some(h) = &event.http {
+        put("http_host", "httpHost", h.host.as_deref());
+        put("http_method", "httpMethod", Some(h.method.as_str()));
+        put(
+            "http_fhir",
+            "httpFhir",
+            Some(if h.fhir { "true" } else { "false" }),
+        );
+    }
+    out
 }
 
 /// The human line: `pumps -> internet tcp/443 violates medical-device-internet`.
@@ -272,6 +350,11 @@ fn cef(event: &ViolationEvent<'_>, out: &mut String) {
         pairs.push(("cn1Label", "vlan".into()));
         pairs.push(("cn1", vlan.to_string()));
     }
+    pairs.extend(
+        app_fields(event)
+            .into_iter()
+            .map(|(_, camel, v)| (camel, v)),
+    );
     for (i, (key, value)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push(' ');
@@ -331,6 +414,11 @@ fn leef(event: &ViolationEvent<'_>, out: &mut String) {
         pairs.push(("vlan", vlan.to_string()));
     }
     pairs.push(("flowId", event.flow_id.to_string()));
+    pairs.extend(
+        app_fields(event)
+            .into_iter()
+            .map(|(_, camel, v)| (camel, v)),
+    );
     for (i, (key, value)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('\t');
@@ -364,6 +452,11 @@ mod tests {
             severity: Cow::Borrowed("critical"),
             src_criticality: Some(Cow::Borrowed("life-critical")),
             dest_criticality: None,
+            app: None,
+            dicom: None,
+            hl7: None,
+            tls: None,
+            http: None,
         }
     }
 
@@ -505,6 +598,34 @@ mod tests {
         assert!(!text.contains("spt=") && !text.contains("cs3") && !text.contains("cn1"));
         let text = line(Format::Leef, &e);
         assert!(!text.contains("Port=") && !text.contains("vlan="));
+    }
+
+    #[test]
+    fn application_fields_reach_every_format() {
+        let mut e = event();
+        e.app = Some(Cow::Borrowed("dicom"));
+        e.dicom = Some(crate::event::app_fields::Dicom {
+            called_ae: Some("PACS1".into()),
+            calling_ae: Some("CT_ROOM2".into()),
+            operations: vec!["storage".into(), "verification".into()],
+            result: Some("accepted".into()),
+            implementation_class_uid: Some("1.2.3".into()),
+            implementation_version: None,
+        });
+        let sd = line(Format::Rfc5424, &e);
+        assert!(
+            sd.contains(r#"app="dicom" dicom_called_ae="PACS1" dicom_calling_ae="CT_ROOM2" dicom_operations="storage,verification" dicom_result="accepted" dicom_implementation_class_uid="1.2.3"]"#),
+            "{sd}"
+        );
+        let cef = line(Format::Cef, &e);
+        assert!(cef.ends_with(" app=dicom dicomCalledAE=PACS1 dicomCallingAE=CT_ROOM2 dicomOperations=storage,verification dicomResult=accepted dicomImplementationClassUID=1.2.3"), "{cef}");
+        let leef = line(Format::Leef, &e);
+        assert!(leef.ends_with("\tapp=dicom\tdicomCalledAE=PACS1\tdicomCallingAE=CT_ROOM2\tdicomOperations=storage,verification\tdicomResult=accepted\tdicomImplementationClassUID=1.2.3"), "{leef}");
+        let json = line(Format::Json, &e);
+        assert!(
+            json.contains(r#""app":"dicom","dicom":{"called_ae":"PACS1""#),
+            "{json}"
+        );
     }
 
     #[test]
