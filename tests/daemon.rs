@@ -66,10 +66,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_logged("info", args)
+    }
+
+    /// Starts `segwatch run` logging at `level`.
+    pub fn start_logged(level: &str, args: &[&str]) -> Daemon {
         let metrics_port = free_port();
         let listen = format!("127.0.0.1:{metrics_port}");
         let child = Command::new(SEGWATCH)
-            .args(["--log-level", "info", "run", "--metrics-listen", &listen])
+            .args(["--log-level", level, "run", "--metrics-listen", &listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

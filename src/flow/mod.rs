@@ -269,6 +269,10 @@ pub struct Tracker {
     last_index: u64,
     /// Bytes the inspections hold.
     inspect_bytes: usize,
+    /// Inspections in the order they started (first packet time, slot,
+    /// flow id), so that one whose wait is over is released at the next
+    /// packet, not at the next sweep.
+    waits: std::collections::VecDeque<(u64, Slot, u64)>,
 }
 
 /// Flows inspected at once per tracker, and the bytes they may hold: beyond
@@ -296,6 +300,7 @@ impl Tracker {
             inspections: HashMap::new(),
             last_index: 0,
             inspect_bytes: 0,
+            waits: std::collections::VecDeque::new(),
         }
     }
 
@@ -378,6 +383,11 @@ impl Tracker {
         violations: &mut Vec<Violation>,
     ) {
         self.last_index = index;
+        if let Some(&(first_ts, _, _)) = self.waits.front()
+            && packet.ts_ns.saturating_sub(first_ts) >= inspect::MAX_WAIT_NS
+        {
+            self.release_waits(packet.ts_ns, index, violations);
+        }
         let (sender, receiver) = packet.endpoints();
         if is_link_local(packet.key.ipv6, sender.0, receiver.0)
             && !link_local_claimed(packet.key.ipv6, sender.0, receiver.0, judge.policy)
@@ -469,6 +479,23 @@ impl Tracker {
         }
     }
 
+    /// Releases the events of inspections whose wait is over at `now`, as
+    /// produced by the packet at `index`.
+    fn release_waits(&mut self, now: u64, index: u64, violations: &mut Vec<Violation>) {
+        while let Some(&(first_ts, slot, flow_id)) = self.waits.front() {
+            if now.saturating_sub(first_ts) < inspect::MAX_WAIT_NS {
+                break;
+            }
+            self.waits.pop_front();
+            // The slot may hold another flow by now, or none inspected.
+            let same_flow = self.inspections.contains_key(&slot)
+                && self.table.entry(slot).value.flow_id == flow_id;
+            if same_flow {
+                self.end_inspection(slot, index, violations);
+            }
+        }
+    }
+
     /// Ends every inspection (the capture ended), releasing waiting events.
     pub fn finish(&mut self, violations: &mut Vec<Violation>) {
         let mut slots: Vec<Slot> = self.inspections.keys().copied().collect();
@@ -480,6 +507,7 @@ impl Tracker {
         for slot in slots {
             self.end_inspection(slot, self.last_index, violations);
         }
+        self.waits.clear();
     }
 
     /// Ends every flow idle past its timeout at capture time `now_ns`.
@@ -493,21 +521,14 @@ impl Tracker {
     /// Ends every flow idle past its timeout at capture time `now_ns`, and
     /// every inspection older than its wait, pushing the events they held.
     pub fn expire_into(&mut self, now_ns: u64, violations: &mut Vec<Violation>) {
-        if !self.inspections.is_empty() {
-            let mut due: Vec<Slot> = self
-                .inspections
-                .iter()
-                .filter(|(_, inspection)| inspection.timed_out(now_ns))
-                .map(|(slot, _)| *slot)
-                .collect();
-            due.sort_by_key(|slot| {
-                let state = &self.table.entry(*slot).value;
-                (state.first_ts, state.flow_id)
-            });
-            for slot in due {
-                self.end_inspection(slot, self.last_index, violations);
-            }
-        }
+        self.expire_at(now_ns, self.last_index, violations);
+    }
+
+    /// [`Tracker::expire_into`], the events it releases counted as produced
+    /// at capture position `index` (where the caller's sweep happens).
+    pub fn expire_at(&mut self, now_ns: u64, index: u64, violations: &mut Vec<Violation>) {
+        self.last_index = self.last_index.max(index);
+        self.release_waits(now_ns, self.last_index, violations);
         for class in 0..CLASSES {
             while let Some(slot) = self
                 .table
@@ -648,6 +669,7 @@ impl Tracker {
             let mut inspection = inspect::Inspection::new(packet.ts_ns);
             inspection.pending = waiting;
             self.inspections.insert(slot, inspection);
+            self.waits.push_back((packet.ts_ns, slot, state.flow_id));
             self.inspect(slot, packet, frame, index, violations);
         }
     }

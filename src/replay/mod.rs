@@ -397,8 +397,10 @@ fn track_batch(
         }
         // Sweeping idle flows never changes a verdict (a full table expires
         // before it evicts); it only keeps the tables small.
+        // Events the sweep releases count as produced at the batch's end.
+        let batch_last = base_index + (slots.len() as u64).saturating_sub(1);
         for tracker in worker.trackers.iter_mut() {
-            tracker.expire_into(batch_end_ts, &mut worker.violations);
+            tracker.expire_at(batch_end_ts, batch_last, &mut worker.violations);
         }
         // Events released by the sweep, or after waiting for their
         // application, come after this batch's others of the same tracker:

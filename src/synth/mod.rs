@@ -75,6 +75,8 @@ pub struct Pkt {
     /// Source and destination MAC addresses; locally administered
     /// 02:00:00:00:00:01 and :02 unless set.
     macs: Option<([u8; 6], [u8; 6])>,
+    /// TCP sequence number; 1000 unless set.
+    seq: u32,
 }
 
 fn socket(addr: &str) -> SocketAddr {
@@ -101,6 +103,7 @@ impl Pkt {
             ipv4_options: Vec::new(),
             ipv6_hop_by_hop: false,
             macs: None,
+            seq: 1000,
         }
     }
 
@@ -148,6 +151,13 @@ impl Pkt {
         Pkt::new(ip(src), ip(dst), 0, 0, Proto::Raw { protocol })
     }
 
+    /// With this TCP sequence number (1000 unless set), for streams whose
+    /// bytes must follow each other.
+    pub fn seq(mut self, seq: u32) -> Pkt {
+        self.seq = seq;
+        self
+    }
+
     /// With these source and destination MAC addresses.
     pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Pkt {
         self.macs = Some((src, dst));
@@ -189,7 +199,7 @@ impl Pkt {
         let mut out = Vec::new();
         let number = match self.proto {
             Proto::Tcp { flags } => {
-                let mut tcp = TcpHeader::new(self.src_port, self.dst_port, 1000, 64_240);
+                let mut tcp = TcpHeader::new(self.src_port, self.dst_port, self.seq, 64_240);
                 tcp.fin = flags & tcp_flags::FIN != 0;
                 tcp.syn = flags & tcp_flags::SYN != 0;
                 tcp.rst = flags & tcp_flags::RST != 0;

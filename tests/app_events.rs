@@ -1,0 +1,405 @@
+//! Events with their application (contract sections 2 and 3): fields from
+//! real captures, the wait for the application and its limits, and patient
+//! data that never leaves: canary names and identifiers in HL7 and DICOM
+//! payloads, run through every output, never appear in any.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
+
+use crate::common::{SEGWATCH, shared_pcaps};
+use crate::daemon::{Daemon, http_get, wait_for};
+
+const ALERT_ALL: &str = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.engine]\nnetworks = [\"10.50.0.0/24\"]\n[zones.pacs]\nnetworks = [\"10.30.1.0/24\"]\n[zones.modalities]\nnetworks = [\"10.40.0.0/24\"]\n";
+
+fn replay_apps(policy: &Path, capture: &Path) -> Vec<Value> {
+    replay_apps_batched(policy, capture, "16384")
+}
+
+fn replay_apps_batched(policy: &Path, capture: &Path, batch: &str) -> Vec<Value> {
+    let out = Command::new(SEGWATCH)
+        .args(["replay", "-q", "--apps", "--batch-size", batch, "--policy"])
+        .arg(policy)
+        .arg(capture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn real_captures_give_their_application_fields() {
+    let Some(dir) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/pcaps is absent");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let policy = work.path().join("alert.toml");
+    std::fs::write(&policy, "[policy]\ndefault_action = \"alert\"\n").unwrap();
+
+    let hl7 = replay_apps(&policy, &dir.join("tapirx/HL7-ORU.pcap"));
+    assert_eq!(hl7.len(), 1, "one event per flow: {hl7:#?}");
+    assert_eq!(hl7[0]["app"], "hl7");
+    assert_eq!(hl7[0]["dest_port"], 6661);
+    assert!(
+        hl7[0]["hl7"]["message_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("ORU")
+    );
+    assert!(hl7[0]["hl7"]["version"].is_string());
+
+    let dicom = replay_apps(&policy, &dir.join("tapirx/dicom_arq_2_get_testclient.pcap"));
+    assert_eq!(dicom.len(), 1);
+    let fields = &dicom[0]["dicom"];
+    assert_eq!(dicom[0]["app"], "dicom");
+    assert_eq!(fields["called_ae"], "testserver");
+    assert_eq!(fields["calling_ae"], "testclient");
+    assert_eq!(fields["implementation_version"], "GODICOM_1_1");
+    assert!(
+        fields["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "retrieve"),
+        "a C-GET client: {fields}"
+    );
+
+    let tls = replay_apps(&policy, &dir.join("nDPI/443-curl.pcap"));
+    assert_eq!(tls[0]["tls"]["sni"], "www.ntop.org");
+    let http = replay_apps(&policy, &dir.join("nDPI/http.pcapng"));
+    assert_eq!(http[0]["app"], "http");
+    assert_eq!(http[0]["http"]["method"], "GET");
+    assert_eq!(http[0]["http"]["fhir"], false);
+    let dhcp = replay_apps(&policy, &dir.join("zeek/dhcp_dhcp.pcap"));
+    assert!(dhcp.iter().all(|e| e["app"] == "dhcp"), "{dhcp:#?}");
+
+    // Without --apps, the same events carry no application.
+    let plain = Command::new(SEGWATCH)
+        .args(["replay", "-q", "--policy"])
+        .arg(&policy)
+        .arg(dir.join("tapirx/HL7-ORU.pcap"))
+        .output()
+        .unwrap();
+    let plain: Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert!(plain.get("app").is_none());
+    assert_eq!(plain["flow_id"], hl7[0]["flow_id"]);
+    assert_eq!(plain["timestamp"], hl7[0]["timestamp"]);
+}
+
+/// An MLLP-framed HL7 message whose patient segment carries `canary`.
+fn hl7_message(canary: &str) -> Vec<u8> {
+    let mut message = vec![0x0b];
+    message.extend_from_slice(
+        format!(
+            "MSH|^~\\&|LAB_ANALYZER|WARD_3|EHR|CITY_HOSPITAL|20261128080000||ORU^R01|MSG0001|P|2.5\r\
+             PID|1||{canary}-ID-4711^^^HOSP^MR||{canary}^PATIENT^ZZQX||19700101|F\r\
+             OBX|1|NM|8867-4^Heart rate^LN||72|/min|||||F\r"
+        )
+        .as_bytes(),
+    );
+    message.extend_from_slice(&[0x1c, 0x0d]);
+    message
+}
+
+/// A DICOM A-ASSOCIATE-RQ then a P-DATA-TF whose data set carries `canary`.
+fn dicom_exchange(canary: &str) -> (Vec<u8>, Vec<u8>) {
+    let pad = |s: &str| format!("{s:<16}").into_bytes();
+    let mut items = Vec::new();
+    // Application context.
+    let context = b"1.2.840.10008.3.1.1.1";
+    items.extend_from_slice(&[0x10, 0]);
+    items.extend_from_slice(&(context.len() as u16).to_be_bytes());
+    items.extend_from_slice(context);
+    // One presentation context: CT Image Storage, implicit VR.
+    let abstract_syntax = b"1.2.840.10008.5.1.4.1.1.2";
+    let transfer = b"1.2.840.10008.1.2";
+    let mut pc = vec![1, 0, 0, 0];
+    pc.extend_from_slice(&[0x30, 0]);
+    pc.extend_from_slice(&(abstract_syntax.len() as u16).to_be_bytes());
+    pc.extend_from_slice(abstract_syntax);
+    pc.extend_from_slice(&[0x40, 0]);
+    pc.extend_from_slice(&(transfer.len() as u16).to_be_bytes());
+    pc.extend_from_slice(transfer);
+    items.extend_from_slice(&[0x20, 0]);
+    items.extend_from_slice(&(pc.len() as u16).to_be_bytes());
+    items.extend_from_slice(&pc);
+    let mut body = vec![0, 1, 0, 0];
+    body.extend(pad("ARCHIVE"));
+    body.extend(pad("CT_ROOM_2"));
+    body.extend_from_slice(&[0; 32]);
+    body.extend_from_slice(&items);
+    let mut rq = vec![0x01, 0];
+    rq.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    rq.extend_from_slice(&body);
+    // P-DATA-TF with a data set holding a patient name (0010,0010).
+    let mut data = vec![0x10, 0x00, 0x10, 0x00];
+    let name = format!("{canary}^PATIENT");
+    data.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    data.extend_from_slice(name.as_bytes());
+    let mut pdv = ((data.len() + 2) as u32).to_be_bytes().to_vec();
+    pdv.extend_from_slice(&[1, 0x02]);
+    pdv.extend_from_slice(&data);
+    let mut pdata = vec![0x04, 0];
+    pdata.extend_from_slice(&(pdv.len() as u32).to_be_bytes());
+    pdata.extend_from_slice(&pdv);
+    (rq, pdata)
+}
+
+const CANARY: &str = "ZZQXCANARYDOE";
+
+/// A TCP connection with a handshake, then `client` and `server` payloads,
+/// with sequence numbers as a real stack numbers them.
+fn tcp_exchange(
+    c: &mut Capture,
+    start: f64,
+    client: &str,
+    server: &str,
+    payloads: &[(bool, Vec<u8>)],
+) {
+    let mut t = start;
+    let mut step = |c: &mut Capture, pkt: Pkt| {
+        c.add(at(t), &pkt);
+        t += 0.01;
+    };
+    let (mut client_seq, mut server_seq) = (7_000u32, 90_000u32);
+    step(c, Pkt::tcp(client, server, SYN).seq(client_seq));
+    step(c, Pkt::tcp(server, client, SYN | ACK).seq(server_seq));
+    client_seq += 1;
+    server_seq += 1;
+    step(c, Pkt::tcp(client, server, ACK).seq(client_seq));
+    for (from_client, payload) in payloads {
+        let (src, dst, seq) = if *from_client {
+            (client, server, &mut client_seq)
+        } else {
+            (server, client, &mut server_seq)
+        };
+        step(c, Pkt::tcp(src, dst, ACK).seq(*seq).payload(payload));
+        *seq += payload.len() as u32;
+    }
+}
+
+fn canary_capture(path: &Path) {
+    let mut c = Capture::new();
+    tcp_exchange(
+        &mut c,
+        0.0,
+        "10.60.1.5:40001",
+        "10.50.0.10:2575",
+        &[(true, hl7_message(CANARY))],
+    );
+    // HL7 on an unusual port, found by content.
+    tcp_exchange(
+        &mut c,
+        0.2,
+        "10.60.1.5:40002",
+        "10.50.0.10:17777",
+        &[(true, hl7_message(CANARY))],
+    );
+    let (rq, pdata) = dicom_exchange(CANARY);
+    tcp_exchange(
+        &mut c,
+        0.4,
+        "10.40.0.5:50001",
+        "10.30.1.20:11112",
+        &[(true, rq), (true, pdata)],
+    );
+    c.write_pcap(path, Resolution::Micro).unwrap();
+}
+
+fn assert_no_canary(what: &str, text: &str) {
+    assert!(
+        !text.contains(CANARY) && !text.contains("PATIENT"),
+        "{what} leaks patient data: {text}"
+    );
+}
+
+#[test]
+fn events_wait_for_the_application_and_keep_the_first_packets_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("canary.pcap");
+    canary_capture(&capture);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, ALERT_ALL).unwrap();
+    let mut events = replay_apps(&policy, &capture);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    // HL7 events wait for an ACK that never comes (until the capture
+    // ends); the DICOM association likewise: order them by port here.
+    events.sort_by_key(|e| e["dest_port"].as_u64());
+    let by_port = |port: u64| {
+        events
+            .iter()
+            .find(|e| e["dest_port"] == port)
+            .unwrap()
+            .clone()
+    };
+    let events = [by_port(2575), by_port(17777), by_port(11112)];
+    assert_eq!(events[0]["app"], "hl7");
+    assert_eq!(events[0]["timestamp"], "2026-11-28T08:00:00.000000Z");
+    assert_eq!(events[0]["hl7"]["sending_app"], "LAB_ANALYZER");
+    assert_eq!(events[0]["hl7"]["sending_facility"], "WARD_3");
+    assert_eq!(events[0]["hl7"]["receiving_app"], "EHR");
+    assert_eq!(events[0]["hl7"]["receiving_facility"], "CITY_HOSPITAL");
+    assert_eq!(events[0]["hl7"]["message_type"], "ORU^R01");
+    assert_eq!(events[0]["hl7"]["version"], "2.5");
+    assert_eq!(events[1]["app"], "hl7", "by content on port 17777");
+    assert_eq!(events[1]["dest_port"], 17777);
+    assert_eq!(events[2]["app"], "dicom");
+    assert_eq!(events[2]["dicom"]["called_ae"], "ARCHIVE");
+    assert_eq!(events[2]["dicom"]["calling_ae"], "CT_ROOM_2");
+    assert_eq!(events[2]["dicom"]["operations"][0], "storage");
+    assert_eq!(events[2]["timestamp"], "2026-11-28T08:00:00.400000Z");
+    for event in &events {
+        assert_no_canary("an event", &event.to_string());
+    }
+
+    // A flow that never sends payload waits at most 2 s of capture time,
+    // and its event then carries no application.
+    let mut c = Capture::new();
+    c.add(at(0.0), &Pkt::tcp("10.60.1.5:40100", "10.50.0.10:443", SYN));
+    for i in 1..40 {
+        c.add(
+            at(f64::from(i) * 0.1),
+            &Pkt::udp(&format!("10.60.9.9:{}", 50000 + i), "10.60.9.8:53"),
+        );
+    }
+    let quiet = dir.path().join("quiet.pcap");
+    c.write_pcap(&quiet, Resolution::Micro).unwrap();
+    // Small batches: a wait that ends in a quiet shard is released by the
+    // sweep at a batch's end.
+    let events = replay_apps_batched(&policy, &quiet, "16");
+    let syn = events
+        .iter()
+        .find(|e| e["proto"] == "tcp")
+        .expect("the SYN-only flow's event");
+    assert!(syn.get("app").is_none());
+    assert_eq!(syn["timestamp"], "2026-11-28T08:00:00.000000Z");
+    let position = events.iter().position(|e| e["proto"] == "tcp").unwrap();
+    assert!(
+        position > 0 && position < events.len() - 1,
+        "released during the capture, not at its end: {position} of {}",
+        events.len()
+    );
+}
+
+#[test]
+fn no_patient_data_reaches_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("canary.pcap");
+    canary_capture(&capture);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, ALERT_ALL).unwrap();
+
+    // replay: stdout, stderr at trace level, the inventory in JSON and CSV.
+    for inventory in ["inventory.json", "inventory.csv"] {
+        let inventory = dir.path().join(inventory);
+        let out = Command::new(SEGWATCH)
+            .args(["--log-level", "trace", "replay", "--apps", "--policy"])
+            .arg(&policy)
+            .arg("--inventory")
+            .arg(&inventory)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_no_canary("replay's events", &String::from_utf8_lossy(&out.stdout));
+        assert_no_canary("replay's log", &String::from_utf8_lossy(&out.stderr));
+        assert_no_canary(
+            "the inventory",
+            &std::fs::read_to_string(&inventory).unwrap(),
+        );
+    }
+
+    // The daemon: events file, metrics, device API, log at trace level, and
+    // a syslog feed in every format to a local UDP socket.
+    let receivers: Vec<std::net::UdpSocket> = (0..4)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut config = String::from("[policy]\nwatch = false\n");
+    for (receiver, format) in receivers.iter().zip(["rfc5424", "cef", "leef", "json"]) {
+        config.push_str(&format!(
+            "[[syslog]]\nurl = \"udp://{}\"\nformat = \"{format}\"\n",
+            receiver.local_addr().unwrap()
+        ));
+    }
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let daemon = Daemon::start_logged(
+        "trace",
+        &[
+            "--config",
+            config_path.to_str().unwrap(),
+            "--pcap",
+            capture.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    let written = wait_for("three events", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        (text.lines().count() == 3).then_some(text)
+    });
+    assert!(written.contains("\"app\":\"dicom\""), "{written}");
+    assert_no_canary("the events file", &written);
+    for receiver in &receivers {
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        for _ in 0..3 {
+            let n = receiver.recv(&mut buffer).unwrap();
+            let message = String::from_utf8_lossy(&buffer[..n]);
+            assert!(
+                message.contains("dicom") || message.contains("hl7"),
+                "{message}"
+            );
+            assert_no_canary("a syslog message", &message);
+        }
+    }
+    assert_no_canary("the metrics", &daemon.metrics());
+    assert_no_canary(
+        "the device API",
+        &http_get(daemon.metrics_port, "/api/v1/devices").unwrap(),
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert_no_canary("the daemon's log", &stderr);
+}
+
+#[test]
+fn with_detection_the_events_are_the_same_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("canary.pcap");
+    canary_capture(&capture);
+    let sample = crate::common::root().join("tests/fixtures/hospital-sample.pcap");
+    let policy = crate::common::root().join("policies/example-hospital.toml");
+    let run = |threads: &str| {
+        let out = Command::new(SEGWATCH)
+            .args(["replay", "-q", "--apps", "--threads", threads, "--policy"])
+            .arg(&policy)
+            .arg(&sample)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let one = run("1");
+    assert!(!one.is_empty());
+    assert_eq!(one, run("2"));
+    assert_eq!(one, run("3"));
+}
