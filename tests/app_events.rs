@@ -403,3 +403,47 @@ fn with_detection_the_events_are_the_same_for_any_thread_count() {
     assert_eq!(one, run("2"));
     assert_eq!(one, run("3"));
 }
+
+#[test]
+fn the_inventory_learns_applications_ae_titles_and_hl7_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("canary.pcap");
+    canary_capture(&capture);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, ALERT_ALL).unwrap();
+    let inventory = dir.path().join("inventory.json");
+    let status = Command::new(SEGWATCH)
+        .args(["replay", "-q", "--apps", "--policy"])
+        .arg(&policy)
+        .arg("--inventory")
+        .arg(&inventory)
+        .arg(&capture)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+    let device = |ip: &str| {
+        document["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["ip"] == ip)
+            .unwrap()
+            .clone()
+    };
+    let ct = device("10.40.0.5");
+    assert_eq!(ct["client_apps"][0], "dicom");
+    assert_eq!(ct["ae_titles"][0], "CT_ROOM_2");
+    assert_eq!(ct["class"], "imaging-modality");
+    let pacs = device("10.30.1.20");
+    assert_eq!(pacs["server_apps"][0], "dicom");
+    assert_eq!(pacs["ae_titles"][0], "ARCHIVE");
+    assert_eq!(pacs["class"], "pacs");
+    let sender = device("10.60.1.5");
+    assert_eq!(sender["hl7_applications"][0], "LAB_ANALYZER^WARD_3");
+    let engine = device("10.50.0.10");
+    assert_eq!(engine["server_apps"][0], "hl7");
+    assert_eq!(engine["class"], "clinical-app");
+}

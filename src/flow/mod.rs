@@ -242,6 +242,19 @@ pub struct FlowStart {
     pub sender_initiates: bool,
 }
 
+/// A flow whose application was identified, for the device inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppIdentified {
+    /// IPv6 or IPv4.
+    pub ipv6: bool,
+    /// The initiator's address.
+    pub client: u128,
+    /// The responder's address.
+    pub server: u128,
+    /// What was found.
+    pub detection: crate::app::Detection,
+}
+
 /// The policy a packet is judged under.
 #[derive(Clone, Copy, Debug)]
 pub struct Judge<'a> {
@@ -261,6 +274,8 @@ pub struct Tracker {
     counters: FlowCounters,
     /// Flow starts since the last drain, when recording them.
     starts: Option<Vec<FlowStart>>,
+    /// Applications identified since the last drain, when recording starts.
+    identified: Vec<AppIdentified>,
     /// Application detection: on for this tracker.
     detect: bool,
     /// Flows being inspected, by table slot.
@@ -296,6 +311,7 @@ impl Tracker {
             timeouts_ns,
             counters: FlowCounters::default(),
             starts: None,
+            identified: Vec::new(),
             detect: false,
             inspections: HashMap::new(),
             last_index: 0,
@@ -325,6 +341,33 @@ impl Tracker {
     /// The flow starts recorded since the last call, in capture order.
     pub fn drain_starts(&mut self) -> std::vec::Drain<'_, FlowStart> {
         self.starts.get_or_insert_with(Vec::new).drain(..)
+    }
+
+    /// The applications identified since the last call (recorded with the
+    /// flow starts).
+    pub fn drain_identified(&mut self) -> std::vec::Drain<'_, AppIdentified> {
+        self.identified.drain(..)
+    }
+
+    /// Notes an identified application for the inventory.
+    fn identified(&mut self, slot: Slot, found: Option<&crate::app::Detection>) {
+        let (Some(found), Some(_)) = (found, &self.starts) else {
+            return;
+        };
+        let entry = self.table.entry(slot);
+        let lo = entry.key.lo_addr.get();
+        let hi = entry.key.hi_addr.get();
+        let (client, server) = if entry.value.initiator_is_lo {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
+        self.identified.push(AppIdentified {
+            ipv6: entry.key.ipv6,
+            client,
+            server,
+            detection: found.clone(),
+        });
     }
 
     /// What the tracker has done so far.
@@ -415,6 +458,7 @@ impl Tracker {
         if let Some(mut inspection) = self.inspections.remove(&slot) {
             self.inspect_bytes = self.inspect_bytes.saturating_sub(inspection.held());
             let found = inspection.give_up();
+            self.identified(slot, found.as_ref());
             self.table.entry_mut(slot).value.inspecting = false;
             if let Some(mut violation) = inspection.pending.take() {
                 violation.packet_index = index;
@@ -468,6 +512,7 @@ impl Tracker {
         self.inspect_bytes = (self.inspect_bytes + after).saturating_sub(before);
         if let inspect::Step::Finished(found) = step {
             let pending = inspection.pending.take();
+            self.identified(slot, found.as_deref());
             self.inspect_bytes = self.inspect_bytes.saturating_sub(after);
             self.inspections.remove(&slot);
             self.table.entry_mut(slot).value.inspecting = false;

@@ -2,7 +2,7 @@
 //! with the evidence. Each clue adds weight to a class; the heaviest wins,
 //! ties going to the class listed first (the more specific).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -128,6 +128,7 @@ pub fn classify(
     vendor: Option<&str>,
     client_services: &BTreeMap<String, u64>,
     server_services: &BTreeMap<String, u64>,
+    (client_apps, server_apps): (&BTreeSet<String>, &BTreeSet<String>),
 ) -> (DeviceClass, Vec<String>) {
     let mut scores: BTreeMap<DeviceClass, u32> = BTreeMap::new();
     let mut evidence = Vec::new();
@@ -154,6 +155,30 @@ pub fn classify(
             }
         }
     }
+    // Applications identified by content outweigh ports.
+    for (apps, as_server) in [(client_apps, false), (server_apps, true)] {
+        for app in apps {
+            use DeviceClass::*;
+            let clue = match (app.as_str(), as_server) {
+                ("dicom", true) => Some((Pacs, 4, "speaks DICOM as a server")),
+                ("dicom", false) => Some((ImagingModality, 3, "speaks DICOM as a client")),
+                ("hl7", true) => Some((ClinicalApp, 4, "receives HL7")),
+                ("hl7", false) => Some((ClinicalApp, 1, "sends HL7")),
+                ("intellivue", _) => Some((PatientMonitor, 4, "speaks Philips IntelliVue")),
+                ("sdc_discovery", _) => {
+                    Some((PatientMonitor, 2, "announces an SDC medical device"))
+                }
+                ("ge_unity_time_sync", _) => Some((PatientMonitor, 3, "speaks GE Unity")),
+                ("astm", _) => Some((LabAnalyzer, 4, "speaks ASTM E1381/E1394")),
+                ("poct1a", _) => Some((LabAnalyzer, 4, "speaks POCT1-A")),
+                _ => None,
+            };
+            if let Some((class, weight, what)) = clue {
+                *scores.entry(class).or_insert(0) += weight;
+                evidence.push(what.to_string());
+            }
+        }
+    }
     let best = DeviceClass::ALL
         .iter()
         .copied()
@@ -172,6 +197,11 @@ pub fn classify(
 mod tests {
     use super::*;
 
+    fn no_apps() -> (&'static BTreeSet<String>, &'static BTreeSet<String>) {
+        static EMPTY: BTreeSet<String> = BTreeSet::new();
+        (&EMPTY, &EMPTY)
+    }
+
     fn services(list: &[(&str, u64)]) -> BTreeMap<String, u64> {
         list.iter().map(|(s, n)| (s.to_string(), *n)).collect()
     }
@@ -179,28 +209,44 @@ mod tests {
     #[test]
     fn services_and_vendors_give_classes_with_evidence() {
         let none = BTreeMap::new();
-        let (class, evidence) = classify(None, &none, &services(&[("tcp/104", 12)]));
+        let (class, evidence) = classify(None, &none, &services(&[("tcp/104", 12)]), no_apps());
         assert_eq!(class, DeviceClass::Pacs);
         assert_eq!(evidence, ["DICOM server on tcp/104 (12 flows)"]);
 
-        let (class, _) = classify(None, &services(&[("tcp/11112", 3)]), &none);
+        let (class, _) = classify(None, &services(&[("tcp/11112", 3)]), &none, no_apps());
         assert_eq!(class, DeviceClass::ImagingModality);
 
         let (class, evidence) = classify(
             Some("B. Braun Melsungen AG"),
             &services(&[("tcp/443", 40)]),
             &none,
+            no_apps(),
         );
         assert_eq!(class, DeviceClass::InfusionPump, "{evidence:?}");
         assert_eq!(evidence.len(), 2);
 
-        let (class, _) = classify(None, &services(&[("udp/24105", 1)]), &none);
+        let (class, _) = classify(None, &services(&[("udp/24105", 1)]), &none, no_apps());
         assert_eq!(class, DeviceClass::PatientMonitor);
-        let (class, _) = classify(None, &none, &services(&[("udp/53", 9), ("udp/123", 2)]));
+        let (class, _) = classify(
+            None,
+            &none,
+            &services(&[("udp/53", 9), ("udp/123", 2)]),
+            no_apps(),
+        );
         assert_eq!(class, DeviceClass::Infrastructure);
-        let (class, _) = classify(None, &services(&[("tcp/3389", 1), ("tcp/443", 5)]), &none);
+        let (class, _) = classify(
+            None,
+            &services(&[("tcp/3389", 1), ("tcp/443", 5)]),
+            &none,
+            no_apps(),
+        );
         assert_eq!(class, DeviceClass::Workstation);
-        let (class, evidence) = classify(Some("Acme Widgets"), &services(&[("tcp/22", 1)]), &none);
+        let (class, evidence) = classify(
+            Some("Acme Widgets"),
+            &services(&[("tcp/22", 1)]),
+            &none,
+            no_apps(),
+        );
         assert_eq!((class, evidence.len()), (DeviceClass::Unknown, 0));
     }
 }

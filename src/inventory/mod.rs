@@ -126,6 +126,18 @@ struct Device {
     client_services: BTreeMap<String, u64>,
     /// Services it offered, with flow counts.
     server_services: BTreeMap<String, u64>,
+    /// Applications it spoke as a client, and as a server.
+    client_apps: BTreeSet<String>,
+    server_apps: BTreeSet<String>,
+    /// DICOM AE titles it used (its own: calling as a client, called as a
+    /// server).
+    ae_titles: BTreeSet<String>,
+    /// HL7 applications it sent as (`APP^FACILITY`).
+    hl7_applications: BTreeSet<String>,
+    /// From its DHCP requests.
+    dhcp_hostname: Option<String>,
+    dhcp_vendor_class: Option<String>,
+    dhcp_fingerprint: Option<String>,
 }
 
 fn bounded_insert<T: Ord>(set: &mut BTreeSet<T>, value: T, max: usize) {
@@ -161,6 +173,58 @@ impl Device {
         } else {
             self.flows_as_server += 1;
             count_service(&mut self.server_services, &sighting.service);
+        }
+    }
+}
+
+impl Device {
+    /// What an identified flow says of this device.
+    fn learn_app(&mut self, detection: &crate::app::Detection, as_client: bool) {
+        use crate::app::AppInfo;
+        let app = detection.app().as_str().to_string();
+        if as_client {
+            bounded_insert(&mut self.client_apps, app, MAX_SERVICES);
+        } else {
+            bounded_insert(&mut self.server_apps, app, MAX_SERVICES);
+        }
+        match &detection.info {
+            AppInfo::Dicom(info) => {
+                if let Some(rq) = info.request() {
+                    let own = if as_client {
+                        &rq.calling_ae
+                    } else {
+                        &rq.called_ae
+                    };
+                    if !own.is_empty() {
+                        bounded_insert(&mut self.ae_titles, own.clone(), MAX_VLANS);
+                    }
+                }
+            }
+            AppInfo::Hl7(info) => {
+                if let Some(header) = info.request()
+                    && as_client
+                {
+                    let name = format!(
+                        "{}^{}",
+                        header.sending_application.as_deref().unwrap_or(""),
+                        header.sending_facility.as_deref().unwrap_or("")
+                    );
+                    bounded_insert(&mut self.hl7_applications, name, MAX_VLANS);
+                }
+            }
+            AppInfo::Dhcp(info) if as_client || info.request => {
+                if info.hostname.is_some() {
+                    self.dhcp_hostname.clone_from(&info.hostname);
+                }
+                if info.vendor_class.is_some() {
+                    self.dhcp_vendor_class.clone_from(&info.vendor_class);
+                }
+                if info.parameter_request_list.is_some() {
+                    self.dhcp_fingerprint
+                        .clone_from(&info.parameter_request_list);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -206,6 +270,23 @@ pub struct DeviceReport {
     pub flows_as_client: u64,
     /// Flows it answered.
     pub flows_as_server: u64,
+    /// Applications it spoke as a client (identified by content).
+    pub client_apps: Vec<String>,
+    /// Applications it served.
+    pub server_apps: Vec<String>,
+    /// Its DICOM AE titles.
+    pub ae_titles: Vec<String>,
+    /// HL7 applications it sent as (`APP^FACILITY`).
+    pub hl7_applications: Vec<String>,
+    /// DHCP hostname (option 12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_hostname: Option<String>,
+    /// DHCP vendor class (option 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_vendor_class: Option<String>,
+    /// DHCP parameter request list (option 55), the fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_fingerprint: Option<String>,
     /// First flow start, RFC 3339.
     pub first_seen: String,
     /// Latest flow start, RFC 3339.
@@ -258,6 +339,16 @@ impl Inventory {
     /// The vendor registry in use.
     pub fn registry(&self) -> &OuiRegistry {
         &self.registry
+    }
+
+    /// Takes an identified application of a flow between two devices
+    /// already seen (their flow start came first).
+    pub fn record_app(&self, identified: &crate::flow::AppIdentified) {
+        for (addr, as_client) in [(identified.client, true), (identified.server, false)] {
+            if let Some(mut device) = self.devices.get_mut(&(identified.ipv6, addr)) {
+                device.learn_app(&identified.detection, as_client);
+            }
+        }
     }
 
     /// Takes one flow start.
@@ -322,6 +413,7 @@ impl Inventory {
                     vendor.as_deref(),
                     &device.client_services,
                     &device.server_services,
+                    (&device.client_apps, &device.server_apps),
                 );
                 DeviceReport {
                     ip: ip(ipv6, addr),
@@ -337,6 +429,13 @@ impl Inventory {
                     server_services: services_text(&device.server_services),
                     flows_as_client: device.flows_as_client,
                     flows_as_server: device.flows_as_server,
+                    client_apps: device.client_apps.iter().cloned().collect(),
+                    server_apps: device.server_apps.iter().cloned().collect(),
+                    ae_titles: device.ae_titles.iter().cloned().collect(),
+                    hl7_applications: device.hl7_applications.iter().cloned().collect(),
+                    dhcp_hostname: device.dhcp_hostname.clone(),
+                    dhcp_vendor_class: device.dhcp_vendor_class.clone(),
+                    dhcp_fingerprint: device.dhcp_fingerprint.clone(),
                     first_seen: rfc3339_micros(device.first_ns),
                     last_seen: rfc3339_micros(device.last_ns),
                 }
@@ -394,6 +493,13 @@ pub fn to_csv(inventory: &Inventory) -> Result<Vec<u8>, csv::Error> {
         "server_services",
         "flows_as_client",
         "flows_as_server",
+        "client_apps",
+        "server_apps",
+        "ae_titles",
+        "hl7_applications",
+        "dhcp_hostname",
+        "dhcp_vendor_class",
+        "dhcp_fingerprint",
         "first_seen",
         "last_seen",
     ])?;
@@ -413,6 +519,13 @@ pub fn to_csv(inventory: &Inventory) -> Result<Vec<u8>, csv::Error> {
             d.server_services.join(";"),
             d.flows_as_client.to_string(),
             d.flows_as_server.to_string(),
+            d.client_apps.join(";"),
+            d.server_apps.join(";"),
+            d.ae_titles.join(";"),
+            d.hl7_applications.join(";"),
+            d.dhcp_hostname.unwrap_or_default(),
+            d.dhcp_vendor_class.unwrap_or_default(),
+            d.dhcp_fingerprint.unwrap_or_default(),
             d.first_seen,
             d.last_seen,
         ])?;

@@ -247,6 +247,11 @@ pub fn replay<W: Write + Send>(
         for worker in &mut workers {
             for tracker in &mut worker.trackers {
                 tracker.finish(&mut released);
+                if let Some(inventory) = &options.inventory {
+                    for identified in tracker.drain_identified() {
+                        inventory.record_app(&identified);
+                    }
+                }
             }
         }
         released.sort_by_key(|v| (v.ts_ns, v.flow_id));
@@ -392,6 +397,11 @@ fn track_batch(
                         judge.policy.zone(zone).name.clone()
                     });
                     inventory.record(&sighting);
+                }
+            }
+            for tracker in worker.trackers.iter_mut() {
+                for identified in tracker.drain_identified() {
+                    inventory.record_app(&identified);
                 }
             }
         }

@@ -221,6 +221,9 @@ impl Pipeline {
                     Sighting::of(&start, macs, |zone| live.policy.zone(zone).name.clone());
                 inventory.record(&sighting);
             }
+            for identified in self.tracker.drain_identified() {
+                inventory.record_app(&identified);
+            }
         }
         self.tracker.expire_into(self.last_ts, &mut self.violations);
         if !self.violations.is_empty() {
