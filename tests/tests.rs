@@ -5,6 +5,7 @@
 
 mod common;
 
+mod app;
 mod app_events;
 mod cli;
 mod contract;

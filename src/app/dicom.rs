@@ -600,9 +600,11 @@ fn parse_p_data(bytes: &[u8]) -> Progress<DicomPdu> {
 }
 
 fn parse_associate(pdu_type: PduType, bytes: &[u8]) -> Progress<DicomPdu> {
-    // The fixed part is 68 bytes after the header; anything shorter is not
-    // an association PDU.
-    let min_len = (ASSOCIATE_ITEMS_AT - PDU_HEADER_LEN) as u32;
+    // The fixed part is 68 bytes after the header, and the application
+    // context item (at least its 4-byte header) always follows it; anything
+    // shorter is not an association PDU. (This also keeps the item check
+    // below inside the PDU, never on the next PDU's bytes.)
+    let min_len = (ASSOCIATE_ITEMS_AT + 4 - PDU_HEADER_LEN) as u32;
     if be_u32(bytes, 2).is_some_and(|len| len < min_len)
         || !agrees_with(
             bytes
@@ -1042,5 +1044,18 @@ pub(crate) mod tests {
         };
         assert_eq!(rq.contexts.len(), MAX_CONTEXTS);
         assert!(rq.truncated);
+    }
+
+    #[test]
+    fn an_associate_pdu_without_items_is_not_dicom_whatever_follows() {
+        // Found by the `dicom` fuzz target: an RQ declaring only its 68-byte
+        // fixed part was accepted alone, and rejected once the next PDU's
+        // first byte (read as the missing application context) arrived.
+        let mut input = vec![0x01, 0, 0, 0, 0, 68, 0, 1, 0, 0];
+        input.extend_from_slice(&[b'A'; 32]); // AE titles
+        input.extend_from_slice(&[0; 32]); // reserved
+        assert_eq!(parse_pdu(&input), Progress::NotThis);
+        input.push(0x35);
+        assert_eq!(parse_pdu(&input), Progress::NotThis);
     }
 }

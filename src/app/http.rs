@@ -10,13 +10,16 @@
 //! `Cookie` and `Authorization` among them, which are skipped by name
 //! without a look at their values.
 //!
-//! The path prefix is at most [`MAX_PREFIX_SEGMENTS`] segments, stopping
-//! before the first segment that could identify something: one that holds a
-//! digit (except a version token such as `v2`, `r4`, `STU3`), a percent
-//! escape or any character outside letters, `-`, `_`, `.` and `$`, or that is
-//! longer than [`MAX_SEGMENT_LEN`]; and stopping after a FHIR resource type
-//! (what follows one is a resource ID). `/fhir/Patient/123?name=x` gives
-//! `/fhir/Patient`; `/api/v2/orders/991` gives `/api/v2`.
+//! The path prefix is the first path segment, and a second one only when
+//! it is an API word rather than a name: a version token (`v2`, `r4`,
+//! `STU3`), a FHIR resource type, or one of `fhir`, `metadata`,
+//! `smart-configuration`, `studies`, `dicom-web`, `dicomweb`, `wado`, `rs`.
+//! A segment is not kept at all when it holds a digit (except a version
+//! token), a percent escape or any character outside letters, `-`, `_`, `.`
+//! and `$`, or is longer than [`MAX_SEGMENT_LEN`]; and nothing is kept after a
+//! FHIR resource type (what follows one is a resource ID).
+//! `/fhir/Patient/123?name=x` gives `/fhir/Patient`, `/api/v2/orders/991`
+//! gives `/api/v2`, `/api/smith` gives `/api`, `/skins-1.5/main.css` gives `/`.
 //!
 //! FHIR (a flag, not an app of its own): a FHIR media type in `Content-Type`
 //! or `Accept` (`application/fhir+json`, `application/fhir+xml`, or the DSTU2
@@ -31,7 +34,8 @@ use super::{Progress, at_limit};
 /// The header block is looked for in this many bytes; a longer one is read
 /// as far as this goes. Servers commonly refuse more than 8 to 16 KiB.
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
-/// At most this many path segments are kept.
+/// At most this many path segments are kept (the second only when it is
+/// an API word).
 pub const MAX_PREFIX_SEGMENTS: usize = 2;
 /// A segment longer than this is not kept (it is more likely an ID).
 pub const MAX_SEGMENT_LEN: usize = 32;
@@ -297,8 +301,8 @@ fn path_prefix(method: HttpMethod, target: &[u8], path: &[u8]) -> String {
         return "*".to_string();
     }
     let mut prefix = String::new();
-    for segment in segments(path).take(MAX_PREFIX_SEGMENTS) {
-        if !is_safe_segment(segment) {
+    for (i, segment) in segments(path).take(MAX_PREFIX_SEGMENTS).enumerate() {
+        if !is_safe_segment(segment) || (i > 0 && !is_api_word(segment)) {
             break;
         }
         prefix.push('/');
@@ -311,6 +315,23 @@ fn path_prefix(method: HttpMethod, target: &[u8], path: &[u8]) -> String {
         prefix.push('/');
     }
     prefix
+}
+
+/// A segment that belongs to an API's vocabulary, never to its data.
+fn is_api_word(segment: &[u8]) -> bool {
+    const WORDS: [&[u8]; 8] = [
+        b"fhir",
+        b"metadata",
+        b"smart-configuration",
+        b"studies",
+        b"dicom-web",
+        b"dicomweb",
+        b"wado",
+        b"rs",
+    ];
+    is_version_token(segment)
+        || is_fhir_resource_type(segment)
+        || WORDS.iter().any(|w| segment.eq_ignore_ascii_case(w))
 }
 
 /// A segment that names a place in an API rather than a thing in it.
@@ -442,7 +463,7 @@ pub(crate) mod tests {
 
     #[test]
     fn path_prefixes_stop_before_identifiers() {
-        let cases: [(&[u8], &str, Option<FhirEvidence>); 10] = [
+        let cases: [(&[u8], &str, Option<FhirEvidence>); 12] = [
             (
                 b"/Patient/12345/_history/2",
                 "/Patient",
@@ -461,10 +482,12 @@ pub(crate) mod tests {
             ),
             (b"/api/v2/orders/991", "/api/v2", None),
             (b"/skins-1.5/main.css", "/", None),
+            (b"/api/smith/records", "/api", None),
+            (b"/images/button.png", "/images", None),
             (b"/", "/", None),
             (b"/a%20b/c", "/", None),
             (b"/dicom-web/studies/1.2.3.4", "/dicom-web/studies", None),
-            (b"/metadata/instance", "/metadata/instance", None),
+            (b"/metadata/instance", "/metadata", None),
         ];
         for (path, prefix, fhir) in cases {
             let mut request = b"GET ".to_vec();

@@ -46,6 +46,7 @@ pub(crate) mod bytes;
 pub mod device;
 pub mod dhcp;
 pub mod dicom;
+pub mod fuzzing;
 pub mod hl7;
 pub mod http;
 pub mod tls;
