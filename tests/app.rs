@@ -238,7 +238,7 @@ fn dicom_captures_give_ae_titles_operations_and_implementation() {
             "testserver",
             "testclient",
             4,
-            vec!["query_retrieve", "worklist"],
+            vec!["query", "worklist"],
             1,
         ),
         (
@@ -246,7 +246,7 @@ fn dicom_captures_give_ae_titles_operations_and_implementation() {
             "bogus_remote",
             "bogus_local",
             4,
-            vec!["query_retrieve", "worklist"],
+            vec!["query", "worklist"],
             1,
         ),
         // One 16,509-byte A-ASSOCIATE-RQ in two segments (16,332 + 177).
@@ -255,7 +255,7 @@ fn dicom_captures_give_ae_titles_operations_and_implementation() {
             "testserver",
             "testclient",
             123,
-            vec!["storage", "query_retrieve"],
+            vec!["storage", "retrieve"],
             2,
         ),
         // PROVENANCE.md says "different AE titles"; the bytes say otherwise.
@@ -264,7 +264,7 @@ fn dicom_captures_give_ae_titles_operations_and_implementation() {
             "testserver",
             "testclient",
             123,
-            vec!["storage", "query_retrieve"],
+            vec!["storage", "retrieve"],
             2,
         ),
     ];

@@ -223,8 +223,10 @@ pub enum OperationClass {
     Verification,
     /// Storage SOP classes (C-STORE).
     Storage,
-    /// Query/Retrieve information models (C-FIND, C-MOVE, C-GET).
-    QueryRetrieve,
+    /// Query/Retrieve information models, query (C-FIND).
+    Query,
+    /// Query/Retrieve information models, retrieve (C-MOVE, C-GET).
+    Retrieve,
     /// Modality Worklist, General Purpose Worklist and Unified Procedure Step.
     Worklist,
     /// Modality Performed Procedure Step.
@@ -237,10 +239,11 @@ pub enum OperationClass {
 
 impl OperationClass {
     /// Every class, in [`OperationSet`] bit order.
-    pub const ALL: [OperationClass; 7] = [
+    pub const ALL: [OperationClass; 8] = [
         OperationClass::Verification,
         OperationClass::Storage,
-        OperationClass::QueryRetrieve,
+        OperationClass::Query,
+        OperationClass::Retrieve,
         OperationClass::Worklist,
         OperationClass::Mpps,
         OperationClass::StorageCommitment,
@@ -252,7 +255,8 @@ impl OperationClass {
         match self {
             OperationClass::Verification => "verification",
             OperationClass::Storage => "storage",
-            OperationClass::QueryRetrieve => "query_retrieve",
+            OperationClass::Query => "query",
+            OperationClass::Retrieve => "retrieve",
             OperationClass::Worklist => "worklist",
             OperationClass::Mpps => "mpps",
             OperationClass::StorageCommitment => "storage_commitment",
@@ -290,7 +294,11 @@ impl OperationClass {
             _ if uid.starts_with(STORAGE_ARC) || OTHER_STORAGE.contains(&uid) => {
                 OperationClass::Storage
             }
-            _ if uid.starts_with(QUERY_RETRIEVE_ARC) => OperationClass::QueryRetrieve,
+            // The model's last arc: .1 FIND, .2 MOVE, .3 GET.
+            _ if uid.starts_with(QUERY_RETRIEVE_ARC) => match uid.rsplit(|&b| b == b'.').next() {
+                Some(b"1") => OperationClass::Query,
+                _ => OperationClass::Retrieve,
+            },
             _ if uid.starts_with(UPS_ARC) => OperationClass::Worklist,
             _ => OperationClass::Other,
         }
@@ -758,6 +766,24 @@ fn ae_title(bytes: &[u8]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn query_and_retrieve_are_told_apart_by_the_models_last_arc() {
+        for (uid, class) in [
+            ("1.2.840.10008.5.1.4.1.2.1.1", OperationClass::Query),
+            ("1.2.840.10008.5.1.4.1.2.2.1", OperationClass::Query),
+            ("1.2.840.10008.5.1.4.1.2.2.2", OperationClass::Retrieve),
+            ("1.2.840.10008.5.1.4.1.2.2.3", OperationClass::Retrieve),
+            ("1.2.840.10008.5.1.4.1.2.4.3", OperationClass::Retrieve),
+            ("1.2.840.10008.5.1.4.1.1.2", OperationClass::Storage),
+        ] {
+            assert_eq!(
+                OperationClass::of_abstract_syntax(uid.as_bytes()),
+                class,
+                "{uid}"
+            );
+        }
+    }
 
     fn item(item_type: u8, value: &[u8]) -> Vec<u8> {
         let mut out = vec![item_type, 0];

@@ -234,7 +234,8 @@ pub mod app_fields {
         match class {
             OperationClass::Verification => &["verification"],
             OperationClass::Storage => &["storage"],
-            OperationClass::QueryRetrieve => &["query", "retrieve"],
+            OperationClass::Query => &["query"],
+            OperationClass::Retrieve => &["retrieve"],
             OperationClass::Worklist => &["worklist"],
             OperationClass::Mpps => &["mpps"],
             OperationClass::StorageCommitment => &["storage-commitment"],
