@@ -447,3 +447,64 @@ fn the_inventory_learns_applications_ae_titles_and_hl7_senders() {
     assert_eq!(engine["server_apps"][0], "hl7");
     assert_eq!(engine["class"], "clinical-app");
 }
+
+/// Associations recorded from pynetdicom talking to itself on loopback (see
+/// `tests/fixtures/dicom/record.py`): echo, store, find, reject, abort.
+#[test]
+fn real_dicom_associations_recorded_on_loopback() {
+    let dir = crate::common::root().join("tests/fixtures/dicom");
+    let work = tempfile::tempdir().unwrap();
+    let policy = work.path().join("alert.toml");
+    std::fs::write(&policy, "[policy]\ndefault_action = \"alert\"\n").unwrap();
+    let store = std::fs::read(dir.join("store.pcap")).unwrap();
+    assert!(
+        store.windows(10).any(|w| w == b"ZZQXCANARY"),
+        "the stored image carries the canary patient name"
+    );
+    for (scenario, called, result) in [
+        ("echo", "ARCHIVE", "accepted"),
+        ("store", "ARCHIVE", "accepted"),
+        ("find", "ARCHIVE", "accepted"),
+        ("reject", "WRONG_AE", "rejected"),
+        ("abort", "ARCHIVE", "accepted"),
+    ] {
+        let capture = dir.join(format!("{scenario}.pcap"));
+        let inventory = work.path().join(format!("{scenario}.json"));
+        let out = Command::new(SEGWATCH)
+            .args(["--log-level", "trace", "replay", "--apps", "--policy"])
+            .arg(&policy)
+            .arg("--inventory")
+            .arg(&inventory)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{scenario}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let events: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 1, "{scenario}: one association, one event");
+        let dicom = &events[0]["dicom"];
+        assert_eq!(events[0]["app"], "dicom", "{scenario}");
+        assert_eq!(dicom["called_ae"], called, "{scenario}");
+        assert_eq!(dicom["calling_ae"], "CT_ROOM_2", "{scenario}");
+        assert_eq!(dicom["result"], result, "{scenario}");
+        assert_eq!(dicom["implementation_version"], "PYNETDICOM_304");
+        assert_eq!(
+            dicom["operations"],
+            serde_json::json!(["verification", "storage", "query"]),
+            "{scenario}"
+        );
+        for (what, text) in [
+            ("events", stdout.to_string()),
+            ("log", String::from_utf8_lossy(&out.stderr).to_string()),
+            ("inventory", std::fs::read_to_string(&inventory).unwrap()),
+        ] {
+            assert!(
+                !text.contains("ZZQX") && !text.contains("DICOMPATIENT"),
+                "{scenario}: the {what} leak patient data"
+            );
+        }
+    }
+}
