@@ -112,7 +112,12 @@ fn any_spec() -> impl Strategy<Value = ServiceSpec> {
         prop::collection::vec(any_range(), 0..3),
         any::<bool>(),
     )
-        .prop_map(|(tcp, udp, icmp)| ServiceSpec { tcp, udp, icmp })
+        .prop_map(|(tcp, udp, icmp)| ServiceSpec {
+            tcp,
+            udp,
+            icmp,
+            app: None,
+        })
 }
 
 fn any_policy() -> impl Strategy<Value = Policy> {
@@ -187,6 +192,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                         .collect(),
                     action: if alert { Action::Alert } else { Action::Allow },
                     severity: Severity::High,
+                    conditions: Default::default(),
                 })
                 .collect();
             Policy {
@@ -200,6 +206,7 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                 zones,
                 services,
                 rules,
+                clinical: Default::default(),
             }
         })
 }

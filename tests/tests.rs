@@ -14,6 +14,7 @@ mod deploy;
 mod inventory;
 mod learn;
 mod live;
+mod policy_apps;
 mod properties;
 mod shared_pcaps;
 mod syslog;

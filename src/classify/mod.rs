@@ -10,6 +10,7 @@
 //! A `CompiledPolicy` is never changed after [`CompiledPolicy::compile`];
 //! a reload compiles a new one and swaps it in whole.
 
+mod apps;
 mod ports;
 mod zones;
 
@@ -107,6 +108,8 @@ pub struct CompiledPolicy {
     /// a zone is its id, and `unknown` takes the last slot.
     pair_index: Vec<u32>,
     pairs: Vec<PairRules>,
+    /// Rules about applications and `[clinical]` checks.
+    apps: apps::AppStage,
 }
 
 impl CompiledPolicy {
@@ -127,7 +130,7 @@ impl CompiledPolicy {
                 .enumerate()
                 .flat_map(|(id, z)| z.networks.iter().map(move |n| (n, id as ZoneId))),
         );
-        let rules: Vec<RuleInfo> = policy
+        let mut rules: Vec<RuleInfo> = policy
             .rules
             .iter()
             .map(|r| RuleInfo {
@@ -158,7 +161,39 @@ impl CompiledPolicy {
                 .for_each(|&range| named_udp_ports.insert_range(range));
         }
 
-        let (pair_index, pairs) = compile_pairs(policy);
+        // Application rules are judged in their own stage: the port tables
+        // are painted without them (their ids kept, so verdicts name them).
+        let mut by_ports = policy.clone();
+        for rule in &mut by_ports.rules {
+            if rule.depends_on_app() {
+                rule.from.clear();
+            }
+        }
+        let (pair_index, pairs) = compile_pairs(&by_ports);
+        let apps = apps::AppStage::build(policy, rules.len() as RuleId);
+        if !policy.clinical.is_empty() {
+            let flag = |name: &str, severity| RuleInfo {
+                name: name.into(),
+                action: Action::Alert,
+                severity,
+                services: Vec::new(),
+            };
+            rules.push(flag(
+                "clinical-unexpected-port",
+                policy
+                    .clinical
+                    .unexpected_port
+                    .unwrap_or(policy.default_severity),
+            ));
+            rules.push(flag(
+                "clinical-unknown-ae-title",
+                policy.clinical.unknown_ae_title,
+            ));
+            rules.push(flag(
+                "clinical-unknown-hl7-sender",
+                policy.clinical.unknown_hl7_sender,
+            ));
+        }
         CompiledPolicy {
             name: policy.name.clone(),
             zones,
@@ -180,7 +215,38 @@ impl CompiledPolicy {
             named_udp_ports,
             pair_index,
             pairs,
+            apps,
         }
+    }
+
+    /// True when verdicts may depend on the flow's application (application
+    /// rules or `[clinical]` checks): such flows are judged again when their
+    /// application is known.
+    pub fn needs_app(&self) -> bool {
+        self.apps.active()
+    }
+
+    /// The verdict of a flow whose application is known (or ruled out),
+    /// given its port verdict `base` (see [`CompiledPolicy::judge`]).
+    pub fn judge_app(
+        &self,
+        from: ZoneId,
+        to: ZoneId,
+        transport: Transport,
+        port: u16,
+        base: Verdict,
+        app: Option<&crate::app::Detection>,
+    ) -> Verdict {
+        self.apps.judge(
+            from,
+            to,
+            ZoneTable::UNKNOWN,
+            transport,
+            port,
+            base,
+            app,
+            |v| self.action(v),
+        )
     }
 
     /// The policy's name.

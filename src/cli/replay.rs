@@ -56,7 +56,8 @@ pub fn run(args: &ReplayArgs) -> u8 {
         ))
     });
     options.inventory = inventory.clone();
-    options.detect_apps = args.apps;
+    // A policy whose verdicts depend on applications needs detection.
+    options.detect_apps = args.apps || policy.needs_app();
     tracing::info!(
         files = captures.len(),
         threads = options.threads,

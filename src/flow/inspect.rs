@@ -68,6 +68,9 @@ pub struct Inspection {
     first_ts: u64,
     /// The flow's one event, waiting for the application.
     pub pending: Option<Violation>,
+    /// With application rules: the flow as judged by ports, to be judged
+    /// again (and its event made, if it alerts) once the application is in.
+    pub template: Option<Violation>,
     /// Identified, waiting for the server's reply to fill it in.
     found: Option<Detection>,
 }
@@ -105,6 +108,7 @@ impl Inspection {
             packets: 0,
             first_ts,
             pending: None,
+            template: None,
             found: None,
         }
     }

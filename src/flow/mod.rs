@@ -107,6 +107,9 @@ pub struct FlowState {
     teardown: u8,
     /// True while its first bytes are inspected for the application.
     inspecting: bool,
+    /// True once its verdict took its application into account: a reload
+    /// keeps that verdict (the application is not kept to judge again).
+    app_judged: bool,
 }
 
 /// Counts of what a tracker did, by kind.
@@ -429,7 +432,7 @@ impl Tracker {
         if let Some(&(first_ts, _, _)) = self.waits.front()
             && packet.ts_ns.saturating_sub(first_ts) >= inspect::MAX_WAIT_NS
         {
-            self.release_waits(packet.ts_ns, index, violations);
+            self.release_waits(packet.ts_ns, index, Some(judge.policy), violations);
         }
         let (sender, receiver) = packet.endpoints();
         if is_link_local(packet.key.ipv6, sender.0, receiver.0)
@@ -445,7 +448,7 @@ impl Tracker {
                 self.continue_flow(slot, packet, frame, index, judge, violations);
                 return;
             }
-            self.end_inspection(slot, index, violations);
+            self.end_inspection(slot, index, Some(judge.policy), violations);
             self.table.remove(slot);
             self.counters.expired += 1;
         }
@@ -454,17 +457,68 @@ impl Tracker {
 
     /// Ends a flow's inspection, releasing its waiting event with what was
     /// found so far (the flow ended or waited long enough).
-    fn end_inspection(&mut self, slot: Slot, index: u64, violations: &mut Vec<Violation>) {
+    fn end_inspection(
+        &mut self,
+        slot: Slot,
+        index: u64,
+        policy: Option<&CompiledPolicy>,
+        violations: &mut Vec<Violation>,
+    ) {
         if let Some(mut inspection) = self.inspections.remove(&slot) {
             self.inspect_bytes = self.inspect_bytes.saturating_sub(inspection.held());
-            let found = inspection.give_up();
-            self.identified(slot, found.as_ref());
+            let found = inspection.give_up().map(Box::new);
+            self.identified(slot, found.as_deref());
             self.table.entry_mut(slot).value.inspecting = false;
-            if let Some(mut violation) = inspection.pending.take() {
-                violation.packet_index = index;
-                violation.app = found.map(Box::new);
-                violations.push(violation);
+            self.release(slot, &mut inspection, found, index, policy, violations);
+        }
+    }
+
+    /// Releases what an ended inspection held: the waiting event, or, with
+    /// application rules, the verdict judged again with the application.
+    fn release(
+        &mut self,
+        slot: Slot,
+        inspection: &mut inspect::Inspection,
+        found: Option<Box<crate::app::Detection>>,
+        index: u64,
+        policy: Option<&CompiledPolicy>,
+        violations: &mut Vec<Violation>,
+    ) {
+        if let Some(mut violation) = inspection.pending.take() {
+            violation.packet_index = index;
+            violation.app = found;
+            violations.push(violation);
+            return;
+        }
+        let Some(mut violation) = inspection.template.take() else {
+            return;
+        };
+        let state = &mut self.table.entry_mut(slot).value;
+        let verdict = match policy {
+            Some(policy) => {
+                let verdict = policy.judge_app(
+                    violation.src_zone,
+                    violation.dest_zone,
+                    violation.transport,
+                    violation.dest_port,
+                    violation.verdict,
+                    found.as_deref(),
+                );
+                state.verdict = verdict;
+                state.app_judged = true;
+                (policy.action(verdict) == Action::Alert).then_some(verdict)
             }
+            // Ended without the policy at hand: the port verdict stands.
+            None => None,
+        };
+        if let Some(verdict) = verdict
+            && !state.alerted
+        {
+            state.alerted = true;
+            violation.verdict = verdict;
+            violation.packet_index = index;
+            violation.app = found;
+            violations.push(violation);
         }
     }
 
@@ -475,13 +529,14 @@ impl Tracker {
         packet: &Packet,
         frame: &[u8],
         index: u64,
+        policy: &CompiledPolicy,
         violations: &mut Vec<Violation>,
     ) {
         let entry = self.table.entry(slot);
         let initiator_is_lo = entry.value.initiator_is_lo;
         let key = entry.key;
         let Some((seq, payload)) = packet.payload(frame) else {
-            self.end_inspection(slot, index, violations);
+            self.end_inspection(slot, index, Some(policy), violations);
             return;
         };
         let (lo_port, hi_port) = (key.lo_port, key.hi_port);
@@ -511,22 +566,31 @@ impl Tracker {
         let after = inspection.held();
         self.inspect_bytes = (self.inspect_bytes + after).saturating_sub(before);
         if let inspect::Step::Finished(found) = step {
-            let pending = inspection.pending.take();
-            self.identified(slot, found.as_deref());
             self.inspect_bytes = self.inspect_bytes.saturating_sub(after);
-            self.inspections.remove(&slot);
-            self.table.entry_mut(slot).value.inspecting = false;
-            if let Some(mut violation) = pending {
-                violation.packet_index = index;
-                violation.app = found;
-                violations.push(violation);
+            if let Some(mut inspection) = self.inspections.remove(&slot) {
+                self.identified(slot, found.as_deref());
+                self.table.entry_mut(slot).value.inspecting = false;
+                self.release(
+                    slot,
+                    &mut inspection,
+                    found,
+                    index,
+                    Some(policy),
+                    violations,
+                );
             }
         }
     }
 
     /// Releases the events of inspections whose wait is over at `now`, as
     /// produced by the packet at `index`.
-    fn release_waits(&mut self, now: u64, index: u64, violations: &mut Vec<Violation>) {
+    fn release_waits(
+        &mut self,
+        now: u64,
+        index: u64,
+        policy: Option<&CompiledPolicy>,
+        violations: &mut Vec<Violation>,
+    ) {
         while let Some(&(first_ts, slot, flow_id)) = self.waits.front() {
             if now.saturating_sub(first_ts) < inspect::MAX_WAIT_NS {
                 break;
@@ -536,13 +600,23 @@ impl Tracker {
             let same_flow = self.inspections.contains_key(&slot)
                 && self.table.entry(slot).value.flow_id == flow_id;
             if same_flow {
-                self.end_inspection(slot, index, violations);
+                self.end_inspection(slot, index, policy, violations);
             }
         }
     }
 
     /// Ends every inspection (the capture ended), releasing waiting events.
     pub fn finish(&mut self, violations: &mut Vec<Violation>) {
+        self.finish_judged(None, violations);
+    }
+
+    /// [`Tracker::finish`], judging flows whose verdict waits for their
+    /// application under `policy`.
+    pub fn finish_judged(
+        &mut self,
+        policy: Option<&CompiledPolicy>,
+        violations: &mut Vec<Violation>,
+    ) {
         let mut slots: Vec<Slot> = self.inspections.keys().copied().collect();
         // In flow-start order, so the output does not follow the map's.
         slots.sort_by_key(|slot| {
@@ -550,7 +624,7 @@ impl Tracker {
             (state.first_ts, state.flow_id)
         });
         for slot in slots {
-            self.end_inspection(slot, self.last_index, violations);
+            self.end_inspection(slot, self.last_index, policy, violations);
         }
         self.waits.clear();
     }
@@ -566,20 +640,26 @@ impl Tracker {
     /// Ends every flow idle past its timeout at capture time `now_ns`, and
     /// every inspection older than its wait, pushing the events they held.
     pub fn expire_into(&mut self, now_ns: u64, violations: &mut Vec<Violation>) {
-        self.expire_at(now_ns, self.last_index, violations);
+        self.expire_at(now_ns, self.last_index, None, violations);
     }
 
     /// [`Tracker::expire_into`], the events it releases counted as produced
     /// at capture position `index` (where the caller's sweep happens).
-    pub fn expire_at(&mut self, now_ns: u64, index: u64, violations: &mut Vec<Violation>) {
+    pub fn expire_at(
+        &mut self,
+        now_ns: u64,
+        index: u64,
+        policy: Option<&CompiledPolicy>,
+        violations: &mut Vec<Violation>,
+    ) {
         self.last_index = self.last_index.max(index);
-        self.release_waits(now_ns, self.last_index, violations);
+        self.release_waits(now_ns, self.last_index, policy, violations);
         for class in 0..CLASSES {
             while let Some(slot) = self
                 .table
                 .next_expired(class, now_ns, self.timeouts_ns[class])
             {
-                self.end_inspection(slot, self.last_index, violations);
+                self.end_inspection(slot, self.last_index, policy, violations);
                 self.table.remove(slot);
                 self.counters.expired += 1;
             }
@@ -617,13 +697,40 @@ impl Tracker {
                 }
             }
         }
+        if state.generation != judge.generation && state.app_judged {
+            // Judged with its application, which is not kept: the verdict
+            // stands (see the README).
+            state.generation = judge.generation;
+        }
         if state.generation != judge.generation {
             // Contract section 2, reload: judged again at its next packet;
             // its one event comes now if it had none and is now an alert.
-            let verdict = judge_flow(&key, state.initiator_is_lo, judge.policy);
-            state.verdict = verdict.verdict;
+            let mut verdict = judge_flow(&key, state.initiator_is_lo, judge.policy);
             state.generation = judge.generation;
-            if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
+            if judge.policy.needs_app() {
+                if state.inspecting {
+                    // Judged when its application is in.
+                    if let Some(inspection) = self.inspections.get_mut(&slot) {
+                        inspection.pending = None;
+                        inspection.template = Some(verdict.violation(&key, state, packet, index));
+                    }
+                } else {
+                    verdict.verdict = judge.policy.judge_app(
+                        verdict.zones.0,
+                        verdict.zones.1,
+                        Transport::of_protocol(key.protocol),
+                        verdict.responder.1,
+                        verdict.verdict,
+                        None,
+                    );
+                }
+            }
+            state.verdict = verdict.verdict;
+            let waits_for_app = judge.policy.needs_app() && state.inspecting;
+            if !state.alerted
+                && !waits_for_app
+                && judge.policy.action(verdict.verdict) == Action::Alert
+            {
                 state.alerted = true;
                 let violation = verdict.violation(&key, state, packet, index);
                 match self.inspections.get_mut(&slot) {
@@ -636,7 +743,7 @@ impl Tracker {
         let class = entry_class(&key, state);
         self.table.touch(slot, packet.ts_ns, class);
         if inspecting {
-            self.inspect(slot, packet, frame, index, violations);
+            self.inspect(slot, packet, frame, index, judge.policy, violations);
         }
     }
 
@@ -650,18 +757,18 @@ impl Tracker {
     ) {
         let key = &packet.key;
         if self.table.is_full() {
-            self.expire_into(packet.ts_ns, violations);
+            self.expire_at(packet.ts_ns, index, Some(judge.policy), violations);
             if self.table.is_full()
                 && let Some(oldest) = self.table.oldest()
             {
-                self.end_inspection(oldest, index, violations);
+                self.end_inspection(oldest, index, Some(judge.policy), violations);
                 self.table.remove(oldest);
                 self.counters.evicted += 1;
             }
         }
         let sender_initiates = sender_initiates(packet, judge.policy);
         let initiator_is_lo = sender_initiates == packet.sender_is_lo;
-        let judged = judge_flow(key, initiator_is_lo, judge.policy);
+        let mut judged = judge_flow(key, initiator_is_lo, judge.policy);
         let mut state = FlowState {
             flow_id: flow_id(index, judge.flow_id_salt),
             first_ts: packet.ts_ns,
@@ -671,6 +778,7 @@ impl Tracker {
             alerted: false,
             teardown: 0,
             inspecting: false,
+            app_judged: false,
         };
         if packet.transport == Transport::Tcp && packet.tcp_flags & tcp_flags::RST != 0 {
             state.teardown = teardown::CLOSED;
@@ -680,8 +788,25 @@ impl Tracker {
             && matches!(packet.transport, Transport::Tcp | Transport::Udp)
             && self.inspections.len() < MAX_INSPECTIONS
             && self.inspect_bytes < INSPECT_BUDGET;
+        let by_app = judge.policy.needs_app();
+        if by_app && !inspect {
+            judged.verdict = judge.policy.judge_app(
+                judged.zones.0,
+                judged.zones.1,
+                packet.transport,
+                judged.responder.1,
+                judged.verdict,
+                None,
+            );
+            state.verdict = judged.verdict;
+            state.app_judged = true;
+        }
         let mut waiting = None;
-        if judge.policy.action(judged.verdict) == Action::Alert {
+        let mut template = None;
+        if by_app && inspect {
+            // Judged when the application is in: the port verdict waits.
+            template = Some(judged.violation(key, &state, packet, index));
+        } else if judge.policy.action(judged.verdict) == Action::Alert {
             state.alerted = true;
             let violation = judged.violation(key, &state, packet, index);
             if inspect {
@@ -713,9 +838,10 @@ impl Tracker {
         if inspect {
             let mut inspection = inspect::Inspection::new(packet.ts_ns);
             inspection.pending = waiting;
+            inspection.template = template;
             self.inspections.insert(slot, inspection);
             self.waits.push_back((packet.ts_ns, slot, state.flow_id));
-            self.inspect(slot, packet, frame, index, violations);
+            self.inspect(slot, packet, frame, index, judge.policy, violations);
         }
     }
 }

@@ -115,6 +115,7 @@ pub fn learn(
                 zones,
                 services: base.services.clone(),
                 rules: rules.iter().map(|r| r.rule.clone()).collect(),
+                clinical: Default::default(),
             };
             return Ok(Learned {
                 policy,
@@ -143,6 +144,7 @@ fn judging_policy(base: &Policy, zones: &[Zone], ports: &[PortService]) -> Polic
             services: ports.iter().map(|&p| inline_service(p)).collect(),
             action: Action::Alert,
             severity: base.default_severity,
+            conditions: Default::default(),
         });
     }
     Policy {
@@ -152,6 +154,7 @@ fn judging_policy(base: &Policy, zones: &[Zone], ports: &[PortService]) -> Polic
         zones: zones.to_vec(),
         services: base.services.clone(),
         rules,
+        clinical: Default::default(),
     }
 }
 
@@ -346,6 +349,7 @@ fn allow_rule(name: String, from: ZoneRef, to: ZoneRef, services: Vec<ServiceRef
         services,
         action: Action::Allow,
         severity: Severity::Medium,
+        conditions: Default::default(),
     }
 }
 

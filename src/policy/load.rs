@@ -303,7 +303,14 @@ fn build(sink: &mut Sink<'_>, raw: RawPolicyFile, path: &Path) -> Policy {
         name_spans.push(built.name_span);
         usable.push(built.usable);
     }
-    for (later, earlier) in shadow::shadowed(&model, &usable, zones.len()) {
+    // Rules that look at the application are left out of the shadow check:
+    // ports alone do not tell which flows they match.
+    let comparable: Vec<bool> = model
+        .iter()
+        .zip(&usable)
+        .map(|(rule, &usable)| usable && !rule.depends_on_app())
+        .collect();
+    for (later, earlier) in shadow::shadowed(&model, &comparable, zones.len()) {
         let (a, b, a_span, b_span) = (
             &model[earlier],
             &model[later],
@@ -333,6 +340,10 @@ fn build(sink: &mut Sink<'_>, raw: RawPolicyFile, path: &Path) -> Policy {
         );
     }
 
+    let clinical = raw
+        .clinical
+        .map(|c| build_clinical(sink, c.into_inner(), default_severity))
+        .unwrap_or_default();
     Policy {
         name,
         default_action,
@@ -340,6 +351,35 @@ fn build(sink: &mut Sink<'_>, raw: RawPolicyFile, path: &Path) -> Policy {
         zones,
         services: services.into_iter().map(|s| s.service).collect(),
         rules: model,
+        clinical,
+    }
+}
+
+/// `[clinical]`.
+fn build_clinical(
+    sink: &mut Sink<'_>,
+    raw: raw::RawClinical,
+    default_severity: Severity,
+) -> crate::policy::ClinicalChecks {
+    let severity = |sink: &mut Sink<'_>, value: &Option<Str>| {
+        value
+            .as_ref()
+            .and_then(|s| checked(sink, s, values::severity))
+    };
+    let names = |values: Option<Vec<Str>>| -> Vec<String> {
+        values
+            .into_iter()
+            .flatten()
+            .map(|v| v.into_inner().trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    crate::policy::ClinicalChecks {
+        unexpected_port: severity(sink, &raw.unexpected_port),
+        unknown_ae_title: severity(sink, &raw.unknown_ae_title).unwrap_or(default_severity),
+        unknown_hl7_sender: severity(sink, &raw.unknown_hl7_sender).unwrap_or(default_severity),
+        known_ae_titles: names(raw.known_ae_titles),
+        known_hl7_senders: names(raw.known_hl7_senders),
     }
 }
 
@@ -463,13 +503,34 @@ fn build_services(sink: &mut Sink<'_>, raw: Vec<(Str, RawService)>) -> Vec<Built
             }
             ranges
         };
+        let tcp = ports(&raw_service.tcp);
+        let udp = ports(&raw_service.udp);
+        let app = raw_service.app.as_ref().and_then(|app| {
+            let known: Vec<&str> = crate::app::App::ALL.iter().map(|a| a.as_str()).collect();
+            if known.contains(&app.get_ref().as_str()) {
+                Some(app.get_ref().clone())
+            } else {
+                sink.error(
+                    &app.span(),
+                    format!("unknown application `{}`", app.get_ref()),
+                    format!("use one of {}", known.join(", ")),
+                );
+                ok = false;
+                None
+            }
+        });
         let spec = ServiceSpec {
-            tcp: ports(&raw_service.tcp),
-            udp: ports(&raw_service.udp),
+            tcp,
+            udp,
             icmp: raw_service.icmp.unwrap_or(false),
+            app,
         };
         let no_ports = |list: &Option<Vec<_>>| list.as_ref().is_none_or(Vec::is_empty);
-        if no_ports(&raw_service.tcp) && no_ports(&raw_service.udp) && !spec.icmp {
+        if no_ports(&raw_service.tcp)
+            && no_ports(&raw_service.udp)
+            && !spec.icmp
+            && spec.app.is_none()
+        {
             sink.warning(
                 &key.span(),
                 format!(
@@ -552,6 +613,41 @@ fn build_rules(
                 }
             }
         }
+        let mut list = |values: &Option<Vec<Str>>, key: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for value in values.iter().flatten() {
+                let text = value.get_ref();
+                // A wildcard only as the whole first label: `*.example.org`.
+                let wildcard_ok = match text.strip_prefix("*.") {
+                    Some(rest) => !rest.contains('*'),
+                    None => !text.contains('*'),
+                };
+                let bad_wildcard = key == "tls_server_names" && !wildcard_ok;
+                if text.trim().is_empty() || bad_wildcard {
+                    sink.error(
+                        &value.span(),
+                        format!("`{key}` holds {text:?}, which matches nothing"),
+                        if key == "tls_server_names" {
+                            "write a server name, or `*.example.org` for its subdomains".to_owned()
+                        } else {
+                            "write the value as the protocol carries it, e.g. \"PACS1\"".to_owned()
+                        },
+                    );
+                    usable = false;
+                } else {
+                    out.push(text.clone());
+                }
+            }
+            out
+        };
+        let conditions = crate::policy::AppConditions {
+            dicom_called_ae: list(&raw_rule.dicom_called_ae, "dicom_called_ae"),
+            dicom_calling_ae: list(&raw_rule.dicom_calling_ae, "dicom_calling_ae"),
+            hl7_sending_app: list(&raw_rule.hl7_sending_app, "hl7_sending_app"),
+            hl7_sending_facility: list(&raw_rule.hl7_sending_facility, "hl7_sending_facility"),
+            hl7_message_types: list(&raw_rule.hl7_message_types, "hl7_message_types"),
+            tls_server_names: list(&raw_rule.tls_server_names, "tls_server_names"),
+        };
         let action = checked(sink, &raw_rule.action, values::action).unwrap_or(Action::Alert);
         let severity = match &raw_rule.severity {
             Some(s) => checked(sink, s, values::severity).unwrap_or(default_severity),
@@ -565,6 +661,7 @@ fn build_rules(
                 services: refs,
                 action,
                 severity,
+                conditions,
             },
             name_span,
             usable,

@@ -26,11 +26,12 @@ pub enum Action {
 }
 
 /// Severity of a violation, ordered from `Low` to `Critical`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Severity {
     /// low
     Low,
-    /// medium
+    /// medium (the default severity)
+    #[default]
     Medium,
     /// high
     High,
@@ -88,6 +89,10 @@ pub struct ServiceSpec {
     pub udp: Vec<PortRange>,
     /// Matches ICMP and ICMPv6 echo flows.
     pub icmp: bool,
+    /// The application the flow must speak (`dicom`, `hl7`, ...), found by
+    /// content: a flow matches by its bytes whatever its port, and the
+    /// ports above only name the service's usual ports (for who initiates).
+    pub app: Option<String>,
 }
 
 /// A named service (`[services.NAME]`).
@@ -150,6 +155,71 @@ pub struct Rule {
     pub action: Action,
     /// Severity of an alert; the policy's default severity when not written.
     pub severity: Severity,
+    /// Conditions on the flow's application fields (none: any).
+    pub conditions: AppConditions,
+}
+
+impl Rule {
+    /// True when the rule looks at the flow's application: a service that
+    /// requires one, or conditions on its fields.
+    pub fn depends_on_app(&self) -> bool {
+        !self.conditions.is_empty() || self.services.iter().any(|s| s.spec.app.is_some())
+    }
+}
+
+/// A rule's conditions on application fields; each non-empty list must hold
+/// the flow's value (a flow whose application is not known matches none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppConditions {
+    /// DICOM called AE titles.
+    pub dicom_called_ae: Vec<String>,
+    /// DICOM calling AE titles.
+    pub dicom_calling_ae: Vec<String>,
+    /// HL7 sending applications (MSH-3).
+    pub hl7_sending_app: Vec<String>,
+    /// HL7 sending facilities (MSH-4).
+    pub hl7_sending_facility: Vec<String>,
+    /// HL7 message types (MSH-9): `ADT^A01`, or `ADT` for every ADT event.
+    pub hl7_message_types: Vec<String>,
+    /// TLS server names; `*.example.org` matches its subdomains.
+    pub tls_server_names: Vec<String>,
+}
+
+impl AppConditions {
+    /// True when the rule has none.
+    pub fn is_empty(&self) -> bool {
+        self.dicom_called_ae.is_empty()
+            && self.dicom_calling_ae.is_empty()
+            && self.hl7_sending_app.is_empty()
+            && self.hl7_sending_facility.is_empty()
+            && self.hl7_message_types.is_empty()
+            && self.tls_server_names.is_empty()
+    }
+}
+
+/// `[clinical]`: checks on clinical protocols, each producing the flow's one
+/// event under a pseudo-rule when no rule alerted first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClinicalChecks {
+    /// Severity of DICOM or HL7 on a port no service requiring it names.
+    pub unexpected_port: Option<Severity>,
+    /// Known AE titles; empty: not checked.
+    pub known_ae_titles: Vec<String>,
+    /// Severity of an unknown AE title.
+    pub unknown_ae_title: Severity,
+    /// Known HL7 senders (`APP` or `APP^FACILITY`); empty: not checked.
+    pub known_hl7_senders: Vec<String>,
+    /// Severity of an unknown HL7 sender.
+    pub unknown_hl7_sender: Severity,
+}
+
+impl ClinicalChecks {
+    /// True when nothing is checked.
+    pub fn is_empty(&self) -> bool {
+        self.unexpected_port.is_none()
+            && self.known_ae_titles.is_empty()
+            && self.known_hl7_senders.is_empty()
+    }
 }
 
 /// A validated policy, in file order.
@@ -167,4 +237,6 @@ pub struct Policy {
     pub services: Vec<Service>,
     /// Rules in file order: the first match wins.
     pub rules: Vec<Rule>,
+    /// `[clinical]` checks.
+    pub clinical: ClinicalChecks,
 }

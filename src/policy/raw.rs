@@ -33,10 +33,31 @@ pub(super) struct RawPolicyFile {
     /// flow gets the default action.
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
+    /// `[clinical]`: checks on clinical protocols (an extension of the
+    /// contract's format). Default: none.
+    #[serde(default)]
+    pub clinical: Option<Spanned<RawClinical>>,
 }
 
 /// Keys allowed at the top level, for hints.
-pub(super) const TOP_KEYS: &[&str] = &["policy", "zones", "services", "rules"];
+pub(super) const TOP_KEYS: &[&str] = &["policy", "zones", "services", "rules", "clinical"];
+
+/// `[clinical]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClinical {
+    /// Severity of DICOM or HL7 seen on a port that no service requiring that
+    /// application names. Default: not checked.
+    pub unexpected_port: Option<Str>,
+    /// AE titles the hospital knows; another one is flagged. Default: not checked.
+    pub known_ae_titles: Option<Vec<Str>>,
+    /// Severity of an unknown AE title. Default: `policy.default_severity`.
+    pub unknown_ae_title: Option<Str>,
+    /// HL7 senders the hospital knows, `APP` or `APP^FACILITY`. Default: not checked.
+    pub known_hl7_senders: Option<Vec<Str>>,
+    /// Severity of an unknown HL7 sender. Default: `policy.default_severity`.
+    pub unknown_hl7_sender: Option<Str>,
+}
 
 /// `[policy]`.
 #[derive(Debug, Default, Deserialize)]
@@ -88,10 +109,14 @@ pub(super) struct RawService {
     pub udp: Option<Vec<Spanned<PortItem>>>,
     /// Matches ICMP and ICMPv6 echo. Default: false.
     pub icmp: Option<bool>,
+    /// The application the flow must speak, recognised by content
+    /// (`dicom`, `hl7`, `tls`, `http`, ...): then the ports only name the
+    /// service's usual ports, and a flow matches by its bytes. Default: none.
+    pub app: Option<Str>,
 }
 
 /// Keys allowed in `[services.NAME]`, for hints.
-pub(super) const SERVICE_KEYS: &[&str] = &["description", "tcp", "udp", "icmp"];
+pub(super) const SERVICE_KEYS: &[&str] = &["description", "tcp", "udp", "icmp", "app"];
 
 /// `[[rules]]`.
 #[derive(Debug, Deserialize)]
@@ -110,10 +135,35 @@ pub(super) struct RawRule {
     pub action: Str,
     /// Severity of the alert. Default: `policy.default_severity`.
     pub severity: Option<Str>,
+    /// Only DICOM associations calling one of these AE titles.
+    pub dicom_called_ae: Option<Vec<Str>>,
+    /// Only DICOM associations from one of these AE titles.
+    pub dicom_calling_ae: Option<Vec<Str>>,
+    /// Only HL7 messages from one of these sending applications (MSH-3).
+    pub hl7_sending_app: Option<Vec<Str>>,
+    /// Only HL7 messages from one of these sending facilities (MSH-4).
+    pub hl7_sending_facility: Option<Vec<Str>>,
+    /// Only HL7 messages of these types (MSH-9, `ADT^A01`, or `ADT` for all).
+    pub hl7_message_types: Option<Vec<Str>>,
+    /// Only TLS to these server names (SNI; `*.example.org` for subdomains).
+    pub tls_server_names: Option<Vec<Str>>,
 }
 
 /// Keys allowed in `[[rules]]`, for hints.
-pub(super) const RULE_KEYS: &[&str] = &["name", "from", "to", "services", "action", "severity"];
+pub(super) const RULE_KEYS: &[&str] = &[
+    "name",
+    "from",
+    "to",
+    "services",
+    "action",
+    "severity",
+    "dicom_called_ae",
+    "dicom_calling_ae",
+    "hl7_sending_app",
+    "hl7_sending_facility",
+    "hl7_message_types",
+    "tls_server_names",
+];
 
 /// One entry of a service's `tcp` or `udp` list, before range checks: any integer (so that
 /// `0`, `-1` and `70000` get a friendly error rather than a type error) or a string.
@@ -254,14 +304,15 @@ mod tests {
         for key in SERVICE_KEYS {
             let value = match *key {
                 "icmp" => "true",
-                "description" => "\"x\"",
+                "description" | "app" => "\"x\"",
                 _ => "[1]",
             };
             let text = format!("[services.s]\n{key} = {value}\n");
             assert!(toml::from_str::<RawPolicyFile>(&text).is_ok(), "{key}");
         }
-        let rule =
-            "name = \"r\"\nfrom = []\nto = []\nservices = []\naction = \"a\"\nseverity = \"s\"\n";
+        let rule = "name = \"r\"\nfrom = []\nto = []\nservices = []\naction = \"a\"\nseverity = \"s\"\n\
+                    dicom_called_ae = []\ndicom_calling_ae = []\nhl7_sending_app = []\n\
+                    hl7_sending_facility = []\nhl7_message_types = []\ntls_server_names = []\n";
         assert!(toml::from_str::<RawPolicyFile>(&format!("[[rules]]\n{rule}")).is_ok());
         assert_eq!(RULE_KEYS.len(), rule.lines().count());
         for key in TOP_KEYS {
@@ -270,5 +321,9 @@ mod tests {
                     == (*key == "rules")
             );
         }
+        let clinical = "[clinical]\nunexpected_port = \"high\"\nknown_ae_titles = []\n\
+                        unknown_ae_title = \"low\"\nknown_hl7_senders = []\n\
+                        unknown_hl7_sender = \"low\"\n";
+        assert!(toml::from_str::<RawPolicyFile>(clinical).is_ok());
     }
 }

@@ -259,6 +259,7 @@ mod tests {
                 .collect(),
             action: Action::Allow,
             severity: Severity::Medium,
+            conditions: Default::default(),
         }
     }
 

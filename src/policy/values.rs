@@ -154,8 +154,12 @@ const ALL_PORTS: PortRange = PortRange { lo: 1, hi: 65535 };
 /// A named service of the same name (`[services.icmp]`) takes precedence; the caller checks
 /// names first.
 pub(super) fn inline_service(text: &str) -> Option<Result<ServiceSpec, Problem>> {
-    let spec =
-        |tcp: Vec<PortRange>, udp: Vec<PortRange>, icmp: bool| ServiceSpec { tcp, udp, icmp };
+    let spec = |tcp: Vec<PortRange>, udp: Vec<PortRange>, icmp: bool| ServiceSpec {
+        tcp,
+        udp,
+        icmp,
+        app: None,
+    };
     match text {
         "tcp" => return Some(Ok(spec(vec![ALL_PORTS], vec![], false))),
         "udp" => return Some(Ok(spec(vec![], vec![ALL_PORTS], false))),

@@ -246,7 +246,7 @@ pub fn replay<W: Write + Send>(
         let mut released = Vec::new();
         for worker in &mut workers {
             for tracker in &mut worker.trackers {
-                tracker.finish(&mut released);
+                tracker.finish_judged(Some(policy), &mut released);
                 if let Some(inventory) = &options.inventory {
                     for identified in tracker.drain_identified() {
                         inventory.record_app(&identified);
@@ -410,7 +410,12 @@ fn track_batch(
         // Events the sweep releases count as produced at the batch's end.
         let batch_last = base_index + (slots.len() as u64).saturating_sub(1);
         for tracker in worker.trackers.iter_mut() {
-            tracker.expire_at(batch_end_ts, batch_last, &mut worker.violations);
+            tracker.expire_at(
+                batch_end_ts,
+                batch_last,
+                Some(judge.policy),
+                &mut worker.violations,
+            );
         }
         // Events released by the sweep, or after waiting for their
         // application, come after this batch's others of the same tracker:

@@ -195,6 +195,8 @@ fn start_workers(
     inventory: &Arc<crate::inventory::Inventory>,
 ) -> Result<Workers, String> {
     let stop = Arc::new(AtomicBool::new(false));
+    // A policy whose verdicts depend on applications needs detection.
+    let detect_apps = settings.detect_apps || policy.current().policy.needs_app();
     let mut workers = Workers {
         threads: Vec::new(),
         stats: Vec::new(),
@@ -216,7 +218,7 @@ fn start_workers(
                 flow_id_salt(),
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(settings.detect_apps);
+            .with_detection(detect_apps);
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -255,7 +257,7 @@ fn start_workers(
                 flow_id_salt(),
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(settings.detect_apps);
+            .with_detection(detect_apps);
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -314,7 +316,7 @@ fn start_workers(
                         salt,
                     )
                     .with_inventory(Some(inventory.clone()))
-                    .with_detection(settings.detect_apps);
+                    .with_detection(detect_apps);
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());
                     let thread = std::thread::Builder::new()

@@ -137,7 +137,8 @@ impl Pipeline {
     /// Releases the events still waiting for their application (the
     /// capture stops).
     pub fn finish(&mut self, live: &LivePolicy) {
-        self.tracker.finish(&mut self.violations);
+        self.tracker
+            .finish_judged(Some(&live.policy), &mut self.violations);
         self.end_batch(live);
     }
 
@@ -225,7 +226,13 @@ impl Pipeline {
                 inventory.record_app(&identified);
             }
         }
-        self.tracker.expire_into(self.last_ts, &mut self.violations);
+        let index = self.next_index;
+        self.tracker.expire_at(
+            self.last_ts,
+            index.saturating_sub(self.index_step),
+            Some(&live.policy),
+            &mut self.violations,
+        );
         if !self.violations.is_empty() {
             // Released by the sweep (their flows ended, or waited long
             // enough for their application): out now.
