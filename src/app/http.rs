@@ -228,11 +228,10 @@ fn method_of(bytes: &[u8]) -> Progress<HttpMethod> {
 /// so a prefix that holds one ends where the whole input does.
 fn header_block_end(block: &[u8]) -> Option<usize> {
     block.iter().enumerate().find_map(|(i, &b)| {
-        let blank_follows = match (block.get(i + 1), block.get(i + 2)) {
-            (Some(b'\n'), _) => true,
-            (Some(b'\r'), Some(b'\n')) => true,
-            _ => false,
-        };
+        let blank_follows = matches!(
+            (block.get(i + 1), block.get(i + 2)),
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n'))
+        );
         (b == b'\n' && blank_follows).then_some(i)
     })
 }
