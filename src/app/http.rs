@@ -174,7 +174,7 @@ pub fn parse_request(bytes: &[u8]) -> Progress<HttpInfo> {
     }
     let headers_at = method.as_str().len() + 1 + target_len + 1 + 8;
     let header_block = bytes.get(headers_at..).unwrap_or_default();
-    let block_end = find(header_block, b"\r\n\r\n").or_else(|| find(header_block, b"\n\n"));
+    let block_end = header_block_end(header_block);
     let truncated = block_end.is_none();
     if truncated && !at_limit_of(bytes) {
         return Progress::NeedMore;
@@ -221,6 +221,19 @@ fn method_of(bytes: &[u8]) -> Progress<HttpMethod> {
         }
     }
     answer
+}
+
+/// Where the header block ends: at the first blank line, whether lines end
+/// with CRLF or a bare LF (senders mix them). The earliest blank line wins,
+/// so a prefix that holds one ends where the whole input does.
+fn header_block_end(block: &[u8]) -> Option<usize> {
+    block.iter().enumerate().find_map(|(i, &b)| {
+        let blank_follows = matches!(
+            (block.get(i + 1), block.get(i + 2)),
+            (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n'))
+        );
+        (b == b'\n' && blank_follows).then_some(i)
+    })
 }
 
 /// The header fields read from the block.
@@ -572,5 +585,20 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_first_blank_line_ends_the_headers_whatever_the_line_endings() {
+        // Found by the `http` and `app_detect` fuzz targets: a prefix ended
+        // the block at LF LF, the whole input at a later CRLF CRLF, and the
+        // two disagreed on the headers read.
+        let mixed =
+            b"GET / HTTP/1.1\r\nHost: a\n\nAccept: application/fhir+json\r\nHost: b\r\n\r\n";
+        let info = done(mixed);
+        assert_eq!((info.host.as_deref(), info.fhir), (Some("a"), None));
+        assert_eq!(parse_request(&mixed[..27]), Progress::Done(info));
+        assert_eq!(header_block_end(b"\r\n\r"), None);
+        assert_eq!(header_block_end(b"\r\n\r\n"), Some(1));
+        assert_eq!(header_block_end(b"\r\nA: b\n\n"), Some(6));
     }
 }

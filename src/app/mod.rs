@@ -30,8 +30,11 @@
 //!   on it any more (a longer first message is parsed as far as it goes and
 //!   marked truncated).
 //! - Streaming-stable: for input shorter than [`INSPECT_LIMIT`], a `Done` on a
-//!   prefix is the same `Done` on any longer input, and a `NotThis` on a
-//!   prefix stays `NotThis`.
+//!   non-empty prefix of the client's bytes is the same `Done` on any longer
+//!   input, and a `NotThis` stays `NotThis` (when the client has sent
+//!   nothing, the server's bytes decide, for captures that miss the client).
+//!   A caller that buffers less than [`INSPECT_LIMIT`] may get `NeedMore`
+//!   until it gives up; it should then treat the flow as unidentified.
 //! - Patient data is never read into the results: the structs hold only the
 //!   named header fields (see each parser's module docs for what is read and
 //!   what is deliberately never touched). Strings are capped and made
@@ -276,35 +279,51 @@ pub(crate) fn at_limit(bytes: &[u8]) -> bool {
     bytes.len() >= INSPECT_LIMIT
 }
 
-fn detect_stream(client: &[u8], server: &[u8]) -> Progress<Detection> {
-    if client.is_empty() && server.is_empty() {
-        return Progress::NeedMore;
-    }
-    let candidates = [
+/// A stream candidate: the app it would find, and whether a reply is pending.
+type StreamCandidate = fn(&[u8], &[u8]) -> Progress<(AppInfo, bool)>;
+
+/// The stream protocols, tried in turn. Their signatures are disjoint on the
+/// first two bytes, so at most one can answer `Done` and the order only
+/// saves work.
+const STREAM_CANDIDATES: [StreamCandidate; 5] = [
+    |client, server| {
         both_sides(client, server, dicom::parse_pdu, dicom::expects_reply).map(|sides| {
             let info = DicomInfo {
                 client: sides.client,
                 server: sides.server,
             };
             (AppInfo::Dicom(info), sides.reply_pending)
-        }),
+        })
+    },
+    |client, server| {
         both_sides(client, server, hl7::parse_message, hl7::expects_reply).map(|sides| {
             let info = Hl7Info {
                 client: sides.client,
                 server: sides.server,
             };
             (AppInfo::Hl7(info), sides.reply_pending)
-        }),
+        })
+    },
+    |client, server| {
         first_bytes_of(client, server, tls::parse_client_hello)
-            .map(|info| (AppInfo::Tls(info), false)),
-        first_bytes_of(client, server, http::parse_request)
-            .map(|info| (AppInfo::Http(info), false)),
+            .map(|info| (AppInfo::Tls(info), false))
+    },
+    |client, server| {
+        first_bytes_of(client, server, http::parse_request).map(|info| (AppInfo::Http(info), false))
+    },
+    |client, server| {
         either_side(client, server, device::parse_stream)
-            .map(|device| (AppInfo::Device(device), false)),
-    ];
+            .map(|device| (AppInfo::Device(device), false))
+    },
+];
+
+fn detect_stream(client: &[u8], server: &[u8]) -> Progress<Detection> {
+    if client.is_empty() && server.is_empty() {
+        return Progress::NeedMore;
+    }
     let mut answer = Progress::NotThis;
-    for candidate in candidates {
-        match candidate {
+    for candidate in STREAM_CANDIDATES {
+        match candidate(client, server) {
             Progress::Done((info, reply_pending)) => {
                 return Progress::Done(Detection {
                     info,
