@@ -2,14 +2,18 @@
 //! fixture capture (VLAN-tagged and fragmented traffic among it) replayed
 //! into one end with tcpreplay while `segwatch run` captures on the other;
 //! the events equal those of `segwatch replay` on the same file, compared as
-//! sets of (proto, endpoints, rule, severity, vlan). Needs root, `ip` and
-//! `tcpreplay` (.ci/run installs them); skipped otherwise.
+//! sets of (proto, endpoints, rule, severity, vlan). The tests wait on the
+//! daemon's own counters (read from inside its namespace), then check them
+//! exactly: every frame counted once, none of another interface's. Needs
+//! root, `ip` and `tcpreplay` (.ci/run installs them); skipped otherwise.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ use serde_json::Value;
 use segwatch::synth::{Capture, Fragment, Pkt, Resolution, at, tcp_flags::*};
 
 use crate::common::{SEGWATCH, root};
-use crate::daemon::wait_for;
+use crate::daemon::{http_get, metric, wait_for};
 
 fn can_run() -> bool {
     let root_user = Command::new("id")
@@ -46,6 +50,73 @@ fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `work` on a thread that has joined the network namespace
+/// `namespace` (a network namespace belongs to a thread, not the process).
+fn in_namespace<T: Send + 'static>(
+    namespace: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let file = std::fs::File::open(format!("/var/run/netns/{namespace}")).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: setns with a namespace file descriptor that lives across
+        // the call; it changes this new thread's network namespace only.
+        #[allow(unsafe_code)]
+        let status = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(status, 0, "setns: {}", std::io::Error::last_os_error());
+        work()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The metrics of the daemon listening on 127.0.0.1:9108 in `namespace`.
+fn metrics_in(namespace: &str) -> String {
+    in_namespace(namespace, || http_get(9108, "/metrics").unwrap_or_default())
+}
+
+/// UDP datagrams to 127.0.0.1 in a namespace, about 20,000 a second, until
+/// dropped: traffic on another interface (`lo`) that a capture on the veth
+/// must never count, even while it is being opened.
+struct LoopbackNoise {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackNoise {
+    fn start(namespace: &str) -> LoopbackNoise {
+        let stop = Arc::new(AtomicBool::new(false));
+        let file = std::fs::File::open(format!("/var/run/netns/{namespace}")).unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: as in `in_namespace`.
+            #[allow(unsafe_code)]
+            let status = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(status, 0);
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            while !flag.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    let _ = socket.send_to(b"noise", "127.0.0.1:9");
+                }
+                // Pacing a load generator, not waiting for a condition.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        LoopbackNoise {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LoopbackNoise {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Two namespaces joined by a veth pair (`sender` in `a`, `capture` in
@@ -333,8 +404,34 @@ fn replayed(capture: &Path) -> BTreeSet<Key> {
         .collect()
 }
 
+/// Frames in the fixture: the sample's 400 and the 6 added.
+const FIXTURE_FRAMES: u64 = 406;
+
+/// Waits until the counter `name` (summed over its series matching
+/// `filter`) of the daemon in `namespace` reaches `expected`, then asserts
+/// that it is exactly that. Returns the exposition.
+fn wait_for_count(namespace: &str, name: &str, filter: &str, expected: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = metrics_in(namespace);
+        let value = metric(&text, name, filter);
+        if value.unwrap_or(0.0) >= expected as f64 {
+            assert_eq!(value, Some(expected as f64), "{name}{{{filter}}}");
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{{{filter}}} is {value:?}, not {expected}, after 20 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Captures the fixture live with `extra` flags and compares with replay.
-fn live_equals_replay(extra: &[&str], config_extra: &str) {
+/// `reassembled`: whether the kernel reassembles the fragmented datagram
+/// (an AF_PACKET fanout group with the defragmentation flag) and so hands
+/// over one frame fewer, and no later fragment.
+fn live_equals_replay(extra: &[&str], config_extra: &str, reassembled: bool) {
     if !can_run() {
         return;
     }
@@ -349,6 +446,8 @@ fn live_equals_replay(extra: &[&str], config_extra: &str) {
     );
 
     let veth = Veth::new();
+    // Busy on `lo` from before the capture opens to the end.
+    let _noise = LoopbackNoise::start(&veth.b);
     let events = dir.path().join("events.jsonl");
     let config = dir.path().join("segwatch.toml");
     std::fs::write(&config, format!("[policy]\nwatch = false\n{config_extra}")).unwrap();
@@ -369,15 +468,44 @@ fn live_equals_replay(extra: &[&str], config_extra: &str) {
     let mut sensor = Sensor::start(&veth.b, &args);
     sensor.wait_log("Serving /metrics", Duration::from_secs(20));
     veth.replay(&capture, 2_000);
-    let found = wait_for("the live events", Duration::from_secs(20), || {
-        let found: BTreeSet<Key> = events_in(&events).iter().map(key).collect();
-        (found.len() >= expected.len()).then_some(found)
-    });
+
+    let frames = FIXTURE_FRAMES - u64::from(reassembled);
+    // Every frame judged once; nothing from `lo`.
+    let text = wait_for_count(&veth.b, "segwatch_packets_total", "", frames);
+    assert_eq!(
+        metric(&text, "segwatch_packets_not_judged_total", "later_fragment"),
+        Some(if reassembled { 0.0 } else { 1.0 })
+    );
+    if extra.windows(2).any(|pair| pair == ["--workers", "2"]) {
+        for worker in ["worker=\"0\"", "worker=\"1\""] {
+            assert!(
+                metric(&text, "segwatch_worker_packets_total", worker).unwrap() > 0.0,
+                "the fanout group spreads flows over both workers: {text}"
+            );
+        }
+    }
+    // The kernel's counters, read once a second and summed over the
+    // interface's sockets.
+    let interface = format!("interface=\"{}\"", veth.capture);
+    let text = wait_for_count(
+        &veth.b,
+        "segwatch_capture_interface_received_packets_total",
+        &interface,
+        frames,
+    );
+    assert_eq!(
+        metric(&text, "segwatch_capture_dropped_packets_total", ""),
+        Some(0.0)
+    );
+
     let (code, _, log) = sensor.stop();
     assert_eq!(code, Some(0), "{log:#?}");
+    // Stopped: the events file holds everything (SIGTERM drains the sink).
+    let written = events_in(&events);
+    let found: BTreeSet<Key> = written.iter().map(key).collect();
     assert_eq!(found, expected);
     assert_eq!(
-        events_in(&events).len(),
+        written.len(),
         expected.len(),
         "one event per flow, also across workers"
     );
@@ -385,19 +513,19 @@ fn live_equals_replay(extra: &[&str], config_extra: &str) {
 
 #[test]
 fn af_packet_with_one_worker_sees_what_replay_sees() {
-    live_equals_replay(&["--workers", "1"], "");
+    live_equals_replay(&["--workers", "1"], "", true);
 }
 
 #[test]
 fn af_packet_with_two_workers_in_a_fanout_group_sees_what_replay_sees() {
     // With a snap length that cuts most frames: judged from their headers.
-    live_equals_replay(&["--workers", "2"], "[capture]\nsnaplen = 80\n");
+    live_equals_replay(&["--workers", "2"], "[capture]\nsnaplen = 80\n", true);
 }
 
 #[cfg(feature = "pcap")]
 #[test]
 fn libpcap_sees_what_replay_sees() {
-    live_equals_replay(&["--backend", "pcap", "--workers", "1"], "");
+    live_equals_replay(&["--backend", "pcap", "--workers", "1"], "", false);
 }
 
 #[cfg(not(feature = "pcap"))]
@@ -495,6 +623,74 @@ fn without_the_capability_the_error_says_which() {
         stderr.contains("capture on lo") && stderr.contains("CAP_NET_RAW"),
         "{stderr}"
     );
+}
+
+/// The user and system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th and stime the 13th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The capture's interface goes down and comes back up: meanwhile the
+/// worker waits (no spinning on the socket's error), and afterwards it
+/// captures again.
+fn survives_the_link_going_down_and_up(backend: &str) {
+    if !can_run() {
+        return;
+    }
+    let veth = Veth::new();
+    let mut sensor = Sensor::start(
+        &veth.b,
+        &[
+            "--interface",
+            &veth.capture,
+            "--backend",
+            backend,
+            "--policy",
+            example_policy().to_str().unwrap(),
+        ],
+    );
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    ip(&["-n", &veth.b, "link", "set", &veth.capture, "down"]);
+    if backend == "af-packet" {
+        sensor.wait_log("Capture interrupted", Duration::from_secs(5));
+    }
+    // A measurement window: a worker spinning on the error would use all
+    // of it (100 ticks a second); waiting in poll uses next to none.
+    let pid = sensor.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 20,
+        "{used} ticks of CPU in 1 s while the link was down"
+    );
+    ip(&["-n", &veth.b, "link", "set", &veth.capture, "up"]);
+    veth.replay(&root().join("tests/fixtures/hospital-sample.pcap"), 2_000);
+    wait_for_count(&veth.b, "segwatch_packets_total", "", 400);
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    if backend == "af-packet" {
+        assert!(
+            log.iter().any(|l| l.contains("Capture resumed")),
+            "{log:#?}"
+        );
+    }
+}
+
+#[test]
+fn af_packet_survives_the_link_going_down_and_up() {
+    survives_the_link_going_down_and_up("af-packet");
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn libpcap_survives_the_link_going_down_and_up() {
+    survives_the_link_going_down_and_up("pcap");
 }
 
 #[test]

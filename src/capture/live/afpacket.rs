@@ -14,6 +14,11 @@
 //! group id comes from the kernel (PACKET_FANOUT_FLAG_UNIQUEID), so two
 //! instances on one host can never join each other's group.
 //!
+//! A socket receives nothing until it is bound to the interface (it is
+//! opened for protocol 0), and nothing but a drop-all filter runs until it
+//! has joined its fanout group: no frame of another interface, and no copy
+//! of a frame another worker also gets, ever reaches a ring.
+//!
 //! Layouts are those of `linux/if_packet.h`; offsets are spelled out where
 //! the ring is read.
 
@@ -23,7 +28,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::capture::Frame;
 use crate::wire::LinkType;
@@ -44,6 +49,8 @@ const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// `BPF_RET | BPF_K`: accept the packet, cut to `k` bytes (0: drop it).
+const BPF_RET_K: u16 = 0x06;
 
 /// Bytes per ring block: large enough for hundreds of small packets, so a
 /// busy interface costs one `poll` per block, not per packet.
@@ -142,6 +149,23 @@ fn get_option<T: Default>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> i
     }
 }
 
+/// A program of one instruction that drops every frame.
+const DROP_ALL: BpfInstruction = BpfInstruction {
+    code: BPF_RET_K,
+    jt: 0,
+    jf: 0,
+    k: 0,
+};
+
+/// Attaches (or replaces) the socket's classic BPF program.
+fn attach_filter(fd: RawFd, program: &[BpfInstruction]) -> io::Result<()> {
+    let fprog = BpfProgram {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr(),
+    };
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
 /// The interface's index, or a one-line error saying it does not exist.
 pub fn interface_index(interface: &str) -> Result<u32, LiveError> {
     let found = pnet_datalink::interfaces()
@@ -166,7 +190,7 @@ pub fn interface_index(interface: &str) -> Result<u32, LiveError> {
 }
 
 /// A fanout group shared by one interface's workers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fanout {
     /// The first socket asks the kernel for a unique group id.
     New,
@@ -182,7 +206,10 @@ pub struct AfPacket {
     ring_len: usize,
     block_count: usize,
     next_block: usize,
-    fanout_id: u16,
+    fanout_id: Option<u16>,
+    /// The interface went down (or away) and was reported; cleared by the
+    /// next block, to report the recovery once.
+    link_down: bool,
 }
 
 // SAFETY: the ring is owned by this value alone (one worker thread reads
@@ -211,14 +238,10 @@ impl AfPacket {
     ) -> Result<AfPacket, LiveError> {
         let interface = options.interface.as_str();
         let index = interface_index(interface)?;
+        // Protocol 0: the socket takes no frame, from any interface, until
+        // `bind` below names the interface and ETH_P_ALL.
         // SAFETY: plain socket creation; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ALL.to_be()),
-            )
-        };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(os_error(interface, "cannot open an AF_PACKET socket"));
         }
@@ -233,26 +256,11 @@ impl AfPacket {
             &TPACKET_V3,
         )
         .map_err(|_| bad("cannot select TPACKET_V3"))?;
-        // The snap length first, so no packet is ever copied whole when it
-        // should not be: a one-instruction program "accept, cut to N".
-        let snap = [BpfInstruction {
-            code: 0x06, // BPF_RET | BPF_K
-            jt: 0,
-            jf: 0,
-            k: options.snaplen,
-        }];
-        let program = filter.unwrap_or(&snap);
-        let fprog = BpfProgram {
-            len: program.len() as libc::c_ushort,
-            filter: program.as_ptr(),
-        };
-        set_option(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &fprog,
-        )
-        .map_err(|_| bad("cannot attach the capture filter"))?;
+        // Drop everything until the socket is in its fanout group: bound but
+        // not yet in the group, it would get a copy of every frame the
+        // group's other sockets also get.
+        attach_filter(fd.as_raw_fd(), &[DROP_ALL])
+            .map_err(|_| bad("cannot attach the capture filter"))?;
 
         let block_count = (options.buffer_bytes / BLOCK_SIZE).max(4);
         let request = RingRequest {
@@ -306,7 +314,8 @@ impl AfPacket {
             ring_len,
             block_count,
             next_block: 0,
-            fanout_id: 0,
+            fanout_id: None,
+            link_down: false,
         };
 
         // SAFETY: an all-zero sockaddr_ll is valid; fields are set below.
@@ -341,25 +350,39 @@ impl AfPacket {
             .map_err(|_| bad("cannot enter promiscuous mode"))?;
         }
         let mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
-        let argument: u32 = match fanout {
-            Fanout::New => (mode | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
-            Fanout::Join(id) => u32::from(id) | (mode << 16),
+        let argument: Option<u32> = match fanout {
+            Fanout::New => Some((mode | PACKET_FANOUT_FLAG_UNIQUEID) << 16),
+            Fanout::Join(id) => Some(u32::from(id) | (mode << 16)),
         };
-        set_option(
-            capture.fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_FANOUT,
-            &argument,
-        )
-        .map_err(|_| bad("cannot join the fanout group"))?;
-        let joined: u32 = get_option(capture.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT)
-            .map_err(|_| bad("cannot read the fanout group"))?;
-        capture.fanout_id = (joined & 0xffff) as u16;
+        if let Some(argument) = argument {
+            set_option(
+                capture.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_FANOUT,
+                &argument,
+            )
+            .map_err(|_| bad("cannot join the fanout group"))?;
+            let joined: u32 = get_option(capture.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT)
+                .map_err(|_| bad("cannot read the fanout group"))?;
+            capture.fanout_id = Some((joined & 0xffff) as u16);
+        }
+        // Now the frames may come: the BPF program, or just the snap length
+        // ("accept, cut to N"), so no frame is copied whole when it should
+        // not be.
+        let snap = [BpfInstruction {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: options.snaplen,
+        }];
+        attach_filter(capture.fd.as_raw_fd(), filter.unwrap_or(&snap))
+            .map_err(|_| bad("cannot attach the capture filter"))?;
         Ok(capture)
     }
 
-    /// The fanout group this socket is in, for the interface's other workers.
-    pub fn fanout_id(&self) -> u16 {
+    /// The fanout group this socket is in, for the interface's other
+    /// workers; `None` for a lone worker.
+    pub fn fanout_id(&self) -> Option<u16> {
         self.fanout_id
     }
 
@@ -372,28 +395,70 @@ impl AfPacket {
         unsafe { &*(self.ring.add(block * BLOCK_SIZE + 8).cast::<AtomicU32>()) }
     }
 
+    /// Whether `block` holds packets for us.
+    fn ready(&self, block: usize) -> bool {
+        self.status(block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
+    /// Waits at most `timeout` for the socket; its `revents` (0 when the
+    /// wait ended without news, or was interrupted by a signal).
+    fn wait(&self, timeout: Duration) -> Result<libc::c_short, LiveError> {
+        let mut poll = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(LiveError::new(&self.interface, "poll failed", error));
+        }
+        Ok(poll.revents)
+    }
+
+    /// Reads (and so clears) the socket's pending error. The kernel sets
+    /// ENETDOWN when the interface goes down or away, and `poll` reports
+    /// it at once until it is read: unread, a worker would spin.
+    fn clear_socket_error(&mut self) {
+        let error: libc::c_int =
+            get_option(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0);
+        if error != 0 && !self.link_down {
+            self.link_down = true;
+            tracing::warn!(
+                interface = %self.interface,
+                error = %io::Error::from_raw_os_error(error),
+                "Capture interrupted: the interface went down or away; it resumes when the \
+                 interface is up again (one deleted and created again needs a restart)"
+            );
+        }
+    }
+
     /// Waits at most `timeout` for the next block of packets.
     pub fn next_block(&mut self, timeout: Duration) -> Result<Option<Block<'_>>, LiveError> {
         let block = self.next_block;
-        if self.status(block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-            let mut poll = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLERR,
-                revents: 0,
-            };
-            let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut poll, 1, millis) };
-            if ready < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    return Ok(None);
+        if !self.ready(block) {
+            let deadline = Instant::now() + timeout;
+            // A pending socket error ends the wait at once; it is read (which
+            // clears it) and the wait goes on for what is left of the timeout.
+            for _ in 0..2 {
+                let revents = self.wait(deadline.saturating_duration_since(Instant::now()))?;
+                if self.ready(block) || revents & libc::POLLERR == 0 {
+                    break;
                 }
-                return Err(LiveError::new(&self.interface, "poll failed", error));
+                self.clear_socket_error();
             }
-            if self.status(block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            if !self.ready(block) {
                 return Ok(None);
             }
+        }
+        if self.link_down {
+            self.link_down = false;
+            tracing::info!(interface = %self.interface, "Capture resumed");
         }
         self.next_block = (block + 1) % self.block_count;
         // SAFETY: the block is the user's until its status is handed back
@@ -447,9 +512,10 @@ fn u16_at(data: &[u8], offset: usize) -> Option<u16> {
     ))
 }
 
-impl<'a> Block<'a> {
-    /// The block's packets, in arrival order.
-    pub fn frames(&self) -> BlockFrames<'a> {
+impl Block<'_> {
+    /// The block's packets, in arrival order. They borrow the block: none
+    /// outlives its return to the kernel.
+    pub fn frames(&self) -> BlockFrames<'_> {
         // tpacket_hdr_v1 after the 8-byte descriptor head: block_status
         // (8), num_pkts (12), offset_to_first_pkt (16).
         let count = u32_at(self.data, 12).unwrap_or(0);

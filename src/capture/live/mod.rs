@@ -183,7 +183,12 @@ pub fn open_interface(
         "af-packet" => {
             let filter = compile_filter(options)?;
             let first = AfPacket::open(options, Fanout::New, filter.as_deref())?;
-            let group = first.fanout_id();
+            let Some(group) = first.fanout_id() else {
+                return Err(LiveError::message(
+                    &options.interface,
+                    "the kernel assigned no fanout group",
+                ));
+            };
             let mut captures = vec![LiveCapture::AfPacket(first)];
             for _ in 1..workers.max(1) {
                 captures.push(LiveCapture::AfPacket(AfPacket::open(
