@@ -12,7 +12,11 @@
 //! flow-symmetric hashing and the defragmentation flag, so both directions
 //! of a flow and all fragments of a datagram reach the same worker. The
 //! group id comes from the kernel (PACKET_FANOUT_FLAG_UNIQUEID), so two
-//! instances on one host can never join each other's group.
+//! instances on one host can never join each other's group. A lone worker
+//! joins no group: with the defragmentation flag the kernel reassembles
+//! IPv4 fragments before handing them over, and never hands over a
+//! datagram whose fragments do not all arrive (or overlap), which a single
+//! worker has no reason to give up; it sees fragments as `replay` does.
 //!
 //! A socket receives nothing until it is bound to the interface (it is
 //! opened for protocol 0), and nothing but a drop-all filter runs until it
@@ -192,6 +196,8 @@ pub fn interface_index(interface: &str) -> Result<u32, LiveError> {
 /// A fanout group shared by one interface's workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fanout {
+    /// The interface's only worker: no group, so no kernel reassembly.
+    Alone,
     /// The first socket asks the kernel for a unique group id.
     New,
     /// Later sockets join the group the first one got.
@@ -351,6 +357,7 @@ impl AfPacket {
         }
         let mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
         let argument: Option<u32> = match fanout {
+            Fanout::Alone => None,
             Fanout::New => Some((mode | PACKET_FANOUT_FLAG_UNIQUEID) << 16),
             Fanout::Join(id) => Some(u32::from(id) | (mode << 16)),
         };

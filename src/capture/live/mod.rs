@@ -182,7 +182,17 @@ pub fn open_interface(
     match backend {
         "af-packet" => {
             let filter = compile_filter(options)?;
-            let first = AfPacket::open(options, Fanout::New, filter.as_deref())?;
+            let filter = filter.as_deref();
+            if workers <= 1 {
+                let capture = AfPacket::open(options, Fanout::Alone, filter)?;
+                tracing::info!(
+                    interface = %options.interface,
+                    workers = 1,
+                    "AF_PACKET capture open"
+                );
+                return Ok(vec![LiveCapture::AfPacket(capture)]);
+            }
+            let first = AfPacket::open(options, Fanout::New, filter)?;
             let Some(group) = first.fanout_id() else {
                 return Err(LiveError::message(
                     &options.interface,
@@ -190,11 +200,11 @@ pub fn open_interface(
                 ));
             };
             let mut captures = vec![LiveCapture::AfPacket(first)];
-            for _ in 1..workers.max(1) {
+            for _ in 1..workers {
                 captures.push(LiveCapture::AfPacket(AfPacket::open(
                     options,
                     Fanout::Join(group),
-                    filter.as_deref(),
+                    filter,
                 )?));
             }
             tracing::info!(
