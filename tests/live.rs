@@ -229,13 +229,18 @@ impl Sensor {
 
     /// Any segwatch command in `namespace`, logging at info.
     fn command(namespace: &str, args: &[&str]) -> Sensor {
-        let mut child = Command::new("ip")
+        let child = Command::new("ip")
             .args(["netns", "exec", namespace, SEGWATCH, "--log-level", "info"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        Sensor::watching(child)
+    }
+
+    /// A started segwatch whose stderr is piped.
+    fn watching(mut child: Child) -> Sensor {
         let pipe = child.stderr.take().unwrap();
         let (tx, stderr) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -593,37 +598,120 @@ fn libpcap_stops_promptly_on_an_idle_interface() {
     stops_promptly_on_an_idle_interface("pcap");
 }
 
+/// `segwatch ARGS` as user nobody with only the capabilities `caps`
+/// (setpriv syntax, e.g. `-all` or `-all,+net_raw`); `None` without setpriv.
+fn as_nobody_with(caps: &str, namespace: Option<&str>, args: &[&str]) -> Option<Command> {
+    Command::new("setpriv").arg("--version").output().ok()?;
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", namespace, "setpriv"]);
+            c
+        }
+        None => Command::new("setpriv"),
+    };
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--bounding-set={caps}"));
+    if caps != "-all" {
+        command.arg(format!("--ambient-caps={caps}"));
+    }
+    command.arg(SEGWATCH).args(args);
+    Some(command)
+}
+
 #[test]
 fn without_the_capability_the_error_says_which() {
     if !can_run() {
         return;
     }
-    // setpriv drops every capability, as an unprivileged user would have.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            SEGWATCH,
-            "run",
-            "--interface",
-            "lo",
-            "--policy",
-            example_policy().to_str().unwrap(),
-        ])
-        .output();
-    let Ok(out) = out else {
+    let policy = example_policy();
+    let run = [
+        "run",
+        "--interface",
+        "lo",
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    let Some(mut command) = as_nobody_with("-all", None, &run) else {
         eprintln!("skipped: setpriv is missing");
         return;
     };
+    let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("capture on lo") && stderr.contains("CAP_NET_RAW"),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim(),
+        "segwatch: error: capture on lo: cannot open an AF_PACKET socket: Operation not \
+         permitted (needs root or CAP_NET_RAW)"
     );
+    if cfg!(feature = "pcap") {
+        let out = as_nobody_with("-all", None, &[&run[..], &["--backend", "pcap"]].concat())
+            .unwrap()
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("segwatch: error: capture on lo: ")
+                && stderr.contains("(needs root or CAP_NET_RAW)"),
+            "{stderr}"
+        );
+    }
+}
+
+/// CAP_NET_RAW alone is enough for `backend`, promiscuous mode included.
+fn captures_with_cap_net_raw_alone(backend: &str) {
+    if !can_run() {
+        return;
+    }
+    let veth = Veth::new();
+    let policy = example_policy();
+    let args = [
+        "--log-level",
+        "info",
+        "run",
+        "--interface",
+        &veth.capture,
+        "--backend",
+        backend,
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    let Some(mut command) = as_nobody_with("-all,+net_raw", Some(&veth.b), &args) else {
+        eprintln!("skipped: setpriv is missing");
+        return;
+    };
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sensor = Sensor::watching(child);
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    let link = Command::new("ip")
+        .args(["-n", &veth.b, "-d", "link", "show", &veth.capture])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("promiscuity 1"), "{link}");
+    veth.replay(&root().join("tests/fixtures/hospital-sample.pcap"), 2_000);
+    wait_for_count(&veth.b, "segwatch_packets_total", "", 400);
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+}
+
+#[test]
+fn af_packet_captures_with_cap_net_raw_alone() {
+    captures_with_cap_net_raw_alone("af-packet");
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn libpcap_captures_with_cap_net_raw_alone() {
+    captures_with_cap_net_raw_alone("pcap");
 }
 
 /// The user and system CPU time of process `pid`, in clock ticks.

@@ -1,7 +1,8 @@
 //! Dropping root once the capture is open.
 //!
-//! Opening AF_PACKET sockets needs CAP_NET_RAW (and CAP_NET_ADMIN for
-//! promiscuous mode and fanout); nothing after that does. A daemon started
+//! Opening AF_PACKET sockets needs CAP_NET_RAW (promiscuous mode and
+//! fanout go through the socket and need nothing more); nothing after that
+//! does. A daemon started
 //! as root with `process.user` set switches to that user's uid and gid
 //! (and its supplementary groups) once its sockets and listeners are open.
 

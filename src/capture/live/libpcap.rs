@@ -37,7 +37,7 @@ impl std::fmt::Debug for PcapCapture {
 fn pcap_error(interface: &str, what: &str, error: &pcap::Error) -> LiveError {
     let text = error.to_string();
     let hint = if text.contains("Operation not permitted") || text.contains("ermission") {
-        " (needs root or CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode)"
+        " (needs root or CAP_NET_RAW)"
     } else {
         ""
     };

@@ -52,17 +52,25 @@ pub struct LiveError {
 }
 
 impl LiveError {
-    /// An error from the operating system while doing `what`.
+    /// An error from the operating system while doing `what`. Permission
+    /// errors name the capability: CAP_NET_RAW is all capture needs
+    /// (promiscuous mode through PACKET_ADD_MEMBERSHIP and fanout need no
+    /// CAP_NET_ADMIN).
     pub fn new(interface: &str, what: &str, error: std::io::Error) -> LiveError {
         let hint = match error.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => {
-                " (needs root or CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode)"
-            }
+            Some(libc::EPERM | libc::EACCES) => " (needs root or CAP_NET_RAW)",
             _ => "",
+        };
+        // The OS's words without Rust's " (os error N)", so that the hint is
+        // the line's only parenthesis.
+        let text = error.to_string();
+        let words = match text.rfind(" (os error ") {
+            Some(at) if error.raw_os_error().is_some() => &text[..at],
+            _ => &text,
         };
         LiveError {
             interface: interface.to_string(),
-            message: format!("{what}: {error}{hint}"),
+            message: format!("{what}: {words}{hint}"),
         }
     }
 
