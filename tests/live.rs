@@ -714,6 +714,59 @@ fn libpcap_captures_with_cap_net_raw_alone() {
     captures_with_cap_net_raw_alone("pcap");
 }
 
+/// Sizes of the packet-socket rings process `pid` has mapped, in MiB.
+fn ring_sizes_mib(pid: u32) -> Vec<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut sizes: Vec<u64> = maps
+        .lines()
+        .filter(|l| l.contains("socket:["))
+        .map(|l| {
+            let range = l.split(' ').next().unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            let size =
+                u64::from_str_radix(end, 16).unwrap() - u64::from_str_radix(start, 16).unwrap();
+            size >> 20
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
+#[test]
+fn the_interface_buffer_is_shared_out_among_its_workers_rings() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = example_policy();
+    for (buffer_mib, workers, rings) in [(16, "2", vec![8, 8]), (2, "1", vec![4])] {
+        let veth = Veth::new();
+        let config = dir.path().join("segwatch.toml");
+        std::fs::write(&config, format!("[capture]\nbuffer_mib = {buffer_mib}\n")).unwrap();
+        let mut sensor = Sensor::start(
+            &veth.b,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--interface",
+                &veth.capture,
+                "--workers",
+                workers,
+                "--policy",
+                policy.to_str().unwrap(),
+            ],
+        );
+        sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+        assert_eq!(
+            ring_sizes_mib(sensor.child.id()),
+            rings,
+            "buffer_mib = {buffer_mib} over {workers} worker(s)"
+        );
+        let (code, _, log) = sensor.stop();
+        assert_eq!(code, Some(0), "{log:#?}");
+    }
+}
+
 /// The user and system CPU time of process `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

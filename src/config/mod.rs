@@ -100,8 +100,9 @@ pub struct CaptureSection {
     pub workers: Option<usize>,
     /// Bytes captured per frame. Default 65535.
     pub snaplen: Option<u32>,
-    /// Kernel ring / buffer per interface, MiB. Default 64. Too small a
-    /// buffer drops packets in bursts.
+    /// Kernel buffer per interface, MiB, shared evenly among its AF_PACKET
+    /// workers' rings (each at least 4 MiB). Default 64. Too small a buffer
+    /// drops packets in bursts.
     pub buffer_mib: Option<usize>,
     /// Put the interface in promiscuous mode. Default true (a SPAN port
     /// delivers frames addressed to other hosts).

@@ -234,7 +234,7 @@ impl std::fmt::Debug for AfPacket {
 
 impl AfPacket {
     /// Opens a socket on `options.interface` with a ring of about
-    /// `options.buffer_bytes`, joins (or creates) the fanout group, and
+    /// `options.buffer_bytes` (at least 4 blocks of 1 MiB), joins (or creates) the fanout group, and
     /// applies the snap length and BPF program. Errors name the interface
     /// and, when permission is missing, the capability.
     pub fn open(

@@ -24,7 +24,8 @@ pub struct CaptureOptions {
     pub interface: String,
     /// Bytes kept of each frame; the headers are judged from what is kept.
     pub snaplen: u32,
-    /// Kernel buffer (ring) per worker socket, bytes.
+    /// Kernel buffer for the interface, bytes: split evenly among its
+    /// AF_PACKET workers' rings (each at least 4 MiB); libpcap's one buffer.
     pub buffer_bytes: usize,
     /// Promiscuous mode (a SPAN port delivers frames for other hosts).
     pub promiscuous: bool,
@@ -200,6 +201,12 @@ pub fn open_interface(
                 );
                 return Ok(vec![LiveCapture::AfPacket(capture)]);
             }
+            // The interface's buffer is shared out: each worker's ring takes
+            // its share of the traffic.
+            let options = &CaptureOptions {
+                buffer_bytes: options.buffer_bytes / workers,
+                ..options.clone()
+            };
             let first = AfPacket::open(options, Fanout::New, filter)?;
             let Some(group) = first.fanout_id() else {
                 return Err(LiveError::message(
