@@ -534,18 +534,161 @@ fn libpcap_sees_what_replay_sees() {
     live_equals_replay(&["--backend", "pcap", "--workers", "1"], "", false);
 }
 
-#[cfg(not(feature = "pcap"))]
-#[test]
-fn the_pcap_backend_in_a_build_without_it_says_how_to_get_it() {
+/// `segwatch run` on `lo` with `config` (a configuration file's text) and
+/// `args`, expected to refuse to start: its one-line error.
+fn refused(config: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segwatch.toml");
+    std::fs::write(&path, config).unwrap();
     let out = Command::new(SEGWATCH)
-        .args(["run", "--interface", "lo", "--backend", "pcap", "--policy"])
+        .args(["run", "--interface", "lo", "--config"])
+        .arg(&path)
+        .arg("--policy")
         .arg(example_policy())
+        .args(args)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--features pcap"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[cfg(not(feature = "pcap"))]
+#[test]
+fn without_the_pcap_feature_the_pcap_backend_says_how_to_get_it() {
+    let stderr = refused("", &["--backend", "pcap"]);
+    assert!(
+        stderr.contains("capture on lo: ") && stderr.contains("--features pcap"),
+        "{stderr}"
+    );
+}
+
+#[cfg(not(feature = "pcap"))]
+#[test]
+fn without_the_pcap_feature_a_bpf_filter_says_how_to_get_it() {
+    let stderr = refused("[capture]\nbpf = \"tcp\"\n", &[]);
+    assert!(
+        stderr.contains("capture on lo: ") && stderr.contains("--features pcap"),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn the_pcap_backend_refuses_several_workers_with_a_hint() {
+    let stderr = refused("", &["--backend", "pcap", "--workers", "2"]);
+    assert!(
+        stderr.contains("capture on lo: ") && stderr.contains("one worker per interface"),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn a_bad_bpf_filter_is_one_line_naming_the_interface() {
+    for backend in ["af-packet", "pcap"] {
+        let stderr = refused("[capture]\nbpf = \"tcp port\"\n", &["--backend", backend]);
+        assert!(
+            stderr.contains("capture on lo: ") && stderr.contains("tcp port"),
+            "{backend}: {stderr}"
+        );
+    }
+}
+
+/// Whether `not net 172.16.0.0/12` drops a frame as the kernel runs it on
+/// a veth: after taking the outermost VLAN tag out of the frame (an inner
+/// QinQ tag stays, so such a frame is not IPv4 to the filter), an IPv4
+/// header (every fragment has one) with either address in 172.16.0.0/12.
+#[cfg(feature = "pcap")]
+fn filtered_out(frame: &[u8]) -> bool {
+    let mut frame = frame.to_vec();
+    if frame.len() >= 18 && matches!(frame[12..14], [0x81, 0x00] | [0x88, 0xa8]) {
+        frame.drain(12..16);
+    }
+    let inside = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .is_some_and(|a| a[0] == 172 && a[1] & 0xf0 == 16)
+    };
+    frame.get(12..14) == Some(&[0x08, 0x00][..]) && (inside(26) || inside(30))
+}
+
+/// `capture.bpf` runs in the kernel: the fixture captured through
+/// `not net 172.16.0.0/12` equals replay of the fixture without the frames
+/// the filter drops (VLAN-tagged ones among them: the kernel filters frames
+/// whose outer tag it has taken out).
+#[cfg(feature = "pcap")]
+fn a_bpf_filter_runs_in_the_kernel(backend: &str) {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("fixture.pcap");
+    fixture(&capture);
+    let all = segwatch::capture::CaptureFile::open(&capture).unwrap();
+    let mut reader = all.reader();
+    let mut kept = Capture::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        if !filtered_out(frame.data) {
+            kept.push(frame.ts_ns, frame.data.to_vec());
+        }
+    }
+    let frames = kept.frames().len() as u64;
+    assert!(
+        frames < FIXTURE_FRAMES - 30,
+        "the filter has frames to drop"
+    );
+    let filtered = dir.path().join("filtered.pcap");
+    kept.write_pcap(&filtered, Resolution::Micro).unwrap();
+    let expected = replayed(&filtered);
+
+    let veth = Veth::new();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[capture]\nbpf = \"not net 172.16.0.0/12\"\n").unwrap();
+    let events = dir.path().join("events.jsonl");
+    let policy = example_policy();
+    let mut sensor = Sensor::start(
+        &veth.b,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--interface",
+            &veth.capture,
+            "--backend",
+            backend,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+    veth.replay(&capture, 2_000);
+    let interface = format!("interface=\"{}\"", veth.capture);
+    wait_for_count(
+        &veth.b,
+        "segwatch_capture_interface_received_packets_total",
+        &interface,
+        frames,
+    );
+    wait_for_count(&veth.b, "segwatch_packets_total", "", frames);
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    let found: BTreeSet<Key> = events_in(&events).iter().map(key).collect();
+    assert_eq!(found, expected);
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn af_packet_runs_a_bpf_filter_in_the_kernel() {
+    a_bpf_filter_runs_in_the_kernel("af-packet");
+}
+
+#[cfg(feature = "pcap")]
+#[test]
+fn libpcap_runs_a_bpf_filter_in_the_kernel() {
+    a_bpf_filter_runs_in_the_kernel("pcap");
 }
 
 #[test]
