@@ -5,10 +5,18 @@
 //!
 //! `cargo bench --bench live_capture` (as root; `--features pcap` adds the
 //! libpcap row). One tcpreplay tops out near 200 k packets/s here, so the
-//! sender is several tcpreplay processes at full speed; on a 2-core machine
-//! they compete with the capture for the cores, which the table reports.
-//! Environment: `SEGWATCH_BENCH_PACKETS` (default 200,000 per sender),
-//! `SEGWATCH_BENCH_SENDERS` (default 3), `SEGWATCH_BENCH_RUNS` (default 3).
+//! sender is built in: an AF_PACKET socket sending 256 frames per
+//! `sendmmsg` past the queueing discipline. On a veth pair the receiving
+//! kernel's work (the copy into the capture's ring among it) runs in the
+//! sender's system calls, on the sender's CPU; segwatch's workers read the
+//! rings on the other cores.
+//!
+//! Environment: `SEGWATCH_BENCH_PACKETS` (the generated capture, default
+//! 200,000 frames), `SEGWATCH_BENCH_REPEAT` (times each sender sends it,
+//! default 5), `SEGWATCH_BENCH_SENDERS` (parallel senders, default 1),
+//! `SEGWATCH_BENCH_RUNS` (default 3), `SEGWATCH_BENCH_SENDER=tcpreplay`
+//! (tcpreplay processes instead, each sending the capture once; 3 by
+//! default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,6 +60,11 @@ fn main() {
     }
     if args.iter().any(|a| a == "--pnet-receiver") {
         pnet_receiver(&args[args.len() - 1]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--sender") {
+        let repeat = args[i + 3].parse().expect("repeat count");
+        fast_sender(&args[i + 1], Path::new(&args[i + 2]), repeat);
         return;
     }
     let root = run(Command::new("id").arg("-u")).trim() == "0";
@@ -114,7 +127,8 @@ struct Sample {
     sent: u64,
     seconds: f64,
     received: u64,
-    dropped: u64,
+    /// The kernel's drop count; `None` for pnet, which has none.
+    dropped: Option<u64>,
     judged: u64,
     cpu_seconds: f64,
 }
@@ -149,9 +163,131 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Sends the capture with `senders` parallel tcpreplay processes at full
-/// speed; returns packets sent and the wall time.
+/// Sends the capture's frames `repeat` times, as fast as the kernel takes
+/// them: an AF_PACKET socket bound for sending only (protocol 0), past the
+/// queueing discipline (PACKET_QDISC_BYPASS), 256 frames per `sendmmsg`.
+/// Prints the frames sent and the seconds taken. On a veth pair the
+/// receiving side's kernel work (the capture's copy into its ring among it)
+/// runs on the sender's CPU, in its system call.
+#[allow(unsafe_code)] // libc socket calls; every pointer outlives its call.
+fn fast_sender(interface: &str, capture: &Path, repeat: u64) {
+    const BATCH: usize = 256;
+    const PACKET_QDISC_BYPASS: libc::c_int = 20;
+    let file = segwatch::capture::CaptureFile::open(capture).unwrap();
+    let mut reader = file.reader();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        frames.push(frame.data.to_vec());
+    }
+    let name = std::ffi::CString::new(interface).unwrap();
+    // SAFETY: a valid C string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index != 0, "no interface {interface}");
+    // SAFETY: plain socket creation, checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields are set below.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_ifindex = index as i32;
+    // SAFETY: `address` is a sockaddr_ll of the size given.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a c_int of the size given. Best effort: without
+    // the bypass, frames go through the qdisc.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_QDISC_BYPASS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let total = frames.len() as u64 * repeat;
+    // SAFETY: all-zero iovecs and mmsghdrs are valid; pointers are set
+    // before each call.
+    let mut iovecs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut messages: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut sent = 0u64;
+    let started = Instant::now();
+    while sent < total {
+        let count = (total - sent).min(BATCH as u64) as usize;
+        for k in 0..count {
+            let frame = &frames[((sent + k as u64) % frames.len() as u64) as usize];
+            iovecs[k].iov_base = frame.as_ptr() as *mut libc::c_void;
+            iovecs[k].iov_len = frame.len();
+            messages[k].msg_hdr.msg_iov = &mut iovecs[k];
+            messages[k].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `count` messages, each pointing at one iovec over a live
+        // frame.
+        let done = unsafe { libc::sendmmsg(fd, messages.as_mut_ptr(), count as u32, 0) };
+        if done < 0 {
+            let error = std::io::Error::last_os_error();
+            // The device queue is full: try again.
+            assert!(
+                matches!(error.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)),
+                "sendmmsg: {error}"
+            );
+            continue;
+        }
+        sent += done as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // SAFETY: the descriptor opened above.
+    unsafe { libc::close(fd) };
+    println!("{sent} {seconds}");
+}
+
+/// Which sender `send` uses (`SEGWATCH_BENCH_SENDER`).
+fn tcpreplay_sender() -> bool {
+    std::env::var("SEGWATCH_BENCH_SENDER").as_deref() == Ok("tcpreplay")
+}
+
+/// Sends the benchmark's traffic into `interface` from `namespace` with
+/// `senders` processes at full speed: the built-in `sendmmsg` sender (each
+/// sending the capture `SEGWATCH_BENCH_REPEAT` times), or with
+/// `SEGWATCH_BENCH_SENDER=tcpreplay` tcpreplay (each sending it once).
+/// Returns packets sent and the wall time.
 fn send(namespace: &str, interface: &str, capture: &Path, senders: u64) -> (u64, f64) {
+    if !tcpreplay_sender() {
+        let repeat = env_number("SEGWATCH_BENCH_REPEAT", 5);
+        let me = std::env::current_exe().unwrap();
+        let children: Vec<Child> = (0..senders)
+            .map(|_| {
+                Command::new("ip")
+                    .args(["netns", "exec", namespace])
+                    .arg(&me)
+                    .args(["--sender", interface])
+                    .arg(capture)
+                    .arg(repeat.to_string())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let (mut sent, mut seconds) = (0, 0.0f64);
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut fields = text.split_whitespace();
+            sent += fields
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            let took = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+            seconds = seconds.max(took);
+        }
+        return (sent, seconds);
+    }
     let started = Instant::now();
     let children: Vec<Child> = (0..senders)
         .map(|_| {
@@ -215,17 +351,33 @@ fn measure_segwatch(
     }
     let cpu_before = cpu_seconds(child.id());
     let (sent, seconds) = send(namespace, sender, capture, senders);
-    // Let the last blocks and the 1 s statistics reach the metrics.
-    let mut last = 0;
-    let mut text = String::new();
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(250));
+    // Wait for the last blocks and the kernel's final counters (read once a
+    // second): the kernel has counted every frame sent (drops included),
+    // and each was judged or dropped; or nothing moved for longer than the
+    // counters' period.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut last, mut still_since) = ((0, 0, 0), Instant::now());
+    let mut text;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
         text = http_get(port, "/metrics").unwrap_or_default();
-        let received = metric(&text, "segwatch_capture_interface_received_packets_total");
-        if received == last && received > 0 {
+        let now = (
+            metric(&text, "segwatch_capture_interface_received_packets_total"),
+            metric(&text, "segwatch_capture_interface_dropped_packets_total"),
+            metric(&text, "segwatch_packets_total"),
+        );
+        let (received, dropped, judged) = now;
+        if received >= sent && judged + dropped >= received {
             break;
         }
-        last = received;
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        } else if still_since.elapsed() > Duration::from_millis(2_500) {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
     }
     let cpu = cpu_seconds(child.id()) - cpu_before;
     let _ = Command::new("kill")
@@ -236,7 +388,10 @@ fn measure_segwatch(
         sent,
         seconds,
         received: metric(&text, "segwatch_capture_interface_received_packets_total"),
-        dropped: metric(&text, "segwatch_capture_interface_dropped_packets_total"),
+        dropped: Some(metric(
+            &text,
+            "segwatch_capture_interface_dropped_packets_total",
+        )),
         judged: metric(&text, "segwatch_packets_total"),
         cpu_seconds: cpu,
     }
@@ -273,7 +428,7 @@ fn measure_pnet(
         sent,
         seconds,
         received,
-        dropped: sent.saturating_sub(received),
+        dropped: None,
         judged: received,
         cpu_seconds: cpu,
     }
@@ -317,7 +472,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Runs inside the capture namespace.
 fn inside(sender_ns: &str, sender: &str, receiver: &str, capture: &Path) {
-    let senders = env_number("SEGWATCH_BENCH_SENDERS", 3);
+    let tcpreplay = tcpreplay_sender();
+    let senders = env_number("SEGWATCH_BENCH_SENDERS", if tcpreplay { 3 } else { 1 });
     let runs = env_number("SEGWATCH_BENCH_RUNS", 3);
     let mut rows: Vec<(&str, Vec<Sample>)> = vec![
         ("pnet datalink (recvfrom, no ring)", Vec::new()),
@@ -361,16 +517,27 @@ fn inside(sender_ns: &str, sender: &str, receiver: &str, capture: &Path) {
             samples.push(sample);
         }
     }
+    let sender = if tcpreplay { "tcpreplay" } else { "sendmmsg" };
     println!(
-        "\n{senders} tcpreplay senders at full speed, {runs} runs, medians\n\n\
-         | receiver | offered packets/s | received | kernel drops | loss | CPU s per M packets |\n\
+        "\n{senders} {sender} sender(s) at full speed, {runs} runs, medians\n\n\
+         | receiver | offered packets/s | judged | kernel drops | loss | CPU s per M packets |\n\
          |---|---|---|---|---|---|"
     );
     for (name, samples) in &rows {
         let rate = median(samples.iter().map(|s| s.sent as f64 / s.seconds).collect());
         let received = median(samples.iter().map(|s| s.judged as f64).collect());
         let sent = median(samples.iter().map(|s| s.sent as f64).collect());
-        let dropped = median(samples.iter().map(|s| s.dropped as f64).collect());
+        let dropped = if samples.iter().all(|s| s.dropped.is_some()) {
+            let dropped = median(
+                samples
+                    .iter()
+                    .map(|s| s.dropped.unwrap_or(0) as f64)
+                    .collect(),
+            );
+            format!("{dropped:.0}")
+        } else {
+            "-".to_string()
+        };
         let loss = median(
             samples
                 .iter()
@@ -384,7 +551,7 @@ fn inside(sender_ns: &str, sender: &str, receiver: &str, capture: &Path) {
                 .collect(),
         );
         println!(
-            "| {name} | {:.0} k | {received:.0} of {sent:.0} | {dropped:.0} | {:.2}% | {cpu:.2} |",
+            "| {name} | {:.0} k | {received:.0} of {sent:.0} | {dropped} | {:.2}% | {cpu:.2} |",
             rate / 1000.0,
             loss.max(0.0) * 100.0
         );
