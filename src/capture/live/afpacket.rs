@@ -54,7 +54,7 @@ const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 /// `BPF_RET | BPF_K`: accept the packet, cut to `k` bytes (0: drop it).
-const BPF_RET_K: u16 = 0x06;
+pub(super) const BPF_RET_K: u16 = 0x06;
 
 /// Bytes per ring block: large enough for hundreds of small packets, so a
 /// busy interface costs one `poll` per block, not per packet.

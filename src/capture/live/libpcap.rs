@@ -34,7 +34,9 @@ impl std::fmt::Debug for PcapCapture {
     }
 }
 
-fn pcap_error(interface: &str, what: &str, error: &pcap::Error) -> LiveError {
+/// A libpcap error while doing `what`, as one line naming the interface
+/// (with the capability when permission is missing).
+pub(super) fn pcap_error(interface: &str, what: &str, error: &pcap::Error) -> LiveError {
     let text = error.to_string();
     let hint = if text.contains("Operation not permitted") || text.contains("ermission") {
         " (needs root or CAP_NET_RAW)"

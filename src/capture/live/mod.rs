@@ -131,14 +131,35 @@ impl LiveCapture {
 
 /// The BPF program for a filter expression and snap length, compiled by
 /// libpcap (for the AF_PACKET backend).
+///
+/// libpcap compiles on a handle opened on the interface itself (briefly,
+/// not promiscuous), not on a "dead" one: a live Linux handle knows that
+/// the kernel takes VLAN tags out of frames, and compiles `vlan` with the
+/// kernel's BPF extensions that read the tag out of band. Compiled on a
+/// dead handle, `vlan 120` looked for the tag inside the frame, where it no
+/// longer is, and the capture took nothing.
 #[cfg(feature = "pcap")]
 fn compile_filter(options: &CaptureOptions) -> Result<Option<Vec<BpfInstruction>>, LiveError> {
     let Some(expression) = &options.bpf else {
         return Ok(None);
     };
-    let dead = pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Micro)
-        .map_err(|e| LiveError::message(&options.interface, format!("BPF: {e}")))?;
-    let program = dead.compile(expression, true).map_err(|e| {
+    let interface = options.interface.as_str();
+    afpacket::interface_index(interface)?;
+    let handle = pcap::Capture::from_device(interface)
+        .and_then(|inactive| {
+            inactive
+                .snaplen(options.snaplen.min(i32::MAX as u32) as i32)
+                .buffer_size(1 << 20)
+                .open()
+        })
+        .map_err(|e| {
+            libpcap::pcap_error(
+                interface,
+                "cannot open libpcap to compile the BPF filter",
+                &e,
+            )
+        })?;
+    let program = handle.compile(expression, true).map_err(|e| {
         LiveError::message(
             &options.interface,
             format!("BPF filter {expression:?}: {e}"),
@@ -156,7 +177,7 @@ fn compile_filter(options: &CaptureOptions) -> Result<Option<Vec<BpfInstruction>
         .iter()
         .map(|i| {
             // Cut accepted packets to the snap length, as tcpdump's -s does.
-            let accept = i.code == 0x06 && i.k > 0;
+            let accept = i.code == afpacket::BPF_RET_K && i.k > 0;
             BpfInstruction {
                 k: if accept {
                     i.k.min(options.snaplen)
