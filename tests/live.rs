@@ -938,6 +938,50 @@ fn the_interface_buffer_is_shared_out_among_its_workers_rings() {
     }
 }
 
+#[test]
+fn capture_opened_as_root_goes_on_after_dropping_to_process_user() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[process]\nuser = \"nobody\"\n").unwrap();
+    let veth = Veth::new();
+    let policy = example_policy();
+    let mut sensor = Sensor::start(
+        &veth.b,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--interface",
+            &veth.capture,
+            "--workers",
+            "2",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    sensor.wait_log("Dropped privileges", Duration::from_secs(20));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "65534"),
+        "{uid}"
+    );
+    veth.replay(&root().join("tests/fixtures/hospital-sample.pcap"), 2_000);
+    wait_for_count(&veth.b, "segwatch_packets_total", "", 400);
+    // The kernel's counters are still readable, summed over both sockets.
+    let interface = format!("interface=\"{}\"", veth.capture);
+    wait_for_count(
+        &veth.b,
+        "segwatch_capture_interface_received_packets_total",
+        &interface,
+        400,
+    );
+    let (code, _, log) = sensor.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+}
+
 /// The user and system CPU time of process `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
