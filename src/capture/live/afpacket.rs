@@ -212,13 +212,10 @@ impl AfPacket {
         let interface = options.interface.as_str();
         let index = interface_index(interface)?;
         // SAFETY: plain socket creation; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ALL.to_be()),
-            )
-        };
+        // Protocol 0: the socket receives nothing until it is bound to the
+        // interface (with ETH_P_ALL), so no other interface's packets slip
+        // into the ring first.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(os_error(interface, "cannot open an AF_PACKET socket"));
         }
