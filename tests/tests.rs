@@ -11,6 +11,7 @@ mod cli;
 mod contract;
 mod daemon;
 mod deploy;
+mod detection_reload;
 mod inventory;
 mod learn;
 mod live;

@@ -66,11 +66,14 @@ pub struct Inspection {
     server: Direction,
     packets: u8,
     first_ts: u64,
-    /// The flow's one event, waiting for the application.
-    pub pending: Option<Violation>,
-    /// With application rules: the flow as judged by ports, to be judged
-    /// again (and its event made, if it alerts) once the application is in.
-    pub template: Option<Violation>,
+    /// The flow as judged at its first packet (by ports), to be judged
+    /// again under the policy in force when the inspection ends, with the
+    /// application; its event, if it alerts, is made then.
+    pub candidate: Option<Violation>,
+    /// Generation of the policy that judged `candidate`.
+    pub generation: u32,
+    /// Whether `candidate`'s verdict alerts (for an end without a policy).
+    pub alerts: bool,
     /// Identified, waiting for the server's reply to fill it in.
     found: Option<Detection>,
 }
@@ -107,8 +110,9 @@ impl Inspection {
             server: Direction::default(),
             packets: 0,
             first_ts,
-            pending: None,
-            template: None,
+            candidate: None,
+            generation: 0,
+            alerts: false,
             found: None,
         }
     }

@@ -293,6 +293,9 @@ pub struct Tracker {
     waits: std::collections::VecDeque<(u64, Slot, u64)>,
 }
 
+/// The policy in force and its generation, where an inspection may end.
+pub type Current<'a> = Option<(&'a CompiledPolicy, u32)>;
+
 /// Flows inspected at once per tracker, and the bytes they may hold: beyond
 /// either, new flows are judged without their application (and their events
 /// go out at once), so a flood of new flows cannot exhaust memory.
@@ -432,7 +435,12 @@ impl Tracker {
         if let Some(&(first_ts, _, _)) = self.waits.front()
             && packet.ts_ns.saturating_sub(first_ts) >= inspect::MAX_WAIT_NS
         {
-            self.release_waits(packet.ts_ns, index, Some(judge.policy), violations);
+            self.release_waits(
+                packet.ts_ns,
+                index,
+                Some((judge.policy, judge.generation)),
+                violations,
+            );
         }
         let (sender, receiver) = packet.endpoints();
         if is_link_local(packet.key.ipv6, sender.0, receiver.0)
@@ -448,7 +456,12 @@ impl Tracker {
                 self.continue_flow(slot, packet, frame, index, judge, violations);
                 return;
             }
-            self.end_inspection(slot, index, Some(judge.policy), violations);
+            self.end_inspection(
+                slot,
+                index,
+                Some((judge.policy, judge.generation)),
+                violations,
+            );
             self.table.remove(slot);
             self.counters.expired += 1;
         }
@@ -461,7 +474,7 @@ impl Tracker {
         &mut self,
         slot: Slot,
         index: u64,
-        policy: Option<&CompiledPolicy>,
+        policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
         if let Some(mut inspection) = self.inspections.remove(&slot) {
@@ -473,43 +486,51 @@ impl Tracker {
         }
     }
 
-    /// Releases what an ended inspection held: the waiting event, or, with
-    /// application rules, the verdict judged again with the application.
+    /// Releases what an ended inspection held: the flow is judged under the
+    /// policy in force (again by ports when a reload came in between, then
+    /// with its application), and its one event made if it alerts.
     fn release(
         &mut self,
         slot: Slot,
         inspection: &mut inspect::Inspection,
         found: Option<Box<crate::app::Detection>>,
         index: u64,
-        policy: Option<&CompiledPolicy>,
+        policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
-        if let Some(mut violation) = inspection.pending.take() {
-            violation.packet_index = index;
-            violation.app = found;
-            violations.push(violation);
-            return;
-        }
-        let Some(mut violation) = inspection.template.take() else {
+        let Some(mut violation) = inspection.candidate.take() else {
             return;
         };
-        let state = &mut self.table.entry_mut(slot).value;
+        let entry = self.table.entry_mut(slot);
+        let key = entry.key;
+        let state = &mut entry.value;
         let verdict = match policy {
-            Some(policy) => {
-                let verdict = policy.judge_app(
-                    violation.src_zone,
-                    violation.dest_zone,
-                    violation.transport,
-                    violation.dest_port,
-                    violation.verdict,
-                    found.as_deref(),
-                );
+            Some((policy, generation)) => {
+                if generation != inspection.generation {
+                    let judged = judge_flow(&key, state.initiator_is_lo, policy);
+                    violation.verdict = judged.verdict;
+                    violation.src_zone = judged.zones.0;
+                    violation.dest_zone = judged.zones.1;
+                    state.generation = generation;
+                }
+                let verdict = if policy.needs_app() {
+                    policy.judge_app(
+                        violation.src_zone,
+                        violation.dest_zone,
+                        violation.transport,
+                        violation.dest_port,
+                        violation.verdict,
+                        found.as_deref(),
+                    )
+                } else {
+                    violation.verdict
+                };
                 state.verdict = verdict;
-                state.app_judged = true;
+                state.app_judged = policy.needs_app() && found.is_some();
                 (policy.action(verdict) == Action::Alert).then_some(verdict)
             }
-            // Ended without the policy at hand: the port verdict stands.
-            None => None,
+            // Ended without the policy at hand: the first verdict stands.
+            None => inspection.alerts.then_some(violation.verdict),
         };
         if let Some(verdict) = verdict
             && !state.alerted
@@ -529,14 +550,14 @@ impl Tracker {
         packet: &Packet,
         frame: &[u8],
         index: u64,
-        policy: &CompiledPolicy,
+        policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
         let entry = self.table.entry(slot);
         let initiator_is_lo = entry.value.initiator_is_lo;
         let key = entry.key;
         let Some((seq, payload)) = packet.payload(frame) else {
-            self.end_inspection(slot, index, Some(policy), violations);
+            self.end_inspection(slot, index, policy, violations);
             return;
         };
         let (lo_port, hi_port) = (key.lo_port, key.hi_port);
@@ -570,16 +591,31 @@ impl Tracker {
             if let Some(mut inspection) = self.inspections.remove(&slot) {
                 self.identified(slot, found.as_deref());
                 self.table.entry_mut(slot).value.inspecting = false;
-                self.release(
-                    slot,
-                    &mut inspection,
-                    found,
-                    index,
-                    Some(policy),
-                    violations,
-                );
+                self.release(slot, &mut inspection, found, index, policy, violations);
             }
         }
+    }
+
+    /// Queues an inspection's wait, dropping from the front waits whose
+    /// inspections already ended, and compacting when ended ones pile up
+    /// behind a live one (so the queue stays bounded by the inspections).
+    fn push_wait(&mut self, first_ts: u64, slot: Slot, flow_id: u64) {
+        let live = |inspections: &HashMap<Slot, inspect::Inspection>,
+                    table: &FlowTable<FlowState>,
+                    &(_, slot, flow_id): &(u64, Slot, u64)| {
+            inspections.contains_key(&slot) && table.entry(slot).value.flow_id == flow_id
+        };
+        while let Some(front) = self.waits.front() {
+            if live(&self.inspections, &self.table, front) {
+                break;
+            }
+            self.waits.pop_front();
+        }
+        if self.waits.len() > 2 * MAX_INSPECTIONS {
+            let (inspections, table) = (&self.inspections, &self.table);
+            self.waits.retain(|wait| live(inspections, table, wait));
+        }
+        self.waits.push_back((first_ts, slot, flow_id));
     }
 
     /// Releases the events of inspections whose wait is over at `now`, as
@@ -588,7 +624,7 @@ impl Tracker {
         &mut self,
         now: u64,
         index: u64,
-        policy: Option<&CompiledPolicy>,
+        policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
         while let Some(&(first_ts, slot, flow_id)) = self.waits.front() {
@@ -612,11 +648,7 @@ impl Tracker {
 
     /// [`Tracker::finish`], judging flows whose verdict waits for their
     /// application under `policy`.
-    pub fn finish_judged(
-        &mut self,
-        policy: Option<&CompiledPolicy>,
-        violations: &mut Vec<Violation>,
-    ) {
+    pub fn finish_judged(&mut self, policy: Current<'_>, violations: &mut Vec<Violation>) {
         let mut slots: Vec<Slot> = self.inspections.keys().copied().collect();
         // In flow-start order, so the output does not follow the map's.
         slots.sort_by_key(|slot| {
@@ -649,7 +681,7 @@ impl Tracker {
         &mut self,
         now_ns: u64,
         index: u64,
-        policy: Option<&CompiledPolicy>,
+        policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
         self.last_index = self.last_index.max(index);
@@ -702,48 +734,39 @@ impl Tracker {
             // stands (see the README).
             state.generation = judge.generation;
         }
-        if state.generation != judge.generation {
+        if state.generation != judge.generation && !state.inspecting {
             // Contract section 2, reload: judged again at its next packet;
             // its one event comes now if it had none and is now an alert.
+            // (A flow under inspection is judged when the inspection ends,
+            // under the policy in force then.)
             let mut verdict = judge_flow(&key, state.initiator_is_lo, judge.policy);
             state.generation = judge.generation;
             if judge.policy.needs_app() {
-                if state.inspecting {
-                    // Judged when its application is in.
-                    if let Some(inspection) = self.inspections.get_mut(&slot) {
-                        inspection.pending = None;
-                        inspection.template = Some(verdict.violation(&key, state, packet, index));
-                    }
-                } else {
-                    verdict.verdict = judge.policy.judge_app(
-                        verdict.zones.0,
-                        verdict.zones.1,
-                        Transport::of_protocol(key.protocol),
-                        verdict.responder.1,
-                        verdict.verdict,
-                        None,
-                    );
-                }
+                verdict.verdict = judge.policy.judge_app(
+                    verdict.zones.0,
+                    verdict.zones.1,
+                    Transport::of_protocol(key.protocol),
+                    verdict.responder.1,
+                    verdict.verdict,
+                    None,
+                );
             }
             state.verdict = verdict.verdict;
-            let waits_for_app = judge.policy.needs_app() && state.inspecting;
-            if !state.alerted
-                && !waits_for_app
-                && judge.policy.action(verdict.verdict) == Action::Alert
-            {
+            if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
                 state.alerted = true;
-                let violation = verdict.violation(&key, state, packet, index);
-                match self.inspections.get_mut(&slot) {
-                    Some(inspection) if state.inspecting => inspection.pending = Some(violation),
-                    _ => violations.push(violation),
-                }
+                violations.push(verdict.violation(&key, state, packet, index));
             }
         }
         let inspecting = state.inspecting;
         let class = entry_class(&key, state);
         self.table.touch(slot, packet.ts_ns, class);
         if inspecting {
-            self.inspect(slot, packet, frame, index, judge.policy, violations);
+            let current = Some((judge.policy, judge.generation));
+            self.inspect(slot, packet, frame, index, current, violations);
+            // A closed flow has ended: its event waits no longer.
+            if self.table.entry(slot).value.teardown & teardown::CLOSED != 0 {
+                self.end_inspection(slot, index, current, violations);
+            }
         }
     }
 
@@ -757,11 +780,21 @@ impl Tracker {
     ) {
         let key = &packet.key;
         if self.table.is_full() {
-            self.expire_at(packet.ts_ns, index, Some(judge.policy), violations);
+            self.expire_at(
+                packet.ts_ns,
+                index,
+                Some((judge.policy, judge.generation)),
+                violations,
+            );
             if self.table.is_full()
                 && let Some(oldest) = self.table.oldest()
             {
-                self.end_inspection(oldest, index, Some(judge.policy), violations);
+                self.end_inspection(
+                    oldest,
+                    index,
+                    Some((judge.policy, judge.generation)),
+                    violations,
+                );
                 self.table.remove(oldest);
                 self.counters.evicted += 1;
             }
@@ -788,31 +821,25 @@ impl Tracker {
             && matches!(packet.transport, Transport::Tcp | Transport::Udp)
             && self.inspections.len() < MAX_INSPECTIONS
             && self.inspect_bytes < INSPECT_BUDGET;
-        let by_app = judge.policy.needs_app();
-        if by_app && !inspect {
-            judged.verdict = judge.policy.judge_app(
-                judged.zones.0,
-                judged.zones.1,
-                packet.transport,
-                judged.responder.1,
-                judged.verdict,
-                None,
-            );
-            state.verdict = judged.verdict;
-            state.app_judged = true;
-        }
-        let mut waiting = None;
-        let mut template = None;
-        if by_app && inspect {
-            // Judged when the application is in: the port verdict waits.
-            template = Some(judged.violation(key, &state, packet, index));
-        } else if judge.policy.action(judged.verdict) == Action::Alert {
-            state.alerted = true;
-            let violation = judged.violation(key, &state, packet, index);
-            if inspect {
-                waiting = Some(violation);
-            } else {
-                violations.push(violation);
+        let mut candidate = None;
+        if inspect {
+            // Judged again, and its event made, when the inspection ends.
+            candidate = Some(judged.violation(key, &state, packet, index));
+        } else {
+            if judge.policy.needs_app() {
+                judged.verdict = judge.policy.judge_app(
+                    judged.zones.0,
+                    judged.zones.1,
+                    packet.transport,
+                    judged.responder.1,
+                    judged.verdict,
+                    None,
+                );
+                state.verdict = judged.verdict;
+            }
+            if judge.policy.action(judged.verdict) == Action::Alert {
+                state.alerted = true;
+                violations.push(judged.violation(key, &state, packet, index));
             }
         }
         state.inspecting = inspect;
@@ -837,11 +864,13 @@ impl Tracker {
         self.counters.created += 1;
         if inspect {
             let mut inspection = inspect::Inspection::new(packet.ts_ns);
-            inspection.pending = waiting;
-            inspection.template = template;
+            inspection.alerts = judge.policy.action(judged.verdict) == Action::Alert;
+            inspection.candidate = candidate;
+            inspection.generation = judge.generation;
             self.inspections.insert(slot, inspection);
-            self.waits.push_back((packet.ts_ns, slot, state.flow_id));
-            self.inspect(slot, packet, frame, index, judge.policy, violations);
+            self.push_wait(packet.ts_ns, slot, state.flow_id);
+            let current = Some((judge.policy, judge.generation));
+            self.inspect(slot, packet, frame, index, current, violations);
         }
     }
 }

@@ -124,7 +124,7 @@ struct Worker {
     /// The batch's events as JSON lines, and for each its packet position
     /// and where its line ends in `json`.
     json: Vec<u8>,
-    lines: Vec<(u64, usize)>,
+    lines: Vec<((u64, u64, u64), usize)>,
     counters: ViolationCounters,
 }
 
@@ -246,7 +246,7 @@ pub fn replay<W: Write + Send>(
         let mut released = Vec::new();
         for worker in &mut workers {
             for tracker in &mut worker.trackers {
-                tracker.finish_judged(Some(policy), &mut released);
+                tracker.finish_judged(Some((policy, 0)), &mut released);
                 if let Some(inventory) = &options.inventory {
                     for identified in tracker.drain_identified() {
                         inventory.record_app(&identified);
@@ -413,22 +413,28 @@ fn track_batch(
             tracker.expire_at(
                 batch_end_ts,
                 batch_last,
-                Some(judge.policy),
+                Some((judge.policy, judge.generation)),
                 &mut worker.violations,
             );
         }
         // Events released by the sweep, or after waiting for their
         // application, come after this batch's others of the same tracker:
         // order the worker's list by the packet that released each.
-        worker.violations.sort_by_key(|v| v.packet_index);
+        // Ties (events released by the same sweep) are broken by the flow's
+        // first packet time and id, never by which worker holds the flow, so
+        // the output is the same for any number of threads.
+        worker
+            .violations
+            .sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
         worker.json.clear();
         worker.lines.clear();
         for violation in &worker.violations {
             worker.counters.count(violation.verdict, judge.policy);
             write_json_line(violation, judge.policy, &mut worker.json);
-            worker
-                .lines
-                .push((violation.packet_index, worker.json.len()));
+            worker.lines.push((
+                (violation.packet_index, violation.ts_ns, violation.flow_id),
+                worker.json.len(),
+            ));
         }
     });
 }
@@ -440,7 +446,7 @@ fn write_events<W: Write>(workers: &mut [Worker], out: &mut W) -> std::io::Resul
         let next = workers
             .iter()
             .enumerate()
-            .filter_map(|(w, worker)| worker.lines.get(cursors[w].0).map(|&(index, _)| (index, w)))
+            .filter_map(|(w, worker)| worker.lines.get(cursors[w].0).map(|&(order, _)| (order, w)))
             .min();
         let Some((_, w)) = next else { return Ok(()) };
         let (line, start) = cursors[w];

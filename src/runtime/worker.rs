@@ -138,7 +138,7 @@ impl Pipeline {
     /// capture stops).
     pub fn finish(&mut self, live: &LivePolicy) {
         self.tracker
-            .finish_judged(Some(&live.policy), &mut self.violations);
+            .finish_judged(Some((&live.policy, live.generation)), &mut self.violations);
         self.end_batch(live);
     }
 
@@ -230,7 +230,7 @@ impl Pipeline {
         self.tracker.expire_at(
             self.last_ts,
             index.saturating_sub(self.index_step),
-            Some(&live.policy),
+            Some((&live.policy, live.generation)),
             &mut self.violations,
         );
         if !self.violations.is_empty() {

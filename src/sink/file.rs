@@ -75,6 +75,9 @@ impl Output {
     }
 }
 
+/// Events written per batch at most before the sink looks at its requests.
+const BATCH: usize = 1024;
+
 /// Events written to the buffer but not yet flushed; flushed when the queue
 /// runs dry, so a burst costs one write and a lone event goes out at once.
 struct Unflushed(u64);
@@ -87,8 +90,12 @@ fn write_lines(mut output: Output, mut inbox: Inbox) -> u64 {
         match inbox.next(None) {
             Next::Event(event) => {
                 write_event(&mut output, &event, &mut unflushed);
-                // Batch while more is queued; a full buffer flushes itself.
-                while let Some(event) = inbox.ready_event() {
+                // Batch while more is queued (a full buffer flushes itself),
+                // but not forever: a reopen request must get its turn.
+                for _ in 0..BATCH {
+                    let Some(event) = inbox.ready_event() else {
+                        break;
+                    };
                     write_event(&mut output, &event, &mut unflushed);
                 }
                 flush(&mut output, &mut unflushed, &inbox, &mut failing);

@@ -1,0 +1,186 @@
+//! Regressions found in review: a reload while a flow's application is
+//! being inspected, events released together by a sweep, and flows judged
+//! without any application.
+
+use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::synth::{Capture, Pkt, at, tcp_flags::*};
+use segwatch::wire::{Headers, LinkType, Outcome, decode};
+
+use crate::common::policy;
+
+fn packet(frame: &[u8], ts: u64) -> Packet {
+    let mut h = Headers::default();
+    assert_eq!(decode(LinkType::ETHERNET, frame, &mut h), Outcome::Judge);
+    Packet::new(&h, ts, frame.len() as u32)
+}
+
+const BASE: &str = "[policy]\ndefault_action = \"alert\"\n[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n";
+
+/// A flow alerted under A (no app rules) waits for its application; a reload
+/// to B (with an app rule, still alert for this flow) drops its pending event
+/// and, because `alerted` stays true, never emits it.
+#[test]
+fn a_reload_to_an_application_policy_keeps_the_waiting_event() {
+    let a = policy(BASE);
+    let b = policy(&format!(
+        "{BASE}[services.dicom]\ntcp = [104]\napp = \"dicom\"\n\
+         [[rules]]\nname = \"dicom-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"dicom\"]\naction = \"allow\"\n"
+    ));
+    assert!(!a.needs_app() && b.needs_app());
+    let mut t = Tracker::new(&FlowConfig::default(), 1000);
+    t.enable_detection();
+    let mut out = Vec::new();
+    let syn = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:8080", SYN)
+        .seq(1)
+        .build();
+    let synack = Pkt::tcp("10.0.0.2:8080", "10.0.0.1:40000", SYN | ACK)
+        .seq(9)
+        .build();
+    let ja = Judge {
+        policy: &a,
+        generation: 0,
+        flow_id_salt: 0,
+    };
+    let jb = Judge {
+        policy: &b,
+        generation: 1,
+        flow_id_salt: 0,
+    };
+    t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
+    assert!(out.is_empty(), "waits for the application");
+    t.observe_frame(&packet(&synack, at(0.01)), &synack, 1, jb, &mut out);
+    t.finish_judged(Some((&b, 1)), &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "the flow alerts under A and under B: one event expected"
+    );
+}
+
+/// A flow inspected under A (app rules: verdict waits, template holds A's
+/// rule id) is released under B (no app rules): B's action of A's rule id.
+#[test]
+fn a_waiting_flow_is_judged_again_by_ports_under_the_reloaded_policy() {
+    let a = policy(&format!(
+        "{BASE}[services.dicom]\ntcp = [104]\napp = \"dicom\"\n\
+         [[rules]]\nname = \"dicom-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"dicom\"]\naction = \"allow\"\n\
+         [[rules]]\nname = \"web-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"tcp/80\"]\naction = \"allow\"\n"
+    ));
+    let b = policy(&format!(
+        "{BASE}[[rules]]\nname = \"web-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"tcp/80\"]\naction = \"allow\"\n\
+         [[rules]]\nname = \"bad\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"tcp/7777\"]\naction = \"alert\"\n"
+    ));
+    let mut t = Tracker::new(&FlowConfig::default(), 1000);
+    t.enable_detection();
+    let mut out = Vec::new();
+    let syn = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:80", SYN)
+        .seq(1)
+        .build();
+    let ack = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:80", ACK)
+        .seq(2)
+        .build();
+    let ja = Judge {
+        policy: &a,
+        generation: 0,
+        flow_id_salt: 0,
+    };
+    let jb = Judge {
+        policy: &b,
+        generation: 1,
+        flow_id_salt: 0,
+    };
+    t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
+    t.observe_frame(&packet(&ack, at(0.02)), &ack, 1, jb, &mut out);
+    t.finish_judged(Some((&b, 1)), &mut out);
+    let rules: Vec<_> = out
+        .iter()
+        .map(|v| b.rule(v.verdict.rule).name.clone())
+        .collect();
+    assert!(
+        out.is_empty(),
+        "port 80 is allowed by A and by B, got events {rules:?}"
+    );
+}
+
+/// Events released at a batch's sweep share its last packet position; the
+/// merge breaks ties by worker index, which depends on --threads.
+#[test]
+fn events_released_by_one_sweep_come_out_in_the_same_order_for_any_threads() {
+    let mut c = Capture::new();
+    for i in 0..12u16 {
+        c.add(
+            at(0.0 + f64::from(i) * 0.001),
+            &Pkt::tcp(&format!("10.0.0.1:{}", 40000 + i), "10.0.0.2:8080", SYN).seq(1),
+        );
+    }
+    c.add(
+        at(3.0),
+        &Pkt::udp("10.0.0.9:5000", "10.0.0.8:5001").payload(b"x"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.pcap");
+    c.write_pcap(&path, segwatch::synth::Resolution::Nano)
+        .unwrap();
+    let p = policy(BASE);
+    let run = |threads| {
+        let files = vec![segwatch::capture::CaptureFile::open(&path).unwrap()];
+        let options = segwatch::replay::ReplayOptions {
+            threads,
+            flows: FlowConfig::default(),
+            batch_size: 16_384,
+            inventory: None,
+            detect_apps: true,
+        };
+        let mut out = Vec::new();
+        segwatch::replay::replay(&files, &p, &options, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let one = run(1);
+    let eight = run(8);
+    assert_eq!(one.lines().count(), 13);
+    assert_eq!(one, eight, "event order depends on --threads");
+}
+
+/// A flow that was never inspected (ICMP) is marked `app_judged` under a
+/// policy with app rules, so a reload never judges it again (contract 2).
+#[test]
+fn a_reload_judges_again_flows_judged_without_an_application() {
+    let app = "[services.dicom]\ntcp = [104]\napp = \"dicom\"\n\
+         [[rules]]\nname = \"dicom-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"dicom\"]\naction = \"allow\"\n";
+    let a = policy(&format!("{}{app}", BASE.replace("\"alert\"", "\"allow\"")));
+    let b = policy(&format!("{BASE}{app}"));
+    let mut t = Tracker::new(&FlowConfig::default(), 1000);
+    t.enable_detection();
+    let mut out = Vec::new();
+    let req = Pkt::echo_request("10.0.0.1", "10.0.0.2", 7).build();
+    let rep = Pkt::echo_reply("10.0.0.2", "10.0.0.1", 7).build();
+    t.observe_frame(
+        &packet(&req, at(0.0)),
+        &req,
+        0,
+        Judge {
+            policy: &a,
+            generation: 0,
+            flow_id_salt: 0,
+        },
+        &mut out,
+    );
+    assert!(out.is_empty());
+    t.observe_frame(
+        &packet(&rep, at(0.1)),
+        &rep,
+        1,
+        Judge {
+            policy: &b,
+            generation: 1,
+            flow_id_salt: 0,
+        },
+        &mut out,
+    );
+    t.finish_judged(Some((&b, 1)), &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "judged again under B (default alert), it should alert"
+    );
+}
