@@ -362,6 +362,40 @@ impl<'a> FrameReader<'a> {
         }
     }
 
+    /// Appends frames to `batch` until it holds `max` of them or the file
+    /// ends; `Ok(false)` once the file has ended (cleanly or at a
+    /// truncation, see [`FrameReader::truncation`]). The same frames as
+    /// [`FrameReader::next_frame`] called in a loop, in a tight loop over
+    /// the records of a classic pcap file.
+    pub fn read_into(
+        &mut self,
+        batch: &mut Vec<Frame<'a>>,
+        max: usize,
+    ) -> Result<bool, CaptureError> {
+        if let Records::Pcap(records) = &mut self.records {
+            while batch.len() < max && !self.done {
+                match records.next() {
+                    Step::Frame(frame) => {
+                        self.frames += 1;
+                        batch.push(frame);
+                    }
+                    other => {
+                        self.finish(other)?;
+                        break;
+                    }
+                }
+            }
+            return Ok(!self.done);
+        }
+        while batch.len() < max {
+            match self.next_frame()? {
+                Some(frame) => batch.push(frame),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
     /// Ends iteration on anything but a frame.
     #[cold]
     fn finish(&mut self, step: Step<'a>) -> Result<Option<Frame<'a>>, CaptureError> {
@@ -948,12 +982,31 @@ mod tests {
             }
             if let Ok(capture) = CaptureFile::from_bytes("fuzz", bytes) {
                 let mut reader = capture.reader();
-                let mut n = 0;
-                while let Ok(Some(_)) = reader.next_frame() {
-                    n += 1;
-                    assert!(n < 100, "reader does not end");
-                }
+                let mut frames = Vec::new();
+                let ended = loop {
+                    match reader.next_frame() {
+                        Ok(Some(frame)) => frames.push(frame),
+                        Ok(None) => break Ok(reader.truncation()),
+                        Err(e) => break Err(e.to_string()),
+                    }
+                    assert!(frames.len() < 100, "reader does not end");
+                };
                 assert!(matches!(reader.next_frame(), Ok(None)));
+                // Reading in batches gives the same frames, and ends the same.
+                for max in [1, 2, 3, 64] {
+                    let mut reader = capture.reader();
+                    let mut batch = Vec::new();
+                    let batch_ended = loop {
+                        let upto = batch.len() + max;
+                        match reader.read_into(&mut batch, upto) {
+                            Ok(true) => {}
+                            Ok(false) => break Ok(reader.truncation()),
+                            Err(e) => break Err(e.to_string()),
+                        }
+                    };
+                    assert_eq!(batch, frames, "round {round}, batches of {max}");
+                    assert_eq!(batch_ended, ended, "round {round}, batches of {max}");
+                }
             }
         }
     }

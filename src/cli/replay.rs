@@ -102,7 +102,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
         );
         let stages = outcome.stages;
         eprintln!(
-            "  stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading overlaps)",
+            "  stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding overlap tracking)",
             stages.read.as_secs_f64(),
             stages.decode.as_secs_f64(),
             stages.track.as_secs_f64()

@@ -136,7 +136,15 @@ impl<V> FlowTable<V> {
             .first_candidate(hash)
             .and_then(|slot| self.slab.get(slot as usize))
         {
-            prefetch(entry as *const Entry<V>);
+            // An entry spans two or three cache lines, and the key (read
+            // first) is not at its start: fetch every line it touches.
+            let start = entry as *const Entry<V> as usize;
+            let end = start + std::mem::size_of::<Entry<V>>() - 1;
+            let mut line = start & !63;
+            while line <= end {
+                prefetch(line as *const u8);
+                line += 64;
+            }
         }
     }
 

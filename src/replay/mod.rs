@@ -4,21 +4,22 @@
 //! Frames are handled in batches. For each batch:
 //!
 //! 1. Decoding is data-parallel: the batch is cut into chunks, and each chunk
-//!    is decoded, keyed and hashed on its own, noting for each packet the
-//!    flow shard it belongs to.
+//!    is decoded, keyed and hashed on its own, its packets sorted into one
+//!    list per flow shard.
 //! 2. Flow tracking is flow-parallel: the traffic is split into [`SHARDS`]
-//!    shards by flow-key hash, each with its own tracker and flow table, and
-//!    each worker (a group of shards) owns a fixed set of them. A worker visits its packets in
-//!    capture order, so every flow sees its packets in order.
-//! 3. Each worker's events are already in capture order; merging the workers'
+//!    shards by flow-key hash, each with its own tracker and flow table, one
+//!    task per shard. A shard visits its packets in capture order (its lists
+//!    chunk by chunk), so every flow sees its packets in order.
+//! 3. Each shard's events are already in capture order; merging the shards'
 //!    lists by packet position gives the capture order of a single thread.
 //!
 //! The number of shards is fixed, not tied to the number of threads: a flow
 //! lands in the same shard, with the same flow-table bound, however many
 //! threads run, so eviction under a full table (and with it every event) is
-//! the same for any `--threads`. The next batch is read while this one is
-//! tracked (decoding wants every thread; tracking is split into two shard
-//! groups per thread, so the reading thread joins it when done).
+//! the same for any `--threads`. The next batch is read and decoded while
+//! this one is tracked, in one parallel region per batch: sixteen shard
+//! tasks and the decoding chunks are small enough for work stealing to keep
+//! every core busy to the batch's end.
 
 mod observe;
 
@@ -85,7 +86,8 @@ pub struct ReplayOutcome {
     pub capture_error: Option<CaptureError>,
     /// Wall-clock time of the replay.
     pub elapsed: Duration,
-    /// Wall-clock time spent in each stage (reading overlaps the others).
+    /// Wall-clock time spent in each stage (reading and decoding overlap
+    /// tracking).
     pub stages: StageTimes,
 }
 
@@ -105,22 +107,29 @@ pub struct StageTimes {
 #[error("cannot write events: {0}")]
 pub struct OutputError(#[from] std::io::Error);
 
-/// Per decode chunk: counters, and which of its packets each worker takes.
+/// Per decode chunk: counters, and its decoded packets shard by shard.
 #[derive(Debug, Default)]
 struct Chunk {
     counters: PacketCounters,
-    /// For each worker, the batch positions of its packets, in order.
-    by_worker: Vec<Vec<u32>>,
+    /// For each shard, its packets of this chunk, in capture order. Each
+    /// shard's tracker then reads its packets as a few sequential streams
+    /// (one per chunk), which the CPU fetches ahead from the decoding core's
+    /// cache by itself, rather than scattered slots of a shared batch.
+    by_shard: Vec<Vec<Decoded>>,
 }
 
-/// A flow worker: the shards it owns and the events of the current batch.
+/// A decoded packet and its position in the batch.
+#[derive(Clone, Copy, Debug)]
+struct Decoded {
+    packet: Packet,
+    position: u32,
+}
+
+/// A flow worker: one shard's tracker and the events of the current batch.
 #[derive(Debug)]
 struct Worker {
-    /// Tracker of shard `worker_index + i * workers` at position `i`.
-    trackers: Vec<Tracker>,
+    tracker: Tracker,
     violations: Vec<Violation>,
-    /// The batch positions of this worker's packets, in capture order.
-    positions: Vec<u32>,
     /// The batch's events as JSON lines, and for each its packet position
     /// and where its line ends in `json`.
     json: Vec<u8>,
@@ -140,7 +149,6 @@ pub fn replay<W: Write + Send>(
     let threads = options.threads.clamp(1, SHARDS);
     // Two flow workers (shard groups) per thread, so that a thread still
     // reading the next batch does not hold up half of the tracking.
-    let workers = (threads * 2).min(SHARDS);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("segwatch-replay-{i}"))
@@ -160,72 +168,76 @@ pub fn replay<W: Write + Send>(
         flow_id_salt: current.first().map_or(0, |f: &Frame<'_>| f.ts_ns),
     };
 
-    let mut workers: Vec<Worker> = (0..workers)
-        .map(|w| Worker {
-            trackers: (w..SHARDS)
-                .step_by(workers)
-                .map(|_| {
-                    let mut tracker = Tracker::new(&options.flows, per_shard);
-                    if options.inventory.is_some() {
-                        tracker.record_starts();
-                    }
-                    if options.detect_apps {
-                        tracker.enable_detection();
-                    }
-                    tracker
-                })
-                .collect(),
+    let mut workers: Vec<Worker> = (0..SHARDS)
+        .map(|_| Worker {
+            tracker: {
+                let mut tracker = Tracker::new(&options.flows, per_shard);
+                if options.inventory.is_some() {
+                    tracker.record_starts();
+                }
+                if options.detect_apps {
+                    tracker.enable_detection();
+                }
+                tracker
+            },
             violations: Vec::new(),
-            positions: Vec::new(),
             json: Vec::new(),
             lines: Vec::new(),
             counters: ViolationCounters::new(policy.rules().len()),
         })
         .collect();
-    let chunk_count = workers.len() * 2;
-    let mut chunks: Vec<Chunk> = (0..chunk_count)
-        .map(|_| Chunk {
-            counters: PacketCounters::default(),
-            by_worker: vec![Vec::new(); workers.len()],
-        })
-        .collect();
-    // Every slot a frame fills is written whole before it is read, so the
-    // buffer is initialised once, not per batch.
-    let mut slots: Vec<Packet> = vec![Packet::default(); batch_size];
+    // Two sets of decode buffers: the next batch is decoded into one while
+    // the current one, decoded into the other, is tracked.
+    let chunk_count = threads * 4;
+    let new_chunks = || -> Vec<Chunk> {
+        (0..chunk_count)
+            .map(|_| Chunk {
+                counters: PacketCounters::default(),
+                // A shard's share of a chunk, with room for an uneven batch:
+                // grown at most a few times in a run, never per batch.
+                by_shard: (0..SHARDS)
+                    .map(|_| Vec::with_capacity(2 * batch_size / chunk_count / SHARDS + 16))
+                    .collect(),
+            })
+            .collect()
+    };
+    let mut chunks = new_chunks();
+    let mut next_chunks = new_chunks();
     let mut next = Vec::with_capacity(batch_size);
     let mut base_index = 0u64;
     let mut write_result = Ok(());
     let mut stages = StageTimes::default();
     let mut process_stages = StageTimes::default();
 
-    let owner = shard_owners(workers.len());
     pool.install(|| {
+        let decode_start = Instant::now();
+        let mut batch_end_ts = decode_batch(&current, &mut chunks);
+        process_stages.decode += decode_start.elapsed();
         while !current.is_empty() {
-            // Decoding takes every thread; reading the next batch then runs
-            // beside tracking, which is split finely enough (two shard
-            // groups per thread) for the reading thread to join it after.
-            let decode_start = Instant::now();
-            let batch_end_ts = decode_batch(&current, &mut slots, &mut chunks, &owner);
+            // One parallel region per batch, no barrier inside: the next
+            // batch is read (one thread) and decoded (in chunks) while this
+            // one is tracked (one task per shard), and work stealing keeps
+            // both cores busy until the batch's last task ends.
             let track_start = Instant::now();
-            process_stages.decode += track_start - decode_start;
-            let ((), ()) = rayon::join(
+            let (next_end_ts, ()) = rayon::join(
                 || {
                     let start = Instant::now();
                     next.clear();
                     reader.fill(&mut next, batch_size);
-                    stages.read += start.elapsed();
+                    let decode_start = Instant::now();
+                    stages.read += decode_start - start;
+                    let end_ts = decode_batch(&next, &mut next_chunks);
+                    process_stages.decode += decode_start.elapsed();
+                    end_ts
                 },
                 || {
-                    let slots = &slots[..current.len()];
                     track_batch(
                         base_index,
                         options.detect_apps,
                         &current,
                         options.inventory.as_deref(),
-                        slots,
                         &chunks,
                         &mut workers,
-                        &owner,
                         judge,
                         batch_end_ts,
                     );
@@ -236,7 +248,9 @@ pub fn replay<W: Write + Send>(
                 },
             );
             base_index += current.len() as u64;
+            batch_end_ts = next_end_ts;
             std::mem::swap(&mut current, &mut next);
+            std::mem::swap(&mut chunks, &mut next_chunks);
         }
     });
     write_result?;
@@ -245,12 +259,11 @@ pub fn replay<W: Write + Send>(
         // release their events now, in the order the flows started.
         let mut released = Vec::new();
         for worker in &mut workers {
-            for tracker in &mut worker.trackers {
-                tracker.finish_judged(Some((policy, 0)), &mut released);
-                if let Some(inventory) = &options.inventory {
-                    for identified in tracker.drain_identified() {
-                        inventory.record_app(&identified);
-                    }
+            let tracker = &mut worker.tracker;
+            tracker.finish_judged(Some((policy, 0)), &mut released);
+            if let Some(inventory) = &options.inventory {
+                for identified in tracker.drain_identified() {
+                    inventory.record_app(&identified);
                 }
             }
         }
@@ -272,15 +285,13 @@ pub fn replay<W: Write + Send>(
         violations: ViolationCounters::new(policy.rules().len()),
         ..RunStats::default()
     };
-    for chunk in &chunks {
+    for chunk in chunks.iter().chain(&next_chunks) {
         stats.packets.add(&chunk.counters);
     }
     for worker in &workers {
         stats.violations.add(&worker.counters);
-        for tracker in &worker.trackers {
-            stats.flows.add(tracker.counters());
-            stats.active_flows += tracker.active_flows() as u64;
-        }
+        stats.flows.add(worker.tracker.counters());
+        stats.active_flows += worker.tracker.active_flows() as u64;
     }
     Ok(ReplayOutcome {
         stats,
@@ -291,50 +302,40 @@ pub fn replay<W: Write + Send>(
     })
 }
 
-/// Shard -> (worker, position of its tracker in that worker): a table, so
-/// that the per-packet path has no division by the worker count.
-fn shard_owners(worker_count: usize) -> [(u8, u8); SHARDS] {
-    std::array::from_fn(|shard| ((shard % worker_count) as u8, (shard / worker_count) as u8))
-}
-
-/// Decodes a batch on every thread into `slots`, noting for each worker its
-/// packets; returns the latest capture time in the batch.
-fn decode_batch(
-    frames: &[Frame<'_>],
-    slots: &mut [Packet],
-    chunks: &mut [Chunk],
-    owner: &[(u8, u8); SHARDS],
-) -> u64 {
-    let slots = &mut slots[..frames.len()];
+/// Decodes a batch on every thread, sorting its packets by shard; returns
+/// the latest capture time in the batch.
+fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
-    // positions.
+    // packets.
     for chunk in chunks.iter_mut() {
-        chunk.by_worker.iter_mut().for_each(Vec::clear);
+        chunk.by_shard.iter_mut().for_each(Vec::clear);
     }
     frames
         .par_chunks(chunk_len)
-        .zip(slots.par_chunks_mut(chunk_len))
         .zip(chunks.par_iter_mut())
         .enumerate()
-        .for_each(|(chunk_index, ((frames, slots), chunk))| {
+        .for_each(|(chunk_index, (frames, chunk))| {
             let first = chunk_index * chunk_len;
             let mut headers = Headers::default();
-            for (i, (frame, slot)) in frames.iter().zip(slots.iter_mut()).enumerate() {
+            for (i, frame) in frames.iter().enumerate() {
                 let outcome = frame.decode(&mut headers);
                 chunk.counters.count(frame.orig_len, outcome);
                 if outcome != Outcome::Judge {
                     continue;
                 }
-                *slot = Packet::new(&headers, frame.ts_ns, frame.orig_len);
-                let shard = FlowHasher::shard(slot.hash, SHARDS);
-                chunk.by_worker[usize::from(owner[shard].0)].push((first + i) as u32);
+                let packet = Packet::new(&headers, frame.ts_ns, frame.orig_len);
+                let shard = FlowHasher::shard(packet.hash, SHARDS);
+                chunk.by_shard[shard].push(Decoded {
+                    packet,
+                    position: (first + i) as u32,
+                });
             }
         });
     frames.iter().map(|f| f.ts_ns).max().unwrap_or(0)
 }
 
-/// Tracks and judges a decoded batch, flow-parallel; each worker visits its
+/// Tracks and judges a decoded batch, one task per shard; each visits its
 /// packets in capture order, and formats its events.
 #[allow(clippy::too_many_arguments)]
 fn track_batch(
@@ -342,55 +343,46 @@ fn track_batch(
     detect_apps: bool,
     frames: &[Frame<'_>],
     inventory: Option<&crate::inventory::Inventory>,
-    slots: &[Packet],
     chunks: &[Chunk],
     workers: &mut [Worker],
-    owner: &[(u8, u8); SHARDS],
     judge: Judge<'_>,
     batch_end_ts: u64,
 ) {
-    workers.par_iter_mut().enumerate().for_each(|(w, worker)| {
-        worker.violations.clear();
-        worker.positions.clear();
-        for chunk in chunks {
-            worker.positions.extend_from_slice(&chunk.by_worker[w]);
-        }
-        let tracker_of = |slot: &Packet| usize::from(owner[FlowHasher::shard(slot.hash, SHARDS)].1);
-        let positions = &worker.positions;
-        for (n, &position) in positions.iter().enumerate() {
-            // Each packet's lookups miss the cache: its decoded slot (written
-            // by another core), its index bucket, its flow entry. Ask for
-            // them in that order, each a few packets before it is needed:
-            // the slot 2*PREFETCH_AHEAD ahead, the bucket PREFETCH_AHEAD
-            // ahead (its slot has arrived), the entry half-way.
-            if let Some(&far) = positions.get(n + 2 * PREFETCH_AHEAD) {
-                crate::flow::prefetch(&slots[far as usize] as *const Packet);
+    workers
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(shard, worker)| {
+            worker.violations.clear();
+            let tracker = &mut worker.tracker;
+            for chunk in chunks {
+                let packets = &chunk.by_shard[shard];
+                for (n, decoded) in packets.iter().enumerate() {
+                    // Each packet's flow lookup misses the cache twice: its
+                    // index bucket, then its flow entry. Ask for the bucket
+                    // PREFETCH_AHEAD packets before it is needed, and for the
+                    // entry half-way, once its bucket has arrived.
+                    if let Some(ahead) = packets.get(n + PREFETCH_AHEAD) {
+                        tracker.prefetch_index(ahead.packet.hash);
+                    }
+                    if let Some(near) = packets.get(n + PREFETCH_AHEAD / 2) {
+                        tracker.prefetch_entry(near.packet.hash);
+                    }
+                    let position = decoded.position as usize;
+                    let frame = if detect_apps {
+                        frames[position].data
+                    } else {
+                        &[]
+                    };
+                    tracker.observe_frame(
+                        &decoded.packet,
+                        frame,
+                        base_index + position as u64,
+                        judge,
+                        &mut worker.violations,
+                    );
+                }
             }
-            if let Some(&ahead) = positions.get(n + PREFETCH_AHEAD) {
-                let slot = &slots[ahead as usize];
-                worker.trackers[tracker_of(slot)].prefetch_index(slot.hash);
-            }
-            if let Some(&near) = positions.get(n + PREFETCH_AHEAD / 2) {
-                let slot = &slots[near as usize];
-                worker.trackers[tracker_of(slot)].prefetch_entry(slot.hash);
-            }
-            let packet = &slots[position as usize];
-            let index = base_index + u64::from(position);
-            let frame = if detect_apps {
-                frames[position as usize].data
-            } else {
-                &[]
-            };
-            worker.trackers[tracker_of(packet)].observe_frame(
-                packet,
-                frame,
-                index,
-                judge,
-                &mut worker.violations,
-            );
-        }
-        if let Some(inventory) = inventory {
-            for tracker in worker.trackers.iter_mut() {
+            if let Some(inventory) = inventory {
                 for start in tracker.drain_starts() {
                     let frame = &frames[(start.packet_index - base_index) as usize];
                     let sighting = crate::inventory::Sighting::of(&start, frame.macs(), |zone| {
@@ -398,45 +390,40 @@ fn track_batch(
                     });
                     inventory.record(&sighting);
                 }
-            }
-            for tracker in worker.trackers.iter_mut() {
                 for identified in tracker.drain_identified() {
                     inventory.record_app(&identified);
                 }
             }
-        }
-        // Sweeping idle flows never changes a verdict (a full table expires
-        // before it evicts); it only keeps the tables small.
-        // Events the sweep releases count as produced at the batch's end.
-        let batch_last = base_index + (slots.len() as u64).saturating_sub(1);
-        for tracker in worker.trackers.iter_mut() {
+            // Sweeping idle flows never changes a verdict (a full table expires
+            // before it evicts); it only keeps the tables small.
+            // Events the sweep releases count as produced at the batch's end.
+            let batch_last = base_index + (frames.len() as u64).saturating_sub(1);
             tracker.expire_at(
                 batch_end_ts,
                 batch_last,
                 Some((judge.policy, judge.generation)),
                 &mut worker.violations,
             );
-        }
-        // Events released by the sweep, or after waiting for their
-        // application, come after this batch's others of the same tracker:
-        // order the worker's list by the packet that released each.
-        // Ties (events released by the same sweep) are broken by the flow's
-        // first packet time and id, never by which worker holds the flow, so
-        // the output is the same for any number of threads.
-        worker
-            .violations
-            .sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
-        worker.json.clear();
-        worker.lines.clear();
-        for violation in &worker.violations {
-            worker.counters.count(violation.verdict, judge.policy);
-            write_json_line(violation, judge.policy, &mut worker.json);
-            worker.lines.push((
-                (violation.packet_index, violation.ts_ns, violation.flow_id),
-                worker.json.len(),
-            ));
-        }
-    });
+            // Events released by the sweep, or after waiting for their
+            // application, come after this batch's others of the same tracker:
+            // order the worker's list by the packet that released each.
+            // Ties (events released by the same sweep) are broken by the flow's
+            // first packet time and id, never by which worker holds the flow, so
+            // the output is the same for any number of threads.
+            worker
+                .violations
+                .sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
+            worker.json.clear();
+            worker.lines.clear();
+            for violation in &worker.violations {
+                worker.counters.count(violation.verdict, judge.policy);
+                write_json_line(violation, judge.policy, &mut worker.json);
+                worker.lines.push((
+                    (violation.packet_index, violation.ts_ns, violation.flow_id),
+                    worker.json.len(),
+                ));
+            }
+        });
 }
 
 /// Writes the batch's events of every worker, merged into capture order.
@@ -487,9 +474,9 @@ impl<'a> Reader<'a> {
             let Some((file, reader)) = self.current.as_mut() else {
                 return;
             };
-            match reader.next_frame() {
-                Ok(Some(frame)) => batch.push(frame),
-                Ok(None) => {
+            match reader.read_into(batch, max) {
+                Ok(true) => {}
+                Ok(false) => {
                     if let Some(cut) = reader.truncation() {
                         self.truncations.push((file.path().to_owned(), cut));
                     }

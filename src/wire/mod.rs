@@ -7,7 +7,7 @@
 mod decode;
 mod link;
 
-pub use decode::{Headers, Outcome, Problem, Transport, decode, tcp_flags};
+pub use decode::{Headers, Outcome, Problem, Transport, decode, decode_with_etherparse, tcp_flags};
 pub use link::LinkType;
 
 /// The lowercase IANA keyword of an IP protocol as events print it (`tcp`,
