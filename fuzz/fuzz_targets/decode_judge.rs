@@ -1,5 +1,6 @@
 //! Any bytes as a frame of any link type, through decode, flow tracking and
-//! judging against the example policy: never a panic.
+//! judging against the example policy: never a panic, and the hand-read
+//! common case of decoding always agrees with etherparse.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -8,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use segwatch::classify::CompiledPolicy;
 use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
 use segwatch::policy::load_policy_str;
-use segwatch::wire::{Headers, LinkType, Outcome, decode};
+use segwatch::wire::{Headers, LinkType, Outcome, decode, decode_with_etherparse};
 
 static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
@@ -36,9 +37,15 @@ fuzz_target!(|data: &[u8]| {
     // Several frames per input, split on a marker, so flows form.
     for (i, frame) in frames.split(|&b| b == 0xA5).enumerate() {
         let mut headers = Headers::default();
-        if decode(link, frame, &mut headers) != Outcome::Judge {
+        let outcome = decode(link, frame, &mut headers);
+        // The hand-read common case agrees with etherparse's views.
+        let mut reference = Headers::default();
+        let reference_outcome = decode_with_etherparse(link, frame, &mut reference);
+        assert_eq!(outcome, reference_outcome);
+        if outcome != Outcome::Judge {
             continue;
         }
+        assert_eq!(headers, reference);
         let packet = Packet::new(&headers, i as u64 * 1_000_000_000, frame.len() as u32);
         tracker.observe(&packet, i as u64, judge, &mut violations);
     }

@@ -312,8 +312,15 @@ impl Tracker {
         timeouts_ns[class::UDP] = ns(config.udp_timeout);
         timeouts_ns[class::ECHO] = ns(config.icmp_timeout);
         timeouts_ns[class::OTHER] = ns(config.other_timeout);
+        let mut table = FlowTable::with_capacity(capacity);
+        for (class, &timeout) in timeouts_ns.iter().enumerate() {
+            // Expiry sweeps and eviction are precise to 1/32 of a class's
+            // timeout (at least a second): a long-lived flow moves in its
+            // queue about 32 times per timeout period, not every second.
+            table.set_requeue_after(class, (timeout / 32).max(table::REQUEUE_AFTER_NS));
+        }
         Tracker {
-            table: FlowTable::with_capacity(capacity),
+            table,
             timeouts_ns,
             counters: FlowCounters::default(),
             starts: None,

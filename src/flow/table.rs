@@ -6,16 +6,20 @@
 //! time then. Moving a flow to the back at every packet (an exact LRU list)
 //! touches two neighbouring entries at random places in memory: that cost
 //! more than everything else a packet does. So a packet moves its flow only
-//! when the flow was queued more than [`REQUEUE_AFTER_NS`] (1 s) before it,
-//! or its class changed. Then every flow's queued time lies within 1 s of its
-//! last-seen time, and the queues stay sorted, so:
+//! when the flow was queued more than its class's requeue interval before it
+//! (by default [`REQUEUE_AFTER_NS`], 1 s; trackers use 1/32 of the class's
+//! timeout when that is longer), or its class changed. Then every flow's
+//! queued time lies within one interval of its last-seen time, and the queues
+//! stay sorted, so:
 //! - expiring pops the fronts while they are idle past the timeout; a flow
-//!   behind a front that is not, is idle past the timeout by less than 1 s,
-//!   and goes at a later sweep (or at its next packet, which checks exactly);
+//!   behind a front that is not, is idle past the timeout by less than one
+//!   interval, and goes at a later sweep (or at its next packet, which checks
+//!   exactly);
 //! - the least recently seen flow (to evict) is the front with the oldest
-//!   queued time, to within 1 s.
+//!   queued time, to within one interval.
 //!
-//! Nothing is scanned, and most flows, shorter than a second, are never moved.
+//! Nothing is scanned, and most flows, shorter than an interval, are never
+//! moved; a long one moves about 32 times per timeout period.
 //!
 //! The hash index ([`FlowIndex`]) holds only slab slots; entries live in one
 //! `Vec` whose freed slots are reused, so once the table has reached its
@@ -32,8 +36,9 @@ const NIL: Slot = Slot::MAX;
 /// Number of timeout classes a table keeps lists for.
 pub const CLASSES: usize = 5;
 
-/// A flow queued longer ago than this before its latest packet is moved to
-/// the back of its queue: the precision of expiry sweeps and of eviction.
+/// By default, a flow queued longer ago than this before its latest packet
+/// is moved to the back of its queue: the precision of expiry sweeps and of
+/// eviction (see [`FlowTable::set_requeue_after`]).
 pub const REQUEUE_AFTER_NS: u64 = 1_000_000_000;
 
 /// One flow in the table.
@@ -68,6 +73,8 @@ pub struct FlowTable<V> {
     /// Freed slab slots, reused before the slab grows.
     free: Vec<Slot>,
     lists: [List; CLASSES],
+    /// Per class, how long after it was queued a flow's packet moves it.
+    requeue_after: [u64; CLASSES],
     len: usize,
     capacity: usize,
 }
@@ -87,9 +94,18 @@ impl<V> FlowTable<V> {
                 head: NIL,
                 tail: NIL,
             }; CLASSES],
+            requeue_after: [REQUEUE_AFTER_NS; CLASSES],
             len: 0,
             capacity,
         }
+    }
+
+    /// Sets how long after it was queued a packet of a `class` flow moves it
+    /// to the back of its queue: the precision, for that class, of expiry
+    /// sweeps and of eviction. Longer intervals move flows less often (each
+    /// move touches two entries at random places in memory).
+    pub fn set_requeue_after(&mut self, class: usize, interval_ns: u64) {
+        self.requeue_after[class] = interval_ns;
     }
 
     /// Number of flows held.
@@ -168,7 +184,9 @@ impl<V> FlowTable<V> {
         // Captures merged from several interfaces can step back in time;
         // a flow's last-seen time never does.
         entry.last_ts = entry.last_ts.max(ts);
-        if usize::from(entry.class) != class || entry.last_ts - entry.queued_ts > REQUEUE_AFTER_NS {
+        if usize::from(entry.class) != class
+            || entry.last_ts - entry.queued_ts > self.requeue_after[class]
+        {
             self.requeue(slot, class);
         }
     }
@@ -237,8 +255,8 @@ impl<V> FlowTable<V> {
         (now.saturating_sub(self.slab[slot as usize].last_ts) > timeout).then_some(slot)
     }
 
-    /// The least recently seen flow of the whole table, to within
-    /// [`REQUEUE_AFTER_NS`].
+    /// The least recently seen flow of the whole table, to within the
+    /// longest requeue interval.
     pub fn oldest(&self) -> Option<Slot> {
         (0..CLASSES)
             .filter_map(|class| self.front(class))
@@ -363,6 +381,28 @@ mod tests {
         t.remove(c);
         assert_eq!(t.next_expired(0, 200 * S, 100 * S), None);
         assert_eq!(t.next_expired(0, 201 * S, 100 * S), Some(a));
+    }
+
+    #[test]
+    fn a_longer_requeue_interval_moves_flows_less_and_keeps_its_precision() {
+        let mut t = FlowTable::with_capacity(8);
+        t.set_requeue_after(0, 10 * S);
+        let a = insert(&mut t, 1, 10 * S, 0);
+        let b = insert(&mut t, 2, 15 * S, 0);
+        t.touch(a, 19 * S, 0); // within 10 s of being queued: not moved
+        assert_eq!(
+            t.oldest(),
+            Some(a),
+            "a is seen later than b, by less than 10 s"
+        );
+        t.touch(a, 21 * S, 0); // more than 10 s: moved behind b
+        assert_eq!(t.oldest(), Some(b));
+        // Sweeping with a 30 s timeout at 50 s: b (idle 35 s) goes; a, seen
+        // at 21 s (idle 29 s), stays.
+        assert_eq!(t.next_expired(0, 50 * S, 30 * S), Some(b));
+        t.remove(b);
+        assert_eq!(t.next_expired(0, 50 * S, 30 * S), None);
+        assert_eq!(t.next_expired(0, 52 * S, 30 * S), Some(a));
     }
 
     #[test]
