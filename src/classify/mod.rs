@@ -161,15 +161,7 @@ impl CompiledPolicy {
                 .for_each(|&range| named_udp_ports.insert_range(range));
         }
 
-        // Application rules are judged in their own stage: the port tables
-        // are painted without them (their ids kept, so verdicts name them).
-        let mut by_ports = policy.clone();
-        for rule in &mut by_ports.rules {
-            if rule.depends_on_app() {
-                rule.from.clear();
-            }
-        }
-        let (pair_index, pairs) = compile_pairs(&by_ports);
+        let (pair_index, pairs) = compile_pairs(policy);
         let apps = apps::AppStage::build(policy, rules.len() as RuleId);
         if !policy.clinical.is_empty() {
             let flag = |name: &str, severity| RuleInfo {
@@ -360,19 +352,28 @@ impl CompiledPolicy {
 fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
     let slots = policy.zones.len() + 1;
     let unknown_slot = policy.zones.len();
+    // Each slot's rules, in order. Application rules are judged in their own
+    // stage: the port tables are painted without them (their ids kept, so
+    // verdicts name them), as if their `from` were empty.
     let lists = |side: fn(&Rule) -> &[ZoneRef]| {
         let mut by_slot: Vec<Vec<u32>> = vec![Vec::new(); slots];
         for (r, rule) in policy.rules.iter().enumerate() {
-            let mut held = vec![false; slots];
+            if rule.depends_on_app() {
+                continue;
+            }
+            let r = r as u32;
+            let mut hold = |slot: usize| {
+                // A zone named twice (or beside `any`) holds the rule once.
+                if by_slot[slot].last() != Some(&r) {
+                    by_slot[slot].push(r);
+                }
+            };
             for zone in side(rule) {
                 match *zone {
-                    ZoneRef::Any => held.iter_mut().for_each(|h| *h = true),
-                    ZoneRef::Unknown => held[unknown_slot] = true,
-                    ZoneRef::Zone(id) => held[id] = true,
+                    ZoneRef::Any => (0..slots).for_each(&mut hold),
+                    ZoneRef::Unknown => hold(unknown_slot),
+                    ZoneRef::Zone(id) => hold(id),
                 }
-            }
-            for (slot, _) in held.iter().enumerate().filter(|(_, h)| **h) {
-                by_slot[slot].push(r as u32);
             }
         }
         by_slot
@@ -405,6 +406,21 @@ fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
 
 /// Appends to `out` the values present in both sorted lists, in order.
 fn intersect_sorted(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if small.len() * 16 < large.len() {
+        // A zone named by thousands of rules (every rule's `to` holds
+        // `pacs`, say) against one named by a few: search the long list
+        // rather than walk it, once per pair of 513 x 513.
+        let mut rest = large;
+        for &x in small {
+            let at = rest.partition_point(|&y| y < x);
+            if rest.get(at) == Some(&x) {
+                out.push(x);
+            }
+            rest = &rest[at..];
+        }
+        return;
+    }
     let (mut i, mut j) = (0, 0);
     while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
         match x.cmp(&y) {
@@ -491,5 +507,29 @@ fn compile_named_services(policy: &Policy) -> NamedServiceMap {
         tcp: tcp.finish(NO_SERVICE),
         udp: udp.finish(NO_SERVICE),
         echo,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intersecting_sorted_lists_of_any_lengths() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..2_000 {
+            let list = |rng: &mut fastrand::Rng| {
+                let len = [0, 1, 3, 10, 200][rng.usize(0..5)];
+                let mut v: Vec<u32> = (0..len).map(|_| rng.u32(0..300)).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let (a, b) = (list(&mut rng), list(&mut rng));
+            let mut got = Vec::new();
+            intersect_sorted(&a, &b, &mut got);
+            let want: Vec<u32> = a.iter().copied().filter(|x| b.contains(x)).collect();
+            assert_eq!(got, want, "{a:?} and {b:?}");
+        }
     }
 }
