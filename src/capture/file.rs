@@ -372,16 +372,22 @@ impl<'a> FrameReader<'a> {
         batch: &mut Vec<Frame<'a>>,
         max: usize,
     ) -> Result<bool, CaptureError> {
-        if let Records::Pcap(records) = &mut self.records {
+        if matches!(self.records, Records::Pcap(_)) {
             while batch.len() < max && !self.done {
-                match records.next() {
-                    Step::Frame(frame) => {
+                let before = batch.len();
+                let Records::Pcap(records) = &mut self.records else {
+                    break;
+                };
+                let step = records.fill(batch, max);
+                self.frames += (batch.len() - before) as u64;
+                match step {
+                    None => {}
+                    Some(Step::Frame(frame)) => {
                         self.frames += 1;
                         batch.push(frame);
                     }
-                    other => {
+                    Some(other) => {
                         self.finish(other)?;
-                        break;
                     }
                 }
             }

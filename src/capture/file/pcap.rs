@@ -137,6 +137,58 @@ impl<'a> Records<'a> {
         })
     }
 
+    /// Appends records' frames to `batch` until it holds `max` of them
+    /// (`None`) or something other than a frame comes (`Some` of it): the
+    /// same frames as [`Records::next`], with the byte order decided once a
+    /// batch rather than four times a record.
+    pub(super) fn fill(&mut self, batch: &mut Vec<Frame<'a>>, max: usize) -> Option<Step<'a>> {
+        if self.big_endian {
+            self.fill_in::<true>(batch, max)
+        } else {
+            self.fill_in::<false>(batch, max)
+        }
+    }
+
+    #[inline(always)]
+    fn fill_in<const BIG_ENDIAN: bool>(
+        &mut self,
+        batch: &mut Vec<Frame<'a>>,
+        max: usize,
+    ) -> Option<Step<'a>> {
+        let u32_of = |bytes: &[u8; 16], at: usize| {
+            let word = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+            if BIG_ENDIAN {
+                u32::from_be_bytes(word)
+            } else {
+                u32::from_le_bytes(word)
+            }
+        };
+        while batch.len() < max {
+            let Some((header, after)) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>() else {
+                return Some(self.next());
+            };
+            let incl_len = u32_of(header, 8);
+            let Some((data, rest)) = after
+                .split_at_checked(incl_len as usize)
+                .filter(|_| incl_len <= MAXIMUM_SNAPLEN)
+            else {
+                // A bad or cut record: `next` says which.
+                return Some(self.next());
+            };
+            self.rest = rest;
+            let ts_ns = u64::from(u32_of(header, 0)) * 1_000_000_000
+                + u64::from(u32_of(header, 4)) * self.ns_per_frac;
+            batch.push(Frame {
+                vlan: None,
+                ts_ns,
+                orig_len: u32_of(header, 12).max(incl_len),
+                link: self.link,
+                data,
+            });
+        }
+        None
+    }
+
     #[cold]
     fn bad_incl_len(&self, incl_len: u32) -> Step<'a> {
         Step::Corrupt(super::Corrupt::new(
