@@ -94,6 +94,49 @@ impl fmt::Debug for CaptureFile {
 }
 
 impl CaptureFile {
+    /// Where `bytes`, a slice of this capture (a frame's data), starts in it.
+    pub fn offset_of(&self, bytes: &[u8]) -> Option<usize> {
+        let all = self.bytes.as_slice();
+        let offset = (bytes.as_ptr() as usize).checked_sub(all.as_ptr() as usize)?;
+        (offset < all.len()).then_some(offset)
+    }
+
+    /// Lets the pages of `range` leave this process's memory: a replay that
+    /// is done with them says so, so that its resident memory does not grow
+    /// with the capture, and so that unmapping the file at exit has less to
+    /// undo. The pages stay in the kernel's page cache, and reading them
+    /// again reads them back, unchanged. Does nothing for a capture that is
+    /// not memory-mapped. Only whole pages inside `range` are released.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let Bytes::Mapped(map) = &self.bytes else {
+            return;
+        };
+        let page = page_size();
+        let base = map.as_ptr() as usize;
+        // Whole pages only: a page that `range` shares with bytes still in
+        // use is kept.
+        let start = (base + range.start).next_multiple_of(page) - base;
+        let end = ((base + range.end.min(map.len())) & !(page - 1)).saturating_sub(base);
+        if start >= end {
+            return;
+        }
+        #[cfg(unix)]
+        // SAFETY: `unchecked_advise_range` is unsafe because MADV_DONTNEED
+        // on a private mapping throws away the process's changes to its
+        // pages. This mapping is shared and read-only (`Mmap::map`): there
+        // are no changes, and after the advice the pages read back from the
+        // page cache exactly as they were, so every frame borrowed from them
+        // stays valid. (A file rewritten by another process meanwhile is the
+        // caveat `load` already accepts.)
+        #[allow(unsafe_code)]
+        let released = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+        // Only advice: if the kernel declines, the pages stay mapped.
+        #[cfg(unix)]
+        let _ = released;
+    }
+
     /// Opens and maps `path` and reads its file header.
     ///
     /// A regular file is memory-mapped; anything else that can be read (a
@@ -217,6 +260,21 @@ fn load(path: &Path) -> Result<Bytes, CaptureError> {
         return Err(empty());
     }
     Ok(Bytes::Read(vec))
+}
+
+/// The memory page size, asked once.
+fn page_size() -> usize {
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf reads a system constant; it touches no memory of
+        // ours.
+        #[allow(unsafe_code)]
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|s| s.is_power_of_two())
+            .unwrap_or(4096)
+    })
 }
 
 /// Decides the format from the magic number and checks the file header.
@@ -860,6 +918,41 @@ mod tests {
             CaptureFile::from_bytes("generated", Vec::new()),
             Err(CaptureError::NotACapture { .. })
         ));
+    }
+
+    /// Released pages leave the process but read back unchanged, so frames
+    /// borrowed from them stay valid; offsets name where a frame lies.
+    #[test]
+    fn released_pages_read_back_unchanged() {
+        let mut pcap = Pcap::new(MAGIC_MICROS, false, 1);
+        for n in 0..2_000u32 {
+            let payload: Vec<u8> = (0..100).map(|i| (n as u8).wrapping_add(i)).collect();
+            pcap = pcap.record(n, 0, &payload);
+        }
+        let (_file, capture) = open_bytes(&pcap.bytes);
+        let capture = capture.unwrap();
+        assert!(capture.is_mapped());
+        let before = read_all(&capture);
+        let mut reader = capture.reader();
+        let mut borrowed = Vec::new();
+        while let Ok(Some(frame)) = reader.next_frame() {
+            borrowed.push(frame);
+        }
+        let last = borrowed.last().unwrap();
+        let offset = capture.offset_of(last.data).unwrap();
+        assert_eq!(offset, pcap.bytes.len() - 100);
+        assert_eq!(capture.offset_of(b"elsewhere"), None);
+        capture.release(0..capture.byte_len() as usize);
+        capture.release(5..17); // inside one page: nothing to release
+        // Frames borrowed before the release read the same bytes after it.
+        for (frame, owned) in borrowed.iter().zip(&before.frames) {
+            assert_eq!(frame.data, &owned.data[..]);
+        }
+        assert_eq!(read_all(&capture).frames, before.frames);
+        // Nothing happens to a capture held in memory.
+        let held = CaptureFile::from_bytes("generated", pcap.bytes.clone()).unwrap();
+        held.release(0..held.byte_len() as usize);
+        assert_eq!(read_all(&held).frames, before.frames);
     }
 
     #[test]

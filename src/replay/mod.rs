@@ -222,6 +222,9 @@ pub fn replay<W: Write + Send>(
             let (next_end_ts, ()) = rayon::join(
                 || {
                     let start = Instant::now();
+                    // The batch before this one has been tracked: its
+                    // capture pages can go.
+                    reader.release_before(current.first());
                     next.clear();
                     reader.fill(&mut next, batch_size);
                     let decode_start = Instant::now();
@@ -445,6 +448,9 @@ fn write_events<W: Write>(workers: &mut [Worker], out: &mut W) -> std::io::Resul
 
 /// Reads frames from several files in order, as one capture.
 struct Reader<'a> {
+    all: &'a [CaptureFile],
+    /// Per file, how far its pages have been released.
+    released: Vec<usize>,
     files: std::slice::Iter<'a, CaptureFile>,
     current: Option<(&'a CaptureFile, FrameReader<'a>)>,
     truncations: Vec<(PathBuf, Truncation)>,
@@ -454,10 +460,32 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(files: &'a [CaptureFile]) -> Self {
         Reader {
+            all: files,
+            released: vec![0; files.len()],
             files: files.iter(),
             current: None,
             truncations: Vec::new(),
             error: None,
+        }
+    }
+
+    /// Releases the capture pages before `frame` (see
+    /// [`CaptureFile::release`]): whole files before its file, and its file
+    /// up to it.
+    fn release_before(&mut self, frame: Option<&Frame<'_>>) {
+        let Some(frame) = frame else { return };
+        for (file, released) in self.all.iter().zip(&mut self.released) {
+            let (upto, found) = match file.offset_of(frame.data) {
+                Some(offset) => (offset, true),
+                None => (file.byte_len() as usize, false),
+            };
+            if upto > *released {
+                file.release(*released..upto);
+                *released = upto;
+            }
+            if found {
+                return;
+            }
         }
     }
 
