@@ -715,9 +715,10 @@ impl Tracker {
         violations: &mut Vec<Violation>,
     ) {
         let sender_is_lo = packet.sender_is_lo;
-        let entry = self.table.entry_mut(slot);
-        let key = entry.key;
-        let state = &mut entry.value;
+        // The packet's key is the entry's (the lookup compared them), and
+        // already at hand.
+        let key = &packet.key;
+        let state = &mut self.table.entry_mut(slot).value;
         if packet.transport == Transport::Tcp {
             let flags = packet.tcp_flags;
             if flags & tcp_flags::RST != 0 {
@@ -746,7 +747,7 @@ impl Tracker {
             // its one event comes now if it had none and is now an alert.
             // (A flow under inspection is judged when the inspection ends,
             // under the policy in force then.)
-            let mut verdict = judge_flow(&key, state.initiator_is_lo, judge.policy);
+            let mut verdict = judge_flow(key, state.initiator_is_lo, judge.policy);
             state.generation = judge.generation;
             if judge.policy.needs_app() {
                 verdict.verdict = judge.policy.judge_app(
@@ -761,11 +762,11 @@ impl Tracker {
             state.verdict = verdict.verdict;
             if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
                 state.alerted = true;
-                violations.push(verdict.violation(&key, state, packet, index));
+                violations.push(verdict.violation(key, state, packet, index));
             }
         }
         let inspecting = state.inspecting;
-        let class = entry_class(&key, state);
+        let class = entry_class(key, state);
         self.table.touch(slot, packet.ts_ns, class);
         if inspecting {
             let current = Some((judge.policy, judge.generation));

@@ -321,9 +321,12 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
         .for_each(|(chunk_index, (frames, chunk))| {
             let first = chunk_index * chunk_len;
             let mut headers = Headers::default();
+            // Counted here, then added once: the chunk's counters are not
+            // read and written back at every packet.
+            let mut counters = PacketCounters::default();
             for (i, frame) in frames.iter().enumerate() {
                 let outcome = frame.decode(&mut headers);
-                chunk.counters.count(frame.orig_len, outcome);
+                counters.count(frame.orig_len, outcome);
                 if outcome != Outcome::Judge {
                     continue;
                 }
@@ -334,6 +337,7 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
                     position: (first + i) as u32,
                 });
             }
+            chunk.counters.add(&counters);
         });
     frames.iter().map(|f| f.ts_ns).max().unwrap_or(0)
 }
