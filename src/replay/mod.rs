@@ -361,17 +361,25 @@ fn track_batch(
         .for_each(|(shard, worker)| {
             worker.violations.clear();
             let tracker = &mut worker.tracker;
-            for chunk in chunks {
-                let packets = &chunk.by_shard[shard];
+            // The shard's packets, chunk after chunk, in capture order.
+            // Each packet's flow lookup misses the cache twice: its index
+            // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
+            // packets before it is needed, and for the entry half-way, once
+            // its bucket has arrived; the look-ahead reaches into the next
+            // chunk's list, so that no list's first packets go without.
+            let lists = &chunks;
+            for (k, chunk) in lists.iter().enumerate() {
+                let packets = &chunk.by_shard[shard][..];
+                let following = lists.get(k + 1).map_or(&[][..], |c| &c.by_shard[shard][..]);
+                let ahead = |i: usize| match packets.get(i) {
+                    Some(decoded) => Some(decoded),
+                    None => following.get(i - packets.len()),
+                };
                 for (n, decoded) in packets.iter().enumerate() {
-                    // Each packet's flow lookup misses the cache twice: its
-                    // index bucket, then its flow entry. Ask for the bucket
-                    // PREFETCH_AHEAD packets before it is needed, and for the
-                    // entry half-way, once its bucket has arrived.
-                    if let Some(ahead) = packets.get(n + PREFETCH_AHEAD) {
-                        tracker.prefetch_index(ahead.packet.hash);
+                    if let Some(far) = ahead(n + PREFETCH_AHEAD) {
+                        tracker.prefetch_index(far.packet.hash);
                     }
-                    if let Some(near) = packets.get(n + PREFETCH_AHEAD / 2) {
+                    if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
                         tracker.prefetch_entry(near.packet.hash);
                     }
                     let position = decoded.position as usize;
