@@ -38,6 +38,10 @@ use crate::flow::{FlowConfig, FlowHasher, Judge, Packet, Tracker};
 use crate::stats::{PacketCounters, RunStats, ViolationCounters};
 use crate::wire::{Headers, Outcome};
 
+/// How many bytes of a capture a replay moves past before it hands their
+/// pages back to the kernel (see [`CaptureFile::release`]).
+const RELEASE_STEP: usize = 32 << 20;
+
 /// Number of flow shards, whatever the number of threads. A power of two.
 pub const SHARDS: usize = 16;
 
@@ -491,7 +495,10 @@ impl<'a> Reader<'a> {
                 Some(offset) => (offset, true),
                 None => (file.byte_len() as usize, false),
             };
-            if upto > *released {
+            // In steps of RELEASE_STEP: each release makes the kernel flush
+            // the other cores' address translations, which costs them more
+            // than the pages do.
+            if upto >= released.saturating_add(RELEASE_STEP) || (!found && upto > *released) {
                 file.release(*released..upto);
                 *released = upto;
             }
