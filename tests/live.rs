@@ -227,6 +227,16 @@ impl Sensor {
         Sensor::command(namespace, &all)
     }
 
+    /// `segwatch run --interface` on `veth`'s capture side, with `args`,
+    /// once it serves its metrics.
+    fn serving(veth: &Veth, args: &[&str]) -> Sensor {
+        let mut all = vec!["--interface", veth.capture.as_str()];
+        all.extend_from_slice(args);
+        let mut sensor = Sensor::start(&veth.b, &all);
+        sensor.wait_log("Serving /metrics", Duration::from_secs(20));
+        sensor
+    }
+
     /// Any segwatch command in `namespace`, logging at info.
     fn command(namespace: &str, args: &[&str]) -> Sensor {
         let child = Command::new("ip")
@@ -739,20 +749,18 @@ fn stops_promptly_on_an_idle_interface(backend: &str) {
         return;
     }
     let veth = Veth::new();
-    let mut sensor = Sensor::start(
-        &veth.b,
+    let policy = example_policy();
+    let sensor = Sensor::serving(
+        &veth,
         &[
-            "--interface",
-            &veth.capture,
             "--backend",
             backend,
             "--workers",
             "1",
             "--policy",
-            example_policy().to_str().unwrap(),
+            policy.to_str().unwrap(),
         ],
     );
-    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
     let (code, took, log) = sensor.stop();
     assert_eq!(code, Some(0), "{log:#?}");
     assert!(took < Duration::from_secs(3), "stopped in {took:?}");
@@ -1000,18 +1008,11 @@ fn survives_the_link_going_down_and_up(backend: &str) {
         return;
     }
     let veth = Veth::new();
-    let mut sensor = Sensor::start(
-        &veth.b,
-        &[
-            "--interface",
-            &veth.capture,
-            "--backend",
-            backend,
-            "--policy",
-            example_policy().to_str().unwrap(),
-        ],
+    let policy = example_policy();
+    let mut sensor = Sensor::serving(
+        &veth,
+        &["--backend", backend, "--policy", policy.to_str().unwrap()],
     );
-    sensor.wait_log("Serving /metrics", Duration::from_secs(20));
     ip(&["-n", &veth.b, "link", "set", &veth.capture, "down"]);
     if backend == "af-packet" {
         sensor.wait_log("Capture interrupted", Duration::from_secs(5));
