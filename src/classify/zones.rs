@@ -132,13 +132,15 @@ impl ZoneTable {
         // their entries as ranges (a search per /16 cost about a millisecond
         // of every start).
         let mut v4_index = vec![0u32; 65_536];
-        let top_of = |start: u128| usize::try_from(start.div_ceil(1 << 16)).unwrap_or(65_536);
+        let top_of = |start: u128| {
+            usize::try_from(start.div_ceil(1 << 16)).map_or(65_536, |t| t.min(65_536))
+        };
         for (i, interval) in v4.intervals.iter().enumerate() {
-            let first = top_of(interval.start).min(65_536);
+            let first = top_of(interval.start);
             let end = v4
                 .intervals
                 .get(i + 1)
-                .map_or(65_536, |next| top_of(next.start).min(65_536));
+                .map_or(65_536, |next| top_of(next.start));
             if first < end {
                 v4_index[first..end].fill(i as u32);
             }

@@ -151,8 +151,6 @@ pub fn replay<W: Write + Send>(
 ) -> Result<ReplayOutcome, OutputError> {
     let started = Instant::now();
     let threads = options.threads.clamp(1, SHARDS);
-    // Two flow workers (shard groups) per thread, so that a thread still
-    // reading the next batch does not hold up half of the tracking.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("segwatch-replay-{i}"))
@@ -371,10 +369,11 @@ fn track_batch(
             // packets before it is needed, and for the entry half-way, once
             // its bucket has arrived; the look-ahead reaches into the next
             // chunk's list, so that no list's first packets go without.
-            let lists = &chunks;
-            for (k, chunk) in lists.iter().enumerate() {
+            for (k, chunk) in chunks.iter().enumerate() {
                 let packets = &chunk.by_shard[shard][..];
-                let following = lists.get(k + 1).map_or(&[][..], |c| &c.by_shard[shard][..]);
+                let following = chunks
+                    .get(k + 1)
+                    .map_or(&[][..], |c| &c.by_shard[shard][..]);
                 let ahead = |i: usize| match packets.get(i) {
                     Some(decoded) => Some(decoded),
                     None => following.get(i - packets.len()),
