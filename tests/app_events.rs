@@ -265,30 +265,36 @@ fn events_wait_for_the_application_and_keep_the_first_packets_time() {
     }
 
     // A flow that never sends payload waits at most 2 s of capture time,
-    // and its event then carries no application.
+    // and its event then carries no application. Echo flows fill the
+    // capture, one every 0.1 s: they are not inspected, so each event comes
+    // at its own packet, and the SYN-only flow's event shows, among them,
+    // when it was released.
     let mut c = Capture::new();
     c.add(at(0.0), &Pkt::tcp("10.60.1.5:40100", "10.50.0.10:443", SYN));
-    for i in 1..40 {
+    for i in 1..40u16 {
         c.add(
             at(f64::from(i) * 0.1),
-            &Pkt::udp(&format!("10.60.9.9:{}", 50000 + i), "10.60.9.8:53"),
+            &Pkt::echo_request("10.60.9.9", "10.60.9.8", i),
         );
     }
     let quiet = dir.path().join("quiet.pcap");
     c.write_pcap(&quiet, Resolution::Micro).unwrap();
     // Small batches: a wait that ends in a quiet shard is released by the
-    // sweep at a batch's end.
+    // sweep at a batch's end (here at 1.5, 3.1 and 3.9 s).
     let events = replay_apps_batched(&policy, &quiet, "16");
+    assert_eq!(events.len(), 40);
     let syn = events
         .iter()
         .find(|e| e["proto"] == "tcp")
         .expect("the SYN-only flow's event");
     assert!(syn.get("app").is_none());
     assert_eq!(syn["timestamp"], "2026-11-28T08:00:00.000000Z");
+    // Released at a packet from 2.0 s (after the 19 echo events before it)
+    // to 3.1 s (the second batch's sweep), so before the capture's end.
     let position = events.iter().position(|e| e["proto"] == "tcp").unwrap();
     assert!(
-        position > 0 && position < events.len() - 1,
-        "released during the capture, not at its end: {position} of {}",
+        (19..=31).contains(&position),
+        "released 2 to 3.1 s into the capture: event {position} of {}",
         events.len()
     );
 }

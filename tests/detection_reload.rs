@@ -130,6 +130,7 @@ fn events_released_by_one_sweep_come_out_in_the_same_order_for_any_threads() {
             batch_size: 16_384,
             inventory: None,
             detect_apps: true,
+            exiting_after: false,
         };
         let mut out = Vec::new();
         segwatch::replay::replay(&files, &p, &options, &mut out).unwrap();

@@ -58,6 +58,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
     options.inventory = inventory.clone();
     // A policy whose verdicts depend on applications needs detection.
     options.detect_apps = args.apps || policy.needs_app();
+    options.exiting_after = true;
     tracing::info!(
         files = captures.len(),
         threads = options.threads,
@@ -112,6 +113,8 @@ pub fn run(args: &ReplayArgs) -> u8 {
         error_line(error);
         return EXIT_BAD_INPUT;
     }
+    // The process exits now: the kernel unmaps the captures with the rest.
+    std::mem::forget(captures);
     match args.fail_on.map(Severity::from) {
         Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => EXIT_VIOLATION,
         _ => EXIT_OK,

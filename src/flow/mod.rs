@@ -110,6 +110,9 @@ pub struct FlowState {
     /// True once its verdict took its application into account: a reload
     /// keeps that verdict (the application is not kept to judge again).
     app_judged: bool,
+    /// True when its key holds a group or unspecified address: its packets
+    /// are checked for link-local traffic one by one.
+    group_or_unspecified: bool,
 }
 
 /// Counts of what a tracker did, by kind.
@@ -449,15 +452,18 @@ impl Tracker {
                 violations,
             );
         }
-        let (sender, receiver) = packet.endpoints();
-        if is_link_local(packet.key.ipv6, sender.0, receiver.0)
-            && !link_local_claimed(packet.key.ipv6, sender.0, receiver.0, judge.policy)
-        {
-            self.counters.link_local += 1;
-            return;
-        }
+        // Packets to a group address or from an unspecified one are counted,
+        // not judged, unless a zone claims those addresses. Only a flow whose
+        // key holds such an address can have such packets, so the check is
+        // made at a flow's start and, for those flows only, at every packet
+        // (a reload can change the claims, and the check depends on the
+        // packet's direction).
         if let Some(slot) = self.table.find(packet.hash, &packet.key) {
             let entry = self.table.entry(slot);
+            if entry.value.group_or_unspecified && skips_link_local(packet, judge.policy) {
+                self.counters.link_local += 1;
+                return;
+            }
             let class = entry_class(&packet.key, &entry.value);
             if packet.ts_ns.saturating_sub(entry.last_ts) <= self.timeouts_ns[class] {
                 self.continue_flow(slot, packet, frame, index, judge, violations);
@@ -471,6 +477,10 @@ impl Tracker {
             );
             self.table.remove(slot);
             self.counters.expired += 1;
+        }
+        if key_has_group_or_unspecified(&packet.key) && skips_link_local(packet, judge.policy) {
+            self.counters.link_local += 1;
+            return;
         }
         self.start_flow(packet, frame, index, judge, violations);
     }
@@ -820,6 +830,7 @@ impl Tracker {
             teardown: 0,
             inspecting: false,
             app_judged: false,
+            group_or_unspecified: key_has_group_or_unspecified(key),
         };
         if packet.transport == Transport::Tcp && packet.tcp_flags & tcp_flags::RST != 0 {
             state.teardown = teardown::CLOSED;
@@ -967,6 +978,24 @@ fn entry_class(key: &FlowKey, state: &FlowState) -> usize {
         Transport::EchoRequest | Transport::EchoReply => class::ECHO,
         Transport::Other => class::OTHER,
     }
+}
+
+/// True when `packet` is link-local traffic (see [`is_link_local`]) that no
+/// zone claims: counted, not judged (contract section 2).
+#[inline]
+fn skips_link_local(packet: &Packet, policy: &CompiledPolicy) -> bool {
+    let (sender, receiver) = packet.endpoints();
+    let ipv6 = packet.key.ipv6;
+    is_link_local(ipv6, sender.0, receiver.0)
+        && !link_local_claimed(ipv6, sender.0, receiver.0, policy)
+}
+
+/// True when a packet of a flow with `key` can be link-local traffic in one
+/// direction or the other.
+#[inline]
+fn key_has_group_or_unspecified(key: &FlowKey) -> bool {
+    let (lo, hi) = (key.lo_addr.get(), key.hi_addr.get());
+    lo == 0 || hi == 0 || is_group_address(key.ipv6, lo) || is_group_address(key.ipv6, hi)
 }
 
 /// True for a packet to multicast or limited broadcast, or from an

@@ -75,6 +75,7 @@ pub fn replay_files(
         batch_size: 7,
         inventory: None,
         detect_apps: false,
+        exiting_after: false,
     };
     let mut out = Vec::new();
     let outcome = replay(&files, policy, &options, &mut out).unwrap();
