@@ -185,3 +185,66 @@ fn a_reload_judges_again_flows_judged_without_an_application() {
         "judged again under B (default alert), it should alert"
     );
 }
+
+/// Link-local traffic is checked packet by packet for flows whose key holds
+/// a group address: a reload that drops the zone claiming the group makes
+/// the flow's next packets link-local (counted, not judged), as they would
+/// be for a flow that starts then.
+#[test]
+fn a_reload_that_drops_a_group_claim_makes_the_flows_packets_link_local() {
+    let a = policy(&format!(
+        "{BASE}[zones.group]\nnetworks = [\"239.1.0.0/16\"]\n"
+    ));
+    let b = policy(BASE);
+    let mut t = Tracker::new(&FlowConfig::default(), 1000);
+    let mut out = Vec::new();
+    let frame = Pkt::udp("10.0.0.1:5000", "239.1.2.3:5000").build();
+    let ja = Judge {
+        policy: &a,
+        generation: 0,
+        flow_id_salt: 0,
+    };
+    let jb = Judge {
+        policy: &b,
+        generation: 1,
+        flow_id_salt: 0,
+    };
+    t.observe_frame(&packet(&frame, at(0.0)), &frame, 0, ja, &mut out);
+    assert_eq!((out.len(), t.counters().link_local), (1, 0), "claimed by A");
+    t.observe_frame(&packet(&frame, at(0.1)), &frame, 1, jb, &mut out);
+    t.observe_frame(&packet(&frame, at(0.2)), &frame, 2, jb, &mut out);
+    assert_eq!(
+        (out.len(), t.counters().link_local),
+        (1, 2),
+        "B claims none"
+    );
+    t.observe_frame(&packet(&frame, at(0.3)), &frame, 3, ja, &mut out);
+    assert_eq!(
+        t.counters().link_local,
+        2,
+        "claimed again: the flow goes on"
+    );
+    assert_eq!(t.counters().created, 1);
+}
+
+/// Only packets to a group address (or from an unspecified one) are
+/// link-local; a flow's packets the other way round are judged.
+#[test]
+fn link_local_depends_on_the_packets_direction() {
+    let p = policy(BASE);
+    let mut t = Tracker::new(&FlowConfig::default(), 1000);
+    let mut out = Vec::new();
+    let from_group = Pkt::udp("239.2.2.2:5000", "10.0.0.1:5000").build();
+    let to_group = Pkt::udp("10.0.0.1:5000", "239.2.2.2:5000").build();
+    let j = Judge {
+        policy: &p,
+        generation: 0,
+        flow_id_salt: 0,
+    };
+    t.observe_frame(&packet(&from_group, at(0.0)), &from_group, 0, j, &mut out);
+    t.observe_frame(&packet(&to_group, at(0.1)), &to_group, 1, j, &mut out);
+    t.observe_frame(&packet(&from_group, at(0.2)), &from_group, 2, j, &mut out);
+    assert_eq!(t.counters().created, 1);
+    assert_eq!(t.counters().link_local, 1);
+    assert_eq!(out.len(), 1);
+}
