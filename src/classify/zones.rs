@@ -96,6 +96,9 @@ pub struct ZoneTable {
     /// interval holding the first address with those bits; entry 65,536 is
     /// the number of intervals.
     v4_index: Vec<u32>,
+    /// The IPv4 intervals' starts as `u32`, beside `v4`: a search compares
+    /// half as many bytes as on the `u128` starts, and fits more in cache.
+    v4_starts: Vec<u32>,
     v6: FamilyTable,
 }
 
@@ -146,7 +149,20 @@ impl ZoneTable {
             }
         }
         v4_index.push(v4.intervals.len() as u32);
-        ZoneTable { v4, v4_index, v6 }
+        // A prefix that ends at 255.255.255.255 closes with an interval that
+        // starts at 2^32, past every IPv4 address: it is left out (it is the
+        // last), and the others' starts fit 32 bits.
+        let v4_starts = v4
+            .intervals
+            .iter()
+            .map_while(|interval| u32::try_from(interval.start).ok())
+            .collect();
+        ZoneTable {
+            v4,
+            v4_index,
+            v4_starts,
+            v6,
+        }
     }
 
     /// The zone of an IPv4 address.
@@ -156,8 +172,15 @@ impl ZoneTable {
         let lo = self.v4_index[top] as usize;
         // Intervals that start inside this /16 follow `lo`; the search
         // window ends at the one holding the next /16's first address.
-        let hi = (self.v4_index[top + 1] as usize + 1).min(self.v4.intervals.len());
-        self.v4.find_in(addr as u128, lo, hi)
+        let hi = (self.v4_index[top + 1] as usize + 1).min(self.v4_starts.len());
+        // Most /16s lie in one interval: no search.
+        if hi - lo <= 1 {
+            return self.v4.intervals[lo].found;
+        }
+        let window = &self.v4_starts[lo..hi];
+        let after = window.partition_point(|&start| start <= addr);
+        // The window begins at an interval that starts at or below `addr`.
+        self.v4.intervals[lo + after.saturating_sub(1)].found
     }
 
     /// The zone of an IPv6 address.
@@ -217,6 +240,57 @@ mod tests {
         assert_eq!(v4(&t, "10.21.0.0"), (1, 8));
         assert_eq!(v4(&t, "10.255.255.255"), (1, 8));
         assert_eq!(v4(&t, "11.0.0.0"), (U, 0));
+    }
+
+    #[test]
+    fn ipv4_lookups_equal_a_longest_prefix_scan() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        for _ in 0..300 {
+            let mut nets: Vec<(u32, u8, ZoneId)> = Vec::new();
+            for zone in 0..rng.u32(1..12) {
+                let len = rng.u8(0..=32);
+                // Near the top, the bottom or anywhere in the space.
+                let base = match rng.u8(0..3) {
+                    0 => u32::MAX - rng.u32(0..1 << 20),
+                    1 => rng.u32(0..1 << 20),
+                    _ => rng.u32(..),
+                };
+                let network = base & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                if !nets.iter().any(|&(n, l, _)| (n, l) == (network, len)) {
+                    nets.push((network, len, zone));
+                }
+            }
+            let parsed: Vec<(IpNetwork, ZoneId)> = nets
+                .iter()
+                .map(|&(n, l, z)| {
+                    let net = ipnetwork::Ipv4Network::new(n.into(), l).unwrap();
+                    (IpNetwork::V4(net), z)
+                })
+                .collect();
+            let t = ZoneTable::build(parsed.iter().map(|(n, z)| (n, *z)));
+            let mut probes: Vec<u32> = vec![0, 1, u32::MAX, u32::MAX - 1];
+            for &(n, l, _) in &nets {
+                let last = n | u32::MAX.checked_shr(u32::from(l)).unwrap_or(0);
+                probes.extend([n, n.wrapping_sub(1), last, last.wrapping_add(1)]);
+            }
+            probes.extend((0..64).map(|_| rng.u32(..)));
+            for addr in probes {
+                let expected = nets
+                    .iter()
+                    .filter(|&&(n, l, _)| {
+                        let mask = u32::MAX.checked_shl(32 - u32::from(l)).unwrap_or(0);
+                        addr & mask == n
+                    })
+                    .max_by_key(|&&(_, l, _)| l)
+                    .map_or((U, 0), |&(_, l, z)| (z, l));
+                let found = t.lookup_v4(addr);
+                assert_eq!(
+                    (found.zone, found.prefix_len),
+                    expected,
+                    "{addr:#x} {nets:?}"
+                );
+            }
+        }
     }
 
     #[test]

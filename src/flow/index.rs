@@ -55,6 +55,20 @@ impl FlowIndex {
         }
     }
 
+    /// An empty index with room for `flows` flows before it first grows.
+    pub fn with_room_for(flows: usize) -> Self {
+        let size = flows
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX / 2 + 1)
+            .max(Self::MIN_BUCKETS);
+        FlowIndex {
+            buckets: vec![EMPTY; size],
+            mask: size - 1,
+            len: 0,
+        }
+    }
+
     /// Number of flows indexed.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -195,8 +209,30 @@ mod tests {
 
     #[test]
     fn matches_a_reference_map_through_inserts_and_removes() {
+        for index in [FlowIndex::new(), FlowIndex::with_room_for(1_000)] {
+            matches_a_reference_map(index);
+        }
+    }
+
+    #[test]
+    fn room_for_flows_means_no_growth_until_then() {
+        for flows in [0, 1, 31, 32, 33, 1_000, 4_096] {
+            let mut index = FlowIndex::with_room_for(flows);
+            let size = index.buckets.len();
+            assert!(
+                size.is_power_of_two() && size >= 2 * flows,
+                "{flows}: {size}"
+            );
+            for n in 0..flows as u32 {
+                index.insert(h(n), n);
+            }
+            assert_eq!(index.buckets.len(), size, "{flows}");
+            assert!((0..flows as u32).all(|n| index.find(h(n), |s| s == n) == Some(n)));
+        }
+    }
+
+    fn matches_a_reference_map(mut index: FlowIndex) {
         let mut rng = fastrand::Rng::with_seed(9);
-        let mut index = FlowIndex::new();
         let mut reference = std::collections::HashMap::new();
         for step in 0..20_000u32 {
             let n = rng.u32(0..3_000);

@@ -80,12 +80,17 @@ pub struct FlowTable<V> {
 }
 
 impl<V> FlowTable<V> {
-    /// An empty table for at most `capacity` flows. The index is sized up
-    /// front; the slab's memory is reserved but only touched as flows arrive.
+    /// An empty table for at most `capacity` flows. The index starts with
+    /// room for some and grows; the slab's memory is reserved but only
+    /// touched as flows arrive.
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         FlowTable {
-            index: FlowIndex::new(),
+            // Room for an eighth of the bound at first (128 KiB for a replay
+            // shard's share of a million flows; at most 1 MiB however large
+            // the bound): an index that grows from a few buckets moves every
+            // flow about twice on its way.
+            index: FlowIndex::with_room_for((capacity / 8).min(1 << 16)),
             // Address space only: pages are touched as flows arrive, and the
             // slab never moves (no copy of every entry when it grows).
             slab: Vec::with_capacity(capacity),
