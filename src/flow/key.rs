@@ -58,14 +58,28 @@ impl FlowKey {
             Transport::Other => (0, 0),
             _ => (headers.src_port, headers.dst_port),
         };
-        let sender_is_lo = if headers.ipv6 {
-            (headers.src, src_port) <= (headers.dst, dst_port)
-        } else {
-            // The same order in one 64-bit comparison: IPv4 addresses fit
-            // 32 bits (`Headers` holds them zero-extended).
+        if !headers.ipv6 {
+            // IPv4 (`Headers` holds its addresses zero-extended): each
+            // endpoint as one 48-bit number, address above port, ordered and
+            // swapped as a whole.
             let endpoint = |addr: u128, port: u16| (addr as u64) << 16 | u64::from(port);
-            endpoint(headers.src, src_port) <= endpoint(headers.dst, dst_port)
-        };
+            let (src, dst) = (
+                endpoint(headers.src, src_port),
+                endpoint(headers.dst, dst_port),
+            );
+            let sender_is_lo = src <= dst;
+            let (lo, hi) = if sender_is_lo { (src, dst) } else { (dst, src) };
+            let key = FlowKey {
+                lo_addr: Addr([0, lo >> 16]),
+                hi_addr: Addr([0, hi >> 16]),
+                lo_port: lo as u16,
+                hi_port: hi as u16,
+                protocol: headers.protocol,
+                ipv6: false,
+            };
+            return (key, sender_is_lo);
+        }
+        let sender_is_lo = (headers.src, src_port) <= (headers.dst, dst_port);
         let (lo_addr, lo_port, hi_addr, hi_port) = if sender_is_lo {
             (headers.src, src_port, headers.dst, dst_port)
         } else {
@@ -173,6 +187,21 @@ mod tests {
                 "{src} {sp} {dst} {dp}"
             );
             assert_eq!(FlowKey::of(&headers(dst, dp, src, sp)).0, key);
+            let (lo, hi) = if sender_is_lo {
+                ((src, sp), (dst, dp))
+            } else {
+                ((dst, dp), (src, sp))
+            };
+            assert_eq!(
+                (
+                    key.lo_addr.get(),
+                    key.lo_port,
+                    key.hi_addr.get(),
+                    key.hi_port
+                ),
+                (lo.0, lo.1, hi.0, hi.1)
+            );
+            assert!(!key.ipv6 && key.protocol == 6);
         }
     }
 

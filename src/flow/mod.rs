@@ -494,6 +494,11 @@ impl Tracker {
         policy: Current<'_>,
         violations: &mut Vec<Violation>,
     ) {
+        // Without detection there is never an inspection: every flow that
+        // ends comes here, and the map would hash its slot for nothing.
+        if self.inspections.is_empty() {
+            return;
+        }
         if let Some(mut inspection) = self.inspections.remove(&slot) {
             self.inspect_bytes = self.inspect_bytes.saturating_sub(inspection.held());
             let found = inspection.give_up().map(Box::new);

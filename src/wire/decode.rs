@@ -187,7 +187,10 @@ pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
 /// is left to etherparse. The property test
 /// `common_case_agrees_with_etherparse` and the `decode_judge` fuzz target
 /// check that both paths agree on every frame.
-#[inline]
+///
+/// Always inlined: its `Headers` then stay in registers of the replay's
+/// decode loop (about 12 instructions a packet fewer, callgrind).
+#[inline(always)]
 fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
     const ETHERNET_HEADER_LEN: usize = 14;
     let be16 = |b: &[u8], at: usize| -> Option<u16> {
