@@ -464,9 +464,11 @@ impl Tracker {
                 self.counters.link_local += 1;
                 return;
             }
-            let class = entry_class(&packet.key, &entry.value);
+            // The entry's queue is its timeout class (kept up to date at
+            // every change of the flow's state).
+            let class = entry.class();
             if packet.ts_ns.saturating_sub(entry.last_ts) <= self.timeouts_ns[class] {
-                self.continue_flow(slot, packet, frame, index, judge, violations);
+                self.continue_flow(slot, class, packet, frame, index, judge, violations);
                 return;
             }
             self.end_inspection(
@@ -720,9 +722,11 @@ impl Tracker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn continue_flow(
         &mut self,
         slot: Slot,
+        class: usize,
         packet: &Packet,
         frame: &[u8],
         index: u64,
@@ -734,8 +738,9 @@ impl Tracker {
         // already at hand.
         let key = &packet.key;
         let state = &mut self.table.entry_mut(slot).value;
-        if packet.transport == Transport::Tcp {
-            let flags = packet.tcp_flags;
+        let mut class = class;
+        let flags = packet.tcp_flags;
+        if packet.transport == Transport::Tcp && flags & (tcp_flags::RST | tcp_flags::FIN) != 0 {
             if flags & tcp_flags::RST != 0 {
                 state.teardown |= teardown::CLOSED;
             }
@@ -751,8 +756,38 @@ impl Tracker {
                     state.teardown |= teardown::CLOSED;
                 }
             }
+            class = entry_class(key, state);
         }
-        if state.generation != judge.generation && state.app_judged {
+        if state.generation != judge.generation {
+            self.judge_again(slot, packet, index, judge, violations);
+        }
+        let inspecting = self.table.entry(slot).value.inspecting;
+        self.table.touch(slot, packet.ts_ns, class);
+        if inspecting {
+            let current = Some((judge.policy, judge.generation));
+            self.inspect(slot, packet, frame, index, current, violations);
+            // A closed flow has ended: its event waits no longer.
+            if self.table.entry(slot).value.teardown & teardown::CLOSED != 0 {
+                self.end_inspection(slot, index, current, violations);
+            }
+        }
+    }
+
+    /// A flow's first packet since a reload (contract section 2): judged
+    /// again under the policy now in force.
+    #[cold]
+    #[inline(never)]
+    fn judge_again(
+        &mut self,
+        slot: Slot,
+        packet: &Packet,
+        index: u64,
+        judge: Judge<'_>,
+        violations: &mut Vec<Violation>,
+    ) {
+        let key = &packet.key;
+        let state = &mut self.table.entry_mut(slot).value;
+        if state.app_judged {
             // Judged with its application, which is not kept: the verdict
             // stands (see the README).
             state.generation = judge.generation;
@@ -778,17 +813,6 @@ impl Tracker {
             if !state.alerted && judge.policy.action(verdict.verdict) == Action::Alert {
                 state.alerted = true;
                 violations.push(verdict.violation(key, state, packet, index));
-            }
-        }
-        let inspecting = state.inspecting;
-        let class = entry_class(key, state);
-        self.table.touch(slot, packet.ts_ns, class);
-        if inspecting {
-            let current = Some((judge.policy, judge.generation));
-            self.inspect(slot, packet, frame, index, current, violations);
-            // A closed flow has ended: its event waits no longer.
-            if self.table.entry(slot).value.teardown & teardown::CLOSED != 0 {
-                self.end_inspection(slot, index, current, violations);
             }
         }
     }
