@@ -97,12 +97,25 @@ impl FlowIndex {
         }
     }
 
-    /// The slot of the first bucket for `hash`, if it is occupied: the likely
-    /// match, for prefetching its entry.
+    /// The slot of the first bucket of `hash`'s probe run that carries its
+    /// hash bits, among the first few: the likely match, for prefetching its
+    /// entry. (A flow often sits one or two buckets past its home, behind
+    /// another: looking at the home bucket only missed those.)
     #[inline]
     pub fn first_candidate(&self, hash: u64) -> Option<u32> {
-        let b = self.buckets[hash as usize & self.mask];
-        (b != EMPTY && hash_of(b) == hash as u32).then(|| slot_of(b))
+        const LOOK_AT: usize = 4;
+        let mut i = hash as usize & self.mask;
+        for _ in 0..LOOK_AT {
+            let b = self.buckets[i];
+            if b == EMPTY {
+                return None;
+            }
+            if hash_of(b) == hash as u32 {
+                return Some(slot_of(b));
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
     }
 
     /// Indexes `slot` under `hash` (the slot must not be indexed yet).
@@ -266,5 +279,23 @@ mod tests {
         assert_eq!(index.first_candidate(54321), None);
         index.prefetch(12345);
         index.prefetch(u64::MAX);
+    }
+
+    #[test]
+    fn first_candidate_looks_past_the_home_bucket() {
+        // Five flows with one home bucket (of 64) and different hash bits:
+        // each sits behind the ones before it.
+        let mut index = FlowIndex::new();
+        let hash = |n: u64| 5 | ((n + 1) << 8);
+        for n in 0..5 {
+            index.insert(hash(n), n as u32 + 100);
+        }
+        for n in 0..4 {
+            assert_eq!(index.first_candidate(hash(n)), Some(n as u32 + 100), "{n}");
+        }
+        // Further than it looks: no candidate (the lookup still finds it).
+        assert_eq!(index.first_candidate(hash(4)), None);
+        assert_eq!(index.find(hash(4), |slot| slot == 104), Some(104));
+        assert_eq!(index.first_candidate(hash(9)), None);
     }
 }

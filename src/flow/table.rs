@@ -251,13 +251,16 @@ impl<V> FlowTable<V> {
     where
         V: Clone,
     {
+        // The entry's index bucket and its queue neighbours are elsewhere
+        // in memory: ask for the bucket first, so that both misses overlap.
+        let hash = self.slab[slot as usize].hash;
+        self.index.prefetch(hash);
         self.unlink(slot);
-        let entry = &self.slab[slot as usize];
-        let (hash, key) = (entry.hash, entry.key);
+        let key = self.slab[slot as usize].key;
         self.index.remove(hash, slot);
         self.free.push(slot);
         self.len -= 1;
-        (key, entry.value.clone())
+        (key, self.slab[slot as usize].value.clone())
     }
 
     fn front(&self, class: usize) -> Option<Slot> {
