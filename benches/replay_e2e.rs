@@ -9,7 +9,9 @@
 //! `target/bench-data`). Captures are generated once and kept there.
 //!
 //! It prints medians (and min/max) of wall time for:
-//! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1;
+//! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1, and
+//!    their ratio both as medians divided and round by round (each round's
+//!    replay over the tcpdump run just before it);
 //! 2. segwatch with the 20-rule example policy vs a 5,000-rule one;
 //! 3. peak resident memory holding 1,000,000 concurrent flows.
 //!
@@ -156,6 +158,23 @@ fn main() {
     if let Some(base) = base {
         println!("ratio segwatch/tcpdump (all cores): {:.2}", multi / base);
         println!("ratio segwatch/tcpdump (1 thread):  {:.2}", single / base);
+        // The machine's speed drifts from round to round: each round's
+        // replays divided by that round's tcpdump (run just before them)
+        // cancels the drift that the ratio of medians keeps.
+        let paired = |t: &[Duration]| {
+            spread(
+                t.iter()
+                    .zip(&t_tcpdump)
+                    .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                    .collect(),
+            )
+        };
+        for (name, t) in [("all cores", &t_multi), ("1 thread", &t_single)] {
+            let (med, min, max) = paired(t);
+            println!(
+                "ratio segwatch/tcpdump ({name}), round by round: median {med:.2}, min {min:.2}, max {max:.2}"
+            );
+        }
     }
     let small_judging = row("  judging only, 20 rules (summary duration)", &judge_small);
     let large_judging = row(
@@ -251,8 +270,12 @@ fn judged_for(cmd: Command) -> Duration {
 }
 
 fn stats(times: &[Duration]) -> (f64, f64, f64) {
-    let mut secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
-    secs.sort_by(f64::total_cmp);
-    let median = secs[secs.len() / 2];
-    (median, secs[0], secs[secs.len() - 1])
+    spread(times.iter().map(Duration::as_secs_f64).collect())
+}
+
+/// Median, minimum and maximum.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
 }
