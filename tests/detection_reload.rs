@@ -14,6 +14,15 @@ fn packet(frame: &[u8], ts: u64) -> Packet {
     Packet::new(&h, ts, frame.len() as u32)
 }
 
+/// The judge of `policy` as generation `generation`.
+fn judge(policy: &segwatch::classify::CompiledPolicy, generation: u32) -> Judge<'_> {
+    Judge {
+        policy,
+        generation,
+        flow_id_salt: 0,
+    }
+}
+
 const BASE: &str = "[policy]\ndefault_action = \"alert\"\n[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n";
 
 /// A flow alerted under A (no app rules) waits for its application; a reload
@@ -36,16 +45,8 @@ fn a_reload_to_an_application_policy_keeps_the_waiting_event() {
     let synack = Pkt::tcp("10.0.0.2:8080", "10.0.0.1:40000", SYN | ACK)
         .seq(9)
         .build();
-    let ja = Judge {
-        policy: &a,
-        generation: 0,
-        flow_id_salt: 0,
-    };
-    let jb = Judge {
-        policy: &b,
-        generation: 1,
-        flow_id_salt: 0,
-    };
+    let ja = judge(&a, 0);
+    let jb = judge(&b, 1);
     t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
     assert!(out.is_empty(), "waits for the application");
     t.observe_frame(&packet(&synack, at(0.01)), &synack, 1, jb, &mut out);
@@ -79,16 +80,8 @@ fn a_waiting_flow_is_judged_again_by_ports_under_the_reloaded_policy() {
     let ack = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:80", ACK)
         .seq(2)
         .build();
-    let ja = Judge {
-        policy: &a,
-        generation: 0,
-        flow_id_salt: 0,
-    };
-    let jb = Judge {
-        policy: &b,
-        generation: 1,
-        flow_id_salt: 0,
-    };
+    let ja = judge(&a, 0);
+    let jb = judge(&b, 1);
     t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
     t.observe_frame(&packet(&ack, at(0.02)), &ack, 1, jb, &mut out);
     t.finish_judged(Some((&b, 1)), &mut out);
@@ -155,29 +148,9 @@ fn a_reload_judges_again_flows_judged_without_an_application() {
     let mut out = Vec::new();
     let req = Pkt::echo_request("10.0.0.1", "10.0.0.2", 7).build();
     let rep = Pkt::echo_reply("10.0.0.2", "10.0.0.1", 7).build();
-    t.observe_frame(
-        &packet(&req, at(0.0)),
-        &req,
-        0,
-        Judge {
-            policy: &a,
-            generation: 0,
-            flow_id_salt: 0,
-        },
-        &mut out,
-    );
+    t.observe_frame(&packet(&req, at(0.0)), &req, 0, judge(&a, 0), &mut out);
     assert!(out.is_empty());
-    t.observe_frame(
-        &packet(&rep, at(0.1)),
-        &rep,
-        1,
-        Judge {
-            policy: &b,
-            generation: 1,
-            flow_id_salt: 0,
-        },
-        &mut out,
-    );
+    t.observe_frame(&packet(&rep, at(0.1)), &rep, 1, judge(&b, 1), &mut out);
     t.finish_judged(Some((&b, 1)), &mut out);
     assert_eq!(
         out.len(),
@@ -199,16 +172,8 @@ fn a_reload_that_drops_a_group_claim_makes_the_flows_packets_link_local() {
     let mut t = Tracker::new(&FlowConfig::default(), 1000);
     let mut out = Vec::new();
     let frame = Pkt::udp("10.0.0.1:5000", "239.1.2.3:5000").build();
-    let ja = Judge {
-        policy: &a,
-        generation: 0,
-        flow_id_salt: 0,
-    };
-    let jb = Judge {
-        policy: &b,
-        generation: 1,
-        flow_id_salt: 0,
-    };
+    let ja = judge(&a, 0);
+    let jb = judge(&b, 1);
     t.observe_frame(&packet(&frame, at(0.0)), &frame, 0, ja, &mut out);
     assert_eq!((out.len(), t.counters().link_local), (1, 0), "claimed by A");
     t.observe_frame(&packet(&frame, at(0.1)), &frame, 1, jb, &mut out);
@@ -236,11 +201,7 @@ fn link_local_depends_on_the_packets_direction() {
     let mut out = Vec::new();
     let from_group = Pkt::udp("239.2.2.2:5000", "10.0.0.1:5000").build();
     let to_group = Pkt::udp("10.0.0.1:5000", "239.2.2.2:5000").build();
-    let j = Judge {
-        policy: &p,
-        generation: 0,
-        flow_id_salt: 0,
-    };
+    let j = judge(&p, 0);
     t.observe_frame(&packet(&from_group, at(0.0)), &from_group, 0, j, &mut out);
     t.observe_frame(&packet(&to_group, at(0.1)), &to_group, 1, j, &mut out);
     t.observe_frame(&packet(&from_group, at(0.2)), &from_group, 2, j, &mut out);

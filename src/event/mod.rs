@@ -225,20 +225,10 @@ fn write_plain_json_line(violation: &Violation, policy: &CompiledPolicy, out: &m
     push_hex16(out, violation.flow_id);
     out.extend_from_slice(b"\",\"proto\":");
     push_json_str(out, protocol_name(violation.protocol));
-    out.extend_from_slice(b",\"src_ip\":\"");
-    push_ip(out, violation.ipv6, violation.src_addr);
-    out.push(b'"');
-    if has_ports {
-        out.extend_from_slice(b",\"src_port\":");
-        out.extend_from_slice(numbers.format(violation.src_port).as_bytes());
-    }
-    out.extend_from_slice(b",\"dest_ip\":\"");
-    push_ip(out, violation.ipv6, violation.dest_addr);
-    out.push(b'"');
-    if has_ports {
-        out.extend_from_slice(b",\"dest_port\":");
-        out.extend_from_slice(numbers.format(violation.dest_port).as_bytes());
-    }
+    let port = has_ports.then_some(violation.src_port);
+    push_endpoint(out, "src", violation.ipv6, violation.src_addr, port);
+    let port = has_ports.then_some(violation.dest_port);
+    push_endpoint(out, "dest", violation.ipv6, violation.dest_addr, port);
     if violation.vlan != 0 {
         out.extend_from_slice(b",\"vlan\":");
         out.extend_from_slice(numbers.format(violation.vlan).as_bytes());
@@ -300,6 +290,21 @@ fn push_rfc3339_micros(out: &mut Vec<u8>, ts_ns: u64) {
     digits(17, 2, of_day % 60);
     digits(20, 6, micros % 1_000_000);
     out.extend_from_slice(&text);
+}
+
+/// `,"{side}_ip":"…"` and, when the protocol has ports, `,"{side}_port":…`.
+fn push_endpoint(out: &mut Vec<u8>, side: &str, ipv6: bool, addr: u128, port: Option<u16>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(side.as_bytes());
+    out.extend_from_slice(b"_ip\":\"");
+    push_ip(out, ipv6, addr);
+    out.push(b'"');
+    if let Some(port) = port {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(side.as_bytes());
+        out.extend_from_slice(b"_port\":");
+        out.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
+    }
 }
 
 /// A JSON string: as is between quotes when nothing in it needs escaping
