@@ -42,26 +42,14 @@ impl PacketCounters {
         }
     }
 
-    /// Counts a run of frames, `bytes` long in all, of which `others` holds
-    /// the outcomes other than [`Outcome::Judge`] (counted with
-    /// [`PacketCounters::count`]; its packets and bytes are ignored): the
-    /// same totals as counting every frame, with one addition a frame in the
-    /// common case.
-    pub fn add_run(&mut self, frames: usize, bytes: u64, others: &PacketCounters) {
-        let frames = frames as u64;
-        let not_judged = others.not_ip
-            + others.later_fragments
-            + others.icmp_not_echo
-            + others.problems.iter().sum::<u64>();
+    /// Counts `frames` frames handed to flow tracking, `bytes` long in all:
+    /// the same as [`PacketCounters::count`] for each with
+    /// [`Outcome::Judge`], in one step (the decode loop counts the others
+    /// one by one and these at the end).
+    pub fn count_judged(&mut self, frames: u64, bytes: u64) {
         self.packets += frames;
         self.bytes += bytes;
-        self.decoded += frames - not_judged;
-        self.not_ip += others.not_ip;
-        self.later_fragments += others.later_fragments;
-        self.icmp_not_echo += others.icmp_not_echo;
-        for (sum, n) in self.problems.iter_mut().zip(others.problems) {
-            *sum += n;
-        }
+        self.decoded += frames;
     }
 
     /// Adds `other` into `self`.
@@ -217,7 +205,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_run_counts_as_its_frames_one_by_one() {
+    fn judged_frames_count_at_once_as_one_by_one() {
         let outcomes = [
             Outcome::Judge,
             Outcome::NotIp,
@@ -228,29 +216,27 @@ mod tests {
             Outcome::Problem(Problem::ALL[Problem::ALL.len() - 1]),
             Outcome::Judge,
         ];
-        let mut one_by_one = PacketCounters::default();
-        let (mut bytes, mut others) = (0, PacketCounters::default());
-        for (n, &outcome) in outcomes.iter().enumerate() {
-            let len = 60 + n as u32;
-            one_by_one.count(len, outcome);
-            bytes += u64::from(len);
-            if outcome != Outcome::Judge {
-                others.count(len, outcome);
-            }
-        }
-        let mut run = PacketCounters {
+        // Both start from the same earlier counts.
+        let earlier = PacketCounters {
             packets: 1,
             decoded: 1,
             bytes: 10,
             ..PacketCounters::default()
         };
-        run.add_run(outcomes.len(), bytes, &others);
-        one_by_one.add(&PacketCounters {
-            packets: 1,
-            decoded: 1,
-            bytes: 10,
-            ..PacketCounters::default()
-        });
+        let mut one_by_one = earlier;
+        let mut run = earlier;
+        let (mut judged, mut judged_bytes) = (0, 0);
+        for (n, &outcome) in outcomes.iter().enumerate() {
+            let len = 60 + n as u32;
+            one_by_one.count(len, outcome);
+            if outcome == Outcome::Judge {
+                judged += 1;
+                judged_bytes += u64::from(len);
+            } else {
+                run.count(len, outcome);
+            }
+        }
+        run.count_judged(judged, judged_bytes);
         assert_eq!(run, one_by_one);
         assert_eq!(run.decoded, 4);
     }

@@ -48,11 +48,7 @@ impl FlowIndex {
 
     /// An empty index; it grows as flows arrive.
     pub fn new() -> Self {
-        FlowIndex {
-            buckets: vec![EMPTY; Self::MIN_BUCKETS],
-            mask: Self::MIN_BUCKETS - 1,
-            len: 0,
-        }
+        Self::with_room_for(0)
     }
 
     /// An empty index with room for `flows` flows before it first grows.
@@ -82,6 +78,8 @@ impl FlowIndex {
     }
 
     /// The slot of the first candidate for `hash` whose slot satisfies `is`.
+    /// (Written as a loop: as an iterator over the probe run, shared with
+    /// [`FlowIndex::first_candidate`], a replay took 1.5% more instructions.)
     #[inline]
     pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
         let mut i = hash as usize & self.mask;

@@ -166,9 +166,9 @@ impl<V> FlowTable<V> {
             .and_then(|slot| self.slab.get(slot as usize))
         {
             // An entry spans two or three cache lines, and the key (read
-            // first) is not at its start: fetch every line it touches. Its
-            // first, its last, and every 64 bytes between: no loop for
-            // entries of up to 192 bytes (the size is a constant).
+            // first) is not at its start: fetch every line it touches (its
+            // first byte, every 64 bytes on, its last byte; the size is a
+            // constant, so the compiler unrolls the loop).
             let start = entry as *const Entry<V> as usize;
             let size = std::mem::size_of::<Entry<V>>();
             prefetch(start as *const u8);

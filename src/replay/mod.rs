@@ -341,14 +341,15 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
             let mut headers = Headers::default();
             // Counted here, then added once: the chunk's counters are not
             // read and written back at every packet, and a judged packet
-            // only adds its bytes.
+            // adds only its bytes (the frames not counted one by one are the
+            // judged ones).
+            let mut counters = PacketCounters::default();
             let mut bytes = 0u64;
-            let mut not_judged = PacketCounters::default();
             for (i, frame) in frames.iter().enumerate() {
                 bytes += u64::from(frame.orig_len);
                 let outcome = frame.decode(&mut headers);
                 if outcome != Outcome::Judge {
-                    not_judged.count(frame.orig_len, outcome);
+                    counters.count(frame.orig_len, outcome);
                     continue;
                 }
                 let packet = Packet::new(&headers, frame.ts_ns, frame.orig_len);
@@ -358,7 +359,11 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
                     position: (first + i) as u32,
                 });
             }
-            chunk.counters.add_run(frames.len(), bytes, &not_judged);
+            counters.count_judged(
+                frames.len() as u64 - counters.packets,
+                bytes - counters.bytes,
+            );
+            chunk.counters.add(&counters);
         });
     frames.iter().map(|f| f.ts_ns).max().unwrap_or(0)
 }
@@ -513,9 +518,7 @@ impl<'a> Reader<'a> {
                 Some(offset) => (offset, true),
                 None => (file.byte_len() as usize, false),
             };
-            // In steps of RELEASE_STEP: each release makes the kernel flush
-            // the other cores' address translations, which costs them more
-            // than the pages do.
+            // In steps of RELEASE_STEP (see there why).
             if upto >= released.saturating_add(RELEASE_STEP) || (!found && upto > *released) {
                 file.release(*released..upto);
                 *released = upto;

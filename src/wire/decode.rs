@@ -181,8 +181,9 @@ pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
 /// Why by hand: this is most packets of a replay, and going through
 /// etherparse's views layer by layer (each constructor returning a `Result`
 /// with its own error type, converted to ours at every step) cost about 185
-/// instructions a packet against about 115 here (callgrind, hospital mix). It reads the same fields with the same checks; a frame
-/// that would need any judgement (IPv4 header or UDP length shorter than
+/// instructions a packet against about 115 here (callgrind, hospital mix).
+/// It reads the same fields with the same checks; a frame that would need
+/// any judgement (IPv4 header or UDP length shorter than
 /// stated, TCP data offset past the frame, IPv6 jumbograms, anything cut)
 /// is left to etherparse. The property test
 /// `common_case_agrees_with_etherparse` and the `decode_judge` fuzz target

@@ -56,6 +56,17 @@ pub(super) struct Records<'a> {
     link: LinkType,
 }
 
+/// The 32-bit word at `at` of a record header, in the file's byte order.
+#[inline(always)]
+fn u32_at<const BIG_ENDIAN: bool>(header: &[u8; RECORD_HEADER_LEN], at: usize) -> u32 {
+    let word = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+    if BIG_ENDIAN {
+        u32::from_be_bytes(word)
+    } else {
+        u32::from_le_bytes(word)
+    }
+}
+
 impl<'a> Records<'a> {
     /// Starts after the file header of `bytes`, which `read_header` accepted.
     pub(super) fn new(bytes: &'a [u8], nanosecond: bool, big_endian: bool, link: LinkType) -> Self {
@@ -73,74 +84,20 @@ impl<'a> Records<'a> {
         (self.file_len - self.rest.len()) as u64
     }
 
-    #[inline]
-    fn u32(&self, bytes: [u8; 4]) -> u32 {
-        if self.big_endian {
-            u32::from_be_bytes(bytes)
-        } else {
-            u32::from_le_bytes(bytes)
-        }
-    }
-
     /// The next record.
     #[inline]
     pub(super) fn next(&mut self) -> Step<'a> {
-        let Some((header, after)) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>() else {
-            return if self.rest.is_empty() {
-                Step::End
-            } else {
-                Step::Truncated(self.position())
-            };
-        };
-        let [
-            s0,
-            s1,
-            s2,
-            s3,
-            f0,
-            f1,
-            f2,
-            f3,
-            i0,
-            i1,
-            i2,
-            i3,
-            o0,
-            o1,
-            o2,
-            o3,
-        ] = *header;
-        let incl_len = self.u32([i0, i1, i2, i3]);
-        if incl_len > MAXIMUM_SNAPLEN {
-            return self.bad_incl_len(incl_len);
+        if self.big_endian {
+            self.step::<true>()
+        } else {
+            self.step::<false>()
         }
-        let Some((data, rest)) = after.split_at_checked(incl_len as usize) else {
-            return Step::Truncated(self.position());
-        };
-        self.rest = rest;
-        let ts_sec = self.u32([s0, s1, s2, s3]);
-        let ts_frac = self.u32([f0, f1, f2, f3]);
-        let orig_len = self.u32([o0, o1, o2, o3]);
-        // A fraction of a second of 1e6 us (1e9 ns) or more is carried into
-        // the seconds, as libpcap and tcpdump accept such files; summing the
-        // two in nanoseconds does exactly that. It cannot overflow:
-        // (2^32 - 1) * 1e9 + (2^32 - 1) * 1000 < 2^63.
-        let ts_ns = u64::from(ts_sec) * 1_000_000_000 + u64::from(ts_frac) * self.ns_per_frac;
-        Step::Frame(Frame {
-            vlan: None,
-            ts_ns,
-            // incl_len > orig_len is tolerated: the wire length is at least
-            // what was captured.
-            orig_len: orig_len.max(incl_len),
-            link: self.link,
-            data,
-        })
     }
 
     /// Appends records' frames to `batch` until it holds `max` of them
     /// (`None`) or something other than a frame comes (`Some` of it): the
     /// same frames as [`Records::next`], with the byte order decided once a
-    /// batch rather than four times a record.
+    /// batch rather than at every record.
     pub(super) fn fill(&mut self, batch: &mut Vec<Frame<'a>>, max: usize) -> Option<Step<'a>> {
         if self.big_endian {
             self.fill_in::<true>(batch, max)
@@ -155,38 +112,67 @@ impl<'a> Records<'a> {
         batch: &mut Vec<Frame<'a>>,
         max: usize,
     ) -> Option<Step<'a>> {
-        let u32_of = |bytes: &[u8; 16], at: usize| {
-            let word = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-            if BIG_ENDIAN {
-                u32::from_be_bytes(word)
-            } else {
-                u32::from_le_bytes(word)
-            }
-        };
         while batch.len() < max {
-            let Some((header, after)) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>() else {
-                return Some(self.next());
-            };
-            let incl_len = u32_of(header, 8);
-            let Some((data, rest)) = after
-                .split_at_checked(incl_len as usize)
-                .filter(|_| incl_len <= MAXIMUM_SNAPLEN)
-            else {
-                // A bad or cut record: `next` says which.
-                return Some(self.next());
-            };
-            self.rest = rest;
-            let ts_ns = u64::from(u32_of(header, 0)) * 1_000_000_000
-                + u64::from(u32_of(header, 4)) * self.ns_per_frac;
-            batch.push(Frame {
-                vlan: None,
-                ts_ns,
-                orig_len: u32_of(header, 12).max(incl_len),
-                link: self.link,
-                data,
-            });
+            match self.frame::<BIG_ENDIAN>() {
+                Some(frame) => batch.push(frame),
+                None => return Some(self.not_a_frame::<BIG_ENDIAN>()),
+            }
         }
         None
+    }
+
+    #[inline(always)]
+    fn step<const BIG_ENDIAN: bool>(&mut self) -> Step<'a> {
+        match self.frame::<BIG_ENDIAN>() {
+            Some(frame) => Step::Frame(frame),
+            None => self.not_a_frame::<BIG_ENDIAN>(),
+        }
+    }
+
+    /// The next record's frame, when it is a whole, valid record; `None`
+    /// otherwise, without moving (see [`Records::not_a_frame`]).
+    #[inline(always)]
+    fn frame<const BIG_ENDIAN: bool>(&mut self) -> Option<Frame<'a>> {
+        let (header, after) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>()?;
+        let incl_len = u32_at::<BIG_ENDIAN>(header, 8);
+        if incl_len > MAXIMUM_SNAPLEN {
+            return None;
+        }
+        let (data, rest) = after.split_at_checked(incl_len as usize)?;
+        self.rest = rest;
+        // A fraction of a second of 1e6 us (1e9 ns) or more is carried into
+        // the seconds, as libpcap and tcpdump accept such files; summing the
+        // two in nanoseconds does exactly that. It cannot overflow:
+        // (2^32 - 1) * 1e9 + (2^32 - 1) * 1000 < 2^63.
+        let ts_ns = u64::from(u32_at::<BIG_ENDIAN>(header, 0)) * 1_000_000_000
+            + u64::from(u32_at::<BIG_ENDIAN>(header, 4)) * self.ns_per_frac;
+        Some(Frame {
+            vlan: None,
+            ts_ns,
+            // incl_len > orig_len is tolerated: the wire length is at least
+            // what was captured.
+            orig_len: u32_at::<BIG_ENDIAN>(header, 12).max(incl_len),
+            link: self.link,
+            data,
+        })
+    }
+
+    /// Why [`Records::frame`] found no frame: the end, a record cut by the
+    /// end of the file, or a corrupt length.
+    #[cold]
+    fn not_a_frame<const BIG_ENDIAN: bool>(&self) -> Step<'a> {
+        match self.rest.first_chunk::<RECORD_HEADER_LEN>() {
+            None if self.rest.is_empty() => Step::End,
+            None => Step::Truncated(self.position()),
+            Some(header) => {
+                let incl_len = u32_at::<BIG_ENDIAN>(header, 8);
+                if incl_len > MAXIMUM_SNAPLEN {
+                    self.bad_incl_len(incl_len)
+                } else {
+                    Step::Truncated(self.position())
+                }
+            }
+        }
     }
 
     #[cold]
