@@ -136,7 +136,7 @@ fn bench_tracker(c: &mut Criterion) {
                     flow_id_salt: 0,
                 };
                 for (i, h) in packets.iter().enumerate() {
-                    let packet = Packet::new(h, i as u64 * 1_000, 80);
+                    let packet = Packet::new(h, i as u64 * 1_000);
                     tracker.observe(&packet, i as u64, judge, violations);
                 }
             },

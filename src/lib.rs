@@ -38,6 +38,7 @@ pub mod event;
 pub mod flow;
 pub mod inventory;
 pub mod learn;
+mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod replay;

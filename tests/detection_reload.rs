@@ -11,7 +11,7 @@ use crate::common::policy;
 fn packet(frame: &[u8], ts: u64) -> Packet {
     let mut h = Headers::default();
     assert_eq!(decode(LinkType::ETHERNET, frame, &mut h), Outcome::Judge);
-    Packet::new(&h, ts, frame.len() as u32)
+    Packet::new(&h, ts)
 }
 
 /// The judge of `policy` as generation `generation`.

@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         assert_eq!(headers, reference);
-        let packet = Packet::new(&headers, i as u64 * 1_000_000_000, frame.len() as u32);
+        let packet = Packet::new(&headers, i as u64 * 1_000_000_000);
         tracker.observe(&packet, i as u64, judge, &mut violations);
     }
     for v in &violations {

@@ -111,7 +111,7 @@ impl CaptureFile {
         let Bytes::Mapped(map) = &self.bytes else {
             return;
         };
-        let page = page_size();
+        let page = crate::memory::page_size();
         let base = map.as_ptr() as usize;
         // Whole pages only: a page that `range` shares with bytes still in
         // use is kept.
@@ -260,21 +260,6 @@ fn load(path: &Path) -> Result<Bytes, CaptureError> {
         return Err(empty());
     }
     Ok(Bytes::Read(vec))
-}
-
-/// The memory page size, asked once.
-fn page_size() -> usize {
-    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *PAGE_SIZE.get_or_init(|| {
-        // SAFETY: sysconf reads a system constant; it touches no memory of
-        // ours.
-        #[allow(unsafe_code)]
-        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(size)
-            .ok()
-            .filter(|s| s.is_power_of_two())
-            .unwrap_or(4096)
-    })
 }
 
 /// Decides the format from the magic number and checks the file header.

