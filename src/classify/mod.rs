@@ -345,94 +345,92 @@ impl CompiledPolicy {
 /// Builds the zone-pair index and the distinct per-pair tables.
 ///
 /// The rules that apply to a pair are the rules whose `from` holds the
-/// initiator's slot and whose `to` holds the responder's: the intersection
-/// of two sorted lists. Pairs with the same list share one compiled table,
-/// found through a hash map keyed by the list; a scratch list is reused so
-/// that pairs whose list was seen before allocate nothing.
+/// initiator's slot and whose `to` holds the responder's. Row by row (one
+/// initiator slot at a time), each of the slot's rules is appended to the
+/// cells of its `to` slots: the work is what the rules name (a rule from one
+/// zone to two touches two cells), not the 513 x 513 pairs of a 512-zone
+/// policy, most of which no rule names and which share one table of
+/// defaults. Cells with the same list share one compiled table, found
+/// through a hash map keyed by the list.
 fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
     let slots = policy.zones.len() + 1;
     let unknown_slot = policy.zones.len();
-    // Each slot's rules, in order. Application rules are judged in their own
-    // stage: the port tables are painted without them (their ids kept, so
-    // verdicts name them), as if their `from` were empty.
-    let lists = |side: fn(&Rule) -> &[ZoneRef]| {
-        let mut by_slot: Vec<Vec<u32>> = vec![Vec::new(); slots];
-        for (r, rule) in policy.rules.iter().enumerate() {
-            if rule.depends_on_app() {
-                continue;
-            }
-            let r = r as u32;
-            let mut hold = |slot: usize| {
-                // A zone named twice (or beside `any`) holds the rule once.
-                if by_slot[slot].last() != Some(&r) {
-                    by_slot[slot].push(r);
-                }
-            };
-            for zone in side(rule) {
-                match *zone {
-                    ZoneRef::Any => (0..slots).for_each(&mut hold),
-                    ZoneRef::Unknown => hold(unknown_slot),
-                    ZoneRef::Zone(id) => hold(id),
-                }
+    let expand = |zones: &[ZoneRef], out: &mut Vec<u32>| {
+        for zone in zones {
+            match *zone {
+                ZoneRef::Any => out.extend(0..slots as u32),
+                ZoneRef::Unknown => out.push(unknown_slot as u32),
+                ZoneRef::Zone(id) => out.push(id as u32),
             }
         }
-        by_slot
     };
-    let rules_from = lists(|rule| &rule.from);
-    let rules_to = lists(|rule| &rule.to);
+    // Application rules are judged in their own stage: the port tables are
+    // painted without them (their ids kept, so verdicts name them), as if
+    // their `from` were empty.
+    let port_rules = || {
+        policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| !rule.depends_on_app())
+    };
+    // Each slot's rules by `from`, in order (a zone named twice, or beside
+    // `any`, holds the rule once), and each rule's `to` slots.
+    let mut rules_from: Vec<Vec<u32>> = vec![Vec::new(); slots];
+    let mut slots_of = Vec::new();
+    for (r, rule) in port_rules() {
+        slots_of.clear();
+        expand(&rule.from, &mut slots_of);
+        for &slot in &slots_of {
+            let list = &mut rules_from[slot as usize];
+            if list.last() != Some(&(r as u32)) {
+                list.push(r as u32);
+            }
+        }
+    }
+    let mut to_slots: Vec<Vec<u32>> = vec![Vec::new(); policy.rules.len()];
+    for (r, rule) in port_rules() {
+        expand(&rule.to, &mut to_slots[r]);
+    }
 
     let mut interned: HashMap<Vec<u32>, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut pairs = Vec::new();
-    let mut pair_index = Vec::with_capacity(slots * slots);
-    let mut applicable: Vec<u32> = Vec::new();
-    for from in &rules_from {
-        for to in &rules_to {
-            applicable.clear();
-            intersect_sorted(from, to, &mut applicable);
-            let id = match interned.get(&applicable[..]) {
-                Some(&id) => id,
-                None => {
-                    let id = pairs.len() as u32;
-                    pairs.push(compile_pair(&policy.rules, &applicable));
-                    interned.insert(applicable.clone(), id);
-                    id
+    let mut intern = |list: &[u32]| match interned.get(list) {
+        Some(&id) => id,
+        None => {
+            let id = pairs.len() as u32;
+            pairs.push(compile_pair(&policy.rules, list));
+            interned.insert(list.to_vec(), id);
+            id
+        }
+    };
+    let mut pair_index = vec![0; slots * slots];
+    let mut cells: Vec<Vec<u32>> = vec![Vec::new(); slots];
+    let mut touched: Vec<u32> = Vec::new();
+    for (from, row) in rules_from.iter().zip(pair_index.chunks_exact_mut(slots)) {
+        for &r in from {
+            for &to in &to_slots[r as usize] {
+                let cell = &mut cells[to as usize];
+                if cell.is_empty() {
+                    touched.push(to);
                 }
-            };
-            pair_index.push(id);
+                // Consecutive: a rule's pushes come together.
+                if cell.last() != Some(&r) {
+                    cell.push(r);
+                }
+            }
         }
+        if touched.len() < slots {
+            row.fill(intern(&[]));
+        }
+        for &to in &touched {
+            row[to as usize] = intern(&cells[to as usize]);
+            cells[to as usize].clear();
+        }
+        touched.clear();
     }
+    drop(intern);
     (pair_index, pairs)
-}
-
-/// Appends to `out` the values present in both sorted lists, in order.
-fn intersect_sorted(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
-    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    if small.len() * 16 < large.len() {
-        // A zone named by thousands of rules (every rule's `to` holds
-        // `pacs`, say) against one named by a few: search the long list
-        // rather than walk it, once per pair of 513 x 513.
-        let mut rest = large;
-        for &x in small {
-            let at = rest.partition_point(|&y| y < x);
-            if rest.get(at) == Some(&x) {
-                out.push(x);
-            }
-            rest = &rest[at..];
-        }
-        return;
-    }
-    let (mut i, mut j) = (0, 0);
-    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
-        match x.cmp(&y) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(x);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
 }
 
 /// Paints the applicable rules, in order, into one pair's tables.
@@ -507,29 +505,5 @@ fn compile_named_services(policy: &Policy) -> NamedServiceMap {
         tcp: tcp.finish(NO_SERVICE),
         udp: udp.finish(NO_SERVICE),
         echo,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intersecting_sorted_lists_of_any_lengths() {
-        let mut rng = fastrand::Rng::with_seed(11);
-        for _ in 0..2_000 {
-            let list = |rng: &mut fastrand::Rng| {
-                let len = [0, 1, 3, 10, 200][rng.usize(0..5)];
-                let mut v: Vec<u32> = (0..len).map(|_| rng.u32(0..300)).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
-            let (a, b) = (list(&mut rng), list(&mut rng));
-            let mut got = Vec::new();
-            intersect_sorted(&a, &b, &mut got);
-            let want: Vec<u32> = a.iter().copied().filter(|x| b.contains(x)).collect();
-            assert_eq!(got, want, "{a:?} and {b:?}");
-        }
     }
 }
