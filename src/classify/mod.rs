@@ -429,7 +429,6 @@ fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
         }
         touched.clear();
     }
-    drop(intern);
     (pair_index, pairs)
 }
 
