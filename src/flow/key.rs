@@ -1,6 +1,6 @@
 //! Flow keys: the same key for both directions of a flow, VLAN ignored.
 
-use std::hash::BuildHasher;
+use std::hash::Hasher;
 
 use crate::wire::{Headers, Transport};
 
@@ -66,6 +66,15 @@ impl FlowKey {
     /// endpoint.
     #[inline]
     pub fn of(headers: &Headers) -> (FlowKey, bool) {
+        let (key, sender_is_lo, _) = Self::of_hashed(headers);
+        (key, sender_is_lo)
+    }
+
+    /// [`FlowKey::of`] and the key's [`FlowHasher`] hash. An IPv4 key is
+    /// hashed from the endpoints at hand, not read back from the key (its
+    /// addresses are stored as network-order bytes).
+    #[inline(always)]
+    pub fn of_hashed(headers: &Headers) -> (FlowKey, bool, u32) {
         let (src_port, dst_port) = match headers.transport {
             Transport::Other => (0, 0),
             _ => (headers.src_port, headers.dst_port),
@@ -81,15 +90,17 @@ impl FlowKey {
             );
             let sender_is_lo = src <= dst;
             let (lo, hi) = if sender_is_lo { (src, dst) } else { (dst, src) };
+            let (lo_addr, hi_addr) = (lo >> 16, hi >> 16);
             let key = FlowKey {
-                lo_addr: u128::from(lo >> 16).into(),
-                hi_addr: u128::from(hi >> 16).into(),
+                lo_addr: u128::from(lo_addr).into(),
+                hi_addr: u128::from(hi_addr).into(),
                 lo_port: lo as u16,
                 hi_port: hi as u16,
                 protocol: headers.protocol,
                 ipv6: false,
             };
-            return (key, sender_is_lo);
+            let hash = FlowHasher::hash_v4(lo_addr << 32 | hi_addr, FlowHasher::tail(&key));
+            return (key, sender_is_lo, hash);
         }
         let sender_is_lo = (headers.src, src_port) <= (headers.dst, dst_port);
         let (lo_addr, lo_port, hi_addr, hi_port) = if sender_is_lo {
@@ -105,7 +116,7 @@ impl FlowKey {
             protocol: headers.protocol,
             ipv6: headers.ipv6,
         };
-        (key, sender_is_lo)
+        (key, sender_is_lo, FlowHasher.hash(&key))
     }
 }
 
@@ -128,22 +139,39 @@ impl FlowHasher {
     /// 4 bytes shorter.
     #[inline]
     pub fn hash(self, key: &FlowKey) -> u32 {
-        use std::hash::Hasher;
-        let tail = u64::from(key.lo_port)
-            | u64::from(key.hi_port) << 16
-            | u64::from(key.protocol) << 32
-            | u64::from(key.ipv6) << 40;
-        let mut hasher = foldhash::fast::FixedState::with_seed(FLOW_HASH_SEED).build_hasher();
         let (lo, hi) = (key.lo_addr.halves(), key.hi_addr.halves());
-        if key.ipv6 {
-            for word in [lo.0, lo.1, hi.0, hi.1] {
-                hasher.write_u64(word);
-            }
-        } else {
-            hasher.write_u64(lo.1 << 32 | hi.1);
+        if !key.ipv6 {
+            return Self::hash_v4(lo.1 << 32 | hi.1, Self::tail(key));
         }
+        let mut hasher = Self::hasher();
+        for word in [lo.0, lo.1, hi.0, hi.1, Self::tail(key)] {
+            hasher.write_u64(word);
+        }
+        hasher.finish() as u32
+    }
+
+    /// The hash of an IPv4 key: both addresses in one word, then the tail.
+    #[inline(always)]
+    fn hash_v4(addresses: u64, tail: u64) -> u32 {
+        let mut hasher = Self::hasher();
+        hasher.write_u64(addresses);
         hasher.write_u64(tail);
         hasher.finish() as u32
+    }
+
+    /// The key's ports, protocol and family as one word.
+    #[inline(always)]
+    fn tail(key: &FlowKey) -> u64 {
+        u64::from(key.lo_port)
+            | u64::from(key.hi_port) << 16
+            | u64::from(key.protocol) << 32
+            | u64::from(key.ipv6) << 40
+    }
+
+    #[inline(always)]
+    fn hasher() -> impl std::hash::Hasher {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(FLOW_HASH_SEED).build_hasher()
     }
 
     /// The shard (of `shards`, a power of two, at most 256) a hash belongs
@@ -214,6 +242,12 @@ mod tests {
                 (lo.0, lo.1, hi.0, hi.1)
             );
             assert!(!key.ipv6 && key.protocol == 6);
+            let (_, _, hash) = FlowKey::of_hashed(&headers(src, sp, dst, dp));
+            assert_eq!(hash, FlowHasher.hash(&key), "hashed from the endpoints");
+            let mut v6 = headers(src << 64 | 1, sp, dst << 64 | 2, dp);
+            v6.ipv6 = true;
+            let (key, _, hash) = FlowKey::of_hashed(&v6);
+            assert_eq!(hash, FlowHasher.hash(&key));
         }
     }
 

@@ -177,10 +177,10 @@ impl Packet {
     /// call, about 5% of a replay's time went to it).
     #[inline(always)]
     pub fn new(headers: &Headers, ts_ns: u64) -> Packet {
-        let (key, sender_is_lo) = FlowKey::of(headers);
+        let (key, sender_is_lo, hash) = FlowKey::of_hashed(headers);
         Packet {
             key,
-            hash: FlowHasher.hash(&key),
+            hash,
             ts_ns,
             vlan: headers.vlan,
             transport: headers.transport,
