@@ -201,12 +201,15 @@ fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
     let mut at = ETHERNET_HEADER_LEN;
     let mut vlan = 0;
     let mut tags = 0;
-    while matches!(
-        EtherType(ether_type),
-        EtherType::VLAN_TAGGED_FRAME
-            | EtherType::PROVIDER_BRIDGING
-            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
-    ) {
+    // Untagged IPv4, most frames, skips the three tag comparisons.
+    while EtherType(ether_type) != EtherType::IPV4
+        && matches!(
+            EtherType(ether_type),
+            EtherType::VLAN_TAGGED_FRAME
+                | EtherType::PROVIDER_BRIDGING
+                | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+        )
+    {
         if tags == MAX_VLAN_TAGS {
             return None;
         }
