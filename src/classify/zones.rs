@@ -166,7 +166,7 @@ impl ZoneTable {
     }
 
     /// The zone of an IPv4 address.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_v4(&self, addr: u32) -> ZoneMatch {
         let top = (addr >> 16) as usize;
         let lo = self.v4_index[top] as usize;

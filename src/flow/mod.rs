@@ -968,6 +968,7 @@ impl Judged {
     }
 }
 
+#[inline(always)]
 fn judge_flow(key: &FlowKey, initiator_is_lo: bool, policy: &CompiledPolicy) -> Judged {
     let lo = (key.lo_addr.get(), key.lo_port);
     let hi = (key.hi_addr.get(), key.hi_port);
