@@ -263,9 +263,15 @@ fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
         }
         _ => return None,
     };
-    let src_port = be16(segment, 0)?;
-    let dst_port = be16(segment, 2)?;
-    let payload = if out.protocol == 6 {
+    // Each transport's fixed header read as one array: its fields at
+    // constant offsets, checked once.
+    let ports = |header: &[u8; 8]| {
+        (
+            u16::from_be_bytes([header[0], header[1]]),
+            u16::from_be_bytes([header[2], header[3]]),
+        )
+    };
+    let (src_port, dst_port, payload) = if out.protocol == 6 {
         let header: &[u8; 20] = segment.first_chunk()?;
         let data_offset = usize::from(header[12] >> 4) * 4;
         if data_offset < 20 || segment.len() < data_offset {
@@ -273,14 +279,13 @@ fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
         }
         out.transport = Transport::Tcp;
         out.tcp_flags = header[13];
-        &segment[data_offset..]
+        let (src, dst) = ports(header.first_chunk()?);
+        (src, dst, &segment[data_offset..])
     } else {
-        if segment.len() < 8 {
-            return None;
-        }
+        let header: &[u8; 8] = segment.first_chunk()?;
         // As etherparse's lax UDP view: the length field when it fits the
         // segment and covers the header, the segment otherwise.
-        let stated = usize::from(be16(segment, 4)?);
+        let stated = usize::from(u16::from_be_bytes([header[4], header[5]]));
         let datagram = if segment.len() < stated || stated < 8 {
             segment
         } else {
@@ -288,7 +293,8 @@ fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
         };
         out.transport = Transport::Udp;
         out.tcp_flags = 0;
-        &datagram[8..]
+        let (src, dst) = ports(header);
+        (src, dst, &datagram[8..])
     };
     out.vlan = vlan;
     out.src_port = src_port;
