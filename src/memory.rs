@@ -21,7 +21,7 @@ pub(crate) fn page_size() -> usize {
 /// when each is first written. Only advice: the contents do not change, and
 /// when the kernel declines (before Linux 5.14, or short of memory) the
 /// pages fault in on first use as before.
-pub(crate) fn populate_for_writing<T>(memory: &mut [std::mem::MaybeUninit<T>]) {
+pub(crate) fn populate_for_writing<T>(memory: &mut [T]) {
     #[cfg(target_os = "linux")]
     {
         let page = page_size();

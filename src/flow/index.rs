@@ -15,11 +15,9 @@
 //! sequences stay short however long the table lives.
 
 /// A bucket: the slab slot plus one in the high 32 bits, the flow's hash in
-/// the low 32 bits; `EMPTY` (zero) when free. Zero, so that a new index is
-/// the allocator's zeroed memory: pages the kernel hands out on first use,
-/// rather than a fill of every bucket at start (16 replay shards' indexes
-/// took 2 million instructions and 2 MB of page faults, on one core, before
-/// the first packet).
+/// the low 32 bits; `EMPTY` (zero) when free. Zero, so that new buckets are
+/// the allocator's zeroed memory, backed by the kernel in one call (see
+/// [`FlowIndex::grow_to`]) rather than filled bucket by bucket.
 type Bucket = u64;
 
 const EMPTY: Bucket = 0;
@@ -30,6 +28,12 @@ pub struct FlowIndex {
     buckets: Vec<Bucket>,
     mask: usize,
     len: usize,
+    /// The number of flows at which the next insert grows the index: half
+    /// its buckets, or none before the first growth (see
+    /// [`FlowIndex::with_room_for`]).
+    grow_at: usize,
+    /// Buckets the first growth makes room for at once.
+    first_size: usize,
 }
 
 /// A bucket for `slot` (at most `u32::MAX - 1`: slots are below the flow
@@ -57,17 +61,27 @@ impl FlowIndex {
         Self::with_room_for(0)
     }
 
-    /// An empty index with room for `flows` flows before it first grows.
+    /// An empty index that makes room for `flows` flows when its first flow
+    /// comes, and does not grow again before it holds that many. The room
+    /// is taken at the first insert, not here: a replay creates its sixteen
+    /// shards' indexes on one thread, and each is then filled on whichever
+    /// thread tracks that shard.
     pub fn with_room_for(flows: usize) -> Self {
-        let size = flows
+        let first_size = flows
             .saturating_mul(2)
             .checked_next_power_of_two()
             .unwrap_or(usize::MAX / 2 + 1)
             .max(Self::MIN_BUCKETS);
         FlowIndex {
-            buckets: vec![EMPTY; size],
-            mask: size - 1,
+            buckets: vec![EMPTY; Self::MIN_BUCKETS],
+            mask: Self::MIN_BUCKETS - 1,
             len: 0,
+            grow_at: if first_size > Self::MIN_BUCKETS {
+                0
+            } else {
+                Self::MIN_BUCKETS / 2
+            },
+            first_size,
         }
     }
 
@@ -124,7 +138,7 @@ impl FlowIndex {
 
     /// Indexes `slot` under `hash` (the slot must not be indexed yet).
     pub fn insert(&mut self, hash: u32, slot: u32) {
-        if (self.len + 1) * 2 > self.buckets.len() {
+        if self.len >= self.grow_at {
             self.grow();
         }
         self.place(bucket(slot, hash));
@@ -140,9 +154,26 @@ impl FlowIndex {
     }
 
     fn grow(&mut self) {
-        let size = self.buckets.len() * 2;
-        let old = std::mem::replace(&mut self.buckets, vec![EMPTY; size]);
+        let size = if self.len == 0 {
+            self.first_size
+        } else {
+            self.buckets.len() * 2
+        };
+        self.grow_to(size);
+    }
+
+    /// Moves every bucket into `size` new ones. The new buckets are backed
+    /// with memory before use: zeroed memory that a lookup reads before an
+    /// insert writes it is first mapped to the kernel's shared zero page,
+    /// and the write then costs a second fault and a flush of the other
+    /// cores' address translations (an interrupt each: about 6% of a
+    /// replay's time when the buckets were left to fault in).
+    fn grow_to(&mut self, size: usize) {
+        let mut buckets = vec![EMPTY; size];
+        crate::memory::populate_for_writing(&mut buckets);
+        let old = std::mem::replace(&mut self.buckets, buckets);
         self.mask = size - 1;
+        self.grow_at = size / 2;
         // A bucket's 32 hash bits are enough to find its new home: slots are
         // u32, so the index never outgrows 2^32 buckets.
         for b in old.into_iter().filter(|&b| b != EMPTY) {
@@ -233,15 +264,16 @@ mod tests {
     }
 
     #[test]
-    fn room_for_flows_means_no_growth_until_then() {
+    fn room_for_flows_means_no_growth_after_the_first_until_then() {
         for flows in [0, 1, 31, 32, 33, 1_000, 4_096] {
             let mut index = FlowIndex::with_room_for(flows);
+            index.insert(h(0), 0);
             let size = index.buckets.len();
             assert!(
                 size.is_power_of_two() && size >= 2 * flows,
                 "{flows}: {size}"
             );
-            for n in 0..flows as u32 {
+            for n in 1..flows as u32 {
                 index.insert(h(n), n);
             }
             assert_eq!(index.buckets.len(), size, "{flows}");
