@@ -17,7 +17,7 @@
 /// A bucket: the slab slot plus one in the high 32 bits, the flow's hash in
 /// the low 32 bits; `EMPTY` (zero) when free. Zero, so that new buckets are
 /// the allocator's zeroed memory, backed by the kernel in one call (see
-/// [`FlowIndex::grow_to`]) rather than filled bucket by bucket.
+/// [`FlowIndex::grow`]) rather than filled bucket by bucket.
 type Bucket = u64;
 
 const EMPTY: Bucket = 0;
@@ -29,8 +29,8 @@ pub struct FlowIndex {
     mask: usize,
     len: usize,
     /// The number of flows at which the next insert grows the index: half
-    /// its buckets, or none before the first growth (see
-    /// [`FlowIndex::with_room_for`]).
+    /// its buckets, and 0 until the first insert has taken the first room
+    /// (see [`FlowIndex::with_room_for`]).
     grow_at: usize,
     /// Buckets the first growth makes room for at once.
     first_size: usize,
@@ -76,11 +76,7 @@ impl FlowIndex {
             buckets: vec![EMPTY; Self::MIN_BUCKETS],
             mask: Self::MIN_BUCKETS - 1,
             len: 0,
-            grow_at: if first_size > Self::MIN_BUCKETS {
-                0
-            } else {
-                Self::MIN_BUCKETS / 2
-            },
+            grow_at: 0,
             first_size,
         }
     }
@@ -153,22 +149,16 @@ impl FlowIndex {
         self.buckets[i] = b;
     }
 
+    /// Doubles the buckets, or takes the first room (see
+    /// [`FlowIndex::with_room_for`]), and moves every bucket in. The new
+    /// buckets are backed with memory before use: zeroed memory that a
+    /// lookup reads before an insert writes it is first mapped to the
+    /// kernel's shared zero page, and the write then costs a second fault
+    /// and a flush of the other cores' address translations (an interrupt
+    /// each: about 6% of a replay's time when the buckets were left to fault
+    /// in).
     fn grow(&mut self) {
-        let size = if self.len == 0 {
-            self.first_size
-        } else {
-            self.buckets.len() * 2
-        };
-        self.grow_to(size);
-    }
-
-    /// Moves every bucket into `size` new ones. The new buckets are backed
-    /// with memory before use: zeroed memory that a lookup reads before an
-    /// insert writes it is first mapped to the kernel's shared zero page,
-    /// and the write then costs a second fault and a flush of the other
-    /// cores' address translations (an interrupt each: about 6% of a
-    /// replay's time when the buckets were left to fault in).
-    fn grow_to(&mut self, size: usize) {
+        let size = (self.buckets.len() * 2).max(self.first_size);
         let mut buckets = vec![EMPTY; size];
         crate::memory::populate_for_writing(&mut buckets);
         let old = std::mem::replace(&mut self.buckets, buckets);

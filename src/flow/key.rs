@@ -46,11 +46,8 @@ impl Addr {
     /// The address's high and low 64 bits.
     #[inline]
     fn halves(self) -> (u64, u64) {
-        let (high, low) = self.0.split_at(8);
-        (
-            u64::from_be_bytes(high.try_into().unwrap_or_default()),
-            u64::from_be_bytes(low.try_into().unwrap_or_default()),
-        )
+        let addr = self.get();
+        ((addr >> 64) as u64, addr as u64)
     }
 }
 
@@ -62,19 +59,12 @@ impl From<u128> for Addr {
 }
 
 impl FlowKey {
-    /// The key of a decoded packet, and whether its sender is the key's `lo`
-    /// endpoint.
-    #[inline]
-    pub fn of(headers: &Headers) -> (FlowKey, bool) {
-        let (key, sender_is_lo, _) = Self::of_hashed(headers);
-        (key, sender_is_lo)
-    }
-
-    /// [`FlowKey::of`] and the key's [`FlowHasher`] hash. An IPv4 key is
-    /// hashed from the endpoints at hand, not read back from the key (its
-    /// addresses are stored as network-order bytes).
+    /// The key of a decoded packet, whether its sender is the key's `lo`
+    /// endpoint, and the key's [`FlowHasher`] hash. An IPv4 key is hashed
+    /// from the endpoints at hand, not read back from the key (its addresses
+    /// are stored as network-order bytes).
     #[inline(always)]
-    pub fn of_hashed(headers: &Headers) -> (FlowKey, bool, u32) {
+    pub fn of(headers: &Headers) -> (FlowKey, bool, u32) {
         let (src_port, dst_port) = match headers.transport {
             Transport::Other => (0, 0),
             _ => (headers.src_port, headers.dst_port),
@@ -220,7 +210,7 @@ mod tests {
                 addr(&mut rng),
                 port(&mut rng),
             );
-            let (key, sender_is_lo) = FlowKey::of(&headers(src, sp, dst, dp));
+            let (key, sender_is_lo, hash) = FlowKey::of(&headers(src, sp, dst, dp));
             assert_eq!(
                 sender_is_lo,
                 (src, sp) <= (dst, dp),
@@ -242,19 +232,18 @@ mod tests {
                 (lo.0, lo.1, hi.0, hi.1)
             );
             assert!(!key.ipv6 && key.protocol == 6);
-            let (_, _, hash) = FlowKey::of_hashed(&headers(src, sp, dst, dp));
             assert_eq!(hash, FlowHasher.hash(&key), "hashed from the endpoints");
             let mut v6 = headers(src << 64 | 1, sp, dst << 64 | 2, dp);
             v6.ipv6 = true;
-            let (key, _, hash) = FlowKey::of_hashed(&v6);
+            let (key, _, hash) = FlowKey::of(&v6);
             assert_eq!(hash, FlowHasher.hash(&key));
         }
     }
 
     #[test]
     fn both_directions_share_a_key() {
-        let (a, a_lo) = FlowKey::of(&headers(1, 5000, 2, 80));
-        let (b, b_lo) = FlowKey::of(&headers(2, 80, 1, 5000));
+        let (a, a_lo, _) = FlowKey::of(&headers(1, 5000, 2, 80));
+        let (b, b_lo, _) = FlowKey::of(&headers(2, 80, 1, 5000));
         assert_eq!(a, b);
         assert!(a_lo && !b_lo);
     }
@@ -297,11 +286,11 @@ mod tests {
     #[test]
     fn hash_is_stable_and_shards_spread() {
         let hasher = FlowHasher;
-        let (key, _) = FlowKey::of(&headers(1, 5000, 2, 80));
+        let (key, _, _) = FlowKey::of(&headers(1, 5000, 2, 80));
         assert_eq!(hasher.hash(&key), hasher.hash(&key));
         let mut seen = [0usize; 16];
         for port in 0..4096u16 {
-            let (key, _) = FlowKey::of(&headers(1, port, 2, 80));
+            let (key, _, _) = FlowKey::of(&headers(1, port, 2, 80));
             seen[FlowHasher::shard(hasher.hash(&key), 16)] += 1;
         }
         assert!(seen.iter().all(|&n| n > 150), "uneven shards: {seen:?}");

@@ -177,7 +177,7 @@ impl Packet {
     /// call, about 5% of a replay's time went to it).
     #[inline(always)]
     pub fn new(headers: &Headers, ts_ns: u64) -> Packet {
-        let (key, sender_is_lo, hash) = FlowKey::of_hashed(headers);
+        let (key, sender_is_lo, hash) = FlowKey::of(headers);
         Packet {
             key,
             hash,
