@@ -369,3 +369,85 @@ fn the_bundled_sample_is_what_the_generator_makes() {
         events.iter().map(|e| e["rule"].as_str().unwrap()).collect();
     assert!(rules.len() >= 4, "several kinds of violation: {rules:?}");
 }
+
+/// Standard error is unbuffered: a message written in pieces can be split by
+/// another process's output to the same terminal or CI log. strace records
+/// every write(2) to standard error; each message must be one of them,
+/// whole: the summary (first line to last), a truncation warning, a policy
+/// error.
+#[test]
+fn each_message_to_stderr_is_written_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    // Cut inside the last record: a warning besides the summary.
+    let whole = std::fs::read(&pcap).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() - 5]).unwrap();
+    let bad_policy = dir.path().join("bad.toml");
+    std::fs::write(&bad_policy, "[policy]\nname = \"x\"\nbogus = 1\n").unwrap();
+
+    let stderr_writes = |args: &[&str]| -> Vec<String> {
+        let trace = dir.path().join("trace");
+        let status = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=write,writev", "-e", "signal=none"])
+            .args(["-s", "4096", "-xx", "-o"])
+            .arg(&trace)
+            .arg(SEGWATCH)
+            .args(args)
+            .output()
+            .expect("strace is installed (.ci/run installs it)")
+            .status;
+        assert!(status.code().is_some(), "segwatch ran under strace");
+        // Lines like: 1234 write(2, "\x73\x65...", 537) = 537
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let call = line
+                    .split_once(' ')
+                    .map_or(line, |(_, rest)| rest)
+                    .trim_start();
+                let quoted = call.strip_prefix("write(2, \"")?;
+                let hex = &quoted[..quoted.find('"')?];
+                let bytes: Vec<u8> = hex
+                    .split("\\x")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| u8::from_str_radix(h, 16).unwrap())
+                    .collect();
+                Some(String::from_utf8(bytes).unwrap())
+            })
+            .collect()
+    };
+
+    let writes = stderr_writes(&[
+        "replay",
+        "--policy",
+        &example_policy(),
+        "--output",
+        "/dev/null",
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(writes.len(), 2, "a warning and the summary: {writes:#?}");
+    assert!(writes[0].starts_with("segwatch: warning: ") && writes[0].ends_with("the cut\n"));
+    assert!(
+        writes[1].starts_with("segwatch replay summary")
+            && writes[1].contains("\n  policy ")
+            && writes[1].ends_with("overlap tracking)\n"),
+        "{:?}",
+        writes[1]
+    );
+
+    let writes = stderr_writes(&["check", bad_policy.to_str().unwrap()]);
+    assert!(!writes.is_empty());
+    for write in &writes {
+        assert!(write.ends_with('\n') && write.matches('\n').count() >= 1);
+        assert!(
+            !write.starts_with(char::is_whitespace),
+            "a message's rest: {write:?}"
+        );
+    }
+    assert!(writes.iter().any(|w| w.contains("bogus")), "{writes:#?}");
+}

@@ -13,7 +13,7 @@ pub fn run(args: &CheckArgs) -> u8 {
         match load_policy_file(path) {
             Ok((policy, warnings)) => {
                 for warning in &warnings {
-                    eprintln!("{warning}");
+                    super::stderr_line(warning);
                 }
                 println!(
                     "{}: ok: policy {:?}, {} zones, {} services, {} rules, {} warnings",
@@ -28,7 +28,7 @@ pub fn run(args: &CheckArgs) -> u8 {
             Err(error) => {
                 status = EXIT_BAD_INPUT;
                 for diagnostic in &error.diagnostics {
-                    eprintln!("{diagnostic}");
+                    super::stderr_line(diagnostic);
                 }
                 let errors = error
                     .diagnostics

@@ -46,14 +46,14 @@ pub fn run(args: &DiffArgs) -> u8 {
         error_line(format_args!("cannot write the report: {error}"));
         return EXIT_BAD_INPUT;
     }
-    eprintln!(
+    super::stderr_line(format_args!(
         "segwatch diff: {} flows judged; {} would change: {} new alerts, {} no longer alert, {} alert differently",
         diff.flows,
         diff.changes.len(),
         diff.count(ChangeKind::NewAlert),
         diff.count(ChangeKind::NoLongerAlert),
         diff.count(ChangeKind::AlertChanged),
-    );
+    ));
     let fails = match args.fail_on {
         DiffFailOn::Any => !diff.changes.is_empty(),
         DiffFailOn::NewAlerts => diff.count(ChangeKind::NewAlert) > 0,

@@ -97,7 +97,7 @@ pub fn run(args: &LearnArgs) -> u8 {
         }
         None => print!("{text}"),
     }
-    eprintln!(
+    super::stderr_line(format_args!(
         "segwatch learn: {} flows, {} rules{}, {} pass{}{}; replayed against the learned policy: {} violation{}",
         learned.flows,
         learned.rules.len(),
@@ -115,6 +115,6 @@ pub fn run(args: &LearnArgs) -> u8 {
         },
         violations,
         if violations == 1 { "" } else { "s" },
-    );
+    ));
     EXIT_OK
 }

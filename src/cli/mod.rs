@@ -455,5 +455,16 @@ fn init_logging(level: &str) {
 
 /// Prints a one-line error to stderr.
 fn error_line(message: impl std::fmt::Display) {
-    eprintln!("segwatch: error: {message}");
+    stderr_line(format_args!("segwatch: error: {message}"));
+}
+
+/// Writes `message` and a newline to standard error in one call. Standard
+/// error is unbuffered, and `eprintln!` writes each formatted piece on its
+/// own: a summary line took a dozen writes, between which another process's
+/// output (a CI job's parallel steps) could land.
+pub(crate) fn stderr_line(message: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let line = format!("{message}\n");
+    // Nothing to do when standard error is gone; the exit status still tells.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

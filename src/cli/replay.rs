@@ -85,29 +85,32 @@ pub fn run(args: &ReplayArgs) -> u8 {
         "Replay finished"
     );
     for (path, cut) in &outcome.truncations {
-        eprintln!(
+        super::stderr_line(format_args!(
             "segwatch: warning: {}: capture cut inside its last record at byte {}; judged the {} \
              frames before the cut",
             path.display(),
             cut.offset,
             cut.frames_before
-        );
+        ));
     }
     if !args.quiet {
-        eprintln!("{}", outcome.stats.summary(&policy, outcome.elapsed));
-        eprintln!(
-            "  policy         {} zones, {} rules, read and compiled in {:.3} s",
+        use std::fmt::Write as _;
+        let mut summary = outcome.stats.summary(&policy, outcome.elapsed);
+        let stages = outcome.stages;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            summary,
+            "\n  policy         {} zones, {} rules, read and compiled in {:.3} s\n  \
+             stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding \
+             overlap tracking)",
             policy.zone_count(),
             policy.rules().len(),
-            policy_time.as_secs_f64()
-        );
-        let stages = outcome.stages;
-        eprintln!(
-            "  stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding overlap tracking)",
+            policy_time.as_secs_f64(),
             stages.read.as_secs_f64(),
             stages.decode.as_secs_f64(),
             stages.track.as_secs_f64()
         );
+        super::stderr_line(summary);
     }
     if let Some(error) = &outcome.capture_error {
         error_line(error);
@@ -158,14 +161,14 @@ pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Polic
     match load_policy_file(path) {
         Ok((policy, warnings)) => {
             for warning in &warnings {
-                eprintln!("segwatch: {warning}");
+                super::stderr_line(format_args!("segwatch: {warning}"));
             }
             Some(policy)
         }
         Err(error) => {
             let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
             for diagnostic in errors {
-                eprintln!("segwatch: {diagnostic}");
+                super::stderr_line(format_args!("segwatch: {diagnostic}"));
             }
             if error.diagnostics.is_empty() {
                 error_line(format_args!("{}: invalid policy", path.display()));
@@ -194,10 +197,10 @@ pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Option<Vec<CaptureF
 /// Warns about captures cut inside their last record.
 pub(super) fn warn_truncations(truncations: &[(std::path::PathBuf, crate::capture::Truncation)]) {
     for (path, cut) in truncations {
-        eprintln!(
+        super::stderr_line(format_args!(
             "segwatch: warning: {}: capture cut inside its last record at byte {}; judged up to the cut",
             path.display(),
             cut.offset
-        );
+        ));
     }
 }

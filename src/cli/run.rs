@@ -30,11 +30,11 @@ pub fn demo(args: &DemoArgs) -> u8 {
         demo: true,
         ..Overrides::default()
     };
-    eprintln!(
+    super::stderr_line(format_args!(
         "segwatch demo: synthetic hospital traffic judged by the example hospital policy; \
          violations below, metrics at http://{}/metrics; Ctrl-C stops",
         args.metrics_listen
-    );
+    ));
     start(None, &overrides)
 }
 

@@ -35,7 +35,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 const DEMO_POLICY: &str = crate::synth::policy::EXAMPLE_HOSPITAL;
 
 fn error_line(message: impl std::fmt::Display) {
-    eprintln!("segwatch: error: {message}");
+    crate::cli::stderr_line(format_args!("segwatch: error: {message}"));
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
@@ -48,7 +48,7 @@ pub fn run(settings: RunSettings) -> u8 {
         Ok(policy) => Arc::new(policy),
         Err(error) => {
             for line in &error.lines {
-                eprintln!("segwatch: {line}");
+                crate::cli::stderr_line(format_args!("segwatch: {line}"));
             }
             return EXIT_BAD_INPUT;
         }
