@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use segwatch::flow::{FlowHasher, Packet};
+use segwatch::replay::SHARDS;
 use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
+use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
 use crate::common::{SEGWATCH, shared_pcaps};
 use crate::daemon::{Daemon, http_get, wait_for};
@@ -21,8 +24,14 @@ fn replay_apps(policy: &Path, capture: &Path) -> Vec<Value> {
 }
 
 fn replay_apps_batched(policy: &Path, capture: &Path, batch: &str) -> Vec<Value> {
+    replay_apps_with(policy, capture, &["--batch-size", batch])
+}
+
+fn replay_apps_with(policy: &Path, capture: &Path, args: &[&str]) -> Vec<Value> {
     let out = Command::new(SEGWATCH)
-        .args(["replay", "-q", "--apps", "--batch-size", batch, "--policy"])
+        .args(["replay", "-q", "--apps"])
+        .args(args)
+        .arg("--policy")
         .arg(policy)
         .arg(capture)
         .output()
@@ -279,9 +288,42 @@ fn events_wait_for_the_application_and_keep_the_first_packets_time() {
     }
     let quiet = dir.path().join("quiet.pcap");
     c.write_pcap(&quiet, Resolution::Micro).unwrap();
-    // Small batches: a wait that ends in a quiet shard is released by the
-    // sweep at a batch's end (here at 1.5, 3.1 and 3.9 s).
-    let events = replay_apps_batched(&policy, &quiet, "16");
+    // Released by the first packet of the flow's shard (the replay tracks
+    // flows in shards by key hash) at or after 2.0 s: that packet's own
+    // event comes right after it (same packet, later first packet).
+    let shard_of = |frame: &[u8]| {
+        let mut headers = Headers::default();
+        assert_eq!(
+            decode(LinkType::ETHERNET, frame, &mut headers),
+            Outcome::Judge
+        );
+        FlowHasher::shard(Packet::new(&headers, 0).hash, SHARDS)
+    };
+    let frames = c.frames();
+    let syn_shard = shard_of(&frames[0].1);
+    let releaser = frames
+        .iter()
+        .position(|(ts, frame)| *ts >= at(2.0) && shard_of(frame) == syn_shard)
+        .expect("a packet of the SYN's shard after 2 s (else the capture's end releases it)");
+    assert!(
+        releaser > 20,
+        "not simply the capture's first packet after 2 s"
+    );
+    // The same events for any batch size: a batch's end is not a packet
+    // (before, a sweep at each batch's end released a wait that was over).
+    let events = replay_apps_batched(&policy, &quiet, "16384");
+    let flow_ids = |events: &[Value]| -> Vec<String> {
+        events.iter().map(|e| e["flow_id"].to_string()).collect()
+    };
+    for batch in ["1", "2", "3", "16"] {
+        let batched = replay_apps_batched(&policy, &quiet, batch);
+        assert!(
+            batched == events,
+            "batches of {batch}: {:?}, one batch: {:?}",
+            flow_ids(&batched),
+            flow_ids(&events)
+        );
+    }
     assert_eq!(events.len(), 40);
     let syn = events
         .iter()
@@ -289,14 +331,47 @@ fn events_wait_for_the_application_and_keep_the_first_packets_time() {
         .expect("the SYN-only flow's event");
     assert!(syn.get("app").is_none());
     assert_eq!(syn["timestamp"], "2026-11-28T08:00:00.000000Z");
-    // Released at a packet from 2.0 s (after the 19 echo events before it)
-    // to 3.1 s (the second batch's sweep), so before the capture's end.
     let position = events.iter().position(|e| e["proto"] == "tcp").unwrap();
-    assert!(
-        (19..=31).contains(&position),
-        "released 2 to 3.1 s into the capture: event {position} of {}",
-        events.len()
+    assert_eq!(
+        position,
+        releaser - 1,
+        "released at packet {releaser}, after the echo events of packets 1 to {}",
+        releaser - 1
     );
+
+    // Its shard silent from then on, and a TCP idle timeout of 3 s: the
+    // flow expires while it waits, yet no batch's end releases it (nor
+    // drops it): the capture's end does, whatever the batches.
+    let mut c = Capture::new();
+    c.add(at(0.0), &Pkt::tcp("10.60.1.5:40100", "10.50.0.10:443", SYN));
+    for i in 1..60u16 {
+        let echo = Pkt::echo_request("10.60.9.9", "10.60.9.8", i);
+        if shard_of(&echo.build()) != syn_shard {
+            c.add(at(f64::from(i) * 0.1), &echo);
+        }
+    }
+    let silent = dir.path().join("silent.pcap");
+    c.write_pcap(&silent, Resolution::Micro).unwrap();
+    let events = replay_apps_with(&policy, &silent, &["--tcp-timeout", "3s"]);
+    assert_eq!(events.len(), c.frames().len());
+    assert_eq!(
+        events.last().unwrap()["proto"],
+        "tcp",
+        "released at the capture's end"
+    );
+    for batch in ["1", "5"] {
+        let batched = replay_apps_with(
+            &policy,
+            &silent,
+            &["--tcp-timeout", "3s", "--batch-size", batch],
+        );
+        assert!(
+            batched == events,
+            "batches of {batch}: {:?}, one batch: {:?}",
+            flow_ids(&batched),
+            flow_ids(&events)
+        );
+    }
 }
 
 #[test]
@@ -387,15 +462,16 @@ fn no_patient_data_reaches_any_output() {
 }
 
 #[test]
-fn with_detection_the_events_are_the_same_for_any_thread_count() {
+fn with_detection_the_events_are_the_same_for_any_thread_count_and_batch_size() {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("canary.pcap");
     canary_capture(&capture);
     let sample = crate::common::root().join("tests/fixtures/hospital-sample.pcap");
     let policy = crate::common::root().join("policies/example-hospital.toml");
-    let run = |threads: &str| {
+    let run = |threads: &str, batch: &str| {
         let out = Command::new(SEGWATCH)
-            .args(["replay", "-q", "--apps", "--threads", threads, "--policy"])
+            .args(["replay", "-q", "--apps", "--threads", threads])
+            .args(["--batch-size", batch, "--policy"])
             .arg(&policy)
             .arg(&sample)
             .arg(&capture)
@@ -404,10 +480,20 @@ fn with_detection_the_events_are_the_same_for_any_thread_count() {
         assert!(out.status.success());
         out.stdout
     };
-    let one = run("1");
+    let one = run("1", "16384");
     assert!(!one.is_empty());
-    assert_eq!(one, run("2"));
-    assert_eq!(one, run("3"));
+    for (threads, batch) in [
+        ("2", "16384"),
+        ("3", "16384"),
+        ("1", "1"),
+        ("2", "7"),
+        ("3", "64"),
+    ] {
+        assert!(
+            one == run(threads, batch),
+            "{threads} threads, batches of {batch}"
+        );
+    }
 }
 
 #[test]

@@ -42,13 +42,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
         None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
 
-    let mut options = ReplayOptions {
-        flows: args.flows.config(),
-        ..ReplayOptions::default()
-    };
-    if let Some(threads) = args.threads {
-        options.threads = threads;
-    }
+    let mut options = options_of(args);
     let inventory = args.inventory.as_ref().map(|_| {
         std::sync::Arc::new(crate::inventory::Inventory::new(
             crate::inventory::DEFAULT_CAPACITY,
@@ -178,6 +172,20 @@ pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Polic
     }
 }
 
+/// The replay's options from the command line (the inventory and application
+/// detection are added by the caller, which knows the policy).
+fn options_of(args: &ReplayArgs) -> ReplayOptions {
+    let mut options = ReplayOptions {
+        flows: args.flows.config(),
+        batch_size: args.batch_size,
+        ..ReplayOptions::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads;
+    }
+    options
+}
+
 /// Opens every capture before anything is judged, so that a bad file name
 /// fails the command first; `None` (after a one-line error) when one fails.
 pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Option<Vec<CaptureFile>> {
@@ -202,5 +210,40 @@ pub(super) fn warn_truncations(truncations: &[(std::path::PathBuf, crate::captur
             path.display(),
             cut.offset
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn options(args: &[&str]) -> ReplayOptions {
+        let cli = Cli::try_parse_from(
+            ["segwatch", "replay", "--policy", "p.toml"]
+                .iter()
+                .chain(args)
+                .chain(&["c.pcap"]),
+        )
+        .unwrap();
+        let Command::Replay(args) = cli.command else {
+            panic!("not a replay");
+        };
+        options_of(&args)
+    }
+
+    /// Every tuning flag reaches the replay (`--batch-size` was once parsed
+    /// and then ignored).
+    #[test]
+    fn the_command_line_reaches_the_replay_options() {
+        let defaults = options(&[]);
+        assert_eq!(defaults.batch_size, ReplayOptions::default().batch_size);
+        assert_eq!(defaults.threads, ReplayOptions::default().threads);
+        let set = options(&["--batch-size", "7", "--threads", "3", "--udp-timeout", "9s"]);
+        assert_eq!(set.batch_size, 7);
+        assert_eq!(set.threads, 3);
+        assert_eq!(set.flows.udp_timeout, std::time::Duration::from_secs(9));
     }
 }

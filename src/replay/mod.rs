@@ -440,21 +440,16 @@ fn track_batch(
                 }
             }
             // Sweeping idle flows never changes a verdict (a full table expires
-            // before it evicts); it only keeps the tables small.
-            // Events the sweep releases count as produced at the batch's end.
+            // before it evicts) and releases no event (see `Tracker::sweep`);
+            // it only keeps the tables small.
             let batch_last = base_index + (frames.len() as u64).saturating_sub(1);
-            tracker.expire_at(
-                batch_end_ts,
-                batch_last,
-                Some((judge.policy, judge.generation)),
-                &mut worker.violations,
-            );
-            // Events released by the sweep, or after waiting for their
-            // application, come after this batch's others of the same tracker:
-            // order the worker's list by the packet that released each.
-            // Ties (events released by the same sweep) are broken by the flow's
-            // first packet time and id, never by which worker holds the flow, so
-            // the output is the same for any number of threads.
+            tracker.sweep(batch_end_ts, batch_last);
+            // Events that waited for their application are released by a later
+            // packet than their flow's first: order the worker's list by the
+            // packet that released each. Ties (events released by the same
+            // packet) are broken by the flow's first packet time and id, never
+            // by which worker holds the flow, so the output is the same for any
+            // number of threads.
             worker
                 .violations
                 .sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
