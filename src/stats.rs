@@ -162,7 +162,7 @@ impl RunStats {
         let _ = writeln!(s, "  decode problems {problems}");
         let _ = writeln!(
             s,
-            "  flows          {} ({} expired, {} evicted, {} active at end)",
+            "  flows          {} ({} expired, {} evicted, {} in the table at the end)",
             self.flows.created, self.flows.expired, self.flows.evicted, self.active_flows
         );
         let v = &self.violations;

@@ -72,6 +72,42 @@ fn every_shared_capture_replays_without_error() {
     );
 }
 
+/// All of them as one capture: eight years of traffic whose time steps back at
+/// most file boundaries. The events are the same for any number of threads
+/// and any batch size, with application detection on: no flow ends at a
+/// batch's end (one ended there at that batch's latest time came back as a
+/// new flow, with a second event, at its next packet from an earlier time).
+#[test]
+fn merged_real_captures_give_the_same_events_for_any_threads_and_batches() {
+    let Some(files) = all_captures() else { return };
+    let policy = root().join("policies/example-hospital.toml");
+    let run = |threads: &str, batch: &str| {
+        let out = Command::new(SEGWATCH)
+            .args(["replay", "-q", "--apps", "--threads", threads])
+            .args(["--batch-size", batch, "--policy"])
+            .arg(&policy)
+            .args(&files)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        out.stdout
+    };
+    let reference = run("1", "16384");
+    assert!(reference.len() > 1000, "the captures give events");
+    for (threads, batch) in [
+        ("2", "16384"),
+        ("1", "1"),
+        ("2", "7"),
+        ("3", "64"),
+        ("2", "500"),
+    ] {
+        assert!(
+            run(threads, batch) == reference,
+            "{threads} threads, batches of {batch}"
+        );
+    }
+}
+
 const HL7_POLICY: &str = r#"
 [policy]
 name = "hl7-lab"

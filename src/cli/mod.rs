@@ -212,7 +212,7 @@ pub struct ReplayArgs {
     pub inventory: Option<PathBuf>,
 
     /// Frames per batch handed to the workers (tuning; the events do not
-    /// depend on it, with --apps as long as no idle timeout is under 2 s).
+    /// depend on it).
     #[arg(long, value_name = "N", default_value_t = 16_384, hide = true)]
     pub batch_size: usize,
 

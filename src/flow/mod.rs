@@ -727,31 +727,6 @@ impl Tracker {
         }
     }
 
-    /// The replay's sweep at a batch's end: ends the flows idle past their
-    /// timeout at capture time `now_ns`, as [`Tracker::expire_at`] does, to
-    /// keep the table small, but releases no event. A flow under inspection
-    /// (and any queued behind it) is left to end at a packet of this tracker:
-    /// its wait is over at the first one 2 s after its first packet, or it
-    /// ends at its own. Events are then released at the same packets however
-    /// the capture is cut into batches, so the replay's output does not
-    /// depend on its batch size. (The live sensor sweeps with
-    /// [`Tracker::expire_at`]: it cannot wait for a packet that may not come.)
-    pub fn sweep(&mut self, now_ns: u64, index: u64) {
-        self.last_index = self.last_index.max(index);
-        for class in 0..CLASSES {
-            while let Some(slot) = self
-                .table
-                .next_expired(class, now_ns, self.timeouts_ns[class])
-            {
-                if self.table.entry(slot).value.inspecting {
-                    break;
-                }
-                self.table.remove(slot);
-                self.counters.expired += 1;
-            }
-        }
-    }
-
     /// Always inlined into [`Tracker::observe_frame`]: most packets come
     /// here, and as a call its register saves and restores cost about 16
     /// instructions a packet (callgrind).

@@ -224,7 +224,7 @@ pub fn replay<W: Write + Send>(
 
     pool.install(|| {
         let decode_start = Instant::now();
-        let mut batch_end_ts = decode_batch(&current, &mut chunks);
+        decode_batch(&current, &mut chunks);
         process_stages.decode += decode_start.elapsed();
         while !current.is_empty() {
             // One parallel region per batch, no barrier inside: the next
@@ -232,7 +232,7 @@ pub fn replay<W: Write + Send>(
             // one is tracked (one task per shard), and work stealing keeps
             // both cores busy until the batch's last task ends.
             let track_start = Instant::now();
-            let (next_end_ts, ()) = rayon::join(
+            rayon::join(
                 || {
                     let start = Instant::now();
                     // The batch before this one has been tracked: its
@@ -242,9 +242,8 @@ pub fn replay<W: Write + Send>(
                     reader.fill(&mut next, batch_size);
                     let decode_start = Instant::now();
                     stages.read += decode_start - start;
-                    let end_ts = decode_batch(&next, &mut next_chunks);
+                    decode_batch(&next, &mut next_chunks);
                     process_stages.decode += decode_start.elapsed();
-                    end_ts
                 },
                 || {
                     track_batch(
@@ -255,7 +254,6 @@ pub fn replay<W: Write + Send>(
                         &chunks,
                         &mut workers,
                         judge,
-                        batch_end_ts,
                     );
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
@@ -264,7 +262,6 @@ pub fn replay<W: Write + Send>(
                 },
             );
             base_index += current.len() as u64;
-            batch_end_ts = next_end_ts;
             std::mem::swap(&mut current, &mut next);
             std::mem::swap(&mut chunks, &mut next_chunks);
         }
@@ -326,9 +323,8 @@ pub fn replay<W: Write + Send>(
     })
 }
 
-/// Decodes a batch on every thread, sorting its packets by shard; returns
-/// the latest capture time in the batch.
-fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
+/// Decodes a batch on every thread, sorting its packets by shard.
+fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
     // packets.
@@ -368,7 +364,6 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) -> u64 {
             );
             chunk.counters.add(&counters);
         });
-    frames.iter().map(|f| f.ts_ns).max().unwrap_or(0)
 }
 
 /// Tracks and judges a decoded batch, one task per shard; each visits its
@@ -382,7 +377,6 @@ fn track_batch(
     chunks: &[Chunk],
     workers: &mut [Worker],
     judge: Judge<'_>,
-    batch_end_ts: u64,
 ) {
     workers
         .par_iter_mut()
@@ -439,11 +433,17 @@ fn track_batch(
                     inventory.record_app(&identified);
                 }
             }
-            // Sweeping idle flows never changes a verdict (a full table expires
-            // before it evicts) and releases no event (see `Tracker::sweep`);
-            // it only keeps the tables small.
-            let batch_last = base_index + (frames.len() as u64).saturating_sub(1);
-            tracker.sweep(batch_end_ts, batch_last);
+            // No sweep of idle flows at a batch's end: a flow ends only at a
+            // packet (one of its own finds it idle past its timeout, closed or
+            // evicted, or a new flow finds the table full and the idle flows
+            // go first). A batch's end is not a packet: expiring flows there
+            // made the events depend on where batches end, when merged
+            // captures step back in time (a flow ended at one batch's latest
+            // time, then a packet of it from an earlier time started it again)
+            // and, with detection, for waits that ended in a quiet shard. The
+            // table then holds up to its bound rather than the flows still
+            // active; the bound is the user's (`--max-flows`).
+            //
             // Events that waited for their application are released by a later
             // packet than their flow's first: order the worker's list by the
             // packet that released each. Ties (events released by the same
