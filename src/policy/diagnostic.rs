@@ -106,8 +106,15 @@ pub(super) struct Sink<'t> {
 
 impl<'t> Sink<'t> {
     pub(super) fn new(text: &'t str, file: &Path) -> Sink<'t> {
+        // Byte by byte rather than `match_indices('\n')`, whose searcher
+        // took 3% of loading a 5,000-rule file.
         let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, byte)| byte == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
             .collect();
         Sink {
             text,
