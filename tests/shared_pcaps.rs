@@ -72,7 +72,7 @@ fn every_shared_capture_replays_without_error() {
     );
 }
 
-/// All of them as one capture: eight years of traffic whose time steps back at
+/// All of them as one capture: traffic from 2004 to 2026 whose time steps back at
 /// most file boundaries. The events are the same for any number of threads
 /// and any batch size, with application detection on: no flow ends at a
 /// batch's end (one ended there at that batch's latest time came back as a
