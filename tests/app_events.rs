@@ -14,7 +14,7 @@ use segwatch::replay::SHARDS;
 use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
-use crate::common::{SEGWATCH, shared_pcaps};
+use crate::common::{SEGWATCH, replay_apps_stdout, shared_pcaps};
 use crate::daemon::{Daemon, http_get, wait_for};
 
 const ALERT_ALL: &str = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.engine]\nnetworks = [\"10.50.0.0/24\"]\n[zones.pacs]\nnetworks = [\"10.30.1.0/24\"]\n[zones.modalities]\nnetworks = [\"10.40.0.0/24\"]\n";
@@ -468,18 +468,8 @@ fn with_detection_the_events_are_the_same_for_any_thread_count_and_batch_size() 
     canary_capture(&capture);
     let sample = crate::common::root().join("tests/fixtures/hospital-sample.pcap");
     let policy = crate::common::root().join("policies/example-hospital.toml");
-    let run = |threads: &str, batch: &str| {
-        let out = Command::new(SEGWATCH)
-            .args(["replay", "-q", "--apps", "--threads", threads])
-            .args(["--batch-size", batch, "--policy"])
-            .arg(&policy)
-            .arg(&sample)
-            .arg(&capture)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        out.stdout
-    };
+    let files = [sample, capture];
+    let run = |threads: &str, batch: &str| replay_apps_stdout(&policy, &files, threads, batch);
     let one = run("1", "16384");
     assert!(!one.is_empty());
     for (threads, batch) in [

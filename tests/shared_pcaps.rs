@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::{SEGWATCH, root, shared_pcaps};
+use crate::common::{SEGWATCH, replay_apps_stdout, root, shared_pcaps};
 
 fn all_captures() -> Option<Vec<PathBuf>> {
     let Some(dir) = shared_pcaps() else {
@@ -81,17 +81,7 @@ fn every_shared_capture_replays_without_error() {
 fn merged_real_captures_give_the_same_events_for_any_threads_and_batches() {
     let Some(files) = all_captures() else { return };
     let policy = root().join("policies/example-hospital.toml");
-    let run = |threads: &str, batch: &str| {
-        let out = Command::new(SEGWATCH)
-            .args(["replay", "-q", "--apps", "--threads", threads])
-            .args(["--batch-size", batch, "--policy"])
-            .arg(&policy)
-            .args(&files)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        out.stdout
-    };
+    let run = |threads: &str, batch: &str| replay_apps_stdout(&policy, &files, threads, batch);
     let reference = run("1", "16384");
     assert!(reference.len() > 1000, "the captures give events");
     for (threads, batch) in [

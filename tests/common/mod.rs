@@ -21,6 +21,25 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The stdout of `segwatch replay -q --apps` with `threads` threads and
+/// batches of `batch` frames, judging `files` (as one capture) by `policy`.
+pub fn replay_apps_stdout(policy: &Path, files: &[PathBuf], threads: &str, batch: &str) -> Vec<u8> {
+    let out = std::process::Command::new(SEGWATCH)
+        .args(["replay", "-q", "--apps", "--threads", threads])
+        .args(["--batch-size", batch, "--policy"])
+        .arg(policy)
+        .args(files)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// `../shared/pcaps`, when present.
 pub fn shared_pcaps() -> Option<PathBuf> {
     let dir = root().join("../shared/pcaps");
