@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::{SEGWATCH, replay_apps_stdout, root, shared_pcaps};
+use crate::common::{SEGWATCH, replay_apps_stdout, replay_stdout, root, shared_pcaps};
 
 fn all_captures() -> Option<Vec<PathBuf>> {
     let Some(dir) = shared_pcaps() else {
@@ -57,19 +57,7 @@ fn every_shared_capture_replays_without_error() {
         }
     }
     // All of them at once, as one capture.
-    let out = Command::new(SEGWATCH)
-        .arg("replay")
-        .arg("--policy")
-        .arg(&policy)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_stdout(&policy, &files, &[]);
 }
 
 /// All of them as one capture: traffic from 2004 to 2026 whose time steps back at

@@ -21,12 +21,13 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The stdout of `segwatch replay -q --apps` with `threads` threads and
-/// batches of `batch` frames, judging `files` (as one capture) by `policy`.
-pub fn replay_apps_stdout(policy: &Path, files: &[PathBuf], threads: &str, batch: &str) -> Vec<u8> {
+/// The stdout of `segwatch replay` with `args`, judging `files` (as one
+/// capture) by `policy`; the run must succeed.
+pub fn replay_stdout(policy: &Path, files: &[PathBuf], args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new(SEGWATCH)
-        .args(["replay", "-q", "--apps", "--threads", threads])
-        .args(["--batch-size", batch, "--policy"])
+        .arg("replay")
+        .args(args)
+        .arg("--policy")
         .arg(policy)
         .args(files)
         .output()
@@ -38,6 +39,13 @@ pub fn replay_apps_stdout(policy: &Path, files: &[PathBuf], threads: &str, batch
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// [`replay_stdout`] with application detection, `threads` threads and
+/// batches of `batch` frames.
+pub fn replay_apps_stdout(policy: &Path, files: &[PathBuf], threads: &str, batch: &str) -> Vec<u8> {
+    let args = ["-q", "--apps", "--threads", threads, "--batch-size", batch];
+    replay_stdout(policy, files, &args)
 }
 
 /// `../shared/pcaps`, when present.
