@@ -240,8 +240,9 @@ pub struct FlowArgs {
     /// Idle timeout of a flow of another IP protocol (GRE, ESP, ...).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "120s")]
     pub other_timeout: Duration,
-    /// Most flows tracked at once; when full, the least recently seen flow is
-    /// evicted (and counted). About 120 bytes each.
+    /// Most flows tracked at once; when full, flows idle past their timeout
+    /// go first, then the least recently seen flow is evicted (and counted).
+    /// About 140 bytes each: a long capture fills the table to this bound.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
 }
