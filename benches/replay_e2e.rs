@@ -15,8 +15,8 @@
 //! 2. segwatch with the 20-rule example policy vs a 5,000-rule one;
 //! 3. peak resident memory holding 1,000,000 concurrent flows.
 //!
-//! It also checks that the events of a multi-threaded run are byte-identical
-//! to those of a single-threaded one.
+//! It also checks that the events of a multi-threaded run, and of a run with
+//! 1,000-frame batches, are byte-identical to those of a single-threaded one.
 
 // A benchmark that cannot set itself up should stop loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -95,6 +95,15 @@ fn main() {
     assert_eq!(
         multi, single,
         "multi-threaded events differ from single-threaded ones"
+    );
+    // And from those of another batch size (a batch's end ends no flow).
+    let events_batched = dir.join("events-batched.jsonl");
+    let mut batched = replay(&example, None, &events_batched);
+    batched.args(["--batch-size", "1000"]);
+    run_ok(batched);
+    assert!(
+        std::fs::read(&events_batched).expect("events") == multi,
+        "events of 1,000-frame batches differ from those of the default batches"
     );
     let events = multi.iter().filter(|&&b| b == b'\n').count();
 
