@@ -14,7 +14,7 @@ use segwatch::replay::SHARDS;
 use segwatch::synth::{Capture, Pkt, Resolution, at, tcp_flags::*};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
-use crate::common::{SEGWATCH, replay_apps_stdout, shared_pcaps};
+use crate::common::{SEGWATCH, replay_apps_stdout, replay_stdout, shared_pcaps};
 use crate::daemon::{Daemon, http_get, wait_for};
 
 const ALERT_ALL: &str = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.engine]\nnetworks = [\"10.50.0.0/24\"]\n[zones.pacs]\nnetworks = [\"10.30.1.0/24\"]\n[zones.modalities]\nnetworks = [\"10.40.0.0/24\"]\n";
@@ -28,20 +28,9 @@ fn replay_apps_batched(policy: &Path, capture: &Path, batch: &str) -> Vec<Value>
 }
 
 fn replay_apps_with(policy: &Path, capture: &Path, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(SEGWATCH)
-        .args(["replay", "-q", "--apps"])
-        .args(args)
-        .arg("--policy")
-        .arg(policy)
-        .arg(capture)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let args: Vec<&str> = ["-q", "--apps"].iter().chain(args).copied().collect();
+    let stdout = replay_stdout(policy, &[capture.to_path_buf()], &args);
+    String::from_utf8_lossy(&stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -455,7 +455,7 @@ fn init_logging(level: &str) {
 }
 
 /// Prints a one-line error to stderr.
-fn error_line(message: impl std::fmt::Display) {
+pub(crate) fn error_line(message: impl std::fmt::Display) {
     stderr_line(format_args!("segwatch: error: {message}"));
 }
 

@@ -13,11 +13,6 @@
 //! Loading never panics, whatever the input.
 
 use std::collections::HashMap;
-
-/// The loader's maps, keyed by names and networks of the policy file: foldhash rather than
-/// SipHash, as a file is not an attacker choosing keys to collide, and a 5,000-rule file spent
-/// 5% of its loading hashing.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::ops::Range;
 use std::path::Path;
 
@@ -31,6 +26,11 @@ use super::{
     Action, Diagnostic, Level, Policy, PolicyError, Rule, Service, ServiceRef, ServiceSpec,
     Severity, Zone, ZoneRef, shadow,
 };
+
+/// The loader's maps, keyed by names and networks of the policy file: foldhash rather than
+/// SipHash, as a file is not an attacker choosing keys to collide, and a 5,000-rule file spent
+/// 5% of its loading hashing.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Reads, parses and validates the policy file at `path`. On success, returns the policy and
 /// its warnings; on failure, every error found and the warnings, in file order.
@@ -439,7 +439,7 @@ fn build_zones(
             };
             match owners
                 .get(&net)
-                .map(|&(zone, at)| (zone, sink.line_of(&(at..at))))
+                .map(|&(zone, at)| (zone, sink.position(at).0))
             {
                 Some((zone, line)) if zone == me => sink.warning(
                     &span,
@@ -597,7 +597,7 @@ fn build_rules(
             );
         }
         if let Some(&at) = names.get(name) {
-            let first = sink.line_of(&(at..at));
+            let first = sink.position(at).0;
             sink.error(
                 &name_span,
                 format!("duplicate rule name `{name}`: it is already used at line {first}"),

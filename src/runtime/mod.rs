@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::cli::{error_line, stderr_line};
 use crate::config::{RunSettings, Source};
 use crate::metrics::{InterfaceStats, Metrics, Telemetry};
 use crate::sink::SinkHandle;
@@ -34,10 +35,6 @@ const EXIT_BAD_INPUT: u8 = 2;
 /// demo runs from anywhere.
 const DEMO_POLICY: &str = crate::synth::policy::EXAMPLE_HOSPITAL;
 
-fn error_line(message: impl std::fmt::Display) {
-    crate::cli::stderr_line(format_args!("segwatch: error: {message}"));
-}
-
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
 pub fn run(settings: RunSettings) -> u8 {
     let policy = match &settings.policy {
@@ -48,7 +45,7 @@ pub fn run(settings: RunSettings) -> u8 {
         Ok(policy) => Arc::new(policy),
         Err(error) => {
             for line in &error.lines {
-                crate::cli::stderr_line(format_args!("segwatch: {line}"));
+                stderr_line(format_args!("segwatch: {line}"));
             }
             return EXIT_BAD_INPUT;
         }
