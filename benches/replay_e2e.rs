@@ -12,11 +12,13 @@
 //! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1, and
 //!    their ratio both as medians divided and round by round (each round's
 //!    replay over the tcpdump run just before it);
-//! 2. segwatch with the 20-rule example policy vs a 5,000-rule one;
+//! 2. segwatch with the 20-rule example policy vs a 5,000-rule one, read
+//!    from the file and (`--policy-cache`) from the policy cache;
 //! 3. peak resident memory holding 1,000,000 concurrent flows.
 //!
 //! It also checks that the events of a multi-threaded run, and of a run with
-//! 1,000-frame batches, are byte-identical to those of a single-threaded one.
+//! 1,000-frame batches, are byte-identical to those of a single-threaded one,
+//! and that the 5,000-rule policy's events are the same from the cache.
 
 // A benchmark that cannot set itself up should stop loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -70,9 +72,12 @@ fn main() {
     std::fs::write(&large_policy, scaled_hospital_policy(5_000)).expect("write policy");
     warm(&capture);
 
+    let policy_cache = dir.join("policy-cache");
+    let _ = std::fs::remove_dir_all(&policy_cache);
     let replay = |policy: &Path, threads: Option<usize>, out: &Path| {
         let mut cmd = Command::new(segwatch);
-        cmd.arg("replay")
+        cmd.env_remove("SEGWATCH_POLICY_CACHE")
+            .arg("replay")
             .arg("--policy")
             .arg(policy)
             .arg("--quiet")
@@ -106,6 +111,25 @@ fn main() {
         "events of 1,000-frame batches differ from those of the default batches"
     );
     let events = multi.iter().filter(|&&b| b == b'\n').count();
+    // The cache: the first run stores each policy, the later ones read it back, with the
+    // events of a run without the cache.
+    let cached = |policy: &Path, out: &Path| {
+        let mut cmd = replay(policy, None, out);
+        cmd.arg("--policy-cache").arg(&policy_cache);
+        cmd
+    };
+    let events_large = dir.join("events-large.jsonl");
+    let events_large_cached = dir.join("events-large-cached.jsonl");
+    run_ok(replay(&large_policy, None, &events_large));
+    for _ in 0..2 {
+        run_ok(cached(&large_policy, &events_large_cached));
+        assert!(
+            std::fs::read(&events_large).expect("events")
+                == std::fs::read(&events_large_cached).expect("events"),
+            "events with the cached 5,000-rule policy differ"
+        );
+    }
+    run_ok(cached(&example, Path::new("/dev/null")));
 
     let mut tcpdump = Command::new("tcpdump");
     tcpdump.args(["-r"]).arg(&capture).args(["-w", "/dev/null"]);
@@ -115,6 +139,8 @@ fn main() {
     let mut t_multi = Vec::new();
     let mut t_single = Vec::new();
     let mut t_large = Vec::new();
+    let mut t_cached_small = Vec::new();
+    let mut t_cached_large = Vec::new();
     let mut judge_small = Vec::new();
     let mut judge_large = Vec::new();
     for _ in 0..runs {
@@ -128,6 +154,8 @@ fn main() {
             None,
             Path::new("/dev/null"),
         )));
+        t_cached_small.push(time(&mut cached(&example, Path::new("/dev/null"))));
+        t_cached_large.push(time(&mut cached(&large_policy, Path::new("/dev/null"))));
         // The time spent judging packets, from the summary: the whole
         // command also reads and compiles the policy, which for the
         // 5,000-rule file (800 kB of TOML) is a fixed cost of its own.
@@ -164,22 +192,19 @@ fn main() {
     let multi = row("segwatch replay (20 rules, all cores)", &t_multi);
     let single = row("segwatch replay (20 rules, --threads 1)", &t_single);
     let large = row("segwatch replay (5,000 rules, all cores)", &t_large);
+    let cached_small = row("segwatch replay (20 rules, policy cache)", &t_cached_small);
+    let cached_large = row(
+        "segwatch replay (5,000 rules, policy cache)",
+        &t_cached_large,
+    );
     if let Some(base) = base {
         println!("ratio segwatch/tcpdump (all cores): {:.2}", multi / base);
         println!("ratio segwatch/tcpdump (1 thread):  {:.2}", single / base);
         // The machine's speed drifts from round to round: each round's
         // replays divided by that round's tcpdump (run just before them)
         // cancels the drift that the ratio of medians keeps.
-        let paired = |t: &[Duration]| {
-            spread(
-                t.iter()
-                    .zip(&t_tcpdump)
-                    .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-                    .collect(),
-            )
-        };
         for (name, t) in [("all cores", &t_multi), ("1 thread", &t_single)] {
-            let (med, min, max) = paired(t);
+            let (med, min, max) = paired(t, &t_tcpdump);
             println!(
                 "ratio segwatch/tcpdump ({name}), round by round: median {med:.2}, min {min:.2}, max {max:.2}"
             );
@@ -198,6 +223,24 @@ fn main() {
         "ratio 5,000 rules / 20 rules, judging only:  {:.3}",
         large_judging / small_judging
     );
+    println!(
+        "ratio 5,000 rules / 20 rules, whole command, policy cache: {:.3}",
+        cached_large / cached_small
+    );
+    for (name, large, small) in [
+        ("whole command", &t_large, &t_multi),
+        ("judging only", &judge_large, &judge_small),
+        (
+            "whole command, policy cache",
+            &t_cached_large,
+            &t_cached_small,
+        ),
+    ] {
+        let (med, min, max) = paired(large, small);
+        println!(
+            "ratio 5,000 rules / 20 rules ({name}), round by round: median {med:.3}, min {min:.3}, max {max:.3}"
+        );
+    }
 
     // Memory: one million concurrent flows.
     let flows_capture = dir.join("distinct-syn-1000000.pcap");
@@ -276,6 +319,18 @@ fn judged_for(cmd: Command) -> Duration {
         .and_then(|s| s.parse().ok())
         .expect("duration in summary");
     Duration::from_secs_f64(secs)
+}
+
+/// Median, minimum and maximum of `a[i] / b[i]`: each round's run over the
+/// other run of the same round, which cancels the machine's drift between
+/// rounds that the ratio of medians keeps.
+fn paired(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
+    spread(
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect(),
+    )
 }
 
 fn stats(times: &[Duration]) -> (f64, f64, f64) {

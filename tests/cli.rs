@@ -447,3 +447,122 @@ fn each_message_to_stderr_is_written_in_one_call() {
     }
     assert!(writes.iter().any(|w| w.contains("bogus")), "{writes:#?}");
 }
+
+/// `--policy-cache`: the second run reads the compiled policy back, and the
+/// events, warnings and exit status are those of a run without the cache;
+/// a damaged entry is compiled again; an invalid policy is never cached.
+#[test]
+fn a_policy_cache_changes_the_start_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("h.pcap");
+    hospital_capture()
+        .write_pcap(&pcap, Resolution::Micro)
+        .unwrap();
+    // The example policy and a rule that the first rule of the same pair shadows: a warning.
+    let mut text = std::fs::read_to_string(example_policy()).unwrap();
+    text.push_str(
+        "\n[[rules]]\nname = \"late-copy\"\nfrom = [\"pumps\"]\nto = [\"internet\"]\n\
+         action = \"allow\"\n",
+    );
+    let policy = dir.path().join("ward.toml");
+    std::fs::write(&policy, text).unwrap();
+    let cache = dir.path().join("cache");
+    let (policy, pcap, cache) = (
+        policy.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+        cache.to_str().unwrap(),
+    );
+    let run = |cache: Option<&str>, via_env: bool| {
+        let mut command = Command::new(SEGWATCH);
+        command.args(["replay", "--fail-on", "high", "--policy", policy, pcap]);
+        command.env_remove("SEGWATCH_POLICY_CACHE");
+        match (cache, via_env) {
+            (Some(dir), false) => command.args(["--policy-cache", dir]),
+            (Some(dir), true) => command.env("SEGWATCH_POLICY_CACHE", dir),
+            (None, _) => &mut command,
+        };
+        let out = command.output().expect("run segwatch");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let summary_policy_line = stderr
+            .lines()
+            .find(|line| line.trim_start().starts_with("policy "))
+            .unwrap_or_default()
+            .to_owned();
+        let warnings: Vec<String> = stderr
+            .lines()
+            .filter(|line| line.starts_with("segwatch: "))
+            .map(str::to_owned)
+            .collect();
+        (
+            out.status.code(),
+            out.stdout,
+            warnings,
+            summary_policy_line,
+            stderr,
+        )
+    };
+    let (status, events, warnings, line, _) = run(None, false);
+    assert_eq!(status, Some(1), "a critical violation");
+    assert_eq!(lines(&events).len(), 2);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("ward.toml") && warnings[0].contains("late-copy"));
+    assert!(line.contains("read and compiled in"), "{line}");
+
+    let first = run(Some(cache), false);
+    assert!(
+        first.3.contains("read, compiled and cached in"),
+        "{}",
+        first.3
+    );
+    let second = run(Some(cache), true);
+    assert!(
+        second.3.contains("read from the policy cache in"),
+        "{}",
+        second.3
+    );
+    for (name, (status_c, events_c, warnings_c, _, _)) in [("first", &first), ("second", &second)] {
+        assert_eq!(*status_c, status, "{name}");
+        assert_eq!(*events_c, events, "{name}");
+        assert_eq!(*warnings_c, warnings, "{name}");
+    }
+
+    // A damaged entry: logged, compiled again, same results, and replaced.
+    let entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    std::fs::write(&entries[0], b"segwatch policy\nthis is not an entry").unwrap();
+    let damaged = run(Some(cache), false);
+    assert!(
+        damaged.3.contains("read, compiled and cached in"),
+        "{}",
+        damaged.3
+    );
+    assert_eq!(
+        (damaged.0, &damaged.1, &damaged.2),
+        (status, &events, &warnings)
+    );
+    assert!(
+        damaged.4.contains("Ignoring a policy cache entry"),
+        "{}",
+        damaged.4
+    );
+    assert!(run(Some(cache), false).3.contains("from the policy cache"));
+
+    // An invalid policy: the same error, exit 2, nothing stored.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[policy]\nname = \"x\"\nbogus = 1\n").unwrap();
+    let bad_cache = dir.path().join("bad-cache");
+    let out = segwatch(&[
+        "replay",
+        "--policy-cache",
+        bad_cache.to_str().unwrap(),
+        "--policy",
+        bad.to_str().unwrap(),
+        pcap,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
+    assert!(!bad_cache.exists());
+}

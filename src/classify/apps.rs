@@ -18,7 +18,7 @@ use crate::wire::Transport;
 use super::{RuleId, Verdict, ZoneId};
 
 /// An application rule, compiled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct AppRule {
     pub id: RuleId,
     pub from: Vec<ZoneRef>,
@@ -28,7 +28,7 @@ pub(super) struct AppRule {
 }
 
 /// The application stage of a compiled policy.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct AppStage {
     pub rules: Vec<AppRule>,
     pub clinical: ClinicalChecks,

@@ -11,15 +11,17 @@
 //! a reload compiles a new one and swaps it in whole.
 
 mod apps;
+mod cache;
 mod ports;
 mod zones;
 
+pub use cache::{KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource};
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 
 use std::collections::HashMap;
 
-use crate::policy::{Action, Policy, Rule, ServiceSpec, Severity, ZoneRef};
+use crate::policy::{Action, Policy, Rule, Severity, ZoneRef};
 use crate::wire::Transport;
 
 /// Index of a rule in file order; [`Verdict::DEFAULT_RULE`] is the default.
@@ -27,7 +29,7 @@ pub type RuleId = u32;
 
 /// The outcome of judging a flow: which rule decided it, and which of the
 /// rule's services matched (for the event's `service` field).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// The deciding rule, or [`Verdict::DEFAULT_RULE`].
     pub rule: RuleId,
@@ -49,7 +51,7 @@ impl Verdict {
 }
 
 /// A zone as the event and metrics see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ZoneInfo {
     /// The zone's name (`unknown` for the unknown zone).
     pub name: String,
@@ -58,7 +60,7 @@ pub struct ZoneInfo {
 }
 
 /// A rule as the event and metrics see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleInfo {
     /// The rule's name (`default` for the default verdict).
     pub name: String,
@@ -66,13 +68,14 @@ pub struct RuleInfo {
     pub action: Action,
     /// Severity of its alerts.
     pub severity: Severity,
-    /// The rule's services as written, in order, with what each matches.
-    pub services: Vec<(String, ServiceSpec)>,
+    /// The rule's services as written, in order (the event's `service`); what each matches
+    /// is compiled into the pair tables.
+    pub services: Vec<String>,
 }
 
 /// The rules that apply to one (initiator zone, responder zone) pair, painted
 /// into one verdict per protocol and port.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PairRules {
     tcp: PortMap<Verdict>,
     udp: PortMap<Verdict>,
@@ -82,7 +85,7 @@ struct PairRules {
 
 /// The first named service, in file order, that matches each protocol and
 /// port: the event's `service` for rules without services and the default.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct NamedServiceMap {
     tcp: PortMap<u32>,
     udp: PortMap<u32>,
@@ -92,7 +95,7 @@ struct NamedServiceMap {
 const NO_SERVICE: u32 = u32::MAX;
 
 /// A policy compiled for the hot path. Immutable.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CompiledPolicy {
     name: String,
     zones: Vec<ZoneInfo>,
@@ -141,11 +144,7 @@ impl CompiledPolicy {
                 name: r.name.clone(),
                 action: r.action,
                 severity: r.severity,
-                services: r
-                    .services
-                    .iter()
-                    .map(|s| (s.label.clone(), s.spec.clone()))
-                    .collect(),
+                services: r.services.iter().map(|s| s.label.clone()).collect(),
             })
             .collect();
 
@@ -215,6 +214,41 @@ impl CompiledPolicy {
             pairs,
             apps,
         }
+    }
+
+    /// Checks what judging indexes without a bounds check of its own, for a compiled policy
+    /// that was stored and read back (the policy cache): every zone the zone table returns has
+    /// a slot, every zone pair an entry, every entry a table, every port map a value for every
+    /// port. A policy from [`CompiledPolicy::compile`] always passes.
+    pub fn check_consistent(&self) -> Result<(), &'static str> {
+        let zones = self.zones.len();
+        if self
+            .zone_table
+            .zone_ids()
+            .any(|zone| zone != ZoneTable::UNKNOWN && zone as usize >= zones)
+        {
+            return Err("the zone table names a zone the policy does not have");
+        }
+        let slots = zones + 1;
+        let (entries, largest) = match &self.pair_index {
+            PairIndex::Narrow(index) => (index.len(), index.iter().map(|&i| i as usize).max()),
+            PairIndex::Wide(index) => (index.len(), index.iter().map(|&i| i as usize).max()),
+        };
+        if Some(entries) != slots.checked_mul(slots)
+            || largest.is_none_or(|i| i >= self.pairs.len())
+        {
+            return Err("the zone-pair index does not fit the zones and tables");
+        }
+        let maps_well_formed = self
+            .pairs
+            .iter()
+            .all(|pair| pair.tcp.is_well_formed() && pair.udp.is_well_formed())
+            && self.named_services.tcp.is_well_formed()
+            && self.named_services.udp.is_well_formed();
+        if !maps_well_formed {
+            return Err("a port table does not cover every port");
+        }
+        Ok(())
     }
 
     /// True when verdicts may depend on the flow's application (application
@@ -333,7 +367,7 @@ impl CompiledPolicy {
             let services = &self.rule(verdict.rule).services;
             return services
                 .get(verdict.rule_service as usize)
-                .map(|(label, _)| label.as_str());
+                .map(String::as_str);
         }
         let named = match transport {
             Transport::Tcp => self.named_services.tcp.get(port),
@@ -358,6 +392,85 @@ impl CompiledPolicy {
 enum PairIndex {
     Narrow(Vec<u16>),
     Wide(Vec<u32>),
+}
+
+// Stored (the policy cache) as its entries' width and their little-endian bytes, one byte
+// string: serde's sequence of 263,169 integers took a millisecond to read back, the bytes a
+// copy.
+impl serde::Serialize for PairIndex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let (width, bytes): (u8, Vec<u8>) = match self {
+            PairIndex::Narrow(index) => (2, index.iter().flat_map(|i| i.to_le_bytes()).collect()),
+            PairIndex::Wide(index) => (4, index.iter().flat_map(|i| i.to_le_bytes()).collect()),
+        };
+        struct Bytes<'a>(&'a [u8]);
+        impl serde::Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_bytes(self.0)
+            }
+        }
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&width)?;
+        tuple.serialize_element(&Bytes(&bytes))?;
+        tuple.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PairIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+        struct Bytes(Vec<u8>);
+        impl<'de> serde::Deserialize<'de> for Bytes {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct BytesVisitor;
+                impl Visitor<'_> for BytesVisitor {
+                    type Value = Bytes;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Bytes, E> {
+                        Ok(Bytes(bytes.to_vec()))
+                    }
+                    fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Bytes, E> {
+                        Ok(Bytes(bytes))
+                    }
+                }
+                deserializer.deserialize_bytes(BytesVisitor)
+            }
+        }
+        struct IndexVisitor;
+        impl<'de> Visitor<'de> for IndexVisitor {
+            type Value = PairIndex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a zone-pair index: width and bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PairIndex, A::Error> {
+                let width: u8 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let Bytes(bytes) = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                match width {
+                    2 if bytes.len() % 2 == 0 => Ok(PairIndex::Narrow(
+                        bytes
+                            .chunks_exact(2)
+                            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                            .collect(),
+                    )),
+                    4 if bytes.len() % 4 == 0 => Ok(PairIndex::Wide(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                            .collect(),
+                    )),
+                    _ => Err(A::Error::custom("a zone-pair index of a bad width")),
+                }
+            }
+        }
+        deserializer.deserialize_tuple(2, IndexVisitor)
+    }
 }
 
 impl PairIndex {

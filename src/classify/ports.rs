@@ -7,7 +7,7 @@ use crate::policy::PortRange;
 ///
 /// Built by "painting" ranges in priority order: a port keeps the first value
 /// painted on it. A lookup is one binary search over the distinct intervals.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortMap<T> {
     starts: Vec<u16>,
     values: Vec<T>,
@@ -30,6 +30,14 @@ impl<T: Copy + PartialEq> PortMap<T> {
     /// Never true: a map covers every port.
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
+    }
+
+    /// True when a lookup cannot fail: a first interval at port 0, increasing starts, one
+    /// value each. Always so when built by a [`PortPainter`]; checked for stored maps.
+    pub fn is_well_formed(&self) -> bool {
+        self.starts.first() == Some(&0)
+            && self.starts.len() == self.values.len()
+            && self.starts.windows(2).all(|pair| pair[0] < pair[1])
     }
 }
 
@@ -112,9 +120,30 @@ impl<T: Copy + PartialEq> Default for PortPainter<T> {
 
 /// A set of ports, one bit each (8 KiB): a constant-time membership test for
 /// the initiator inference, which asks it of both ports of every new flow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Vec<u64>", try_from = "Vec<u64>")]
 pub struct PortSet {
     bits: Box<[u64; 1024]>,
+}
+
+// Serde derives arrays up to 32 elements only: a set travels as its 1,024 words.
+impl From<PortSet> for Vec<u64> {
+    fn from(set: PortSet) -> Vec<u64> {
+        set.bits.to_vec()
+    }
+}
+
+impl TryFrom<Vec<u64>> for PortSet {
+    type Error = String;
+
+    fn try_from(words: Vec<u64>) -> Result<PortSet, String> {
+        let len = words.len();
+        let bits: Box<[u64; 1024]> = words
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| format!("a port set has 1024 words, not {len}"))?;
+        Ok(PortSet { bits })
+    }
 }
 
 impl PortSet {

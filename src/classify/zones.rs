@@ -15,7 +15,7 @@ pub type ZoneId = u32;
 
 /// Where an address landed: its zone and the length of the prefix that put
 /// it there (0 for `unknown`, or for a /0 network).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ZoneMatch {
     /// The zone.
     pub zone: ZoneId,
@@ -24,7 +24,7 @@ pub struct ZoneMatch {
 }
 
 /// An interval of addresses from `start` up to the next interval's start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Interval {
     start: u128,
     found: ZoneMatch,
@@ -88,8 +88,55 @@ impl FamilyTable {
     }
 }
 
+/// A [`ZoneTable`] as stored (the compiled-policy cache): the intervals of each family; the
+/// IPv4 search index is derived again, and the intervals are checked, so that a stored table
+/// cannot make a lookup index out of bounds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ZoneTableParts {
+    v4: Vec<Interval>,
+    v6: Vec<Interval>,
+}
+
+impl From<ZoneTable> for ZoneTableParts {
+    fn from(table: ZoneTable) -> ZoneTableParts {
+        ZoneTableParts {
+            v4: table.v4.intervals,
+            v6: table.v6.intervals,
+        }
+    }
+}
+
+impl TryFrom<ZoneTableParts> for ZoneTable {
+    type Error = &'static str;
+
+    fn try_from(parts: ZoneTableParts) -> Result<ZoneTable, &'static str> {
+        // What the lookups rely on: a first interval at address 0, and starts that increase.
+        let well_formed = |intervals: &[Interval]| {
+            intervals.first().is_some_and(|first| first.start == 0)
+                && intervals
+                    .windows(2)
+                    .all(|pair| pair[0].start < pair[1].start)
+        };
+        if !well_formed(&parts.v4) || !well_formed(&parts.v6) {
+            return Err("zone intervals out of order");
+        }
+        if parts.v4.iter().any(|i| i.start > 1 << 32) {
+            return Err("an IPv4 zone interval starts past the IPv4 addresses");
+        }
+        Ok(ZoneTable::from_families(
+            FamilyTable {
+                intervals: parts.v4,
+            },
+            FamilyTable {
+                intervals: parts.v6,
+            },
+        ))
+    }
+}
+
 /// Longest-prefix zone lookup for IPv4 and IPv6.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(into = "ZoneTableParts", try_from = "ZoneTableParts")]
 pub struct ZoneTable {
     v4: FamilyTable,
     /// For each value of an IPv4 address's top 16 bits, the index of the
@@ -129,8 +176,14 @@ impl ZoneTable {
                 }
             }
         }
-        let v4 = FamilyTable::build(v4, unknown);
-        let v6 = FamilyTable::build(v6, unknown);
+        ZoneTable::from_families(
+            FamilyTable::build(v4, unknown),
+            FamilyTable::build(v6, unknown),
+        )
+    }
+
+    /// The table over flattened IPv4 and IPv6 intervals, with the IPv4 search index.
+    fn from_families(v4: FamilyTable, v6: FamilyTable) -> ZoneTable {
         // Each interval holds the /16s whose first address it holds: fill
         // their entries as ranges (a search per /16 cost about a millisecond
         // of every start).
@@ -163,6 +216,12 @@ impl ZoneTable {
             v4_starts,
             v6,
         }
+    }
+
+    /// The zone ids the table can return, [`ZoneTable::UNKNOWN`] included.
+    pub fn zone_ids(&self) -> impl Iterator<Item = ZoneId> + '_ {
+        let (v4, v6) = (&self.v4.intervals, &self.v6.intervals);
+        v4.iter().chain(v6).map(|interval| interval.found.zone)
     }
 
     /// The zone of an IPv4 address.

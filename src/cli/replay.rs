@@ -5,14 +5,14 @@ use std::io::{BufWriter, Write};
 
 use super::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION, ReplayArgs, error_line};
 use crate::capture::CaptureFile;
-use crate::classify::CompiledPolicy;
-use crate::policy::{Level, Severity, load_policy_file};
+use crate::classify::{CompiledPolicy, PolicyCache, PolicySource};
+use crate::policy::{Level, PolicyError, Severity, load_policy_file};
 use crate::replay::{ReplayOptions, replay};
 
 /// Runs `segwatch replay`; returns the exit status.
 pub fn run(args: &ReplayArgs) -> u8 {
     let policy_start = std::time::Instant::now();
-    let Some(policy) = load_policy(&args.policy) else {
+    let Some((policy, source)) = load_policy(&args.policy, args.policy_cache.as_deref()) else {
         return EXIT_BAD_INPUT;
     };
     let policy_time = policy_start.elapsed();
@@ -22,6 +22,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
         rules = policy.rules().len(),
         pair_tables = policy.distinct_pair_tables(),
         ms = policy_time.as_millis() as u64,
+        source = ?source,
         "Policy loaded and compiled"
     );
 
@@ -94,11 +95,17 @@ pub fn run(args: &ReplayArgs) -> u8 {
         // Writing to a String cannot fail.
         let _ = write!(
             summary,
-            "\n  policy         {} zones, {} rules, read and compiled in {:.3} s\n  \
+            "\n  policy         {} zones, {} rules, {} in {:.3} s\n  \
              stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding \
              overlap tracking)",
             policy.zone_count(),
             policy.rules().len(),
+            match source {
+                Some(PolicySource::Cache) => "read from the policy cache",
+                Some(PolicySource::CompiledAndStored) => "read, compiled and cached",
+                Some(PolicySource::Compiled(_)) => "read and compiled (not cached)",
+                None => "read and compiled",
+            },
             policy_time.as_secs_f64(),
             stages.read.as_secs_f64(),
             stages.decode.as_secs_f64(),
@@ -143,11 +150,30 @@ fn write_inventory(
 /// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
 /// For a command that exits after using it: the policy as read is not freed
 /// (see the end of [`run`]).
-pub(super) fn load_policy(path: &std::path::Path) -> Option<CompiledPolicy> {
-    let policy = read_policy(path)?;
-    let compiled = CompiledPolicy::compile(&policy);
-    std::mem::forget(policy);
-    Some(compiled)
+/// With a cache directory, the policy may come from the cache (see [`PolicyCache`]); the
+/// source is `None` without one.
+pub(super) fn load_policy(
+    path: &std::path::Path,
+    cache: Option<&std::path::Path>,
+) -> Option<(CompiledPolicy, Option<PolicySource>)> {
+    let Some(cache) = cache else {
+        let policy = read_policy(path)?;
+        let compiled = CompiledPolicy::compile(&policy);
+        std::mem::forget(policy);
+        return Some((compiled, None));
+    };
+    match PolicyCache::new(cache).load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                super::stderr_line(format_args!("segwatch: {warning}"));
+            }
+            Some((loaded.compiled, Some(loaded.source)))
+        }
+        Err(error) => {
+            print_policy_errors(path, &error);
+            None
+        }
+    }
 }
 
 /// Loads a policy, printing its warnings, or its errors (then `None`).
@@ -160,15 +186,20 @@ pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Polic
             Some(policy)
         }
         Err(error) => {
-            let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
-            for diagnostic in errors {
-                super::stderr_line(format_args!("segwatch: {diagnostic}"));
-            }
-            if error.diagnostics.is_empty() {
-                error_line(format_args!("{}: invalid policy", path.display()));
-            }
+            print_policy_errors(path, &error);
             None
         }
+    }
+}
+
+/// Prints a policy's errors, one line each.
+fn print_policy_errors(path: &std::path::Path, error: &PolicyError) {
+    let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
+    for diagnostic in errors {
+        super::stderr_line(format_args!("segwatch: {diagnostic}"));
+    }
+    if error.diagnostics.is_empty() {
+        error_line(format_args!("{}: invalid policy", path.display()));
     }
 }
 

@@ -63,6 +63,15 @@ pub fn load_policy_file(path: &Path) -> Result<(Policy, Vec<Diagnostic>), Policy
             });
         }
     };
+    load_policy_bytes(bytes, path)
+}
+
+/// Validates the bytes of a policy file read from `path` (named in diagnostics and giving the
+/// default policy name): UTF-8 first, then as [`load_policy_str`].
+pub fn load_policy_bytes(
+    bytes: Vec<u8>,
+    path: &Path,
+) -> Result<(Policy, Vec<Diagnostic>), PolicyError> {
     match String::from_utf8(bytes) {
         Ok(text) => load_policy_str(&text, path),
         Err(e) => {

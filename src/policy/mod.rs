@@ -12,12 +12,12 @@ mod shadow;
 mod values;
 
 pub use diagnostic::{Diagnostic, Level, PolicyError};
-pub use load::{load_policy_file, load_policy_str};
+pub use load::{load_policy_bytes, load_policy_file, load_policy_str};
 
 use ipnetwork::IpNetwork;
 
 /// What a rule, or the default, does with a flow it matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// The flow is allowed: no event.
     Allow,
@@ -26,7 +26,19 @@ pub enum Action {
 }
 
 /// Severity of a violation, ordered from `Low` to `Critical`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Severity {
     /// low
     Low,
@@ -65,7 +77,9 @@ impl Severity {
 }
 
 /// An inclusive range of ports, `lo <= hi`, both in 1..=65535.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortRange {
     /// First port of the range.
     pub lo: u16,
@@ -81,7 +95,7 @@ impl PortRange {
 }
 
 /// What a service matches: TCP ports, UDP ports and/or ICMP(v6) echo.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceSpec {
     /// TCP port ranges, as written.
     pub tcp: Vec<PortRange>,
@@ -118,7 +132,7 @@ pub struct Zone {
 }
 
 /// A zone as a rule's `from` or `to` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ZoneRef {
     /// `any`: every zone, `unknown` included.
     Any,
@@ -169,7 +183,7 @@ impl Rule {
 
 /// A rule's conditions on application fields; each non-empty list must hold
 /// the flow's value (a flow whose application is not known matches none).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppConditions {
     /// DICOM called AE titles.
     pub dicom_called_ae: Vec<String>,
@@ -199,7 +213,7 @@ impl AppConditions {
 
 /// `[clinical]`: checks on clinical protocols, each producing the flow's one
 /// event under a pseudo-rule when no rule alerted first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClinicalChecks {
     /// Severity of DICOM or HL7 on a port no service requiring it names.
     pub unexpected_port: Option<Severity>,
