@@ -273,9 +273,19 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     if size > MAX_ENTRY_BYTES {
         return Err(format!("{size} bytes, more than an entry can be"));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| e.to_string())?;
-    let (header, body) = bytes
+    if size < HEADER_BYTES as u64 {
+        return Err("shorter than an entry's header".into());
+    }
+    // Mapped, not read: reading copies the entry into fresh pages, which cost more than the
+    // rest of reading it back but decoding. Soundness: the slice is only immutable while
+    // nobody changes the file. segwatch never changes an entry in place (it writes a new file
+    // and renames it over the old one, which leaves this mapping on the old file); another
+    // program truncating an entry while a replay maps it would kill that replay with SIGBUS,
+    // as with a capture file (see `capture::file`).
+    #[allow(unsafe_code)]
+    let map =
+        unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| e.to_string())?;
+    let (header, body) = map
         .split_at_checked(HEADER_BYTES)
         .ok_or("shorter than an entry's header")?;
     let (magic, rest) = header.split_at(MAGIC.len());

@@ -12,6 +12,7 @@
 
 mod apps;
 mod cache;
+mod packed;
 mod ports;
 mod zones;
 
@@ -388,89 +389,10 @@ impl CompiledPolicy {
 /// The zone-pair index: 2 bytes a pair when there are at most 65,536
 /// distinct pair tables (512 zones make 263,169 pairs: 514 KiB rather than
 /// 1 MiB, read once per new flow at a random place).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum PairIndex {
-    Narrow(Vec<u16>),
-    Wide(Vec<u32>),
-}
-
-// Stored (the policy cache) as its entries' width and their little-endian bytes, one byte
-// string: serde's sequence of 263,169 integers took a millisecond to read back, the bytes a
-// copy.
-impl serde::Serialize for PairIndex {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let (width, bytes): (u8, Vec<u8>) = match self {
-            PairIndex::Narrow(index) => (2, index.iter().flat_map(|i| i.to_le_bytes()).collect()),
-            PairIndex::Wide(index) => (4, index.iter().flat_map(|i| i.to_le_bytes()).collect()),
-        };
-        struct Bytes<'a>(&'a [u8]);
-        impl serde::Serialize for Bytes<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_bytes(self.0)
-            }
-        }
-        let mut tuple = serializer.serialize_tuple(2)?;
-        tuple.serialize_element(&width)?;
-        tuple.serialize_element(&Bytes(&bytes))?;
-        tuple.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PairIndex {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, SeqAccess, Visitor};
-        struct Bytes(Vec<u8>);
-        impl<'de> serde::Deserialize<'de> for Bytes {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct BytesVisitor;
-                impl Visitor<'_> for BytesVisitor {
-                    type Value = Bytes;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("bytes")
-                    }
-                    fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Bytes, E> {
-                        Ok(Bytes(bytes.to_vec()))
-                    }
-                    fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Bytes, E> {
-                        Ok(Bytes(bytes))
-                    }
-                }
-                deserializer.deserialize_bytes(BytesVisitor)
-            }
-        }
-        struct IndexVisitor;
-        impl<'de> Visitor<'de> for IndexVisitor {
-            type Value = PairIndex;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a zone-pair index: width and bytes")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PairIndex, A::Error> {
-                let width: u8 = seq
-                    .next_element()?
-                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
-                let Bytes(bytes) = seq
-                    .next_element()?
-                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-                match width {
-                    2 if bytes.len() % 2 == 0 => Ok(PairIndex::Narrow(
-                        bytes
-                            .chunks_exact(2)
-                            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                            .collect(),
-                    )),
-                    4 if bytes.len() % 4 == 0 => Ok(PairIndex::Wide(
-                        bytes
-                            .chunks_exact(4)
-                            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                            .collect(),
-                    )),
-                    _ => Err(A::Error::custom("a zone-pair index of a bad width")),
-                }
-            }
-        }
-        deserializer.deserialize_tuple(2, IndexVisitor)
-    }
+    Narrow(#[serde(with = "packed")] Vec<u16>),
+    Wide(#[serde(with = "packed")] Vec<u32>),
 }
 
 impl PairIndex {

@@ -1,6 +1,7 @@
 //! Port tables: which rule, of those that apply to one zone pair, a port
 //! matches first; and which ports the policy names at all.
 
+use super::packed::Packed;
 use crate::policy::PortRange;
 
 /// A map from every port (0-65535) to a value, as sorted interval starts.
@@ -8,8 +9,11 @@ use crate::policy::PortRange;
 /// Built by "painting" ranges in priority order: a port keeps the first value
 /// painted on it. A lookup is one binary search over the distinct intervals.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "T: Packed")]
 pub struct PortMap<T> {
+    #[serde(with = "super::packed")]
     starts: Vec<u16>,
+    #[serde(with = "super::packed")]
     values: Vec<T>,
 }
 
