@@ -42,11 +42,18 @@ const EXTENSION: &str = "policy";
 const HEADER_BYTES: usize = MAGIC.len() + 4 + 32 + 32;
 
 /// What an entry stores.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Entry {
     compiled: CompiledPolicy,
     /// The policy's warnings, printed again on every run that uses the entry.
     warnings: Vec<Diagnostic>,
+}
+
+/// An [`Entry`] to write, borrowed: the same fields in the same order, so the same bytes.
+#[derive(serde::Serialize)]
+struct EntryRef<'a> {
+    compiled: &'a CompiledPolicy,
+    warnings: &'a [Diagnostic],
 }
 
 /// A policy made ready for judging.
@@ -167,7 +174,8 @@ impl PolicyCache {
     /// the old entry, the new one or none, never half of one), then keeps the newest
     /// [`KEPT_ENTRIES`].
     fn store(&self, entry_path: &Path, key: &blake3::Hash, entry: &Entry) -> std::io::Result<()> {
-        let body = postcard::to_stdvec(entry).map_err(std::io::Error::other)?;
+        let body =
+            encode_entry_body(&entry.compiled, &entry.warnings).map_err(std::io::Error::other)?;
         let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
@@ -303,9 +311,26 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     if checksum != blake3::hash(body).as_bytes() {
         return Err("corrupt: its checksum does not match".into());
     }
+    let (compiled, warnings) = decode_entry_body(body)?;
+    Ok(Some(Entry { compiled, warnings }))
+}
+
+/// Decodes an entry's body (what follows its header) into a compiled policy, checked for
+/// consistency, and its warnings: any bytes give one or an error, never a panic, and the
+/// policy given judges any flow (the `policy_cache_entry` fuzz target holds it to that).
+pub fn decode_entry_body(body: &[u8]) -> Result<(CompiledPolicy, Vec<Diagnostic>), String> {
     let entry: Entry = postcard::from_bytes(body).map_err(|e| format!("cannot be decoded: {e}"))?;
     entry.compiled.check_consistent()?;
-    Ok(Some(entry))
+    Ok((entry.compiled, entry.warnings))
+}
+
+/// An entry's body for `compiled` and `warnings`, as [`PolicyCache`] stores it (for tests and
+/// the fuzz target's seeds).
+pub fn encode_entry_body(
+    compiled: &CompiledPolicy,
+    warnings: &[Diagnostic],
+) -> Result<Vec<u8>, String> {
+    postcard::to_stdvec(&EntryRef { compiled, warnings }).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -382,6 +407,29 @@ action = "alert"
             }
         }
         out
+    }
+
+    /// The fuzz target's seeds are the bundled policies' entry bodies in today's format
+    /// (regenerate them with `segwatch replay --policy-cache` when the format changes).
+    #[test]
+    fn the_fuzz_seeds_are_the_bundled_policies_entries() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let seeds = root.join("fuzz/corpus/policy_cache_entry");
+        let mut checked = 0;
+        for item in std::fs::read_dir(root.join("policies")).unwrap() {
+            let path = item.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let (policy, warnings) = load_policy_file(&path).unwrap();
+            let body = encode_entry_body(&CompiledPolicy::compile(&policy), &warnings).unwrap();
+            let seed = std::fs::read(seeds.join(&name)).unwrap();
+            assert!(
+                seed == body,
+                "fuzz/corpus/policy_cache_entry/{name} is stale"
+            );
+            decode_entry_body(&seed).unwrap();
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
     }
 
     #[test]
@@ -506,7 +554,7 @@ action = "alert"
         let mut entry: Entry = postcard::from_bytes(&bytes[HEADER_BYTES..]).unwrap();
         // A crafted entry: one zone fewer than its zone table and pair index assume.
         entry.compiled.zones.pop();
-        let body = postcard::to_stdvec(&entry).unwrap();
+        let body = encode_entry_body(&entry.compiled, &entry.warnings).unwrap();
         let mut crafted = bytes[..MAGIC.len() + 4 + 32].to_vec();
         crafted.extend_from_slice(blake3::hash(&body).as_bytes());
         crafted.extend_from_slice(&body);

@@ -16,7 +16,9 @@ mod packed;
 mod ports;
 mod zones;
 
-pub use cache::{KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource};
+pub use cache::{
+    KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
+};
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 
