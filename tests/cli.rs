@@ -544,7 +544,7 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
         (status, &events, &warnings)
     );
     assert!(
-        damaged.4.contains("Ignoring a policy cache entry"),
+        damaged.4.contains("Ignoring a damaged policy cache entry"),
         "{}",
         damaged.4
     );

@@ -1,11 +1,12 @@
 //! Property tests: the compiled classifier against a slow, obviously correct
-//! reference that reads the policy rule by rule, on random policies and flows.
+//! reference that reads the policy rule by rule, on random policies and flows;
+//! and the same policies read back from a policy cache entry, judging alike.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 use proptest::prelude::*;
-use segwatch::classify::{CompiledPolicy, ZoneTable};
+use segwatch::classify::{CompiledPolicy, ZoneTable, decode_entry_body, encode_entry_body};
 use segwatch::policy::{
     Action, Policy, PortRange, Rule, Service, ServiceRef, ServiceSpec, Severity, Zone, ZoneRef,
 };
@@ -224,6 +225,14 @@ fn any_transport() -> impl Strategy<Value = Transport> {
     ]
 }
 
+/// The policy as compiled and as read back from a policy cache entry: both must judge alike.
+fn compiled_and_cached(policy: &Policy) -> [CompiledPolicy; 2] {
+    let compiled = CompiledPolicy::compile(policy);
+    let body = encode_entry_body(&compiled, &[]).expect("encode");
+    let (cached, _) = decode_entry_body(&body).expect("a compiled policy reads back");
+    [compiled, cached]
+}
+
 fn bits(addr: IpAddr) -> (bool, u128) {
     match addr {
         IpAddr::V4(a) => (false, u32::from(a).into()),
@@ -239,13 +248,14 @@ proptest! {
         policy in any_policy(),
         addrs in prop::collection::vec(any_addr(), 1..40),
     ) {
-        let compiled = CompiledPolicy::compile(&policy);
-        for addr in addrs {
-            let (ipv6, raw) = bits(addr);
-            let found = compiled.zone_of(ipv6, raw);
-            let (zone, prefix) = reference_zone(&policy, addr);
-            let expected = zone.map_or(ZoneTable::UNKNOWN, |z| z as u32);
-            prop_assert_eq!((found.zone, found.prefix_len), (expected, prefix), "address {}", addr);
+        for compiled in compiled_and_cached(&policy) {
+            for &addr in &addrs {
+                let (ipv6, raw) = bits(addr);
+                let found = compiled.zone_of(ipv6, raw);
+                let (zone, prefix) = reference_zone(&policy, addr);
+                let expected = zone.map_or(ZoneTable::UNKNOWN, |z| z as u32);
+                prop_assert_eq!((found.zone, found.prefix_len), (expected, prefix), "address {}", addr);
+            }
         }
     }
 
@@ -254,8 +264,8 @@ proptest! {
         policy in any_policy(),
         flows in prop::collection::vec((any_addr(), any_addr(), any_transport(), 0u16..130), 1..40),
     ) {
-        let compiled = CompiledPolicy::compile(&policy);
-        for (src, dst, transport, port) in flows {
+        for compiled in compiled_and_cached(&policy) {
+        for &(src, dst, transport, port) in &flows {
             let (src_zone, _) = reference_zone(&policy, src);
             let (dst_zone, _) = reference_zone(&policy, dst);
             let expected = reference_judge(&policy, src_zone, dst_zone, transport, port);
@@ -269,6 +279,7 @@ proptest! {
                 expected,
                 "{:?} {} -> {} port {}", transport, src, dst, port
             );
+        }
         }
     }
 }

@@ -3,25 +3,26 @@
 //!
 //! Reading a policy is cheap for the few dozen rules a hospital writes by hand, but a generated
 //! policy of thousands of rules spends tens of milliseconds in the TOML parser at every start
-//! (5,000 rules: about 40 ms, more than judging a million packets takes). A CI job that replays
-//! each fixture with its own `segwatch replay` pays that once per fixture. With a cache
-//! directory, the first run stores the compiled policy and its warnings; later runs on the same
-//! policy bytes read them back in a few milliseconds.
+//! (5,000 rules: about 40 ms, two thirds of the time judging a million packets takes). A CI job
+//! that replays each fixture with its own `segwatch replay` pays that once per fixture. With a
+//! cache directory, the first run stores the compiled policy and its warnings; later runs on
+//! the same policy bytes read them back in about 3 ms.
 //!
 //! An entry is found by a BLAKE3 key over the policy file's bytes, its file name's stem (the
-//! default policy name), the segwatch version and the running executable's size and
-//! modification time, so an edited policy or a rebuilt segwatch never reads an old entry. An
-//! entry holds the key again and a checksum of its body; a compiled policy read back is checked
-//! ([`CompiledPolicy::check_consistent`]) before use. Anything wrong with an entry (unreadable,
-//! truncated, corrupt, from another format) is logged and the policy is compiled from its file
-//! as if there were no cache: the cache can make a start faster, never change a verdict or fail
-//! a run. The directory keeps the [`KEPT_ENTRIES`] most recently stored entries.
+//! default policy name), the segwatch version and the running executable's identity (size,
+//! inode, modification and change times), so an edited policy or a rebuilt segwatch never
+//! reads an old entry. An entry holds the key again and a checksum of its body; a compiled
+//! policy read back is checked ([`CompiledPolicy::check_consistent`]) before use. Accidental
+//! damage to an entry (unreadable, truncated, corrupt, another format) is logged and the
+//! policy compiled from its file as if there were no cache: it costs time, never a verdict or
+//! the run. A crafted entry cannot make judging panic, but it can hold any verdicts, so the
+//! directory is used only when it is as safe as the policy file: owned by this user, writable
+//! by nobody else. The directory keeps the [`KEPT_ENTRIES`] most recently used entries.
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use super::CompiledPolicy;
-use crate::policy::{Diagnostic, PolicyError, load_policy_bytes, load_policy_file};
+use crate::policy::{Diagnostic, PolicyError, load_policy_bytes, unreadable_policy};
 
 /// The first bytes of every entry.
 const MAGIC: &[u8; 16] = b"segwatch policy\n";
@@ -32,8 +33,15 @@ const FORMAT: u32 = 1;
 /// How many entries a cache directory keeps; storing one more removes the oldest.
 pub const KEPT_ENTRIES: usize = 16;
 
-/// Entries larger than this are not read (a 5,000-rule policy's entry is under 2 MB).
-const MAX_ENTRY_BYTES: u64 = 256 << 20;
+/// Entries larger than this are not read: a 5,000-rule policy's entry is 770 kB, and decoding
+/// can take many times an entry's size in memory.
+const MAX_ENTRY_BYTES: u64 = 32 << 20;
+
+/// How temporary files (an entry being written) end.
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// A temporary file older than this was left by a run that was killed while storing.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Extension of entry files.
 const EXTENSION: &str = "policy";
@@ -92,12 +100,35 @@ impl PolicyCache {
 
     /// The policy file at `path`, compiled: from the cache when it holds an entry for these
     /// bytes, or compiled from the file and stored. Errors are the policy's own, exactly as
-    /// [`load_policy_file`] reports them; a cache that cannot be read or written only costs
+    /// [`load_policy_file`](crate::policy::load_policy_file) reports them; a cache that cannot be read or written only costs
     /// time (and a log line).
     pub fn load(&self, path: &Path) -> Result<LoadedPolicy, PolicyError> {
-        // The key is hashed from the file as it streams by: reading a large policy into one
-        // buffer first would cost more (its fresh pages) than everything else a hit does.
-        if let Some(key) = streamed_key(path) {
+        // The file is opened once: hashed, and on a miss read again from the start of the same
+        // handle, so a file renamed over it meanwhile is never mixed in. A policy that is not a
+        // regular file (a pipe, `<(...)`) can be read only once: then no cache.
+        let opened = std::fs::File::open(path)
+            .and_then(|file| Ok((file.metadata()?.is_file(), file)))
+            .map_err(|e| unreadable_policy(path, &e))?;
+        let mut file = match opened {
+            (true, file) => file,
+            (false, mut file) => {
+                return uncached(read_whole(&mut file, path)?, path, "not a regular file");
+            }
+        };
+        let Some(identity) = executable_identity() else {
+            let bytes = read_whole(&mut file, path)?;
+            return uncached(bytes, path, "the running executable cannot be identified");
+        };
+        if let Err(problem) = self.check_trusted() {
+            tracing::warn!(cache = %self.dir.display(), problem, "Not using the policy cache");
+            return uncached(read_whole(&mut file, path)?, path, &problem);
+        }
+        // The key is hashed from the file as it streams by (64 KiB reads): reading a large
+        // policy into one buffer first would cost more (its fresh pages) than everything
+        // else a hit does.
+        let mut hasher = key_hasher(path, &identity);
+        if hasher.update_reader(&file).is_ok() {
+            let key = hasher.finalize();
             let entry_path = self.entry_path(&key);
             match read_entry(&entry_path, &key) {
                 Ok(Some(mut entry)) => {
@@ -114,43 +145,19 @@ impl PolicyCache {
                 Err(problem) => tracing::warn!(
                     entry = %entry_path.display(),
                     problem,
-                    "Ignoring a policy cache entry; compiling the policy again"
+                    "Ignoring a damaged policy cache entry; compiling the policy again"
                 ),
             }
         }
-        // A miss. The file is read again, whole, and the entry stored under the key of what
-        // was read then (the file may have changed since it was hashed).
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            // The loader words the error (and reads the file again, which fails again).
-            Err(_) => {
-                let (policy, warnings) = load_policy_file(path)?;
-                return Ok(compiled(&policy, warnings, String::new()));
-            }
-        };
-        let Some(key) = executable_identity().map(|identity| {
-            let mut hasher = key_hasher(path, identity);
-            hasher.update(&bytes);
-            hasher.finalize()
-        }) else {
-            let (policy, warnings) = load_policy_bytes(bytes, path)?;
-            return Ok(compiled(
-                &policy,
-                warnings,
-                "the running executable cannot be identified".into(),
-            ));
-        };
-        let entry_path = self.entry_path(&key);
+        // A miss: the entry is stored under the key of the bytes read now (the file may have
+        // been rewritten in place since it was hashed).
+        let bytes = read_whole(&mut file, path)?;
+        let mut hasher = key_hasher(path, &identity);
+        hasher.update(&bytes);
+        let key = hasher.finalize();
         let (policy, warnings) = load_policy_bytes(bytes, path)?;
-        let compiled_policy = CompiledPolicy::compile(&policy);
-        // The policy as read is left for the process's exit to free, as the caller does with
-        // the compiled one (thousands of allocations for a large policy).
-        std::mem::forget(policy);
-        let entry = Entry {
-            compiled: compiled_policy,
-            warnings,
-        };
-        let source = match self.store(&entry_path, &key, &entry) {
+        let compiled = CompiledPolicy::compile(&policy);
+        let source = match self.store(&key, &compiled, &warnings) {
             Ok(()) => PolicySource::CompiledAndStored,
             Err(error) => {
                 let reason = format!("cannot store it in {}: {error}", self.dir.display());
@@ -159,8 +166,8 @@ impl PolicyCache {
             }
         };
         Ok(LoadedPolicy {
-            compiled: entry.compiled,
-            warnings: entry.warnings,
+            compiled,
+            warnings,
             source,
         })
     }
@@ -170,25 +177,72 @@ impl PolicyCache {
         self.dir.join(format!("{}.{EXTENSION}", key.to_hex()))
     }
 
-    /// Writes an entry whole (a temporary file renamed into place, so a concurrent run reads
-    /// the old entry, the new one or none, never half of one), then keeps the newest
+    /// An entry decides verdicts as much as the policy file does, so the directory must be as
+    /// safe from other users: owned by this user and writable by nobody else (as OpenSSH asks
+    /// of `~/.ssh`). A directory that does not exist yet is created so when an entry is stored.
+    fn check_trusted(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = match std::fs::metadata(&self.dir) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.to_string()),
+        };
+        if !metadata.is_dir() {
+            return Err("not a directory".into());
+        }
+        // Safety: geteuid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let user = unsafe { libc::geteuid() };
+        if metadata.uid() != user {
+            return Err(format!(
+                "owned by user {}, not by this user ({user})",
+                metadata.uid()
+            ));
+        }
+        if metadata.mode() & 0o022 != 0 {
+            return Err("writable by other users (chmod go-w it)".into());
+        }
+        Ok(())
+    }
+
+    /// Writes an entry whole (a new file renamed into place, so a concurrent run reads the old
+    /// entry, the new one or none, never half of one), then keeps the newest
     /// [`KEPT_ENTRIES`].
-    fn store(&self, entry_path: &Path, key: &blake3::Hash, entry: &Entry) -> std::io::Result<()> {
-        let body =
-            encode_entry_body(&entry.compiled, &entry.warnings).map_err(std::io::Error::other)?;
+    fn store(
+        &self,
+        key: &blake3::Hash,
+        compiled: &CompiledPolicy,
+        warnings: &[Diagnostic],
+    ) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let body = encode_entry_body(compiled, warnings).map_err(std::io::Error::other)?;
         let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
         bytes.extend_from_slice(key.as_bytes());
         bytes.extend_from_slice(blake3::hash(&body).as_bytes());
         bytes.extend_from_slice(&body);
-        std::fs::create_dir_all(&self.dir)?;
-        let temporary = self
-            .dir
-            .join(format!(".{}.{}.tmp", key.to_hex(), std::process::id()));
-        if let Err(error) = std::fs::write(&temporary, &bytes)
-            .and_then(|()| std::fs::rename(&temporary, entry_path))
-        {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        // A fresh name that no other run (in this or another container) picks, created new:
+        // never a file or link that was already there.
+        let temporary = self.dir.join(format!(
+            ".{}.{}.{:016x}{TEMPORARY_SUFFIX}",
+            key.to_hex(),
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut file| file.write_all(&bytes))
+            .and_then(|()| std::fs::rename(&temporary, self.entry_path(key)));
+        if let Err(error) = written {
             let _ = std::fs::remove_file(&temporary);
             return Err(error);
         }
@@ -196,18 +250,32 @@ impl PolicyCache {
         Ok(())
     }
 
-    /// Removes the oldest entries beyond [`KEPT_ENTRIES`]. Best effort: another run may be
-    /// pruning too.
+    /// Removes the least recently used entries beyond [`KEPT_ENTRIES`], and temporary files
+    /// that a killed run left (older than [`STALE_TEMPORARY`]). Only names segwatch writes
+    /// are touched. Best effort: another run may be pruning too.
     fn prune(&self) {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = listing
-            .filter_map(Result::ok)
-            .map(|item| item.path())
-            .filter(|path| path.extension().is_some_and(|e| e == EXTENSION))
-            .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
-            .collect();
+        let now = std::time::SystemTime::now();
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for item in listing.filter_map(Result::ok) {
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            let Some(modified) = item.metadata().ok().and_then(|m| m.modified().ok()) else {
+                continue;
+            };
+            if is_entry_name(&name) {
+                entries.push((modified, item.path()));
+            } else if name.starts_with('.')
+                && name.ends_with(TEMPORARY_SUFFIX)
+                && now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age > STALE_TEMPORARY)
+            {
+                let _ = std::fs::remove_file(item.path());
+            }
+        }
         if entries.len() <= KEPT_ENTRIES {
             return;
         }
@@ -219,33 +287,55 @@ impl PolicyCache {
     }
 }
 
-/// A policy compiled from its file, not from the cache.
-fn compiled(
-    policy: &crate::policy::Policy,
-    warnings: Vec<Diagnostic>,
-    reason: String,
-) -> LoadedPolicy {
-    LoadedPolicy {
-        compiled: CompiledPolicy::compile(policy),
-        warnings,
-        source: PolicySource::Compiled(reason),
-    }
+/// True for the name of an entry: 64 hexadecimal digits and the extension.
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(EXTENSION)
+        .and_then(|stem| stem.strip_suffix('.'))
+        .is_some_and(|key| key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// What identifies the running executable: its size and modification time, so that an entry
-/// never outlives the build (and layout) that wrote it. `None` when it cannot be found.
-fn executable_identity() -> Option<(u64, u128)> {
+/// `file` from its start: the policy's bytes.
+fn read_whole(file: &mut std::fs::File, path: &Path) -> Result<Vec<u8>, PolicyError> {
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    // A pipe cannot seek, and has not been read yet: then from where it is.
+    let _ = file.rewind();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| unreadable_policy(path, &e))?;
+    Ok(bytes)
+}
+
+/// A policy compiled from `bytes` without the cache, and why.
+fn uncached(bytes: Vec<u8>, path: &Path, reason: &str) -> Result<LoadedPolicy, PolicyError> {
+    let (policy, warnings) = load_policy_bytes(bytes, path)?;
+    Ok(LoadedPolicy {
+        compiled: CompiledPolicy::compile(&policy),
+        warnings,
+        source: PolicySource::Compiled(reason.to_owned()),
+    })
+}
+
+/// What identifies the running executable, so that an entry never outlives the build (and
+/// layout) that wrote it: its size, modification and change times, inode and device. The
+/// change time is set by the kernel whenever the file is written or installed, so builds that
+/// pin modification times (reproducible builds, some package stores) still differ.
+/// `None` when it cannot be found.
+fn executable_identity() -> Option<[u64; 7]> {
+    use std::os::unix::fs::MetadataExt;
     let executable = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
-    let modified = executable
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()?;
-    Some((executable.len(), modified.as_nanos()))
+    Some([
+        executable.size(),
+        executable.mtime() as u64,
+        executable.mtime_nsec() as u64,
+        executable.ctime() as u64,
+        executable.ctime_nsec() as u64,
+        executable.ino(),
+        executable.dev(),
+    ])
 }
 
 /// A hasher fed with everything in an entry's key but the policy's bytes, which follow.
-fn key_hasher(path: &Path, (size, modified): (u64, u128)) -> blake3::Hasher {
+fn key_hasher(path: &Path, identity: &[u64; 7]) -> blake3::Hasher {
     let stem = path.file_stem().unwrap_or_default().as_encoded_bytes();
     let version = env!("CARGO_PKG_VERSION").as_bytes();
     let mut hasher = blake3::Hasher::new();
@@ -256,28 +346,30 @@ fn key_hasher(path: &Path, (size, modified): (u64, u128)) -> blake3::Hasher {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.update(&size.to_le_bytes());
-    hasher.update(&modified.to_le_bytes());
+    for value in identity {
+        hasher.update(&value.to_le_bytes());
+    }
     hasher
-}
-
-/// The key of the entry for the policy file at `path`, hashing the file in 64 KiB reads;
-/// `None` when it cannot be read or the executable identified.
-fn streamed_key(path: &Path) -> Option<blake3::Hash> {
-    let mut hasher = key_hasher(path, executable_identity()?);
-    let file = std::fs::File::open(path).ok()?;
-    hasher.update_reader(file).ok()?;
-    Some(hasher.finalize())
 }
 
 /// The entry at `entry_path`: `Ok(None)` when there is none, `Err` with what is wrong with it.
 fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, String> {
-    let file = match std::fs::File::open(entry_path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that a pipe put where an entry belongs cannot hang the run.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(entry_path)
+    {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error.to_string()),
     };
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
+    let size = metadata.len();
     if size > MAX_ENTRY_BYTES {
         return Err(format!("{size} bytes, more than an entry can be"));
     }
@@ -293,9 +385,7 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     #[allow(unsafe_code)]
     let map =
         unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| e.to_string())?;
-    let (header, body) = map
-        .split_at_checked(HEADER_BYTES)
-        .ok_or("shorter than an entry's header")?;
+    let (header, body) = map.split_at(HEADER_BYTES.min(map.len()));
     let (magic, rest) = header.split_at(MAGIC.len());
     let (format, rest) = rest.split_at(4);
     let (stored_key, checksum) = rest.split_at(32);
@@ -312,6 +402,8 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
         return Err("corrupt: its checksum does not match".into());
     }
     let (compiled, warnings) = decode_entry_body(body)?;
+    // Used now: pruning keeps the entries used last, not only those stored last.
+    let _ = file.set_modified(std::time::SystemTime::now());
     Ok(Some(Entry { compiled, warnings }))
 }
 
@@ -337,6 +429,14 @@ pub fn encode_entry_body(
 mod tests {
     use super::*;
     use crate::policy::load_policy_file;
+    use std::time::UNIX_EPOCH;
+
+    /// The key of the entry for the policy file at `path` as it is now.
+    fn key_of(path: &Path) -> blake3::Hash {
+        let mut hasher = key_hasher(path, &executable_identity().unwrap());
+        hasher.update(&std::fs::read(path).unwrap());
+        hasher.finalize()
+    }
 
     const POLICY: &str = r#"
 [zones.pumps]
@@ -409,27 +509,106 @@ action = "alert"
         out
     }
 
-    /// The fuzz target's seeds are the bundled policies' entry bodies in today's format
-    /// (regenerate them with `segwatch replay --policy-cache` when the format changes).
+    /// The fuzz target's seeds are the bundled policies' entry bodies in today's format; with
+    /// `SEGWATCH_WRITE_SEEDS=1` set, this test writes them (after a format change).
     #[test]
     fn the_fuzz_seeds_are_the_bundled_policies_entries() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let seeds = root.join("fuzz/corpus/policy_cache_entry");
+        let write = std::env::var_os("SEGWATCH_WRITE_SEEDS").is_some();
         let mut checked = 0;
         for item in std::fs::read_dir(root.join("policies")).unwrap() {
             let path = item.unwrap().path();
             let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
             let (policy, warnings) = load_policy_file(&path).unwrap();
             let body = encode_entry_body(&CompiledPolicy::compile(&policy), &warnings).unwrap();
+            if write {
+                std::fs::create_dir_all(&seeds).unwrap();
+                std::fs::write(seeds.join(&name), &body).unwrap();
+            }
             let seed = std::fs::read(seeds.join(&name)).unwrap();
             assert!(
                 seed == body,
-                "fuzz/corpus/policy_cache_entry/{name} is stale"
+                "fuzz/corpus/policy_cache_entry/{name} is stale: run this test with \
+                 SEGWATCH_WRITE_SEEDS=1 (and bump FORMAT if the layout changed)"
             );
             decode_entry_body(&seed).unwrap();
             checked += 1;
         }
         assert_eq!(checked, 4);
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_policy_from_a_pipe_is_read_once_and_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let pipe = dir.path().join("ward.toml");
+        mkfifo(&pipe);
+        let writer = {
+            let pipe = pipe.clone();
+            std::thread::spawn(move || std::fs::write(pipe, POLICY).unwrap())
+        };
+        let loaded = PolicyCache::new(&cache_dir).load(&pipe).unwrap();
+        writer.join().unwrap();
+        assert_eq!(
+            loaded.source,
+            PolicySource::Compiled("not a regular file".into())
+        );
+        assert_eq!(loaded.compiled.rules().len(), 2);
+        assert_eq!(loaded.compiled.name(), "ward");
+        assert!(entries(&cache_dir).is_empty());
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        let loaded = PolicyCache::new(&cache_dir).load(&path).unwrap();
+        assert!(
+            matches!(&loaded.source, PolicySource::Compiled(reason) if reason.contains("writable by other users")),
+            "{:?}",
+            loaded.source
+        );
+        assert!(entries(&cache_dir).is_empty());
+        // Made private, it is used; a directory it creates is private.
+        std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cache = PolicyCache::new(&cache_dir);
+        assert_eq!(
+            cache.load(&path).unwrap().source,
+            PolicySource::CompiledAndStored
+        );
+        assert_eq!(cache.load(&path).unwrap().source, PolicySource::Cache);
+        let created = dir.path().join("new/cache");
+        PolicyCache::new(&created).load(&path).unwrap();
+        let mode = std::fs::metadata(&created).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_pipe_where_an_entry_belongs_does_not_hang_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let cache = PolicyCache::new(&cache_dir);
+        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        std::fs::create_dir(&cache_dir).unwrap();
+        mkfifo(&cache.entry_path(&key_of(&path)));
+        assert_eq!(
+            cache.load(&path).unwrap().source,
+            PolicySource::CompiledAndStored
+        );
+        assert_eq!(cache.load(&path).unwrap().source, PolicySource::Cache);
     }
 
     #[test]
@@ -560,7 +739,7 @@ action = "alert"
         crafted.extend_from_slice(&body);
         std::fs::write(&entry_path, crafted).unwrap();
 
-        let key = streamed_key(&path).unwrap();
+        let key = key_of(&path);
         let problem = read_entry(&entry_path, &key).err().unwrap();
         assert!(problem.contains("zone"), "{problem}");
         assert_eq!(
@@ -590,18 +769,76 @@ action = "alert"
     }
 
     #[test]
-    fn an_unwritable_cache_only_costs_the_entry() {
+    fn an_unusable_cache_only_costs_the_entry() {
         let dir = tempfile::tempdir().unwrap();
-        // The cache "directory" is a file: nothing can be stored under it.
-        let blocker = write_policy(dir.path(), "not-a-dir", "");
         let path = write_policy(dir.path(), "ward.toml", POLICY);
-        let loaded = PolicyCache::new(&blocker).load(&path).unwrap();
-        assert!(
-            matches!(&loaded.source, PolicySource::Compiled(reason) if reason.contains("not-a-dir")),
-            "{:?}",
-            loaded.source
-        );
-        assert_eq!(loaded.compiled.rules().len(), 2);
+        let compiled_because = |cache: &Path, why: &str| {
+            let loaded = PolicyCache::new(cache).load(&path).unwrap();
+            assert!(
+                matches!(&loaded.source, PolicySource::Compiled(reason) if reason.contains(why)),
+                "{:?}",
+                loaded.source
+            );
+            assert_eq!(loaded.compiled.rules().len(), 2);
+        };
+        // The cache "directory" is a file, or lies under one.
+        let blocker = write_policy(dir.path(), "not-a-dir", "");
+        compiled_because(&blocker, "not a directory");
+        compiled_because(&blocker.join("cache"), "");
+        // The entry's name is taken by a directory (even root cannot rename over it).
+        let cache_dir = dir.path().join("cache");
+        let taken = PolicyCache::new(&cache_dir).entry_path(&key_of(&path));
+        std::fs::create_dir_all(taken.join("inside")).unwrap();
+        compiled_because(&cache_dir, "cannot store it in");
+        // No temporary file stays behind.
+        assert_eq!(entries(&cache_dir), [taken]);
+    }
+
+    /// Sets a file's modification time to `seconds` after the epoch.
+    fn set_age(path: &Path, seconds: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+            .unwrap();
+    }
+
+    #[test]
+    fn pruning_drops_the_least_recently_used_and_only_what_segwatch_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let cache = PolicyCache::new(&cache_dir);
+        let mut paths = Vec::new();
+        for i in 0..KEPT_ENTRIES {
+            let path = write_policy(dir.path(), &format!("p{i}.toml"), POLICY);
+            cache.load(&path).unwrap();
+            set_age(&cache.entry_path(&key_of(&path)), 1_000_000 + i as u64);
+            paths.push(path);
+        }
+        // A user's files, a temporary file a killed run left long ago, one being written now.
+        let foreign = ["notes.policy", "README.txt", ".abc.tmp.keep"];
+        for name in foreign {
+            std::fs::write(cache_dir.join(name), "mine").unwrap();
+            set_age(&cache_dir.join(name), 1);
+        }
+        std::fs::write(cache_dir.join(".stale.123.tmp"), "half").unwrap();
+        set_age(&cache_dir.join(".stale.123.tmp"), 1);
+        std::fs::write(cache_dir.join(".fresh.456.tmp"), "half").unwrap();
+        // The oldest entry is used: it becomes the newest.
+        assert_eq!(cache.load(&paths[0]).unwrap().source, PolicySource::Cache);
+
+        let extra = write_policy(dir.path(), "extra.toml", POLICY);
+        cache.load(&extra).unwrap();
+        let exists = |path: &Path| cache.entry_path(&key_of(path)).exists();
+        assert!(exists(&paths[0]), "used last, kept");
+        assert!(!exists(&paths[1]), "least recently used, dropped");
+        assert!(paths[2..].iter().all(|path| exists(path)));
+        assert!(exists(&extra));
+        for name in foreign.iter().chain(&[".fresh.456.tmp"]) {
+            assert!(cache_dir.join(name).exists(), "{name} kept");
+        }
+        assert!(!cache_dir.join(".stale.123.tmp").exists());
     }
 
     #[test]
@@ -614,10 +851,7 @@ action = "alert"
             let path = write_policy(dir.path(), &format!("p{i}.toml"), POLICY);
             cache.load(&path).unwrap();
             // Modification times order the entries; make each store visibly later.
-            let entry = cache_dir.join(format!(
-                "{}.{EXTENSION}",
-                streamed_key(&path).unwrap().to_hex()
-            ));
+            let entry = cache_dir.join(format!("{}.{EXTENSION}", key_of(&path).to_hex()));
             let stamp = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
             std::fs::File::options()
                 .write(true)

@@ -222,7 +222,9 @@ impl CompiledPolicy {
     /// Checks what judging indexes without a bounds check of its own, for a compiled policy
     /// that was stored and read back (the policy cache): every zone the zone table returns has
     /// a slot, every zone pair an entry, every entry a table, every port map a value for every
-    /// port. A policy from [`CompiledPolicy::compile`] always passes.
+    /// port, every rule an action. A policy from [`CompiledPolicy::compile`] always passes (a
+    /// property test holds it to that). It makes a crafted entry unable to panic, not
+    /// truthful: the cache's directory must be trusted like the policy file.
     pub fn check_consistent(&self) -> Result<(), &'static str> {
         let zones = self.zones.len();
         if self
@@ -233,14 +235,16 @@ impl CompiledPolicy {
             return Err("the zone table names a zone the policy does not have");
         }
         let slots = zones + 1;
-        let (entries, largest) = match &self.pair_index {
-            PairIndex::Narrow(index) => (index.len(), index.iter().map(|&i| i as usize).max()),
-            PairIndex::Wide(index) => (index.len(), index.iter().map(|&i| i as usize).max()),
-        };
-        if Some(entries) != slots.checked_mul(slots)
-            || largest.is_none_or(|i| i >= self.pairs.len())
+        if Some(self.pair_index.len()) != slots.checked_mul(slots)
+            || self
+                .pair_index
+                .largest()
+                .is_none_or(|table| table >= self.pairs.len())
         {
             return Err("the zone-pair index does not fit the zones and tables");
+        }
+        if self.actions.len() != self.rules.len() {
+            return Err("the rules' actions do not match the rules");
         }
         let maps_well_formed = self
             .pairs
@@ -403,6 +407,22 @@ impl PairIndex {
             PairIndex::Narrow(index.into_iter().map(|id| id as u16).collect())
         } else {
             PairIndex::Wide(index)
+        }
+    }
+
+    /// Number of zone pairs.
+    fn len(&self) -> usize {
+        match self {
+            PairIndex::Narrow(index) => index.len(),
+            PairIndex::Wide(index) => index.len(),
+        }
+    }
+
+    /// The largest table index in it; `None` when empty.
+    fn largest(&self) -> Option<usize> {
+        match self {
+            PairIndex::Narrow(index) => index.iter().max().map(|&table| usize::from(table)),
+            PairIndex::Wide(index) => index.iter().max().map(|&table| table as usize),
         }
     }
 

@@ -214,8 +214,9 @@ pub struct ReplayArgs {
     /// Keep compiled policies in DIR and reuse them while the policy file's
     /// bytes and the segwatch build are the same: for CI jobs that replay
     /// many captures against one large policy (5,000 rules take about 40 ms
-    /// to read; a cached one a few ms). Verdicts never depend on it; a
-    /// damaged entry is compiled again. Keeps the 16 newest entries.
+    /// to read and compile, about 3 ms from the cache). A damaged entry is
+    /// compiled again. DIR decides verdicts as the policy file does: it must
+    /// be yours and not writable by others, or it is not used.
     #[arg(long, value_name = "DIR", env = "SEGWATCH_POLICY_CACHE")]
     pub policy_cache: Option<PathBuf>,
 

@@ -38,32 +38,32 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// An unreadable file gives one diagnostic at line 1, column 1; a file that is not UTF-8 gives
 /// one at the first invalid byte.
 pub fn load_policy_file(path: &Path) -> Result<(Policy, Vec<Diagnostic>), PolicyError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound => "check the path of the policy file",
-                std::io::ErrorKind::PermissionDenied => "check the file's permissions",
-                std::io::ErrorKind::IsADirectory => "give the policy file, not its directory",
-                _ => "check that the path names a readable policy file",
-            };
-            let diagnostic = Diagnostic {
-                level: Level::Error,
-                file: path.to_path_buf(),
-                line: 1,
-                column: 1,
-                message: format!(
-                    "cannot read the policy file: {}",
-                    lowercase_first(&e.to_string())
-                ),
-                hint: Some(hint.to_owned()),
-            };
-            return Err(PolicyError {
-                diagnostics: vec![diagnostic],
-            });
-        }
-    };
+    let bytes = std::fs::read(path).map_err(|e| unreadable_policy(path, &e))?;
     load_policy_bytes(bytes, path)
+}
+
+/// The error of a policy file that cannot be read.
+pub fn unreadable_policy(path: &Path, e: &std::io::Error) -> PolicyError {
+    let hint = match e.kind() {
+        std::io::ErrorKind::NotFound => "check the path of the policy file",
+        std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+        std::io::ErrorKind::IsADirectory => "give the policy file, not its directory",
+        _ => "check that the path names a readable policy file",
+    };
+    let diagnostic = Diagnostic {
+        level: Level::Error,
+        file: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        message: format!(
+            "cannot read the policy file: {}",
+            lowercase_first(&e.to_string())
+        ),
+        hint: Some(hint.to_owned()),
+    };
+    PolicyError {
+        diagnostics: vec![diagnostic],
+    }
 }
 
 /// Validates the bytes of a policy file read from `path` (named in diagnostics and giving the

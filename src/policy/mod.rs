@@ -12,7 +12,7 @@ mod shadow;
 mod values;
 
 pub use diagnostic::{Diagnostic, Level, PolicyError};
-pub use load::{load_policy_bytes, load_policy_file, load_policy_str};
+pub use load::{load_policy_bytes, load_policy_file, load_policy_str, unreadable_policy};
 
 use ipnetwork::IpNetwork;
 
