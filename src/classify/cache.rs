@@ -33,7 +33,7 @@ const FORMAT: u32 = 1;
 /// How many entries a cache directory keeps; storing one more removes the oldest.
 pub const KEPT_ENTRIES: usize = 16;
 
-/// Entries larger than this are not read: a 5,000-rule policy's entry is 770 kB, and decoding
+/// Entries larger than this are not read: a 5,000-rule policy's entry is 1.1 MB, and decoding
 /// can take many times an entry's size in memory.
 const MAX_ENTRY_BYTES: u64 = 32 << 20;
 
