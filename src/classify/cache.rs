@@ -538,6 +538,27 @@ action = "alert"
         assert_eq!(checked, 4);
     }
 
+    /// A scratch directory with a cache in `cache/` (not created yet) and [`POLICY`] in
+    /// `ward.toml`.
+    struct Scratch {
+        dir: tempfile::TempDir,
+        cache_dir: PathBuf,
+        cache: PolicyCache,
+        path: PathBuf,
+    }
+
+    fn scratch() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        Scratch {
+            cache: PolicyCache::new(&cache_dir),
+            dir,
+            cache_dir,
+            path,
+        }
+    }
+
     fn mkfifo(path: &Path) {
         let status = std::process::Command::new("mkfifo")
             .arg(path)
@@ -598,10 +619,12 @@ action = "alert"
 
     #[test]
     fn a_pipe_where_an_entry_belongs_does_not_hang_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
-        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        let Scratch {
+            dir: _dir,
+            cache_dir,
+            cache,
+            path,
+        } = scratch();
         std::fs::create_dir(&cache_dir).unwrap();
         mkfifo(&cache.entry_path(&key_of(&path)));
         assert_eq!(
@@ -676,10 +699,12 @@ action = "alert"
 
     #[test]
     fn damaged_entries_are_compiled_again_and_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
-        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        let Scratch {
+            dir: _dir,
+            cache_dir,
+            cache,
+            path,
+        } = scratch();
         let fresh = behaviour(&cache.load(&path).unwrap().compiled);
         let entry = entries(&cache_dir).pop().unwrap();
         let good = std::fs::read(&entry).unwrap();
@@ -723,10 +748,12 @@ action = "alert"
 
     #[test]
     fn an_inconsistent_entry_with_a_valid_checksum_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
-        let path = write_policy(dir.path(), "ward.toml", POLICY);
+        let Scratch {
+            dir: _dir,
+            cache_dir,
+            cache,
+            path,
+        } = scratch();
         cache.load(&path).unwrap();
         let entry_path = entries(&cache_dir).pop().unwrap();
         let bytes = std::fs::read(&entry_path).unwrap();
@@ -750,9 +777,12 @@ action = "alert"
 
     #[test]
     fn errors_are_the_policy_files_and_nothing_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
+        let Scratch {
+            dir,
+            cache_dir,
+            cache,
+            ..
+        } = scratch();
         let path = write_policy(
             dir.path(),
             "bad.toml",
@@ -804,18 +834,28 @@ action = "alert"
             .unwrap();
     }
 
+    /// Stores `count` policies `p0.toml`... in `dir`, each entry visibly older than the next
+    /// (modification times order the entries).
+    fn store_in_order(dir: &Path, cache: &PolicyCache, count: usize) -> Vec<PathBuf> {
+        (0..count)
+            .map(|i| {
+                let path = write_policy(dir, &format!("p{i}.toml"), POLICY);
+                cache.load(&path).unwrap();
+                set_age(&cache.entry_path(&key_of(&path)), 1_000_000 + i as u64);
+                path
+            })
+            .collect()
+    }
+
     #[test]
     fn pruning_drops_the_least_recently_used_and_only_what_segwatch_wrote() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
-        let mut paths = Vec::new();
-        for i in 0..KEPT_ENTRIES {
-            let path = write_policy(dir.path(), &format!("p{i}.toml"), POLICY);
-            cache.load(&path).unwrap();
-            set_age(&cache.entry_path(&key_of(&path)), 1_000_000 + i as u64);
-            paths.push(path);
-        }
+        let Scratch {
+            dir,
+            cache_dir,
+            cache,
+            ..
+        } = scratch();
+        let paths = store_in_order(dir.path(), &cache, KEPT_ENTRIES);
         // A user's files, a temporary file a killed run left long ago, one being written now.
         let foreign = ["notes.policy", "README.txt", ".abc.tmp.keep"];
         for name in foreign {
@@ -843,24 +883,13 @@ action = "alert"
 
     #[test]
     fn the_directory_keeps_the_newest_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache_dir = dir.path().join("cache");
-        let cache = PolicyCache::new(&cache_dir);
-        let mut paths = Vec::new();
-        for i in 0..KEPT_ENTRIES + 3 {
-            let path = write_policy(dir.path(), &format!("p{i}.toml"), POLICY);
-            cache.load(&path).unwrap();
-            // Modification times order the entries; make each store visibly later.
-            let entry = cache_dir.join(format!("{}.{EXTENSION}", key_of(&path).to_hex()));
-            let stamp = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i as u64);
-            std::fs::File::options()
-                .write(true)
-                .open(&entry)
-                .unwrap()
-                .set_modified(stamp)
-                .unwrap();
-            paths.push(path);
-        }
+        let Scratch {
+            dir,
+            cache_dir,
+            cache,
+            ..
+        } = scratch();
+        let paths = store_in_order(dir.path(), &cache, KEPT_ENTRIES + 3);
         // The last store pruned the three oldest; temporary files never stay.
         let left = entries(&cache_dir);
         assert_eq!(left.len(), KEPT_ENTRIES, "{left:?}");
