@@ -100,8 +100,8 @@ impl PolicyCache {
 
     /// The policy file at `path`, compiled: from the cache when it holds an entry for these
     /// bytes, or compiled from the file and stored. Errors are the policy's own, exactly as
-    /// [`load_policy_file`](crate::policy::load_policy_file) reports them; a cache that cannot be read or written only costs
-    /// time (and a log line).
+    /// [`load_policy_file`](crate::policy::load_policy_file) reports them; a cache that cannot
+    /// be read or written only costs time (and a log line).
     pub fn load(&self, path: &Path) -> Result<LoadedPolicy, PolicyError> {
         // The file is opened once: hashed, and on a miss read again from the start of the same
         // handle, so a file renamed over it meanwhile is never mixed in. A policy that is not a
