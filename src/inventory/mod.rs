@@ -1,7 +1,7 @@
 //! The device inventory: every endpoint seen, what it is and what it talks.
 //!
 //! Workers report each flow's start (never each packet) as a [`Sighting`]
-//! of its two endpoints; the inventory merges them into one [`Device`] per
+//! of its two endpoints; the inventory merges them into one `Device` per
 //! IP address in a [`DashMap`] shared by all workers. Merging is
 //! order-independent (sets, counts, minimum and maximum times), so a replay
 //! gives the same inventory for any number of threads. The inventory is
