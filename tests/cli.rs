@@ -472,6 +472,15 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
         pcap.to_str().unwrap(),
         cache.to_str().unwrap(),
     );
+    /// What a run shows: exit status, events, `segwatch:` lines (the warning),
+    /// the summary's policy line, and all of stderr.
+    struct Run {
+        status: Option<i32>,
+        events: Vec<u8>,
+        warnings: Vec<String>,
+        policy_line: String,
+        stderr: String,
+    }
     let run = |cache: Option<&str>, via_env: bool| {
         let mut command = Command::new(SEGWATCH);
         command.args(["replay", "--fail-on", "high", "--policy", policy, pcap]);
@@ -483,48 +492,53 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
         };
         let out = command.output().expect("run segwatch");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let summary_policy_line = stderr
-            .lines()
-            .find(|line| line.trim_start().starts_with("policy "))
-            .unwrap_or_default()
-            .to_owned();
-        let warnings: Vec<String> = stderr
-            .lines()
-            .filter(|line| line.starts_with("segwatch: "))
-            .map(str::to_owned)
-            .collect();
-        (
-            out.status.code(),
-            out.stdout,
-            warnings,
-            summary_policy_line,
+        Run {
+            status: out.status.code(),
+            events: out.stdout,
+            warnings: stderr
+                .lines()
+                .filter(|line| line.starts_with("segwatch: "))
+                .map(str::to_owned)
+                .collect(),
+            policy_line: stderr
+                .lines()
+                .find(|line| line.trim_start().starts_with("policy "))
+                .unwrap_or_default()
+                .to_owned(),
             stderr,
-        )
+        }
     };
-    let (status, events, warnings, line, _) = run(None, false);
-    assert_eq!(status, Some(1), "a critical violation");
-    assert_eq!(lines(&events).len(), 2);
+    let plain = run(None, false);
+    assert_eq!(plain.status, Some(1), "a critical violation");
+    assert_eq!(lines(&plain.events).len(), 2);
+    let warnings = &plain.warnings;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("ward.toml") && warnings[0].contains("late-copy"));
-    assert!(line.contains("read and compiled in"), "{line}");
+    assert!(
+        plain.policy_line.contains("read and compiled in"),
+        "{}",
+        plain.policy_line
+    );
+    let same_as_plain = |name: &str, other: &Run| {
+        assert_eq!(other.status, plain.status, "{name}");
+        assert_eq!(other.events, plain.events, "{name}");
+        assert_eq!(other.warnings, plain.warnings, "{name}");
+    };
 
     let first = run(Some(cache), false);
     assert!(
-        first.3.contains("read, compiled and cached in"),
+        first.policy_line.contains("read, compiled and cached in"),
         "{}",
-        first.3
+        first.policy_line
     );
     let second = run(Some(cache), true);
     assert!(
-        second.3.contains("read from the policy cache in"),
+        second.policy_line.contains("read from the policy cache in"),
         "{}",
-        second.3
+        second.policy_line
     );
-    for (name, (status_c, events_c, warnings_c, _, _)) in [("first", &first), ("second", &second)] {
-        assert_eq!(*status_c, status, "{name}");
-        assert_eq!(*events_c, events, "{name}");
-        assert_eq!(*warnings_c, warnings, "{name}");
-    }
+    same_as_plain("first", &first);
+    same_as_plain("second", &second);
 
     // A damaged entry: logged, compiled again, same results, and replaced.
     let entries: Vec<_> = std::fs::read_dir(cache)
@@ -535,20 +549,23 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
     std::fs::write(&entries[0], b"segwatch policy\nthis is not an entry").unwrap();
     let damaged = run(Some(cache), false);
     assert!(
-        damaged.3.contains("read, compiled and cached in"),
+        damaged.policy_line.contains("read, compiled and cached in"),
         "{}",
-        damaged.3
+        damaged.policy_line
     );
-    assert_eq!(
-        (damaged.0, &damaged.1, &damaged.2),
-        (status, &events, &warnings)
+    same_as_plain("damaged", &damaged);
+    assert!(
+        damaged
+            .stderr
+            .contains("Ignoring a damaged policy cache entry"),
+        "{}",
+        damaged.stderr
     );
     assert!(
-        damaged.4.contains("Ignoring a damaged policy cache entry"),
-        "{}",
-        damaged.4
+        run(Some(cache), false)
+            .policy_line
+            .contains("from the policy cache")
     );
-    assert!(run(Some(cache), false).3.contains("from the policy cache"));
 
     // An invalid policy: the same error, exit 2, nothing stored.
     let bad = dir.path().join("bad.toml");

@@ -131,13 +131,13 @@ impl PolicyCache {
             let key = hasher.finalize();
             let entry_path = self.entry_path(&key);
             match read_entry(&entry_path, &key) {
-                Ok(Some(mut entry)) => {
-                    for warning in &mut entry.warnings {
+                Ok(Some((compiled, mut warnings))) => {
+                    for warning in &mut warnings {
                         warning.file = path.to_path_buf();
                     }
                     return Ok(LoadedPolicy {
-                        compiled: entry.compiled,
-                        warnings: entry.warnings,
+                        compiled,
+                        warnings,
                         source: PolicySource::Cache,
                     });
                 }
@@ -352,8 +352,12 @@ fn key_hasher(path: &Path, identity: &[u64; 7]) -> blake3::Hasher {
     hasher
 }
 
-/// The entry at `entry_path`: `Ok(None)` when there is none, `Err` with what is wrong with it.
-fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, String> {
+/// The compiled policy and warnings of the entry at `entry_path`: `Ok(None)` when there is
+/// none, `Err` with what is wrong with it.
+fn read_entry(
+    entry_path: &Path,
+    key: &blake3::Hash,
+) -> Result<Option<(CompiledPolicy, Vec<Diagnostic>)>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking, so that a pipe put where an entry belongs cannot hang the run.
     let file = match std::fs::OpenOptions::new()
@@ -373,9 +377,6 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     if size > MAX_ENTRY_BYTES {
         return Err(format!("{size} bytes, more than an entry can be"));
     }
-    if size < HEADER_BYTES as u64 {
-        return Err("shorter than an entry's header".into());
-    }
     // Mapped, not read: reading copies the entry into fresh pages, which cost more than the
     // rest of reading it back but decoding. Soundness: the slice is only immutable while
     // nobody changes the file. segwatch never changes an entry in place (it writes a new file
@@ -385,7 +386,10 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     #[allow(unsafe_code)]
     let map =
         unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| e.to_string())?;
-    let (header, body) = map.split_at(HEADER_BYTES.min(map.len()));
+    // The mapping's length, not `size`: the file may have shrunk since.
+    let (header, body) = map
+        .split_at_checked(HEADER_BYTES)
+        .ok_or("shorter than an entry's header")?;
     let (magic, rest) = header.split_at(MAGIC.len());
     let (format, rest) = rest.split_at(4);
     let (stored_key, checksum) = rest.split_at(32);
@@ -401,10 +405,10 @@ fn read_entry(entry_path: &Path, key: &blake3::Hash) -> Result<Option<Entry>, St
     if checksum != blake3::hash(body).as_bytes() {
         return Err("corrupt: its checksum does not match".into());
     }
-    let (compiled, warnings) = decode_entry_body(body)?;
+    let decoded = decode_entry_body(body)?;
     // Used now: pruning keeps the entries used last, not only those stored last.
     let _ = file.set_modified(std::time::SystemTime::now());
-    Ok(Some(Entry { compiled, warnings }))
+    Ok(Some(decoded))
 }
 
 /// Decodes an entry's body (what follows its header) into a compiled policy, checked for

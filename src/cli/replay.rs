@@ -148,26 +148,28 @@ fn write_inventory(
 }
 
 /// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
-/// For a command that exits after using it: the policy as read is not freed
-/// (see the end of [`run`]).
-/// With a cache directory, the policy may come from the cache (see [`PolicyCache`]); the
-/// source is `None` without one.
+/// With a cache directory, the policy may come from the cache (see
+/// [`PolicyCache`]); the source is `None` without one. For a command that
+/// exits after using it: the policy as read is not freed (see the end of
+/// [`run`]).
 pub(super) fn load_policy(
     path: &std::path::Path,
     cache: Option<&std::path::Path>,
 ) -> Option<(CompiledPolicy, Option<PolicySource>)> {
-    let Some(cache) = cache else {
-        let policy = read_policy(path)?;
-        let compiled = CompiledPolicy::compile(&policy);
-        std::mem::forget(policy);
-        return Some((compiled, None));
+    let loaded = match cache {
+        Some(cache) => PolicyCache::new(cache)
+            .load(path)
+            .map(|loaded| (loaded.compiled, loaded.warnings, Some(loaded.source))),
+        None => load_policy_file(path).map(|(policy, warnings)| {
+            let compiled = CompiledPolicy::compile(&policy);
+            std::mem::forget(policy);
+            (compiled, warnings, None)
+        }),
     };
-    match PolicyCache::new(cache).load(path) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                super::stderr_line(format_args!("segwatch: {warning}"));
-            }
-            Some((loaded.compiled, Some(loaded.source)))
+    match loaded {
+        Ok((compiled, warnings, source)) => {
+            print_policy_warnings(&warnings);
+            Some((compiled, source))
         }
         Err(error) => {
             print_policy_errors(path, &error);
@@ -180,15 +182,20 @@ pub(super) fn load_policy(
 pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Policy> {
     match load_policy_file(path) {
         Ok((policy, warnings)) => {
-            for warning in &warnings {
-                super::stderr_line(format_args!("segwatch: {warning}"));
-            }
+            print_policy_warnings(&warnings);
             Some(policy)
         }
         Err(error) => {
             print_policy_errors(path, &error);
             None
         }
+    }
+}
+
+/// Prints a policy's warnings, one line each.
+fn print_policy_warnings(warnings: &[crate::policy::Diagnostic]) {
+    for warning in warnings {
+        super::stderr_line(format_args!("segwatch: {warning}"));
     }
 }
 
