@@ -12,6 +12,7 @@ mod contract;
 mod daemon;
 mod deploy;
 mod detection_reload;
+mod golden;
 mod inventory;
 mod learn;
 mod live;
