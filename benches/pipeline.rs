@@ -11,8 +11,9 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use segwatch::classify::CompiledPolicy;
-use segwatch::event::Violation;
-use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::classify::PolicyInForce;
+use segwatch::flow::{FlowConfig, Packet};
+use segwatch::pipeline::{Shard, ShardOptions};
 use segwatch::policy::load_policy_str;
 use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic};
 use segwatch::synth::policy::scaled_hospital_policy;
@@ -118,27 +119,21 @@ fn bench_classify(c: &mut Criterion) {
 fn bench_tracker(c: &mut Criterion) {
     let packets = decoded(&frames());
     let (_, policy) = policies().remove(0);
+    let policy = PolicyInForce {
+        policy,
+        generation: 0,
+    };
     let mut group = c.benchmark_group("flow_tracking");
     group.throughput(Throughput::Elements(packets.len() as u64));
     group.bench_function("observe", |b| {
         b.iter_batched_ref(
-            || {
-                (
-                    Tracker::new(&FlowConfig::default(), 100_000),
-                    Vec::<Violation>::with_capacity(4096),
-                )
-            },
-            |(tracker, violations)| {
-                violations.clear();
-                let judge = Judge {
-                    policy: &policy,
-                    generation: 0,
-                    flow_id_salt: 0,
-                };
+            || Shard::new(&FlowConfig::default(), 100_000, ShardOptions::default()),
+            |shard| {
                 for (i, h) in packets.iter().enumerate() {
                     let packet = Packet::new(h, i as u64 * 1_000);
-                    tracker.observe(&packet, i as u64, judge, violations);
+                    shard.packet(&packet, None, i as u64, &policy);
                 }
+                shard.output().violations.clear();
             },
             criterion::BatchSize::LargeInput,
         )

@@ -38,12 +38,13 @@ pub mod event;
 pub mod flow;
 pub mod inventory;
 pub mod learn;
-mod memory;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod replay;
 pub mod runtime;
 pub mod sink;
-pub mod stats;
 pub mod synth;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod wire;

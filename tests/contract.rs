@@ -835,7 +835,7 @@ fn multicast_and_broadcast_are_judged_only_when_a_zone_claims_them() {
             ("mcast", "low"),
         )],
     );
-    assert_eq!(replayed.stats.flows.link_local, 5);
+    assert_eq!(replayed.stats.link_local, 5);
     assert_eq!(replayed.stats.flows.created, 1);
 }
 

@@ -2,25 +2,45 @@
 //! being inspected, events released together by a sweep, and flows judged
 //! without any application.
 
-use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::capture::Frame;
+use segwatch::classify::{CompiledPolicy, PolicyInForce};
+use segwatch::event::Violation;
+use segwatch::flow::FlowConfig;
+use segwatch::pipeline::{Shard, ShardOptions};
 use segwatch::synth::{Capture, Pkt, at, tcp_flags::*};
-use segwatch::wire::{Headers, LinkType, Outcome, decode};
+use segwatch::wire::LinkType;
 
 use crate::common::policy;
 
-fn packet(frame: &[u8], ts: u64) -> Packet {
-    let mut h = Headers::default();
-    assert_eq!(decode(LinkType::ETHERNET, frame, &mut h), Outcome::Judge);
-    Packet::new(&h, ts)
+/// `policy` in force as generation `generation`.
+fn judge(policy: CompiledPolicy, generation: u32) -> PolicyInForce {
+    PolicyInForce { policy, generation }
 }
 
-/// The judge of `policy` as generation `generation`.
-fn judge(policy: &segwatch::classify::CompiledPolicy, generation: u32) -> Judge<'_> {
-    Judge {
-        policy,
-        generation,
-        flow_id_salt: 0,
-    }
+/// A shard of 1,000 flows, detecting applications or not.
+fn shard(detect_apps: bool) -> Shard {
+    let options = ShardOptions {
+        detect_apps,
+        record_starts: false,
+    };
+    Shard::new(&FlowConfig::default(), 1000, options)
+}
+
+/// Feeds an Ethernet frame captured at `ts` at position `index`.
+fn feed(shard: &mut Shard, data: &[u8], ts: u64, index: u64, policy: &PolicyInForce) {
+    let frame = Frame {
+        ts_ns: ts,
+        orig_len: data.len() as u32,
+        link: LinkType::ETHERNET,
+        data,
+        vlan: None,
+    };
+    shard.frame(&frame, index, policy);
+}
+
+/// The violations the shard made so far.
+fn made(shard: &mut Shard) -> &[Violation] {
+    &shard.output().violations
 }
 
 const BASE: &str = "[policy]\ndefault_action = \"alert\"\n[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n";
@@ -36,23 +56,21 @@ fn a_reload_to_an_application_policy_keeps_the_waiting_event() {
          [[rules]]\nname = \"dicom-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"dicom\"]\naction = \"allow\"\n"
     ));
     assert!(!a.needs_app() && b.needs_app());
-    let mut t = Tracker::new(&FlowConfig::default(), 1000);
-    t.enable_detection();
-    let mut out = Vec::new();
+    let mut t = shard(true);
     let syn = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:8080", SYN)
         .seq(1)
         .build();
     let synack = Pkt::tcp("10.0.0.2:8080", "10.0.0.1:40000", SYN | ACK)
         .seq(9)
         .build();
-    let ja = judge(&a, 0);
-    let jb = judge(&b, 1);
-    t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
-    assert!(out.is_empty(), "waits for the application");
-    t.observe_frame(&packet(&synack, at(0.01)), &synack, 1, jb, &mut out);
-    t.finish_judged(Some((&b, 1)), &mut out);
+    let ja = judge(a, 0);
+    let jb = judge(b, 1);
+    feed(&mut t, &syn, at(0.0), 0, &ja);
+    assert!(made(&mut t).is_empty(), "waits for the application");
+    feed(&mut t, &synack, at(0.01), 1, &jb);
+    t.finish(&jb);
     assert_eq!(
-        out.len(),
+        made(&mut t).len(),
         1,
         "the flow alerts under A and under B: one event expected"
     );
@@ -71,23 +89,22 @@ fn a_waiting_flow_is_judged_again_by_ports_under_the_reloaded_policy() {
         "{BASE}[[rules]]\nname = \"web-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"tcp/80\"]\naction = \"allow\"\n\
          [[rules]]\nname = \"bad\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"tcp/7777\"]\naction = \"alert\"\n"
     ));
-    let mut t = Tracker::new(&FlowConfig::default(), 1000);
-    t.enable_detection();
-    let mut out = Vec::new();
+    let mut t = shard(true);
     let syn = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:80", SYN)
         .seq(1)
         .build();
     let ack = Pkt::tcp("10.0.0.1:40000", "10.0.0.2:80", ACK)
         .seq(2)
         .build();
-    let ja = judge(&a, 0);
-    let jb = judge(&b, 1);
-    t.observe_frame(&packet(&syn, at(0.0)), &syn, 0, ja, &mut out);
-    t.observe_frame(&packet(&ack, at(0.02)), &ack, 1, jb, &mut out);
-    t.finish_judged(Some((&b, 1)), &mut out);
+    let ja = judge(a, 0);
+    let jb = judge(b, 1);
+    feed(&mut t, &syn, at(0.0), 0, &ja);
+    feed(&mut t, &ack, at(0.02), 1, &jb);
+    t.finish(&jb);
+    let out = made(&mut t);
     let rules: Vec<_> = out
         .iter()
-        .map(|v| b.rule(v.verdict.rule).name.clone())
+        .map(|v| jb.policy.rule(v.verdict.rule).name.clone())
         .collect();
     assert!(
         out.is_empty(),
@@ -114,7 +131,7 @@ fn events_released_by_one_sweep_come_out_in_the_same_order_for_any_threads() {
     let path = dir.path().join("c.pcap");
     c.write_pcap(&path, segwatch::synth::Resolution::Nano)
         .unwrap();
-    let p = policy(BASE);
+    let p = judge(policy(BASE), 0);
     let run = |threads| {
         let files = vec![segwatch::capture::CaptureFile::open(&path).unwrap()];
         let options = segwatch::replay::ReplayOptions {
@@ -143,17 +160,16 @@ fn a_reload_judges_again_flows_judged_without_an_application() {
          [[rules]]\nname = \"dicom-ok\"\nfrom = [\"a\"]\nto = [\"a\"]\nservices = [\"dicom\"]\naction = \"allow\"\n";
     let a = policy(&format!("{}{app}", BASE.replace("\"alert\"", "\"allow\"")));
     let b = policy(&format!("{BASE}{app}"));
-    let mut t = Tracker::new(&FlowConfig::default(), 1000);
-    t.enable_detection();
-    let mut out = Vec::new();
+    let mut t = shard(true);
     let req = Pkt::echo_request("10.0.0.1", "10.0.0.2", 7).build();
     let rep = Pkt::echo_reply("10.0.0.2", "10.0.0.1", 7).build();
-    t.observe_frame(&packet(&req, at(0.0)), &req, 0, judge(&a, 0), &mut out);
-    assert!(out.is_empty());
-    t.observe_frame(&packet(&rep, at(0.1)), &rep, 1, judge(&b, 1), &mut out);
-    t.finish_judged(Some((&b, 1)), &mut out);
+    let (a, b) = (judge(a, 0), judge(b, 1));
+    feed(&mut t, &req, at(0.0), 0, &a);
+    assert!(made(&mut t).is_empty());
+    feed(&mut t, &rep, at(0.1), 1, &b);
+    t.finish(&b);
     assert_eq!(
-        out.len(),
+        made(&mut t).len(),
         1,
         "judged again under B (default alert), it should alert"
     );
@@ -169,43 +185,44 @@ fn a_reload_that_drops_a_group_claim_makes_the_flows_packets_link_local() {
         "{BASE}[zones.group]\nnetworks = [\"239.1.0.0/16\"]\n"
     ));
     let b = policy(BASE);
-    let mut t = Tracker::new(&FlowConfig::default(), 1000);
-    let mut out = Vec::new();
+    let mut t = shard(false);
     let frame = Pkt::udp("10.0.0.1:5000", "239.1.2.3:5000").build();
-    let ja = judge(&a, 0);
-    let jb = judge(&b, 1);
-    t.observe_frame(&packet(&frame, at(0.0)), &frame, 0, ja, &mut out);
-    assert_eq!((out.len(), t.counters().link_local), (1, 0), "claimed by A");
-    t.observe_frame(&packet(&frame, at(0.1)), &frame, 1, jb, &mut out);
-    t.observe_frame(&packet(&frame, at(0.2)), &frame, 2, jb, &mut out);
+    let ja = judge(a, 0);
+    let jb = judge(b, 1);
+    feed(&mut t, &frame, at(0.0), 0, &ja);
     assert_eq!(
-        (out.len(), t.counters().link_local),
+        (made(&mut t).len(), t.counters().link_local),
+        (1, 0),
+        "claimed by A"
+    );
+    feed(&mut t, &frame, at(0.1), 1, &jb);
+    feed(&mut t, &frame, at(0.2), 2, &jb);
+    assert_eq!(
+        (made(&mut t).len(), t.counters().link_local),
         (1, 2),
         "B claims none"
     );
-    t.observe_frame(&packet(&frame, at(0.3)), &frame, 3, ja, &mut out);
+    feed(&mut t, &frame, at(0.3), 3, &ja);
     assert_eq!(
         t.counters().link_local,
         2,
         "claimed again: the flow goes on"
     );
-    assert_eq!(t.counters().created, 1);
+    assert_eq!(t.counters().flows.created, 1);
 }
 
 /// Only packets to a group address (or from an unspecified one) are
 /// link-local; a flow's packets the other way round are judged.
 #[test]
 fn link_local_depends_on_the_packets_direction() {
-    let p = policy(BASE);
-    let mut t = Tracker::new(&FlowConfig::default(), 1000);
-    let mut out = Vec::new();
+    let p = judge(policy(BASE), 0);
+    let mut t = shard(false);
     let from_group = Pkt::udp("239.2.2.2:5000", "10.0.0.1:5000").build();
     let to_group = Pkt::udp("10.0.0.1:5000", "239.2.2.2:5000").build();
-    let j = judge(&p, 0);
-    t.observe_frame(&packet(&from_group, at(0.0)), &from_group, 0, j, &mut out);
-    t.observe_frame(&packet(&to_group, at(0.1)), &to_group, 1, j, &mut out);
-    t.observe_frame(&packet(&from_group, at(0.2)), &from_group, 2, j, &mut out);
-    assert_eq!(t.counters().created, 1);
+    feed(&mut t, &from_group, at(0.0), 0, &p);
+    feed(&mut t, &to_group, at(0.1), 1, &p);
+    feed(&mut t, &from_group, at(0.2), 2, &p);
+    assert_eq!(t.counters().flows.created, 1);
     assert_eq!(t.counters().link_local, 1);
-    assert_eq!(out.len(), 1);
+    assert_eq!(made(&mut t).len(), 1);
 }

@@ -9,15 +9,15 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use segwatch::capture::{CaptureFile, Frame};
-use segwatch::classify::CompiledPolicy;
+use segwatch::classify::{CompiledPolicy, PolicyInForce};
 use segwatch::flow::FlowConfig;
 use segwatch::policy::load_policy_str;
 use segwatch::replay::{ReplayOptions, replay};
 
-static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
+static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    CompiledPolicy::compile(&policy)
+    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
 });
 
 /// What a frame is, without its borrow.

@@ -6,15 +6,17 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use segwatch::classify::CompiledPolicy;
-use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::capture::Frame;
+use segwatch::classify::{CompiledPolicy, PolicyInForce};
+use segwatch::flow::{FlowConfig, Packet};
+use segwatch::pipeline::{Shard, ShardOptions};
 use segwatch::policy::load_policy_str;
 use segwatch::wire::{Headers, LinkType, Outcome, decode, decode_with_etherparse};
 
-static POLICY: LazyLock<CompiledPolicy> = LazyLock::new(|| {
+static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    CompiledPolicy::compile(&policy)
+    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
 });
 
 const LINKS: [LinkType; 8] = [
@@ -31,9 +33,8 @@ const LINKS: [LinkType; 8] = [
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frames)) = data.split_first() else { return };
     let link = LINKS[usize::from(selector) % LINKS.len()];
-    let mut tracker = Tracker::new(&FlowConfig::default(), 64);
-    let mut violations = Vec::new();
-    let judge = Judge { policy: &POLICY, generation: 0, flow_id_salt: 0 };
+    let options = ShardOptions { detect_apps: true, record_starts: true };
+    let mut shard = Shard::new(&FlowConfig::default(), 64, options);
     // Several frames per input, split on a marker, so flows form.
     for (i, frame) in frames.split(|&b| b == 0xA5).enumerate() {
         let mut headers = Headers::default();
@@ -46,11 +47,14 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         assert_eq!(headers, reference);
-        let packet = Packet::new(&headers, i as u64 * 1_000_000_000);
-        tracker.observe(&packet, i as u64, judge, &mut violations);
+        let ts_ns = i as u64 * 1_000_000_000;
+        let packet = Packet::new(&headers, ts_ns);
+        let frame = Frame { ts_ns, orig_len: frame.len() as u32, link, data: frame, vlan: None };
+        shard.packet(&packet, Some(&frame), i as u64, &POLICY);
     }
-    for v in &violations {
+    shard.finish(&POLICY);
+    for v in &shard.output().violations {
         let mut out = Vec::new();
-        segwatch::event::write_json_line(v, &POLICY, &mut out);
+        segwatch::event::write_json_line(v, &POLICY.policy, &mut out);
     }
 });

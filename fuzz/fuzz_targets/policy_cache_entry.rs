@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use segwatch::classify::decode_entry_body;
-use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::classify::PolicyInForce;
+use segwatch::flow::{FlowConfig, Packet};
+use segwatch::pipeline::{Shard, ShardOptions};
 use segwatch::synth::hospital::{HospitalTraffic, SAMPLE};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
@@ -27,16 +29,16 @@ static HEADERS: LazyLock<Vec<(Headers, u64)>> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Ok((policy, _warnings)) = decode_entry_body(data) else { return };
-    let mut tracker = Tracker::new(&FlowConfig::default(), 256);
-    let mut violations = Vec::new();
-    let judge = Judge { policy: &policy, generation: 0, flow_id_salt: 0 };
+    let policy = PolicyInForce { policy, generation: 0 };
+    let mut shard = Shard::new(&FlowConfig::default(), 256, ShardOptions::default());
     for (index, (headers, ts)) in HEADERS.iter().enumerate() {
-        tracker.observe(&Packet::new(headers, *ts), index as u64, judge, &mut violations);
+        shard.packet(&Packet::new(headers, *ts), None, index as u64, &policy);
     }
     let mut out = Vec::new();
-    for violation in &violations {
-        segwatch::event::write_json_line(violation, &policy, &mut out);
+    for violation in &shard.output().violations {
+        segwatch::event::write_json_line(violation, &policy.policy, &mut out);
     }
+    let policy = &policy.policy;
     for chunk in data.chunks_exact(16) {
         let address = u128::from_le_bytes(chunk.try_into().unwrap_or_default());
         let _ = policy.zone(policy.zone_of(true, address).zone);

@@ -111,7 +111,7 @@ impl CaptureFile {
         let Bytes::Mapped(map) = &self.bytes else {
             return;
         };
-        let page = crate::memory::page_size();
+        let page = crate::sys::page_size();
         let base = map.as_ptr() as usize;
         // Whole pages only: a page that `range` shares with bytes still in
         // use is kept.

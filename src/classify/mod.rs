@@ -12,6 +12,7 @@
 
 mod apps;
 mod cache;
+mod judge;
 mod packed;
 mod ports;
 mod zones;
@@ -19,6 +20,7 @@ mod zones;
 pub use cache::{
     KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
 };
+pub use judge::{Judgement, PolicyInForce};
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 

@@ -67,7 +67,10 @@ pub fn run(args: &LearnArgs) -> u8 {
     // The written policy must load and leave the traffic it was learned
     // from without a violation: check both before handing it over.
     let written = match load_policy_str(&text, Path::new("learned.toml")) {
-        Ok((policy, _)) => CompiledPolicy::compile(&policy),
+        Ok((policy, _)) => crate::classify::PolicyInForce {
+            policy: CompiledPolicy::compile(&policy),
+            generation: 0,
+        },
         Err(error) => {
             error_line(format_args!(
                 "the learned policy does not load (a bug): {}",

@@ -59,6 +59,10 @@ pub fn run(args: &ReplayArgs) -> u8 {
         threads = options.threads,
         "Replaying captures"
     );
+    let policy = crate::classify::PolicyInForce {
+        policy,
+        generation: 0,
+    };
     let outcome = match replay(&captures, &policy, &options, &mut out) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -90,7 +94,8 @@ pub fn run(args: &ReplayArgs) -> u8 {
     }
     if !args.quiet {
         use std::fmt::Write as _;
-        let mut summary = outcome.stats.summary(&policy, outcome.elapsed);
+        let policy = &policy.policy;
+        let mut summary = outcome.stats.summary(policy, outcome.elapsed);
         let stages = outcome.stages;
         // Writing to a String cannot fail.
         let _ = write!(

@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{CompiledPolicy, Verdict, ZoneId};
+use crate::classify::{CompiledPolicy, Judgement, Verdict, ZoneId};
+use crate::flow::FlowKey;
 use crate::wire::{Transport, protocol_name};
 
 /// A violating flow, as the tracker reports it.
@@ -47,6 +48,39 @@ pub struct Violation {
     /// The application, when detection identified it (contract section 2:
     /// the event waits for it).
     pub app: Option<Box<crate::app::Detection>>,
+}
+
+impl Violation {
+    /// The violation of the flow with `key`, judged as `judged` with the
+    /// final `verdict`, made by the packet at capture position `at.0`, its
+    /// event stamped `at.1` and tagged VLAN `at.2`.
+    pub fn of(
+        key: &FlowKey,
+        judged: &Judgement,
+        verdict: Verdict,
+        at: (u64, u64, u16),
+        flow_id: u64,
+        app: Option<Box<crate::app::Detection>>,
+    ) -> Violation {
+        let (packet_index, ts_ns, vlan) = at;
+        Violation {
+            packet_index,
+            ts_ns,
+            flow_id,
+            ipv6: key.ipv6,
+            protocol: key.protocol,
+            transport: Transport::of_protocol(key.protocol),
+            src_addr: judged.initiator.0,
+            src_port: judged.initiator.1,
+            dest_addr: judged.responder.0,
+            dest_port: judged.responder.1,
+            vlan,
+            src_zone: judged.zones.0,
+            dest_zone: judged.zones.1,
+            verdict,
+            app,
+        }
+    }
 }
 
 /// The contract's violation event, field for field and in its order.

@@ -90,7 +90,7 @@ impl FlowIndex {
     /// Asks the CPU to fetch the bucket where `hash` starts probing.
     #[inline]
     pub fn prefetch(&self, hash: u32) {
-        prefetch(&self.buckets[hash as usize & self.mask] as *const Bucket);
+        crate::sys::prefetch(&self.buckets[hash as usize & self.mask] as *const Bucket);
     }
 
     /// The slot of the first candidate for `hash` whose slot satisfies `is`.
@@ -160,7 +160,7 @@ impl FlowIndex {
     fn grow(&mut self) {
         let size = (self.buckets.len() * 2).max(self.first_size);
         let mut buckets = vec![EMPTY; size];
-        crate::memory::populate_for_writing(&mut buckets);
+        crate::sys::populate_for_writing(&mut buckets);
         let old = std::mem::replace(&mut self.buckets, buckets);
         self.mask = size - 1;
         self.grow_at = size / 2;
@@ -217,23 +217,6 @@ impl Default for FlowIndex {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Asks the CPU to bring the cache line at `ptr` closer; a hint, nothing more.
-#[inline(always)]
-pub fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 never faults, whatever the address, and reads
-    // nothing into the program: no pointer is dereferenced. `unsafe` only
-    // because the intrinsic carries a target feature (SSE, always there on
-    // x86_64).
-    #[allow(unsafe_code)]
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
 }
 
 #[cfg(test)]

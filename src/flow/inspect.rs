@@ -9,7 +9,6 @@
 //! flow table, and is dropped as soon as the answer is in.
 
 use crate::app::{Detection, FlowPorts, INSPECT_LIMIT, Progress, detect};
-use crate::event::Violation;
 use crate::wire::Transport;
 
 /// Packets of a flow inspected at most.
@@ -66,14 +65,6 @@ pub struct Inspection {
     server: Direction,
     packets: u8,
     first_ts: u64,
-    /// The flow as judged at its first packet (by ports), to be judged
-    /// again under the policy in force when the inspection ends, with the
-    /// application; its event, if it alerts, is made then.
-    pub candidate: Option<Violation>,
-    /// Generation of the policy that judged `candidate`.
-    pub generation: u32,
-    /// Whether `candidate`'s verdict alerts (for an end without a policy).
-    pub alerts: bool,
     /// Identified, waiting for the server's reply to fill it in.
     found: Option<Detection>,
 }
@@ -110,9 +101,6 @@ impl Inspection {
             server: Direction::default(),
             packets: 0,
             first_ts,
-            candidate: None,
-            generation: 0,
-            alerts: false,
             found: None,
         }
     }

@@ -26,7 +26,8 @@
 //! size, inserting and removing flows does not allocate.
 
 use super::FlowKey;
-use super::index::{FlowIndex, prefetch};
+use super::index::FlowIndex;
+use crate::sys::prefetch;
 
 /// Index of an entry in the table's slab.
 pub type Slot = u32;
@@ -263,7 +264,7 @@ impl<V> FlowTable<V> {
     fn populate_ahead(&mut self) {
         let spare = self.slab.spare_capacity_mut();
         let ahead = spare.len().min(POPULATE_ENTRIES);
-        crate::memory::populate_for_writing(&mut spare[..ahead]);
+        crate::sys::populate_for_writing(&mut spare[..ahead]);
     }
 
     /// Removes the flow in `slot`, returning its key and value.

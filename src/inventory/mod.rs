@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use serde::Serialize;
 
+use crate::classify::ZoneId;
 use crate::event::{ip, rfc3339_micros};
-use crate::flow::FlowStart;
+use crate::wire::Transport;
 
 /// Devices kept unless configured otherwise.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -55,6 +56,47 @@ pub struct Endpoint {
     pub zone: String,
 }
 
+/// A flow's start, as the pipeline records it for the inventory: once per
+/// flow, never per packet; made into a [`Sighting`] off the per-packet path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowStart {
+    /// Its capture time.
+    pub ts_ns: u64,
+    /// IPv6 or IPv4.
+    pub ipv6: bool,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The flow's transport.
+    pub transport: Transport,
+    /// Initiator's (address, port).
+    pub initiator: (u128, u16),
+    /// Responder's (address, port).
+    pub responder: (u128, u16),
+    /// Initiator's and responder's zones.
+    pub zones: (ZoneId, ZoneId),
+    /// Outermost VLAN ID of the first packet; 0 when untagged.
+    pub vlan: u16,
+    /// True when the first packet's sender is the initiator (so its source
+    /// MAC address is the initiator's).
+    pub sender_initiates: bool,
+    /// The first frame's source and destination MAC addresses, when its link
+    /// has them.
+    pub macs: Option<([u8; 6], [u8; 6])>,
+}
+
+/// A flow whose application was identified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppIdentified {
+    /// IPv6 or IPv4.
+    pub ipv6: bool,
+    /// The initiator's address.
+    pub client: u128,
+    /// The responder's address.
+    pub server: u128,
+    /// What was found.
+    pub detection: crate::app::Detection,
+}
+
 /// A flow start as the inventory takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
@@ -73,12 +115,8 @@ pub struct Sighting {
 impl Sighting {
     /// The sighting of a flow start, with the MAC addresses of the frame
     /// that started it (source first) when its link has them.
-    pub fn of(
-        start: &FlowStart,
-        macs: Option<([u8; 6], [u8; 6])>,
-        zone_name: impl Fn(crate::classify::ZoneId) -> String,
-    ) -> Sighting {
-        let (client_mac, server_mac) = match macs {
+    pub fn of(start: &FlowStart, zone_name: impl Fn(ZoneId) -> String) -> Sighting {
+        let (client_mac, server_mac) = match start.macs {
             Some((src, dst)) if start.sender_initiates => (Some(src), Some(dst)),
             Some((src, dst)) => (Some(dst), Some(src)),
             None => (None, None),
@@ -343,7 +381,7 @@ impl Inventory {
 
     /// Takes an identified application of a flow between two devices
     /// already seen (their flow start came first).
-    pub fn record_app(&self, identified: &crate::flow::AppIdentified) {
+    pub fn record_app(&self, identified: &AppIdentified) {
         for (addr, as_client) in [(identified.client, true), (identified.server, false)] {
             if let Some(mut device) = self.devices.get_mut(&(identified.ipv6, addr)) {
                 device.learn_app(&identified.detection, as_client);

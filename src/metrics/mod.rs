@@ -14,6 +14,7 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::pipeline::Counters;
 use crate::runtime::{PolicyHandle, WorkerStats};
 use crate::sink::SinkStats;
 use crate::wire::Problem;
@@ -249,52 +250,51 @@ impl Metrics {
             }
             raise(&self.inventory_dropped, inventory.overflow());
         }
-        let sum = |f: fn(&WorkerStats) -> &AtomicU64| t.workers.iter().map(|w| load(f(w))).sum();
-        raise(&self.packets, sum(|w| &w.packets));
-        raise(&self.bytes, sum(|w| &w.bytes));
-        self.flows_active.set(sum(|w| &w.flows_active) as i64);
-        raise(&self.flows_started, sum(|w| &w.flows_started));
-        raise(&self.flows_expired, sum(|w| &w.flows_expired));
-        raise(&self.flows_evicted, sum(|w| &w.flows_evicted));
-        for (reason, total) in [
-            ("not_ip", sum(|w| &w.not_ip)),
-            ("later_fragment", sum(|w| &w.later_fragments)),
-            ("icmp_not_echo", sum(|w| &w.icmp_not_echo)),
-            ("link_local", sum(|w| &w.link_local)),
+        let workers: Vec<Counters> = t
+            .workers
+            .iter()
+            .map(|w| w.counters.lock().map(|c| c.clone()).unwrap_or_default())
+            .collect();
+        let mut total = Counters::default();
+        for counters in &workers {
+            total.add(counters);
+        }
+        let p = &total.packets;
+        raise(&self.packets, p.packets);
+        raise(&self.bytes, p.bytes);
+        self.flows_active.set(total.active_flows as i64);
+        raise(&self.flows_started, total.flows.created);
+        raise(&self.flows_expired, total.flows.expired);
+        raise(&self.flows_evicted, total.flows.evicted);
+        for (reason, count) in [
+            ("not_ip", p.not_ip),
+            ("later_fragment", p.later_fragments),
+            ("icmp_not_echo", p.icmp_not_echo),
+            ("link_local", total.link_local),
         ] {
-            raise(&self.not_judged.with_label_values(&[reason]), total);
+            raise(&self.not_judged.with_label_values(&[reason]), count);
         }
         for problem in Problem::ALL {
-            let total = t
-                .workers
-                .iter()
-                .map(|w| load(&w.problems[problem.index()]))
-                .sum();
             raise(
                 &self.decode_problems.with_label_values(&[problem.as_str()]),
-                total,
+                p.problems[problem.index()],
             );
         }
-        for (i, worker) in t.workers.iter().enumerate() {
+        for (i, counters) in workers.iter().enumerate() {
             raise(
                 &self.worker_packets.with_label_values(&[&i.to_string()]),
-                load(&worker.packets),
+                counters.packets.packets,
             );
         }
-        let mut violations: std::collections::HashMap<_, u64> = std::collections::HashMap::new();
-        for worker in &t.workers {
-            if let Ok(counts) = worker.violations.lock() {
-                for (labels, n) in counts.iter() {
-                    *violations.entry(labels.clone()).or_insert(0) += n;
-                }
-            }
-        }
-        for ((rule, severity, src, dest), total) in violations {
+        for (labels, count) in total.violations.by_labels() {
             raise(
-                &self
-                    .violations
-                    .with_label_values(&[&rule, &severity, &src, &dest]),
-                total,
+                &self.violations.with_label_values(&[
+                    labels.rule.as_str(),
+                    labels.severity.as_str(),
+                    labels.src_zone.as_str(),
+                    labels.dest_zone.as_str(),
+                ]),
+                count,
             );
         }
         let mut dropped = 0;

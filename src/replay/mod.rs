@@ -32,10 +32,10 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
-use crate::classify::CompiledPolicy;
-use crate::event::{Violation, write_json_line};
-use crate::flow::{FlowConfig, FlowHasher, Judge, Packet, Tracker};
-use crate::stats::{PacketCounters, RunStats, ViolationCounters};
+use crate::classify::PolicyInForce;
+use crate::event::write_json_line;
+use crate::flow::{FlowConfig, FlowHasher, Packet};
+use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions};
 use crate::wire::{Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
@@ -90,7 +90,7 @@ impl Default for ReplayOptions {
 #[derive(Debug)]
 pub struct ReplayOutcome {
     /// Counters.
-    pub stats: RunStats,
+    pub stats: Counters,
     /// Files cut inside their last record: judged up to the cut.
     pub truncations: Vec<(PathBuf, Truncation)>,
     /// A capture that could not be read to its end. Everything before the
@@ -140,23 +140,21 @@ struct Decoded {
 
 const _: () = assert!(std::mem::size_of::<Decoded>() == 64);
 
-/// A flow worker: one shard's tracker and the events of the current batch.
+/// A flow worker: one shard and the events of the current batch.
 #[derive(Debug)]
 struct Worker {
-    tracker: Tracker,
-    violations: Vec<Violation>,
+    shard: Shard,
     /// The batch's events as JSON lines, and for each its packet position
     /// and where its line ends in `json`.
     json: Vec<u8>,
     lines: Vec<((u64, u64, u64), usize)>,
-    counters: ViolationCounters,
 }
 
 /// Replays `captures`, in order, as one capture, writing violation events to
 /// `out` as JSON lines in capture order.
 pub fn replay<W: Write + Send>(
     captures: &[CaptureFile],
-    policy: &CompiledPolicy,
+    policy: &PolicyInForce,
     options: &ReplayOptions,
     out: &mut W,
 ) -> Result<ReplayOutcome, OutputError> {
@@ -175,28 +173,20 @@ pub fn replay<W: Write + Send>(
     reader.fill(&mut current, batch_size);
     // Flow ids mix in the first frame's time, so two captures' ids differ
     // while one capture's are the same on every run.
-    let judge = Judge {
-        policy,
-        generation: 0,
-        flow_id_salt: current.first().map_or(0, |f: &Frame<'_>| f.ts_ns),
+    let flow_id_salt = current.first().map_or(0, |f: &Frame<'_>| f.ts_ns);
+    let shard_options = ShardOptions {
+        detect_apps: options.detect_apps,
+        record_starts: options.inventory.is_some(),
     };
-
     let mut workers: Vec<Worker> = (0..SHARDS)
-        .map(|_| Worker {
-            tracker: {
-                let mut tracker = Tracker::new(&options.flows, per_shard);
-                if options.inventory.is_some() {
-                    tracker.record_starts();
-                }
-                if options.detect_apps {
-                    tracker.enable_detection();
-                }
-                tracker
-            },
-            violations: Vec::new(),
-            json: Vec::new(),
-            lines: Vec::new(),
-            counters: ViolationCounters::new(policy.rules().len()),
+        .map(|_| {
+            let mut shard = Shard::new(&options.flows, per_shard, shard_options);
+            shard.set_flow_id_salt(flow_id_salt);
+            Worker {
+                shard,
+                json: Vec::new(),
+                lines: Vec::new(),
+            }
         })
         .collect();
     // Two sets of decode buffers: the next batch is decoded into one while
@@ -248,12 +238,11 @@ pub fn replay<W: Write + Send>(
                 || {
                     track_batch(
                         base_index,
-                        options.detect_apps,
                         &current,
                         options.inventory.as_deref(),
                         &chunks,
                         &mut workers,
-                        judge,
+                        policy,
                     );
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
@@ -267,44 +256,32 @@ pub fn replay<W: Write + Send>(
         }
     });
     write_result?;
-    if options.detect_apps {
-        // Flows still waiting for their application when the capture ends
-        // release their events now, in the order the flows started.
-        let mut released = Vec::new();
-        for worker in &mut workers {
-            let tracker = &mut worker.tracker;
-            tracker.finish_judged(Some((policy, 0)), &mut released);
-            if let Some(inventory) = &options.inventory {
-                for identified in tracker.drain_identified() {
-                    inventory.record_app(&identified);
-                }
-            }
+    // Flows still waiting for their application when the capture ends
+    // release their events now, in the order the flows started.
+    let mut released = Vec::new();
+    for worker in &mut workers {
+        worker.shard.finish(policy);
+        if let Some(inventory) = &options.inventory {
+            worker.shard.feed_inventory(inventory, policy);
         }
-        released.sort_by_key(|v| (v.ts_ns, v.flow_id));
-        let mut lines = Vec::new();
-        for violation in &released {
-            if let Some(worker) = workers.first_mut() {
-                worker.counters.count(violation.verdict, policy);
-            }
-            write_json_line(violation, policy, &mut lines);
-        }
-        out.write_all(&lines)?;
+        released.append(&mut worker.shard.output().violations);
     }
+    released.sort_by_key(|v| (v.ts_ns, v.flow_id));
+    let mut lines = Vec::new();
+    for violation in &released {
+        write_json_line(violation, &policy.policy, &mut lines);
+    }
+    out.write_all(&lines)?;
     out.flush()?;
     stages.decode = process_stages.decode;
     stages.track = process_stages.track;
 
-    let mut stats = RunStats {
-        violations: ViolationCounters::new(policy.rules().len()),
-        ..RunStats::default()
-    };
+    let mut stats = Counters::default();
     for chunk in chunks.iter().chain(&next_chunks) {
         stats.packets.add(&chunk.counters);
     }
     for worker in &workers {
-        stats.violations.add(&worker.counters);
-        stats.flows.add(worker.tracker.counters());
-        stats.active_flows += worker.tracker.active_flows() as u64;
+        stats.add(&worker.shard.counters());
     }
     if options.exiting_after {
         // Freeing sixteen flow tables here, one mapping at a time, took
@@ -368,22 +345,20 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
 
 /// Tracks and judges a decoded batch, one task per shard; each visits its
 /// packets in capture order, and formats its events.
-#[allow(clippy::too_many_arguments)]
 fn track_batch(
     base_index: u64,
-    detect_apps: bool,
     frames: &[Frame<'_>],
     inventory: Option<&crate::inventory::Inventory>,
     chunks: &[Chunk],
     workers: &mut [Worker],
-    judge: Judge<'_>,
+    policy: &PolicyInForce,
 ) {
     workers
         .par_iter_mut()
         .enumerate()
-        .for_each(|(shard, worker)| {
-            worker.violations.clear();
-            let tracker = &mut worker.tracker;
+        .for_each(|(shard_number, worker)| {
+            let shard = &mut worker.shard;
+            let reads_frames = shard.reads_frames();
             // The shard's packets, chunk after chunk, in capture order.
             // Each packet's flow lookup misses the cache twice: its index
             // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
@@ -391,47 +366,32 @@ fn track_batch(
             // its bucket has arrived; the look-ahead reaches into the next
             // chunk's list, so that no list's first packets go without.
             for (k, chunk) in chunks.iter().enumerate() {
-                let packets = &chunk.by_shard[shard][..];
+                let packets = &chunk.by_shard[shard_number][..];
                 let following = chunks
                     .get(k + 1)
-                    .map_or(&[][..], |c| &c.by_shard[shard][..]);
+                    .map_or(&[][..], |c| &c.by_shard[shard_number][..]);
                 let ahead = |i: usize| match packets.get(i) {
                     Some(decoded) => Some(decoded),
                     None => following.get(i - packets.len()),
                 };
                 for (n, decoded) in packets.iter().enumerate() {
                     if let Some(far) = ahead(n + PREFETCH_AHEAD) {
-                        tracker.prefetch_index(far.packet.hash);
+                        shard.prefetch_index(far.packet.hash);
                     }
                     if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
-                        tracker.prefetch_entry(near.packet.hash);
+                        shard.prefetch_entry(near.packet.hash);
                     }
                     let position = decoded.position as usize;
-                    let frame = if detect_apps {
-                        frames[position].data
+                    let frame = if reads_frames {
+                        frames.get(position)
                     } else {
-                        &[]
+                        None
                     };
-                    tracker.observe_frame(
-                        &decoded.packet,
-                        frame,
-                        base_index + position as u64,
-                        judge,
-                        &mut worker.violations,
-                    );
+                    shard.packet(&decoded.packet, frame, base_index + position as u64, policy);
                 }
             }
             if let Some(inventory) = inventory {
-                for start in tracker.drain_starts() {
-                    let frame = &frames[(start.packet_index - base_index) as usize];
-                    let sighting = crate::inventory::Sighting::of(&start, frame.macs(), |zone| {
-                        judge.policy.zone(zone).name.clone()
-                    });
-                    inventory.record(&sighting);
-                }
-                for identified in tracker.drain_identified() {
-                    inventory.record_app(&identified);
-                }
+                shard.feed_inventory(inventory, policy);
             }
             // No sweep of idle flows at a batch's end: a flow ends only at a
             // packet (one of its own finds it idle past its timeout, closed or
@@ -450,14 +410,12 @@ fn track_batch(
             // packet) are broken by the flow's first packet time and id, never
             // by which worker holds the flow, so the output is the same for any
             // number of threads.
-            worker
-                .violations
-                .sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
+            let violations = &mut shard.output().violations;
+            violations.sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
             worker.json.clear();
             worker.lines.clear();
-            for violation in &worker.violations {
-                worker.counters.count(violation.verdict, judge.policy);
-                write_json_line(violation, judge.policy, &mut worker.json);
+            for violation in violations.drain(..) {
+                write_json_line(&violation, &policy.policy, &mut worker.json);
                 worker.lines.push((
                     (violation.packet_index, violation.ts_ns, violation.flow_id),
                     worker.json.len(),

@@ -8,7 +8,7 @@
 //! are unchanged. The real verdict is then the deciding rule's own action.
 
 use crate::capture::{CaptureError, CaptureFile, Truncation};
-use crate::classify::CompiledPolicy;
+use crate::classify::{CompiledPolicy, PolicyInForce};
 use crate::event::ViolationEvent;
 use crate::policy::{Action, Policy};
 
@@ -63,7 +63,10 @@ pub fn observe_every_flow(
     for rule in &mut alerting.rules {
         rule.action = Action::Alert;
     }
-    let compiled = CompiledPolicy::compile(&alerting);
+    let compiled = PolicyInForce {
+        policy: CompiledPolicy::compile(&alerting),
+        generation: 0,
+    };
     let mut lines = Vec::new();
     let mut outcome = replay(captures, &compiled, options, &mut lines)
         .map_err(|e| ObserveError::Output(e.to_string()))?;

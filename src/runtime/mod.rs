@@ -14,7 +14,7 @@ mod source;
 mod worker;
 
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
-pub use worker::{Pipeline, ViolationLabels, WorkerStats};
+pub use worker::{Pipeline, WorkerStats};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,13 +17,7 @@ use crate::classify::CompiledPolicy;
 use crate::policy::{Level, load_policy_file, load_policy_str};
 
 /// A compiled policy and its generation (1 for the first, +1 per reload).
-#[derive(Debug)]
-pub struct LivePolicy {
-    /// The compiled policy.
-    pub policy: CompiledPolicy,
-    /// Its generation.
-    pub generation: u32,
-}
+pub use crate::classify::PolicyInForce as LivePolicy;
 
 /// Where the policy comes from.
 #[derive(Debug, Clone)]

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use segwatch::capture::CaptureFile;
 use segwatch::classify::CompiledPolicy;
+use segwatch::classify::PolicyInForce;
 use segwatch::flow::FlowConfig;
+use segwatch::pipeline::Counters;
 use segwatch::policy::load_policy_str;
 use segwatch::replay::{ReplayOptions, replay};
-use segwatch::stats::RunStats;
 use segwatch::synth::{Capture, Resolution};
 use serde_json::Value;
 
@@ -69,7 +70,7 @@ pub struct Replayed {
     /// Events as written.
     pub raw: String,
     /// Counters.
-    pub stats: RunStats,
+    pub stats: Counters,
 }
 
 /// Replays a capture (written as pcap to a temporary file) with `threads`.
@@ -105,7 +106,11 @@ pub fn replay_files(
         exiting_after: false,
     };
     let mut out = Vec::new();
-    let outcome = replay(&files, policy, &options, &mut out).unwrap();
+    let policy = PolicyInForce {
+        policy: policy.clone(),
+        generation: 0,
+    };
+    let outcome = replay(&files, &policy, &options, &mut out).unwrap();
     assert!(
         outcome.capture_error.is_none(),
         "{:?}",

@@ -1,13 +1,16 @@
-//! Page-level memory advice shared by the capture reader and the flow
-//! tables: the page size, and backing memory in one call ahead of use.
+//! The system calls segwatch makes through libc outside capture (the capture
+//! rings and the file mapping live in `capture/`): memory advice, the page
+//! size, peak memory, and the CPU's prefetch hint. Every `unsafe` block says
+//! why it is sound; the rest of the crate forbids `unsafe`.
+
+use std::sync::OnceLock;
 
 /// The memory page size, asked once.
-pub(crate) fn page_size() -> usize {
-    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+pub fn page_size() -> usize {
+    static PAGE_SIZE: OnceLock<usize> = OnceLock::new();
     *PAGE_SIZE.get_or_init(|| {
         // SAFETY: sysconf reads a system constant; it touches no memory of
         // ours.
-        #[allow(unsafe_code)]
         let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         usize::try_from(size)
             .ok()
@@ -21,7 +24,7 @@ pub(crate) fn page_size() -> usize {
 /// when each is first written. Only advice: the contents do not change, and
 /// when the kernel declines (before Linux 5.14, or short of memory) the
 /// pages fault in on first use as before.
-pub(crate) fn populate_for_writing<T>(memory: &mut [T]) {
+pub fn populate_for_writing<T>(memory: &mut [T]) {
     #[cfg(target_os = "linux")]
     {
         let page = page_size();
@@ -35,7 +38,6 @@ pub(crate) fn populate_for_writing<T>(memory: &mut [T]) {
             // without changing a byte of them, and the range lies within
             // `memory`, which we borrow mutably: nothing is read or written
             // through the call, and nothing else can be using the range.
-            #[allow(unsafe_code)]
             let _declined = unsafe {
                 libc::madvise(
                     first as *mut libc::c_void,
@@ -47,6 +49,30 @@ pub(crate) fn populate_for_writing<T>(memory: &mut [T]) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = memory;
+}
+
+/// Asks the CPU to bring the cache line at `ptr` closer; a hint, nothing more.
+#[inline(always)]
+pub fn prefetch<T>(ptr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 never faults, whatever the address, and reads
+    // nothing into the program: no pointer is dereferenced. `unsafe` only
+    // because the intrinsic carries a target feature (SSE, always there on
+    // x86_64).
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+/// The process's peak resident set size (`VmHWM`), where /proc tells it.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -62,7 +88,6 @@ mod tests {
         let mut status = vec![0u8; pages];
         // SAFETY: mincore writes one byte per page of the range into
         // `status`, which has that many; the range is our own allocation.
-        #[allow(unsafe_code)]
         let result = unsafe {
             libc::mincore(
                 start as *mut libc::c_void,

@@ -1,14 +1,17 @@
-//! Counters of a run: plain per-worker structs, summed when reported.
+//! What a shard counts: plain fields, added up when reported. The replay's
+//! summary and the daemon's `/metrics` read the same [`Counters`].
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::classify::{CompiledPolicy, Verdict};
+use crate::classify::{CompiledPolicy, PolicyInForce, RuleId, ZoneId};
+use crate::event::Violation;
 use crate::flow::FlowCounters;
 use crate::policy::Severity;
 use crate::wire::{Outcome, Problem};
 
-/// What happened to the frames a worker read.
+/// What happened to the frames read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketCounters {
     /// Frames read.
@@ -44,8 +47,8 @@ impl PacketCounters {
 
     /// Counts `frames` frames handed to flow tracking, `bytes` long in all:
     /// the same as [`PacketCounters::count`] for each with
-    /// [`Outcome::Judge`], in one step (the decode loop counts the others
-    /// one by one and these at the end).
+    /// [`Outcome::Judge`], in one step (the replay's decode loop counts the
+    /// others one by one and these at the end).
     pub fn count_judged(&mut self, frames: u64, bytes: u64) {
         self.packets += frames;
         self.bytes += bytes;
@@ -66,72 +69,148 @@ impl PacketCounters {
     }
 }
 
-/// Violations counted by severity and by rule.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ViolationCounters {
-    /// By severity, lowest first (see [`Severity::ALL`]).
-    pub by_severity: [u64; 4],
-    /// By rule id, in file order; the last entry is the default.
-    pub by_rule: Vec<u64>,
+/// The labels of `segwatch_violations_total`, and what the replay's summary
+/// counts by: names, never addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViolationLabels {
+    /// The deciding rule (`default` for the default verdict).
+    pub rule: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// The initiator's zone.
+    pub src_zone: String,
+    /// The responder's zone.
+    pub dest_zone: String,
 }
 
-impl ViolationCounters {
-    /// Zeroed counters for a policy of `rules` rules.
-    pub fn new(rules: usize) -> Self {
-        ViolationCounters {
-            by_severity: [0; 4],
-            by_rule: vec![0; rules + 1],
+/// Violations counted by their labels. A violation is looked up by the ids
+/// of the policy that judged it; the names are resolved once per rule and
+/// zone pair and policy generation (so the counts outlive a reload).
+#[derive(Clone, Debug, Default)]
+pub struct ViolationCounts {
+    /// The generation the ids of `slots` belong to.
+    generation: u32,
+    /// (rule, source zone, destination zone) to an index of `labelled`.
+    slots: HashMap<(RuleId, ZoneId, ZoneId), usize>,
+    labelled: Vec<(ViolationLabels, u64)>,
+}
+
+impl ViolationCounts {
+    /// Counts `violation`, judged under `policy`.
+    pub fn count(&mut self, policy: &PolicyInForce, violation: &Violation) {
+        if policy.generation != self.generation {
+            self.slots.clear();
+            self.generation = policy.generation;
         }
+        let key = (
+            violation.verdict.rule,
+            violation.src_zone,
+            violation.dest_zone,
+        );
+        let slot = match self.slots.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.slot_of(ViolationLabels::of(&policy.policy, violation));
+                self.slots.insert(key, slot);
+                slot
+            }
+        };
+        self.labelled[slot].1 += 1;
     }
 
-    /// Counts one violation.
-    pub fn count(&mut self, verdict: Verdict, policy: &CompiledPolicy) {
-        let rule = policy.rule(verdict.rule);
-        self.by_severity[rule.severity as usize] += 1;
-        let slot = (verdict.rule as usize).min(self.by_rule.len().saturating_sub(1));
-        if let Some(n) = self.by_rule.get_mut(slot) {
-            *n += 1;
+    fn slot_of(&mut self, labels: ViolationLabels) -> usize {
+        match self.labelled.iter().position(|(l, _)| *l == labels) {
+            Some(slot) => slot,
+            None => {
+                self.labelled.push((labels, 0));
+                self.labelled.len() - 1
+            }
         }
     }
 
     /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &ViolationCounters) {
-        for (sum, n) in self.by_severity.iter_mut().zip(other.by_severity) {
-            *sum += n;
+    pub fn add(&mut self, other: &ViolationCounts) {
+        for (labels, n) in &other.labelled {
+            let slot = self.slot_of(labels.clone());
+            self.labelled[slot].1 += n;
         }
-        if self.by_rule.len() < other.by_rule.len() {
-            self.by_rule.resize(other.by_rule.len(), 0);
-        }
-        for (sum, n) in self.by_rule.iter_mut().zip(&other.by_rule) {
-            *sum += n;
-        }
+    }
+
+    /// The counts by label set, in the order first seen.
+    pub fn by_labels(&self) -> impl Iterator<Item = (&ViolationLabels, u64)> {
+        self.labelled.iter().map(|(labels, n)| (labels, *n))
     }
 
     /// All violations.
     pub fn total(&self) -> u64 {
-        self.by_severity.iter().sum()
+        self.labelled.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Violations by severity, lowest first (see [`Severity::ALL`]).
+    pub fn by_severity(&self) -> [u64; 4] {
+        let mut counts = [0; 4];
+        for (labels, n) in &self.labelled {
+            counts[labels.severity as usize] += n;
+        }
+        counts
+    }
+
+    /// Violations decided by the rule named `rule`.
+    pub fn of_rule(&self, rule: &str) -> u64 {
+        self.labelled
+            .iter()
+            .filter(|(labels, _)| labels.rule == rule)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// True when some violation is at `severity` or above.
     pub fn any_at_or_above(&self, severity: Severity) -> bool {
-        self.by_severity[severity as usize..].iter().any(|&n| n > 0)
+        self.by_severity()[severity as usize..]
+            .iter()
+            .any(|&n| n > 0)
     }
 }
 
-/// Everything a replay counted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Frames and what they decoded to.
-    pub packets: PacketCounters,
-    /// Flows started, expired, evicted; unclaimed link-local packets.
-    pub flows: FlowCounters,
-    /// Violations.
-    pub violations: ViolationCounters,
-    /// Flows still held at the end.
-    pub active_flows: u64,
+impl ViolationLabels {
+    /// The labels of a violation judged under `policy`.
+    pub fn of(policy: &CompiledPolicy, violation: &Violation) -> ViolationLabels {
+        let rule = policy.rule(violation.verdict.rule);
+        ViolationLabels {
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            src_zone: policy.zone(violation.src_zone).name.clone(),
+            dest_zone: policy.zone(violation.dest_zone).name.clone(),
+        }
+    }
 }
 
-impl RunStats {
+/// Everything a shard (or a run, added up) counted.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Frames and what they decoded to.
+    pub packets: PacketCounters,
+    /// Flows started, expired, evicted.
+    pub flows: FlowCounters,
+    /// Packets to multicast or broadcast, or from an unspecified address,
+    /// that no zone claims: counted, not judged.
+    pub link_local: u64,
+    /// Flows held now (at the end, for a run).
+    pub active_flows: u64,
+    /// Violations.
+    pub violations: ViolationCounts,
+}
+
+impl Counters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.packets.add(&other.packets);
+        self.flows.add(&other.flows);
+        self.link_local += other.link_local;
+        self.active_flows += other.active_flows;
+        self.violations.add(&other.violations);
+    }
+
     /// The human summary `replay` prints to stderr.
     pub fn summary(&self, policy: &CompiledPolicy, elapsed: Duration) -> String {
         let mut s = String::new();
@@ -147,7 +226,7 @@ impl RunStats {
         let _ = writeln!(
             s,
             "  not judged     {} not IP, {} later fragments, {} ICMP not echo, {} link-local",
-            p.not_ip, p.later_fragments, p.icmp_not_echo, self.flows.link_local
+            p.not_ip, p.later_fragments, p.icmp_not_echo, self.link_local
         );
         let problems: Vec<String> = Problem::ALL
             .iter()
@@ -166,38 +245,34 @@ impl RunStats {
             self.flows.created, self.flows.expired, self.flows.evicted, self.active_flows
         );
         let v = &self.violations;
-        let by_severity: Vec<String> = Severity::ALL
+        let by_severity = v.by_severity();
+        let severities: Vec<String> = Severity::ALL
             .iter()
             .rev()
-            .map(|sev| format!("{} {}", v.by_severity[*sev as usize], sev.as_str()))
+            .map(|sev| format!("{} {}", by_severity[*sev as usize], sev.as_str()))
             .collect();
         let _ = writeln!(
             s,
             "  violations     {} ({})",
             v.total(),
-            by_severity.join(", ")
+            severities.join(", ")
         );
         let rules = policy
             .rules()
             .iter()
             .chain(std::iter::once(policy.default_rule()));
-        for (rule, &n) in rules.zip(&v.by_rule).filter(|(_, n)| **n > 0) {
-            let _ = writeln!(s, "    {:<28} {n} ({})", rule.name, rule.severity.as_str());
+        for rule in rules {
+            let n = v.of_rule(&rule.name);
+            if n > 0 {
+                let _ = writeln!(s, "    {:<28} {n} ({})", rule.name, rule.severity.as_str());
+            }
         }
-        if let Some(peak) = peak_resident_bytes() {
+        if let Some(peak) = crate::sys::peak_resident_bytes() {
             let _ = writeln!(s, "  peak memory    {} MB resident", peak >> 20);
         }
         let _ = write!(s, "  duration       {secs:.3} s ({rate:.0} packets/s)");
         s
     }
-}
-
-/// The process's peak resident set size (`VmHWM`), where /proc tells it.
-pub fn peak_resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]
