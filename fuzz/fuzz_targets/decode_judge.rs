@@ -55,6 +55,6 @@ fuzz_target!(|data: &[u8]| {
     shard.finish(&POLICY);
     for v in &shard.output().violations {
         let mut out = Vec::new();
-        segwatch::event::write_json_line(v, &POLICY.policy, &mut out);
+        segwatch::event::write_json_line(v, &POLICY, &mut out);
     }
 });

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut out = Vec::new();
     for violation in &shard.output().violations {
-        segwatch::event::write_json_line(violation, &policy.policy, &mut out);
+        segwatch::event::write_json_line(violation, &policy, &mut out);
     }
     let policy = &policy.policy;
     for chunk in data.chunks_exact(16) {

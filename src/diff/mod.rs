@@ -162,14 +162,11 @@ pub fn diff_policies(
 ) -> Result<PolicyDiff, ObserveError> {
     let now = observe_every_flow(current, captures, options)?;
     let then = observe_every_flow(candidate, captures, options)?;
-    let by_id: HashMap<&str, &ObservedFlow> = now
-        .flows
-        .iter()
-        .map(|f| (f.event.flow_id.as_ref(), f))
-        .collect();
+    let by_id: HashMap<u64, &ObservedFlow> =
+        now.flows.iter().map(|f| (f.event.flow_id.0, f)).collect();
     let mut changes = Vec::new();
     for after in &then.flows {
-        let Some(before) = by_id.get(after.event.flow_id.as_ref()) else {
+        let Some(before) = by_id.get(&after.event.flow_id.0) else {
             continue;
         };
         let change = match (before.action, after.action) {

@@ -283,7 +283,7 @@ fn learned_rules(base: &Policy, zones: &[Zone], flows: &[ObservedFlow]) -> Vec<L
             Some(_) => with_services.entry(key).or_default(),
             None => portless.entry(key).or_default(),
         };
-        group.add(&event.timestamp);
+        group.add(&event.timestamp.to_string());
         if let Some(service) = service {
             *group.services.entry(service).or_insert(0) += 1;
         }

@@ -269,7 +269,7 @@ pub fn replay<W: Write + Send>(
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
     let mut lines = Vec::new();
     for violation in &released {
-        write_json_line(violation, &policy.policy, &mut lines);
+        write_json_line(violation, policy, &mut lines);
     }
     out.write_all(&lines)?;
     out.flush()?;
@@ -415,7 +415,7 @@ fn track_batch(
             worker.json.clear();
             worker.lines.clear();
             for violation in violations.drain(..) {
-                write_json_line(&violation, &policy.policy, &mut worker.json);
+                write_json_line(&violation, policy, &mut worker.json);
                 worker.lines.push((
                     (violation.packet_index, violation.ts_ns, violation.flow_id),
                     worker.json.len(),

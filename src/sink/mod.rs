@@ -311,9 +311,9 @@ mod tests {
     pub(crate) fn event(n: u16) -> Arc<SinkEvent> {
         Arc::new(SinkEvent {
             event: ViolationEvent {
-                timestamp: Cow::Borrowed("2026-11-28T10:00:00.000001Z"),
+                timestamp: crate::event::Timestamp::parse("2026-11-28T10:00:00.000001Z").unwrap(),
                 event_type: Cow::Borrowed("violation"),
-                flow_id: Cow::Owned(format!("{n:016x}")),
+                flow_id: crate::event::HexId(u64::from(n)),
                 proto: Cow::Borrowed("udp"),
                 src_ip: "10.0.0.1".parse().unwrap(),
                 src_port: Some(40000),

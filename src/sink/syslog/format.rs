@@ -310,13 +310,6 @@ fn cef_value(text: &str, out: &mut String) {
 }
 
 /// Milliseconds since the epoch of an RFC 3339 timestamp the event carries.
-fn epoch_millis(timestamp: &str) -> u64 {
-    humantime::parse_rfc3339(timestamp)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn cef(event: &ViolationEvent<'_>, out: &mut String) {
     out.push_str("CEF:0|segwatch|segwatch|");
     cef_header(VERSION, out);
@@ -326,7 +319,7 @@ fn cef(event: &ViolationEvent<'_>, out: &mut String) {
     cef_header(&event.rule, out);
     let _ = write!(out, " violation|{}|", scale_severity(&event.severity));
     let mut pairs: Vec<(&str, String)> = vec![
-        ("rt", epoch_millis(&event.timestamp).to_string()),
+        ("rt", event.timestamp.epoch_millis().to_string()),
         ("src", event.src_ip.to_string()),
     ];
     if let Some(port) = event.src_port {
@@ -385,7 +378,7 @@ fn leef(event: &ViolationEvent<'_>, out: &mut String) {
     out.push_str(VERSION);
     out.push_str("|violation|");
     // Milliseconds: SimpleDateFormat has no finer field.
-    let millis = epoch_millis(&event.timestamp);
+    let millis = event.timestamp.epoch_millis();
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
     let mut pairs: Vec<(&str, String)> = vec![
         (
@@ -436,9 +429,9 @@ mod tests {
 
     fn event() -> ViolationEvent<'static> {
         ViolationEvent {
-            timestamp: Cow::Borrowed("2026-11-28T10:00:00.123456Z"),
+            timestamp: crate::event::Timestamp::parse("2026-11-28T10:00:00.123456Z").unwrap(),
             event_type: Cow::Borrowed("violation"),
-            flow_id: Cow::Borrowed("00000000deadbeef"),
+            flow_id: crate::event::HexId(0xdead_beef),
             proto: Cow::Borrowed("tcp"),
             src_ip: "10.20.1.5".parse().unwrap(),
             src_port: Some(50000),
