@@ -9,6 +9,7 @@
 //! byte ever reaches one.
 
 pub mod app_fields;
+mod fast_json;
 mod stamp;
 
 pub use stamp::{HexId, HexText, Timestamp, TimestampText, rfc3339_micros};
@@ -224,8 +225,25 @@ impl ViolationEvent<'_> {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Appends the event as one line of JSON, with its newline, to `out`.
+    /// Appends the event as one line of JSON, with its newline, to `out`:
+    /// byte for byte what serde_json writes (the test
+    /// `fast_json_equals_serde_json` holds the two together), faster for an
+    /// event without application fields (most of them).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let has_app_fields = self.app.is_some()
+            || self.dicom.is_some()
+            || self.hl7.is_some()
+            || self.tls.is_some()
+            || self.http.is_some();
+        if has_app_fields {
+            self.write_serde_json_line(out);
+        } else {
+            fast_json::write_plain(self, out);
+        }
+    }
+
+    /// [`ViolationEvent::write_json_line`] through serde_json.
+    fn write_serde_json_line(&self, out: &mut Vec<u8>) {
         // Serializing strings and numbers into a Vec cannot fail.
         if serde_json::to_writer(&mut *out, self).is_ok() {
             out.push(b'\n');
