@@ -13,12 +13,34 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::capture::live::{CaptureOptions, open_interface};
-use crate::wire::{Headers, Outcome};
+use segwatch::capture::live::{CaptureOptions, LiveError, open_interface};
+use segwatch::wire::{Headers, Outcome};
 
 /// Headers kept per frame at most: Ethernet, two VLAN tags, IPv6 with
 /// extension headers and TCP with options fit.
 const MAX_HEADERS: usize = 256;
+
+/// Why live traffic could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A capture that cannot be opened or read.
+    #[error(transparent)]
+    Capture(#[from] LiveError),
+    /// A file of the recording that cannot be created or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The recording's file could not be written.
+    #[error("{0}")]
+    Write(#[source] std::io::Error),
+    /// A capture thread panicked.
+    #[error("a capture thread failed")]
+    Thread,
+}
 
 /// A private directory removed on drop.
 pub struct PrivateDir(pub PathBuf);
@@ -35,7 +57,7 @@ pub fn record(
     interfaces: &[String],
     backend: &str,
     duration: Duration,
-) -> Result<(PrivateDir, Vec<PathBuf>), String> {
+) -> Result<(PrivateDir, Vec<PathBuf>), RecordError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!(
         "segwatch-learn-{}-{}",
@@ -47,7 +69,10 @@ pub fn record(
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|source| RecordError::File {
+            path: dir.clone(),
+            source,
+        })?;
     let dir = PrivateDir(dir);
     // Set when a capture thread fails, so the others stop early too.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -61,15 +86,15 @@ pub fn record(
             promiscuous: true,
             bpf: None,
         };
-        let mut captures = open_interface(&options, backend, 1).map_err(|e| e.to_string())?;
+        let mut captures = open_interface(&options, backend, 1)?;
         let Some(mut capture) = captures.pop() else {
             continue;
         };
         let path = dir.0.join(format!("{name}.pcap"));
         files.push(path.clone());
         let stop = stop.clone();
-        threads.push(std::thread::spawn(move || -> Result<u64, String> {
-            let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        threads.push(std::thread::spawn(move || -> Result<u64, RecordError> {
+            let file = std::fs::File::create(&path).map_err(RecordError::Write)?;
             let mut out = BufWriter::new(file);
             let mut wrote_header = false;
             let mut headers = Headers::default();
@@ -95,17 +120,17 @@ pub fn record(
                 });
                 if let Err(e) = result {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
-                if let Some(e) = error.take() {
+                if let Some(source) = error.take() {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(format!("{}: {e}", path.display()));
+                    return Err(RecordError::File { path, source });
                 }
             }
             if !wrote_header {
-                write_header(&mut out, 1).map_err(|e| e.to_string())?;
+                write_header(&mut out, 1).map_err(RecordError::Write)?;
             }
-            out.flush().map_err(|e| e.to_string())?;
+            out.flush().map_err(RecordError::Write)?;
             Ok(kept)
         }));
     }
@@ -116,9 +141,7 @@ pub fn record(
     );
     let mut total = 0;
     for thread in threads {
-        total += thread
-            .join()
-            .map_err(|_| "a capture thread failed".to_string())??;
+        total += thread.join().map_err(|_| RecordError::Thread)??;
     }
     tracing::info!(packets = total, "Capture done; learning");
     Ok((dir, files))

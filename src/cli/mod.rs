@@ -1,32 +1,29 @@
 //! The command line: flags (clap) and the commands behind them.
 //!
-//! Exit statuses follow the contract (section 4): 0 ran, 1 a violation at or
-//! above `--fail-on`, 2 bad input (which wins over 1).
+//! Each command returns a [`Status`] or an [`Error`]; `main` prints the
+//! error and maps both to the contract's exit statuses (section 4): 0 ran,
+//! 1 a violation at or above `--fail-on` (or `diff`'s changes), 2 bad input
+//! (which wins over 1).
 
 mod check;
 mod completions;
 mod diff;
+mod error;
 mod learn;
 mod learn_live;
 mod replay;
 mod run;
 mod synth;
 
+pub use error::{Error, Status};
+
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::flow::FlowConfig;
-use crate::policy::Severity;
-
-/// Exit status: ran, nothing to report.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: a violation at or above `--fail-on`.
-pub const EXIT_VIOLATION: u8 = 1;
-/// Exit status: bad input (capture, policy, flags).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use segwatch::flow::FlowConfig;
+use segwatch::policy::Severity;
 
 /// segwatch watches a hospital network for segmentation violations.
 ///
@@ -433,10 +430,11 @@ pub struct SynthArgs {
     pub seed: u64,
 }
 
-/// Runs the parsed command line and returns the process's exit status.
-pub fn run(cli: Cli) -> ExitCode {
+/// Runs the parsed command line: the status it ends with, or the error that
+/// stopped it.
+pub fn run(cli: Cli) -> Result<Status, Error> {
     init_logging(&cli.log_level);
-    let status = match cli.command {
+    match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
@@ -446,8 +444,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Manpage(args) => completions::manpage(&args),
-    };
-    ExitCode::from(status)
+    }
 }
 
 /// Logs go to stderr, never into the JSON on stdout.
@@ -463,16 +460,11 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-/// Prints a one-line error to stderr.
-pub(crate) fn error_line(message: impl std::fmt::Display) {
-    stderr_line(format_args!("segwatch: error: {message}"));
-}
-
 /// Writes `message` and a newline to standard error in one call. Standard
 /// error is unbuffered, and `eprintln!` writes each formatted piece on its
 /// own: a summary line took a dozen writes, between which another process's
 /// output (a CI job's parallel steps) could land.
-pub(crate) fn stderr_line(message: impl std::fmt::Display) {
+pub fn stderr_line(message: impl std::fmt::Display) {
     use std::io::Write as _;
     let line = format!("{message}\n");
     // Nothing to do when standard error is gone; the exit status still tells.

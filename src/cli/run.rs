@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use super::{DemoArgs, EXIT_BAD_INPUT, RunArgs, error_line};
-use crate::config::{ConfigFile, Overrides};
+use segwatch::config::{ConfigFile, Overrides};
 
-/// Runs `segwatch run`; returns the exit status.
-pub fn run(args: &RunArgs) -> u8 {
+use super::{DemoArgs, Error, RunArgs, Status};
+
+/// Runs `segwatch run` until SIGTERM or SIGINT.
+pub fn run(args: &RunArgs) -> Result<Status, Error> {
     let overrides = Overrides {
         interfaces: args.interfaces.clone(),
         pcap: args.pcap.clone(),
@@ -23,8 +24,8 @@ pub fn run(args: &RunArgs) -> u8 {
     start(args.config.as_deref(), &overrides)
 }
 
-/// Runs `segwatch demo`; returns the exit status.
-pub fn demo(args: &DemoArgs) -> u8 {
+/// Runs `segwatch demo` until SIGTERM or SIGINT.
+pub fn demo(args: &DemoArgs) -> Result<Status, Error> {
     let overrides = Overrides {
         metrics_listen: Some(args.metrics_listen.clone()),
         demo: true,
@@ -38,22 +39,18 @@ pub fn demo(args: &DemoArgs) -> u8 {
     start(None, &overrides)
 }
 
-fn start(config: Option<&Path>, overrides: &Overrides) -> u8 {
+/// Reads the configuration, applies the flags, loads the policy (its
+/// warnings go to the log) and runs the daemon.
+fn start(config: Option<&Path>, overrides: &Overrides) -> Result<Status, Error> {
     let (file, name) = match config {
-        Some(path) => match ConfigFile::load(path) {
-            Ok(file) => (file, path.to_owned()),
-            Err(error) => {
-                error_line(error);
-                return EXIT_BAD_INPUT;
-            }
-        },
+        Some(path) => (ConfigFile::load(path)?, path.to_owned()),
         None => (ConfigFile::default(), "command line".into()),
     };
-    match file.build(overrides, &name) {
-        Ok(settings) => crate::runtime::run(settings),
-        Err(error) => {
-            error_line(error);
-            EXIT_BAD_INPUT
-        }
+    let settings = file.build(overrides, &name)?;
+    let (policy, warnings) = segwatch::runtime::load_policy(&settings)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
+    segwatch::runtime::run(settings, policy)?;
+    Ok(Status::Ran)
 }
