@@ -22,8 +22,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use segwatch::config::{Backend, Pace};
 use segwatch::flow::FlowConfig;
 use segwatch::policy::Severity;
+use segwatch::sink::syslog::Format;
 
 /// segwatch watches a hospital network for segmentation violations.
 ///
@@ -133,8 +136,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// Pace of --pcap: full speed or the capture's own pace.
-    #[arg(long, value_name = "PACE", value_parser = ["full", "realtime"])]
-    pub pcap_pace: Option<String>,
+    #[arg(long, value_name = "PACE", value_parser = named::<Pace>(&["full", "realtime"]))]
+    pub pcap_pace: Option<Pace>,
     /// The policy file.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -146,8 +149,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub syslog: Vec<String>,
     /// Format of the --syslog feeds.
-    #[arg(long, value_name = "FORMAT", value_parser = ["rfc5424", "cef", "leef", "json"])]
-    pub syslog_format: Option<String>,
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_parser = named::<Format>(&["rfc5424", "cef", "leef", "json"])
+    )]
+    pub syslog_format: Option<Format>,
+    /// CA certificates (PEM) that sign the certificates of the --syslog
+    /// tls:// receivers, instead of the platform's trust store.
+    #[arg(long, value_name = "FILE", requires = "syslog")]
+    pub syslog_ca: Option<PathBuf>,
+    /// Client certificate (PEM) the --syslog tls:// feeds present to
+    /// receivers that require one, with --syslog-client-key.
+    #[arg(long, value_name = "FILE", requires_all = ["syslog", "syslog_client_key"])]
+    pub syslog_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --syslog-client-cert.
+    #[arg(long, value_name = "FILE", requires = "syslog_client_cert")]
+    pub syslog_client_key: Option<PathBuf>,
     /// Write violation events as JSON lines to FILE (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
@@ -155,8 +173,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Capture backend: af-packet (built in) or pcap (libpcap build).
-    #[arg(long, value_name = "BACKEND", value_parser = ["af-packet", "pcap"])]
-    pub backend: Option<String>,
+    #[arg(long, value_name = "BACKEND", value_parser = named::<Backend>(&["af-packet", "pcap"]))]
+    pub backend: Option<Backend>,
+}
+
+/// A flag taking one of `names`, parsed into `T`: the names are listed in
+/// `--help` and completions, and a name clap accepts always parses.
+fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
 /// Flags of `segwatch demo`.

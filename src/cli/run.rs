@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use segwatch::config::{ConfigFile, Overrides};
+use segwatch::config::{ConfigFile, Overrides, source_name};
 
 use super::{DemoArgs, Error, RunArgs, Status};
 
@@ -11,14 +11,19 @@ pub fn run(args: &RunArgs) -> Result<Status, Error> {
     let overrides = Overrides {
         interfaces: args.interfaces.clone(),
         pcap: args.pcap.clone(),
-        pcap_realtime: args.pcap_pace.as_deref().map(|pace| pace == "realtime"),
+        pcap_pace: args.pcap_pace,
         policy: args.policy.clone(),
         metrics_listen: args.metrics_listen.clone(),
         syslog: args.syslog.clone(),
-        syslog_format: args.syslog_format.clone(),
+        syslog_format: args.syslog_format,
+        syslog_ca_file: args.syslog_ca.clone(),
+        syslog_client_cert: args
+            .syslog_client_cert
+            .clone()
+            .zip(args.syslog_client_key.clone()),
         events: args.events.clone(),
         workers: args.workers,
-        backend: args.backend.clone(),
+        backend: args.backend,
         demo: false,
     };
     start(args.config.as_deref(), &overrides)
@@ -39,14 +44,17 @@ pub fn demo(args: &DemoArgs) -> Result<Status, Error> {
     start(None, &overrides)
 }
 
-/// Reads the configuration, applies the flags, loads the policy (its
-/// warnings go to the log) and runs the daemon.
+/// Reads the configuration, applies the flags, loads the policy and runs
+/// the daemon. The warnings of both go to the log, the daemon's voice.
 fn start(config: Option<&Path>, overrides: &Overrides) -> Result<Status, Error> {
-    let (file, name) = match config {
-        Some(path) => (ConfigFile::load(path)?, path.to_owned()),
-        None => (ConfigFile::default(), "command line".into()),
+    let file = match config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
     };
-    let settings = file.build(overrides, &name)?;
+    let (settings, warnings) = file.build(overrides, &source_name(config))?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let (policy, warnings) = segwatch::runtime::load_policy(&settings)?;
     for warning in warnings {
         tracing::warn!("{warning}");

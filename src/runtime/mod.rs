@@ -28,8 +28,8 @@ use crate::capture::live::LiveError;
 use crate::config::{RunSettings, Source};
 use crate::metrics::{InterfaceStats, Metrics, Telemetry};
 use crate::policy::Diagnostic;
-use crate::sink::SinkError;
-use crate::sink::SinkHandle;
+use crate::sink::syslog::FeedError;
+use crate::sink::{SinkError, SinkHandle};
 
 /// The demo's policy: `policies/example-hospital.toml`, built in so that the
 /// demo runs from anywhere.
@@ -40,9 +40,12 @@ const DEMO_POLICY: &str = crate::synth::policy::EXAMPLE_HOSPITAL;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    /// A sink (events file, stdout, syslog feed) that cannot start.
+    /// A sink (events file, stdout) that cannot start.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A syslog feed that cannot start (its TLS settings cannot work).
+    #[error(transparent)]
+    Feed(#[from] FeedError),
     /// The capture file that cannot be opened.
     #[error(transparent)]
     CaptureFile(#[from] CaptureError),
@@ -172,7 +175,11 @@ fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, RunError> {
         sinks.push(crate::sink::spawn_stdout(settings.queue)?);
     }
     for (index, feed) in settings.syslog.iter().enumerate() {
-        sinks.push(crate::sink::syslog::spawn_feed(index, feed)?);
+        sinks.push(crate::sink::syslog::spawn_feed(
+            index,
+            feed,
+            settings.queue,
+        )?);
     }
     Ok(sinks)
 }
@@ -293,8 +300,11 @@ fn start_workers(
                     promiscuous: *promiscuous,
                     bpf: bpf.clone(),
                 };
-                let captures =
-                    crate::capture::live::open_interface(&options, backend, *per_interface)?;
+                let captures = crate::capture::live::open_interface(
+                    &options,
+                    backend.as_str(),
+                    *per_interface,
+                )?;
                 opened.push((name.clone(), captures));
             }
             let total: usize = opened.iter().map(|(_, c)| c.len()).sum();
