@@ -5,14 +5,18 @@
 //! services it learns change who initiates), so the packets must be kept.
 //! Only their headers are: each frame is cut where its transport payload
 //! begins, so no payload byte (clinical payloads carry patient data) is
-//! ever stored. The headers go to a capture file in a private temporary
-//! directory (mode 0700), removed when learning is done.
+//! ever stored. The headers go to a capture file (nanosecond pcap, written
+//! by pcap-file) in a private temporary directory (mode 0700), removed when
+//! learning is done.
 
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use segwatch::capture::live::{CaptureOptions, LiveError, open_interface};
 use segwatch::wire::{Headers, Outcome};
 
@@ -94,9 +98,8 @@ pub fn record(
         files.push(path.clone());
         let stop = stop.clone();
         threads.push(std::thread::spawn(move || -> Result<u64, RecordError> {
-            let file = std::fs::File::create(&path).map_err(RecordError::Write)?;
-            let mut out = BufWriter::new(file);
-            let mut wrote_header = false;
+            let file = File::create(&path).map_err(RecordError::Write)?;
+            let mut out = Recording::Unstarted(BufWriter::new(file));
             let mut headers = Headers::default();
             let mut kept = 0u64;
             let mut error = None;
@@ -106,17 +109,21 @@ pub fn record(
                     if error.is_some() || frame.decode(&mut headers) != Outcome::Judge {
                         return;
                     }
-                    let cut = (headers.payload_offset as usize).min(frame.data.len());
-                    if !wrote_header {
-                        error = write_header(&mut out, frame.link.0).err();
-                        wrote_header = true;
+                    let cut = (headers.payload_offset as usize)
+                        .min(frame.data.len())
+                        .min(MAX_HEADERS);
+                    let headers_only = &frame.data[..cut];
+                    // A cut frame was longer on the wire than what is kept.
+                    let orig_len = frame.orig_len.max(cut as u32);
+                    let packet =
+                        PcapPacket::new(Duration::from_nanos(frame.ts_ns), orig_len, headers_only);
+                    match out.writer(frame.link.0) {
+                        Ok(writer) => match writer.write_packet(&packet) {
+                            Ok(_) => kept += 1,
+                            Err(e) => error = Some(io_error(e)),
+                        },
+                        Err(e) => error = Some(e),
                     }
-                    let record =
-                        write_record(&mut out, frame.ts_ns, &frame.data[..cut], frame.orig_len);
-                    if let Err(e) = record {
-                        error = Some(e);
-                    }
-                    kept += 1;
                 });
                 if let Err(e) = result {
                     stop.store(true, Ordering::Relaxed);
@@ -127,10 +134,7 @@ pub fn record(
                     return Err(RecordError::File { path, source });
                 }
             }
-            if !wrote_header {
-                write_header(&mut out, 1).map_err(RecordError::Write)?;
-            }
-            out.flush().map_err(RecordError::Write)?;
+            out.finish().map_err(RecordError::Write)?;
             Ok(kept)
         }));
     }
@@ -147,25 +151,119 @@ pub fn record(
     Ok((dir, files))
 }
 
-fn write_header(out: &mut impl Write, link: u32) -> std::io::Result<()> {
-    out.write_all(&0xa1b2_3c4d_u32.to_le_bytes())?; // nanosecond pcap
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&0i32.to_le_bytes())?;
-    out.write_all(&0u32.to_le_bytes())?;
-    out.write_all(&(MAX_HEADERS as u32).to_le_bytes())?;
-    out.write_all(&link.to_le_bytes())
+/// One interface's recording: a pcap file whose header names the link
+/// type of the first frame kept (Ethernet when none was).
+enum Recording {
+    /// No frame yet: the header waits for its link type.
+    Unstarted(BufWriter<File>),
+    /// The header is written.
+    Started(PcapWriter<BufWriter<File>>),
+    /// Writing the header failed.
+    Broken,
 }
 
-fn write_record(
-    out: &mut impl Write,
-    ts_ns: u64,
-    data: &[u8],
-    orig_len: u32,
-) -> std::io::Result<()> {
-    out.write_all(&((ts_ns / 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&((ts_ns % 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&(data.len() as u32).to_le_bytes())?;
-    out.write_all(&orig_len.max(data.len() as u32).to_le_bytes())?;
-    out.write_all(data)
+impl Recording {
+    /// The writer, writing the header first with `link` when no frame was.
+    fn writer(&mut self, link: u32) -> std::io::Result<&mut PcapWriter<BufWriter<File>>> {
+        *self = match std::mem::replace(self, Recording::Broken) {
+            Recording::Unstarted(file) => {
+                Recording::Started(PcapWriter::with_header(file, header(link)).map_err(io_error)?)
+            }
+            other => other,
+        };
+        match self {
+            Recording::Started(writer) => Ok(writer),
+            Recording::Unstarted(_) | Recording::Broken => Err(std::io::Error::other(
+                "the capture file's header was not written",
+            )),
+        }
+    }
+
+    /// Writes what is buffered (and the header of an empty recording).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.writer(DataLink::ETHERNET.into())?;
+        match self {
+            Recording::Started(writer) => writer.into_writer().flush(),
+            Recording::Unstarted(_) | Recording::Broken => Err(std::io::Error::other(
+                "the capture file's header was not written",
+            )),
+        }
+    }
+}
+
+/// A nanosecond little-endian pcap header for frames of `link`, cut to
+/// [`MAX_HEADERS`].
+fn header(link: u32) -> PcapHeader {
+    PcapHeader {
+        snaplen: MAX_HEADERS as u32,
+        datalink: DataLink::from(link),
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::Little,
+        ..PcapHeader::default()
+    }
+}
+
+/// pcap-file's error as the I/O error it usually wraps.
+fn io_error(error: PcapError) -> std::io::Error {
+    match error {
+        PcapError::IoError(error) => error,
+        other => std::io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header and records are those the hand-written writer produced:
+    /// nanosecond magic, version 2.4, the snap length, the first frame's
+    /// link type, and records with the kept length and the wire length.
+    #[test]
+    fn a_recording_is_a_nanosecond_pcap_of_the_first_frames_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lo.pcap");
+        let mut recording = Recording::Unstarted(BufWriter::new(File::create(&path).unwrap()));
+        let frame = [0xaa_u8; 54];
+        recording
+            .writer(113)
+            .unwrap()
+            .write_packet(&PcapPacket::new(
+                Duration::from_nanos(1_700_000_000_123_456_789),
+                1514,
+                &frame,
+            ))
+            .unwrap();
+        recording.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&0xa1b2_3c4d_u32.to_le_bytes());
+        expected.extend_from_slice(&2u16.to_le_bytes());
+        expected.extend_from_slice(&4u16.to_le_bytes());
+        expected.extend_from_slice(&[0; 8]);
+        expected.extend_from_slice(&256u32.to_le_bytes());
+        expected.extend_from_slice(&113u32.to_le_bytes());
+        expected.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        expected.extend_from_slice(&123_456_789u32.to_le_bytes());
+        expected.extend_from_slice(&54u32.to_le_bytes());
+        expected.extend_from_slice(&1514u32.to_le_bytes());
+        expected.extend_from_slice(&frame);
+        assert_eq!(bytes, expected);
+        let read = segwatch::capture::CaptureFile::open(&path).unwrap();
+        let frames: Vec<_> = read.reader().collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].ts_ns, 1_700_000_000_123_456_789);
+        assert_eq!((frames[0].orig_len, frames[0].data.len()), (1514, 54));
+    }
+
+    #[test]
+    fn an_empty_recording_is_an_ethernet_pcap_without_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idle.pcap");
+        Recording::Unstarted(BufWriter::new(File::create(&path).unwrap()))
+            .finish()
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(bytes[20..24], 1u32.to_le_bytes());
+    }
 }
