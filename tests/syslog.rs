@@ -875,3 +875,104 @@ fn events_produced_while_the_tcp_receiver_is_down_arrive_after_it_returns() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("reconnected"), "{stderr}");
 }
+
+/// Starts `segwatch run` (logging at info) with `env` set, as
+/// [`Daemon::start`] does otherwise: the platform's trust store is read
+/// from `SSL_CERT_FILE` when it is set, as openssl reads it.
+fn start_with_env(env: &[(&str, &Path)], args: &[&str]) -> Daemon {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let child = Command::new(crate::common::SEGWATCH)
+        .args(["--log-level", "info", "run", "--metrics-listen", &listen])
+        .args(args)
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        metrics_port,
+    };
+    wait_for("/healthz", Duration::from_secs(10), || {
+        crate::daemon::http_get(metrics_port, "/healthz")
+    });
+    daemon
+}
+
+/// The number of events replaying the sample gives.
+fn sample_events() -> usize {
+    let replayed = Command::new(crate::common::SEGWATCH)
+        .args(["replay", "--policy"])
+        .arg(example_policy())
+        .arg(sample())
+        .output()
+        .unwrap();
+    String::from_utf8(replayed.stdout).unwrap().lines().count()
+}
+
+/// Without `ca_file` a TLS feed trusts the platform's store (here the
+/// test CA, named by `SSL_CERT_FILE` as openssl would read it), not a
+/// bundle at one distribution's path; a store without a usable
+/// certificate stops the start with one line saying how to name a CA.
+#[test]
+fn a_tls_feed_without_ca_file_trusts_the_platform_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[policy]\nwatch = false\n[[syslog]]\nurl = \"tls://127.0.0.1:{}\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\n",
+            input.port,
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let (sample, policy) = (sample(), example_policy());
+    let args = [
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        sample.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    let expected = sample_events();
+    let daemon = start_with_env(&[("SSL_CERT_FILE", &pki.ca)], &args);
+    let received = wait_lines(&input.file, expected, Duration::from_secs(20));
+    assert_eq!(received.len(), expected, "every event through TLS");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(crate::common::SEGWATCH)
+        .args(["run", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("SSL_CERT_DIR")
+        .env("SSL_CERT_FILE", &empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "segwatch: error: syslog feed tls://127.0.0.1:{}: no usable CA certificate in the \
+             platform's trust store",
+            input.port
+        )) && stderr.contains("ca_file (or --syslog-ca)"),
+        "{stderr}"
+    );
+}

@@ -26,10 +26,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// forever.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where system CA certificates live on Debian and Ubuntu, used for TLS
-/// when no `ca_file` is configured.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 impl Endpoint {
     fn addresses(&self) -> io::Result<Vec<SocketAddr>> {
         let found: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
@@ -69,6 +65,16 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
     },
+    /// No `ca_file`, and the platform's trust store holds no usable CA
+    /// certificate (or cannot be read).
+    #[error(
+        "no usable CA certificate in the platform's trust store{problems}; name the receiver's CA \
+         with ca_file (or --syslog-ca)"
+    )]
+    NoPlatformRoots {
+        /// What went wrong reading the store, `: ...` when anything did.
+        problems: String,
+    },
     /// rustls refused the protocol versions.
     #[error("TLS: {0}")]
     Protocol(#[source] rustls::Error),
@@ -104,21 +110,13 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Reads the CA file (or the system's), the optional client
-    /// certificate and key, and checks the server name.
+    /// Reads the trust roots (`ca_file`, or the platform's store), the
+    /// optional client certificate and key, and checks the server name.
     pub fn build(settings: &FeedSettings) -> Result<TlsSettings, TlsError> {
-        let ca_file = settings
-            .ca_file
-            .as_deref()
-            .unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
-        let mut roots = rustls::RootCertStore::empty();
-        let certificates = read_certificates(ca_file)?;
-        let (added, _ignored) = roots.add_parsable_certificates(certificates);
-        if added == 0 {
-            return Err(TlsError::NoUsableCa {
-                path: ca_file.to_owned(),
-            });
-        }
+        let roots = match &settings.ca_file {
+            Some(ca_file) => file_roots(ca_file)?,
+            None => platform_roots()?,
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -153,6 +151,43 @@ impl TlsSettings {
             server_name,
         })
     }
+}
+
+/// The CA certificates of a PEM file.
+fn file_roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(read_certificates(ca_file)?);
+    if added == 0 {
+        return Err(TlsError::NoUsableCa {
+            path: ca_file.to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
+/// The platform's trust store, as rustls-native-certs finds it: on Linux
+/// the bundle or directory openssl would use (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` first, then where Debian, RHEL, SUSE, Alpine and others
+/// keep it). Unreadable entries are passed over while others are usable.
+fn platform_roots() -> Result<rustls::RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    for problem in &found.errors {
+        tracing::debug!("Platform trust store: {problem}");
+    }
+    if added == 0 {
+        let problems: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(TlsError::NoPlatformRoots {
+            problems: if problems.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", problems.join("; "))
+            },
+        });
+    }
+    tracing::debug!(added, ignored, "TLS trust roots from the platform's store");
+    Ok(roots)
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
