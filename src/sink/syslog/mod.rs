@@ -14,6 +14,11 @@
 //! the kernel (SIOCOUTQ) how many written bytes the receiver has not yet
 //! acknowledged, and when a connection fails it counts the messages still
 //! unacknowledged as lost (`segwatch_sink_events_lost_total`).
+//!
+//! Each feed connects once as it starts (and for TLS completes the
+//! handshake) and logs the outcome, so that an unreachable receiver or a
+//! certificate that does not verify shows when the daemon starts; TLS
+//! settings that cannot work at all (an unreadable CA file) stop the start.
 
 mod format;
 mod settings;
@@ -148,6 +153,33 @@ struct Link {
 }
 
 impl Link {
+    /// Connects once as the feed starts (for TLS, with the handshake, each
+    /// bounded by a timeout), so that an unreachable receiver or a
+    /// certificate that does not verify shows in the log when the daemon
+    /// starts rather than at the first event. A failure does not stop the
+    /// feed: events queue, and it connects again when it has some to send.
+    fn check_at_start(&mut self, feed: &Feed) {
+        match Connection::open(&feed.endpoint, feed.tls.as_ref()) {
+            Ok(connection) => {
+                let outcome = match feed.endpoint.scheme {
+                    Scheme::Tls => "Syslog receiver reachable; its TLS certificate verified",
+                    Scheme::Tcp => "Syslog receiver reachable",
+                    // Nothing answers a datagram: only the address is known good.
+                    Scheme::Udp => "Syslog feed ready (UDP: the receiver cannot be checked)",
+                };
+                tracing::info!(feed = %feed.endpoint, "{outcome}");
+                self.connection = Some(connection);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    feed = %feed.endpoint,
+                    "Syslog receiver unreachable: {error}; queueing events and retrying"
+                );
+                self.down = true;
+            }
+        }
+    }
+
     /// Connects if not connected, waiting between attempts; false when the
     /// shutdown deadline passed first.
     fn ensure(&mut self, feed: &Feed, inbox: &mut Inbox) -> bool {
@@ -227,6 +259,7 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
         down: false,
         udp_failing: false,
     };
+    link.check_at_start(&feed);
     // Framed messages taken from the queue, oldest first, not yet written.
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
