@@ -14,7 +14,7 @@ use crate::event::ViolationEvent;
 /// The product version in CEF and LEEF headers.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A message format (parsed in [`super::settings`]).
+/// A message format (read from a name by its `FromStr`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub enum Format {

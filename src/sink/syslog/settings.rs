@@ -360,8 +360,8 @@ impl TryFrom<String> for SdId {
 mod tests {
     use super::*;
 
-    fn feed(toml_text: &str) -> Result<FeedSettings, String> {
-        toml::from_str::<FeedSettings>(toml_text).map_err(|e| e.message().to_owned())
+    fn feed(toml_text: &str) -> Result<FeedSettings, toml::de::Error> {
+        toml::from_str::<FeedSettings>(toml_text)
     }
 
     #[test]
@@ -457,7 +457,7 @@ mod tests {
             ("format = \"cef\"\n", "missing field `url`"),
         ] {
             let error = feed(text).unwrap_err();
-            assert!(error.starts_with(message), "{text}: {error}");
+            assert!(error.message().starts_with(message), "{text}: {error}");
         }
         let sd_id = "a".repeat(32);
         assert!(feed(&format!("url = \"udp://x\"\nsd_id = \"{sd_id}\"\n")).is_ok());
