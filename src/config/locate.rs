@@ -132,17 +132,36 @@ impl<'t> Locator<'t> {
     /// The place of entry `index` of the array of tables `name`
     /// (`[[syslog]]`), or of the array when the entry is not written.
     pub(super) fn array_entry(&self, name: &str, index: usize) -> Place {
-        let entry = self
-            .table
-            .as_ref()
-            .and_then(|table| table.iter().find(|(key, _)| key.get_ref() == name))
-            .and_then(|(_, value)| match value.get_ref() {
-                DeValue::Array(array) => array.get(index).map(|item| item.span().start),
+        match self.entry(name, index) {
+            Some(entry) => self.place(entry.span().start),
+            None => self.table(name),
+        }
+    }
+
+    /// The place of `key` in entry `index` of the array of tables `name`,
+    /// or of the entry when the key is not written there.
+    pub(super) fn entry_key(&self, name: &str, index: usize, key: &str) -> Place {
+        let written = self
+            .entry(name, index)
+            .and_then(|entry| match entry.get_ref() {
+                DeValue::Table(table) => table.iter().find(|(k, _)| k.get_ref() == key),
                 _ => None,
             });
-        match entry {
-            Some(offset) => self.place(offset),
-            None => self.table(name),
+        match written {
+            Some((key, _)) => self.place(key.span().start),
+            None => self.array_entry(name, index),
+        }
+    }
+
+    fn entry(&self, name: &str, index: usize) -> Option<&toml::Spanned<DeValue<'t>>> {
+        let (_, value) = self
+            .table
+            .as_ref()?
+            .iter()
+            .find(|(key, _)| key.get_ref() == name)?;
+        match value.get_ref() {
+            DeValue::Array(array) => array.get(index),
+            _ => None,
         }
     }
 }
@@ -229,6 +248,8 @@ mod tests {
         assert_eq!(at(locator.table("metrics")), (1, 1));
         assert_eq!(at(locator.array_entry("syslog", 1)), (7, 1));
         assert_eq!(at(locator.array_entry("syslog", 2)), (5, 3));
+        assert_eq!(at(locator.entry_key("syslog", 1, "queue")), (9, 1));
+        assert_eq!(at(locator.entry_key("syslog", 0, "queue")), (5, 1));
         assert_eq!(locator.key_at(0), None, "a comment is no key");
     }
 

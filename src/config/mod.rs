@@ -286,6 +286,9 @@ const SNAPLEN: Bounded = Bounded::new(65_535, 64, 262_144);
 const BUFFER_MIB: Bounded = Bounded::new(64, 1, 4096);
 /// Events queued per sink: default and bounds.
 const QUEUE: Bounded = Bounded::new(10_000, 1, 10_000_000);
+/// A feed's own queue: at least one event (its default is the events
+/// queue's).
+const FEED_QUEUE: Bounded = Bounded::at_least(QUEUE.default, 1);
 /// How often the policy file is looked at unless configured.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long SIGTERM waits for queued events unless configured.
@@ -416,7 +419,10 @@ impl ConfigFile {
             max_devices,
             drain_timeout: self.process.drain_timeout.map_or(DRAIN_TIMEOUT, |d| d.0),
         };
-        Ok((settings, checks.warnings))
+        // In file order, as a reader goes through the file.
+        let mut warnings = checks.warnings;
+        warnings.sort_by_key(|w| (w.file.clone(), w.line, w.column));
+        Ok((settings, warnings))
     }
 }
 
@@ -556,12 +562,19 @@ impl Checks<'_> {
         overrides: &Overrides,
     ) -> Result<Vec<FeedSettings>, ConfigError> {
         let feeds = if overrides.syslog.is_empty() {
-            for (index, feed) in file.iter().enumerate() {
+            let mut file = file;
+            for (index, feed) in file.iter_mut().enumerate() {
                 feed.check().map_err(|e| {
                     self.locator
                         .array_entry("syslog", index)
                         .error(format!("syslog[{index}]: {e}"))
                 })?;
+                // A feed's queue holds at least one event.
+                if let Some(queue) = feed.queue {
+                    let place = self.locator.entry_key("syslog", index, "queue");
+                    let key = format!("syslog[{index}].queue");
+                    feed.queue = Some(self.within(&key, queue, FEED_QUEUE, &place));
+                }
             }
             file
         } else {
@@ -831,7 +844,7 @@ mod tests {
     #[test]
     fn out_of_range_values_are_warned_about_and_brought_within() {
         let extra = "[flows]\nmax_flows = 0\n[events]\nqueue = 20000000\n\
-                     [inventory]\nmax_devices = 0\n";
+                     [inventory]\nmax_devices = 0\n[[syslog]]\nurl = \"udp://a\"\nqueue = 0\n";
         let text = format!(
             "{}{extra}",
             BASE.replace(
@@ -851,6 +864,7 @@ mod tests {
                 "segwatch.toml:11:1: events.queue: 20000000 is more than the most, 10000000: \
                  using 10000000",
                 "segwatch.toml:13:1: inventory.max_devices: 0 is less than the least, 1: using 1",
+                "segwatch.toml:16:1: syslog[0].queue: 0 is less than the least, 1: using 1",
             ]
         );
         assert!(matches!(
@@ -863,8 +877,8 @@ mod tests {
             }
         ));
         assert_eq!(
-            (s.flows.max_flows, s.queue, s.max_devices),
-            (1, 10_000_000, 1)
+            (s.flows.max_flows, s.queue, s.max_devices, s.syslog[0].queue),
+            (1, 10_000_000, 1, Some(1))
         );
         // In range: no warning; at the bounds too.
         assert!(warnings_of("[capture]\nworkers = 64\nsnaplen = 262144\n").is_empty());
