@@ -31,7 +31,6 @@
 pub mod app;
 pub mod capture;
 pub mod classify;
-pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod event;

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use clap::CommandFactory;
 use serde_json::Value;
 
 use crate::common::{SEGWATCH, root};
@@ -408,13 +407,27 @@ fn promtool_checks_rules_and_config_and_passes_the_alert_unit_tests() {
 
 // -------------------------------------------------- completions, man pages
 
-/// The visible subcommands of the command line.
+/// The visible subcommands of the command line, as the binary's `--help`
+/// lists them (clap's own `help` aside): each name starts a line of the
+/// "Commands:" section, its description's continuation lines do not.
 fn subcommands() -> Vec<String> {
-    segwatch::cli::Cli::command()
-        .get_subcommands()
-        .filter(|c| !c.is_hide_set())
-        .map(|c| c.get_name().to_string())
-        .collect()
+    let out = run(Path::new(SEGWATCH), &["--help"], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let section = help
+        .split_once("Commands:\n")
+        .map(|(_, rest)| rest)
+        .expect("--help lists the commands");
+    let names: Vec<String> = section
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 5, "{help}");
+    names
 }
 
 #[test]

@@ -875,3 +875,286 @@ fn events_produced_while_the_tcp_receiver_is_down_arrive_after_it_returns() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("reconnected"), "{stderr}");
 }
+
+/// Starts `segwatch run` (logging at info) with `env` set, as
+/// [`Daemon::start`] does otherwise: the platform's trust store is read
+/// from `SSL_CERT_FILE` when it is set, as openssl reads it.
+fn start_with_env(env: &[(&str, &Path)], args: &[&str]) -> Daemon {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let child = Command::new(crate::common::SEGWATCH)
+        .args(["--log-level", "info", "run", "--metrics-listen", &listen])
+        .args(args)
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon {
+        child,
+        metrics_port,
+    };
+    wait_for("/healthz", Duration::from_secs(10), || {
+        crate::daemon::http_get(metrics_port, "/healthz")
+    });
+    daemon
+}
+
+/// The number of events replaying the sample gives.
+fn sample_events() -> usize {
+    let replayed = Command::new(crate::common::SEGWATCH)
+        .args(["replay", "--policy"])
+        .arg(example_policy())
+        .arg(sample())
+        .output()
+        .unwrap();
+    String::from_utf8(replayed.stdout).unwrap().lines().count()
+}
+
+/// Without `ca_file` a TLS feed trusts the platform's store (here the
+/// test CA, named by `SSL_CERT_FILE` as openssl would read it), not a
+/// bundle at one distribution's path; a store without a usable
+/// certificate stops the start with one line saying how to name a CA.
+#[test]
+fn a_tls_feed_without_ca_file_trusts_the_platform_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[policy]\nwatch = false\n[[syslog]]\nurl = \"tls://127.0.0.1:{}\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\n",
+            input.port,
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let (sample, policy) = (sample(), example_policy());
+    let args = [
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        sample.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    let expected = sample_events();
+    let daemon = start_with_env(&[("SSL_CERT_FILE", &pki.ca)], &args);
+    let received = wait_lines(&input.file, expected, Duration::from_secs(20));
+    assert_eq!(received.len(), expected, "every event through TLS");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let out = Command::new(crate::common::SEGWATCH)
+        .args(["run", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("SSL_CERT_DIR")
+        .env("SSL_CERT_FILE", &empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "segwatch: error: syslog feed tls://127.0.0.1:{}: no usable CA certificate in the \
+             platform's trust store",
+            input.port
+        )) && stderr.contains("ca_file (or --syslog-ca)"),
+        "{stderr}"
+    );
+}
+
+/// `--syslog tls://...` with `--syslog-ca`, `--syslog-client-cert` and
+/// `--syslog-client-key`: no configuration file is needed for a TLS feed to
+/// a receiver that requires a client certificate; the feed connects and
+/// verifies the receiver as the daemon starts, and says so.
+#[test]
+fn the_tls_flags_name_the_ca_and_the_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    let events_path = dir.path().join("events.jsonl");
+    let syslog = format!("tls://127.0.0.1:{}", input.port);
+    let daemon = Daemon::start(&[
+        "--pcap",
+        sample().to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+        "--events",
+        events_path.to_str().unwrap(),
+        "--syslog",
+        &syslog,
+        "--syslog-format",
+        "json",
+        "--syslog-ca",
+        pki.ca.to_str().unwrap(),
+        "--syslog-client-cert",
+        pki.client_cert.to_str().unwrap(),
+        "--syslog-client-key",
+        pki.client_key.to_str().unwrap(),
+    ]);
+    let expected = sample_events();
+    let events = wait_lines(&events_path, expected, Duration::from_secs(20));
+    let received = wait_lines(&input.file, expected, Duration::from_secs(20));
+    let from_tls: Vec<Value> = received
+        .iter()
+        .map(|l| serde_json::from_str(&parse_rfc5424(l).msg).unwrap())
+        .collect();
+    let events: Vec<Value> = events
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(from_tls, events, "every event, in order, through TLS");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Syslog receiver reachable; its TLS certificate verified"),
+        "{stderr}"
+    );
+
+    // A key without its certificate, or a CA without a feed, is refused
+    // before anything starts; so is a CA file that cannot be read.
+    let run = |args: &[&str]| {
+        Command::new(crate::common::SEGWATCH)
+            .args(["run", "--metrics-listen", "127.0.0.1:0", "--pcap"])
+            .arg(sample())
+            .arg("--policy")
+            .arg(example_policy())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let key = pki.client_key.to_str().unwrap();
+    for args in [
+        vec!["--syslog", &syslog, "--syslog-client-key", key],
+        vec!["--syslog", &syslog, "--syslog-client-cert", key],
+        vec!["--syslog-ca", key],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("required"),
+            "{args:?}"
+        );
+    }
+    let out = run(&["--syslog", "udp://127.0.0.1:514", "--syslog-ca", key]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "segwatch: error: command line:1:1: --syslog-ca: applies to the --syslog tls://... \
+         feeds, and none is given\n"
+    );
+    let missing = dir.path().join("missing-ca.pem");
+    let out = run(&[
+        "--syslog",
+        &syslog,
+        "--syslog-ca",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "segwatch: error: syslog feed {syslog}: {}: ",
+            missing.display()
+        )) && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+/// The feeds are checked as the daemon starts, before any event: a
+/// receiver that refuses connections and one whose certificate the CA did
+/// not sign are each logged as unreachable, with the reason, and the daemon
+/// runs on (their events would wait in the queues).
+#[test]
+fn feeds_are_checked_at_start_and_an_unreachable_receiver_does_not_stop_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_pki = Pki::make(&other);
+    let input = Input {
+        module: "imtcp",
+        port: free_port(),
+        file: dir.path().join("tls.log"),
+    };
+    let _rsyslog = Rsyslog::start(dir.path(), std::slice::from_ref(&input), Some(&pki));
+    // One allowed flow: no event, so nothing but the start connects.
+    let capture = dir.path().join("allowed.pcap");
+    let mut allowed = Capture::new();
+    allowed.add(
+        at(0.0),
+        &Pkt::tcp(
+            "10.20.1.8:50000",
+            "10.20.8.10:443",
+            segwatch::synth::tcp_flags::SYN,
+        ),
+    );
+    allowed.write_pcap(&capture, Resolution::Micro).unwrap();
+    assert_eq!(
+        Command::new(crate::common::SEGWATCH)
+            .args(["replay", "--policy"])
+            .arg(example_policy())
+            .arg(&capture)
+            .output()
+            .unwrap()
+            .stdout,
+        b"",
+        "the capture has no violation"
+    );
+    let refused = format!("tls://127.0.0.1:{}", free_port());
+    let untrusted = format!("tls://127.0.0.1:{}", input.port);
+    let daemon = Daemon::start(&[
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--policy",
+        example_policy().to_str().unwrap(),
+        "--syslog",
+        &refused,
+        "--syslog",
+        &untrusted,
+        "--syslog-ca",
+        other_pki.ca.to_str().unwrap(),
+        "--syslog-client-cert",
+        pki.client_cert.to_str().unwrap(),
+        "--syslog-client-key",
+        pki.client_key.to_str().unwrap(),
+    ]);
+    // Each feed's thread checks its receiver before it takes anything from
+    // its queue, and a stop waits for the thread: the log is whole at exit.
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let unreachable = |feed: &str| {
+        stderr
+            .lines()
+            .find(|line| line.contains("Syslog receiver unreachable") && line.contains(feed))
+            .unwrap_or_else(|| panic!("no warning for {feed}: {stderr}"))
+            .to_string()
+    };
+    assert!(unreachable(&refused).contains("refused"), "{stderr}");
+    assert!(
+        unreachable(&untrusted)
+            .to_lowercase()
+            .contains("certificate"),
+        "{stderr}"
+    );
+    assert!(lines(&input.file).is_empty());
+}

@@ -1,14 +1,16 @@
 //! `segwatch check`: validate policy files.
 
-use super::{CheckArgs, EXIT_BAD_INPUT, EXIT_OK};
-use crate::policy::{Level, load_policy_file};
+use segwatch::policy::{Level, load_policy_file};
 
-/// Runs `segwatch check`; returns the exit status.
+use super::{CheckArgs, Error, Status};
+
+/// Runs `segwatch check`: [`Status::BadInput`] when a policy is invalid.
 ///
 /// Diagnostics go to stderr, one line each (`FILE:LINE:COL: error: ...`); a
-/// one-line verdict per file goes to stdout.
-pub fn run(args: &CheckArgs) -> u8 {
-    let mut status = EXIT_OK;
+/// one-line verdict per file goes to stdout. An invalid file does not stop
+/// the others from being checked.
+pub fn run(args: &CheckArgs) -> Result<Status, Error> {
+    let mut status = Status::Ran;
     for path in &args.files {
         match load_policy_file(path) {
             Ok((policy, warnings)) => {
@@ -26,7 +28,7 @@ pub fn run(args: &CheckArgs) -> u8 {
                 );
             }
             Err(error) => {
-                status = EXIT_BAD_INPUT;
+                status = Status::BadInput;
                 for diagnostic in &error.diagnostics {
                     super::stderr_line(diagnostic);
                 }
@@ -39,5 +41,5 @@ pub fn run(args: &CheckArgs) -> u8 {
             }
         }
     }
-    status
+    Ok(status)
 }

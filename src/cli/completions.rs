@@ -10,10 +10,10 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use super::{Cli, CompletionsArgs, EXIT_BAD_INPUT, EXIT_OK, ManpageArgs, error_line};
+use super::{Cli, CompletionsArgs, Error, ManpageArgs, Status};
 
 /// Writes the completion script for one shell to stdout.
-pub fn completions(args: &CompletionsArgs) -> u8 {
+pub fn completions(args: &CompletionsArgs) -> Result<Status, Error> {
     let mut command = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "segwatch", &mut out);
@@ -22,22 +22,21 @@ pub fn completions(args: &CompletionsArgs) -> u8 {
 
 /// Writes `segwatch.1` to stdout, or with `--dir` one page per command
 /// (`segwatch.1`, `segwatch-run.1`, ...) into that directory.
-pub fn manpage(args: &ManpageArgs) -> u8 {
+pub fn manpage(args: &ManpageArgs) -> Result<Status, Error> {
     let command = Cli::command();
     match &args.dir {
-        Some(dir) => match write_pages(command, dir) {
-            Ok(()) => EXIT_OK,
-            Err(e) => {
-                error_line(format_args!("{}: {e}", dir.display()));
-                EXIT_BAD_INPUT
-            }
-        },
+        Some(dir) => {
+            write_pages(command, dir).map_err(|e| Error::file(dir, e))?;
+            Ok(Status::Ran)
+        }
         None => {
             let mut out = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(command).render(&mut out) {
-                error_line(format_args!("rendering the man page: {e}"));
-                return EXIT_BAD_INPUT;
-            }
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .map_err(|source| Error::Write {
+                    what: "rendering the man page",
+                    source,
+                })?;
             write_stdout(&out)
         }
     }
@@ -48,13 +47,14 @@ fn write_pages(command: clap::Command, dir: &Path) -> std::io::Result<()> {
     clap_mangen::generate_to(command, dir)
 }
 
-fn write_stdout(bytes: &[u8]) -> u8 {
+fn write_stdout(bytes: &[u8]) -> Result<Status, Error> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            error_line(format_args!("writing to stdout: {e}"));
-            EXIT_BAD_INPUT
-        }
-    }
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|source| Error::Write {
+            what: "writing to stdout",
+            source,
+        })?;
+    Ok(Status::Ran)
 }

@@ -2,22 +2,18 @@
 
 use std::io::Write;
 
-use super::replay::{open_captures, read_policy, warn_truncations};
-use super::{DiffArgs, DiffFailOn, EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION, error_line};
-use crate::diff::{ChangeKind, FlowChange, PolicyDiff, diff_policies};
-use crate::replay::ReplayOptions;
+use segwatch::diff::{ChangeKind, FlowChange, PolicyDiff, diff_policies};
+use segwatch::replay::ReplayOptions;
 
-/// Runs `segwatch diff`; returns the exit status.
-pub fn run(args: &DiffArgs) -> u8 {
-    let Some(current) = read_policy(&args.policy) else {
-        return EXIT_BAD_INPUT;
-    };
-    let Some(candidate) = read_policy(&args.candidate) else {
-        return EXIT_BAD_INPUT;
-    };
-    let Some(captures) = open_captures(&args.captures) else {
-        return EXIT_BAD_INPUT;
-    };
+use super::replay::{open_captures, read_policy, warn_truncations};
+use super::{DiffArgs, DiffFailOn, Error, Status};
+
+/// Runs `segwatch diff`: [`Status::Findings`] when the changes it was asked
+/// to fail on are found.
+pub fn run(args: &DiffArgs) -> Result<Status, Error> {
+    let current = read_policy(&args.policy)?;
+    let candidate = read_policy(&args.candidate)?;
+    let captures = open_captures(&args.captures)?;
     let mut options = ReplayOptions {
         flows: args.flows.config(),
         ..ReplayOptions::default()
@@ -25,13 +21,7 @@ pub fn run(args: &DiffArgs) -> u8 {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
-    let diff = match diff_policies(&current, &candidate, &captures, &options) {
-        Ok(diff) => diff,
-        Err(error) => {
-            error_line(error);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let diff = diff_policies(&current, &candidate, &captures, &options)?;
     warn_truncations(&diff.truncations);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = if args.json {
@@ -42,10 +32,12 @@ pub fn run(args: &DiffArgs) -> u8 {
     } else {
         report(&mut out, &diff, args.examples)
     };
-    if let Err(error) = written.and_then(|()| out.flush()) {
-        error_line(format_args!("cannot write the report: {error}"));
-        return EXIT_BAD_INPUT;
-    }
+    written
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Write {
+            what: "cannot write the report",
+            source,
+        })?;
     super::stderr_line(format_args!(
         "segwatch diff: {} flows judged; {} would change: {} new alerts, {} no longer alert, {} alert differently",
         diff.flows,
@@ -59,7 +51,7 @@ pub fn run(args: &DiffArgs) -> u8 {
         DiffFailOn::NewAlerts => diff.count(ChangeKind::NewAlert) > 0,
         DiffFailOn::Never => false,
     };
-    if fails { EXIT_VIOLATION } else { EXIT_OK }
+    Ok(if fails { Status::Findings } else { Status::Ran })
 }
 
 fn flow_line(change: &FlowChange) -> String {

@@ -2,34 +2,26 @@
 
 use std::path::Path;
 
-use super::replay::{open_captures, read_policy, warn_truncations};
-use super::{EXIT_BAD_INPUT, EXIT_OK, LearnArgs, error_line};
-use crate::classify::CompiledPolicy;
-use crate::learn::{LearnOptions, learn, render_policy};
-use crate::policy::load_policy_str;
-use crate::replay::{ReplayOptions, replay};
+use segwatch::classify::CompiledPolicy;
+use segwatch::learn::{LearnOptions, learn, render_policy};
+use segwatch::policy::load_policy_str;
+use segwatch::replay::{ReplayOptions, replay};
 
-/// Runs `segwatch learn`; returns the exit status.
-pub fn run(args: &LearnArgs) -> u8 {
-    let Some(base) = read_policy(&args.zones) else {
-        return EXIT_BAD_INPUT;
-    };
+use super::replay::{open_captures, read_policy, warn_truncations};
+use super::{Error, LearnArgs, Status};
+
+/// Runs `segwatch learn`.
+pub fn run(args: &LearnArgs) -> Result<Status, Error> {
+    let base = read_policy(&args.zones)?;
     // Live: record the headers for the duration, then learn from them.
     let (_recorded, paths) = if args.interfaces.is_empty() {
         (None, args.captures.clone())
     } else {
         let duration = args.duration.unwrap_or(std::time::Duration::from_secs(600));
-        match super::learn_live::record(&args.interfaces, &args.backend, duration) {
-            Ok((dir, files)) => (Some(dir), files),
-            Err(message) => {
-                error_line(message);
-                return EXIT_BAD_INPUT;
-            }
-        }
+        let (dir, files) = super::learn_live::record(&args.interfaces, &args.backend, duration)?;
+        (Some(dir), files)
     };
-    let Some(captures) = open_captures(&paths) else {
-        return EXIT_BAD_INPUT;
-    };
+    let captures = open_captures(&paths)?;
     let mut options = ReplayOptions {
         flows: args.flows.config(),
         ..ReplayOptions::default()
@@ -40,13 +32,7 @@ pub fn run(args: &LearnArgs) -> u8 {
     let learn_options = LearnOptions {
         propose_networks: args.networks,
     };
-    let learned = match learn(&base, &captures, &options, &learn_options) {
-        Ok(learned) => learned,
-        Err(error) => {
-            error_line(error);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let learned = learn(&base, &captures, &options, &learn_options)?;
     warn_truncations(&learned.truncations);
     let sources: Vec<String> = if !args.interfaces.is_empty() {
         args.interfaces
@@ -66,38 +52,20 @@ pub fn run(args: &LearnArgs) -> u8 {
 
     // The written policy must load and leave the traffic it was learned
     // from without a violation: check both before handing it over.
-    let written = match load_policy_str(&text, Path::new("learned.toml")) {
-        Ok((policy, _)) => crate::classify::PolicyInForce {
-            policy: CompiledPolicy::compile(&policy),
-            generation: 0,
-        },
-        Err(error) => {
-            error_line(format_args!(
-                "the learned policy does not load (a bug): {}",
-                error
-                    .diagnostics
-                    .first()
-                    .map_or_else(String::new, ToString::to_string)
-            ));
-            return EXIT_BAD_INPUT;
-        }
+    let (written, _) =
+        load_policy_str(&text, Path::new("learned.toml")).map_err(Error::LearnedPolicy)?;
+    let written = segwatch::classify::PolicyInForce {
+        policy: CompiledPolicy::compile(&written),
+        generation: 0,
     };
     let mut sink = std::io::sink();
-    let violations = match replay(&captures, &written, &options, &mut sink) {
-        Ok(outcome) => outcome.stats.violations.total(),
-        Err(error) => {
-            error_line(error);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let violations = replay(&captures, &written, &options, &mut sink)?
+        .stats
+        .violations
+        .total();
 
     match &args.output {
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, &text) {
-                error_line(format_args!("{}: {e}", path.display()));
-                return EXIT_BAD_INPUT;
-            }
-        }
+        Some(path) => std::fs::write(path, &text).map_err(|e| Error::file(path, e))?,
         None => print!("{text}"),
     }
     super::stderr_line(format_args!(
@@ -119,5 +87,5 @@ pub fn run(args: &LearnArgs) -> u8 {
         violations,
         if violations == 1 { "" } else { "s" },
     ));
-    EXIT_OK
+    Ok(Status::Ran)
 }

@@ -5,20 +5,46 @@
 //! services it learns change who initiates), so the packets must be kept.
 //! Only their headers are: each frame is cut where its transport payload
 //! begins, so no payload byte (clinical payloads carry patient data) is
-//! ever stored. The headers go to a capture file in a private temporary
-//! directory (mode 0700), removed when learning is done.
+//! ever stored. The headers go to a capture file (nanosecond pcap, written
+//! by pcap-file) in a private temporary directory (mode 0700), removed when
+//! learning is done.
 
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::capture::live::{CaptureOptions, open_interface};
-use crate::wire::{Headers, Outcome};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
+use segwatch::capture::live::{CaptureOptions, LiveError, open_interface};
+use segwatch::wire::{Headers, Outcome};
 
 /// Headers kept per frame at most: Ethernet, two VLAN tags, IPv6 with
 /// extension headers and TCP with options fit.
 const MAX_HEADERS: usize = 256;
+
+/// Why live traffic could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A capture that cannot be opened or read.
+    #[error(transparent)]
+    Capture(#[from] LiveError),
+    /// A file of the recording that cannot be created or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The recording's file could not be written.
+    #[error("{0}")]
+    Write(#[source] std::io::Error),
+    /// A capture thread panicked.
+    #[error("a capture thread failed")]
+    Thread,
+}
 
 /// A private directory removed on drop.
 pub struct PrivateDir(pub PathBuf);
@@ -35,7 +61,7 @@ pub fn record(
     interfaces: &[String],
     backend: &str,
     duration: Duration,
-) -> Result<(PrivateDir, Vec<PathBuf>), String> {
+) -> Result<(PrivateDir, Vec<PathBuf>), RecordError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!(
         "segwatch-learn-{}-{}",
@@ -47,7 +73,10 @@ pub fn record(
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|source| RecordError::File {
+            path: dir.clone(),
+            source,
+        })?;
     let dir = PrivateDir(dir);
     // Set when a capture thread fails, so the others stop early too.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -61,17 +90,16 @@ pub fn record(
             promiscuous: true,
             bpf: None,
         };
-        let mut captures = open_interface(&options, backend, 1).map_err(|e| e.to_string())?;
+        let mut captures = open_interface(&options, backend, 1)?;
         let Some(mut capture) = captures.pop() else {
             continue;
         };
         let path = dir.0.join(format!("{name}.pcap"));
         files.push(path.clone());
         let stop = stop.clone();
-        threads.push(std::thread::spawn(move || -> Result<u64, String> {
-            let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-            let mut out = BufWriter::new(file);
-            let mut wrote_header = false;
+        threads.push(std::thread::spawn(move || -> Result<u64, RecordError> {
+            let file = File::create(&path).map_err(RecordError::Write)?;
+            let mut out = Recording::Unstarted(BufWriter::new(file));
             let mut headers = Headers::default();
             let mut kept = 0u64;
             let mut error = None;
@@ -81,31 +109,32 @@ pub fn record(
                     if error.is_some() || frame.decode(&mut headers) != Outcome::Judge {
                         return;
                     }
-                    let cut = (headers.payload_offset as usize).min(frame.data.len());
-                    if !wrote_header {
-                        error = write_header(&mut out, frame.link.0).err();
-                        wrote_header = true;
+                    let cut = (headers.payload_offset as usize)
+                        .min(frame.data.len())
+                        .min(MAX_HEADERS);
+                    let headers_only = &frame.data[..cut];
+                    // A cut frame was longer on the wire than what is kept.
+                    let orig_len = frame.orig_len.max(cut as u32);
+                    let packet =
+                        PcapPacket::new(Duration::from_nanos(frame.ts_ns), orig_len, headers_only);
+                    match out.writer(frame.link.0) {
+                        Ok(writer) => match writer.write_packet(&packet) {
+                            Ok(_) => kept += 1,
+                            Err(e) => error = Some(io_error(e)),
+                        },
+                        Err(e) => error = Some(e),
                     }
-                    let record =
-                        write_record(&mut out, frame.ts_ns, &frame.data[..cut], frame.orig_len);
-                    if let Err(e) = record {
-                        error = Some(e);
-                    }
-                    kept += 1;
                 });
                 if let Err(e) = result {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
-                if let Some(e) = error.take() {
+                if let Some(source) = error.take() {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(format!("{}: {e}", path.display()));
+                    return Err(RecordError::File { path, source });
                 }
             }
-            if !wrote_header {
-                write_header(&mut out, 1).map_err(|e| e.to_string())?;
-            }
-            out.flush().map_err(|e| e.to_string())?;
+            out.finish().map_err(RecordError::Write)?;
             Ok(kept)
         }));
     }
@@ -116,33 +145,125 @@ pub fn record(
     );
     let mut total = 0;
     for thread in threads {
-        total += thread
-            .join()
-            .map_err(|_| "a capture thread failed".to_string())??;
+        total += thread.join().map_err(|_| RecordError::Thread)??;
     }
     tracing::info!(packets = total, "Capture done; learning");
     Ok((dir, files))
 }
 
-fn write_header(out: &mut impl Write, link: u32) -> std::io::Result<()> {
-    out.write_all(&0xa1b2_3c4d_u32.to_le_bytes())?; // nanosecond pcap
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&0i32.to_le_bytes())?;
-    out.write_all(&0u32.to_le_bytes())?;
-    out.write_all(&(MAX_HEADERS as u32).to_le_bytes())?;
-    out.write_all(&link.to_le_bytes())
+/// One interface's recording: a pcap file whose header names the link
+/// type of the first frame kept (Ethernet when none was).
+enum Recording {
+    /// No frame yet: the header waits for its link type.
+    Unstarted(BufWriter<File>),
+    /// The header is written.
+    Started(PcapWriter<BufWriter<File>>),
+    /// Writing the header failed.
+    Broken,
 }
 
-fn write_record(
-    out: &mut impl Write,
-    ts_ns: u64,
-    data: &[u8],
-    orig_len: u32,
-) -> std::io::Result<()> {
-    out.write_all(&((ts_ns / 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&((ts_ns % 1_000_000_000) as u32).to_le_bytes())?;
-    out.write_all(&(data.len() as u32).to_le_bytes())?;
-    out.write_all(&orig_len.max(data.len() as u32).to_le_bytes())?;
-    out.write_all(data)
+impl Recording {
+    /// The writer, writing the header first with `link` when no frame was.
+    fn writer(&mut self, link: u32) -> std::io::Result<&mut PcapWriter<BufWriter<File>>> {
+        *self = match std::mem::replace(self, Recording::Broken) {
+            Recording::Unstarted(file) => {
+                Recording::Started(PcapWriter::with_header(file, header(link)).map_err(io_error)?)
+            }
+            other => other,
+        };
+        match self {
+            Recording::Started(writer) => Ok(writer),
+            Recording::Unstarted(_) | Recording::Broken => Err(std::io::Error::other(
+                "the capture file's header was not written",
+            )),
+        }
+    }
+
+    /// Writes what is buffered (and the header of an empty recording).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.writer(DataLink::ETHERNET.into())?;
+        match self {
+            Recording::Started(writer) => writer.into_writer().flush(),
+            Recording::Unstarted(_) | Recording::Broken => Err(std::io::Error::other(
+                "the capture file's header was not written",
+            )),
+        }
+    }
+}
+
+/// A nanosecond little-endian pcap header for frames of `link`, cut to
+/// [`MAX_HEADERS`].
+fn header(link: u32) -> PcapHeader {
+    PcapHeader {
+        snaplen: MAX_HEADERS as u32,
+        datalink: DataLink::from(link),
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::Little,
+        ..PcapHeader::default()
+    }
+}
+
+/// pcap-file's error as the I/O error it usually wraps.
+fn io_error(error: PcapError) -> std::io::Error {
+    match error {
+        PcapError::IoError(error) => error,
+        other => std::io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header and records are those the hand-written writer produced:
+    /// nanosecond magic, version 2.4, the snap length, the first frame's
+    /// link type, and records with the kept length and the wire length.
+    #[test]
+    fn a_recording_is_a_nanosecond_pcap_of_the_first_frames_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lo.pcap");
+        let mut recording = Recording::Unstarted(BufWriter::new(File::create(&path).unwrap()));
+        let frame = [0xaa_u8; 54];
+        recording
+            .writer(113)
+            .unwrap()
+            .write_packet(&PcapPacket::new(
+                Duration::from_nanos(1_700_000_000_123_456_789),
+                1514,
+                &frame,
+            ))
+            .unwrap();
+        recording.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&0xa1b2_3c4d_u32.to_le_bytes());
+        expected.extend_from_slice(&2u16.to_le_bytes());
+        expected.extend_from_slice(&4u16.to_le_bytes());
+        expected.extend_from_slice(&[0; 8]);
+        expected.extend_from_slice(&256u32.to_le_bytes());
+        expected.extend_from_slice(&113u32.to_le_bytes());
+        expected.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        expected.extend_from_slice(&123_456_789u32.to_le_bytes());
+        expected.extend_from_slice(&54u32.to_le_bytes());
+        expected.extend_from_slice(&1514u32.to_le_bytes());
+        expected.extend_from_slice(&frame);
+        assert_eq!(bytes, expected);
+        let read = segwatch::capture::CaptureFile::open(&path).unwrap();
+        let frames: Vec<_> = read.reader().collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].ts_ns, 1_700_000_000_123_456_789);
+        assert_eq!((frames[0].orig_len, frames[0].data.len()), (1514, 54));
+    }
+
+    #[test]
+    fn an_empty_recording_is_an_ethernet_pcap_without_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idle.pcap");
+        Recording::Unstarted(BufWriter::new(File::create(&path).unwrap()))
+            .finish()
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(bytes[20..24], 1u32.to_le_bytes());
+    }
 }

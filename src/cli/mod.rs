@@ -1,32 +1,32 @@
 //! The command line: flags (clap) and the commands behind them.
 //!
-//! Exit statuses follow the contract (section 4): 0 ran, 1 a violation at or
-//! above `--fail-on`, 2 bad input (which wins over 1).
+//! Each command returns a [`Status`] or an [`Error`]; `main` prints the
+//! error and maps both to the contract's exit statuses (section 4): 0 ran,
+//! 1 a violation at or above `--fail-on` (or `diff`'s changes), 2 bad input
+//! (which wins over 1).
 
 mod check;
 mod completions;
 mod diff;
+mod error;
 mod learn;
 mod learn_live;
 mod replay;
 mod run;
 mod synth;
 
+pub use error::{Error, Status};
+
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::flow::FlowConfig;
-use crate::policy::Severity;
-
-/// Exit status: ran, nothing to report.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: a violation at or above `--fail-on`.
-pub const EXIT_VIOLATION: u8 = 1;
-/// Exit status: bad input (capture, policy, flags).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use segwatch::config::{Backend, Pace};
+use segwatch::flow::FlowConfig;
+use segwatch::policy::Severity;
+use segwatch::sink::syslog::Format;
 
 /// segwatch watches a hospital network for segmentation violations.
 ///
@@ -136,8 +136,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// Pace of --pcap: full speed or the capture's own pace.
-    #[arg(long, value_name = "PACE", value_parser = ["full", "realtime"])]
-    pub pcap_pace: Option<String>,
+    #[arg(long, value_name = "PACE", value_parser = named::<Pace>(&["full", "realtime"]))]
+    pub pcap_pace: Option<Pace>,
     /// The policy file.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -149,8 +149,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub syslog: Vec<String>,
     /// Format of the --syslog feeds.
-    #[arg(long, value_name = "FORMAT", value_parser = ["rfc5424", "cef", "leef", "json"])]
-    pub syslog_format: Option<String>,
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_parser = named::<Format>(&["rfc5424", "cef", "leef", "json"])
+    )]
+    pub syslog_format: Option<Format>,
+    /// CA certificates (PEM) that sign the certificates of the --syslog
+    /// tls:// receivers, instead of the platform's trust store.
+    #[arg(long, value_name = "FILE", requires = "syslog")]
+    pub syslog_ca: Option<PathBuf>,
+    /// Client certificate (PEM) the --syslog tls:// feeds present to
+    /// receivers that require one, with --syslog-client-key.
+    #[arg(long, value_name = "FILE", requires_all = ["syslog", "syslog_client_key"])]
+    pub syslog_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --syslog-client-cert.
+    #[arg(long, value_name = "FILE", requires = "syslog_client_cert")]
+    pub syslog_client_key: Option<PathBuf>,
     /// Write violation events as JSON lines to FILE (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
@@ -158,8 +173,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Capture backend: af-packet (built in) or pcap (libpcap build).
-    #[arg(long, value_name = "BACKEND", value_parser = ["af-packet", "pcap"])]
-    pub backend: Option<String>,
+    #[arg(long, value_name = "BACKEND", value_parser = named::<Backend>(&["af-packet", "pcap"]))]
+    pub backend: Option<Backend>,
+}
+
+/// A flag taking one of `names`, parsed into `T`: the names are listed in
+/// `--help` and completions, and a name clap accepts always parses.
+fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
 /// Flags of `segwatch demo`.
@@ -433,10 +458,11 @@ pub struct SynthArgs {
     pub seed: u64,
 }
 
-/// Runs the parsed command line and returns the process's exit status.
-pub fn run(cli: Cli) -> ExitCode {
+/// Runs the parsed command line: the status it ends with, or the error that
+/// stopped it.
+pub fn run(cli: Cli) -> Result<Status, Error> {
     init_logging(&cli.log_level);
-    let status = match cli.command {
+    match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
@@ -446,8 +472,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Manpage(args) => completions::manpage(&args),
-    };
-    ExitCode::from(status)
+    }
 }
 
 /// Logs go to stderr, never into the JSON on stdout.
@@ -463,16 +488,11 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-/// Prints a one-line error to stderr.
-pub(crate) fn error_line(message: impl std::fmt::Display) {
-    stderr_line(format_args!("segwatch: error: {message}"));
-}
-
 /// Writes `message` and a newline to standard error in one call. Standard
 /// error is unbuffered, and `eprintln!` writes each formatted piece on its
 /// own: a summary line took a dozen writes, between which another process's
 /// output (a CI job's parallel steps) could land.
-pub(crate) fn stderr_line(message: impl std::fmt::Display) {
+pub fn stderr_line(message: impl std::fmt::Display) {
     use std::io::Write as _;
     let line = format!("{message}\n");
     // Nothing to do when standard error is gone; the exit status still tells.

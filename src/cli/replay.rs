@@ -3,18 +3,17 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use super::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION, ReplayArgs, error_line};
-use crate::capture::CaptureFile;
-use crate::classify::{CompiledPolicy, PolicyCache, PolicySource};
-use crate::policy::{Level, PolicyError, Severity, load_policy_file};
-use crate::replay::{ReplayOptions, replay};
+use segwatch::capture::CaptureFile;
+use segwatch::classify::{CompiledPolicy, PolicyCache, PolicySource};
+use segwatch::policy::{Severity, load_policy_file};
+use segwatch::replay::{ReplayOptions, replay};
 
-/// Runs `segwatch replay`; returns the exit status.
-pub fn run(args: &ReplayArgs) -> u8 {
+use super::{Error, ReplayArgs, Status};
+
+/// Runs `segwatch replay`.
+pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     let policy_start = std::time::Instant::now();
-    let Some((policy, source)) = load_policy(&args.policy, args.policy_cache.as_deref()) else {
-        return EXIT_BAD_INPUT;
-    };
+    let (policy, source) = load_policy(&args.policy, args.policy_cache.as_deref())?;
     let policy_time = policy_start.elapsed();
     tracing::info!(
         policy = %args.policy.display(),
@@ -28,26 +27,21 @@ pub fn run(args: &ReplayArgs) -> u8 {
 
     // Open every capture before judging anything, so a bad file name fails
     // the run before it writes a single event.
-    let Some(captures) = open_captures(&args.captures) else {
-        return EXIT_BAD_INPUT;
-    };
+    let captures = open_captures(&args.captures)?;
 
     let mut out: Box<dyn Write + Send> = match &args.output {
-        Some(path) => match File::create(path) {
-            Ok(file) => Box::new(BufWriter::with_capacity(1 << 16, file)),
-            Err(error) => {
-                error_line(format_args!("{}: {error}", path.display()));
-                return EXIT_BAD_INPUT;
-            }
-        },
+        Some(path) => {
+            let file = File::create(path).map_err(|e| Error::file(path, e))?;
+            Box::new(BufWriter::with_capacity(1 << 16, file))
+        }
         None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
 
     let mut options = options_of(args);
     let inventory = args.inventory.as_ref().map(|_| {
-        std::sync::Arc::new(crate::inventory::Inventory::new(
-            crate::inventory::DEFAULT_CAPACITY,
-            std::sync::Arc::new(crate::inventory::OuiRegistry::load_default()),
+        std::sync::Arc::new(segwatch::inventory::Inventory::new(
+            segwatch::inventory::DEFAULT_CAPACITY,
+            std::sync::Arc::new(segwatch::inventory::OuiRegistry::load_default()),
         ))
     });
     options.inventory = inventory.clone();
@@ -59,23 +53,14 @@ pub fn run(args: &ReplayArgs) -> u8 {
         threads = options.threads,
         "Replaying captures"
     );
-    let policy = crate::classify::PolicyInForce {
+    let policy = segwatch::classify::PolicyInForce {
         policy,
         generation: 0,
     };
-    let outcome = match replay(&captures, &policy, &options, &mut out) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            error_line(error);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let outcome = replay(&captures, &policy, &options, &mut out)?;
     drop(out);
-    if let (Some(path), Some(inventory)) = (&args.inventory, &inventory)
-        && let Err(error) = write_inventory(path, inventory)
-    {
-        error_line(format_args!("{}: {error}", path.display()));
-        return EXIT_BAD_INPUT;
+    if let (Some(path), Some(inventory)) = (&args.inventory, &inventory) {
+        write_inventory(path, inventory).map_err(|e| Error::file(path, e))?;
     }
 
     tracing::info!(
@@ -118,49 +103,49 @@ pub fn run(args: &ReplayArgs) -> u8 {
         );
         super::stderr_line(summary);
     }
-    if let Some(error) = &outcome.capture_error {
-        error_line(error);
-        return EXIT_BAD_INPUT;
+    // Events written before a corrupt record stay written: the error comes
+    // after them and the summary.
+    if let Some(error) = outcome.capture_error {
+        return Err(error.into());
     }
     let status = match args.fail_on.map(Severity::from) {
-        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => EXIT_VIOLATION,
-        _ => EXIT_OK,
+        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => Status::Findings,
+        _ => Status::Ran,
     };
     // The process exits now: the kernel unmaps the captures with the rest,
     // and takes back the policy's memory without freeing its thousands of
     // allocations one by one (2-3 ms for a 5,000-rule policy).
     std::mem::forget(captures);
     std::mem::forget(policy);
-    status
+    Ok(status)
 }
 
 /// Writes the inventory as CSV (a `.csv` path) or JSON.
 fn write_inventory(
     path: &std::path::Path,
-    inventory: &crate::inventory::Inventory,
+    inventory: &segwatch::inventory::Inventory,
 ) -> std::io::Result<()> {
     let csv = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let bytes = if csv {
-        crate::inventory::to_csv(inventory).map_err(std::io::Error::other)?
+        segwatch::inventory::to_csv(inventory).map_err(std::io::Error::other)?
     } else {
-        let mut text = crate::inventory::to_json(inventory);
+        let mut text = segwatch::inventory::to_json(inventory);
         text.push('\n');
         text.into_bytes()
     };
     std::fs::write(path, bytes)
 }
 
-/// Loads and compiles a policy, printing its diagnostics; `None` when invalid.
-/// With a cache directory, the policy may come from the cache (see
-/// [`PolicyCache`]); the source is `None` without one. For a command that
-/// exits after using it: the policy as read is not freed (see the end of
-/// [`run`]).
+/// Loads and compiles a policy and prints its warnings. With a cache
+/// directory, the policy may come from the cache (see [`PolicyCache`]); the
+/// source is `None` without one. For a command that exits after using it:
+/// the policy as read is not freed (see the end of [`run`]).
 pub(super) fn load_policy(
     path: &std::path::Path,
     cache: Option<&std::path::Path>,
-) -> Option<(CompiledPolicy, Option<PolicySource>)> {
+) -> Result<(CompiledPolicy, Option<PolicySource>), Error> {
     let loaded = match cache {
         Some(cache) => PolicyCache::new(cache)
             .load(path)
@@ -171,47 +156,28 @@ pub(super) fn load_policy(
             (compiled, warnings, None)
         }),
     };
-    match loaded {
-        Ok((compiled, warnings, source)) => {
-            print_policy_warnings(&warnings);
-            Some((compiled, source))
-        }
-        Err(error) => {
-            print_policy_errors(path, &error);
-            None
-        }
-    }
+    let (compiled, warnings, source) = loaded.map_err(|error| Error::Policy {
+        path: path.to_owned(),
+        error,
+    })?;
+    print_policy_warnings(&warnings);
+    Ok((compiled, source))
 }
 
-/// Loads a policy, printing its warnings, or its errors (then `None`).
-pub(super) fn read_policy(path: &std::path::Path) -> Option<crate::policy::Policy> {
-    match load_policy_file(path) {
-        Ok((policy, warnings)) => {
-            print_policy_warnings(&warnings);
-            Some(policy)
-        }
-        Err(error) => {
-            print_policy_errors(path, &error);
-            None
-        }
-    }
+/// Loads a policy and prints its warnings.
+pub(super) fn read_policy(path: &std::path::Path) -> Result<segwatch::policy::Policy, Error> {
+    let (policy, warnings) = load_policy_file(path).map_err(|error| Error::Policy {
+        path: path.to_owned(),
+        error,
+    })?;
+    print_policy_warnings(&warnings);
+    Ok(policy)
 }
 
 /// Prints a policy's warnings, one line each.
-fn print_policy_warnings(warnings: &[crate::policy::Diagnostic]) {
+fn print_policy_warnings(warnings: &[segwatch::policy::Diagnostic]) {
     for warning in warnings {
         super::stderr_line(format_args!("segwatch: {warning}"));
-    }
-}
-
-/// Prints a policy's errors, one line each.
-fn print_policy_errors(path: &std::path::Path, error: &PolicyError) {
-    let errors = error.diagnostics.iter().filter(|d| d.level == Level::Error);
-    for diagnostic in errors {
-        super::stderr_line(format_args!("segwatch: {diagnostic}"));
-    }
-    if error.diagnostics.is_empty() {
-        error_line(format_args!("{}: invalid policy", path.display()));
     }
 }
 
@@ -230,23 +196,19 @@ fn options_of(args: &ReplayArgs) -> ReplayOptions {
 }
 
 /// Opens every capture before anything is judged, so that a bad file name
-/// fails the command first; `None` (after a one-line error) when one fails.
-pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Option<Vec<CaptureFile>> {
+/// fails the command first.
+pub(super) fn open_captures(paths: &[std::path::PathBuf]) -> Result<Vec<CaptureFile>, Error> {
     let mut captures = Vec::with_capacity(paths.len());
     for path in paths {
-        match CaptureFile::open(path) {
-            Ok(capture) => captures.push(capture),
-            Err(error) => {
-                error_line(error);
-                return None;
-            }
-        }
+        captures.push(CaptureFile::open(path)?);
     }
-    Some(captures)
+    Ok(captures)
 }
 
 /// Warns about captures cut inside their last record.
-pub(super) fn warn_truncations(truncations: &[(std::path::PathBuf, crate::capture::Truncation)]) {
+pub(super) fn warn_truncations(
+    truncations: &[(std::path::PathBuf, segwatch::capture::Truncation)],
+) {
     for (path, cut) in truncations {
         super::stderr_line(format_args!(
             "segwatch: warning: {}: capture cut inside its last record at byte {}; judged up to the cut",

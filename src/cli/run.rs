@@ -2,29 +2,35 @@
 
 use std::path::Path;
 
-use super::{DemoArgs, EXIT_BAD_INPUT, RunArgs, error_line};
-use crate::config::{ConfigFile, Overrides};
+use segwatch::config::{ConfigFile, Overrides, source_name};
 
-/// Runs `segwatch run`; returns the exit status.
-pub fn run(args: &RunArgs) -> u8 {
+use super::{DemoArgs, Error, RunArgs, Status};
+
+/// Runs `segwatch run` until SIGTERM or SIGINT.
+pub fn run(args: &RunArgs) -> Result<Status, Error> {
     let overrides = Overrides {
         interfaces: args.interfaces.clone(),
         pcap: args.pcap.clone(),
-        pcap_realtime: args.pcap_pace.as_deref().map(|pace| pace == "realtime"),
+        pcap_pace: args.pcap_pace,
         policy: args.policy.clone(),
         metrics_listen: args.metrics_listen.clone(),
         syslog: args.syslog.clone(),
-        syslog_format: args.syslog_format.clone(),
+        syslog_format: args.syslog_format,
+        syslog_ca_file: args.syslog_ca.clone(),
+        syslog_client_cert: args
+            .syslog_client_cert
+            .clone()
+            .zip(args.syslog_client_key.clone()),
         events: args.events.clone(),
         workers: args.workers,
-        backend: args.backend.clone(),
+        backend: args.backend,
         demo: false,
     };
     start(args.config.as_deref(), &overrides)
 }
 
-/// Runs `segwatch demo`; returns the exit status.
-pub fn demo(args: &DemoArgs) -> u8 {
+/// Runs `segwatch demo` until SIGTERM or SIGINT.
+pub fn demo(args: &DemoArgs) -> Result<Status, Error> {
     let overrides = Overrides {
         metrics_listen: Some(args.metrics_listen.clone()),
         demo: true,
@@ -38,22 +44,21 @@ pub fn demo(args: &DemoArgs) -> u8 {
     start(None, &overrides)
 }
 
-fn start(config: Option<&Path>, overrides: &Overrides) -> u8 {
-    let (file, name) = match config {
-        Some(path) => match ConfigFile::load(path) {
-            Ok(file) => (file, path.to_owned()),
-            Err(error) => {
-                error_line(error);
-                return EXIT_BAD_INPUT;
-            }
-        },
-        None => (ConfigFile::default(), "command line".into()),
+/// Reads the configuration, applies the flags, loads the policy and runs
+/// the daemon. The warnings of both go to the log, the daemon's voice.
+fn start(config: Option<&Path>, overrides: &Overrides) -> Result<Status, Error> {
+    let file = match config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
     };
-    match file.build(overrides, &name) {
-        Ok(settings) => crate::runtime::run(settings),
-        Err(error) => {
-            error_line(error);
-            EXIT_BAD_INPUT
-        }
+    let (settings, warnings) = file.build(overrides, &source_name(config))?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
+    let (policy, warnings) = segwatch::runtime::load_policy(&settings)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    segwatch::runtime::run(settings, policy)?;
+    Ok(Status::Ran)
 }

@@ -2,32 +2,34 @@
 //! settings it builds with the command line's overrides.
 //!
 //! Two layers, as everywhere in segwatch: [`ConfigFile`] only describes the
-//! TOML (every table denies unknown keys), and [`ConfigFile::build`] checks it
-//! and produces [`RunSettings`]. `deploy/segwatch.toml` is a commented
-//! example of every key.
+//! TOML, typed (durations, names and addresses parse as serde reads them;
+//! every table denies unknown keys), and [`ConfigFile::build`] applies the
+//! flags, checks what no single value shows and produces [`RunSettings`].
+//! `deploy/segwatch.toml` is a commented example of every key.
+//!
+//! Problems are located by the spans the TOML parser records: an error or a
+//! warning names the file, the line and column of the key, and the key.
+//! Values out of range that earlier versions accepted and silently brought
+//! within it (workers, snap length, buffer, queues, bounds) still start the
+//! daemon, with a warning; keys added from now on refuse bad values.
+
+mod locate;
+mod value;
+
+pub use locate::{ConfigError, ConfigWarning};
+pub use value::{Backend, HumanDuration, ListenAddress, NotAnAddress, Pace, UnknownValue};
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::flow::FlowConfig;
-
-/// A configuration that cannot be used: one line naming the file, the line,
-/// the column and the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
-pub struct ConfigError {
-    /// The configuration file (or `command line`).
-    pub file: PathBuf,
-    /// 1-based line (1 for problems not tied to one).
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong, naming the key.
-    pub message: String,
-}
+use crate::sink::syslog::{Endpoint, FeedSettings, Format, Scheme};
+use locate::{COMMAND_LINE, Locator, Place};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -48,9 +50,10 @@ pub struct ConfigFile {
     /// The events file.
     #[serde(default)]
     pub events: EventsSection,
-    /// Syslog feeds, any number.
+    /// Syslog feeds, any number; their settings are the feed's own
+    /// ([`FeedSettings`]).
     #[serde(default)]
-    pub syslog: Vec<SyslogSection>,
+    pub syslog: Vec<FeedSettings>,
     /// Process settings.
     #[serde(default)]
     pub process: ProcessSection,
@@ -60,7 +63,7 @@ pub struct ConfigFile {
     /// Application detection.
     #[serde(default)]
     pub detection: DetectionSection,
-    /// The text it was read from, to point errors at their line.
+    /// The text it was read from, to locate problems by their spans.
     #[serde(skip)]
     text: String,
 }
@@ -78,8 +81,9 @@ pub struct DetectionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventorySection {
-    /// Most devices held. Default 100,000.
-    pub max_devices: Option<usize>,
+    /// Most devices held; new ones beyond are counted, not held. Default
+    /// 100,000; 0 is taken as 1, with a warning.
+    pub max_devices: Option<Spanned<usize>>,
 }
 
 /// `[capture]`.
@@ -91,23 +95,24 @@ pub struct CaptureSection {
     pub interfaces: Vec<String>,
     /// A capture file to run through the daemon instead (tests, demos).
     pub pcap: Option<PathBuf>,
-    /// `full` (as fast as possible) or `realtime` (at capture pace). Default `full`.
-    pub pcap_pace: Option<String>,
+    /// `full` (as fast as possible, the default) or `realtime` (at capture
+    /// pace).
+    pub pcap_pace: Option<Pace>,
     /// `af-packet` (default, built in) or `pcap` (libpcap; needs the `pcap`
     /// build feature).
-    pub backend: Option<String>,
-    /// Capture workers per interface (AF_PACKET fanout). Default 1.
-    pub workers: Option<usize>,
-    /// Bytes captured per frame. Default 65535.
-    pub snaplen: Option<u32>,
-    /// Kernel buffer per interface, MiB, shared evenly among its AF_PACKET
-    /// workers' rings (each at least 4 MiB). Default 64. Too small a buffer
-    /// drops packets in bursts.
-    pub buffer_mib: Option<usize>,
+    pub backend: Option<Backend>,
+    /// Capture workers per interface (AF_PACKET fanout), 1-64. Default 1.
+    pub workers: Option<Spanned<usize>>,
+    /// Bytes captured per frame, 64-262,144. Default 65,535.
+    pub snaplen: Option<Spanned<u32>>,
+    /// Kernel buffer per interface, MiB (1-4,096), shared evenly among its
+    /// AF_PACKET workers' rings (each at least 4 MiB). Default 64. Too
+    /// small a buffer drops packets in bursts.
+    pub buffer_mib: Option<Spanned<usize>>,
     /// Put the interface in promiscuous mode. Default true (a SPAN port
     /// delivers frames addressed to other hosts).
     pub promiscuous: Option<bool>,
-    /// A BPF filter (libpcap syntax). Default: none.
+    /// A BPF filter (libpcap syntax). Default: none (so is a blank one).
     pub bpf: Option<String>,
 }
 
@@ -120,8 +125,8 @@ pub struct PolicySection {
     /// Reload when the file changes (checked every `watch_interval`), as
     /// well as on SIGHUP. Default true.
     pub watch: Option<bool>,
-    /// How often the file is checked, e.g. "2s". Default 2 s.
-    pub watch_interval: Option<String>,
+    /// How often the file is checked, e.g. "2s"; more than zero. Default 2 s.
+    pub watch_interval: Option<Spanned<HumanDuration>>,
 }
 
 /// `[flows]`: as the `replay` flags.
@@ -129,17 +134,18 @@ pub struct PolicySection {
 #[serde(deny_unknown_fields)]
 pub struct FlowSection {
     /// TCP idle timeout, e.g. "300s".
-    pub tcp_timeout: Option<String>,
+    pub tcp_timeout: Option<HumanDuration>,
     /// Closed TCP linger, e.g. "10s".
-    pub tcp_closed_timeout: Option<String>,
+    pub tcp_closed_timeout: Option<HumanDuration>,
     /// UDP idle timeout.
-    pub udp_timeout: Option<String>,
+    pub udp_timeout: Option<HumanDuration>,
     /// ICMP echo idle timeout.
-    pub icmp_timeout: Option<String>,
+    pub icmp_timeout: Option<HumanDuration>,
     /// Other protocols' idle timeout.
-    pub other_timeout: Option<String>,
-    /// Most flows held at once, over all workers. Default 1,000,000.
-    pub max_flows: Option<usize>,
+    pub other_timeout: Option<HumanDuration>,
+    /// Most flows held at once, over all workers. Default 1,000,000; 0 is
+    /// taken as 1, with a warning.
+    pub max_flows: Option<Spanned<usize>>,
 }
 
 /// `[metrics]`.
@@ -147,7 +153,7 @@ pub struct FlowSection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Address of `/metrics` and `/healthz`. Default 127.0.0.1:9108.
-    pub listen: Option<String>,
+    pub listen: Option<ListenAddress>,
 }
 
 /// `[events]`.
@@ -158,34 +164,9 @@ pub struct EventsSection {
     pub file: Option<PathBuf>,
     /// Also print them on stdout. Default false (`segwatch demo` sets it).
     pub stdout: Option<bool>,
-    /// Events queued per sink before new ones are dropped. Default 10,000.
-    pub queue: Option<usize>,
-}
-
-/// `[[syslog]]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogSection {
-    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`.
-    pub url: String,
-    /// `rfc5424` (default), `cef`, `leef` or `json`.
-    pub format: Option<String>,
-    /// Facility name or number. Default `local0`.
-    pub facility: Option<String>,
-    /// HOSTNAME in the header. Default: this machine's name.
-    pub hostname: Option<String>,
-    /// Structured-data ID. Default `segwatch@32473`.
-    pub sd_id: Option<String>,
-    /// Queue bound. Default: `[events] queue`.
-    pub queue: Option<usize>,
-    /// TLS: CA certificates (PEM) that sign the receiver's certificate.
-    pub ca_file: Option<PathBuf>,
-    /// TLS: client certificate (PEM), with `client_key`.
-    pub client_cert: Option<PathBuf>,
-    /// TLS: client key (PEM).
-    pub client_key: Option<PathBuf>,
-    /// TLS: name to verify the receiver's certificate against. Default: the URL's host.
-    pub server_name: Option<String>,
+    /// Events queued per sink before new ones are dropped, 1-10,000,000.
+    /// Default 10,000.
+    pub queue: Option<Spanned<usize>>,
 }
 
 /// `[process]`.
@@ -195,7 +176,7 @@ pub struct ProcessSection {
     /// Drop to this user once the capture is open (needs root to start).
     pub user: Option<String>,
     /// How long SIGTERM waits for queued events to be delivered. Default "5s".
-    pub drain_timeout: Option<String>,
+    pub drain_timeout: Option<HumanDuration>,
 }
 
 /// Where packets come from.
@@ -205,8 +186,8 @@ pub enum Source {
     Interfaces {
         /// Interface names.
         names: Vec<String>,
-        /// `af-packet` or `pcap`.
-        backend: String,
+        /// The capture backend.
+        backend: Backend,
         /// Workers per interface.
         workers: usize,
         /// Snap length.
@@ -229,29 +210,6 @@ pub enum Source {
     Synthetic,
 }
 
-/// A syslog feed, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyslogSettings {
-    /// The URL as written.
-    pub url: String,
-    /// The format name.
-    pub format: String,
-    /// Facility as written.
-    pub facility: Option<String>,
-    /// HOSTNAME override.
-    pub hostname: Option<String>,
-    /// SD-ID override.
-    pub sd_id: Option<String>,
-    /// Queue bound.
-    pub queue: usize,
-    /// TLS CA file.
-    pub ca_file: Option<PathBuf>,
-    /// TLS client certificate and key.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// TLS server name.
-    pub server_name: Option<String>,
-}
-
 /// Everything `segwatch run` needs, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunSettings {
@@ -261,7 +219,7 @@ pub struct RunSettings {
     pub policy: Option<PathBuf>,
     /// Reload on change.
     pub watch_policy: bool,
-    /// How often to look at the policy file.
+    /// How often to look at the policy file (more than zero).
     pub watch_interval: Duration,
     /// Flow timeouts and bound.
     pub flows: FlowConfig,
@@ -271,10 +229,10 @@ pub struct RunSettings {
     pub events_file: Option<PathBuf>,
     /// Events on stdout.
     pub events_stdout: bool,
-    /// Queue bound of the events sinks.
+    /// Queue bound of the events sinks, and of the feeds without their own.
     pub queue: usize,
     /// Syslog feeds.
-    pub syslog: Vec<SyslogSettings>,
+    pub syslog: Vec<FeedSettings>,
     /// User to switch to after opening the capture.
     pub user: Option<String>,
     /// SIGTERM's drain bound.
@@ -292,28 +250,72 @@ pub struct Overrides {
     pub interfaces: Vec<String>,
     /// `--pcap FILE`.
     pub pcap: Option<PathBuf>,
-    /// `--pcap-pace realtime`.
-    pub pcap_realtime: Option<bool>,
+    /// `--pcap-pace`.
+    pub pcap_pace: Option<Pace>,
     /// `--policy FILE`.
     pub policy: Option<PathBuf>,
-    /// `--metrics-listen ADDR:PORT`.
+    /// `--metrics-listen ADDR:PORT`, as written.
     pub metrics_listen: Option<String>,
-    /// `--syslog URL`, repeatable: replaces the file's feeds.
+    /// `--syslog URL`, repeatable, as written: replaces the file's feeds.
     pub syslog: Vec<String>,
     /// `--syslog-format`: for the `--syslog` feeds.
-    pub syslog_format: Option<String>,
+    pub syslog_format: Option<Format>,
+    /// `--syslog-ca FILE`: the CA of the `--syslog` TLS feeds.
+    pub syslog_ca_file: Option<PathBuf>,
+    /// `--syslog-client-cert FILE` and `--syslog-client-key FILE`, which go
+    /// together: the `--syslog` TLS feeds' client certificate and key.
+    pub syslog_client_cert: Option<(PathBuf, PathBuf)>,
     /// `--events FILE`.
     pub events: Option<PathBuf>,
     /// `--workers N`.
     pub workers: Option<usize>,
     /// `--backend`.
-    pub backend: Option<String>,
+    pub backend: Option<Backend>,
     /// The demo: synthetic traffic, events on stdout.
     pub demo: bool,
 }
 
 /// The default metrics listener (contract section 4).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9108";
+
+/// Capture workers per interface: default and bounds.
+const WORKERS: Bounded = Bounded::new(1, 1, 64);
+/// Snap length: default and bounds (libpcap's largest frame).
+const SNAPLEN: Bounded = Bounded::new(65_535, 64, 262_144);
+/// Kernel buffer per interface, MiB: default and bounds.
+const BUFFER_MIB: Bounded = Bounded::new(64, 1, 4096);
+/// Events queued per sink: default and bounds.
+const QUEUE: Bounded = Bounded::new(10_000, 1, 10_000_000);
+/// A feed's own queue: at least one event (its default is the events
+/// queue's).
+const FEED_QUEUE: Bounded = Bounded::at_least(QUEUE.default, 1);
+/// How often the policy file is looked at unless configured.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long SIGTERM waits for queued events unless configured.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A count's default and the range it is brought within.
+#[derive(Clone, Copy, Debug)]
+struct Bounded {
+    default: usize,
+    least: usize,
+    most: usize,
+}
+
+impl Bounded {
+    const fn new(default: usize, least: usize, most: usize) -> Bounded {
+        Bounded {
+            default,
+            least,
+            most,
+        }
+    }
+
+    /// At least `least`, no upper bound.
+    const fn at_least(default: usize, least: usize) -> Bounded {
+        Bounded::new(default, least, usize::MAX)
+    }
+}
 
 impl ConfigFile {
     /// Reads and parses `path`.
@@ -329,300 +331,399 @@ impl ConfigFile {
 
     /// Parses configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-        let parsed: Result<ConfigFile, _> = toml::from_str(text);
-        parsed
-            .map(|mut file| {
-                file.text = text.to_string();
-                file
-            })
-            .map_err(|e| {
-                let (line, column) = e
-                    .span()
-                    .map_or((1, 1), |span| line_column(text, span.start));
-                // toml's message can span lines (it quotes the source): keep its
-                // first line, which names the key.
-                let message = e
-                    .message()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid configuration");
-                ConfigError {
-                    file: path.to_owned(),
-                    line,
-                    column,
-                    message: message.to_string(),
-                }
-            })
+        match toml::from_str::<ConfigFile>(text) {
+            Ok(mut file) => {
+                file.text = text.to_owned();
+                Ok(file)
+            }
+            Err(error) => Err(parse_error(&Locator::new(path, text), &error)),
+        }
     }
 
-    /// Checks the file with the command line's overrides applied. `path`
-    /// names the file in errors (`command line` when there is none).
-    pub fn build(mut self, overrides: &Overrides, path: &Path) -> Result<RunSettings, ConfigError> {
+    /// Applies the command line's overrides and checks the result: the
+    /// settings, and warnings about values used other than as written.
+    /// `path` names the file in errors (`command line` when there is none).
+    pub fn build(
+        mut self,
+        overrides: &Overrides,
+        path: &Path,
+    ) -> Result<(RunSettings, Vec<ConfigWarning>), ConfigError> {
         let text = std::mem::take(&mut self.text);
-        let err = |key: &str, message: String| {
-            let (line, column) = key_position(&text, key);
-            ConfigError {
-                file: path.to_owned(),
-                line,
-                column,
-                message: format!("{key}: {message}"),
-            }
+        let mut checks = Checks {
+            locator: Locator::new(path, &text),
+            warnings: Vec::new(),
         };
-        let duration = |key: &str, value: &Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(text) => humantime::parse_duration(text)
-                .map_err(|e| err(key, format!("{e} (write e.g. \"30s\" or \"5m\")"))),
-        };
-        let capture = self.capture;
-        let backend = overrides
-            .backend
-            .clone()
-            .or(capture.backend)
-            .unwrap_or_else(|| "af-packet".to_string());
-        if !matches!(backend.as_str(), "af-packet" | "pcap") {
-            return Err(err(
-                "capture.backend",
-                format!("unknown backend {backend:?} (use \"af-packet\" or \"pcap\")"),
-            ));
-        }
-        let interfaces = if overrides.interfaces.is_empty() {
-            capture.interfaces
-        } else {
-            overrides.interfaces.clone()
-        };
-        let pcap = overrides.pcap.clone().or(capture.pcap);
-        let realtime = match (overrides.pcap_realtime, capture.pcap_pace.as_deref()) {
-            (Some(realtime), _) => realtime,
-            (None, None | Some("full")) => false,
-            (None, Some("realtime")) => true,
-            (None, Some(other)) => {
-                return Err(err(
-                    "capture.pcap_pace",
-                    format!("unknown pace {other:?} (use \"full\" or \"realtime\")"),
-                ));
-            }
-        };
-        let source = if overrides.demo {
-            Source::Synthetic
-        } else {
-            match (pcap, interfaces.is_empty()) {
-                (Some(path), true) => Source::File { path, realtime },
-                (Some(_), false) => {
-                    return Err(err(
-                        "capture",
-                        "both a pcap file and interfaces are given: choose one".into(),
-                    ));
-                }
-                (None, true) => {
-                    return Err(err(
-                        "capture",
-                        "nothing to capture: give --interface IF (or capture.interfaces), or \
-                         --pcap FILE"
-                            .into(),
-                    ));
-                }
-                (None, false) => Source::Interfaces {
-                    names: interfaces,
-                    backend,
-                    workers: overrides
-                        .workers
-                        .or(capture.workers)
-                        .unwrap_or(1)
-                        .clamp(1, 64),
-                    snaplen: capture.snaplen.unwrap_or(65_535).clamp(64, 262_144),
-                    buffer_bytes: capture.buffer_mib.unwrap_or(64).clamp(1, 4096) << 20,
-                    promiscuous: capture.promiscuous.unwrap_or(true),
-                    bpf: capture.bpf.filter(|f| !f.trim().is_empty()),
-                },
-            }
-        };
+        let source = checks.source(self.capture, overrides)?;
         let policy = overrides.policy.clone().or(self.policy.path);
         if policy.is_none() && !overrides.demo {
-            return Err(err("policy.path", "no policy: give --policy FILE".into()));
+            return Err(checks
+                .locator
+                .table("policy")
+                .error("policy.path: no policy: give --policy FILE".into()));
         }
+        let watch_interval = match self.policy.watch_interval {
+            None => WATCH_INTERVAL,
+            Some(interval) if interval.get_ref().0.is_zero() => {
+                return Err(checks.at(interval.span()).error(
+                    "policy.watch_interval: must be more than 0s (e.g. \"2s\"; `watch = false` \
+                     turns watching off)"
+                        .into(),
+                ));
+            }
+            Some(interval) => interval.into_inner().0,
+        };
         let defaults = FlowConfig::default();
         let f = &self.flows;
+        let timeout = |value: Option<HumanDuration>, default| value.map_or(default, |d| d.0);
         let flows = FlowConfig {
-            tcp_timeout: duration("flows.tcp_timeout", &f.tcp_timeout, defaults.tcp_timeout)?,
-            tcp_closed_timeout: duration(
-                "flows.tcp_closed_timeout",
-                &f.tcp_closed_timeout,
-                defaults.tcp_closed_timeout,
-            )?,
-            udp_timeout: duration("flows.udp_timeout", &f.udp_timeout, defaults.udp_timeout)?,
-            icmp_timeout: duration("flows.icmp_timeout", &f.icmp_timeout, defaults.icmp_timeout)?,
-            other_timeout: duration(
-                "flows.other_timeout",
-                &f.other_timeout,
-                defaults.other_timeout,
-            )?,
-            max_flows: f.max_flows.unwrap_or(defaults.max_flows).max(1),
+            tcp_timeout: timeout(f.tcp_timeout, defaults.tcp_timeout),
+            tcp_closed_timeout: timeout(f.tcp_closed_timeout, defaults.tcp_closed_timeout),
+            udp_timeout: timeout(f.udp_timeout, defaults.udp_timeout),
+            icmp_timeout: timeout(f.icmp_timeout, defaults.icmp_timeout),
+            other_timeout: timeout(f.other_timeout, defaults.other_timeout),
+            max_flows: checks.bounded(
+                "flows.max_flows",
+                self.flows.max_flows.as_ref(),
+                Bounded::at_least(defaults.max_flows, 1),
+            ),
         };
-        let listen = overrides
-            .metrics_listen
-            .clone()
-            .or(self.metrics.listen)
-            .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_string());
-        let metrics_listen: SocketAddr = listen.parse().map_err(|_| {
-            err(
-                "metrics.listen",
-                format!("{listen:?} is not ADDRESS:PORT (e.g. 127.0.0.1:9108)"),
-            )
-        })?;
-        let queue = self.events.queue.unwrap_or(10_000).clamp(1, 10_000_000);
-        let syslog = if overrides.syslog.is_empty() {
-            let mut feeds = Vec::new();
-            for (i, s) in self.syslog.into_iter().enumerate() {
-                let key = format!("syslog[{i}]");
-                let client_cert = match (s.client_cert, s.client_key) {
-                    (Some(cert), Some(key)) => Some((cert, key)),
-                    (None, None) => None,
-                    _ => {
-                        return Err(err(&key, "client_cert and client_key go together".into()));
-                    }
-                };
-                feeds.push(SyslogSettings {
-                    url: s.url,
-                    format: s.format.unwrap_or_else(|| "rfc5424".into()),
-                    facility: s.facility,
-                    hostname: s.hostname,
-                    sd_id: s.sd_id,
-                    queue: s.queue.unwrap_or(queue),
-                    ca_file: s.ca_file,
-                    client_cert,
-                    server_name: s.server_name,
-                });
-            }
-            feeds
-        } else {
-            let format = overrides
-                .syslog_format
-                .clone()
-                .unwrap_or_else(|| "rfc5424".into());
-            overrides
-                .syslog
-                .iter()
-                .map(|url| SyslogSettings {
-                    url: url.clone(),
-                    format: format.clone(),
-                    facility: None,
-                    hostname: None,
-                    sd_id: None,
-                    queue,
-                    ca_file: None,
-                    client_cert: None,
-                    server_name: None,
-                })
-                .collect()
+        let metrics_listen = match &overrides.metrics_listen {
+            Some(flag) => flag
+                .parse::<ListenAddress>()
+                .map_err(|e| Place::command_line().error(format!("metrics.listen: {e}")))?,
+            None => self
+                .metrics
+                .listen
+                .unwrap_or(ListenAddress(SocketAddr::from(([127, 0, 0, 1], 9108)))),
         };
-        for feed in &syslog {
-            if let Err(message) = crate::sink::syslog::Endpoint::parse(&feed.url) {
-                return Err(err("syslog.url", format!("{:?}: {message}", feed.url)));
-            }
-            if let Some(name) = &feed.facility
-                && crate::sink::syslog::parse_facility(name).is_none()
-            {
-                return Err(err(
-                    "syslog.facility",
-                    format!("unknown facility {name:?} (kern, user, ..., local0-local7, or 0-23)"),
-                ));
-            }
-            if !matches!(feed.format.as_str(), "rfc5424" | "cef" | "leef" | "json") {
-                return Err(err(
-                    "syslog.format",
-                    format!(
-                        "unknown format {:?} (rfc5424, cef, leef or json)",
-                        feed.format
-                    ),
-                ));
-            }
-        }
-        Ok(RunSettings {
+        let queue = checks.bounded("events.queue", self.events.queue.as_ref(), QUEUE);
+        let syslog = checks.feeds(self.syslog, overrides)?;
+        let max_devices = checks.bounded(
+            "inventory.max_devices",
+            self.inventory.max_devices.as_ref(),
+            Bounded::at_least(crate::inventory::DEFAULT_CAPACITY, 1),
+        );
+        let settings = RunSettings {
             source,
             policy,
             watch_policy: self.policy.watch.unwrap_or(true),
-            watch_interval: duration(
-                "policy.watch_interval",
-                &self.policy.watch_interval,
-                Duration::from_secs(2),
-            )?,
+            watch_interval,
             flows,
-            metrics_listen,
+            metrics_listen: metrics_listen.0,
             events_file: overrides.events.clone().or(self.events.file),
             events_stdout: overrides.demo || self.events.stdout.unwrap_or(false),
             queue,
             syslog,
             user: self.process.user,
             detect_apps: self.detection.enabled.unwrap_or(true),
-            max_devices: self
-                .inventory
-                .max_devices
-                .unwrap_or(crate::inventory::DEFAULT_CAPACITY)
-                .max(1),
-            drain_timeout: duration(
-                "process.drain_timeout",
-                &self.process.drain_timeout,
-                Duration::from_secs(5),
-            )?,
-        })
+            max_devices,
+            drain_timeout: self.process.drain_timeout.map_or(DRAIN_TIMEOUT, |d| d.0),
+        };
+        // In file order, as a reader goes through the file.
+        let mut warnings = checks.warnings;
+        warnings.sort_by_key(|w| (w.file.clone(), w.line, w.column));
+        Ok((settings, warnings))
     }
 }
 
-/// Where the key `section.name` (or `section[i].name`) is written, to point
-/// an error at it: the first `name =` after the section's header; line 1
-/// when it is not written (the value came from the command line or a
-/// default).
-fn key_position(text: &str, key: &str) -> (usize, usize) {
-    let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
-    let section = section.split('[').next().unwrap_or(section);
-    let header = [format!("[{section}]"), format!("[[{section}]]")];
-    let start = header
-        .iter()
-        .filter_map(|h| text.find(h.as_str()))
-        .min()
-        .unwrap_or(0);
-    let mut offset = start;
-    for line in text[start..].split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if trimmed
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-        {
-            let indent = line.len() - trimmed.len();
-            return line_column(text, offset + indent);
+/// The error of text that does not parse as a configuration: at the key
+/// the parser's span falls in, named, unless the parser's message names it
+/// already (an unknown or missing key), or the text is not TOML at all.
+fn parse_error(locator: &Locator<'_>, error: &toml::de::Error) -> ConfigError {
+    // toml's message can span lines (it quotes the source): its first line
+    // says what is wrong.
+    let message = error
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid configuration");
+    let offset = error.span().map_or(0, |span| span.start);
+    let names_its_key =
+        message.starts_with("unknown field") || message.starts_with("missing field");
+    match locator.key_at(offset).filter(|_| !names_its_key) {
+        Some((key, place)) => place.error(format!("{key}: {message}")),
+        None => locator.place(offset).error(message.to_owned()),
+    }
+}
+
+/// The checks of [`ConfigFile::build`], and the warnings they collect.
+struct Checks<'t> {
+    locator: Locator<'t>,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl Checks<'_> {
+    /// The place of the key holding the value at `span`.
+    fn at(&self, span: Range<usize>) -> Place {
+        self.locator
+            .key_at(span.start)
+            .map_or_else(|| self.locator.place(span.start), |(_, place)| place)
+    }
+
+    /// A count from the file, its default when absent, or brought within
+    /// its bounds with a warning naming `key`.
+    fn bounded<T>(&mut self, key: &str, value: Option<&Spanned<T>>, bounds: Bounded) -> usize
+    where
+        T: Copy + TryInto<usize>,
+    {
+        match value {
+            None => bounds.default,
+            Some(value) => {
+                let place = self.at(value.span());
+                let written = (*value.get_ref()).try_into().unwrap_or(usize::MAX);
+                self.within(key, written, bounds, &place)
+            }
         }
-        offset += line.len();
     }
-    if !section.is_empty() && start > 0 {
-        line_column(text, start)
-    } else {
-        (1, 1)
+
+    /// `value` brought within `bounds`, with a warning at `place` when it
+    /// was not.
+    fn within(&mut self, key: &str, value: usize, bounds: Bounded, place: &Place) -> usize {
+        let used = value.clamp(bounds.least, bounds.most);
+        if used < value {
+            self.warnings.push(place.warning(format!(
+                "{key}: {value} is more than the most, {used}: using {used}"
+            )));
+        } else if used > value {
+            self.warnings.push(place.warning(format!(
+                "{key}: {value} is less than the least, {used}: using {used}"
+            )));
+        }
+        used
+    }
+
+    /// Where packets come from: the file's `[capture]` with the flags.
+    fn source(
+        &mut self,
+        capture: CaptureSection,
+        overrides: &Overrides,
+    ) -> Result<Source, ConfigError> {
+        let interfaces = if overrides.interfaces.is_empty() {
+            capture.interfaces
+        } else {
+            overrides.interfaces.clone()
+        };
+        let pcap = overrides.pcap.clone().or(capture.pcap);
+        let pace = overrides
+            .pcap_pace
+            .or(capture.pcap_pace)
+            .unwrap_or_default();
+        if overrides.demo {
+            return Ok(Source::Synthetic);
+        }
+        let here = self.locator.table("capture");
+        match (pcap, interfaces.is_empty()) {
+            (Some(path), true) => Ok(Source::File {
+                path,
+                realtime: pace == Pace::Realtime,
+            }),
+            (Some(_), false) => {
+                Err(here
+                    .error("capture: both a pcap file and interfaces are given: choose one".into()))
+            }
+            (None, true) => Err(here.error(
+                "capture: nothing to capture: give --interface IF (or capture.interfaces), or \
+                 --pcap FILE"
+                    .into(),
+            )),
+            (None, false) => {
+                let workers = match overrides.workers {
+                    Some(flag) => self.within("--workers", flag, WORKERS, &Place::command_line()),
+                    None => self.bounded("capture.workers", capture.workers.as_ref(), WORKERS),
+                };
+                let snaplen = self.bounded("capture.snaplen", capture.snaplen.as_ref(), SNAPLEN);
+                let buffer_mib = self.bounded(
+                    "capture.buffer_mib",
+                    capture.buffer_mib.as_ref(),
+                    BUFFER_MIB,
+                );
+                Ok(Source::Interfaces {
+                    names: interfaces,
+                    backend: overrides
+                        .backend
+                        .or(capture.backend)
+                        .unwrap_or(Backend::AfPacket),
+                    workers,
+                    // Within SNAPLEN's bounds, so it fits.
+                    snaplen: u32::try_from(snaplen).unwrap_or(u32::MAX),
+                    buffer_bytes: buffer_mib << 20,
+                    promiscuous: capture.promiscuous.unwrap_or(true),
+                    bpf: capture.bpf.filter(|f| !f.trim().is_empty()),
+                })
+            }
+        }
+    }
+
+    /// The syslog feeds: the file's, or the `--syslog` flags' (which
+    /// replace them) with the `--syslog-*` flags applied.
+    fn feeds(
+        &mut self,
+        file: Vec<FeedSettings>,
+        overrides: &Overrides,
+    ) -> Result<Vec<FeedSettings>, ConfigError> {
+        let feeds = if overrides.syslog.is_empty() {
+            let mut file = file;
+            for (index, feed) in file.iter_mut().enumerate() {
+                feed.check().map_err(|e| {
+                    self.locator
+                        .array_entry("syslog", index)
+                        .error(format!("syslog[{index}]: {e}"))
+                })?;
+                // A feed's queue holds at least one event.
+                if let Some(queue) = feed.queue {
+                    let place = self.locator.entry_key("syslog", index, "queue");
+                    let key = format!("syslog[{index}].queue");
+                    feed.queue = Some(self.within(&key, queue, FEED_QUEUE, &place));
+                }
+            }
+            file
+        } else {
+            let mut feeds = Vec::with_capacity(overrides.syslog.len());
+            for url in &overrides.syslog {
+                let endpoint: Endpoint = url
+                    .parse()
+                    .map_err(|e| Place::command_line().error(format!("syslog.url: {e}")))?;
+                let mut feed = FeedSettings::new(endpoint);
+                feed.format = overrides.syslog_format.unwrap_or_default();
+                if feed.url.scheme == Scheme::Tls {
+                    feed.ca_file.clone_from(&overrides.syslog_ca_file);
+                    if let Some((cert, key)) = &overrides.syslog_client_cert {
+                        feed.client_cert = Some(cert.clone());
+                        feed.client_key = Some(key.clone());
+                    }
+                }
+                feeds.push(feed);
+            }
+            feeds
+        };
+        // A CA or a certificate that no feed would use is a mistake to
+        // point out, not to ignore.
+        let flag_tls_feeds =
+            !overrides.syslog.is_empty() && feeds.iter().any(|feed| feed.url.scheme == Scheme::Tls);
+        let tls_flags = [
+            ("--syslog-ca", overrides.syslog_ca_file.is_some()),
+            (
+                "--syslog-client-cert",
+                overrides.syslog_client_cert.is_some(),
+            ),
+        ];
+        match tls_flags.iter().find(|(_, given)| *given) {
+            Some((flag, _)) if !flag_tls_feeds => Err(Place::command_line().error(format!(
+                "{flag}: applies to the --syslog tls://... feeds, and none is given"
+            ))),
+            _ => Ok(feeds),
+        }
     }
 }
 
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+/// The name `path` gives in messages: the file, or the command line.
+pub fn source_name(path: Option<&Path>) -> PathBuf {
+    path.map_or_else(|| PathBuf::from(COMMAND_LINE), Path::to_owned)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What every configuration below needs to start.
+    const BASE: &str = "[capture]\ninterfaces = [\"eth1\"]\n[policy]\npath = \"p.toml\"\n";
+
     fn build(text: &str, overrides: &Overrides) -> Result<RunSettings, ConfigError> {
+        build_warned(text, overrides).map(|(settings, _)| settings)
+    }
+
+    fn build_warned(
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<(RunSettings, Vec<ConfigWarning>), ConfigError> {
         let path = Path::new("segwatch.toml");
         ConfigFile::parse(text, path)?.build(overrides, path)
     }
 
+    /// The one line of the error that `text` (after [`BASE`]) gives.
+    fn error(extra: &str) -> String {
+        let e = build(&format!("{BASE}{extra}"), &Overrides::default()).unwrap_err();
+        let line = e.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        line
+    }
+
+    /// The warnings that `text` (after [`BASE`]) gives, as lines.
+    fn warnings(extra: &str, overrides: &Overrides) -> Vec<String> {
+        let (_, warnings) = build_warned(&format!("{BASE}{extra}"), overrides).unwrap();
+        warnings.iter().map(ToString::to_string).collect()
+    }
+
     #[test]
-    fn the_deploy_example_is_valid() {
+    fn the_deploy_example_is_valid_and_gives_no_warning() {
         let text = include_str!("../../deploy/segwatch.toml");
-        let settings = build(text, &Overrides::default()).unwrap();
-        assert!(matches!(settings.source, Source::Interfaces { .. }));
+        let (settings, warnings) = build_warned(text, &Overrides::default()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(matches!(
+            settings.source,
+            Source::Interfaces {
+                backend: Backend::AfPacket,
+                workers: 2,
+                snaplen: 65_535,
+                ..
+            }
+        ));
         assert_eq!(settings.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(settings.watch_interval, Duration::from_secs(2));
+        assert_eq!(settings.syslog.len(), 1);
+        assert_eq!(settings.syslog[0].url.scheme, Scheme::Tls);
+        assert_eq!(settings.syslog[0].format, Format::Rfc5424);
+        assert_eq!(settings.syslog[0].facility.number(), 16);
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_written() {
+        let s = build(BASE, &Overrides::default()).unwrap();
+        assert_eq!(
+            s.source,
+            Source::Interfaces {
+                names: vec!["eth1".into()],
+                backend: Backend::AfPacket,
+                workers: 1,
+                snaplen: 65_535,
+                buffer_bytes: 64 << 20,
+                promiscuous: true,
+                bpf: None,
+            }
+        );
+        assert_eq!(s.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(s.flows, FlowConfig::default());
+        assert_eq!(s.queue, 10_000);
+        assert_eq!(s.max_devices, crate::inventory::DEFAULT_CAPACITY);
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        assert!(s.watch_policy && s.detect_apps && !s.events_stdout);
+    }
+
+    #[test]
+    fn typed_values_are_read_as_written() {
+        let s = build(
+            &format!(
+                "{BASE}[flows]\ntcp_timeout = \"1h 30m\"\nmax_flows = 5\n\
+                 [process]\ndrain_timeout = \"250ms\"\n[metrics]\nlisten = \"[::1]:9\"\n"
+            )
+            .replace(
+                "[capture]\n",
+                "[capture]\nbackend = \"pcap\"\nbpf = \"  \"\n",
+            ),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.flows.tcp_timeout, Duration::from_secs(5400));
+        assert_eq!(s.flows.max_flows, 5);
+        assert_eq!(s.drain_timeout, Duration::from_millis(250));
+        assert_eq!(s.metrics_listen.to_string(), "[::1]:9");
+        let Source::Interfaces { backend, bpf, .. } = s.source else {
+            panic!("interfaces");
+        };
+        assert_eq!(
+            (backend, bpf),
+            (Backend::Pcap, None),
+            "a blank filter is none"
+        );
     }
 
     #[test]
@@ -634,41 +735,170 @@ mod tests {
         .unwrap_err();
         let line = e.to_string();
         assert!(line.starts_with("segwatch.toml:3:1: "), "{line}");
-        assert!(line.contains("workerz"), "{line}");
+        assert!(line.contains("unknown field `workerz`"), "{line}");
         assert_eq!(line.lines().count(), 1);
         let e = build("[metric]\nlisten = \"x\"\n", &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("metric"), "{e}");
+        let e = build(
+            &format!("{BASE}[[syslog]]\nurl = \"udp://a\"\nport = 1\n"),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("segwatch.toml:7:1: unknown field `port`"),
+            "{e}"
+        );
+    }
+
+    /// Each value a key refuses: the error names the key and points at it.
+    #[test]
+    fn bad_values_name_their_key_and_point_at_it() {
+        for (extra, at, message) in [
+            (
+                "[flows]\ntcp_timeout = \"forever\"\n",
+                "6:1",
+                "flows.tcp_timeout: expected number at 0 (write e.g. \"30s\" or \"5m\")",
+            ),
+            (
+                "[flows]\nudp_timeout = 30\n",
+                "6:1",
+                "flows.udp_timeout: invalid type: integer `30`, expected a duration",
+            ),
+            (
+                "[metrics]\nlisten = \"localhost\"\n",
+                "6:1",
+                "metrics.listen: \"localhost\" is not ADDRESS:PORT (e.g. 127.0.0.1:9108)",
+            ),
+            (
+                "[[syslog]]\nurl = \"udp://x:1\"\nformat = \"xml\"\n",
+                "7:1",
+                "syslog[0].format: unknown format \"xml\" (rfc5424, cef, leef or json)",
+            ),
+            (
+                "[[syslog]]\nurl = \"http://x:1\"\n",
+                "6:1",
+                "syslog[0].url: \"http://x:1\": unknown scheme \"http\" (udp, tcp or tls)",
+            ),
+            (
+                "[[syslog]]\nurl = \"udp://x:1\"\nfacility = \"local9\"\n",
+                "7:1",
+                "syslog[0].facility: unknown facility \"local9\"",
+            ),
+            (
+                "[[syslog]]\nurl = \"udp://a\"\n[[syslog]]\nurl = \"udp://b\"\nsd_id = \"a b\"\n",
+                "9:1",
+                "syslog[1].sd_id: \"a b\" is not an RFC 5424 SD-ID",
+            ),
+            (
+                "[[syslog]]\nurl = \"udp://a\"\n[[syslog]]\nurl = \"tls://b\"\nclient_key = \"k\"\n",
+                "7:1",
+                "syslog[1]: client_cert and client_key go together",
+            ),
+            (
+                "[events]\nqueue = -1\n",
+                "6:1",
+                "events.queue: invalid value: integer `-1`",
+            ),
+            ("[capture.x]\n", "5:10", "unknown field `x`"),
+        ] {
+            let line = error(extra);
+            let expected = format!("segwatch.toml:{at}: {message}");
+            assert!(
+                line.starts_with(&expected),
+                "{extra}:\n{line}\nnot {expected}"
+            );
+        }
+        let e = build("[capture]\nbackend = \"dpdk\"\n", &Overrides::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "segwatch.toml:2:1: capture.backend: unknown backend \"dpdk\" (use \"af-packet\" or \"pcap\")"
+        );
+        let e = build("[capture]\npcap_pace = \"slow\"\n", &Overrides::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "segwatch.toml:2:1: capture.pcap_pace: unknown pace \"slow\" (use \"full\" or \"realtime\")"
+        );
     }
 
     #[test]
-    fn bad_values_name_their_key() {
-        let base = "[capture]\ninterfaces = [\"eth1\"]\n[policy]\npath = \"p.toml\"\n";
-        for (extra, key, line) in [
-            (
-                "[flows]\ntcp_timeout = \"forever\"\n",
-                "flows.tcp_timeout",
-                6,
-            ),
-            ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", 6),
-            (
-                "[[syslog]]\nurl = \"udp://x:1\"\nformat = \"xml\"\n",
-                "syslog.format",
-                7,
-            ),
-            ("[[syslog]]\nurl = \"http://x:1\"\n", "syslog.url", 6),
-            (
-                "[[syslog]]\nurl = \"udp://x:1\"\nfacility = \"local9\"\n",
-                "syslog.facility",
-                7,
-            ),
-        ] {
-            let e = build(&format!("{base}{extra}"), &Overrides::default()).unwrap_err();
-            assert!(e.to_string().contains(key), "{e}");
-            let at = format!("segwatch.toml:{line}:1: ");
-            assert!(e.to_string().starts_with(&at), "points at the key: {e}");
-        }
-        let e = build("[capture]\nbackend = \"dpdk\"\n", &Overrides::default()).unwrap_err();
-        assert!(e.to_string().contains("capture.backend"), "{e}");
+    fn text_that_is_not_toml_is_located_by_the_parser() {
+        let e = build("[capture\ninterfaces = []\n", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().starts_with("segwatch.toml:1:"), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1);
+    }
+
+    /// Watching every 0 s would stop the daemon at start (the timer refuses
+    /// a zero period): refused with its key.
+    #[test]
+    fn a_zero_watch_interval_is_refused() {
+        let line = error("watch_interval = \"0s\"\n");
+        assert!(
+            line.starts_with("segwatch.toml:5:1: policy.watch_interval: must be more than 0s"),
+            "{line}"
+        );
+    }
+
+    /// Values accepted before and brought within range still start the
+    /// daemon, with one warning each naming the file, line and key.
+    #[test]
+    fn out_of_range_values_are_warned_about_and_brought_within() {
+        let extra = "[flows]\nmax_flows = 0\n[events]\nqueue = 20000000\n\
+                     [inventory]\nmax_devices = 0\n[[syslog]]\nurl = \"udp://a\"\nqueue = 0\n";
+        let text = format!(
+            "{}{extra}",
+            BASE.replace(
+                "[capture]\n",
+                "[capture]\nworkers = 65\nsnaplen = 10\nbuffer_mib = 0\n"
+            )
+        );
+        let (s, warnings) = build_warned(&text, &Overrides::default()).unwrap();
+        let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "segwatch.toml:2:1: capture.workers: 65 is more than the most, 64: using 64",
+                "segwatch.toml:3:1: capture.snaplen: 10 is less than the least, 64: using 64",
+                "segwatch.toml:4:1: capture.buffer_mib: 0 is less than the least, 1: using 1",
+                "segwatch.toml:9:1: flows.max_flows: 0 is less than the least, 1: using 1",
+                "segwatch.toml:11:1: events.queue: 20000000 is more than the most, 10000000: \
+                 using 10000000",
+                "segwatch.toml:13:1: inventory.max_devices: 0 is less than the least, 1: using 1",
+                "segwatch.toml:16:1: syslog[0].queue: 0 is less than the least, 1: using 1",
+            ]
+        );
+        assert!(matches!(
+            s.source,
+            Source::Interfaces {
+                workers: 64,
+                snaplen: 64,
+                buffer_bytes: 1_048_576,
+                ..
+            }
+        ));
+        assert_eq!(
+            (s.flows.max_flows, s.queue, s.max_devices, s.syslog[0].queue),
+            (1, 10_000_000, 1, Some(1))
+        );
+        // In range: no warning; at the bounds too.
+        assert!(warnings_of("[capture]\nworkers = 64\nsnaplen = 262144\n").is_empty());
+    }
+
+    fn warnings_of(capture: &str) -> Vec<ConfigWarning> {
+        let text = BASE.replace("[capture]\n", capture);
+        build_warned(&text, &Overrides::default()).unwrap().1
+    }
+
+    #[test]
+    fn an_out_of_range_flag_is_warned_about_as_the_command_lines() {
+        let overrides = Overrides {
+            workers: Some(0),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            warnings("", &overrides),
+            ["command line:1:1: --workers: 0 is less than the least, 1: using 1"]
+        );
     }
 
     #[test]
@@ -677,44 +907,118 @@ mod tests {
                     [metrics]\nlisten = \"127.0.0.1:1\"\n[[syslog]]\nurl = \"udp://h:514\"\n";
         let overrides = Overrides {
             pcap: Some("x.pcap".into()),
+            pcap_pace: Some(Pace::Realtime),
             interfaces: vec![],
             policy: Some("b.toml".into()),
             metrics_listen: Some("127.0.0.1:2".into()),
             syslog: vec!["tcp://h:601".into()],
-            syslog_format: Some("cef".into()),
+            syslog_format: Some(Format::Cef),
             events: Some("e.jsonl".into()),
             ..Overrides::default()
         };
         // A pcap file on the command line and interfaces in the file clash.
-        assert!(build(text, &overrides).is_err());
+        let e = build(text, &overrides).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("segwatch.toml:1:2: capture: both a pcap file and interfaces"),
+            "{e}"
+        );
         let text = text.replace("interfaces = [\"eth1\"]", "");
         let s = build(&text, &overrides).unwrap();
         assert_eq!(
             s.source,
             Source::File {
                 path: "x.pcap".into(),
-                realtime: false
+                realtime: true
             }
         );
         assert_eq!(s.policy, Some("b.toml".into()));
         assert_eq!(s.metrics_listen.port(), 2);
         assert_eq!(s.syslog.len(), 1);
         assert_eq!(
-            (s.syslog[0].url.as_str(), s.syslog[0].format.as_str()),
-            ("tcp://h:601", "cef")
+            (s.syslog[0].url.to_string(), s.syslog[0].format),
+            ("tcp://h:601".to_string(), Format::Cef)
         );
         assert_eq!(s.events_file, Some("e.jsonl".into()));
     }
 
     #[test]
+    fn bad_flags_are_the_command_lines() {
+        let flags = |overrides: Overrides| build(BASE, &overrides).unwrap_err().to_string();
+        assert_eq!(
+            flags(Overrides {
+                metrics_listen: Some("nowhere".into()),
+                ..Overrides::default()
+            }),
+            "command line:1:1: metrics.listen: \"nowhere\" is not ADDRESS:PORT (e.g. \
+             127.0.0.1:9108)"
+        );
+        assert_eq!(
+            flags(Overrides {
+                syslog: vec!["http://x".into()],
+                ..Overrides::default()
+            }),
+            "command line:1:1: syslog.url: \"http://x\": unknown scheme \"http\" (udp, tcp or tls)"
+        );
+    }
+
+    #[test]
+    fn the_tls_flags_reach_the_tls_feeds_only() {
+        let overrides = Overrides {
+            syslog: vec!["tls://siem".into(), "udp://relay".into()],
+            syslog_ca_file: Some("ca.pem".into()),
+            syslog_client_cert: Some(("c.pem".into(), "c.key".into())),
+            ..Overrides::default()
+        };
+        let s = build(BASE, &overrides).unwrap();
+        assert_eq!(s.syslog[0].ca_file, Some("ca.pem".into()));
+        assert_eq!(
+            s.syslog[0].client_identity().unwrap(),
+            Some((Path::new("c.pem"), Path::new("c.key")))
+        );
+        assert_eq!(s.syslog[1].ca_file, None);
+        assert_eq!(s.syslog[1].client_identity().unwrap(), None);
+        // A new flag refuses what it cannot apply to.
+        for (syslog, file_feed) in [
+            (vec!["udp://relay".to_string()], ""),
+            (vec![], "[[syslog]]\nurl = \"tls://s\"\n"),
+        ] {
+            let overrides = Overrides {
+                syslog,
+                syslog_ca_file: Some("ca.pem".into()),
+                ..Overrides::default()
+            };
+            let e = build(&format!("{BASE}{file_feed}"), &overrides).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "command line:1:1: --syslog-ca: applies to the --syslog tls://... feeds, and none \
+                 is given"
+            );
+        }
+    }
+
+    #[test]
     fn nothing_to_capture_or_no_policy_is_an_error() {
-        assert!(build("", &Overrides::default()).is_err());
+        let e = build("", &Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("segwatch.toml:1:1: capture: nothing to capture"),
+            "{e}"
+        );
         let only_pcap = Overrides {
             pcap: Some("x.pcap".into()),
             ..Overrides::default()
         };
         let e = build("", &only_pcap).unwrap_err();
-        assert!(e.to_string().contains("policy"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "segwatch.toml:1:1: policy.path: no policy: give --policy FILE"
+        );
+        let e = build("[policy]\nwatch = false\n", &only_pcap).unwrap_err();
+        assert!(
+            e.to_string().starts_with("segwatch.toml:1:2: policy.path"),
+            "{e}"
+        );
         let demo = Overrides {
             demo: true,
             ..Overrides::default()

@@ -14,49 +14,86 @@ mod source;
 mod worker;
 
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
+pub use privileges::PrivilegeError;
 pub use worker::{Pipeline, WorkerStats};
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::cli::{error_line, stderr_line};
+use crate::capture::CaptureError;
+use crate::capture::live::LiveError;
 use crate::config::{RunSettings, Source};
 use crate::metrics::{InterfaceStats, Metrics, Telemetry};
-use crate::sink::SinkHandle;
-
-/// Exit status of a clean stop.
-const EXIT_OK: u8 = 0;
-/// Exit status of bad configuration or input.
-const EXIT_BAD_INPUT: u8 = 2;
+use crate::policy::Diagnostic;
+use crate::sink::syslog::FeedError;
+use crate::sink::{SinkError, SinkHandle};
 
 /// The demo's policy: `policies/example-hospital.toml`, built in so that the
 /// demo runs from anywhere.
 const DEMO_POLICY: &str = crate::synth::policy::EXAMPLE_HOSPITAL;
 
-/// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
-pub fn run(settings: RunSettings) -> u8 {
-    let policy = match &settings.policy {
+/// Why the daemon could not start, or stopped on an error rather than a
+/// signal. Each displays as one line naming what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A sink (events file, stdout) that cannot start.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A syslog feed that cannot start (its TLS settings cannot work).
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    /// The capture file that cannot be opened.
+    #[error(transparent)]
+    CaptureFile(#[from] CaptureError),
+    /// An interface that cannot be captured on.
+    #[error(transparent)]
+    Capture(#[from] LiveError),
+    /// A worker thread that cannot start.
+    #[error("cannot start a worker: {0}")]
+    Worker(#[source] std::io::Error),
+    /// The metrics registry that cannot be built.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The metrics listener's address that cannot be bound (in use, or
+    /// needing privileges).
+    #[error("metrics listener {address}: {source}")]
+    Listener {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `process.user` that cannot be switched to.
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    /// The control plane's runtime that cannot start.
+    #[error("cannot start the control plane: {0}")]
+    ControlPlane(#[source] std::io::Error),
+    /// Signals that cannot be handled.
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Loads the policy the settings name (the demo's built-in policy when they
+/// name none), with its warnings, for [`run`].
+pub fn load_policy(
+    settings: &RunSettings,
+) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
+    match &settings.policy {
         Some(path) => PolicyHandle::from_file(path),
         None => PolicyHandle::embedded(DEMO_POLICY, "example-hospital.toml"),
-    };
-    let policy = match policy {
-        Ok(policy) => Arc::new(policy),
-        Err(error) => {
-            for line in &error.lines {
-                stderr_line(format_args!("segwatch: {line}"));
-            }
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let sinks = match open_sinks(&settings) {
-        Ok(sinks) => Arc::new(sinks),
-        Err(message) => {
-            error_line(message);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    }
+}
+
+/// Runs the daemon with `policy` until SIGTERM or SIGINT: `Ok` after a clean
+/// stop.
+pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> {
+    let policy = Arc::new(policy);
+    let sinks = Arc::new(open_sinks(&settings)?);
     let inventory = Arc::new(crate::inventory::Inventory::new(
         settings.max_devices,
         Arc::new(crate::inventory::OuiRegistry::load_default()),
@@ -66,13 +103,7 @@ pub fn run(settings: RunSettings) -> u8 {
         vendors = inventory.registry().len(),
         "Device inventory ready"
     );
-    let workers = match start_workers(&settings, &policy, &sinks, &inventory) {
-        Ok(workers) => workers,
-        Err(message) => {
-            error_line(message);
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let workers = start_workers(&settings, &policy, &sinks, &inventory)?;
     let telemetry = Arc::new(Telemetry {
         workers: workers.stats.clone(),
         interfaces: workers.interfaces.clone(),
@@ -83,42 +114,28 @@ pub fn run(settings: RunSettings) -> u8 {
         policy: policy.clone(),
         inventory: Some(inventory.clone()),
     });
-    let metrics = match Metrics::new(settings.flows.max_flows) {
-        Ok(metrics) => Arc::new(metrics),
-        Err(error) => {
-            error_line(format_args!("metrics: {error}"));
-            return EXIT_BAD_INPUT;
-        }
-    };
+    let metrics = Arc::new(Metrics::new(settings.flows.max_flows)?);
     // Bind before dropping privileges: the port may need them.
     let listener = match std::net::TcpListener::bind(settings.metrics_listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
     {
         Ok(listener) => listener,
-        Err(error) => {
-            error_line(format_args!(
-                "metrics listener {}: {error}",
-                settings.metrics_listen
-            ));
+        Err(source) => {
             workers.stop.store(true, Ordering::Relaxed);
-            return EXIT_BAD_INPUT;
+            return Err(RunError::Listener {
+                address: settings.metrics_listen,
+                source,
+            });
         }
     };
-    if let Some(Err(message)) = settings.user.as_deref().map(privileges::drop_to) {
-        error_line(message);
+    if let Some(Err(error)) = settings.user.as_deref().map(privileges::drop_to) {
         workers.stop.store(true, Ordering::Relaxed);
-        return EXIT_BAD_INPUT;
+        return Err(error.into());
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            error_line(format_args!("cannot start the control plane: {error}"));
-            return EXIT_BAD_INPUT;
-        }
-    };
+        .map_err(RunError::ControlPlane)?;
     let serve = runtime.block_on(control_plane(
         &settings,
         listener,
@@ -143,30 +160,26 @@ pub fn run(settings: RunSettings) -> u8 {
     if undelivered > 0 {
         tracing::warn!(undelivered, "Stopped with events still queued");
     }
-    match serve {
-        Ok(()) => {
-            tracing::info!("Stopped");
-            EXIT_OK
-        }
-        Err(message) => {
-            error_line(message);
-            EXIT_BAD_INPUT
-        }
-    }
+    serve?;
+    tracing::info!("Stopped");
+    Ok(())
 }
 
 /// The events sinks the settings ask for.
-fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, String> {
+fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, RunError> {
     let mut sinks = Vec::new();
     if let Some(path) = &settings.events_file {
-        sinks
-            .push(crate::sink::spawn_events_file(path, settings.queue).map_err(|e| e.to_string())?);
+        sinks.push(crate::sink::spawn_events_file(path, settings.queue)?);
     }
     if settings.events_stdout {
-        sinks.push(crate::sink::spawn_stdout(settings.queue).map_err(|e| e.to_string())?);
+        sinks.push(crate::sink::spawn_stdout(settings.queue)?);
     }
     for (index, feed) in settings.syslog.iter().enumerate() {
-        sinks.push(crate::sink::syslog::spawn_feed(index, feed).map_err(|e| e.to_string())?);
+        sinks.push(crate::sink::syslog::spawn_feed(
+            index,
+            feed,
+            settings.queue,
+        )?);
     }
     Ok(sinks)
 }
@@ -190,7 +203,7 @@ fn start_workers(
     policy: &Arc<PolicyHandle>,
     sinks: &Arc<Vec<SinkHandle>>,
     inventory: &Arc<crate::inventory::Inventory>,
-) -> Result<Workers, String> {
+) -> Result<Workers, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     // A policy whose verdicts depend on applications needs detection.
     let detect_apps = settings.detect_apps || policy.current().policy.needs_app();
@@ -203,7 +216,7 @@ fn start_workers(
     match &settings.source {
         Source::File { path, realtime } => {
             // Open it here, so a missing or corrupt file fails the start.
-            crate::capture::CaptureFile::open(path).map_err(|e| e.to_string())?;
+            crate::capture::CaptureFile::open(path)?;
             let stats = Arc::new(WorkerStats::default());
             let mut pipeline = Pipeline::new(
                 0,
@@ -234,7 +247,7 @@ fn start_workers(
                         Err(error) => tracing::error!("Capture file unreadable: {error}"),
                     }
                 })
-                .map_err(|e| format!("cannot start a worker: {e}"))?;
+                .map_err(RunError::Worker)?;
             workers.threads.push(thread);
             workers.stats.push(stats);
             workers.interfaces.push(Arc::new(InterfaceStats {
@@ -259,7 +272,7 @@ fn start_workers(
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
                 .spawn(move || source::run_synthetic(&mut pipeline, &policy, &stop))
-                .map_err(|e| format!("cannot start a worker: {e}"))?;
+                .map_err(RunError::Worker)?;
             workers.threads.push(thread);
             workers.stats.push(stats);
             workers.interfaces.push(Arc::new(InterfaceStats {
@@ -287,9 +300,11 @@ fn start_workers(
                     promiscuous: *promiscuous,
                     bpf: bpf.clone(),
                 };
-                let captures =
-                    crate::capture::live::open_interface(&options, backend, *per_interface)
-                        .map_err(|e| e.to_string())?;
+                let captures = crate::capture::live::open_interface(
+                    &options,
+                    backend.as_str(),
+                    *per_interface,
+                )?;
                 opened.push((name.clone(), captures));
             }
             let total: usize = opened.iter().map(|(_, c)| c.len()).sum();
@@ -327,7 +342,7 @@ fn start_workers(
                                 &interface,
                             )
                         })
-                        .map_err(|e| format!("cannot start a worker: {e}"))?;
+                        .map_err(RunError::Worker)?;
                     workers.threads.push(thread);
                     workers.stats.push(stats);
                     index += 1;
@@ -347,11 +362,14 @@ async fn control_plane(
     metrics: Arc<Metrics>,
     telemetry: Arc<Telemetry>,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| format!("metrics listener {}: {e}", settings.metrics_listen))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|source| RunError::Listener {
+            address: settings.metrics_listen,
+            source,
+        })?;
     let devices = telemetry.inventory.clone();
     let app = axum::Router::new()
         .route(
@@ -386,10 +404,9 @@ async fn control_plane(
                 }
             }),
         );
-    let signal_error = |e: std::io::Error| format!("cannot handle signals: {e}");
-    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     // Logged once SIGTERM and SIGHUP are handled: from here on a signal
     // never kills the daemon undrained.
     tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");

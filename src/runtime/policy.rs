@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::classify::CompiledPolicy;
-use crate::policy::{Level, load_policy_file, load_policy_str};
+use crate::policy::{Diagnostic, Level, load_policy_file, load_policy_str};
 
 /// A compiled policy and its generation (1 for the first, +1 per reload).
 pub use crate::classify::PolicyInForce as LivePolicy;
@@ -48,14 +48,10 @@ pub struct PolicyLoadError {
     pub lines: Vec<String>,
 }
 
-fn compile_file(path: &Path) -> Result<CompiledPolicy, PolicyLoadError> {
+/// Loads and compiles the policy file, with its warnings.
+fn compile_file(path: &Path) -> Result<(CompiledPolicy, Vec<Diagnostic>), PolicyLoadError> {
     match load_policy_file(path) {
-        Ok((policy, warnings)) => {
-            for warning in warnings {
-                tracing::warn!("{warning}");
-            }
-            Ok(CompiledPolicy::compile(&policy))
-        }
+        Ok((policy, warnings)) => Ok((CompiledPolicy::compile(&policy), warnings)),
         Err(error) => {
             let lines: Vec<String> = error
                 .diagnostics
@@ -79,11 +75,12 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 impl PolicyHandle {
-    /// Loads the policy file; an invalid one is an error.
-    pub fn from_file(path: &Path) -> Result<PolicyHandle, PolicyLoadError> {
+    /// Loads the policy file, with its warnings for the caller to report;
+    /// an invalid one is an error.
+    pub fn from_file(path: &Path) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
         let stamp = file_stamp(path);
-        let policy = compile_file(path)?;
-        Ok(PolicyHandle {
+        let (policy, warnings) = compile_file(path)?;
+        let handle = PolicyHandle {
             current: ArcSwap::from_pointee(LivePolicy {
                 policy,
                 generation: 1,
@@ -92,15 +89,20 @@ impl PolicyHandle {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             seen: std::sync::Mutex::new(stamp),
-        })
+        };
+        Ok((handle, warnings))
     }
 
-    /// A policy built into the binary (the demo's).
-    pub fn embedded(text: &'static str, name: &str) -> Result<PolicyHandle, PolicyLoadError> {
-        let (policy, _) = load_policy_str(text, Path::new(name)).map_err(|e| PolicyLoadError {
-            lines: vec![e.to_string()],
-        })?;
-        Ok(PolicyHandle {
+    /// A policy built into the binary (the demo's), with its warnings.
+    pub fn embedded(
+        text: &'static str,
+        name: &str,
+    ) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
+        let (policy, warnings) =
+            load_policy_str(text, Path::new(name)).map_err(|e| PolicyLoadError {
+                lines: vec![e.to_string()],
+            })?;
+        let handle = PolicyHandle {
             current: ArcSwap::from_pointee(LivePolicy {
                 policy: CompiledPolicy::compile(&policy),
                 generation: 1,
@@ -109,7 +111,8 @@ impl PolicyHandle {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             seen: std::sync::Mutex::new(None),
-        })
+        };
+        Ok((handle, warnings))
     }
 
     /// The policy in force.
@@ -119,7 +122,8 @@ impl PolicyHandle {
     }
 
     /// Loads the file again and swaps it in; on failure the policy in force
-    /// stays. Either way the outcome is logged and counted.
+    /// stays. Either way the outcome is logged and counted: a reload happens
+    /// while the daemon runs, so its log is where it is reported.
     pub fn reload(&self) -> Result<u32, PolicyLoadError> {
         let Origin::File(path) = &self.origin else {
             return Ok(self.current().generation);
@@ -128,7 +132,10 @@ impl PolicyHandle {
             *seen = file_stamp(path);
         }
         match compile_file(path) {
-            Ok(policy) => {
+            Ok((policy, warnings)) => {
+                for warning in warnings {
+                    tracing::warn!("{warning}");
+                }
                 let generation = self.current().generation + 1;
                 self.current
                     .store(Arc::new(LivePolicy { policy, generation }));
@@ -170,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, GOOD).unwrap();
-        let handle = PolicyHandle::from_file(&path).unwrap();
+        let (handle, _) = PolicyHandle::from_file(&path).unwrap();
         assert_eq!(handle.current().generation, 1);
         assert!(!handle.changed_on_disk());
 

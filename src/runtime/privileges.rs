@@ -8,10 +8,30 @@
 
 use std::ffi::CString;
 
-/// Switches the whole process to `user`. One-line error on failure.
-pub fn drop_to(user: &str) -> Result<(), String> {
-    let name = CString::new(user).map_err(|_| format!("user {user:?}: invalid name"))?;
-    let (uid, gid) = lookup(&name).ok_or_else(|| format!("user {user:?}: no such user"))?;
+/// Why the process could not switch to `process.user`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivilegeError {
+    /// A name that cannot be a user name (it holds a NUL byte).
+    #[error("user {0:?}: invalid name")]
+    InvalidName(String),
+    /// No such user on this system.
+    #[error("user {0:?}: no such user")]
+    NoSuchUser(String),
+    /// The system refused the switch (not started as root).
+    #[error("cannot switch to user {user:?}: {source} (start as root to use process.user)")]
+    Switch {
+        /// The user.
+        user: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Switches the whole process to `user`.
+pub fn drop_to(user: &str) -> Result<(), PrivilegeError> {
+    let name = CString::new(user).map_err(|_| PrivilegeError::InvalidName(user.to_owned()))?;
+    let (uid, gid) = lookup(&name).ok_or_else(|| PrivilegeError::NoSuchUser(user.to_owned()))?;
     // SAFETY: plain libc calls with a valid C string and integer ids; glibc
     // applies set*id to every thread of the process (nptl's setxid).
     #[allow(unsafe_code)]
@@ -21,10 +41,10 @@ pub fn drop_to(user: &str) -> Result<(), String> {
             || libc::setuid(uid) != 0
     };
     if failed {
-        return Err(format!(
-            "cannot switch to user {user:?}: {} (start as root to use process.user)",
-            std::io::Error::last_os_error()
-        ));
+        return Err(PrivilegeError::Switch {
+            user: user.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     tracing::info!(user, uid, gid, "Dropped privileges");
     Ok(())
@@ -62,10 +82,11 @@ mod tests {
         assert_eq!(lookup(&root), Some((0, 0)));
         let nobody = CString::new("no-such-user-segwatch").unwrap();
         assert_eq!(lookup(&nobody), None);
-        assert!(
-            drop_to("no-such-user-segwatch")
-                .unwrap_err()
-                .contains("no such user")
+        let error = drop_to("no-such-user-segwatch").unwrap_err();
+        assert!(matches!(error, PrivilegeError::NoSuchUser(_)), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "user \"no-such-user-segwatch\": no such user"
         );
     }
 }

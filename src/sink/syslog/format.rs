@@ -14,10 +14,12 @@ use crate::event::ViolationEvent;
 /// The product version in CEF and LEEF headers.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A message format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A message format (read from a name by its `FromStr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Format {
-    /// RFC 5424 with the event as structured data.
+    /// RFC 5424 with the event as structured data (the default).
+    #[default]
     Rfc5424,
     /// ArcSight Common Event Format.
     Cef,
@@ -25,37 +27,6 @@ pub enum Format {
     Leef,
     /// The event's JSON object as MSG.
     Json,
-}
-
-impl Format {
-    /// Parses a format name as the config and `--syslog-format` write it.
-    pub fn parse(name: &str) -> Option<Format> {
-        match name {
-            "rfc5424" => Some(Format::Rfc5424),
-            "cef" => Some(Format::Cef),
-            "leef" => Some(Format::Leef),
-            "json" => Some(Format::Json),
-            _ => None,
-        }
-    }
-}
-
-/// Syslog facilities by name (RFC 5424 table 1, with the usual names).
-const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
-    "local5", "local6", "local7",
-];
-
-/// Parses a facility name (`local0`) or number (`16`).
-pub fn parse_facility(text: &str) -> Option<u8> {
-    if let Ok(number) = text.parse::<u8>() {
-        return (number < 24).then_some(number);
-    }
-    FACILITIES
-        .iter()
-        .position(|name| name.eq_ignore_ascii_case(text))
-        .map(|i| i as u8)
 }
 
 /// How one feed writes its messages.
@@ -495,11 +466,6 @@ mod tests {
             e.severity = Cow::Borrowed(severity);
             assert!(line(Format::Json, &e).starts_with(&format!("<{pri}>1 ")));
         }
-        assert_eq!(parse_facility("local0"), Some(16));
-        assert_eq!(parse_facility("LOCAL7"), Some(23));
-        assert_eq!(parse_facility("4"), Some(4));
-        assert_eq!(parse_facility("24"), None);
-        assert_eq!(parse_facility("local8"), None);
     }
 
     #[test]

@@ -14,28 +14,28 @@
 //! the kernel (SIOCOUTQ) how many written bytes the receiver has not yet
 //! acknowledged, and when a connection fails it counts the messages still
 //! unacknowledged as lost (`segwatch_sink_events_lost_total`).
+//!
+//! Each feed connects once as it starts (and for TLS completes the
+//! handshake) and logs the outcome, so that an unreachable receiver or a
+//! certificate that does not verify shows when the daemon starts; TLS
+//! settings that cannot work at all (an unreadable CA file) stop the start.
 
 mod format;
+mod settings;
 mod transport;
 
-pub use format::{Format, Formatter, parse_facility};
-pub use transport::{Endpoint, Scheme};
+pub use format::{Format, Formatter};
+pub use settings::{
+    DEFAULT_SD_ID, Endpoint, Facility, FeedSettings, Scheme, SdId, SettingsError, UrlProblem,
+};
+pub use transport::TlsError;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::config::SyslogSettings;
-
 use super::{Inbox, Next, SinkError, SinkHandle};
 use transport::{Connection, TlsSettings};
-
-/// The RFC 5424 SD-ID used unless configured: 32473 is the example
-/// enterprise number of RFC 5612.
-pub const DEFAULT_SD_ID: &str = "segwatch@32473";
-
-/// The facility used unless configured: local0.
-const DEFAULT_FACILITY: u8 = 16;
 
 /// First wait before reconnecting; doubled per failure up to the maximum.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -54,49 +54,50 @@ pub struct Feed {
     tls: Option<TlsSettings>,
 }
 
+/// A feed that cannot start: its TLS settings cannot work, or its thread
+/// cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    /// TLS settings that cannot work (a CA file that cannot be read, ...).
+    #[error("syslog feed {endpoint}: {source}")]
+    Tls {
+        /// The feed's receiver.
+        endpoint: Endpoint,
+        /// What is wrong.
+        source: TlsError,
+    },
+    /// The feed's thread could not start.
+    #[error(transparent)]
+    Spawn(#[from] SinkError),
+}
+
 impl Feed {
-    /// Checks a feed's settings: URL, format, facility, hostname, SD-ID,
-    /// and for TLS the CA, client certificate and server name. Errors name
-    /// the feed's URL and the problem in one line.
-    pub fn build(settings: &SyslogSettings) -> Result<Feed, SinkError> {
-        let bad = |message: String| SinkError(format!("syslog feed {}: {message}", settings.url));
-        let endpoint = Endpoint::parse(&settings.url).map_err(bad)?;
-        let format = Format::parse(&settings.format).ok_or_else(|| {
-            bad(format!(
-                "unknown format {:?} (rfc5424, cef, leef or json)",
-                settings.format
-            ))
-        })?;
-        let facility = match &settings.facility {
-            None => DEFAULT_FACILITY,
-            Some(name) => parse_facility(name).ok_or_else(|| {
-                bad(format!(
-                    "unknown facility {name:?} (kern, user, ..., local0-local7, or 0-23)"
-                ))
-            })?,
-        };
+    /// Prepares a feed from its settings (checked as they were read): the
+    /// header fields, and for TLS the trust roots, the client certificate
+    /// and the server name.
+    pub fn build(settings: &FeedSettings) -> Result<Feed, FeedError> {
+        let endpoint = settings.url.clone();
         let hostname = match &settings.hostname {
             Some(name) => format::header_token(name, 255),
             None => format::header_token(&local_hostname(), 255),
         };
-        let sd_id = settings.sd_id.as_deref().unwrap_or(DEFAULT_SD_ID);
-        if !valid_sd_id(sd_id) {
-            return Err(bad(format!(
-                "sd_id {sd_id:?} is not an RFC 5424 SD-ID (1-32 printable characters \
-                 without space, '=', ']' or '\"', e.g. \"segwatch@32473\")"
-            )));
-        }
         let tls = match endpoint.scheme {
-            Scheme::Tls => Some(TlsSettings::build(settings, &endpoint).map_err(bad)?),
+            Scheme::Tls => Some(
+                TlsSettings::build(settings).map_err(|source| FeedError::Tls {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?,
+            ),
             Scheme::Udp | Scheme::Tcp => None,
         };
         Ok(Feed {
             endpoint,
             formatter: Formatter {
-                format,
-                facility,
+                format: settings.format,
+                facility: settings.facility.number(),
                 hostname,
-                sd_id: sd_id.to_string(),
+                sd_id: settings.sd_id.as_str().to_owned(),
                 procid: std::process::id(),
             },
             tls,
@@ -122,14 +123,6 @@ impl Feed {
         }
         out.extend_from_slice(message.as_bytes());
     }
-}
-
-/// An SD-ID as RFC 5424 section 6.3.2 allows.
-fn valid_sd_id(id: &str) -> bool {
-    (1..=32).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'=' | b']' | b'"'))
 }
 
 /// The machine's host name, for HOSTNAME when none is configured.
@@ -160,6 +153,33 @@ struct Link {
 }
 
 impl Link {
+    /// Connects once as the feed starts (for TLS, with the handshake, each
+    /// bounded by a timeout), so that an unreachable receiver or a
+    /// certificate that does not verify shows in the log when the daemon
+    /// starts rather than at the first event. A failure does not stop the
+    /// feed: events queue, and it connects again when it has some to send.
+    fn check_at_start(&mut self, feed: &Feed) {
+        match Connection::open(&feed.endpoint, feed.tls.as_ref()) {
+            Ok(connection) => {
+                let outcome = match feed.endpoint.scheme {
+                    Scheme::Tls => "Syslog receiver reachable; its TLS certificate verified",
+                    Scheme::Tcp => "Syslog receiver reachable",
+                    // Nothing answers a datagram: only the address is known good.
+                    Scheme::Udp => "Syslog feed ready (UDP: the receiver cannot be checked)",
+                };
+                tracing::info!(feed = %feed.endpoint, "{outcome}");
+                self.connection = Some(connection);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    feed = %feed.endpoint,
+                    "Syslog receiver unreachable: {error}; queueing events and retrying"
+                );
+                self.down = true;
+            }
+        }
+    }
+
     /// Connects if not connected, waiting between attempts; false when the
     /// shutdown deadline passed first.
     fn ensure(&mut self, feed: &Feed, inbox: &mut Inbox) -> bool {
@@ -239,6 +259,7 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
         down: false,
         udp_failing: false,
     };
+    link.check_at_start(&feed);
     // Framed messages taken from the queue, oldest first, not yet written.
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -307,7 +328,13 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
     }
 }
 
-/// Starts the feed described by `settings` as sink number `index`.
-pub fn spawn_feed(index: usize, settings: &SyslogSettings) -> Result<SinkHandle, SinkError> {
-    Feed::build(settings)?.spawn(index, settings.queue)
+/// Starts the feed described by `settings` as sink number `index`, with
+/// `default_queue` as its queue bound unless it sets its own.
+pub fn spawn_feed(
+    index: usize,
+    settings: &FeedSettings,
+    default_queue: usize,
+) -> Result<SinkHandle, FeedError> {
+    let queue = settings.queue.unwrap_or(default_queue);
+    Ok(Feed::build(settings)?.spawn(index, queue)?)
 }

@@ -7,18 +7,17 @@
 
 #![allow(unsafe_code)]
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::config::SyslogSettings;
+use super::settings::{Endpoint, FeedSettings, Scheme, SettingsError};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -27,96 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// forever.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where system CA certificates live on Debian and Ubuntu, used for TLS
-/// when no `ca_file` is configured.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// The transport of a feed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheme {
-    /// `udp://`: one datagram per message.
-    Udp,
-    /// `tcp://`: RFC 6587 octet counting.
-    Tcp,
-    /// `tls://`: RFC 5425, octet counting inside TLS.
-    Tls,
-}
-
-/// A feed's receiver: `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The transport.
-    pub scheme: Scheme,
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Udp => "udp",
-            Scheme::Tcp => "tcp",
-            Scheme::Tls => "tls",
-        };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
-
 impl Endpoint {
-    /// Parses a feed URL; the port defaults to 514 (UDP, TCP) or 6514 (TLS).
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            "not a URL (write udp://HOST:PORT, tcp://... or tls://...)".to_string()
-        })?;
-        let scheme = match scheme {
-            "udp" => Scheme::Udp,
-            "tcp" => Scheme::Tcp,
-            "tls" => Scheme::Tls,
-            other => return Err(format!("unknown scheme {other:?} (udp, tcp or tls)")),
-        };
-        let default_port = if scheme == Scheme::Tls { 6514 } else { 514 };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| "unclosed '[' in the host".to_string())?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None if after.is_empty() => (host, None),
-                None => return Err(format!("unexpected {after:?} after the host")),
-            }
-        } else {
-            match rest.rsplit_once(':') {
-                Some((host, _)) if host.contains(':') => {
-                    return Err("write an IPv6 address in brackets: [::1]:514".into());
-                }
-                Some((host, port)) => (host, Some(port)),
-                None => (rest, None),
-            }
-        };
-        if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-            return Err(format!("{host:?} is not a host name or address"));
-        }
-        let port = match port {
-            None => default_port,
-            Some(port) => match port.parse::<u16>() {
-                Ok(port) if port > 0 => port,
-                _ => return Err(format!("{port:?} is not a port (1-65535)")),
-            },
-        };
-        Ok(Endpoint {
-            scheme,
-            host: host.to_string(),
-            port,
-        })
-    }
-
     fn addresses(&self) -> io::Result<Vec<SocketAddr>> {
         let found: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
         if found.is_empty() {
@@ -129,6 +39,69 @@ impl Endpoint {
     }
 }
 
+/// TLS settings that cannot work: a file that cannot be read or holds
+/// nothing usable, or a server name that cannot be one. Each names the
+/// setting or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file that cannot be read or parsed.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A PEM file without a certificate.
+    #[error("{}: no PEM certificate in it", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA file none of whose certificates rustls can use.
+    #[error("ca_file {}: no usable CA certificate", path.display())]
+    NoUsableCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// No `ca_file`, and the platform's trust store holds no usable CA
+    /// certificate (or cannot be read).
+    #[error(
+        "no usable CA certificate in the platform's trust store{problems}; name the receiver's CA \
+         with ca_file (or --syslog-ca)"
+    )]
+    NoPlatformRoots {
+        /// What went wrong reading the store, `: ...` when anything did.
+        problems: String,
+    },
+    /// rustls refused the protocol versions.
+    #[error("TLS: {0}")]
+    Protocol(#[source] rustls::Error),
+    /// A client key that cannot be read.
+    #[error("client_key {}: {source}", path.display())]
+    ClientKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A client certificate rustls refuses (with its key).
+    #[error("client certificate {}: {source}", path.display())]
+    ClientCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why.
+        source: rustls::Error,
+    },
+    /// Only one of the client certificate and its key.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A server name that is neither a DNS name nor an address.
+    #[error("server_name {0:?} is not a DNS name or IP address")]
+    ServerName(String),
+}
+
 /// TLS settings of a feed, built once at start.
 #[derive(Debug)]
 pub struct TlsSettings {
@@ -137,41 +110,42 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Reads the CA file (or the system's), the optional client
-    /// certificate and key, and checks the server name.
-    pub fn build(settings: &SyslogSettings, endpoint: &Endpoint) -> Result<TlsSettings, String> {
-        let ca_file = settings
-            .ca_file
-            .as_deref()
-            .unwrap_or(Path::new(SYSTEM_CA_BUNDLE));
-        let mut roots = rustls::RootCertStore::empty();
-        let certificates = read_certificates(ca_file)?;
-        let (added, _ignored) = roots.add_parsable_certificates(certificates);
-        if added == 0 {
-            return Err(format!(
-                "ca_file {}: no usable CA certificate",
-                ca_file.display()
-            ));
-        }
+    /// Reads the trust roots (`ca_file`, or the platform's store), the
+    /// optional client certificate and key, and checks the server name.
+    pub fn build(settings: &FeedSettings) -> Result<TlsSettings, TlsError> {
+        let roots = match &settings.ca_file {
+            Some(ca_file) => file_roots(ca_file)?,
+            None => platform_roots()?,
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(TlsError::Protocol)?
             .with_root_certificates(roots);
-        let config = match &settings.client_cert {
+        let config = match settings.client_identity()? {
             None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
+            Some((cert, key_file)) => {
                 let chain = read_certificates(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("client_key {}: {e}", key.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| {
+                    TlsError::ClientKey {
+                        path: key_file.to_owned(),
+                        source,
+                    }
+                })?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate {}: {e}", cert.display()))?
+                    .map_err(|source| TlsError::ClientCertificate {
+                        path: cert.to_owned(),
+                        source,
+                    })?
             }
         };
-        let name = settings.server_name.as_deref().unwrap_or(&endpoint.host);
+        let name = settings
+            .server_name
+            .as_deref()
+            .unwrap_or(&settings.url.host);
         let server_name = ServerName::try_from(name.to_string())
-            .map_err(|_| format!("server_name {name:?} is not a DNS name or IP address"))?;
+            .map_err(|_| TlsError::ServerName(name.to_owned()))?;
         Ok(TlsSettings {
             config: Arc::new(config),
             server_name,
@@ -179,14 +153,56 @@ impl TlsSettings {
     }
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bad = |e: &dyn fmt::Display| format!("{}: {e}", path.display());
+/// The CA certificates of a PEM file.
+fn file_roots(ca_file: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(read_certificates(ca_file)?);
+    if added == 0 {
+        return Err(TlsError::NoUsableCa {
+            path: ca_file.to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
+/// The platform's trust store, as rustls-native-certs finds it: on Linux
+/// the bundle or directory openssl would use (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` first, then where Debian, RHEL, SUSE, Alpine and others
+/// keep it). Unreadable entries are passed over while others are usable.
+fn platform_roots() -> Result<rustls::RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    for problem in &found.errors {
+        tracing::debug!("Platform trust store: {problem}");
+    }
+    if added == 0 {
+        let problems: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(TlsError::NoPlatformRoots {
+            problems: if problems.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", problems.join("; "))
+            },
+        });
+    }
+    tracing::debug!(added, ignored, "TLS trust roots from the platform's store");
+    Ok(roots)
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |source| TlsError::Pem {
+        path: path.to_owned(),
+        source,
+    };
     let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(&e))?
+        .map_err(bad)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
+        .map_err(bad)?;
     if certificates.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(certificates)
 }
@@ -376,37 +392,6 @@ impl Read for NonBlockingSocket {
             Err(io::Error::last_os_error())
         } else {
             Ok(n as usize)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_parse_with_default_ports_and_ipv6_brackets() {
-        let e = Endpoint::parse("tcp://siem.example.org:601").unwrap();
-        assert_eq!(
-            (e.scheme, e.host.as_str(), e.port),
-            (Scheme::Tcp, "siem.example.org", 601)
-        );
-        assert_eq!(Endpoint::parse("udp://10.0.0.1").unwrap().port, 514);
-        assert_eq!(Endpoint::parse("tls://siem").unwrap().port, 6514);
-        let e = Endpoint::parse("udp://[::1]:5514").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("::1", 5514));
-        assert_eq!(e.to_string(), "udp://[::1]:5514");
-        for bad in [
-            "siem:514",
-            "http://siem:514",
-            "tcp://:514",
-            "tcp://siem:0",
-            "tcp://siem:99999",
-            "tcp://::1:514",
-            "tcp://[::1",
-            "tcp://user@siem:514",
-        ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
 }
