@@ -4,7 +4,7 @@
 //! each, and mapped to a status. Everything that judges traffic lives in the
 //! library.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod cli;
 

@@ -14,6 +14,7 @@ mod deploy;
 mod detection_reload;
 mod golden;
 mod inventory;
+
 mod learn;
 mod live;
 mod policy_apps;

@@ -45,6 +45,8 @@
 //! gave it away (a FHIR media type or a FHIR path). Over TLS, FHIR cannot be
 //! told from any other HTTPS: only the TLS SNI is visible.
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod bytes;
 pub mod device;
 pub mod dhcp;

@@ -5,6 +5,8 @@
 //! 1 a violation at or above `--fail-on` (or `diff`'s changes), 2 bad input
 //! (which wins over 1).
 
+#![forbid(unsafe_code)]
+
 mod check;
 mod completions;
 mod diff;

@@ -13,6 +13,8 @@
 //! within it (workers, snap length, buffer, queues, bounds) still start the
 //! daemon, with a warning; keys added from now on refuse bad values.
 
+#![forbid(unsafe_code)]
+
 mod locate;
 mod value;
 

@@ -5,6 +5,8 @@
 //! flows are matched by flow id, which depends only on the capture, never
 //! on the policy.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;

@@ -8,6 +8,8 @@
 //! but the application fields; events carry header fields only: no payload
 //! byte ever reaches one.
 
+#![forbid(unsafe_code)]
+
 pub mod app_fields;
 mod fast_json;
 mod stamp;

@@ -13,6 +13,8 @@
 //! A tracker owns one bounded [`FlowTable`]; workers own their trackers
 //! outright, so nothing here is shared or locked.
 
+#![forbid(unsafe_code)]
+
 mod index;
 mod inspect;
 mod key;

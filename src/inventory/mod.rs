@@ -11,6 +11,8 @@
 //! ...) is inferred when the inventory is read, from its vendor and the
 //! services it uses and offers, with the evidence for it.
 
+#![forbid(unsafe_code)]
+
 mod classify;
 pub mod oui;
 

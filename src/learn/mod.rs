@@ -11,6 +11,8 @@
 //! under the learned policy orients every flow as learning did, and every
 //! flow meets the rule made for it.
 
+#![forbid(unsafe_code)]
+
 mod render;
 
 pub use render::render_policy;

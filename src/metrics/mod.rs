@@ -1,11 +1,13 @@
 //! Prometheus metrics (contract section 6, and more), rendered at scrape.
 //!
 //! The hot path never touches the registry: workers publish plain counters
-//! to atomics once per batch ([`crate::runtime::WorkerStats`]), sinks keep
+//! once per batch ([`PublishedCounters`]), sinks keep
 //! their own atomics, and a scrape sums them and brings the registry's
 //! counters up to the totals. Labels hold rule, severity, zone, sink,
 //! interface, worker and problem names, never an address or a port: their
 //! number is bounded by the policy and the configuration.
+
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +16,8 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::pipeline::Counters;
-use crate::runtime::{PolicyHandle, WorkerStats};
+use crate::pipeline::{Counters, PublishedCounters};
+
 use crate::sink::SinkStats;
 use crate::wire::Problem;
 
@@ -30,17 +32,29 @@ pub struct InterfaceStats {
     pub dropped: AtomicU64,
 }
 
+/// The policy's reloads and the generation in force, kept by the control
+/// plane as it reloads.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    /// Reloads that took effect.
+    pub reloads_ok: AtomicU64,
+    /// Reloads refused (the old policy stayed).
+    pub reloads_failed: AtomicU64,
+    /// Generation of the policy in force (1, then +1 per reload).
+    pub generation: AtomicU64,
+}
+
 /// What the metrics are computed from.
 #[derive(Debug)]
 pub struct Telemetry {
     /// One per worker.
-    pub workers: Vec<Arc<WorkerStats>>,
+    pub workers: Vec<Arc<PublishedCounters>>,
     /// One per interface.
     pub interfaces: Vec<Arc<InterfaceStats>>,
     /// Each sink's name and counters.
     pub sinks: Vec<(String, Arc<SinkStats>)>,
-    /// The policy in force.
-    pub policy: Arc<PolicyHandle>,
+    /// Reloads and the policy's generation.
+    pub policy: Arc<PolicyStats>,
     /// The device inventory.
     pub inventory: Option<Arc<crate::inventory::Inventory>>,
 }
@@ -250,11 +264,7 @@ impl Metrics {
             }
             raise(&self.inventory_dropped, inventory.overflow());
         }
-        let workers: Vec<Counters> = t
-            .workers
-            .iter()
-            .map(|w| w.counters.lock().map(|c| c.clone()).unwrap_or_default())
-            .collect();
+        let workers: Vec<Counters> = t.workers.iter().map(|w| w.snapshot()).collect();
         let mut total = Counters::default();
         for counters in &workers {
             total.add(counters);
@@ -338,6 +348,6 @@ impl Metrics {
             load(&t.policy.reloads_failed),
         );
         self.policy_generation
-            .set(i64::from(t.policy.current().generation));
+            .set(load(&t.policy.generation) as i64);
     }
 }

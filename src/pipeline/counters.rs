@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::classify::{CompiledPolicy, PolicyInForce, RuleId, ZoneId};
@@ -272,6 +273,26 @@ impl Counters {
         }
         let _ = write!(s, "  duration       {secs:.3} s ({rate:.0} packets/s)");
         s
+    }
+}
+
+/// A worker's counters as the control plane reads them: a copy of its
+/// shard's, published once per batch. The lock is taken by the worker once
+/// per batch and by a reader (a scrape): never per packet.
+#[derive(Debug, Default)]
+pub struct PublishedCounters(Mutex<Counters>);
+
+impl PublishedCounters {
+    /// Replaces the published copy with `counters` (reusing its memory).
+    pub fn publish(&self, counters: &Counters) {
+        if let Ok(mut published) = self.0.lock() {
+            published.clone_from(counters);
+        }
+    }
+
+    /// The latest published copy.
+    pub fn snapshot(&self) -> Counters {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
 

@@ -5,8 +5,10 @@
 //! contract says they must: where packets come from, who sweeps idle flows
 //! and when, and where the output goes.
 
+#![forbid(unsafe_code)]
+
 mod counters;
 mod shard;
 
-pub use counters::{Counters, PacketCounters, ViolationCounts, ViolationLabels};
+pub use counters::{Counters, PacketCounters, PublishedCounters, ViolationCounts, ViolationLabels};
 pub use shard::{FlowVerdict, Shard, ShardOptions, ShardOutput};

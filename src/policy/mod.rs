@@ -5,6 +5,8 @@
 //! to indices, CIDRs parsed, port ranges checked. [`crate::classify`] compiles a
 //! `Policy` into the lookup tables the hot path uses.
 
+#![forbid(unsafe_code)]
+
 mod diagnostic;
 mod load;
 mod raw;

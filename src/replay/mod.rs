@@ -21,6 +21,8 @@
 //! tasks and the decoding chunks are small enough for work stealing to keep
 //! every core busy to the batch's end.
 
+#![forbid(unsafe_code)]
+
 mod observe;
 
 pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};

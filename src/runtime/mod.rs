@@ -8,6 +8,8 @@
 //! share is read-mostly: the policy (arc-swap), a stop flag, and counters
 //! that workers publish and scrapes read.
 
+#![forbid(unsafe_code)]
+
 mod policy;
 mod privileges;
 mod source;
@@ -15,7 +17,7 @@ mod worker;
 
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use privileges::PrivilegeError;
-pub use worker::{Pipeline, WorkerStats};
+pub use worker::Pipeline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::capture::CaptureError;
 use crate::capture::live::LiveError;
 use crate::config::{RunSettings, Source};
 use crate::metrics::{InterfaceStats, Metrics, Telemetry};
+use crate::pipeline::PublishedCounters;
 use crate::policy::Diagnostic;
 use crate::sink::syslog::FeedError;
 use crate::sink::{SinkError, SinkHandle};
@@ -111,7 +114,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
             .iter()
             .map(|s| (s.name().to_string(), s.stats().clone()))
             .collect(),
-        policy: policy.clone(),
+        policy: policy.stats.clone(),
         inventory: Some(inventory.clone()),
     });
     let metrics = Arc::new(Metrics::new(settings.flows.max_flows)?);
@@ -187,7 +190,7 @@ fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, RunError> {
 /// The running workers.
 struct Workers {
     threads: Vec<JoinHandle<()>>,
-    stats: Vec<Arc<WorkerStats>>,
+    stats: Vec<Arc<PublishedCounters>>,
     interfaces: Vec<Arc<InterfaceStats>>,
     stop: Arc<AtomicBool>,
 }
@@ -217,7 +220,7 @@ fn start_workers(
         Source::File { path, realtime } => {
             // Open it here, so a missing or corrupt file fails the start.
             crate::capture::CaptureFile::open(path)?;
-            let stats = Arc::new(WorkerStats::default());
+            let stats = Arc::new(PublishedCounters::default());
             let mut pipeline = Pipeline::new(
                 0,
                 1,
@@ -256,7 +259,7 @@ fn start_workers(
             }));
         }
         Source::Synthetic => {
-            let stats = Arc::new(WorkerStats::default());
+            let stats = Arc::new(PublishedCounters::default());
             let mut pipeline = Pipeline::new(
                 0,
                 1,
@@ -317,7 +320,7 @@ fn start_workers(
                 });
                 workers.interfaces.push(interface.clone());
                 for mut capture in captures {
-                    let stats = Arc::new(WorkerStats::default());
+                    let stats = Arc::new(PublishedCounters::default());
                     let mut pipeline = Pipeline::new(
                         index,
                         total,

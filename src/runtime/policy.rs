@@ -8,12 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use crate::classify::CompiledPolicy;
+use crate::metrics::PolicyStats;
 use crate::policy::{Diagnostic, Level, load_policy_file, load_policy_str};
 
 /// A compiled policy and its generation (1 for the first, +1 per reload).
@@ -31,10 +32,8 @@ enum Origin {
 pub struct PolicyHandle {
     current: ArcSwap<LivePolicy>,
     origin: Origin,
-    /// Reloads that took effect.
-    pub reloads_ok: AtomicU64,
-    /// Reloads refused (the old policy stayed).
-    pub reloads_failed: AtomicU64,
+    /// Reloads by outcome and the generation in force, for the metrics.
+    pub stats: Arc<PolicyStats>,
     /// The file's modification time and length when last loaded or tried.
     /// Control plane only (reload and the watch timer), never workers.
     seen: std::sync::Mutex<Option<(SystemTime, u64)>>,
@@ -69,6 +68,13 @@ fn compile_file(path: &Path) -> Result<(CompiledPolicy, Vec<Diagnostic>), Policy
     }
 }
 
+/// The metrics' view of a policy just loaded: generation 1, no reloads.
+fn first_generation_stats() -> Arc<PolicyStats> {
+    let stats = PolicyStats::default();
+    stats.generation.store(1, Ordering::Relaxed);
+    Arc::new(stats)
+}
+
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
@@ -86,8 +92,7 @@ impl PolicyHandle {
                 generation: 1,
             }),
             origin: Origin::File(path.to_owned()),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
+            stats: first_generation_stats(),
             seen: std::sync::Mutex::new(stamp),
         };
         Ok((handle, warnings))
@@ -108,8 +113,7 @@ impl PolicyHandle {
                 generation: 1,
             }),
             origin: Origin::Embedded,
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
+            stats: first_generation_stats(),
             seen: std::sync::Mutex::new(None),
         };
         Ok((handle, warnings))
@@ -139,12 +143,15 @@ impl PolicyHandle {
                 let generation = self.current().generation + 1;
                 self.current
                     .store(Arc::new(LivePolicy { policy, generation }));
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .generation
+                    .store(u64::from(generation), Ordering::Relaxed);
                 tracing::info!(policy = %path.display(), generation, "Policy reloaded");
                 Ok(generation)
             }
             Err(error) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for line in &error.lines {
                     tracing::error!("Policy reload refused, keeping the policy in force: {line}");
                 }
@@ -186,7 +193,7 @@ mod tests {
         let error = handle.reload().unwrap_err();
         assert!(error.lines[0].contains("p.toml:2:"), "{error}");
         assert_eq!(handle.current().generation, 1, "the old policy stays");
-        assert_eq!(handle.reloads_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.stats.reloads_failed.load(Ordering::Relaxed), 1);
         assert!(
             !handle.changed_on_disk(),
             "a refused file is not retried until it changes"
@@ -199,6 +206,6 @@ mod tests {
         .unwrap();
         assert_eq!(handle.reload().unwrap(), 2);
         assert_eq!(handle.current().policy.zone_count(), 2);
-        assert_eq!(handle.reloads_ok.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.stats.reloads_ok.load(Ordering::Relaxed), 1);
     }
 }

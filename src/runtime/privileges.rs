@@ -31,45 +31,14 @@ pub enum PrivilegeError {
 /// Switches the whole process to `user`.
 pub fn drop_to(user: &str) -> Result<(), PrivilegeError> {
     let name = CString::new(user).map_err(|_| PrivilegeError::InvalidName(user.to_owned()))?;
-    let (uid, gid) = lookup(&name).ok_or_else(|| PrivilegeError::NoSuchUser(user.to_owned()))?;
-    // SAFETY: plain libc calls with a valid C string and integer ids; glibc
-    // applies set*id to every thread of the process (nptl's setxid).
-    #[allow(unsafe_code)]
-    let failed = unsafe {
-        libc::initgroups(name.as_ptr(), gid) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-    };
-    if failed {
-        return Err(PrivilegeError::Switch {
-            user: user.to_owned(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let (uid, gid) = crate::sys::lookup_user(&name)
+        .ok_or_else(|| PrivilegeError::NoSuchUser(user.to_owned()))?;
+    crate::sys::switch_user(&name, uid, gid).map_err(|source| PrivilegeError::Switch {
+        user: user.to_owned(),
+        source,
+    })?;
     tracing::info!(user, uid, gid, "Dropped privileges");
     Ok(())
-}
-
-/// The uid and gid of a user name.
-fn lookup(name: &CString) -> Option<(libc::uid_t, libc::gid_t)> {
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: all-zero is a valid `passwd` (integers and null pointers).
-    #[allow(unsafe_code)]
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwnam_r writes into `entry` and `buffer`, both valid for
-    // the lengths given, and sets `found` to `&entry` or null.
-    #[allow(unsafe_code)]
-    let status = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    (status == 0 && !found.is_null()).then_some((entry.pw_uid, entry.pw_gid))
 }
 
 #[cfg(test)]
@@ -77,11 +46,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn looks_up_users() {
-        let root = CString::new("root").unwrap();
-        assert_eq!(lookup(&root), Some((0, 0)));
-        let nobody = CString::new("no-such-user-segwatch").unwrap();
-        assert_eq!(lookup(&nobody), None);
+    fn an_unknown_user_is_refused_by_name() {
         let error = drop_to("no-such-user-segwatch").unwrap_err();
         assert!(matches!(error, PrivilegeError::NoSuchUser(_)), "{error}");
         assert_eq!(

@@ -7,25 +7,16 @@
 //! flows (on a wire the packet that would end them may never come), and
 //! publishes its counters for the metrics endpoint to sum at scrape time.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::capture::Frame;
 use crate::event::ViolationEvent;
 use crate::flow::FlowConfig;
 use crate::inventory::Inventory;
-use crate::pipeline::{Counters, Shard, ShardOptions};
+use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions};
 use crate::sink::{SinkEvent, SinkHandle};
 
 use super::policy::LivePolicy;
-
-/// A worker's counters as the metrics endpoint reads them: a copy of its
-/// shard's, taken once per batch. The lock is taken by the worker once per
-/// batch and by a scrape: never per packet.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    /// The shard's counters at the end of its latest batch.
-    pub counters: Mutex<Counters>,
-}
 
 /// The per-worker pipeline, driven by a source one batch at a time.
 #[derive(Debug)]
@@ -34,7 +25,7 @@ pub struct Pipeline {
     flows: FlowConfig,
     capacity: usize,
     options: ShardOptions,
-    stats: Arc<WorkerStats>,
+    stats: Arc<PublishedCounters>,
     /// The counters being published, kept to reuse their memory.
     published: Counters,
     sinks: Arc<Vec<SinkHandle>>,
@@ -56,7 +47,7 @@ impl Pipeline {
         workers: usize,
         flows: &FlowConfig,
         capacity: usize,
-        stats: Arc<WorkerStats>,
+        stats: Arc<PublishedCounters>,
         sinks: Arc<Vec<SinkHandle>>,
         flow_id_salt: u64,
     ) -> Pipeline {
@@ -142,9 +133,7 @@ impl Pipeline {
         // for their application): out now.
         self.publish_violations(live);
         self.shard.copy_counters(&mut self.published);
-        if let Ok(mut counters) = self.stats.counters.lock() {
-            counters.clone_from(&self.published);
-        }
+        self.stats.publish(&self.published);
     }
 
     /// Turns the violations made so far into events for the sinks.

@@ -7,6 +7,8 @@
 //! delivers them; a feed that loses its receiver keeps the queued events and
 //! delivers them, in order, once it is back.
 
+#![forbid(unsafe_code)]
+
 mod file;
 pub mod syslog;
 

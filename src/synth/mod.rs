@@ -7,6 +7,7 @@
 //! [`Capture`] collects timestamped frames and writes them as pcap or pcapng.
 //! [`hospital`] generates realistic hospital traffic of any size.
 
+#![forbid(unsafe_code)]
 // Fixtures are written by hand: a bad one is a bug in the test that wrote
 // it, and failing loudly (`expect`) is the useful answer.
 #![allow(clippy::expect_used)]

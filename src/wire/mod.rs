@@ -4,6 +4,8 @@
 //! This module depends on nothing else in segwatch, so it could become a
 //! crate of its own.
 
+#![forbid(unsafe_code)]
+
 mod decode;
 mod link;
 

@@ -127,16 +127,7 @@ impl Feed {
 
 /// The machine's host name, for HOSTNAME when none is configured.
 fn local_hostname() -> String {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the pointer and length describe `buffer`, which outlives the
-    // call; gethostname writes at most that many bytes.
-    #[allow(unsafe_code)]
-    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if status != 0 {
-        return "-".into();
-    }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    String::from_utf8_lossy(&buffer[..end]).into_owned()
+    crate::sys::hostname().unwrap_or_else(|| "-".into())
 }
 
 /// The feed's connection and what it knows about the receiver.

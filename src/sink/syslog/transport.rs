@@ -1,15 +1,13 @@
 //! Syslog transports: the URL, and connections over UDP, TCP and TLS.
 //!
-//! Two things std does not offer are done through libc: a non-blocking
-//! peek (`recv` with MSG_PEEK | MSG_DONTWAIT) to see a receiver's close
-//! before writing into a dead connection, and SIOCOUTQ to learn how much
-//! written data the receiver has not acknowledged.
-
-#![allow(unsafe_code)]
+//! Two things std does not offer come from [`crate::sys`]: a non-blocking
+//! peek to see a receiver's close before writing into a dead connection,
+//! and SIOCOUTQ to learn how much written data the receiver has not
+//! acknowledged.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,11 +248,11 @@ impl Connection {
         Err(last_error.unwrap_or_else(|| io::Error::other("no address to connect to")))
     }
 
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Connection::Udp(socket) => socket.as_raw_fd(),
-            Connection::Tcp(stream) => stream.as_raw_fd(),
-            Connection::Tls(stream) => stream.sock.as_raw_fd(),
+            Connection::Udp(socket) => socket.as_fd(),
+            Connection::Tcp(stream) => stream.as_fd(),
+            Connection::Tls(stream) => stream.sock.as_fd(),
         }
     }
 
@@ -274,22 +272,21 @@ impl Connection {
     /// or `None` while it looks alive. Non-blocking; syslog receivers send
     /// nothing, so anything readable is the end or TLS housekeeping.
     pub fn closed_by_peer(&mut self) -> Option<String> {
-        let fd = self.fd();
         match self {
             Connection::Udp(_) => None,
-            Connection::Tcp(_) => match peek(fd) {
+            Connection::Tcp(stream) => match peek(stream.as_fd()) {
                 Peek::Nothing | Peek::Data => None,
                 Peek::Closed => Some("the receiver closed the connection".into()),
                 Peek::Failed(e) => Some(e.to_string()),
             },
-            Connection::Tls(stream) => match peek(fd) {
+            Connection::Tls(stream) => match peek(stream.sock.as_fd()) {
                 Peek::Nothing => None,
                 Peek::Closed => Some("the receiver closed the connection".into()),
                 Peek::Failed(e) => Some(e.to_string()),
                 Peek::Data => {
                     // Session tickets, alerts or close_notify: let rustls
                     // read them without blocking.
-                    let mut reader = NonBlockingSocket(fd);
+                    let mut reader = NonBlockingSocket(stream.sock.as_fd());
                     loop {
                         match stream.conn.read_tls(&mut reader) {
                             Ok(0) => return Some("the receiver closed the connection".into()),
@@ -317,17 +314,7 @@ impl Connection {
         if matches!(self, Connection::Udp(_)) {
             return None;
         }
-        let mut bytes: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ writes one c_int through the pointer, which
-        // points at `bytes`.
-        let status = unsafe {
-            libc::ioctl(
-                self.fd(),
-                libc::TIOCOUTQ, /* == SIOCOUTQ for sockets */
-                &mut bytes,
-            )
-        };
-        (status == 0).then_some(bytes.max(0) as usize)
+        crate::sys::unsent_bytes(self.fd())
     }
 }
 
@@ -349,49 +336,21 @@ enum Peek {
 }
 
 /// Looks at the socket's receive side without reading or blocking.
-fn peek(fd: RawFd) -> Peek {
+fn peek(socket: BorrowedFd<'_>) -> Peek {
     let mut byte = [0u8; 1];
-    // SAFETY: `byte` is valid for one byte for the duration of the call.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peek::Closed,
-        n if n > 0 => Peek::Data,
-        _ => {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::WouldBlock {
-                Peek::Nothing
-            } else {
-                Peek::Failed(error)
-            }
-        }
+    match crate::sys::recv_nonblocking(socket, &mut byte, true) {
+        Ok(0) => Peek::Closed,
+        Ok(_) => Peek::Data,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Peek::Nothing,
+        Err(error) => Peek::Failed(error),
     }
 }
 
 /// Reads a blocking socket without blocking (MSG_DONTWAIT), for rustls.
-struct NonBlockingSocket(RawFd);
+struct NonBlockingSocket<'a>(BorrowedFd<'a>);
 
-impl Read for NonBlockingSocket {
+impl Read for NonBlockingSocket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` bytes during the call.
-        let n = unsafe {
-            libc::recv(
-                self.0,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        crate::sys::recv_nonblocking(self.0, buf, false)
     }
 }
