@@ -46,9 +46,12 @@ pub enum ObserveError {
     /// A capture could not be read to its end.
     #[error(transparent)]
     Capture(#[from] CaptureError),
-    /// An internal write failed (out of memory, in practice).
-    #[error("{0}")]
-    Output(String),
+    /// The events could not be gathered (out of memory, in practice).
+    #[error(transparent)]
+    Output(#[from] super::OutputError),
+    /// An event the replay wrote could not be read back (a bug).
+    #[error("unreadable event: {0}")]
+    Unreadable(#[from] serde_json::Error),
 }
 
 /// Judges every flow of `captures` under `policy`, returning each flow with
@@ -68,8 +71,7 @@ pub fn observe_every_flow(
         generation: 0,
     };
     let mut lines = Vec::new();
-    let mut outcome = replay(captures, &compiled, options, &mut lines)
-        .map_err(|e| ObserveError::Output(e.to_string()))?;
+    let mut outcome = replay(captures, &compiled, options, &mut lines)?;
     if let Some(error) = outcome.capture_error.take() {
         return Err(error.into());
     }
@@ -82,8 +84,7 @@ pub fn observe_every_flow(
     };
     let mut flows = Vec::new();
     for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let event: ViolationEvent<'_> = serde_json::from_slice(line)
-            .map_err(|e| ObserveError::Output(format!("unreadable event: {e}")))?;
+        let event: ViolationEvent<'_> = serde_json::from_slice(line)?;
         let event = event.into_owned();
         let action = action_of(&event.rule);
         flows.push(ObservedFlow { event, action });
