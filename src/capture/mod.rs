@@ -48,13 +48,29 @@ impl Frame<'_> {
         Some((source, destination))
     }
 
-    /// Decodes the frame into `out` (see [`crate::wire::decode`]), putting
-    /// back a VLAN tag the capture handed over out of band.
+    /// Decodes the frame into `out` (see [`crate::wire::decode`]), opening
+    /// no tunnel but ERSPAN, and putting back a VLAN tag the capture handed
+    /// over out of band.
     #[inline]
     pub fn decode(&self, out: &mut crate::wire::Headers) -> crate::wire::Outcome {
-        let outcome = crate::wire::decode(self.link, self.data, out);
-        if let Some(vlan) = self.vlan {
-            // The stripped tag was the outermost one.
+        self.decode_with(&crate::wire::Decapsulation::NONE, out)
+    }
+
+    /// Decodes the frame into `out` (see [`crate::wire::decode_with`]),
+    /// opening the tunnels `decap` names, and putting back a VLAN tag the
+    /// capture handed over out of band.
+    #[inline]
+    pub fn decode_with(
+        &self,
+        decap: &crate::wire::Decapsulation,
+        out: &mut crate::wire::Headers,
+    ) -> crate::wire::Outcome {
+        let outcome = crate::wire::decode_with(self.link, self.data, decap, out);
+        if let Some(vlan) = self.vlan
+            && !out.tunnel.is_some()
+        {
+            // The stripped tag was the outermost one, which is the packet's
+            // own unless the packet came out of a tunnel.
             out.vlan = vlan;
         }
         outcome
