@@ -680,6 +680,14 @@ mod testutil {
             .section(big_endian)
         }
 
+        /// No block at all yet: the caller writes the section header.
+        pub fn empty(big_endian: bool) -> PcapNg {
+            PcapNg {
+                bytes: Vec::new(),
+                big_endian,
+            }
+        }
+
         /// A new section header block.
         pub fn section(mut self, big_endian: bool) -> PcapNg {
             self.big_endian = big_endian;
