@@ -98,6 +98,13 @@ pub enum CaptureError {
         /// What was found instead, e.g. "empty file" or "starts with 0x7b0a2022".
         detail: String,
     },
+    /// The file shrank while it was read: another program truncated or
+    /// rewrote it. The frames read before are intact; the rest is lost.
+    #[error("{}: the file shrank while it was read", path.display())]
+    Shrank {
+        /// The capture file.
+        path: PathBuf,
+    },
     /// A header or record is inconsistent in a way that is not a simple cut at
     /// the end of the file.
     #[error("{}: corrupt capture at byte {offset}: {detail}", path.display())]

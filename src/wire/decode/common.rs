@@ -138,8 +138,6 @@ pub(super) fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> 
     Some(Outcome::Judge)
 }
 
-/// Decodes `frame` with etherparse's views only, whatever it holds: the
-
 #[cfg(test)]
 mod common_case {
     use proptest::prelude::*;
