@@ -7,6 +7,7 @@ mod common;
 
 mod app;
 mod app_events;
+mod capture_input;
 mod cli;
 mod contract;
 mod daemon;
