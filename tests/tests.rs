@@ -11,6 +11,7 @@ mod capture_input;
 mod cli;
 mod contract;
 mod daemon;
+mod decode_fixtures;
 mod deploy;
 mod detection_reload;
 mod golden;

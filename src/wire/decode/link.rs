@@ -122,9 +122,10 @@ fn cooked_protocol(hardware: u16, protocol: u16) -> Result<EtherType, Outcome> {
 /// `NFULA_PAYLOAD` holds the packet from its network header on.
 ///
 /// The TLVs' length and type fields are in the byte order of the host that
-/// logged them, which the file does not say. The first TLV's length decides,
-/// as Wireshark does: little-endian when it reads as a length that fits the
-/// frame, big-endian otherwise.
+/// logged them, which the file does not say (tcpdump and tshark read them in
+/// their own host's order). The first TLV's length decides: the order in
+/// which it reads as a length that fits the frame, the smaller of the two
+/// when both do (the first attribute is a short one, `NFULA_PACKET_HDR`).
 fn nflog_payload(frame: &[u8]) -> Result<(EtherType, &[u8]), Outcome> {
     const AF_INET: u8 = 2;
     const AF_INET6: u8 = 10;
@@ -139,8 +140,12 @@ fn nflog_payload(frame: &[u8]) -> Result<(EtherType, &[u8]), Outcome> {
         _ => return Err(Outcome::NotIp),
     };
     let first_len = tlvs.first_chunk::<2>().ok_or(TRUNCATED)?;
-    let le_len = usize::from(u16::from_le_bytes(*first_len));
-    let little_endian = (4..=tlvs.len()).contains(&le_len);
+    let fits = |len: u16| (4..=tlvs.len()).contains(&usize::from(len));
+    let (le_len, be_len) = (
+        u16::from_le_bytes(*first_len),
+        u16::from_be_bytes(*first_len),
+    );
+    let little_endian = fits(le_len) && (!fits(be_len) || le_len <= be_len);
     let read = |b: [u8; 2]| {
         if little_endian {
             u16::from_le_bytes(b)
