@@ -38,7 +38,7 @@ const LINKS: [LinkType; 9] = [
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frames)) = data.split_first() else { return };
     let link = LINKS[usize::from(selector & 0x7f) % LINKS.len()];
-    let decap = if selector & 0x80 != 0 { &*ALL_TUNNELS } else { &Decapsulation::NONE };
+    let decap = if selector & 0x80 != 0 { &*ALL_TUNNELS } else { Decapsulation::none() };
     let mut tracker = Tracker::new(&FlowConfig::default(), 64);
     let mut violations = Vec::new();
     let judge = Judge { policy: &POLICY, generation: 0, flow_id_salt: 0 };

@@ -53,7 +53,7 @@ impl Frame<'_> {
     /// over out of band.
     #[inline]
     pub fn decode(&self, out: &mut crate::wire::Headers) -> crate::wire::Outcome {
-        self.decode_with(&crate::wire::Decapsulation::NONE, out)
+        self.decode_with(crate::wire::Decapsulation::none(), out)
     }
 
     /// Decodes the frame into `out` (see [`crate::wire::decode_with`]),

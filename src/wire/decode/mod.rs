@@ -187,7 +187,7 @@ impl Problem {
 /// out-parameter so the caller can reuse one slot per packet.
 #[inline]
 pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
-    decode_with(link, frame, &Decapsulation::NONE, out)
+    decode_with(link, frame, Decapsulation::none(), out)
 }
 
 /// Decodes `frame` of link type `link` into `out`, opening the tunnels that
@@ -219,7 +219,7 @@ pub fn decode_with(
 /// against.
 #[doc(hidden)]
 pub fn decode_with_etherparse(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
-    decode_general(link, frame, &Decapsulation::NONE, out)
+    decode_general(link, frame, Decapsulation::none(), out)
 }
 
 /// The general path: link layer, then IP and transport, then again for the

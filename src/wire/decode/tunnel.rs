@@ -133,6 +133,12 @@ impl Decapsulation {
         endpoints: Vec::new(),
     };
 
+    /// [`Decapsulation::NONE`], borrowed for as long as needed.
+    pub fn none() -> &'static Decapsulation {
+        static NONE: Decapsulation = Decapsulation::NONE;
+        &NONE
+    }
+
     /// Opens VXLAN, Geneve and GRE, whatever their endpoints.
     pub fn all() -> Decapsulation {
         Decapsulation {
