@@ -201,7 +201,7 @@ const FUZZ_LINKS: [u32; 9] = [1, 0, 108, 113, 276, 101, 228, 229, 239];
 fn pcapng(section_options: &[u8], interface_options: &[u8], packet_options: &[u8]) -> Vec<u8> {
     fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let len = (12 + body.len()) as u32;
@@ -275,7 +275,7 @@ fn decode_and_capture_fuzz_seeds_match_their_sources() {
         let mut out = code.to_le_bytes().to_vec();
         out.extend_from_slice(&(value.len() as u16).to_le_bytes());
         out.extend_from_slice(value);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out

@@ -51,21 +51,30 @@ impl Frame<'_> {
     /// Decodes the frame into `out` (see [`crate::wire::decode`]), opening
     /// no tunnel but ERSPAN, and putting back a VLAN tag the capture handed
     /// over out of band.
-    #[inline]
+    #[inline(always)]
     pub fn decode(&self, out: &mut crate::wire::Headers) -> crate::wire::Outcome {
-        self.decode_with(crate::wire::Decapsulation::none(), out)
+        let outcome = crate::wire::decode(self.link, self.data, out);
+        self.restore_vlan(out);
+        outcome
     }
 
     /// Decodes the frame into `out` (see [`crate::wire::decode_with`]),
     /// opening the tunnels `decap` names, and putting back a VLAN tag the
     /// capture handed over out of band.
-    #[inline]
+    #[inline(always)]
     pub fn decode_with(
         &self,
         decap: &crate::wire::Decapsulation,
         out: &mut crate::wire::Headers,
     ) -> crate::wire::Outcome {
         let outcome = crate::wire::decode_with(self.link, self.data, decap, out);
+        self.restore_vlan(out);
+        outcome
+    }
+
+    /// Puts back a VLAN tag the capture handed over out of band.
+    #[inline(always)]
+    fn restore_vlan(&self, out: &mut crate::wire::Headers) {
         if let Some(vlan) = self.vlan
             && !out.tunnel.is_some()
         {
@@ -73,7 +82,6 @@ impl Frame<'_> {
             // own unless the packet came out of a tunnel.
             out.vlan = vlan;
         }
-        outcome
     }
 }
 

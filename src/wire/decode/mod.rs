@@ -181,19 +181,28 @@ impl Problem {
 }
 
 /// Decodes `frame` of link type `link` into `out`, opening no tunnel but
-/// ERSPAN: [`decode_with`] with [`Decapsulation::NONE`].
+/// ERSPAN: [`decode_with`] with [`Decapsulation::NONE`], without looking at
+/// a setting.
 ///
 /// `out` is only meaningful when the result is [`Outcome::Judge`]; it is an
 /// out-parameter so the caller can reuse one slot per packet.
-#[inline]
+#[inline(always)]
 pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
-    decode_with(link, frame, Decapsulation::none(), out)
+    if link == LinkType::ETHERNET
+        && let Some(outcome) = decode_common(frame, out)
+    {
+        return outcome;
+    }
+    decode_general(link, frame, Decapsulation::none(), out)
 }
 
 /// Decodes `frame` of link type `link` into `out`, opening the tunnels that
 /// `decap` names (and ERSPAN, always). [`Headers::tunnel`] then says which
 /// tunnel the judged packet came out of.
-#[inline]
+///
+/// Always inlined, as [`common::decode_common`] is: the common case's
+/// `Headers` then stay in registers of the caller's decode loop.
+#[inline(always)]
 pub fn decode_with(
     link: LinkType,
     frame: &[u8],
@@ -224,7 +233,11 @@ pub fn decode_with_etherparse(link: LinkType, frame: &[u8], out: &mut Headers) -
 
 /// The general path: link layer, then IP and transport, then again for the
 /// packet inside each tunnel opened.
+///
+/// Never inlined: it is the rare path, and inlined it would keep the common
+/// case out of the caller's decode loop.
 #[doc(hidden)]
+#[inline(never)]
 pub fn decode_general(
     link: LinkType,
     frame: &[u8],
