@@ -149,6 +149,8 @@ impl Drop for Mapping {
 }
 
 #[cfg(target_os = "linux")]
+// A signal handler and the system calls it makes (sigaction, mmap) have no
+// safe interface; each unsafe block says why it is sound.
 #[allow(unsafe_code)]
 mod guard {
     //! The SIGBUS handler and the registration of mappings.
