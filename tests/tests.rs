@@ -7,9 +7,11 @@ mod common;
 
 mod app;
 mod app_events;
+mod capture_input;
 mod cli;
 mod contract;
 mod daemon;
+mod decode_fixtures;
 mod deploy;
 mod detection_reload;
 mod golden;
