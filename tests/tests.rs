@@ -23,3 +23,4 @@ mod policy_apps;
 mod properties;
 mod shared_pcaps;
 mod syslog;
+mod tunnels;

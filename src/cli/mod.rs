@@ -29,6 +29,7 @@ use segwatch::config::{Backend, Pace};
 use segwatch::flow::FlowConfig;
 use segwatch::policy::Severity;
 use segwatch::sink::syslog::Format;
+use segwatch::wire::Decapsulation;
 
 /// segwatch watches a hospital network for segmentation violations.
 ///
@@ -177,6 +178,11 @@ pub struct RunArgs {
     /// Capture backend: af-packet (built in) or pcap (libpcap build).
     #[arg(long, value_name = "BACKEND", value_parser = named::<Backend>(&["af-packet", "pcap"]))]
     pub backend: Option<Backend>,
+    /// Tunnels to open besides ERSPAN (always opened): a comma-separated
+    /// list of vxlan, geneve, gre, or all, or none (the default); replaces
+    /// capture.decapsulate.
+    #[arg(long, value_name = "TUNNELS")]
+    pub decapsulate: Option<Decapsulation>,
 }
 
 /// A flag taking one of `names`, parsed into `T`: the names are listed in
@@ -246,6 +252,18 @@ pub struct ReplayArgs {
     /// be yours and not writable by others, or it is not used.
     #[arg(long, value_name = "DIR", env = "SEGWATCH_POLICY_CACHE")]
     pub policy_cache: Option<PathBuf>,
+
+    /// Tunnels to open besides ERSPAN (always opened): a comma-separated
+    /// list of vxlan, geneve, gre, or all, or none (the default). A flow
+    /// taken out of a tunnel is keyed by its VNI or key too, and its event
+    /// carries `tunnel`.
+    #[arg(long, value_name = "TUNNELS")]
+    pub decapsulate: Option<Decapsulation>,
+
+    /// Open those tunnels only where an outer address is in this network
+    /// (repeatable; the tunnel endpoints of a mirror session).
+    #[arg(long = "tunnel-endpoint", value_name = "CIDR")]
+    pub tunnel_endpoints: Vec<ipnetwork::IpNetwork>,
 
     /// Frames per batch handed to the workers (tuning; the events do not
     /// depend on it).

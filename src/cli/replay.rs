@@ -192,6 +192,12 @@ fn options_of(args: &ReplayArgs) -> ReplayOptions {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
+    if let Some(decapsulation) = &args.decapsulate {
+        options.decapsulation = decapsulation.clone();
+    }
+    if !args.tunnel_endpoints.is_empty() {
+        options.decapsulation.endpoints = args.tunnel_endpoints.clone();
+    }
     options
 }
 

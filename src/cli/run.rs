@@ -24,6 +24,7 @@ pub fn run(args: &RunArgs) -> Result<Status, Error> {
         events: args.events.clone(),
         workers: args.workers,
         backend: args.backend,
+        decapsulate: args.decapsulate.clone(),
         demo: false,
     };
     start(args.config.as_deref(), &overrides)

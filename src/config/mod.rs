@@ -31,6 +31,7 @@ use toml::Spanned;
 
 use crate::flow::FlowConfig;
 use crate::sink::syslog::{Endpoint, FeedSettings, Format, Scheme};
+use crate::wire::Decapsulation;
 use locate::{COMMAND_LINE, Locator, Place};
 
 /// The whole file.
@@ -116,6 +117,38 @@ pub struct CaptureSection {
     pub promiscuous: Option<bool>,
     /// A BPF filter (libpcap syntax). Default: none (so is a blank one).
     pub bpf: Option<String>,
+    /// Tunnels to open besides ERSPAN (always opened): any of `vxlan`,
+    /// `geneve`, `gre`. Default none: such traffic is judged as the `udp` or
+    /// `gre` it is, which a site-to-site tunnel or an overlay really is.
+    #[serde(default)]
+    pub decapsulate: Vec<TunnelName>,
+    /// Open those tunnels only when an outer address is in one of these
+    /// networks (the tunnel endpoints of a mirror session). Default: any.
+    #[serde(default)]
+    pub tunnel_endpoints: Vec<ipnetwork::IpNetwork>,
+}
+
+/// A tunnel `capture.decapsulate` can open.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelName {
+    /// VXLAN, UDP 4789.
+    Vxlan,
+    /// Geneve, UDP 6081.
+    Geneve,
+    /// GRE carrying IPv4, IPv6, MPLS or Ethernet.
+    Gre,
+}
+
+/// The decoder's setting for the tunnels `names` lists, limited to
+/// `endpoints` when there are any.
+fn decapsulation_of(names: &[TunnelName], endpoints: Vec<ipnetwork::IpNetwork>) -> Decapsulation {
+    Decapsulation {
+        vxlan: names.contains(&TunnelName::Vxlan),
+        geneve: names.contains(&TunnelName::Geneve),
+        gre: names.contains(&TunnelName::Gre),
+        endpoints,
+    }
 }
 
 /// `[policy]`.
@@ -243,6 +276,8 @@ pub struct RunSettings {
     pub max_devices: usize,
     /// Application detection on.
     pub detect_apps: bool,
+    /// The tunnels opened besides ERSPAN.
+    pub decapsulation: Decapsulation,
 }
 
 /// The command line's overrides (contract section 4).
@@ -273,6 +308,8 @@ pub struct Overrides {
     pub workers: Option<usize>,
     /// `--backend`.
     pub backend: Option<Backend>,
+    /// `--decapsulate`: replaces `capture.decapsulate` (endpoints stay).
+    pub decapsulate: Option<Decapsulation>,
     /// The demo: synthetic traffic, events on stdout.
     pub demo: bool,
 }
@@ -355,6 +392,16 @@ impl ConfigFile {
             locator: Locator::new(path, &text),
             warnings: Vec::new(),
         };
+        let mut decapsulation = decapsulation_of(
+            &self.capture.decapsulate,
+            std::mem::take(&mut self.capture.tunnel_endpoints),
+        );
+        if let Some(asked) = &overrides.decapsulate {
+            decapsulation = Decapsulation {
+                endpoints: decapsulation.endpoints,
+                ..asked.clone()
+            };
+        }
         let source = checks.source(self.capture, overrides)?;
         let policy = overrides.policy.clone().or(self.policy.path);
         if policy.is_none() && !overrides.demo {
@@ -420,6 +467,7 @@ impl ConfigFile {
             detect_apps: self.detection.enabled.unwrap_or(true),
             max_devices,
             drain_timeout: self.process.drain_timeout.map_or(DRAIN_TIMEOUT, |d| d.0),
+            decapsulation,
         };
         // In file order, as a reader goes through the file.
         let mut warnings = checks.warnings;

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{CompiledPolicy, Judgement, PolicyInForce, Verdict, ZoneId};
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Overlay};
 use crate::wire::{Transport, protocol_name};
 
 /// A violating flow, as the pipeline reports it.
@@ -59,6 +59,8 @@ pub struct Violation {
     /// The application, when detection identified it (contract section 2:
     /// the event waits for it).
     pub app: Option<Box<crate::app::Detection>>,
+    /// The overlay the flow was taken out of, when decapsulating.
+    pub overlay: Overlay,
 }
 
 impl Violation {
@@ -90,6 +92,7 @@ impl Violation {
             dest_zone: judged.zones.1,
             verdict,
             app,
+            overlay: key.overlay,
         }
     }
 }
@@ -154,6 +157,32 @@ pub struct ViolationEvent<'a> {
     /// HTTP request fields.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub http: Option<app_fields::Http>,
+    /// The tunnel the flow was taken out of, when decapsulating (an
+    /// extension of the contract).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tunnel: Option<TunnelField>,
+}
+
+/// `tunnel`: the overlay a decapsulated flow came out of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelField {
+    /// `vxlan`, `geneve` or `gre`.
+    #[serde(rename = "type")]
+    pub kind: Cow<'static, str>,
+    /// The VNI or GRE key, when the tunnel carried one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<u32>,
+}
+
+impl TunnelField {
+    /// The field of a flow of `overlay`; `None` for traffic outside tunnels.
+    pub fn of(overlay: Overlay) -> Option<TunnelField> {
+        (!overlay.is_none()).then(|| TunnelField {
+            kind: Cow::Borrowed(overlay.kind().as_str()),
+            id: overlay.id(),
+        })
+    }
 }
 
 impl<'a> ViolationEvent<'a> {
@@ -189,6 +218,7 @@ impl<'a> ViolationEvent<'a> {
             hl7: app.and_then(app_fields::Hl7::of),
             tls: app.and_then(app_fields::Tls::of),
             http: app.and_then(app_fields::Http::of),
+            tunnel: TunnelField::of(violation.overlay),
         }
     }
 }
@@ -219,6 +249,7 @@ impl ViolationEvent<'_> {
             hl7: self.hl7,
             tls: self.tls,
             http: self.http,
+            tunnel: self.tunnel,
         }
     }
 
@@ -232,12 +263,13 @@ impl ViolationEvent<'_> {
     /// `fast_json_equals_serde_json` holds the two together), faster for an
     /// event without application fields (most of them).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let has_app_fields = self.app.is_some()
+        let has_nested_fields = self.app.is_some()
             || self.dicom.is_some()
             || self.hl7.is_some()
             || self.tls.is_some()
-            || self.http.is_some();
-        if has_app_fields {
+            || self.http.is_some()
+            || self.tunnel.is_some();
+        if has_nested_fields {
             self.write_serde_json_line(out);
         } else {
             fast_json::write_plain(self, out);

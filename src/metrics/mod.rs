@@ -16,7 +16,7 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::pipeline::{Counters, PublishedCounters};
+use crate::pipeline::{Counters, PublishedCounters, TUNNEL_KINDS};
 
 use crate::sink::SinkStats;
 use crate::wire::Problem;
@@ -77,6 +77,7 @@ pub struct Metrics {
     flow_capacity: IntGauge,
     decode_problems: IntCounterVec,
     not_judged: IntCounterVec,
+    decapsulated: IntCounterVec,
     events_dropped: IntCounterVec,
     events_sent: IntCounterVec,
     events_lost: IntCounterVec,
@@ -193,6 +194,11 @@ impl Metrics {
                 "Frames that could not be decoded, by kind",
                 &["kind"],
             )?,
+            decapsulated: counter_vec(
+                "segwatch_packets_decapsulated_total",
+                "Frames taken out of a tunnel (ERSPAN, and VXLAN, Geneve and GRE when asked), by tunnel",
+                &["tunnel"],
+            )?,
             not_judged: counter_vec(
                 "segwatch_packets_not_judged_total",
                 "Packets counted but not judged, by reason",
@@ -283,6 +289,12 @@ impl Metrics {
             ("link_local", total.link_local),
         ] {
             raise(&self.not_judged.with_label_values(&[reason]), count);
+        }
+        for (kind, count) in TUNNEL_KINDS.iter().zip(p.decapsulated) {
+            raise(
+                &self.decapsulated.with_label_values(&[kind.as_str()]),
+                count,
+            );
         }
         for problem in Problem::ALL {
             raise(

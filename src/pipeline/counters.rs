@@ -10,7 +10,7 @@ use crate::classify::{CompiledPolicy, PolicyInForce, RuleId, ZoneId};
 use crate::event::Violation;
 use crate::flow::FlowCounters;
 use crate::policy::Severity;
-use crate::wire::{Outcome, Problem};
+use crate::wire::{Outcome, Problem, Tunnel, TunnelKind};
 
 /// What happened to the frames read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,7 +29,17 @@ pub struct PacketCounters {
     pub icmp_not_echo: u64,
     /// Frames that could not be decoded, by [`Problem::index`].
     pub problems: [u64; Problem::ALL.len()],
+    /// Frames taken out of a tunnel, by [`TUNNEL_KINDS`].
+    pub decapsulated: [u64; TUNNEL_KINDS.len()],
 }
+
+/// The tunnels frames are taken out of, as counted.
+pub const TUNNEL_KINDS: [TunnelKind; 4] = [
+    TunnelKind::Erspan,
+    TunnelKind::Vxlan,
+    TunnelKind::Geneve,
+    TunnelKind::Gre,
+];
 
 impl PacketCounters {
     /// Counts one frame of `wire_len` bytes that decoded to `outcome`.
@@ -43,6 +53,16 @@ impl PacketCounters {
             Outcome::LaterFragment => self.later_fragments += 1,
             Outcome::IcmpNotEcho => self.icmp_not_echo += 1,
             Outcome::Problem(problem) => self.problems[problem.index()] += 1,
+        }
+    }
+
+    /// Counts a frame taken out of `tunnel` (nothing when it was not).
+    #[inline]
+    pub fn count_tunnel(&mut self, tunnel: &Tunnel) {
+        if tunnel.is_some()
+            && let Some(slot) = TUNNEL_KINDS.iter().position(|&k| k == tunnel.kind)
+        {
+            self.decapsulated[slot] += 1;
         }
     }
 
@@ -65,6 +85,9 @@ impl PacketCounters {
         self.later_fragments += other.later_fragments;
         self.icmp_not_echo += other.icmp_not_echo;
         for (sum, n) in self.problems.iter_mut().zip(other.problems) {
+            *sum += n;
+        }
+        for (sum, n) in self.decapsulated.iter_mut().zip(other.decapsulated) {
             *sum += n;
         }
     }
@@ -240,6 +263,20 @@ impl Counters {
             problems.join(", ")
         };
         let _ = writeln!(s, "  decode problems {problems}");
+        let tunnels: u64 = p.decapsulated.iter().sum();
+        if tunnels > 0 {
+            let by_kind: Vec<String> = TUNNEL_KINDS
+                .iter()
+                .zip(p.decapsulated)
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  tunnels        {tunnels} frames decapsulated ({})",
+                by_kind.join(", ")
+            );
+        }
         let _ = writeln!(
             s,
             "  flows          {} ({} expired, {} evicted, {} in the table at the end)",

@@ -7,7 +7,9 @@ use crate::classify::{PolicyInForce, Verdict};
 use crate::event::Violation;
 use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, flow_id};
 use crate::inventory::{AppIdentified, FlowStart, Inventory, Sighting};
-use crate::wire::{Headers, Outcome, Transport};
+use std::sync::Arc;
+
+use crate::wire::{Decapsulation, Headers, Outcome, Transport};
 
 use super::counters::Counters;
 
@@ -60,6 +62,8 @@ pub struct ShardOutput {
 pub struct Shard {
     tracker: Tracker<FlowVerdict>,
     headers: Headers,
+    /// The tunnels [`Shard::frame`] opens besides ERSPAN.
+    decapsulation: Arc<Decapsulation>,
     state: JudgeState,
 }
 
@@ -78,6 +82,7 @@ impl Shard {
         Shard {
             tracker: Tracker::new(flows, capacity, options.detect_apps),
             headers: Headers::default(),
+            decapsulation: Arc::new(Decapsulation::NONE),
             state: JudgeState {
                 options,
                 flow_id_salt: 0,
@@ -91,6 +96,11 @@ impl Shard {
     /// first timestamp in a replay, the start time in the daemon.
     pub fn set_flow_id_salt(&mut self, salt: u64) {
         self.state.flow_id_salt = salt;
+    }
+
+    /// Sets the tunnels [`Shard::frame`] opens besides ERSPAN.
+    pub fn set_decapsulation(&mut self, decapsulation: Arc<Decapsulation>) {
+        self.decapsulation = decapsulation;
     }
 
     /// True when [`Shard::packet`] reads the packets' frames.
@@ -113,8 +123,14 @@ impl Shard {
     /// Takes one frame: decodes it, counts it, and judges it when it is IP.
     #[inline]
     pub fn frame(&mut self, frame: &Frame<'_>, index: u64, policy: &PolicyInForce) {
-        let outcome = frame.decode(&mut self.headers);
-        self.state.counters.packets.count(frame.orig_len, outcome);
+        let outcome = if self.decapsulation.is_none() {
+            frame.decode(&mut self.headers)
+        } else {
+            frame.decode_with(&self.decapsulation, &mut self.headers)
+        };
+        let packets = &mut self.state.counters.packets;
+        packets.count(frame.orig_len, outcome);
+        packets.count_tunnel(&self.headers.tunnel);
         if outcome != Outcome::Judge {
             return;
         }

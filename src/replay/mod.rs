@@ -38,7 +38,7 @@ use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions};
-use crate::wire::{Headers, Outcome};
+use crate::wire::{Decapsulation, Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
 /// pages back to the kernel (see [`CaptureFile::release`]). Every release
@@ -73,6 +73,9 @@ pub struct ReplayOptions {
     /// for the exit to free (see [`replay`]). Only for a command-line run;
     /// a library caller keeps the default, `false`.
     pub exiting_after: bool,
+    /// The tunnels to open besides ERSPAN (VXLAN, Geneve, GRE); none by
+    /// default.
+    pub decapsulation: Decapsulation,
 }
 
 impl Default for ReplayOptions {
@@ -84,6 +87,7 @@ impl Default for ReplayOptions {
             inventory: None,
             detect_apps: false,
             exiting_after: false,
+            decapsulation: Decapsulation::NONE,
         }
     }
 }
@@ -132,15 +136,15 @@ struct Chunk {
     by_shard: Vec<Vec<Decoded>>,
 }
 
-/// A decoded packet and its position in the batch: one 64-byte cache line
-/// (see [`Packet`]), written by the decoding core, read by the tracking one.
+/// A decoded packet and its position in the batch (see [`Packet`]), written
+/// by the decoding core, read by the tracking one.
 #[derive(Clone, Copy, Debug)]
 struct Decoded {
     packet: Packet,
     position: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Decoded>() == 64);
+const _: () = assert!(std::mem::size_of::<Decoded>() == 72);
 
 /// A flow worker: one shard and the events of the current batch.
 #[derive(Debug)]
@@ -216,7 +220,7 @@ pub fn replay<W: Write + Send>(
 
     pool.install(|| {
         let decode_start = Instant::now();
-        decode_batch(&current, &mut chunks);
+        decode_batch(&current, &options.decapsulation, &mut chunks);
         process_stages.decode += decode_start.elapsed();
         while !current.is_empty() {
             // One parallel region per batch, no barrier inside: the next
@@ -234,7 +238,7 @@ pub fn replay<W: Write + Send>(
                     reader.fill(&mut next, batch_size);
                     let decode_start = Instant::now();
                     stages.read += decode_start - start;
-                    decode_batch(&next, &mut next_chunks);
+                    decode_batch(&next, &options.decapsulation, &mut next_chunks);
                     process_stages.decode += decode_start.elapsed();
                 },
                 || {
@@ -303,7 +307,7 @@ pub fn replay<W: Write + Send>(
 }
 
 /// Decodes a batch on every thread, sorting its packets by shard.
-fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
+fn decode_batch(frames: &[Frame<'_>], decap: &Decapsulation, chunks: &mut [Chunk]) {
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
     // packets.
@@ -325,7 +329,12 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
             let mut bytes = 0u64;
             for (i, frame) in frames.iter().enumerate() {
                 bytes += u64::from(frame.orig_len);
-                let outcome = frame.decode(&mut headers);
+                let outcome = if decap.is_none() {
+                    frame.decode(&mut headers)
+                } else {
+                    frame.decode_with(decap, &mut headers)
+                };
+                counters.count_tunnel(&headers.tunnel);
                 if outcome != Outcome::Judge {
                     counters.count(frame.orig_len, outcome);
                     continue;

@@ -210,6 +210,7 @@ fn start_workers(
     let stop = Arc::new(AtomicBool::new(false));
     // A policy whose verdicts depend on applications needs detection.
     let detect_apps = settings.detect_apps || policy.current().policy.needs_app();
+    let decapsulation = Arc::new(settings.decapsulation.clone());
     let mut workers = Workers {
         threads: Vec::new(),
         stats: Vec::new(),
@@ -231,7 +232,8 @@ fn start_workers(
                 flow_id_salt(),
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps);
+            .with_detection(detect_apps)
+            .with_decapsulation(decapsulation.clone());
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -270,7 +272,8 @@ fn start_workers(
                 flow_id_salt(),
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps);
+            .with_detection(detect_apps)
+            .with_decapsulation(decapsulation.clone());
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -331,7 +334,8 @@ fn start_workers(
                         salt,
                     )
                     .with_inventory(Some(inventory.clone()))
-                    .with_detection(detect_apps);
+                    .with_detection(detect_apps)
+                    .with_decapsulation(decapsulation.clone());
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());
                     let thread = std::thread::Builder::new()

@@ -15,6 +15,7 @@ use crate::flow::FlowConfig;
 use crate::inventory::Inventory;
 use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions};
 use crate::sink::{SinkEvent, SinkHandle};
+use crate::wire::Decapsulation;
 
 use super::policy::LivePolicy;
 
@@ -37,6 +38,8 @@ pub struct Pipeline {
     last_ts: u64,
     /// The shared device inventory, fed once per batch.
     inventory: Option<Arc<Inventory>>,
+    /// The tunnels opened besides ERSPAN.
+    decapsulation: Arc<Decapsulation>,
 }
 
 impl Pipeline {
@@ -67,6 +70,7 @@ impl Pipeline {
             flow_id_salt,
             last_ts: 0,
             inventory: None,
+            decapsulation: Arc::new(Decapsulation::NONE),
         }
     }
 
@@ -75,6 +79,14 @@ impl Pipeline {
         self.options = options;
         self.shard = Shard::new(&self.flows, self.capacity, options);
         self.shard.set_flow_id_salt(self.flow_id_salt);
+        self.shard.set_decapsulation(self.decapsulation.clone());
+        self
+    }
+
+    /// Opens these tunnels besides ERSPAN.
+    pub fn with_decapsulation(mut self, decapsulation: Arc<Decapsulation>) -> Pipeline {
+        self.shard.set_decapsulation(decapsulation.clone());
+        self.decapsulation = decapsulation;
         self
     }
 

@@ -334,6 +334,7 @@ mod tests {
                 hl7: None,
                 tls: None,
                 http: None,
+                tunnel: None,
             },
             ts_ns: 0,
         })

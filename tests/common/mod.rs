@@ -104,6 +104,7 @@ pub fn replay_files(
         inventory: None,
         detect_apps: false,
         exiting_after: false,
+        ..ReplayOptions::default()
     };
     let mut out = Vec::new();
     let policy = PolicyInForce {

@@ -421,6 +421,7 @@ mod tests {
             hl7: None,
             tls: None,
             http: None,
+            tunnel: None,
         }
     }
 
