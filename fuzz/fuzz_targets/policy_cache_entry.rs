@@ -9,8 +9,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use segwatch::classify::decode_entry_body;
 use segwatch::flow::{FlowConfig, Judge, Packet, Tracker};
+use segwatch::replay::decode_entry_body;
 use segwatch::synth::hospital::{HospitalTraffic, SAMPLE};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 

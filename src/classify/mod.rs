@@ -11,15 +11,10 @@
 //! a reload compiles a new one and swaps it in whole.
 
 mod apps;
-mod cache;
-mod packed;
 mod pairs;
 mod ports;
 mod zones;
 
-pub use cache::{
-    KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
-};
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 

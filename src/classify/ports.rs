@@ -1,7 +1,6 @@
 //! Port tables: which rule, of those that apply to one zone pair, a port
 //! matches first; and which ports the policy names at all.
 
-use super::packed::Packed;
 use crate::policy::PortRange;
 
 /// A map from every port (0-65535) to a value, as sorted interval starts.
@@ -9,11 +8,8 @@ use crate::policy::PortRange;
 /// Built by "painting" ranges in priority order: a port keeps the first value
 /// painted on it. A lookup is one binary search over the distinct intervals.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(bound = "T: Packed")]
 pub struct PortMap<T> {
-    #[serde(with = "super::packed")]
     starts: Vec<u16>,
-    #[serde(with = "super::packed")]
     values: Vec<T>,
 }
 
@@ -147,11 +143,8 @@ impl<T: Copy + PartialEq> Default for PortPainter<T> {
 /// of thousands of zones compiles tens of thousands of maps; as one allocation each of starts
 /// and values they cost no allocation apiece to build, store, read back or free.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(bound = "T: Packed")]
 pub(super) struct PortArena<T> {
-    #[serde(with = "super::packed")]
     starts: Vec<u16>,
-    #[serde(with = "super::packed")]
     values: Vec<T>,
 }
 

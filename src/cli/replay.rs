@@ -5,9 +5,9 @@ use std::io::{BufWriter, Write};
 
 use super::{EXIT_BAD_INPUT, EXIT_OK, EXIT_VIOLATION, ReplayArgs, error_line};
 use crate::capture::CaptureFile;
-use crate::classify::{CompiledPolicy, PolicyCache, PolicySource};
+use crate::classify::CompiledPolicy;
 use crate::policy::{Level, PolicyError, Severity, load_policy_file};
-use crate::replay::{ReplayOptions, replay};
+use crate::replay::{PolicyCache, PolicySource, ReplayOptions, replay};
 
 /// Runs `segwatch replay`; returns the exit status.
 pub fn run(args: &ReplayArgs) -> u8 {
