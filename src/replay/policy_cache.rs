@@ -38,7 +38,7 @@ const FORMAT: u32 = 2;
 /// How many entries a cache directory keeps; storing one more removes the oldest.
 pub const KEPT_ENTRIES: usize = 16;
 
-/// Entries larger than this are not read: a 5,000-rule policy's entry is
+/// Entries larger than this are neither read nor written: a 5,000-rule policy's entry is
 /// 0.5 MB, a hospital group's 20,000 rules and 8,000 zones 3 MB, and decoding can take many times
 /// an entry's size in memory.
 const MAX_ENTRY_BYTES: u64 = 32 << 20;
@@ -96,12 +96,17 @@ pub enum PolicySource {
 #[derive(Clone, Debug)]
 pub struct PolicyCache {
     dir: PathBuf,
+    /// [`MAX_ENTRY_BYTES`], smaller in tests.
+    max_entry_bytes: u64,
 }
 
 impl PolicyCache {
     /// A cache in `dir`, created when the first entry is stored.
     pub fn new(dir: impl Into<PathBuf>) -> PolicyCache {
-        PolicyCache { dir: dir.into() }
+        PolicyCache {
+            dir: dir.into(),
+            max_entry_bytes: MAX_ENTRY_BYTES,
+        }
     }
 
     /// The policy file at `path`, compiled: from the cache when it holds an entry for these
@@ -136,7 +141,7 @@ impl PolicyCache {
         if hasher.update_reader(&file).is_ok() {
             let key = hasher.finalize();
             let entry_path = self.entry_path(&key);
-            match read_entry(&entry_path, &key, MAX_ENTRY_BYTES) {
+            match read_entry(&entry_path, &key, self.max_entry_bytes) {
                 Ok(Some((compiled, mut warnings))) => {
                     for warning in &mut warnings {
                         warning.file = path.to_path_buf();
@@ -223,6 +228,20 @@ impl PolicyCache {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let body = encode_entry_body(compiled, warnings).map_err(std::io::Error::other)?;
+        // What a later run would refuse is not written: it would be compiled and written again
+        // on every run.
+        let size = (HEADER_BYTES + body.len()) as u64;
+        if size > self.max_entry_bytes {
+            return Err(std::io::Error::other(format!(
+                "its entry would be {size} bytes, more than an entry can be ({} bytes)",
+                self.max_entry_bytes
+            )));
+        }
+        if let Err(problem) = decode_entry_body(&body) {
+            return Err(std::io::Error::other(format!(
+                "its entry would not read back: {problem}"
+            )));
+        }
         let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
@@ -794,6 +813,47 @@ action = "alert"
             cache.load(&path).unwrap().source,
             PolicySource::CompiledAndStored
         );
+    }
+
+    #[test]
+    fn an_entry_too_large_to_be_read_is_not_written() {
+        let Scratch {
+            dir: _dir,
+            cache_dir,
+            path,
+            ..
+        } = scratch();
+        // Room for this policy's entry but a byte: a later run would refuse it.
+        let size = {
+            let (policy, warnings) = load_policy_file(&path).unwrap();
+            let body = encode_entry_body(&CompiledPolicy::compile(&policy), &warnings).unwrap();
+            (HEADER_BYTES + body.len()) as u64
+        };
+        let cache = PolicyCache {
+            max_entry_bytes: size - 1,
+            ..PolicyCache::new(&cache_dir)
+        };
+        for _ in 0..2 {
+            let loaded = cache.load(&path).unwrap();
+            assert!(
+                matches!(&loaded.source, PolicySource::Compiled(reason)
+                    if reason.contains("more than an entry can be")),
+                "{:?}",
+                loaded.source
+            );
+            assert_eq!(loaded.compiled.rules().len(), 2);
+            assert!(entries(&cache_dir).is_empty());
+        }
+        // With room for it, it is written, and read back.
+        let cache = PolicyCache {
+            max_entry_bytes: size,
+            ..PolicyCache::new(&cache_dir)
+        };
+        assert_eq!(
+            cache.load(&path).unwrap().source,
+            PolicySource::CompiledAndStored
+        );
+        assert_eq!(cache.load(&path).unwrap().source, PolicySource::Cache);
     }
 
     #[test]
