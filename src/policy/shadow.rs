@@ -97,18 +97,18 @@ impl ServiceSet {
 
 /// Sorts ranges and merges those that overlap or touch (`1-5` and `6-9` become `1-9`).
 fn merge(ranges: impl Iterator<Item = PortRange>) -> Vec<PortRange> {
+    // In place: one allocation a list (a policy of tens of thousands of rules makes two lists
+    // a rule).
     let mut ranges: Vec<PortRange> = ranges.collect();
     ranges.sort_unstable();
-    let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match merged.last_mut() {
-            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => {
-                last.hi = last.hi.max(r.hi);
-            }
-            _ => merged.push(r),
+    ranges.dedup_by(|later, earlier| {
+        let touches = u32::from(later.lo) <= u32::from(earlier.hi) + 1;
+        if touches {
+            earlier.hi = earlier.hi.max(later.hi);
         }
-    }
-    merged
+        touches
+    });
+    ranges
 }
 
 /// True when every port of `sub` lies in `sup`; both merged (see [`merge`]). Since `sup` is
