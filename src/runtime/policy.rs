@@ -60,7 +60,15 @@ fn compile_file(path: &Path) -> Result<CompiledPolicy, PolicyLoadError> {
             for warning in warnings {
                 tracing::warn!("{warning}");
             }
-            Ok(CompiledPolicy::compile(&policy))
+            let compiled = CompiledPolicy::compile(&policy);
+            // Freeing the policy as read (tens of thousands of allocations for a large one)
+            // is left to a thread of its own: the compiled policy goes into force without
+            // waiting for it.
+            let freeing = std::thread::Builder::new().name("segwatch-policy-free".into());
+            if let Err(not_spawned) = freeing.spawn(move || drop(policy)) {
+                tracing::debug!("Freeing the parsed policy inline: {not_spawned}");
+            }
+            Ok(compiled)
         }
         Err(error) => {
             let lines: Vec<String> = error
