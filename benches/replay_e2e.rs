@@ -7,6 +7,9 @@
 //! Environment: `SEGWATCH_BENCH_PACKETS` (default 1,000,000),
 //! `SEGWATCH_BENCH_RUNS` (default 11), `SEGWATCH_BENCH_DIR` (default
 //! `target/bench-data`). Captures are generated once and kept there.
+//! `SEGWATCH_BENCH_ONLY=reload` measures the policy reload alone;
+//! `SEGWATCH_BENCH_BASELINE=PATH` measures it for another segwatch binary too (an older
+//! build), before this one.
 //!
 //! It prints medians (and min/max) of wall time for:
 //! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1, and
@@ -14,7 +17,9 @@
 //!    replay over the tcpdump run just before it);
 //! 2. segwatch with the 20-rule example policy vs a 5,000-rule one, read
 //!    from the file and (`--policy-cache`) from the policy cache;
-//! 3. peak resident memory holding 1,000,000 concurrent flows.
+//! 3. peak resident memory holding 1,000,000 concurrent flows;
+//! 4. the daemon's policy reload: from SIGHUP to the first event judged by the new
+//!    10,000-rule policy, `segwatch run --pcap` at the capture's own pace.
 //!
 //! It also checks that the events of a multi-threaded run, and of a run with
 //! 1,000-frame batches, are byte-identical to those of a single-threaded one,
@@ -67,6 +72,10 @@ fn main() {
         };
         let file = BufWriter::new(File::create(&capture).expect("create capture"));
         write_pcap(file, Resolution::Micro, HospitalTraffic::new(options)).expect("write capture");
+    }
+    if std::env::var("SEGWATCH_BENCH_ONLY").is_ok_and(|only| only == "reload") {
+        reload_latencies(segwatch, &dir);
+        return;
     }
     let large_policy = dir.join("hospital-5000-rules.toml");
     std::fs::write(&large_policy, scaled_hospital_policy(5_000)).expect("write policy");
@@ -272,6 +281,179 @@ fn main() {
         line.trim(),
         active.trim()
     );
+
+    reload_latencies(segwatch, &dir);
+}
+
+/// [`reload_latency`] of `SEGWATCH_BENCH_BASELINE` (when set), then of `segwatch`.
+fn reload_latencies(segwatch: &str, dir: &Path) {
+    if let Ok(baseline) = std::env::var("SEGWATCH_BENCH_BASELINE") {
+        print!("baseline {baseline}: ");
+        reload_latency(&baseline, dir);
+    }
+    reload_latency(segwatch, dir);
+}
+
+/// The daemon's reload of a 10,000-rule policy, from SIGHUP to the first flow judged by the
+/// new policy. `segwatch run --pcap CAPTURE --pcap-pace realtime` (a hospital capture of
+/// 600,000 packets over a minute: 10,000 packets a second, about 2,000 new flows a second,
+/// 3,000 held) starts under a policy that allows every flow; each round puts a
+/// policy of the same 10,000 rules that alerts on every flow in its place, sends SIGHUP and
+/// waits for the events file to grow: the first event is the first packet judged by the new
+/// policy (a flow that had no event and now alerts emits it at its next packet). Then the
+/// allowing policy goes back, and the next round starts once each reload is in force (the
+/// policy generation on /metrics) and its events are written. Rounds:
+/// `SEGWATCH_BENCH_RELOADS` (default 15; the capture lasts for about 40).
+fn reload_latency(segwatch: &str, dir: &Path) {
+    let rounds: usize = env_or("SEGWATCH_BENCH_RELOADS", 15);
+    let capture = dir.join("hospital-paced-600000.pcap");
+    if !capture.exists() {
+        let options = HospitalOptions {
+            packets: 600_000,
+            concurrent_flows: 3_000,
+            gap_ns: 100_000,
+            ..HospitalOptions::default()
+        };
+        let file = BufWriter::new(File::create(&capture).expect("create capture"));
+        write_pcap(file, Resolution::Micro, HospitalTraffic::new(options)).expect("write capture");
+    }
+    let scaled = scaled_hospital_policy(10_000);
+    let allowing = scaled.replace("action = \"alert\"", "action = \"allow\"");
+    let alerting = scaled.replace("action = \"allow\"", "action = \"alert\"");
+    let (allow_path, alert_path) = (dir.join("reload-allow.toml"), dir.join("reload-alert.toml"));
+    std::fs::write(&allow_path, &allowing).expect("write policy");
+    std::fs::write(&alert_path, &alerting).expect("write policy");
+    let policy = dir.join("reload-policy.toml");
+    // A whole file renamed into place, as an editor or a deployment tool does.
+    let put = |from: &Path| {
+        let staged = dir.join("reload-policy.toml.new");
+        std::fs::copy(from, &staged).expect("copy policy");
+        std::fs::rename(&staged, &policy).expect("rename policy");
+    };
+    put(&allow_path);
+    let events = dir.join("reload-events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    // SIGHUP only: the file watch is off.
+    let config = dir.join("reload.toml");
+    std::fs::write(&config, "[policy]\nwatch = false\n").expect("write config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let daemon = Daemon(
+        Command::new(segwatch)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--pcap")
+            .arg(&capture)
+            .args(["--pcap-pace", "realtime", "--policy"])
+            .arg(&policy)
+            .arg("--events")
+            .arg(&events)
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+            .env("SEGWATCH_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start segwatch run"),
+    );
+    let ready = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the daemon never listened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let size = || std::fs::metadata(&events).map_or(0, |m| m.len());
+    let hangup = || assert!(daemon.signal(libc::SIGHUP), "SIGHUP not sent");
+    // The policy generation in force, from /metrics.
+    let generation = || -> Option<u32> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix("segwatch_policy_generation "))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    // Waits for the reload to `expected` to be in force.
+    let in_force = |expected: u32| {
+        let start = Instant::now();
+        while generation() != Some(expected) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the reload never took effect"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut latencies = Vec::new();
+    let mut expected = 1;
+    for _ in 0..rounds {
+        let before = size();
+        put(&alert_path);
+        let start = Instant::now();
+        hangup();
+        while size() == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no event within 5 s of the reload (did the capture end?)"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        latencies.push(start.elapsed());
+        expected += 1;
+        in_force(expected);
+        put(&allow_path);
+        hangup();
+        expected += 1;
+        in_force(expected);
+        // The last events judged by the alerting policy are written.
+        let mut last = size();
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+    }
+    drop(daemon);
+    let (med, min, max) = stats(&latencies);
+    println!(
+        "policy reload, 10,000 rules ({} kB), SIGHUP to the first flow judged by it: \
+         median {:.1} ms, min {:.1} ms, max {:.1} ms ({rounds} reloads)",
+        alerting.len() / 1000,
+        med * 1e3,
+        min * 1e3,
+        max * 1e3
+    );
+}
+
+/// A daemon stopped (SIGTERM, then waited for) when dropped, even by a failed assertion.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    /// Sends `signal`; false when it could not be sent.
+    fn signal(&self, signal: libc::c_int) -> bool {
+        // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::kill(self.0.id() as libc::pid_t, signal) };
+        sent == 0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let _ = self.0.wait();
+    }
 }
 
 fn warm(path: &Path) {
