@@ -43,37 +43,41 @@ pub(super) struct RuleTable {
     other: Verdict,
 }
 
-/// One initiator row of the sparse part: where its cells lie, and the table of its rules to
-/// `any`.
+/// A slot as an initiator: where its row's cells lie (slots that rules name alike as
+/// initiators share them), and the table of its rules to `any`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Row {
     first_cell: u32,
-    cells: u32,
+    end_cell: u32,
     to_any: u32,
 }
 
-/// A responder column within a row, and the table of the rules naming both.
+/// A slot as a responder: its column (shared by the slots that rules name alike as
+/// responders), and the table of the rules from `any` to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Cell {
+struct Column {
     column: u32,
-    table: u32,
+    from_any: u32,
 }
 
 /// The zone-pair tables of a compiled policy. A zone's slot is its id; `unknown` takes the
 /// last slot.
+///
+/// A cell's rule table is stored in the cell, not by id, so that a verdict follows one
+/// indirection less; the port maps it points to are still shared.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct ZonePairs {
-    /// Each slot's row, as an initiator.
-    row_of: Vec<u32>,
-    /// Each slot's column, as a responder.
-    column_of: Vec<u32>,
+    /// By slot.
     rows: Vec<Row>,
-    /// Every row's cells, row after row, each row's sorted by column.
-    cells: Vec<Cell>,
-    /// Each column's table of the rules from `any` to it.
-    from_any: Vec<u32>,
+    /// By slot.
+    columns: Vec<Column>,
+    /// Every row's cells, row after row, each row's sorted by column: the column, and beside
+    /// it the table of the rules from the row's zones to the column's.
+    cell_columns: Vec<u32>,
+    cell_tables: Vec<RuleTable>,
     /// The table of the rules from `any` to `any`.
     any_to_any: u32,
+    /// The tables of the rules to or from `any`, by id.
     tables: Vec<RuleTable>,
     ports: PortArena<Verdict>,
 }
@@ -82,19 +86,23 @@ impl ZonePairs {
     /// The verdict of a flow from slot `from` to slot `to`.
     #[inline]
     pub(super) fn judge(&self, from: usize, to: usize, transport: Transport, port: u16) -> Verdict {
-        let row = self.rows[self.row_of[from] as usize];
-        let column = self.column_of[to];
-        let first = row.first_cell as usize;
-        let cells = &self.cells[first..first + row.cells as usize];
-        let mut verdict = Verdict::DEFAULT;
-        if let Ok(at) = cells.binary_search_by_key(&column, |cell| cell.column) {
-            verdict = self.table_verdict(cells[at].table, transport, port);
-        }
-        for table in [row.to_any, self.from_any[column as usize], self.any_to_any] {
-            if table != NO_TABLE {
-                let other = self.table_verdict(table, transport, port);
-                if other.rule < verdict.rule {
-                    verdict = other;
+        let row = self.rows[from];
+        let column = self.columns[to];
+        let (first, end) = (row.first_cell as usize, row.end_cell as usize);
+        let cells = self.cell_columns.get(first..end).unwrap_or_default();
+        let mut verdict = find_cell(cells, column.column)
+            .and_then(|at| self.cell_tables.get(first + at))
+            .map_or(Verdict::DEFAULT, |table| {
+                self.table_verdict(table, transport, port)
+            });
+        // Most pairs have no rule to or from `any`: one test for the three.
+        if row.to_any & column.from_any & self.any_to_any != NO_TABLE {
+            for table in [row.to_any, column.from_any, self.any_to_any] {
+                if let Some(table) = self.tables.get(table as usize) {
+                    let other = self.table_verdict(table, transport, port);
+                    if other.rule < verdict.rule {
+                        verdict = other;
+                    }
                 }
             }
         }
@@ -102,14 +110,14 @@ impl ZonePairs {
     }
 
     #[inline]
-    fn table_verdict(&self, table: u32, transport: Transport, port: u16) -> Verdict {
-        let table = &self.tables[table as usize];
-        match transport {
-            Transport::Tcp => self.ports.get(table.tcp, port),
-            Transport::Udp => self.ports.get(table.udp, port),
-            Transport::EchoRequest | Transport::EchoReply => table.echo,
-            Transport::Other => table.other,
-        }
+    fn table_verdict(&self, table: &RuleTable, transport: Transport, port: u16) -> Verdict {
+        let span = match transport {
+            Transport::Tcp => table.tcp,
+            Transport::Udp => table.udp,
+            Transport::EchoRequest | Transport::EchoReply => return table.echo,
+            Transport::Other => return table.other,
+        };
+        self.ports.get(span, port)
     }
 
     /// Number of distinct rule tables.
@@ -120,55 +128,40 @@ impl ZonePairs {
     /// Bytes the tables take (for the log and the tests of how they scale).
     pub(super) fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        (self.row_of.len() + self.column_of.len() + self.from_any.len()) * size_of::<u32>()
-            + self.rows.len() * size_of::<Row>()
-            + self.cells.len() * size_of::<Cell>()
-            + self.tables.len() * size_of::<RuleTable>()
+        self.rows.len() * size_of::<Row>()
+            + self.columns.len() * size_of::<Column>()
+            + self.cell_columns.len() * size_of::<u32>()
+            + (self.cell_tables.len() + self.tables.len()) * size_of::<RuleTable>()
             + self.ports.len() * (size_of::<u16>() + size_of::<Verdict>())
     }
 
     /// Checks what [`ZonePairs::judge`] indexes without a check of its own, for tables read
-    /// back from storage: `slots` slots, rows and columns that exist, cells inside the cell
-    /// array and sorted, tables that exist, port maps that cover every port.
+    /// back from storage: `slots` rows and columns, cells inside the cell arrays and sorted,
+    /// tables that exist, port maps that cover every port.
     pub(super) fn check_consistent(&self, slots: usize) -> Result<(), &'static str> {
-        if self.row_of.len() != slots || self.column_of.len() != slots {
+        if self.rows.len() != slots || self.columns.len() != slots {
             return Err("the zone-pair tables do not fit the zones");
         }
-        let columns = self.from_any.len();
-        if self
-            .row_of
-            .iter()
-            .any(|&row| row as usize >= self.rows.len())
-            || self
-                .column_of
-                .iter()
-                .any(|&column| column as usize >= columns)
-        {
-            return Err("a zone's row or column does not exist");
+        if self.cell_columns.len() != self.cell_tables.len() {
+            return Err("the zone-pair cells do not match their tables");
         }
         let table_ok = |table: u32| table == NO_TABLE || (table as usize) < self.tables.len();
         let rows_ok = self.rows.iter().all(|row| {
-            let first = row.first_cell as usize;
             table_ok(row.to_any)
-                && first
-                    .checked_add(row.cells as usize)
-                    .and_then(|end| self.cells.get(first..end))
-                    .is_some_and(|cells| {
-                        cells.windows(2).all(|pair| pair[0].column < pair[1].column)
-                            && cells.iter().all(|cell| {
-                                (cell.column as usize) < columns
-                                    && cell.table != NO_TABLE
-                                    && table_ok(cell.table)
-                            })
-                    })
+                && self
+                    .cell_columns
+                    .get(row.first_cell as usize..row.end_cell as usize)
+                    .is_some_and(|cells| cells.windows(2).all(|pair| pair[0] < pair[1]))
         });
-        if !rows_ok || !self.from_any.iter().all(|&table| table_ok(table)) {
+        if !rows_ok {
             return Err("a zone-pair row does not fit its cells and tables");
         }
-        if !table_ok(self.any_to_any) {
-            return Err("the table of rules from any zone to any zone does not exist");
+        if !self.columns.iter().all(|column| table_ok(column.from_any))
+            || !table_ok(self.any_to_any)
+        {
+            return Err("a table of rules from or to any zone does not exist");
         }
-        let maps_ok = self.tables.iter().all(|table| {
+        let maps_ok = self.tables.iter().chain(&self.cell_tables).all(|table| {
             self.ports.is_well_formed(table.tcp) && self.ports.is_well_formed(table.udp)
         });
         if !maps_ok {
@@ -220,8 +213,10 @@ impl ZonePairs {
                 columns
             })
             .collect();
-        let mut rows = Vec::with_capacity(row_lists.len());
-        let mut cells = Vec::new();
+        // Each distinct row: its cells, and its table to `any`.
+        let mut distinct_rows = Vec::with_capacity(row_lists.len());
+        let mut cell_columns = Vec::new();
+        let mut cell_tables = Vec::new();
         let mut cell_rules: Vec<Vec<u32>> = vec![Vec::new(); column_lists.len()];
         let mut touched: Vec<u32> = Vec::new();
         let mut to_any: Vec<u32> = Vec::new();
@@ -241,23 +236,22 @@ impl ZonePairs {
                 }
             }
             touched.sort_unstable();
-            let first_cell = cells.len() as u32;
+            let first_cell = cell_columns.len() as u32;
             for &column in &touched {
                 let rules = &mut cell_rules[column as usize];
-                cells.push(Cell {
-                    column,
-                    table: builder.table(rules),
-                });
+                let table = builder.table(rules);
+                cell_columns.push(column);
+                cell_tables.push(builder.tables[table as usize]);
                 rules.clear();
             }
-            rows.push(Row {
+            distinct_rows.push(Row {
                 first_cell,
-                cells: touched.len() as u32,
+                end_cell: cell_columns.len() as u32,
                 to_any: builder.table(&to_any),
             });
             touched.clear();
         }
-        let from_any = column_lists
+        let from_any: Vec<u32> = column_lists
             .iter()
             .map(|list| {
                 let rules: Vec<u32> = list
@@ -276,15 +270,34 @@ impl ZonePairs {
             .collect();
         let any_to_any = builder.table(&any_to_any);
         ZonePairs {
-            row_of,
-            column_of,
-            rows,
-            cells,
-            from_any,
+            rows: row_of
+                .iter()
+                .map(|&row| distinct_rows[row as usize])
+                .collect(),
+            columns: column_of
+                .iter()
+                .map(|&column| Column {
+                    column,
+                    from_any: from_any[column as usize],
+                })
+                .collect(),
+            cell_columns,
+            cell_tables,
             any_to_any,
             tables: builder.tables,
             ports: builder.ports,
         }
+    }
+}
+
+/// The position in a row's cells (their columns) of `column`, if the row has a cell for it.
+/// Rows hold a few cells each: a scan is quicker than a binary search up to a few dozen.
+#[inline]
+fn find_cell(cells: &[u32], column: u32) -> Option<usize> {
+    if cells.len() <= 16 {
+        cells.iter().position(|&cell| cell == column)
+    } else {
+        cells.binary_search(&column).ok()
     }
 }
 
@@ -404,5 +417,170 @@ impl<'a> TableBuilder<'a> {
             echo: echo.unwrap_or(Verdict::DEFAULT),
             other: other.unwrap_or(Verdict::DEFAULT),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, PortRange, ServiceRef, ServiceSpec, Severity, Zone};
+
+    /// The first rule that applies to (from, to) and matches, read rule by rule.
+    fn first_match(
+        policy: &Policy,
+        from: usize,
+        to: usize,
+        transport: Transport,
+        port: u16,
+    ) -> Verdict {
+        let unknown = policy.zones.len();
+        let holds = |zones: &[ZoneRef], slot: usize| {
+            zones.iter().any(|zone| match *zone {
+                ZoneRef::Any => true,
+                ZoneRef::Unknown => slot == unknown,
+                ZoneRef::Zone(id) => slot == id,
+            })
+        };
+        for (id, rule) in policy.rules.iter().enumerate() {
+            if !holds(&rule.from, from) || !holds(&rule.to, to) {
+                continue;
+            }
+            if rule.services.is_empty() {
+                return Verdict {
+                    rule: id as u32,
+                    rule_service: Verdict::FIRST_NAMED,
+                };
+            }
+            let matched = rule.services.iter().position(|s| match transport {
+                Transport::Tcp => s.spec.tcp.iter().any(|r| r.contains(port)),
+                Transport::Udp => s.spec.udp.iter().any(|r| r.contains(port)),
+                Transport::EchoRequest | Transport::EchoReply => s.spec.icmp,
+                Transport::Other => false,
+            });
+            if let Some(index) = matched {
+                return Verdict {
+                    rule: id as u32,
+                    rule_service: index as u32,
+                };
+            }
+        }
+        Verdict::DEFAULT
+    }
+
+    fn random_policy(rng: &mut fastrand::Rng) -> Policy {
+        let zone_count = rng.usize(1..25);
+        let zones = (0..zone_count)
+            .map(|i| Zone {
+                name: format!("z{i}"),
+                description: None,
+                networks: Vec::new(),
+                criticality: None,
+            })
+            .collect();
+        let zone_list = |rng: &mut fastrand::Rng| -> Vec<ZoneRef> {
+            (0..rng.usize(1..5))
+                .map(|_| match rng.u8(0..12) {
+                    0 => ZoneRef::Any,
+                    1 => ZoneRef::Unknown,
+                    _ => ZoneRef::Zone(rng.usize(..zone_count)),
+                })
+                .collect()
+        };
+        let rules = (0..rng.usize(0..60))
+            .map(|i| {
+                let services = (0..rng.usize(0..4))
+                    .map(|_| {
+                        let lo = rng.u16(1..40);
+                        let range = PortRange {
+                            lo,
+                            hi: lo + rng.u16(0..8),
+                        };
+                        let spec = match rng.u8(0..4) {
+                            0 => ServiceSpec {
+                                udp: vec![range],
+                                ..ServiceSpec::default()
+                            },
+                            1 => ServiceSpec {
+                                icmp: true,
+                                ..ServiceSpec::default()
+                            },
+                            _ => ServiceSpec {
+                                tcp: vec![range],
+                                ..ServiceSpec::default()
+                            },
+                        };
+                        ServiceRef {
+                            label: "s".into(),
+                            named: None,
+                            spec,
+                        }
+                    })
+                    .collect();
+                Rule {
+                    name: format!("r{i}"),
+                    from: zone_list(rng),
+                    to: zone_list(rng),
+                    services,
+                    action: Action::Allow,
+                    severity: Severity::Medium,
+                    conditions: Default::default(),
+                }
+            })
+            .collect();
+        Policy {
+            name: "random".into(),
+            default_action: Action::Alert,
+            default_severity: Severity::Medium,
+            zones,
+            services: Vec::new(),
+            rules,
+            clinical: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_pair_judges_as_the_first_matching_rule() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..200 {
+            let policy = random_policy(&mut rng);
+            let pairs = ZonePairs::compile(&policy);
+            let slots = policy.zones.len() + 1;
+            pairs.check_consistent(slots).unwrap();
+            for from in 0..slots {
+                for to in 0..slots {
+                    for transport in [
+                        Transport::Tcp,
+                        Transport::Udp,
+                        Transport::EchoRequest,
+                        Transport::Other,
+                    ] {
+                        for port in [0, 1, 5, 17, 30, 45, 50, 65_535] {
+                            assert_eq!(
+                                pairs.judge(from, to, transport, port),
+                                first_match(&policy, from, to, transport, port),
+                                "{from} -> {to} {transport:?}/{port} in {:?}",
+                                policy.rules
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tables_grow_with_the_zones_not_with_the_zone_pairs() {
+        let bytes = |rules, zones| {
+            let text = crate::synth::policy::scaled_hospital_policy_with_zones(rules, zones);
+            let (policy, _) =
+                crate::policy::load_policy_str(&text, std::path::Path::new("g.toml")).unwrap();
+            let pairs = ZonePairs::compile(&policy);
+            pairs.check_consistent(policy.zones.len() + 1).unwrap();
+            pairs.heap_bytes()
+        };
+        let (small, large) = (bytes(1_000, 1_000), bytes(4_000, 4_000));
+        // Four times the zones and rules: four times the bytes (a pair index would take 16).
+        assert!(large < small * 5, "{small} -> {large}");
+        assert!(large < 1 << 20, "{large}");
     }
 }

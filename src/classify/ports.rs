@@ -152,7 +152,7 @@ pub(super) struct PortArena<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct PortSpan {
     first: u32,
-    len: u32,
+    end: u32,
 }
 
 impl<T: Copy + PartialEq> PortArena<T> {
@@ -169,15 +169,15 @@ impl<T: Copy + PartialEq> PortArena<T> {
         painter.finish_into(fill, &mut self.starts, &mut self.values);
         PortSpan {
             first: first as u32,
-            len: (self.starts.len() - first) as u32,
+            end: self.starts.len() as u32,
         }
     }
 
     /// The value of `port` in the map at `span`.
     #[inline]
     pub(super) fn get(&self, span: PortSpan, port: u16) -> T {
-        let first = span.first as usize;
-        let starts = &self.starts[first..first + span.len as usize];
+        let (first, end) = (span.first as usize, span.end as usize);
+        let starts = self.starts.get(first..end).unwrap_or_default();
         let after = starts.partition_point(|&start| start <= port);
         // A map's first start is 0, so `after >= 1`.
         self.values[first + after.saturating_sub(1)]
@@ -187,11 +187,10 @@ impl<T: Copy + PartialEq> PortArena<T> {
     /// port 0 and its starts increase. Always so for maps [`PortArena::push`] stored; checked
     /// for maps read back.
     pub(super) fn is_well_formed(&self, span: PortSpan) -> bool {
-        let first = span.first as usize;
         self.starts.len() == self.values.len()
-            && first
-                .checked_add(span.len as usize)
-                .and_then(|end| self.starts.get(first..end))
+            && self
+                .starts
+                .get(span.first as usize..span.end as usize)
                 .is_some_and(|starts| {
                     starts.first() == Some(&0) && starts.windows(2).all(|pair| pair[0] < pair[1])
                 })
