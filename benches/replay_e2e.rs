@@ -15,15 +15,18 @@
 //! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1, and
 //!    their ratio both as medians divided and round by round (each round's
 //!    replay over the tcpdump run just before it);
-//! 2. segwatch with the 20-rule example policy vs a 5,000-rule one, read
-//!    from the file and (`--policy-cache`) from the policy cache;
+//! 2. segwatch with the 20-rule example policy vs a 5,000-rule one and a
+//!    hospital group's 20,000 rules between 8,000 zones, read from the file
+//!    and (`--policy-cache`) from the policy cache, and their peak memory;
 //! 3. peak resident memory holding 1,000,000 concurrent flows;
 //! 4. the daemon's policy reload: from SIGHUP to the first event judged by the new
 //!    10,000-rule policy, `segwatch run --pcap` at the capture's own pace.
 //!
 //! It also checks that the events of a multi-threaded run, and of a run with
 //! 1,000-frame batches, are byte-identical to those of a single-threaded one,
-//! and that the 5,000-rule policy's events are the same from the cache.
+//! and that the large policies' events are the same from the cache and equal
+//! those of the 20-rule policy (their extra rules and zones take no hospital
+//! traffic).
 
 // A benchmark that cannot set itself up should stop loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,7 +38,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic, distinct_flows};
-use segwatch::synth::policy::scaled_hospital_policy;
+use segwatch::synth::policy::{scaled_hospital_policy, scaled_hospital_policy_with_zones};
 use segwatch::synth::{FIXTURE_EPOCH_NS, Resolution, write_pcap};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -79,6 +82,12 @@ fn main() {
     }
     let large_policy = dir.join("hospital-5000-rules.toml");
     std::fs::write(&large_policy, scaled_hospital_policy(5_000)).expect("write policy");
+    let group_policy = dir.join("hospital-group-20000-rules-8000-zones.toml");
+    std::fs::write(
+        &group_policy,
+        scaled_hospital_policy_with_zones(20_000, 8_000),
+    )
+    .expect("write policy");
     warm(&capture);
 
     let policy_cache = dir.join("policy-cache");
@@ -129,14 +138,22 @@ fn main() {
     };
     let events_large = dir.join("events-large.jsonl");
     let events_large_cached = dir.join("events-large-cached.jsonl");
-    run_ok(replay(&large_policy, None, &events_large));
-    for _ in 0..2 {
-        run_ok(cached(&large_policy, &events_large_cached));
+    for (policy, name) in [
+        (&large_policy, "5,000-rule"),
+        (&group_policy, "20,000-rule, 8,000-zone"),
+    ] {
+        run_ok(replay(policy, None, &events_large));
         assert!(
-            std::fs::read(&events_large).expect("events")
-                == std::fs::read(&events_large_cached).expect("events"),
-            "events with the cached 5,000-rule policy differ"
+            std::fs::read(&events_large).expect("events") == multi,
+            "events with the {name} policy differ from those of the 20-rule policy"
         );
+        for _ in 0..2 {
+            run_ok(cached(policy, &events_large_cached));
+            assert!(
+                std::fs::read(&events_large_cached).expect("events") == multi,
+                "events with the cached {name} policy differ"
+            );
+        }
     }
     run_ok(cached(&example, Path::new("/dev/null")));
 
@@ -152,6 +169,9 @@ fn main() {
     let mut t_cached_large = Vec::new();
     let mut judge_small = Vec::new();
     let mut judge_large = Vec::new();
+    let mut t_group = Vec::new();
+    let mut t_cached_group = Vec::new();
+    let mut judge_group = Vec::new();
     for _ in 0..runs {
         if have_tcpdump {
             t_tcpdump.push(time(&mut tcpdump));
@@ -171,6 +191,17 @@ fn main() {
         judge_small.push(judged_for(replay(&example, None, Path::new("/dev/null"))));
         judge_large.push(judged_for(replay(
             &large_policy,
+            None,
+            Path::new("/dev/null"),
+        )));
+        t_group.push(time(&mut replay(
+            &group_policy,
+            None,
+            Path::new("/dev/null"),
+        )));
+        t_cached_group.push(time(&mut cached(&group_policy, Path::new("/dev/null"))));
+        judge_group.push(judged_for(replay(
+            &group_policy,
             None,
             Path::new("/dev/null"),
         )));
@@ -206,6 +237,11 @@ fn main() {
         "segwatch replay (5,000 rules, policy cache)",
         &t_cached_large,
     );
+    row("segwatch replay (20,000 rules, 8,000 zones)", &t_group);
+    row(
+        "segwatch replay (20,000 rules, 8,000 zones, cache)",
+        &t_cached_group,
+    );
     if let Some(base) = base {
         println!("ratio segwatch/tcpdump (all cores): {:.2}", multi / base);
         println!("ratio segwatch/tcpdump (1 thread):  {:.2}", single / base);
@@ -224,6 +260,34 @@ fn main() {
         "  judging only, 5,000 rules (summary duration)",
         &judge_large,
     );
+    let group_judging = row("  judging only, 20,000 rules, 8,000 zones", &judge_group);
+    println!(
+        "ratio 20,000 rules, 8,000 zones / 20 rules, judging only: {:.3} (round by round: median {:.3})",
+        group_judging / small_judging,
+        paired(&judge_group, &judge_small).0
+    );
+    println!(
+        "ratio 20,000 rules, 8,000 zones / 20 rules, whole command, policy cache: {:.3} (round by round: median {:.3})",
+        stats(&t_cached_group).0 / cached_small,
+        paired(&t_cached_group, &t_cached_small).0
+    );
+    if base.is_some() {
+        println!(
+            "ratio segwatch (20,000 rules, 8,000 zones, policy cache) / tcpdump, round by round: median {:.2}",
+            paired(&t_cached_group, &t_tcpdump).0
+        );
+    }
+    // Peak memory with each policy, from the summary.
+    for (policy, name) in [
+        (&example, "20 rules"),
+        (&large_policy, "5,000 rules"),
+        (&group_policy, "20,000 rules, 8,000 zones"),
+    ] {
+        println!(
+            "peak memory, {name}: {}",
+            summary_line(replay(policy, None, Path::new("/dev/null")), "peak memory")
+        );
+    }
     println!(
         "ratio 5,000 rules / 20 rules, whole command: {:.3}",
         large / multi
@@ -475,6 +539,28 @@ fn time(cmd: &mut Command) -> Duration {
     let elapsed = start.elapsed();
     assert!(status.success(), "{cmd:?} failed: {status}");
     elapsed
+}
+
+/// Runs a replay (its `--quiet` is dropped) and returns the line of its summary that starts
+/// with `label`, without the label.
+fn summary_line(cmd: Command, label: &str) -> String {
+    let args: Vec<_> = cmd
+        .get_args()
+        .filter(|a| *a != "--quiet")
+        .map(|a| a.to_owned())
+        .collect();
+    let output = Command::new(cmd.get_program())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| format!("no {label} in the summary"))
 }
 
 /// Runs a replay (its `--quiet` is dropped) and returns the judging time its
