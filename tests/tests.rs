@@ -16,6 +16,7 @@ mod deploy;
 mod detection_reload;
 mod golden;
 mod inventory;
+mod layering;
 
 mod learn;
 mod live;

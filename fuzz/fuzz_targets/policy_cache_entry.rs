@@ -9,10 +9,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use segwatch::classify::decode_entry_body;
 use segwatch::classify::PolicyInForce;
 use segwatch::flow::{FlowConfig, Packet};
 use segwatch::pipeline::{Shard, ShardOptions};
+use segwatch::replay::decode_entry_body;
 use segwatch::synth::hospital::{HospitalTraffic, SAMPLE};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 

@@ -4,9 +4,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use segwatch::capture::CaptureFile;
-use segwatch::classify::{CompiledPolicy, PolicyCache, PolicySource};
+use segwatch::classify::CompiledPolicy;
 use segwatch::policy::{Severity, load_policy_file};
-use segwatch::replay::{ReplayOptions, replay};
+use segwatch::replay::{PolicyCache, PolicySource, ReplayOptions, replay};
 
 use super::{Error, ReplayArgs, Status};
 

@@ -24,8 +24,12 @@
 #![forbid(unsafe_code)]
 
 mod observe;
+pub mod policy_cache;
 
 pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};
+pub use policy_cache::{
+    KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
+};
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -50,7 +50,17 @@ pub struct PolicyLoadError {
 /// Loads and compiles the policy file, with its warnings.
 fn compile_file(path: &Path) -> Result<(CompiledPolicy, Vec<Diagnostic>), PolicyLoadError> {
     match load_policy_file(path) {
-        Ok((policy, warnings)) => Ok((CompiledPolicy::compile(&policy), warnings)),
+        Ok((policy, warnings)) => {
+            let compiled = CompiledPolicy::compile(&policy);
+            // Freeing the policy as read (tens of thousands of allocations for a large one)
+            // is left to a thread of its own: the compiled policy goes into force without
+            // waiting for it.
+            let freeing = std::thread::Builder::new().name("segwatch-policy-free".into());
+            if let Err(not_spawned) = freeing.spawn(move || drop(policy)) {
+                tracing::debug!("Freeing the parsed policy inline: {not_spawned}");
+            }
+            Ok((compiled, warnings))
+        }
         Err(error) => {
             let lines: Vec<String> = error
                 .diagnostics
