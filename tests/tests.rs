@@ -13,6 +13,7 @@ mod daemon;
 mod deploy;
 mod detection_reload;
 mod golden;
+mod incidents;
 mod inventory;
 
 mod learn;

@@ -16,7 +16,7 @@ use segwatch::wire::{Headers, LinkType, Outcome, decode, decode_with_etherparse}
 static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
+    PolicyInForce::new(CompiledPolicy::compile(&policy), 0)
 });
 
 const LINKS: [LinkType; 8] = [

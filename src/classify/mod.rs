@@ -13,6 +13,7 @@
 mod apps;
 mod cache;
 mod judge;
+mod names;
 mod packed;
 mod ports;
 mod zones;
@@ -21,6 +22,7 @@ pub use cache::{
     KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
 };
 pub use judge::{Judgement, PolicyInForce};
+pub use names::exception_warnings;
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 

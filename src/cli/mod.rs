@@ -212,9 +212,16 @@ pub struct ReplayArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Exit with status 1 when a violation of this severity or above occurs.
+    /// Exit with status 1 when a violation of this severity or above occurs
+    /// (excepted violations and incident records do not count).
     #[arg(long, value_name = "SEVERITY")]
     pub fail_on: Option<SeverityArg>,
+
+    /// Accepted risks (contract section 8): a violation an exception covers
+    /// carries its id in `exception`, joins no incident and does not count
+    /// for --fail-on.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
 
     /// Worker threads; the events are the same for any number. Default: one
     /// per core.
@@ -422,6 +429,12 @@ pub struct CheckArgs {
     /// Policy files to validate.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+
+    /// Also validate this exceptions file against each policy: errors with
+    /// file, line and column, and warnings for exceptions that have expired
+    /// or that the policy makes unmatchable (contract section 8).
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
 }
 
 /// Which synthetic capture to write.

@@ -53,10 +53,10 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         threads = options.threads,
         "Replaying captures"
     );
-    let policy = segwatch::classify::PolicyInForce {
-        policy,
-        generation: 0,
-    };
+    let mut policy = segwatch::classify::PolicyInForce::new(policy, 0);
+    if let Some(path) = &args.exceptions {
+        policy.exceptions = load_exceptions(path, &args.policy)?;
+    }
     let outcome = replay(&captures, &policy, &options, &mut out)?;
     drop(out);
     if let (Some(path), Some(inventory)) = (&args.inventory, &inventory) {
@@ -79,6 +79,7 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     }
     if !args.quiet {
         use std::fmt::Write as _;
+        let policy_in_force = &policy;
         let policy = &policy.policy;
         let mut summary = outcome.stats.summary(policy, outcome.elapsed);
         let stages = outcome.stages;
@@ -101,6 +102,13 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
             stages.decode.as_secs_f64(),
             stages.track.as_secs_f64()
         );
+        if args.exceptions.is_some() {
+            let _ = write!(
+                summary,
+                "\n{}",
+                excepted_line(&outcome.stats.violations, &policy_in_force.exceptions)
+            );
+        }
         super::stderr_line(summary);
     }
     // Events written before a corrupt record stay written: the error comes
@@ -118,6 +126,40 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     std::mem::forget(captures);
     std::mem::forget(policy);
     Ok(status)
+}
+
+/// The summary's line of excepted violations: the total, then each
+/// exception of the file in file order with the violations it excepted (and
+/// those its scope covered after it expired).
+fn excepted_line(
+    violations: &segwatch::pipeline::ViolationCounts,
+    exceptions: &segwatch::exception::Exceptions,
+) -> String {
+    let per_exception: Vec<String> = exceptions
+        .list()
+        .iter()
+        .map(|exception| {
+            let hits = violations
+                .by_exception()
+                .iter()
+                .find(|h| h.id == exception.id);
+            let (n, expired) = hits.map_or((0, 0), |h| (h.hits, h.expired_hits));
+            if expired > 0 {
+                format!("{} {n}, {expired} after expiry", exception.id)
+            } else {
+                format!("{} {n}", exception.id)
+            }
+        })
+        .collect();
+    format!(
+        "  excepted       {} ({})",
+        violations.excepted_total(),
+        if per_exception.is_empty() {
+            "no exceptions".to_owned()
+        } else {
+            per_exception.join("; ")
+        }
+    )
 }
 
 /// Writes the inventory as CSV (a `.csv` path) or JSON.
@@ -162,6 +204,29 @@ pub(super) fn load_policy(
     })?;
     print_policy_warnings(&warnings);
     Ok((compiled, source))
+}
+
+/// Loads the exceptions file, checked against the policy file (read again
+/// for its names: a policy from the cache holds only what judging needs),
+/// and prints its warnings.
+pub(super) fn load_exceptions(
+    path: &std::path::Path,
+    policy_path: &std::path::Path,
+) -> Result<segwatch::exception::Exceptions, Error> {
+    use segwatch::exception::{Exceptions, PolicyNames, load_exceptions_file};
+    let (policy, _) = load_policy_file(policy_path).map_err(|error| Error::Policy {
+        path: policy_path.to_owned(),
+        error,
+    })?;
+    let (list, warnings) =
+        load_exceptions_file(path, &PolicyNames::of(&policy), None).map_err(|error| {
+            Error::Policy {
+                path: path.to_owned(),
+                error,
+            }
+        })?;
+    print_policy_warnings(&warnings);
+    Ok(Exceptions::new(list))
 }
 
 /// Loads a policy and prints its warnings.

@@ -10,5 +10,7 @@
 mod counters;
 mod shard;
 
-pub use counters::{Counters, PacketCounters, PublishedCounters, ViolationCounts, ViolationLabels};
+pub use counters::{
+    Counters, ExceptionHits, PacketCounters, PublishedCounters, ViolationCounts, ViolationLabels,
+};
 pub use shard::{FlowVerdict, Shard, ShardOptions, ShardOutput};

@@ -222,9 +222,20 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    fn emit(&mut self, violation: Violation) {
+    /// Makes a violation: matched once against the exceptions (contract
+    /// section 8), counted, handed out.
+    fn emit(&mut self, mut violation: Violation) {
         let state = &mut *self.state;
-        state.counters.violations.count(self.policy, &violation);
+        let mut expired = None;
+        if !self.policy.exceptions.is_empty() {
+            let matched = self.policy.exceptions.match_subject(&violation.subject());
+            violation.exception = matched.excepted;
+            expired = matched.expired;
+        }
+        state
+            .counters
+            .violations
+            .count(self.policy, &violation, expired);
         state.output.violations.push(violation);
     }
 

@@ -87,10 +87,7 @@ impl PolicyHandle {
         let stamp = file_stamp(path);
         let (policy, warnings) = compile_file(path)?;
         let handle = PolicyHandle {
-            current: ArcSwap::from_pointee(LivePolicy {
-                policy,
-                generation: 1,
-            }),
+            current: ArcSwap::from_pointee(LivePolicy::new(policy, 1)),
             origin: Origin::File(path.to_owned()),
             stats: first_generation_stats(),
             seen: std::sync::Mutex::new(stamp),
@@ -108,10 +105,7 @@ impl PolicyHandle {
                 lines: vec![e.to_string()],
             })?;
         let handle = PolicyHandle {
-            current: ArcSwap::from_pointee(LivePolicy {
-                policy: CompiledPolicy::compile(&policy),
-                generation: 1,
-            }),
+            current: ArcSwap::from_pointee(LivePolicy::new(CompiledPolicy::compile(&policy), 1)),
             origin: Origin::Embedded,
             stats: first_generation_stats(),
             seen: std::sync::Mutex::new(None),
@@ -142,7 +136,7 @@ impl PolicyHandle {
                 }
                 let generation = self.current().generation + 1;
                 self.current
-                    .store(Arc::new(LivePolicy { policy, generation }));
+                    .store(Arc::new(LivePolicy::new(policy, generation)));
                 self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .generation

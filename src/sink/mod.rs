@@ -334,6 +334,8 @@ mod tests {
                 hl7: None,
                 tls: None,
                 http: None,
+                exception: None,
+                incident_id: None,
             },
             ts_ns: 0,
         })

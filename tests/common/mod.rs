@@ -106,10 +106,7 @@ pub fn replay_files(
         exiting_after: false,
     };
     let mut out = Vec::new();
-    let policy = PolicyInForce {
-        policy: policy.clone(),
-        generation: 0,
-    };
+    let policy = PolicyInForce::new(policy.clone(), 0);
     let outcome = replay(&files, &policy, &options, &mut out).unwrap();
     assert!(
         outcome.capture_error.is_none(),

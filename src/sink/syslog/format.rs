@@ -421,6 +421,8 @@ mod tests {
             hl7: None,
             tls: None,
             http: None,
+            exception: None,
+            incident_id: None,
         }
     }
 
