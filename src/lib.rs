@@ -36,6 +36,7 @@ pub mod diff;
 pub mod event;
 pub mod exception;
 pub mod flow;
+pub mod incident;
 pub mod inventory;
 pub mod learn;
 pub mod metrics;

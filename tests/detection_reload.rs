@@ -141,6 +141,7 @@ fn events_released_by_one_sweep_come_out_in_the_same_order_for_any_threads() {
             inventory: None,
             detect_apps: true,
             exiting_after: false,
+            incidents: None,
         };
         let mut out = Vec::new();
         segwatch::replay::replay(&files, &p, &options, &mut out).unwrap();

@@ -102,6 +102,9 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
             stages.decode.as_secs_f64(),
             stages.track.as_secs_f64()
         );
+        if let Some(counters) = &outcome.incidents {
+            let _ = write!(summary, "\n{}", incidents_line(counters));
+        }
         if args.exceptions.is_some() {
             let _ = write!(
                 summary,
@@ -126,6 +129,41 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     std::mem::forget(captures);
     std::mem::forget(policy);
     Ok(status)
+}
+
+/// The summary's line of incidents: by kind, and each kind by severity.
+fn incidents_line(counters: &segwatch::incident::FoldCounters) -> String {
+    use segwatch::event::IncidentKind;
+    use segwatch::policy::Severity;
+    let total: u64 = counters.opened.iter().flatten().sum();
+    let kinds: Vec<String> = IncidentKind::ALL
+        .iter()
+        .zip(&counters.opened)
+        .map(|(kind, by_severity)| {
+            let n: u64 = by_severity.iter().sum();
+            let severities: Vec<String> = Severity::ALL
+                .iter()
+                .rev()
+                .filter(|s| by_severity[**s as usize] > 0)
+                .map(|s| format!("{} {}", by_severity[*s as usize], s.as_str()))
+                .collect();
+            if severities.is_empty() {
+                format!("{n} {}", kind.as_str())
+            } else {
+                format!("{n} {} ({})", kind.as_str(), severities.join(", "))
+            }
+        })
+        .collect();
+    let mut line = format!("  incidents      {total}: {}", kinds.join("; "));
+    if counters.untracked > 0 || counters.not_opened > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            line,
+            "; {} sweep/scan trackings dropped, {} not opened (too many open)",
+            counters.untracked, counters.not_opened
+        );
+    }
+    line
 }
 
 /// The summary's line of excepted violations: the total, then each
@@ -252,6 +290,7 @@ fn options_of(args: &ReplayArgs) -> ReplayOptions {
     let mut options = ReplayOptions {
         flows: args.flows.config(),
         batch_size: args.batch_size,
+        incidents: args.incidents.settings(),
         ..ReplayOptions::default()
     };
     if let Some(threads) = args.threads {

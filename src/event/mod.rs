@@ -12,8 +12,10 @@
 
 pub mod app_fields;
 mod fast_json;
+mod incident;
 mod stamp;
 
+pub use incident::{IncidentKind, IncidentRecord, IncidentState, Record, SourceDevice};
 pub use stamp::{HexId, HexText, Timestamp, TimestampText, rfc3339_micros};
 
 use std::borrow::Cow;

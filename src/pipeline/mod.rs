@@ -9,8 +9,10 @@
 
 mod counters;
 mod shard;
+mod starts;
 
 pub use counters::{
     Counters, ExceptionHits, PacketCounters, PublishedCounters, ViolationCounts, ViolationLabels,
 };
 pub use shard::{FlowVerdict, Shard, ShardOptions, ShardOutput};
+pub use starts::{StartNotice, TrackedRanges};

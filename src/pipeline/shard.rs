@@ -9,7 +9,10 @@ use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, 
 use crate::inventory::{AppIdentified, FlowStart, Inventory, Sighting};
 use crate::wire::{Headers, Outcome, Transport};
 
+use std::sync::Arc;
+
 use super::counters::Counters;
+use super::starts::{StartNotice, TrackedRanges};
 
 /// How a shard works.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub struct ShardOutput {
     pub starts: Vec<FlowStart>,
     /// Applications identified, when recording flow starts.
     pub identified: Vec<AppIdentified>,
+    /// New flows to tracked responders, for sweeps and scans (with
+    /// incidents on: see [`Shard::set_tracked_ranges`]).
+    pub notices: Vec<StartNotice>,
 }
 
 /// One shard of the traffic: decode (for the daemon), track, judge, make the
@@ -68,6 +74,8 @@ pub struct Shard {
 struct JudgeState {
     options: ShardOptions,
     flow_id_salt: u64,
+    /// With incidents on, the responders whose new flows are noted.
+    tracked: Option<Arc<TrackedRanges>>,
     output: ShardOutput,
     counters: Counters,
 }
@@ -81,6 +89,7 @@ impl Shard {
             state: JudgeState {
                 options,
                 flow_id_salt: 0,
+                tracked: None,
                 output: ShardOutput::default(),
                 counters: Counters::default(),
             },
@@ -91,6 +100,12 @@ impl Shard {
     /// first timestamp in a replay, the start time in the daemon.
     pub fn set_flow_id_salt(&mut self, salt: u64) {
         self.state.flow_id_salt = salt;
+    }
+
+    /// Notes every new flow to a responder in `ranges` (incidents on), or
+    /// none.
+    pub fn set_tracked_ranges(&mut self, ranges: Option<Arc<TrackedRanges>>) {
+        self.state.tracked = ranges;
     }
 
     /// True when [`Shard::packet`] reads the packets' frames.
@@ -319,6 +334,24 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 );
                 self.emit(violation);
             }
+        }
+        if let Some(ranges) = &self.state.tracked
+            && ranges.tracks(packet.key.ipv6, judged.responder.0)
+        {
+            let port = match packet.transport {
+                Transport::Tcp | Transport::Udp => Some(judged.responder.1),
+                _ => None,
+            };
+            self.state.output.notices.push(StartNotice {
+                position: index,
+                ts_ns: packet.ts_ns,
+                ipv6: packet.key.ipv6,
+                protocol: packet.key.protocol,
+                port,
+                initiator: judged.initiator.0,
+                responder: judged.responder.0,
+                zones: judged.zones,
+            });
         }
         if self.state.options.record_starts {
             self.state.output.starts.push(FlowStart {

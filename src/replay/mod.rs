@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod incidents;
 mod observe;
 
 pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};
@@ -37,7 +38,8 @@ use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
-use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions};
+use crate::incident::{FoldCounters, IncidentSettings};
+use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::wire::{Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
@@ -73,6 +75,9 @@ pub struct ReplayOptions {
     /// for the exit to free (see [`replay`]). Only for a command-line run;
     /// a library caller keeps the default, `false`.
     pub exiting_after: bool,
+    /// Incidents (contract section 7): records interleaved with the events,
+    /// and `incident_id` on the events that open or join one.
+    pub incidents: Option<IncidentSettings>,
 }
 
 impl Default for ReplayOptions {
@@ -84,6 +89,7 @@ impl Default for ReplayOptions {
             inventory: None,
             detect_apps: false,
             exiting_after: false,
+            incidents: None,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct ReplayOutcome {
     /// Wall-clock time spent in each stage (reading and decoding overlap
     /// tracking).
     pub stages: StageTimes,
+    /// With incidents on: what the fold counted.
+    pub incidents: Option<FoldCounters>,
 }
 
 /// Where a replay's time went, summed over batches (measured once per batch).
@@ -180,10 +188,19 @@ pub fn replay<W: Write + Send>(
         detect_apps: options.detect_apps,
         record_starts: options.inventory.is_some(),
     };
+    let tracked = options
+        .incidents
+        .as_ref()
+        .map(|settings| TrackedRanges::new(settings.track_to.clone()));
+    let mut folding = options
+        .incidents
+        .as_ref()
+        .map(|settings| incidents::Folding::new(settings, flow_id_salt));
     let mut workers: Vec<Worker> = (0..SHARDS)
         .map(|_| {
             let mut shard = Shard::new(&options.flows, per_shard, shard_options);
             shard.set_flow_id_salt(flow_id_salt);
+            shard.set_tracked_ranges(tracked.clone());
             Worker {
                 shard,
                 json: Vec::new(),
@@ -245,10 +262,18 @@ pub fn replay<W: Write + Send>(
                         &chunks,
                         &mut workers,
                         policy,
+                        folding.is_none(),
                     );
+                    if let Some(folding) = &mut folding {
+                        let shards = workers.iter_mut().map(|w| w.shard.output());
+                        folding.batch(base_index, &current, shards, policy);
+                    }
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
-                        write_result = write_events(&mut workers, out);
+                        write_result = match &mut folding {
+                            Some(folding) => folding.write(out),
+                            None => write_events(&mut workers, out),
+                        };
                     }
                 },
             );
@@ -269,11 +294,21 @@ pub fn replay<W: Write + Send>(
         released.append(&mut worker.shard.output().violations);
     }
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
-    let mut lines = Vec::new();
-    for violation in &released {
-        write_json_line(violation, policy, &mut lines);
-    }
-    out.write_all(&lines)?;
+    let incident_counters = match &mut folding {
+        Some(folding) => {
+            folding.finish(released, policy);
+            folding.write(out)?;
+            Some(folding.counters())
+        }
+        None => {
+            let mut lines = Vec::new();
+            for violation in &released {
+                write_json_line(violation, policy, &mut lines);
+            }
+            out.write_all(&lines)?;
+            None
+        }
+    };
     out.flush()?;
     stages.decode = process_stages.decode;
     stages.track = process_stages.track;
@@ -299,6 +334,7 @@ pub fn replay<W: Write + Send>(
         capture_error: reader.error,
         elapsed: started.elapsed(),
         stages,
+        incidents: incident_counters,
     })
 }
 
@@ -354,6 +390,7 @@ fn track_batch(
     chunks: &[Chunk],
     workers: &mut [Worker],
     policy: &PolicyInForce,
+    format_events: bool,
 ) {
     workers
         .par_iter_mut()
@@ -414,6 +451,10 @@ fn track_batch(
             // number of threads.
             let violations = &mut shard.output().violations;
             violations.sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
+            if !format_events {
+                // The incident fold writes them, with their incident ids.
+                return;
+            }
             worker.json.clear();
             worker.lines.clear();
             for violation in violations.drain(..) {

@@ -104,6 +104,7 @@ pub fn replay_files(
         inventory: None,
         detect_apps: false,
         exiting_after: false,
+        incidents: None,
     };
     let mut out = Vec::new();
     let policy = PolicyInForce::new(policy.clone(), 0);

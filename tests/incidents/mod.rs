@@ -5,6 +5,7 @@
 //! top, so a blessed mistake still fails.
 
 mod exceptions;
+mod scenarios;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
