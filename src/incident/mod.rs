@@ -173,6 +173,12 @@ pub trait Devices {
     fn device_as_of(&self, ipv6: bool, addr: u128, position: u64) -> Option<SourceDevice>;
 }
 
+impl Devices for crate::inventory::Inventory {
+    fn device_as_of(&self, ipv6: bool, addr: u128, position: u64) -> Option<SourceDevice> {
+        crate::inventory::Inventory::device_as_of(self, ipv6, addr, position)
+    }
+}
+
 /// No inventory: records carry no `src_device`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoDevices;

@@ -355,6 +355,7 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         }
         if self.state.options.record_starts {
             self.state.output.starts.push(FlowStart {
+                position: index,
                 ts_ns: packet.ts_ns,
                 ipv6: packet.key.ipv6,
                 protocol: packet.key.protocol,
@@ -393,6 +394,7 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         {
             let ((client, _), (server, _)) = view.endpoints();
             self.state.output.identified.push(AppIdentified {
+                position: index,
                 ipv6: view.key.ipv6,
                 client,
                 server,

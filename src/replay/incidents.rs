@@ -13,7 +13,7 @@ use crate::capture::Frame;
 use crate::classify::PolicyInForce;
 use crate::event::{HexId, IncidentRecord, Violation, ViolationEvent};
 use crate::incident::{
-    Devices, Emit, Fold, FoldCounters, IncidentSettings, NoDevices, PARTITIONS, SortKey, Timeline,
+    Devices, Emit, Fold, FoldCounters, IncidentSettings, PARTITIONS, SortKey, Timeline,
     partition_of,
 };
 use crate::pipeline::{ShardOutput, StartNotice};
@@ -88,6 +88,7 @@ impl Folding {
         frames: &[Frame<'_>],
         shards: impl Iterator<Item = &'s mut ShardOutput>,
         policy: &PolicyInForce,
+        devices: &(dyn Devices + Sync),
     ) {
         self.timeline
             .set(base_index, frames.iter().map(|f| f.ts_ns));
@@ -102,7 +103,7 @@ impl Folding {
                 &partition.violations,
                 &partition.notices,
                 policy,
-                &NoDevices as &dyn Devices,
+                devices,
                 &mut Writer {
                     lines: &mut partition.lines,
                     policy,
@@ -138,7 +139,12 @@ impl Folding {
     /// The end of the capture: `released` (events of flows still waiting
     /// for their application, in the order the replay writes them), then the
     /// closes of every incident still open.
-    pub(super) fn finish(&mut self, released: Vec<Violation>, policy: &PolicyInForce) {
+    pub(super) fn finish(
+        &mut self,
+        released: Vec<Violation>,
+        policy: &PolicyInForce,
+        devices: &(dyn Devices + Sync),
+    ) {
         let mut by_partition: Vec<Vec<Violation>> = vec![Vec::new(); PARTITIONS];
         for violation in released {
             by_partition[partition_of(violation.ipv6, violation.src_addr)].push(violation);
@@ -152,7 +158,7 @@ impl Folding {
                     &released,
                     last_ts,
                     policy,
-                    &NoDevices,
+                    devices,
                     &mut Writer {
                         lines: &mut partition.lines,
                         policy,

@@ -38,7 +38,7 @@ use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
-use crate::incident::{FoldCounters, IncidentSettings};
+use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::wire::{Headers, Outcome};
 
@@ -266,7 +266,7 @@ pub fn replay<W: Write + Send>(
                     );
                     if let Some(folding) = &mut folding {
                         let shards = workers.iter_mut().map(|w| w.shard.output());
-                        folding.batch(base_index, &current, shards, policy);
+                        folding.batch(base_index, &current, shards, policy, devices_of(options));
                     }
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
@@ -296,7 +296,7 @@ pub fn replay<W: Write + Send>(
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
     let incident_counters = match &mut folding {
         Some(folding) => {
-            folding.finish(released, policy);
+            folding.finish(released, policy, devices_of(options));
             folding.write(out)?;
             Some(folding.counters())
         }
@@ -336,6 +336,15 @@ pub fn replay<W: Write + Send>(
         stages,
         incidents: incident_counters,
     })
+}
+
+/// What incident records learn `src_device` from: the inventory, when the
+/// replay fills one.
+fn devices_of(options: &ReplayOptions) -> &(dyn Devices + Sync) {
+    match &options.inventory {
+        Some(inventory) => &**inventory,
+        None => &NoDevices,
+    }
 }
 
 /// Decodes a batch on every thread, sorting its packets by shard.

@@ -401,3 +401,50 @@ fn the_same_records_for_any_threads_and_batch_size() {
         }
     }
 }
+
+#[test]
+fn src_device_comes_from_the_frames_before_the_record() {
+    const BRAUN: [u8; 6] = [0x00, 0x12, 0x21, 1, 2, 3];
+    const ROUTER: [u8; 6] = [0x00, 0x00, 0x5e, 0, 1, 1];
+    let mut c = Capture::new();
+    for i in 0..3u16 {
+        c.add(
+            at(f64::from(i) * 400.0),
+            &Pkt::tcp(&format!("10.66.0.9:{}", 50000 + i), "10.40.0.12:443", SYN)
+                .macs(BRAUN, ROUTER),
+        );
+    }
+    let case = Case::new(&c, None);
+    let mut outputs = Vec::new();
+    for threads in ["1", "3"] {
+        let (status, stdout, stderr) = case.replay(&[
+            "--incidents",
+            "--inventory",
+            "inventory.json",
+            "--threads",
+            threads,
+            "--batch-size",
+            "1",
+        ]);
+        assert_eq!(status, 0, "{stderr}");
+        outputs.push(stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let out = lines(&outputs[0]);
+    let recs = records(&out);
+    // The open record comes at the first frame: nothing before it.
+    assert_eq!(recs[0]["state"], "open");
+    assert!(recs[0].get("src_device").is_none(), "{}", recs[0]);
+    let update = recs.iter().find(|r| r["state"] == "update").unwrap();
+    assert!(
+        update["src_device"]["vendor"]
+            .as_str()
+            .unwrap()
+            .contains("Braun"),
+        "{update}"
+    );
+    // Vendor names come from Debian's ieee-data, which CI installs.
+    if std::path::Path::new("/usr/share/ieee-data/oui.csv").is_file() {
+        golden("src-device.jsonl", &outputs[0]);
+    }
+}
