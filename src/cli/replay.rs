@@ -173,30 +173,34 @@ fn excepted_line(
     violations: &segwatch::pipeline::ViolationCounts,
     exceptions: &segwatch::exception::Exceptions,
 ) -> String {
+    let mut unused = 0;
     let per_exception: Vec<String> = exceptions
         .list()
         .iter()
-        .map(|exception| {
+        .filter_map(|exception| {
             let hits = violations
                 .by_exception()
                 .iter()
                 .find(|h| h.id == exception.id);
             let (n, expired) = hits.map_or((0, 0), |h| (h.hits, h.expired_hits));
-            if expired > 0 {
-                format!("{} {n}, {expired} after expiry", exception.id)
-            } else {
-                format!("{} {n}", exception.id)
+            match (n, expired) {
+                (0, 0) => {
+                    unused += 1;
+                    None
+                }
+                (n, 0) => Some(format!("{} {n}", exception.id)),
+                (n, expired) => Some(format!("{} {n}, {expired} after expiry", exception.id)),
             }
         })
         .collect();
+    let mut parts = per_exception;
+    if unused > 0 {
+        parts.push(format!("{unused} without a hit"));
+    }
     format!(
         "  excepted       {} ({})",
         violations.excepted_total(),
-        if per_exception.is_empty() {
-            "no exceptions".to_owned()
-        } else {
-            per_exception.join("; ")
-        }
+        parts.join("; ")
     )
 }
 

@@ -2,13 +2,14 @@
 //! scan counting, and the schedule of closes.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::track::{Counted, Limits, Tracker};
 use super::{
-    Devices, END, Emit, IncidentSettings, OpenOrder, SortKey, Timeline, flow_position, incident_id,
+    Devices, END, Emit, FastMap, IncidentSettings, OpenOrder, SortKey, Timeline, flow_position,
+    incident_id,
 };
 use crate::classify::{PolicyInForce, ZoneId};
 use crate::event::{HexId, IncidentKind, IncidentRecord, IncidentState, Timestamp, Violation, ip};
@@ -178,7 +179,7 @@ pub struct Fold {
     salt: u64,
     slots: Vec<Option<Incident>>,
     free: Vec<u32>,
-    by_key: HashMap<Key, u32>,
+    by_key: FastMap<Key, u32>,
     /// (last_seen + idle, slot): when each open incident may be over.
     deadlines: BinaryHeap<Reverse<(u64, u32)>>,
     /// Closes found within the current batch: (position, opening order,
@@ -186,8 +187,8 @@ pub struct Fold {
     scheduled: BinaryHeap<Reverse<(u64, OpenOrder, u32, u64)>>,
     next_version: u64,
     tracker: Tracker,
-    labels: HashMap<(u32, u32, u32, u32), Arc<Labels>>,
-    sweep_labels: HashMap<(IncidentKind, ZoneId, ZoneId), Arc<Labels>>,
+    labels: FastMap<(u32, u32, u32, u32), Arc<Labels>>,
+    sweep_labels: FastMap<(IncidentKind, ZoneId, ZoneId), Arc<Labels>>,
     labels_generation: u32,
     counters: FoldCounters,
 }
@@ -216,13 +217,13 @@ impl Fold {
             salt,
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: FastMap::default(),
             deadlines: BinaryHeap::new(),
             scheduled: BinaryHeap::new(),
             next_version: 0,
             tracker: Tracker::default(),
-            labels: HashMap::new(),
-            sweep_labels: HashMap::new(),
+            labels: FastMap::default(),
+            sweep_labels: FastMap::default(),
             labels_generation: 0,
             counters: FoldCounters::default(),
         }

@@ -4,7 +4,9 @@
 //! initiator and flows per key are capped, the least recently active going
 //! first; what is dropped while it still counted is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::FastMap;
 
 /// A sweep key within an initiator: protocol and port (0 for ICMP echo and
 /// protocols without ports: one "port" per protocol).
@@ -12,10 +14,13 @@ pub(super) type PortKey = (u8, u16);
 
 /// The flows of one key within the window, in arrival order: (first-packet
 /// time, capture position, the other coordinate: the host for a sweep,
-/// `protocol << 16 | port` for a scan, with `has_port` in bit 24).
+/// `protocol << 16 | port` for a scan, with `has_port` in bit 24), and how
+/// many of them hold each distinct coordinate (fewer than the threshold:
+/// the window is handed over when it reaches it).
 #[derive(Debug, Default)]
 pub(super) struct Window {
     pub flows: VecDeque<(u64, u64, u128)>,
+    distinct: Vec<(u128, u32)>,
 }
 
 /// Flows kept per key: four times a threshold of 32 leaves room for flows
@@ -23,43 +28,75 @@ pub(super) struct Window {
 const MAX_FLOWS_PER_KEY: usize = 128;
 
 impl Window {
+    fn pop_front(&mut self) {
+        if let Some((_, _, other)) = self.flows.pop_front()
+            && let Some(i) = self.distinct.iter().position(|(o, _)| *o == other)
+        {
+            self.distinct[i].1 -= 1;
+            if self.distinct[i].1 == 0 {
+                self.distinct.swap_remove(i);
+            }
+        }
+    }
+
     /// Adds a flow at `ts` and drops those before `ts - window`. True when a
     /// flow counted was dropped for room.
     fn push(&mut self, ts: u64, position: u64, other: u128, window_ns: u64) -> bool {
         let oldest = ts.saturating_sub(window_ns);
         while self.flows.front().is_some_and(|&(t, _, _)| t < oldest) {
-            self.flows.pop_front();
+            self.pop_front();
         }
         let mut dropped = false;
         if self.flows.len() >= MAX_FLOWS_PER_KEY {
-            self.flows.pop_front();
+            self.pop_front();
             dropped = true;
         }
         self.flows.push_back((ts, position, other));
+        match self.distinct.iter_mut().find(|(o, _)| *o == other) {
+            Some(entry) => entry.1 += 1,
+            None => self.distinct.push((other, 1)),
+        }
         dropped
     }
 
-    /// Distinct `other` values, when at least `threshold` flows are held
-    /// (fewer flows cannot hold `threshold` distinct ones).
+    /// True when the flows held reach `threshold` distinct coordinates.
     fn reaches(&self, threshold: u32) -> bool {
-        let threshold = threshold as usize;
-        if self.flows.len() < threshold {
-            return false;
-        }
-        let mut seen: Vec<u128> = Vec::with_capacity(threshold);
-        for &(_, _, other) in &self.flows {
-            if !seen.contains(&other) {
-                seen.push(other);
-                if seen.len() >= threshold {
-                    return true;
-                }
-            }
-        }
-        false
+        self.distinct.len() >= threshold as usize
     }
 
     fn latest(&self) -> u64 {
         self.flows.back().map_or(0, |&(t, _, _)| t)
+    }
+}
+
+/// Adds a flow to `key`'s window in `windows` (a new window when `room`
+/// allows one): (flows dropped for room, whether it reached `threshold`).
+fn add_flow<K: std::hash::Hash + Eq>(
+    windows: &mut FastMap<K, Window>,
+    key: K,
+    (ts, position, other): (u64, u64, u128),
+    window_ns: u64,
+    threshold: u32,
+    room: &mut usize,
+) -> (u64, bool) {
+    match windows.get_mut(&key) {
+        Some(window) => {
+            let dropped = u64::from(window.push(ts, position, other, window_ns));
+            (dropped, window.reaches(threshold))
+        }
+        None if *room > 0 => {
+            *room -= 1;
+            // Room for a few flows and coordinates: most keys never grow.
+            let mut window = Window {
+                flows: VecDeque::with_capacity(4),
+                distinct: Vec::with_capacity(4),
+            };
+            window.push(ts, position, other, window_ns);
+            let reached = window.reaches(threshold);
+            windows.insert(key, window);
+            (0, reached)
+        }
+        None => (1, false),
     }
 }
 
@@ -71,8 +108,8 @@ struct Initiator {
     /// Sequence number of its latest activity (for the least recently
     /// active queue).
     seq: u64,
-    sweeps: HashMap<PortKey, Window>,
-    scans: HashMap<u128, Window>,
+    sweeps: FastMap<PortKey, Window>,
+    scans: FastMap<u128, Window>,
 }
 
 impl Initiator {
@@ -94,7 +131,7 @@ pub(super) type Counted = VecDeque<(u64, u64, u128)>;
 /// The counting state of one partition.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
-    initiators: HashMap<(bool, u128), Initiator>,
+    initiators: FastMap<(bool, u128), Initiator>,
     /// Initiators by activity, oldest first; an entry is stale when the
     /// initiator's `seq` moved on.
     activity: VecDeque<((bool, u128), u64)>,
@@ -155,45 +192,31 @@ impl Tracker {
         let mut room = limits.max_keys.saturating_sub(state.keys());
         let mut swept = None;
         if !sweep_open {
-            match state.sweeps.get_mut(&port_key) {
-                Some(window) => {
-                    untracked += u64::from(window.push(ts, position, host, limits.window_ns));
-                }
-                None if room > 0 => {
-                    room -= 1;
-                    let mut window = Window::default();
-                    window.push(ts, position, host, limits.window_ns);
-                    state.sweeps.insert(port_key, window);
-                }
-                None => untracked += 1,
-            }
-            if state
-                .sweeps
-                .get(&port_key)
-                .is_some_and(|w| w.reaches(limits.sweep_hosts))
-            {
+            let (dropped, reached) = add_flow(
+                &mut state.sweeps,
+                port_key,
+                (ts, position, host),
+                limits.window_ns,
+                limits.sweep_hosts,
+                &mut room,
+            );
+            untracked += dropped;
+            if reached {
                 swept = state.sweeps.remove(&port_key).map(|w| w.flows);
             }
         }
         let mut scanned = None;
         if !scan_open {
-            match state.scans.get_mut(&host) {
-                Some(window) => {
-                    untracked +=
-                        u64::from(window.push(ts, position, port_coordinate, limits.window_ns));
-                }
-                None if room > 0 => {
-                    let mut window = Window::default();
-                    window.push(ts, position, port_coordinate, limits.window_ns);
-                    state.scans.insert(host, window);
-                }
-                None => untracked += 1,
-            }
-            if state
-                .scans
-                .get(&host)
-                .is_some_and(|w| w.reaches(limits.scan_ports))
-            {
+            let (dropped, reached) = add_flow(
+                &mut state.scans,
+                host,
+                (ts, position, port_coordinate),
+                limits.window_ns,
+                limits.scan_ports,
+                &mut room,
+            );
+            untracked += dropped;
+            if reached {
                 scanned = state.scans.remove(&host).map(|w| w.flows);
             }
         }

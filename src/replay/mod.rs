@@ -325,6 +325,7 @@ pub fn replay<W: Write + Send>(
         // longer than the kernel's teardown of the whole address space at
         // exit (about 1-2 ms of a 70 ms replay).
         std::mem::forget(workers);
+        std::mem::forget(folding);
         std::mem::forget(chunks);
         std::mem::forget(next_chunks);
     }
