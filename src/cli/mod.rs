@@ -171,6 +171,14 @@ pub struct RunArgs {
     /// Write violation events as JSON lines to FILE (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Accepted risks (contract section 8), loaded, watched and reloaded
+    /// with the policy.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
+    /// What the --syslog feeds carry: violation events, incident records
+    /// (with `[incidents] enabled = true`), or both.
+    #[arg(long, value_name = "RECORDS", value_parser = ["violations", "incidents", "both"], requires = "syslog")]
+    pub syslog_records: Option<String>,
     /// Capture workers per interface.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,

@@ -229,6 +229,13 @@ impl Fold {
         }
     }
 
+    /// The fold holding every initiator (the daemon's one thread): the
+    /// initiators' bound is not split among partitions.
+    pub fn whole(mut self) -> Fold {
+        self.limits.max_initiators = self.settings.max_initiators.max(1);
+        self
+    }
+
     /// What it counted so far.
     pub fn counters(&self) -> FoldCounters {
         let mut counters = self.counters.clone();
@@ -237,10 +244,21 @@ impl Fold {
         counters
     }
 
-    /// Open incidents now, as `update` records stamped `now_ns` (the
-    /// daemon's `/api/v1/incidents`).
-    pub fn open_records(&self, now_ns: u64, devices: &dyn Devices) -> Vec<IncidentRecord> {
+    /// The latest `limit` incidents opened that are still open, in
+    /// opening order, as `update` records stamped `now_ns` (the daemon's
+    /// `/api/v1/incidents`).
+    pub fn open_records(
+        &self,
+        now_ns: u64,
+        devices: &dyn Devices,
+        limit: usize,
+    ) -> Vec<IncidentRecord> {
         let mut open: Vec<&Incident> = self.slots.iter().flatten().collect();
+        if open.len() > limit {
+            let cut = open.len() - limit;
+            open.select_nth_unstable_by_key(cut, |i| i.opened);
+            open.drain(..cut);
+        }
         open.sort_by_key(|i| i.opened);
         open.into_iter()
             .map(|i| self.record(i, IncidentState::Update, now_ns, u64::MAX, devices))
@@ -283,6 +301,42 @@ impl Fold {
         }
         if !timeline.is_empty() {
             self.close_scheduled(timeline.end() - 1, timeline, devices, out);
+        }
+    }
+
+    /// Folds inputs as the daemon has them, without the frames between
+    /// them: before each input, the incidents whose `last_seen + idle` its
+    /// capture time passed are closed, stamped with it (the live sensor
+    /// also closes by the clock: [`Fold::close_by_clock`]).
+    pub fn batch_live(
+        &mut self,
+        violations: &[Violation],
+        notices: &[StartNotice],
+        policy: &PolicyInForce,
+        devices: &dyn Devices,
+        out: &mut dyn Emit,
+    ) {
+        let (mut v, mut n) = (0, 0);
+        loop {
+            let next_violation = violations.get(v).map(|x| x.packet_index);
+            let next_notice = notices.get(n).map(|x| x.position);
+            let take_violation = match (next_violation, next_notice) {
+                (None, None) => break,
+                (Some(a), Some(b)) => a <= b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if take_violation {
+                let violation = &violations[v];
+                self.close_by_clock(violation.ts_ns, violation.packet_index, devices, out);
+                self.violation(violation, violation.ts_ns, None, policy, devices, out);
+                v += 1;
+            } else {
+                let notice = &notices[n];
+                self.close_by_clock(notice.ts_ns, notice.position, devices, out);
+                self.notice(notice, notice.ts_ns, None, policy, devices, out);
+                n += 1;
+            }
         }
     }
 
