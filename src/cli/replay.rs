@@ -155,6 +155,14 @@ fn incidents_line(counters: &segwatch::incident::FoldCounters) -> String {
         })
         .collect();
     let mut line = format!("  incidents      {total}: {}", kinds.join("; "));
+    if counters.opened_excepted > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            line,
+            "; {} sweeps and scans excepted",
+            counters.opened_excepted
+        );
+    }
     if counters.untracked > 0 || counters.not_opened > 0 {
         use std::fmt::Write as _;
         let _ = write!(

@@ -30,9 +30,11 @@ pub type ViolationInput = Violation;
 /// What the fold counted (the metrics of contract section 7 and issue 14).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FoldCounters {
-    /// Incidents opened, by kind (violation, sweep, scan) and severity
-    /// (lowest first).
+    /// Incidents opened that no exception covers, by kind (violation,
+    /// sweep, scan) and severity (lowest first).
     pub opened: [[u64; 4]; 3],
+    /// Sweeps and scans opened that an exception covers (a known scanner).
+    pub opened_excepted: u64,
     /// Incidents open now, by kind.
     pub open: [u64; 3],
     /// Flows joined to incidents (those that opened one included).
@@ -57,6 +59,7 @@ impl FoldCounters {
         for (a, b) in self.open.iter_mut().zip(&other.open) {
             *a += b;
         }
+        self.opened_excepted += other.opened_excepted;
         self.flows_joined += other.flows_joined;
         self.untracked += other.untracked;
         self.not_opened += other.not_opened;
@@ -798,7 +801,11 @@ impl Fold {
 
     fn insert(&mut self, incident: Incident) -> u32 {
         let kind = kind_index(incident.kind);
-        self.counters.opened[kind][incident.severity as usize] += 1;
+        if incident.exception.is_some() {
+            self.counters.opened_excepted += 1;
+        } else {
+            self.counters.opened[kind][incident.severity as usize] += 1;
+        }
         self.counters.open[kind] += 1;
         let key = incident.key;
         let slot = match self.free.pop() {

@@ -118,6 +118,7 @@ pub struct Metrics {
     exception_expiry: prometheus::GaugeVec,
     incidents: IntCounterVec,
     incidents_open: IntGaugeVec,
+    incidents_excepted: IntCounterVec,
     incident_flows: IntCounterVec,
     incident_untracked: IntCounterVec,
     incident_queue_dropped: IntCounterVec,
@@ -219,6 +220,11 @@ impl Metrics {
                 &["kind", "severity"],
             )?,
             incidents_open,
+            incidents_excepted: counter_vec(
+                "segwatch_incidents_excepted_total",
+                "Sweeps and scans opened that an exception covers (known scanners)",
+                &[],
+            )?,
             incident_flows: counter_vec(
                 "segwatch_incident_flows_total",
                 "Flows joined to incidents (those opening one included)",
@@ -499,6 +505,10 @@ impl Metrics {
                 .with_label_values(&[kind.as_str()])
                 .set(*open as i64);
         }
+        raise(
+            &self.incidents_excepted.with_label_values::<&str>(&[]),
+            counters.opened_excepted,
+        );
         raise(
             &self.incident_flows.with_label_values::<&str>(&[]),
             counters.flows_joined,
