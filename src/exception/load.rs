@@ -90,12 +90,51 @@ const KEYS: &str = "id, reason, owner, ticket, created, expires, rule, from, to,
 struct Sink<'t> {
     text: &'t str,
     file: &'t Path,
+    /// Byte offset of each line's start: positions by binary search, so
+    /// that a thousand exceptions cost no more than a thousand lookups.
+    line_starts: Vec<usize>,
     items: Vec<(usize, Diagnostic)>,
 }
 
-impl Sink<'_> {
+impl<'t> Sink<'t> {
+    fn new(text: &'t str, file: &'t Path) -> Sink<'t> {
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        Sink {
+            text,
+            file,
+            line_starts,
+            items: Vec::new(),
+        }
+    }
+
+    /// 1-based line and character column of byte `offset`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
+        (line, column + 1)
+    }
+
     fn push(&mut self, level: Level, span: &Range<usize>, message: String, hint: &str) {
-        let (line, column) = position(self.text, span.start);
+        let (line, column) = self.position(span.start);
         self.items.push((
             span.start,
             Diagnostic {
@@ -117,18 +156,6 @@ impl Sink<'_> {
         self.items.sort_by_key(|(at, _)| *at);
         self.items.into_iter().map(|(_, d)| d).collect()
     }
-}
-
-/// 1-based line and character column of byte `offset` of `text`.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 /// Reads and checks the exceptions file at `path` against `names`.
@@ -181,11 +208,7 @@ pub fn load_exceptions_str(
     names: &PolicyNames,
     today_ns: Option<u64>,
 ) -> Result<(Vec<Exception>, Vec<Diagnostic>), PolicyError> {
-    let mut sink = Sink {
-        text,
-        file: path,
-        items: Vec::new(),
-    };
+    let mut sink = Sink::new(text, path);
     let raw = match toml::from_str::<RawFile>(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -356,7 +379,7 @@ fn build(
     {
         return None;
     }
-    let (line, _) = position(sink.text, header.start);
+    let (line, _) = sink.position(header.start);
     Some(Exception {
         id: id.clone(),
         reason: raw.reason.get_ref().clone(),

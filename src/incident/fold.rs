@@ -628,7 +628,6 @@ impl Fold {
             &self.limits,
             (notice.ipv6, notice.initiator),
             notice.ts_ns,
-            notice.position,
             (port_key, sweep_open.is_some()),
             (notice.responder, port_coordinate, scan_open.is_some()),
         );
@@ -731,7 +730,7 @@ impl Fold {
         let mut ports = Vec::new();
         let mut first_seen = u64::MAX;
         let mut last_seen = 0;
-        for &(ts, _, other) in counted {
+        for &(ts, other) in counted {
             first_seen = first_seen.min(ts);
             last_seen = last_seen.max(ts);
             match kind {

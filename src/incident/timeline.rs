@@ -15,8 +15,9 @@ pub struct Timeline {
     ts: Vec<u64>,
     /// The latest time in each block of [`BLOCK`] frames.
     block_max: Vec<u64>,
-    /// `suffix_max[i]`: the latest time from frame `i` to the batch's end.
-    suffix_max: Vec<u64>,
+    /// `block_suffix_max[b]`: the latest time from block `b` to the batch's
+    /// end.
+    block_suffix_max: Vec<u64>,
 }
 
 impl Timeline {
@@ -31,12 +32,12 @@ impl Timeline {
                 .chunks(BLOCK)
                 .map(|c| c.iter().copied().max().unwrap_or(0)),
         );
-        self.suffix_max.clear();
-        self.suffix_max.resize(self.ts.len(), 0);
+        self.block_suffix_max.clear();
+        self.block_suffix_max.resize(self.block_max.len(), 0);
         let mut latest = 0;
-        for (i, &t) in self.ts.iter().enumerate().rev() {
+        for (b, &t) in self.block_max.iter().enumerate().rev() {
             latest = latest.max(t);
-            self.suffix_max[i] = latest;
+            self.block_suffix_max[b] = latest;
         }
     }
 
@@ -70,7 +71,7 @@ impl Timeline {
     /// frame time is later than `deadline`, with that time.
     pub fn first_after(&self, from: u64, deadline: u64) -> Option<(u64, u64)> {
         let start = usize::try_from(from.saturating_sub(self.base)).ok()?;
-        if start >= self.ts.len() || self.suffix_max[start] <= deadline {
+        if start >= self.ts.len() || self.block_suffix_max[start / BLOCK] <= deadline {
             return None;
         }
         // The rest of `start`'s block, then whole blocks by their maximum.
@@ -82,6 +83,9 @@ impl Timeline {
         }
         let first_block = block_end / BLOCK;
         for block in first_block..self.block_max.len() {
+            if self.block_suffix_max[block] <= deadline {
+                return None;
+            }
             if self.block_max[block] > deadline {
                 let lo = block * BLOCK;
                 for i in lo..(lo + BLOCK).min(self.ts.len()) {
