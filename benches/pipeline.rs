@@ -159,10 +159,7 @@ fn bench_judge(
 fn bench_tracker(c: &mut Criterion) {
     let packets = decoded(&frames());
     let (_, policy) = policies().remove(0);
-    let policy = PolicyInForce {
-        policy,
-        generation: 0,
-    };
+    let policy = PolicyInForce::new(policy, 0);
     let mut group = c.benchmark_group("flow_tracking");
     group.throughput(Throughput::Elements(packets.len() as u64));
     group.bench_function("observe", |b| {

@@ -21,6 +21,9 @@
 //! 3. peak resident memory holding 1,000,000 concurrent flows;
 //! 4. the daemon's policy reload: from SIGHUP to the first event judged by the new
 //!    10,000-rule policy, `segwatch run --pcap` at the capture's own pace.
+//! 5. the plain replay beside `--incidents` with 1,000 exceptions
+//!    (`--exceptions`), alternating round by round, with each run's peak
+//!    memory; `SEGWATCH_BENCH_ONLY=incidents` runs this part alone.
 //!
 //! It also checks that the events of a multi-threaded run, and of a run with
 //! 1,000-frame batches, are byte-identical to those of a single-threaded one,
@@ -78,6 +81,11 @@ fn main() {
     }
     if std::env::var("SEGWATCH_BENCH_ONLY").is_ok_and(|only| only == "reload") {
         reload_latencies(segwatch, &dir);
+        return;
+    }
+    if std::env::var("SEGWATCH_BENCH_ONLY").as_deref() == Ok("incidents") {
+        warm(&capture);
+        incidents(segwatch, &example, &capture, &dir, packets, runs);
         return;
     }
     let large_policy = dir.join("hospital-5000-rules.toml");
@@ -347,6 +355,127 @@ fn main() {
     );
 
     reload_latencies(segwatch, &dir);
+    incidents(segwatch, &example, &capture, &dir, packets, runs);
+}
+
+/// 1,000 exceptions for `policy`: each names one of its rules, a zone and
+/// an address and port that the generated traffic never uses, so every
+/// violation is tried against the exceptions of its rule and none matches
+/// (the cost of matching, not of excepting).
+fn thousand_exceptions(policy: &Path) -> String {
+    use std::fmt::Write as _;
+    let (policy, _) = segwatch::policy::load_policy_file(policy).expect("policy");
+    let mut text = String::new();
+    for i in 0..1000 {
+        let rule = &policy.rules[i % policy.rules.len()].name;
+        let zone = &policy.zones[i % policy.zones.len()].name;
+        let _ = write!(
+            text,
+            "[[exceptions]]\nid = \"EX-{i:04}\"\nreason = \"benchmark\"\nowner = \"bench\"\n\
+             expires = 2099-01-01\nrule = \"{rule}\"\nfrom = [\"{zone}\"]\n\
+             to = [\"192.0.2.{}\"]\nservices = [\"tcp/{}\"]\n\n",
+            i % 250,
+            1000 + i
+        );
+    }
+    text
+}
+
+/// The plain replay and `--incidents` with 1,000 exceptions, alternating:
+/// medians of the whole command and of the judging, round by round ratios,
+/// and the peak memory of each.
+fn incidents(segwatch: &str, policy: &Path, capture: &Path, dir: &Path, packets: u64, runs: usize) {
+    let exceptions = dir.join("exceptions-1000.toml");
+    std::fs::write(&exceptions, thousand_exceptions(policy)).expect("write exceptions");
+    let replay = |incidents: bool, threads: Option<usize>, out: &Path| {
+        let mut cmd = Command::new(segwatch);
+        cmd.env_remove("SEGWATCH_POLICY_CACHE")
+            .arg("replay")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--quiet")
+            .arg("--output")
+            .arg(out);
+        if incidents {
+            cmd.arg("--incidents").arg("--exceptions").arg(&exceptions);
+        }
+        if let Some(n) = threads {
+            cmd.arg("--threads").arg(n.to_string());
+        }
+        cmd.arg(capture);
+        cmd
+    };
+    // The same records for one thread and all.
+    let (multi, single) = (
+        dir.join("incidents-multi.jsonl"),
+        dir.join("incidents-single.jsonl"),
+    );
+    run_ok(replay(true, None, &multi));
+    run_ok(replay(true, Some(1), &single));
+    let records = std::fs::read(&multi).expect("records");
+    assert!(
+        records == std::fs::read(&single).expect("records"),
+        "incident records differ between one thread and all"
+    );
+    let incident_lines = String::from_utf8_lossy(&records)
+        .matches("\"event_type\":\"incident\"")
+        .count();
+    let (mut plain, mut folded, mut plain_judging, mut folded_judging) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        plain.push(time(&mut replay(false, None, Path::new("/dev/null"))));
+        folded.push(time(&mut replay(true, None, Path::new("/dev/null"))));
+        plain_judging.push(judged_for(replay(false, None, Path::new("/dev/null"))));
+        folded_judging.push(judged_for(replay(true, None, Path::new("/dev/null"))));
+    }
+    println!(
+        "\nincidents: {packets} packets, {incident_lines} incident records, 1,000 exceptions, {runs} rounds"
+    );
+    println!(
+        "{:<52} {:>10} {:>10} {:>10}",
+        "command", "median s", "min s", "max s"
+    );
+    for (name, t) in [
+        ("segwatch replay (all cores)", &plain),
+        ("segwatch replay --incidents --exceptions (1,000)", &folded),
+        ("  judging only, plain (summary duration)", &plain_judging),
+        (
+            "  judging only, incidents (summary duration)",
+            &folded_judging,
+        ),
+    ] {
+        let (med, min, max) = stats(t);
+        println!("{name:<52} {med:>10.3} {min:>10.3} {max:>10.3}");
+    }
+    for (name, a, b) in [
+        ("whole command", &folded, &plain),
+        ("judging only", &folded_judging, &plain_judging),
+    ] {
+        let (med, min, max) = paired(a, b);
+        println!(
+            "ratio incidents / plain ({name}), round by round: median {med:.3}, min {min:.3}, max {max:.3}"
+        );
+    }
+    for (name, incidents) in [("plain", false), ("incidents", true)] {
+        let cmd = replay(incidents, None, Path::new("/dev/null"));
+        let args: Vec<_> = cmd
+            .get_args()
+            .filter(|a| *a != "--quiet")
+            .map(|a| a.to_owned())
+            .collect();
+        let output = Command::new(segwatch)
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .output()
+            .expect("run segwatch");
+        let summary = String::from_utf8_lossy(&output.stderr);
+        let peak = summary
+            .lines()
+            .find(|l| l.contains("peak memory"))
+            .unwrap_or("peak memory unknown");
+        println!("{name}: {}", peak.trim());
+    }
 }
 
 /// [`reload_latency`] of `SEGWATCH_BENCH_BASELINE` (when set), then of `segwatch`.

@@ -14,7 +14,7 @@ use crate::common::policy;
 
 /// `policy` in force as generation `generation`.
 fn judge(policy: CompiledPolicy, generation: u32) -> PolicyInForce {
-    PolicyInForce { policy, generation }
+    PolicyInForce::new(policy, generation)
 }
 
 /// A shard of 1,000 flows, detecting applications or not.

@@ -20,7 +20,7 @@ use segwatch::wire::{Decapsulation, Headers, LinkType, Outcome, decode_general, 
 static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
+    PolicyInForce::new(CompiledPolicy::compile(&policy), 0)
 });
 
 static ALL_TUNNELS: LazyLock<Decapsulation> = LazyLock::new(Decapsulation::all);

@@ -29,7 +29,7 @@ static HEADERS: LazyLock<Vec<(Headers, u64)>> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Ok((policy, _warnings)) = decode_entry_body(data) else { return };
-    let policy = PolicyInForce { policy, generation: 0 };
+    let policy = PolicyInForce::new(policy, 0);
     let mut shard = Shard::new(&FlowConfig::default(), 256, ShardOptions::default());
     for (index, (headers, ts)) in HEADERS.iter().enumerate() {
         shard.packet(&Packet::new(headers, *ts), None, index as u64, &policy);

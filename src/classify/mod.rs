@@ -14,11 +14,13 @@
 
 mod apps;
 mod judge;
+mod names;
 mod pairs;
 mod ports;
 mod zones;
 
 pub use judge::{Judgement, PolicyInForce};
+pub use names::exception_warnings;
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 

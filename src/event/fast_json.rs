@@ -47,6 +47,15 @@ pub(super) fn write_plain(event: &ViolationEvent<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"dest_criticality\":");
         push_str(out, label);
     }
+    if let Some(id) = &event.exception {
+        out.extend_from_slice(b",\"exception\":");
+        push_str(out, id);
+    }
+    if let Some(id) = event.incident_id {
+        out.extend_from_slice(b",\"incident_id\":\"");
+        out.extend_from_slice(id.text().as_str().as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -153,6 +162,8 @@ mod tests {
                 tls: None,
                 http: None,
                 tunnel: None,
+                exception: maybe(&mut rng),
+                incident_id: rng.bool().then(|| HexId(rng.u64(..) >> rng.u32(0..64))),
             };
             let (mut fast, mut serde) = (Vec::new(), Vec::new());
             write_plain(&event, &mut fast);

@@ -12,8 +12,10 @@
 
 pub mod app_fields;
 mod fast_json;
+mod incident;
 mod stamp;
 
+pub use incident::{IncidentKind, IncidentRecord, IncidentState, Record, SourceDevice};
 pub use stamp::{HexId, HexText, Timestamp, TimestampText, rfc3339_micros};
 
 use std::borrow::Cow;
@@ -22,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{CompiledPolicy, Judgement, PolicyInForce, Verdict, ZoneId};
+use crate::exception::{RuleScope, Subject};
 use crate::flow::{FlowKey, Overlay};
 use crate::wire::{Transport, protocol_name};
 
@@ -61,6 +64,9 @@ pub struct Violation {
     pub app: Option<Box<crate::app::Detection>>,
     /// The overlay the flow was taken out of, when decapsulating.
     pub overlay: Overlay,
+    /// The exception that excepts it (index in file order of the policy in
+    /// force's exceptions; contract section 8).
+    pub exception: Option<u32>,
 }
 
 impl Violation {
@@ -93,6 +99,19 @@ impl Violation {
             verdict,
             app,
             overlay: key.overlay,
+            exception: None,
+        }
+    }
+
+    /// What an exception's scope sees of the violation.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            rule: RuleScope::Rule(self.verdict.rule),
+            ipv6: self.ipv6,
+            src: (self.src_addr, self.src_zone),
+            dest: Some((self.dest_addr, self.dest_zone)),
+            service: Some((self.transport, self.dest_port)),
+            ts_ns: self.ts_ns,
         }
     }
 }
@@ -161,6 +180,13 @@ pub struct ViolationEvent<'a> {
     /// extension of the contract).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tunnel: Option<TunnelField>,
+    /// The id of the exception that excepts it (contract section 8).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exception: Option<Cow<'a, str>>,
+    /// The incident it opened or joined, with incidents on (contract
+    /// section 7).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub incident_id: Option<HexId>,
 }
 
 /// `tunnel`: the overlay a decapsulated flow came out of.
@@ -186,7 +212,8 @@ impl TunnelField {
 }
 
 impl<'a> ViolationEvent<'a> {
-    /// Resolves a violation against the policy that judged it.
+    /// Resolves a violation against the policy that judged it (its
+    /// exception field is set by [`ViolationEvent::of`]).
     pub fn new(violation: &Violation, policy: &'a CompiledPolicy) -> ViolationEvent<'a> {
         let rule = policy.rule(violation.verdict.rule);
         let src_zone = policy.zone(violation.src_zone);
@@ -219,7 +246,20 @@ impl<'a> ViolationEvent<'a> {
             tls: app.and_then(app_fields::Tls::of),
             http: app.and_then(app_fields::Http::of),
             tunnel: TunnelField::of(violation.overlay),
+            exception: None,
+            incident_id: None,
         }
+    }
+
+    /// Resolves a violation against the policy in force and its
+    /// exceptions.
+    pub fn of(violation: &Violation, policy: &'a PolicyInForce) -> ViolationEvent<'a> {
+        let mut event = ViolationEvent::new(violation, &policy.policy);
+        event.exception = violation
+            .exception
+            .and_then(|i| policy.exceptions.get(i))
+            .map(|e| Cow::Borrowed(e.id.as_str()));
+        event
     }
 }
 
@@ -250,6 +290,8 @@ impl ViolationEvent<'_> {
             tls: self.tls,
             http: self.http,
             tunnel: self.tunnel,
+            exception: self.exception.map(own),
+            incident_id: self.incident_id,
         }
     }
 
@@ -288,7 +330,7 @@ impl ViolationEvent<'_> {
 /// Appends `violation`, judged under `policy`, as one line of JSON (with its
 /// newline) to `out`.
 pub fn write_json_line(violation: &Violation, policy: &PolicyInForce, out: &mut Vec<u8>) {
-    ViolationEvent::new(violation, &policy.policy).write_json_line(out);
+    ViolationEvent::of(violation, policy).write_json_line(out);
 }
 
 /// An address of either family from its `u128` form.

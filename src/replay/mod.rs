@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod incidents;
 mod observe;
 pub mod policy_cache;
 
@@ -41,7 +42,8 @@ use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
-use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions};
+use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
+use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::wire::{Decapsulation, Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
@@ -80,6 +82,9 @@ pub struct ReplayOptions {
     /// The tunnels to open besides ERSPAN (VXLAN, Geneve, GRE); none by
     /// default.
     pub decapsulation: Decapsulation,
+    /// Incidents (contract section 7): records interleaved with the events,
+    /// and `incident_id` on the events that open or join one.
+    pub incidents: Option<IncidentSettings>,
 }
 
 impl Default for ReplayOptions {
@@ -92,6 +97,7 @@ impl Default for ReplayOptions {
             detect_apps: false,
             exiting_after: false,
             decapsulation: Decapsulation::NONE,
+            incidents: None,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct ReplayOutcome {
     /// Wall-clock time spent in each stage (reading and decoding overlap
     /// tracking).
     pub stages: StageTimes,
+    /// With incidents on: what the fold counted.
+    pub incidents: Option<FoldCounters>,
 }
 
 /// Where a replay's time went, summed over batches (measured once per batch).
@@ -188,10 +196,19 @@ pub fn replay<W: Write + Send>(
         detect_apps: options.detect_apps,
         record_starts: options.inventory.is_some(),
     };
+    let tracked = options
+        .incidents
+        .as_ref()
+        .map(|settings| TrackedRanges::new(settings.track_to.clone()));
+    let mut folding = options
+        .incidents
+        .as_ref()
+        .map(|settings| incidents::Folding::new(settings, flow_id_salt));
     let mut workers: Vec<Worker> = (0..SHARDS)
         .map(|_| {
             let mut shard = Shard::new(&options.flows, per_shard, shard_options);
             shard.set_flow_id_salt(flow_id_salt);
+            shard.set_tracked_ranges(tracked.clone());
             Worker {
                 shard,
                 json: Vec::new(),
@@ -253,10 +270,18 @@ pub fn replay<W: Write + Send>(
                         &chunks,
                         &mut workers,
                         policy,
+                        folding.is_none(),
                     );
+                    if let Some(folding) = &mut folding {
+                        let shards = workers.iter_mut().map(|w| w.shard.output());
+                        folding.batch(base_index, &current, shards, policy, devices_of(options));
+                    }
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
-                        write_result = write_events(&mut workers, out);
+                        write_result = match &mut folding {
+                            Some(folding) => folding.write(out),
+                            None => write_events(&mut workers, out),
+                        };
                     }
                 },
             );
@@ -277,11 +302,21 @@ pub fn replay<W: Write + Send>(
         released.append(&mut worker.shard.output().violations);
     }
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
-    let mut lines = Vec::new();
-    for violation in &released {
-        write_json_line(violation, policy, &mut lines);
-    }
-    out.write_all(&lines)?;
+    let incident_counters = match &mut folding {
+        Some(folding) => {
+            folding.finish(released, policy, devices_of(options));
+            folding.write(out)?;
+            Some(folding.counters())
+        }
+        None => {
+            let mut lines = Vec::new();
+            for violation in &released {
+                write_json_line(violation, policy, &mut lines);
+            }
+            out.write_all(&lines)?;
+            None
+        }
+    };
     out.flush()?;
     stages.decode = process_stages.decode;
     stages.track = process_stages.track;
@@ -298,6 +333,7 @@ pub fn replay<W: Write + Send>(
         // longer than the kernel's teardown of the whole address space at
         // exit (about 1-2 ms of a 70 ms replay).
         std::mem::forget(workers);
+        std::mem::forget(folding);
         std::mem::forget(chunks);
         std::mem::forget(next_chunks);
     }
@@ -307,7 +343,17 @@ pub fn replay<W: Write + Send>(
         capture_error: reader.error,
         elapsed: started.elapsed(),
         stages,
+        incidents: incident_counters,
     })
+}
+
+/// What incident records learn `src_device` from: the inventory, when the
+/// replay fills one.
+fn devices_of(options: &ReplayOptions) -> &(dyn Devices + Sync) {
+    match &options.inventory {
+        Some(inventory) => &**inventory,
+        None => &NoDevices,
+    }
 }
 
 /// Decodes a batch on every thread, sorting its packets by shard.
@@ -367,6 +413,7 @@ fn track_batch(
     chunks: &[Chunk],
     workers: &mut [Worker],
     policy: &PolicyInForce,
+    format_events: bool,
 ) {
     workers
         .par_iter_mut()
@@ -427,6 +474,10 @@ fn track_batch(
             // number of threads.
             let violations = &mut shard.output().violations;
             violations.sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
+            if !format_events {
+                // The incident fold writes them, with their incident ids.
+                return;
+            }
             worker.json.clear();
             worker.lines.clear();
             for violation in violations.drain(..) {
