@@ -374,8 +374,16 @@ fn no_patient_data_reaches_any_output() {
     // replay: stdout, stderr at trace level, the inventory in JSON and CSV.
     for inventory in ["inventory.json", "inventory.csv"] {
         let inventory = dir.path().join(inventory);
+        // With incidents: their records (and src_device) are in stdout too.
         let out = Command::new(SEGWATCH)
-            .args(["--log-level", "trace", "replay", "--apps", "--policy"])
+            .args([
+                "--log-level",
+                "trace",
+                "replay",
+                "--apps",
+                "--incidents",
+                "--policy",
+            ])
             .arg(&policy)
             .arg("--inventory")
             .arg(&inventory)
@@ -383,7 +391,9 @@ fn no_patient_data_reaches_any_output() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        assert_no_canary("replay's events", &String::from_utf8_lossy(&out.stdout));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("\"event_type\":\"incident\""), "{stdout}");
+        assert_no_canary("replay's events and incident records", &stdout);
         assert_no_canary("replay's log", &String::from_utf8_lossy(&out.stderr));
         assert_no_canary(
             "the inventory",
@@ -396,10 +406,16 @@ fn no_patient_data_reaches_any_output() {
     let receivers: Vec<std::net::UdpSocket> = (0..4)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
-    let mut config = String::from("[policy]\nwatch = false\n");
+    // With incidents: their records, and /api/v1/incidents, must not leak
+    // either (issue 14).
+    let mut config = String::from(
+        "[policy]\nwatch = false\n[incidents]\nenabled = true\n\
+         [events]\nrecords = [\"violations\", \"incidents\"]\n",
+    );
     for (receiver, format) in receivers.iter().zip(["rfc5424", "cef", "leef", "json"]) {
         config.push_str(&format!(
-            "[[syslog]]\nurl = \"udp://{}\"\nformat = \"{format}\"\n",
+            "[[syslog]]\nurl = \"udp://{}\"\nformat = \"{format}\"\n\
+             records = [\"violations\", \"incidents\"]\n",
             receiver.local_addr().unwrap()
         ));
     }
@@ -421,7 +437,11 @@ fn no_patient_data_reaches_any_output() {
     );
     let written = wait_for("three events", Duration::from_secs(20), || {
         let text = std::fs::read_to_string(&events).unwrap_or_default();
-        (text.lines().count() == 3).then_some(text)
+        let violations = text
+            .lines()
+            .filter(|l| l.contains("\"event_type\":\"violation\""))
+            .count();
+        (violations == 3 && text.contains("\"event_type\":\"incident\"")).then_some(text)
     });
     assert!(written.contains("\"app\":\"dicom\""), "{written}");
     assert_no_canary("the events file", &written);
@@ -429,17 +449,27 @@ fn no_patient_data_reaches_any_output() {
         receiver
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let mut buffer = [0u8; 4096];
-        for _ in 0..3 {
+        let mut buffer = [0u8; 8192];
+        let (mut with_app, mut incidents) = (0, 0);
+        while with_app < 3 || incidents == 0 {
             let n = receiver.recv(&mut buffer).unwrap();
             let message = String::from_utf8_lossy(&buffer[..n]);
-            assert!(
-                message.contains("dicom") || message.contains("hl7"),
-                "{message}"
-            );
+            if message.contains(" incident ") {
+                incidents += 1;
+            } else {
+                assert!(
+                    message.contains("dicom") || message.contains("hl7"),
+                    "{message}"
+                );
+                with_app += 1;
+            }
             assert_no_canary("a syslog message", &message);
         }
     }
+    let api = wait_for("incidents served", Duration::from_secs(5), || {
+        http_get(daemon.metrics_port, "/api/v1/incidents").filter(|t| t.contains("incident_id"))
+    });
+    assert_no_canary("the incidents API", &api);
     assert_no_canary("the metrics", &daemon.metrics());
     assert_no_canary(
         "the device API",
@@ -541,8 +571,16 @@ fn real_dicom_associations_recorded_on_loopback() {
     ] {
         let capture = dir.join(format!("{scenario}.pcap"));
         let inventory = work.path().join(format!("{scenario}.json"));
+        // With incidents: their records (and src_device) are in stdout too.
         let out = Command::new(SEGWATCH)
-            .args(["--log-level", "trace", "replay", "--apps", "--policy"])
+            .args([
+                "--log-level",
+                "trace",
+                "replay",
+                "--apps",
+                "--incidents",
+                "--policy",
+            ])
             .arg(&policy)
             .arg("--inventory")
             .arg(&inventory)
@@ -551,11 +589,21 @@ fn real_dicom_associations_recorded_on_loopback() {
             .unwrap();
         assert!(out.status.success(), "{scenario}");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let events: Vec<Value> = stdout
+        let (events, records): (Vec<Value>, Vec<Value>) = stdout
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .partition(|line| line["event_type"] == "violation");
         assert_eq!(events.len(), 1, "{scenario}: one association, one event");
+        // Its incident opens right after it and closes at the end of the capture.
+        let states: Vec<_> = records.iter().map(|r| r["state"].clone()).collect();
+        assert_eq!(states, ["open", "close"], "{scenario}");
+        for record in &records {
+            assert_eq!(record["event_type"], "incident", "{scenario}");
+            assert_eq!(
+                record["incident_id"], events[0]["incident_id"],
+                "{scenario}"
+            );
+        }
         let dicom = &events[0]["dicom"];
         assert_eq!(events[0]["app"], "dicom", "{scenario}");
         assert_eq!(dicom["called_ae"], called, "{scenario}");

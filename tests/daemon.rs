@@ -560,17 +560,34 @@ fn the_demo_prints_violations_and_serves_metrics() {
         }
     });
     let mut rules = std::collections::BTreeSet::new();
+    let mut incidents = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while rules.len() < 3 {
+    while rules.len() < 3 || incidents == 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx
             .recv_timeout(left)
-            .expect("the demo prints violations within 30 s");
+            .expect("the demo prints violations and incidents within 30 s");
         let event: serde_json::Value =
-            serde_json::from_str(&line).expect("each stdout line is an event");
-        assert_eq!(event["event_type"], "violation");
-        rules.insert(event["rule"].as_str().unwrap().to_string());
+            serde_json::from_str(&line).expect("each stdout line is an event or a record");
+        match event["event_type"].as_str() {
+            Some("violation") => {
+                rules.insert(event["rule"].as_str().unwrap().to_string());
+            }
+            Some("incident") => {
+                // The demo shows incidents: the open record of each.
+                assert!(
+                    event["incident_id"]
+                        .as_str()
+                        .is_some_and(|id| id.len() == 16)
+                );
+                incidents += 1;
+            }
+            other => panic!("unexpected line type {other:?}: {line}"),
+        }
     }
+    let api = http_get(port, "/api/v1/incidents").expect("incidents served");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert!(api["open"].is_array() && api["closed"].is_array(), "{api}");
     let text = http_get(port, "/metrics").expect("metrics served");
     assert!(metric(&text, "segwatch_packets_total", "").unwrap() > 0.0);
     let daemon = Daemon {

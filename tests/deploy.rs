@@ -59,8 +59,8 @@ fn dashboards() -> Vec<(String, Value)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(
-        out.len() >= 4,
-        "expected the four dashboards in {}",
+        out.len() >= 5,
+        "expected the five dashboards in {}",
         dir.display()
     );
     out
@@ -249,7 +249,24 @@ fn prometheus_with_shipped_rules(daemon_port: u16) -> Prometheus {
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
+    // Incidents and exceptions on, so that their panels have series: one
+    // exception in force with hits, one expired whose traffic goes on.
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[incidents]\nenabled = true\n").unwrap();
+    let exceptions = dir.path().join("exceptions.toml");
+    std::fs::write(
+        &exceptions,
+        "[[exceptions]]\nid = \"EX-VENDOR\"\nreason = \"CT vendor VPN\"\nowner = \"Imaging IT\"\n\
+         expires = 2099-06-01\nrule = \"vendor-remote-session\"\n\
+         [[exceptions]]\nid = \"EX-GUEST-OLD\"\nreason = \"pilot\"\nowner = \"IT\"\n\
+         expires = 2026-11-01\nrule = \"guest-isolation\"\n",
+    )
+    .unwrap();
     let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--exceptions",
+        exceptions.to_str().unwrap(),
         "--pcap",
         root()
             .join("tests/fixtures/hospital-sample.pcap")
@@ -266,6 +283,16 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     ]);
     wait_for("the sample read", Duration::from_secs(10), || {
         (metric(&daemon.metrics(), "segwatch_packets_total", "") == Some(400.0)).then_some(())
+    });
+    // The incident thread publishes once a second: its counters are in
+    // place before Prometheus's first scrape, so no alert sees them rise.
+    wait_for("the incidents counted", Duration::from_secs(10), || {
+        metric(
+            &daemon.metrics(),
+            "segwatch_incidents_open",
+            "kind=\"violation\"",
+        )
+        .filter(|open| *open > 0.0)
     });
     let prometheus = prometheus_with_shipped_rules(daemon.metrics_port);
 
@@ -364,7 +391,7 @@ fn promtool(args: &[&str]) -> Output {
 fn promtool_checks_rules_and_config_and_passes_the_alert_unit_tests() {
     let out = promtool(&["check", "rules", "recording.yml", "alerts.yml"]);
     assert!(
-        text(&out).contains("SUCCESS: 8 rules found"),
+        text(&out).contains("SUCCESS: 12 rules found"),
         "{}",
         text(&out)
     );

@@ -14,7 +14,7 @@ use crate::common::policy;
 
 /// `policy` in force as generation `generation`.
 fn judge(policy: CompiledPolicy, generation: u32) -> PolicyInForce {
-    PolicyInForce { policy, generation }
+    PolicyInForce::new(policy, generation)
 }
 
 /// A shard of 1,000 flows, detecting applications or not.
@@ -141,6 +141,7 @@ fn events_released_by_one_sweep_come_out_in_the_same_order_for_any_threads() {
             inventory: None,
             detect_apps: true,
             exiting_after: false,
+            ..segwatch::replay::ReplayOptions::default()
         };
         let mut out = Vec::new();
         segwatch::replay::replay(&files, &p, &options, &mut out).unwrap();

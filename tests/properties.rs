@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 use proptest::prelude::*;
-use segwatch::classify::{CompiledPolicy, ZoneTable, decode_entry_body, encode_entry_body};
+use segwatch::classify::{CompiledPolicy, ZoneTable};
 use segwatch::policy::{
     Action, Policy, PortRange, Rule, Service, ServiceRef, ServiceSpec, Severity, Zone, ZoneRef,
 };
+use segwatch::replay::{decode_entry_body, encode_entry_body};
 use segwatch::wire::Transport;
 
 /// Longest-prefix match by scanning every network of every zone.

@@ -1158,3 +1158,184 @@ fn feeds_are_checked_at_start_and_an_unreachable_receiver_does_not_stop_the_daem
     );
     assert!(lines(&input.file).is_empty());
 }
+
+/// Issue 14: the daemon's incidents through a real rsyslog in all four
+/// formats, excepted violations kept off the feeds, and a reload of the
+/// exceptions file (one that takes, one refused).
+#[test]
+fn incidents_reach_rsyslog_in_every_format_and_exceptions_reload() {
+    use segwatch::wire::tcp_flags::SYN;
+    let dir = tempfile::tempdir().unwrap();
+    let formats = ["rfc5424", "cef", "leef", "json"];
+    let inputs: Vec<Input> = formats
+        .iter()
+        .enumerate()
+        .map(|(n, format)| Input {
+            module: if n == 0 { "imudp" } else { "imtcp" },
+            port: if n == 0 { free_udp_port() } else { free_port() },
+            file: dir.path().join(format!("{format}.log")),
+        })
+        .collect();
+    let _rsyslog = Rsyslog::start(dir.path(), &inputs, None);
+
+    let mut capture = Capture::new();
+    let guest = |c: &mut Capture, t: f64, port: u16| {
+        c.add(
+            at(t),
+            &Pkt::tcp(&format!("10.66.0.9:{port}"), "10.40.0.12:443", SYN),
+        );
+    };
+    guest(&mut capture, 0.0, 50000);
+    guest(&mut capture, 0.2, 50001);
+    for (i, t) in [0.5, 0.7, 0.9].into_iter().enumerate() {
+        capture.add(
+            at(t),
+            &Pkt::tcp(&format!("10.90.0.5:{}", 40000 + i), "10.40.0.12:3389", SYN),
+        );
+    }
+    // After the reload: the guest's flows are no longer excepted.
+    guest(&mut capture, 5.0, 50002);
+    guest(&mut capture, 5.2, 50003);
+    let capture_path = dir.path().join("capture.pcap");
+    capture
+        .write_pcap(&capture_path, Resolution::Micro)
+        .unwrap();
+    let policy_path = dir.path().join("policy.toml");
+    std::fs::write(&policy_path, crate::incidents::POLICY).unwrap();
+    let exceptions_path = dir.path().join("exceptions.toml");
+    let guest_exception = "[[exceptions]]\nid = \"EX-GUEST\"\nreason = \"pilot\"\nowner = \"IT\"\n\
+                           expires = 2027-01-01\nfrom = [\"guest\"]\n";
+    std::fs::write(&exceptions_path, guest_exception).unwrap();
+
+    let mut config = format!(
+        "[policy]\npath = \"{}\"\nexceptions = \"{}\"\nwatch = false\n\
+         [incidents]\nenabled = true\nidle = \"1s\"\n",
+        policy_path.display(),
+        exceptions_path.display()
+    );
+    for (format, input) in formats.iter().zip(&inputs) {
+        let scheme = if input.module == "imudp" {
+            "udp"
+        } else {
+            "tcp"
+        };
+        config.push_str(&format!(
+            "[[syslog]]\nurl = \"{scheme}://127.0.0.1:{}\"\nformat = \"{format}\"\n\
+             records = [\"violations\", \"incidents\"]\n",
+            input.port
+        ));
+    }
+    let config_path = dir.path().join("segwatch.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let daemon = Daemon::start(&[
+        "--config",
+        config_path.to_str().unwrap(),
+        "--pcap",
+        capture_path.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--events",
+        events_path.to_str().unwrap(),
+    ]);
+    // The events file takes excepted violations too.
+    let events = wait_lines(&events_path, 5, Duration::from_secs(10));
+    let first: Vec<Value> = events
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(first[0]["exception"], "EX-GUEST");
+    assert!(first[0].get("incident_id").is_none());
+    assert!(first[2]["incident_id"].is_string());
+    // The exceptions file changes: reloaded with the policy on SIGHUP.
+    std::fs::write(
+        &exceptions_path,
+        guest_exception.replace("from = [\"guest\"]", "from = [\"10.66.9.9\"]"),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    wait_for("the reload", Duration::from_secs(5), || {
+        let text = daemon.metrics();
+        (metric(&text, "segwatch_policy_reloads_total", "result=\"success\"") == Some(1.0))
+            .then_some(())
+    });
+    let events = wait_lines(&events_path, 7, Duration::from_secs(15));
+    let last: Value = serde_json::from_str(&events[6]).unwrap();
+    assert!(last.get("exception").is_none(), "{last}");
+    assert!(last["incident_id"].is_string());
+    // A file naming what the policy lacks is refused: both stay in force.
+    std::fs::write(
+        &exceptions_path,
+        guest_exception.replace("from = [\"guest\"]", "rule = \"no-such-rule\""),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    wait_for("the refused reload", Duration::from_secs(5), || {
+        let text = daemon.metrics();
+        (metric(&text, "segwatch_policy_reloads_total", "result=\"failure\"") == Some(1.0))
+            .then_some(())
+    });
+    let text = daemon.metrics();
+    assert_eq!(
+        metric(
+            &text,
+            "segwatch_exception_hits_total",
+            "exception=\"EX-GUEST\""
+        ),
+        Some(2.0)
+    );
+    assert!(
+        metric(
+            &text,
+            "segwatch_violations_excepted_total",
+            "rule=\"guest-to-clinical\""
+        ) == Some(2.0)
+    );
+    assert!(
+        metric(
+            &text,
+            "segwatch_incidents_total",
+            "kind=\"violation\",severity=\"high\""
+        ) == Some(1.0)
+    );
+    // Each feed: 5 violations (not the 2 excepted), and an open and a close
+    // of each of the two incidents (the guest's closes by the clock or at
+    // the stop).
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    for (format, input) in formats.iter().zip(&inputs) {
+        let received = wait_lines(&input.file, 9, Duration::from_secs(20));
+        assert_eq!(received.len(), 9, "{format}: {received:#?}");
+        let messages: Vec<Syslog> = received.iter().map(|l| parse_rfc5424(l)).collect();
+        let incidents: Vec<&Syslog> = messages.iter().filter(|m| m.msgid == "incident").collect();
+        assert_eq!(incidents.len(), 4, "{format}");
+        for message in &incidents {
+            match *format {
+                "rfc5424" => {
+                    let (_, params) = sd_params(&message.sd);
+                    assert!(params.contains_key("flows") && params.contains_key("first_seen"));
+                    assert!(["open", "close"].contains(&params["state"].as_str()));
+                }
+                "cef" => {
+                    let (header, pairs) = parse_cef(&message.msg);
+                    assert!(header[5].ends_with(" incident"), "{header:?}");
+                    assert!(
+                        pairs.contains_key("cnt")
+                            && pairs.contains_key("start")
+                            && pairs.contains_key("end")
+                    );
+                }
+                "leef" => {
+                    assert!(message.msg.contains("|incident|"));
+                    for key in ["\tcnt=", "\tstart=", "\tend="] {
+                        assert!(message.msg.contains(key), "{}", message.msg);
+                    }
+                }
+                _ => {
+                    let record: Value = serde_json::from_str(&message.msg).unwrap();
+                    assert_eq!(record["event_type"], "incident");
+                }
+            }
+        }
+    }
+}

@@ -7,13 +7,17 @@ mod common;
 
 mod app;
 mod app_events;
+mod capture_input;
 mod cli;
 mod contract;
 mod daemon;
+mod decode_fixtures;
 mod deploy;
 mod detection_reload;
 mod golden;
+mod incidents;
 mod inventory;
+mod layering;
 
 mod learn;
 mod live;
@@ -21,3 +25,4 @@ mod policy_apps;
 mod properties;
 mod shared_pcaps;
 mod syslog;
+mod tunnels;

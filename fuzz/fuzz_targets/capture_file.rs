@@ -17,7 +17,7 @@ use segwatch::replay::{ReplayOptions, replay};
 static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
+    PolicyInForce::new(CompiledPolicy::compile(&policy), 0)
 });
 
 /// What a frame is, without its borrow.

@@ -1,6 +1,10 @@
-//! Any bytes as a frame of any link type, through decode, flow tracking and
-//! judging against the example policy: never a panic, and the hand-read
-//! common case of decoding always agrees with etherparse.
+//! Any bytes as a frame of any link type, through decode (with or without
+//! opening VXLAN, Geneve and GRE tunnels), flow tracking and judging against
+//! the example policy: never a panic, and the hand-read common case of
+//! decoding always agrees with etherparse.
+//!
+//! Input: a selector byte (link type in the low bits, bit 7 set to open
+//! every tunnel), then frames separated by 0xA5.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -11,15 +15,17 @@ use segwatch::classify::{CompiledPolicy, PolicyInForce};
 use segwatch::flow::{FlowConfig, Packet};
 use segwatch::pipeline::{Shard, ShardOptions};
 use segwatch::policy::load_policy_str;
-use segwatch::wire::{Headers, LinkType, Outcome, decode, decode_with_etherparse};
+use segwatch::wire::{Decapsulation, Headers, LinkType, Outcome, decode_general, decode_with};
 
 static POLICY: LazyLock<PolicyInForce> = LazyLock::new(|| {
     let text = segwatch::synth::policy::EXAMPLE_HOSPITAL;
     let (policy, _) = load_policy_str(text, std::path::Path::new("example-hospital.toml")).unwrap();
-    PolicyInForce { policy: CompiledPolicy::compile(&policy), generation: 0 }
+    PolicyInForce::new(CompiledPolicy::compile(&policy), 0)
 });
 
-const LINKS: [LinkType; 8] = [
+static ALL_TUNNELS: LazyLock<Decapsulation> = LazyLock::new(Decapsulation::all);
+
+const LINKS: [LinkType; 9] = [
     LinkType::ETHERNET,
     LinkType::NULL,
     LinkType::LOOP,
@@ -28,20 +34,22 @@ const LINKS: [LinkType; 8] = [
     LinkType::RAW,
     LinkType::IPV4,
     LinkType::IPV6,
+    LinkType::NFLOG,
 ];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frames)) = data.split_first() else { return };
-    let link = LINKS[usize::from(selector) % LINKS.len()];
+    let link = LINKS[usize::from(selector & 0x7f) % LINKS.len()];
+    let decap = if selector & 0x80 != 0 { &*ALL_TUNNELS } else { Decapsulation::none() };
     let options = ShardOptions { detect_apps: true, record_starts: true };
     let mut shard = Shard::new(&FlowConfig::default(), 64, options);
     // Several frames per input, split on a marker, so flows form.
     for (i, frame) in frames.split(|&b| b == 0xA5).enumerate() {
         let mut headers = Headers::default();
-        let outcome = decode(link, frame, &mut headers);
+        let outcome = decode_with(link, frame, decap, &mut headers);
         // The hand-read common case agrees with etherparse's views.
         let mut reference = Headers::default();
-        let reference_outcome = decode_with_etherparse(link, frame, &mut reference);
+        let reference_outcome = decode_general(link, frame, decap, &mut reference);
         assert_eq!(outcome, reference_outcome);
         if outcome != Outcome::Judge {
             continue;

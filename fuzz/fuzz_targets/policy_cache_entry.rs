@@ -9,10 +9,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use segwatch::classify::decode_entry_body;
 use segwatch::classify::PolicyInForce;
 use segwatch::flow::{FlowConfig, Packet};
 use segwatch::pipeline::{Shard, ShardOptions};
+use segwatch::replay::decode_entry_body;
 use segwatch::synth::hospital::{HospitalTraffic, SAMPLE};
 use segwatch::wire::{Headers, LinkType, Outcome, decode};
 
@@ -29,7 +29,7 @@ static HEADERS: LazyLock<Vec<(Headers, u64)>> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Ok((policy, _warnings)) = decode_entry_body(data) else { return };
-    let policy = PolicyInForce { policy, generation: 0 };
+    let policy = PolicyInForce::new(policy, 0);
     let mut shard = Shard::new(&FlowConfig::default(), 256, ShardOptions::default());
     for (index, (headers, ts)) in HEADERS.iter().enumerate() {
         shard.packet(&Packet::new(headers, *ts), None, index as u64, &policy);

@@ -7,7 +7,8 @@
 //! (as hex). Option 52 (overload) is honoured: the `file` and `sname` fields
 //! are then read as more options.
 //!
-//! Never kept: addresses (the flow has them), relay agent information
+//! Never kept: addresses other than yiaddr (the lease: the flow has the
+//! others), relay agent information
 //! (option 82: circuit and remote IDs), vendor-specific information (43),
 //! and every other option.
 //!
@@ -40,6 +41,7 @@ mod field {
     pub const OP: usize = 0;
     pub const HTYPE: usize = 1;
     pub const HLEN: usize = 2;
+    pub const YIADDR: Range<usize> = 16..20;
     pub const CHADDR: Range<usize> = 28..44;
     pub const SNAME: Range<usize> = 44..108;
     pub const FILE: Range<usize> = 108..236;
@@ -98,6 +100,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return None;
         }
         bytes[field::CHADDR].first_chunk::<6>().copied()
+    }
+
+    /// yiaddr: the address a server's offer or acknowledgement leases.
+    #[inline]
+    pub fn your_address(&self) -> u32 {
+        let bytes = self.buffer.as_ref();
+        bytes[field::YIADDR]
+            .first_chunk::<4>()
+            .map_or(0, |b| u32::from_be_bytes(*b))
     }
 
     /// The options field (after the magic cookie).
@@ -182,6 +193,9 @@ pub struct DhcpInfo {
     pub message_type: Option<DhcpMessageType>,
     /// chaddr, when an Ethernet MAC.
     pub client_mac: Option<[u8; 6]>,
+    /// yiaddr, when set: the address leased to `client_mac` (an ACK names
+    /// it; behind a relay, the flow's addresses are the relay's).
+    pub leased_address: Option<u32>,
     /// Option 12 host name.
     pub hostname: Option<String>,
     /// Option 60 vendor class identifier (`MSFT 5.0`, `ArubaAP`, ...).
@@ -248,6 +262,7 @@ pub fn parse(ports: FlowPorts, datagram: &[u8]) -> Option<DhcpInfo> {
         request: packet.op() == 1,
         message_type: found.message_type.map(DhcpMessageType::from_byte),
         client_mac: packet.client_mac(),
+        leased_address: Some(packet.your_address()).filter(|&a| a != 0),
         hostname: found
             .hostname
             .and_then(|v| printable_field(v, MAX_OPTION_TEXT)),

@@ -1,14 +1,24 @@
 //! Opening capture files and iterating their records.
 //!
-//! [`CaptureFile::open`] memory-maps the file (or, for a pipe or another file
-//! that cannot be mapped, reads it whole), decides the format by the magic
-//! number and checks the file header. [`FrameReader`] then walks the records;
-//! every [`Frame`] borrows its bytes from the mapping.
+//! [`CaptureFile::open`] memory-maps the file, decides the format by the
+//! magic number and checks the file header. [`FrameReader`] then walks the
+//! records; every [`Frame`] borrows its bytes from the mapping.
+//!
+//! Standard input (`-`) and anything else that is not a regular file (a
+//! pipe, a FIFO, a character device) cannot be mapped: it is read to its end
+//! into an unlinked temporary file, which is then mapped like any capture,
+//! so the rest of the pipeline reads it the same way. A pipe is therefore
+//! read whole before its first frame is judged.
+//!
+//! A mapped file that shrinks while it is read (truncated or rewritten by
+//! another program) does not kill the process: see [`mapping`]. The reader
+//! ends with [`CaptureError::Shrank`] after the frames read intact.
 //!
 //! The record walkers live in the submodules: [`pcap`] for classic libpcap
 //! files, [`pcapng`] for pcapng. They report a [`Step`] and know nothing of
 //! the path or the frame count, which this module adds.
 
+mod mapping;
 mod pcap;
 mod pcapng;
 
@@ -17,7 +27,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use mapping::Mapping;
 
 use super::{CaptureError, Frame};
 use crate::wire::LinkType;
@@ -59,18 +69,25 @@ pub struct Truncation {
     pub frames_before: u64,
 }
 
-/// The bytes of a capture: a read-only mapping of a regular file, or the whole
-/// content of something that cannot be mapped (a pipe, a terminal).
+/// The bytes of a capture: a read-only mapping of a regular file (or of the
+/// temporary file a pipe was read into), or bytes held in memory.
 enum Bytes {
-    Mapped(Mmap),
+    Mapped(Mapping),
     Read(Vec<u8>),
 }
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
         match self {
-            Bytes::Mapped(map) => map,
+            Bytes::Mapped(map) => map.bytes(),
             Bytes::Read(vec) => vec,
+        }
+    }
+
+    fn mapping(&self) -> Option<&Mapping> {
+        match self {
+            Bytes::Mapped(map) => Some(map),
+            Bytes::Read(_) => None,
         }
     }
 }
@@ -108,9 +125,10 @@ impl CaptureFile {
     /// again reads them back, unchanged. Does nothing for a capture that is
     /// not memory-mapped. Only whole pages inside `range` are released.
     pub fn release(&self, range: std::ops::Range<usize>) {
-        let Bytes::Mapped(map) = &self.bytes else {
+        let Bytes::Mapped(mapping) = &self.bytes else {
             return;
         };
+        let map = mapping.map();
         let page = crate::sys::page_size();
         let base = map.as_ptr() as usize;
         // Whole pages only: a page that `range` shares with bytes still in
@@ -126,8 +144,8 @@ impl CaptureFile {
         // pages. This mapping is shared and read-only (`Mmap::map`): there
         // are no changes, and after the advice the pages read back from the
         // page cache exactly as they were, so every frame borrowed from them
-        // stays valid. (A file rewritten by another process meanwhile is the
-        // caveat `load` already accepts.)
+        // stays valid. (A file rewritten or truncated by another process
+        // meanwhile is the caveat `mapping` handles.)
         #[allow(unsafe_code)]
         let released = unsafe {
             map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
@@ -139,9 +157,11 @@ impl CaptureFile {
 
     /// Opens and maps `path` and reads its file header.
     ///
-    /// A regular file is memory-mapped; anything else that can be read (a
-    /// pipe, `/dev/stdin`) is read whole into memory. The format is decided by
-    /// the magic number, never by the file name.
+    /// A regular file is memory-mapped. `-` is standard input; it, and
+    /// anything else that is not a regular file (a pipe, a FIFO,
+    /// `/dev/stdin` on a pipe), is read to its end into an unlinked
+    /// temporary file that is then mapped. The format is decided by the
+    /// magic number, never by the file name.
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
         let bytes = load(path)?;
         let format = check_header(path, bytes.as_slice())?;
@@ -208,6 +228,7 @@ impl CaptureFile {
         };
         FrameReader {
             path: &self.path,
+            mapping: self.bytes.mapping(),
             records,
             frames: 0,
             done: false,
@@ -216,7 +237,13 @@ impl CaptureFile {
     }
 }
 
-/// Reads the whole of `path`: maps a regular file, reads anything else.
+/// The path that names standard input.
+const STDIN: &str = "-";
+
+/// Reads the whole of `path`: maps a regular file; reads anything else to
+/// its end into an unlinked temporary file (in `TMPDIR`: nothing else can
+/// reach it, so it cannot shrink under the reader, and the page cache holds
+/// it rather than the heap) and maps that.
 fn load(path: &Path) -> Result<Bytes, CaptureError> {
     let io = |source| CaptureError::Io {
         path: path.to_owned(),
@@ -226,40 +253,64 @@ fn load(path: &Path) -> Result<Bytes, CaptureError> {
         path: path.to_owned(),
         detail: "empty file".into(),
     };
-    let mut file = File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if meta.is_file() {
-        // An empty file cannot be mapped (mmap of length 0 fails).
-        if meta.len() == 0 {
-            return Err(empty());
-        }
-        // Soundness: `Mmap::map` is unsafe because the `&[u8]` it gives out
-        // is only immutable if nobody changes the file while it is mapped.
-        // segwatch opens the file read-only and never writes to it. Another
-        // process still could: bytes it appends are not seen, bytes it
-        // rewrites are read as whatever they are then (harmless here: the
-        // parsers treat every byte as hostile and bounds-check every length),
-        // but a file truncated by another process while mapped makes the next
-        // access past its new end raise SIGBUS, which kills the process. That
-        // is the accepted price of zero-copy reading: don't point segwatch at
-        // a capture that another program is rotating or rewriting.
-        #[allow(unsafe_code)]
-        let mapped = unsafe { Mmap::map(&file) };
-        // Some file systems cannot map files: then it is read like a pipe.
-        if let Ok(map) = mapped {
-            // Only a hint to the kernel's read-ahead; failure changes nothing.
-            #[cfg(unix)]
-            let _ = map.advise(memmap2::Advice::Sequential);
-            return Ok(Bytes::Mapped(map));
+    let mut file = if path.as_os_str() == STDIN {
+        stdin_file().map_err(io)?
+    } else {
+        File::open(path).map_err(io)?
+    };
+    if !file.metadata().map_err(io)?.is_file() {
+        match tempfile::tempfile() {
+            Ok(mut spooled) => {
+                std::io::copy(&mut file, &mut spooled).map_err(io)?;
+                file = spooled;
+            }
+            // No writable temporary directory: read it into memory.
+            Err(_) => return read_whole(&mut file, path),
         }
     }
-    // A pipe, a character device, or a regular file that could not be mapped.
-    let mut vec = Vec::new();
-    file.read_to_end(&mut vec).map_err(io)?;
-    if vec.is_empty() {
+    // An empty file cannot be mapped (mmap of length 0 fails).
+    if file.metadata().map_err(io)?.len() == 0 {
         return Err(empty());
     }
+    match Mapping::new(file) {
+        Ok(map) => Ok(Bytes::Mapped(map)),
+        // Every guarded mapping slot is taken, or the file system cannot map
+        // files: read it into memory instead.
+        Err(mut file) => read_whole(&mut file, path),
+    }
+}
+
+/// Reads what is left of `file` into memory.
+fn read_whole(file: &mut File, path: &Path) -> Result<Bytes, CaptureError> {
+    let mut vec = Vec::new();
+    file.read_to_end(&mut vec)
+        .map_err(|source| CaptureError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if vec.is_empty() {
+        return Err(CaptureError::NotACapture {
+            path: path.to_owned(),
+            detail: "empty file".into(),
+        });
+    }
     Ok(Bytes::Read(vec))
+}
+
+/// Standard input as a file of its own (a duplicate of descriptor 0).
+fn stdin_file() -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        Ok(File::from(std::io::stdin().as_fd().try_clone_to_owned()?))
+    }
+    #[cfg(not(unix))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "reading a capture from standard input needs a Unix system",
+        ))
+    }
 }
 
 /// Decides the format from the magic number and checks the file header.
@@ -355,6 +406,8 @@ enum Records<'a> {
 /// of the file, at a truncation, or after the first error.
 pub struct FrameReader<'a> {
     path: &'a Path,
+    /// The mapping read, to notice it losing bytes (see [`mapping`]).
+    mapping: Option<&'a Mapping>,
     records: Records<'a>,
     /// Frames returned so far.
     frames: u64,
@@ -398,10 +451,58 @@ impl<'a> FrameReader<'a> {
         };
         match step {
             Step::Frame(frame) => {
+                // A zero-length record is what the zeroed tail of a shrunk
+                // file's last page reads as: ask the file system then (real
+                // captures rarely hold one).
+                if (self.lost_pages() || (frame.data.is_empty() && self.mapping.is_some()))
+                    && self
+                        .lost_from()
+                        .is_some_and(|lost| self.end_of(&frame) > lost)
+                {
+                    return Err(self.shrank(&mut Vec::new(), 0));
+                }
                 self.frames += 1;
                 Ok(Some(frame))
             }
             other => self.finish(other),
+        }
+    }
+
+    /// True once the mapping lost pages to the file shrinking.
+    #[inline]
+    fn lost_pages(&self) -> bool {
+        self.mapping.is_some_and(Mapping::lost_pages)
+    }
+
+    /// Offset from which the file's bytes were lost (see
+    /// [`Mapping::lost_from`]).
+    fn lost_from(&self) -> Option<usize> {
+        self.mapping?.lost_from()
+    }
+
+    /// Offset of the end of `frame`'s bytes in the file.
+    fn end_of(&self, frame: &Frame<'_>) -> usize {
+        let base = self.mapping.map_or(0, |m| m.bytes().as_ptr() as usize);
+        (frame.data.as_ptr() as usize - base) + frame.data.len()
+    }
+
+    /// Ends reading because the file shrank: drops from `batch` (from
+    /// index `from` on) the frames whose bytes reach into what was lost,
+    /// and everything after them.
+    #[cold]
+    fn shrank(&mut self, batch: &mut Vec<Frame<'a>>, from: usize) -> CaptureError {
+        if let Some(lost) = self.lost_from() {
+            let keep = batch[from..]
+                .iter()
+                .position(|frame| self.end_of(frame) > lost)
+                .map_or(batch.len(), |at| from + at);
+            self.frames -= (batch.len() - keep) as u64;
+            batch.truncate(keep);
+        }
+        self.done = true;
+        self.truncation = None;
+        CaptureError::Shrank {
+            path: self.path.to_owned(),
         }
     }
 
@@ -411,6 +512,28 @@ impl<'a> FrameReader<'a> {
     /// [`FrameReader::next_frame`] called in a loop, in a tight loop over
     /// the records of a classic pcap file.
     pub fn read_into(
+        &mut self,
+        batch: &mut Vec<Frame<'a>>,
+        max: usize,
+    ) -> Result<bool, CaptureError> {
+        if self.done {
+            return Ok(false);
+        }
+        let from = batch.len();
+        let read = self.read_into_unchecked(batch, max);
+        // Once per batch (one `fstat`): the frames read may reach into
+        // bytes that the file lost while they were read, in lost pages or
+        // in the zeroed tail of its new last page.
+        if self.mapping.is_some()
+            && (matches!(read, Err(CaptureError::Shrank { .. })) || self.lost_from().is_some())
+        {
+            return Err(self.shrank(batch, from));
+        }
+        read
+    }
+
+    #[inline]
+    fn read_into_unchecked(
         &mut self,
         batch: &mut Vec<Frame<'a>>,
         max: usize,
@@ -448,6 +571,11 @@ impl<'a> FrameReader<'a> {
     /// Ends iteration on anything but a frame.
     #[cold]
     fn finish(&mut self, step: Step<'a>) -> Result<Option<Frame<'a>>, CaptureError> {
+        if self.lost_from().is_some() {
+            // Whatever the walker made of the lost bytes (zeros), the file
+            // shrank.
+            return Err(self.shrank(&mut Vec::new(), 0));
+        }
         self.done = true;
         match step {
             Step::Frame(frame) => Ok(Some(frame)),
@@ -678,6 +806,14 @@ mod testutil {
                 big_endian,
             }
             .section(big_endian)
+        }
+
+        /// No block at all yet: the caller writes the section header.
+        pub fn empty(big_endian: bool) -> PcapNg {
+            PcapNg {
+                bytes: Vec::new(),
+                big_endian,
+            }
         }
 
         /// A new section header block.
@@ -973,9 +1109,10 @@ mod tests {
         ));
     }
 
-    /// A FIFO cannot be mapped: the file is read whole instead.
+    /// A FIFO cannot be mapped: it is read to its end into a temporary
+    /// file, which is mapped.
     #[test]
-    fn fifo_is_read_instead_of_mapped() {
+    fn fifo_is_spooled_then_mapped() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("capture.fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
@@ -993,7 +1130,8 @@ mod tests {
         };
         let capture = CaptureFile::open(&fifo).unwrap();
         writer.join().unwrap();
-        assert!(!capture.is_mapped());
+        assert!(capture.is_mapped());
+        assert_eq!(capture.path(), fifo);
         let all = read_all(&capture);
         assert_eq!(all.frames.len(), 2);
         assert_eq!(all.frames[1].data, b"second");
@@ -1006,6 +1144,128 @@ mod tests {
         let result = CaptureFile::open(&fifo);
         writer.join().unwrap();
         assert_eq!(not_a_capture_detail(result), "empty file");
+    }
+
+    /// A capture of `count` records of 100 bytes, each filled with its
+    /// index, so that a frame read from lost (zeroed) bytes shows.
+    fn numbered_capture(count: u32) -> Vec<u8> {
+        let mut pcap = Pcap::new(MAGIC_MICROS, false, 1);
+        for i in 0..count {
+            pcap = pcap.record(i, 0, &[(i % 250 + 1) as u8; 100]);
+        }
+        pcap.bytes
+    }
+
+    /// Record size in [`numbered_capture`]: header and data.
+    const NUMBERED_RECORD: u64 = 16 + 100;
+
+    /// Truncates the file at `path` to `len` bytes, as another program
+    /// would, while it is mapped.
+    fn truncate(path: &Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
+    fn assert_numbered(frames: &[Frame<'_>]) {
+        for (i, frame) in frames.iter().enumerate() {
+            assert_eq!(frame.ts_ns, i as u64 * 1_000_000_000, "frame {i}");
+            assert!(
+                frame.data.iter().all(|&b| b == (i % 250 + 1) as u8),
+                "frame {i} read lost bytes"
+            );
+        }
+    }
+
+    /// A capture truncated by another program between two batches: the
+    /// reader hands out the frames still whole, then ends with an error
+    /// naming the file; no SIGBUS.
+    #[test]
+    fn a_capture_that_shrinks_while_read_ends_with_an_error_not_sigbus() {
+        const FRAMES: u32 = 2_000; // 232 kB: many pages
+        let file = temp_file(&numbered_capture(FRAMES));
+        for (keep_bytes, batch_size) in [(100_000u64, 300), (24, 300), (60_000, 7), (4096 * 20, 1)]
+        {
+            std::fs::write(file.path(), numbered_capture(FRAMES)).unwrap();
+            let capture = CaptureFile::open(file.path()).unwrap();
+            assert!(capture.is_mapped());
+            let mut reader = capture.reader();
+            let mut frames = Vec::new();
+            assert!(reader.read_into(&mut frames, 100).unwrap());
+            truncate(file.path(), keep_bytes);
+            let error = loop {
+                let want = |more| frames.len() + more;
+                let max = want(batch_size);
+                match reader.read_into(&mut frames, max) {
+                    Ok(true) => {}
+                    Ok(false) => panic!("ended without noticing the shrink"),
+                    Err(error) => break error,
+                }
+            };
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{}: the file shrank while it was read",
+                    file.path().display()
+                )
+            );
+            // The reader notices at the end of the first batch after the
+            // cut, keeping the records that end within what is left (the
+            // first 100 were read before the cut).
+            let whole = (keep_bytes - 24) / NUMBERED_RECORD;
+            let expected = whole.min(100 + batch_size as u64).max(100);
+            assert_eq!(frames.len() as u64, expected, "kept {keep_bytes}");
+            assert_numbered(&frames[..whole.min(expected) as usize]);
+            assert_eq!(reader.frames_read(), frames.len() as u64);
+            assert!(matches!(reader.next_frame(), Ok(None)));
+        }
+    }
+
+    /// The same, one frame at a time (the zeroed tail of the new last page
+    /// reads as zero-length records, which are checked), and for a file cut
+    /// within its last page, where no page is lost.
+    #[test]
+    fn shrinking_is_noticed_frame_by_frame_and_within_the_last_page() {
+        let file = temp_file(&numbered_capture(2_000));
+        let capture = CaptureFile::open(file.path()).unwrap();
+        let mut reader = capture.reader();
+        let mut frames = Vec::new();
+        for _ in 0..10 {
+            frames.push(reader.next_frame().unwrap().unwrap());
+        }
+        truncate(file.path(), 24 + 500 * NUMBERED_RECORD);
+        let error = loop {
+            match reader.next_frame() {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => panic!("ended without noticing the shrink"),
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(error, CaptureError::Shrank { .. }), "{error}");
+        assert_eq!(frames.len(), 500);
+        assert_numbered(&frames);
+
+        let bytes = numbered_capture(20); // under a page
+        let file = temp_file(&bytes);
+        let capture = CaptureFile::open(file.path()).unwrap();
+        let mut reader = capture.reader();
+        let mut frames = Vec::new();
+        assert!(reader.read_into(&mut frames, 5).unwrap());
+        truncate(file.path(), bytes.len() as u64 - 300);
+        let error = loop {
+            let max = frames.len() + 5;
+            match reader.read_into(&mut frames, max) {
+                Ok(true) => {}
+                Ok(false) => panic!("ended without noticing the shrink"),
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(error, CaptureError::Shrank { .. }), "{error}");
+        assert_eq!(frames.len(), 10);
+        assert_numbered(&frames);
     }
 
     /// Cheap deterministic random numbers for the mutation test.

@@ -48,16 +48,40 @@ impl Frame<'_> {
         Some((source, destination))
     }
 
-    /// Decodes the frame into `out` (see [`crate::wire::decode`]), putting
-    /// back a VLAN tag the capture handed over out of band.
-    #[inline]
+    /// Decodes the frame into `out` (see [`crate::wire::decode`]), opening
+    /// no tunnel but ERSPAN, and putting back a VLAN tag the capture handed
+    /// over out of band.
+    #[inline(always)]
     pub fn decode(&self, out: &mut crate::wire::Headers) -> crate::wire::Outcome {
         let outcome = crate::wire::decode(self.link, self.data, out);
-        if let Some(vlan) = self.vlan {
-            // The stripped tag was the outermost one.
+        self.restore_vlan(out);
+        outcome
+    }
+
+    /// Decodes the frame into `out` (see [`crate::wire::decode_with`]),
+    /// opening the tunnels `decap` names, and putting back a VLAN tag the
+    /// capture handed over out of band.
+    #[inline(always)]
+    pub fn decode_with(
+        &self,
+        decap: &crate::wire::Decapsulation,
+        out: &mut crate::wire::Headers,
+    ) -> crate::wire::Outcome {
+        let outcome = crate::wire::decode_with(self.link, self.data, decap, out);
+        self.restore_vlan(out);
+        outcome
+    }
+
+    /// Puts back a VLAN tag the capture handed over out of band.
+    #[inline(always)]
+    fn restore_vlan(&self, out: &mut crate::wire::Headers) {
+        if let Some(vlan) = self.vlan
+            && !out.tunnel.is_some()
+        {
+            // The stripped tag was the outermost one, which is the packet's
+            // own unless the packet came out of a tunnel.
             out.vlan = vlan;
         }
-        outcome
     }
 }
 
@@ -81,6 +105,13 @@ pub enum CaptureError {
         path: PathBuf,
         /// What was found instead, e.g. "empty file" or "starts with 0x7b0a2022".
         detail: String,
+    },
+    /// The file shrank while it was read: another program truncated or
+    /// rewrote it. The frames read before are intact; the rest is lost.
+    #[error("{}: the file shrank while it was read", path.display())]
+    Shrank {
+        /// The capture file.
+        path: PathBuf,
     },
     /// A header or record is inconsistent in a way that is not a simple cut at
     /// the end of the file.

@@ -3,21 +3,37 @@
 //! the verdict with the flow's application; and which packets are link-local
 //! traffic that no zone claims (counted, not judged).
 
+use crate::exception::Exceptions;
 use crate::flow::{FlowKey, Packet, is_group_address};
 use crate::policy::Action;
 use crate::wire::{Transport, tcp_flags};
 
 use super::{CompiledPolicy, Verdict, ZoneId};
 
-/// The policy in force and its generation (1 for a daemon's first policy, +1
-/// per reload; 0 in a replay): a flow judged under another generation is
-/// judged again at its next packet.
+/// The policy in force, its exceptions and its generation (1 for a daemon's
+/// first policy, +1 per reload; 0 in a replay): a flow judged under another
+/// generation is judged again at its next packet. Policy and exceptions are
+/// loaded and swapped together, so a violation's exception index always
+/// names an exception of the file checked against its policy.
 #[derive(Debug)]
 pub struct PolicyInForce {
     /// The compiled policy.
     pub policy: CompiledPolicy,
+    /// The exceptions (contract section 8); empty without a file.
+    pub exceptions: Exceptions,
     /// Its generation.
     pub generation: u32,
+}
+
+impl PolicyInForce {
+    /// `policy` without exceptions.
+    pub fn new(policy: CompiledPolicy, generation: u32) -> PolicyInForce {
+        PolicyInForce {
+            policy,
+            exceptions: Exceptions::default(),
+            generation,
+        }
+    }
 }
 
 /// A flow judged by its ports.

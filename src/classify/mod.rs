@@ -1,32 +1,30 @@
 //! The compiled classifier: a [`Policy`] turned into immutable lookup tables.
 //!
 //! Judging a flow (contract section 2) is two longest-prefix zone lookups
-//! ([`ZoneTable`]), one index into a table of zone pairs, and one binary
-//! search in that pair's port map. Every rule that could apply to a zone pair
-//! has been painted into the pair's port maps, first rule first, when the
-//! policy was compiled, so the cost of a verdict does not grow with the
-//! number of rules. Pairs with the same applicable rules share one entry.
+//! ([`ZoneTable`]), then the zone pair's rule tables (`pairs`): the rules that
+//! could apply to a pair have been painted into port maps, first rule first,
+//! when the policy was compiled, so a verdict is the lowest of at most four
+//! binary searches (most often one), whatever the number of rules. The
+//! tables grow with the rules and the zones, not with the zone pairs.
 //!
 //! A `CompiledPolicy` is never changed after [`CompiledPolicy::compile`];
 //! a reload compiles a new one and swaps it in whole.
 
+#![forbid(unsafe_code)]
+
 mod apps;
-mod cache;
 mod judge;
-mod packed;
+mod names;
+mod pairs;
 mod ports;
 mod zones;
 
-pub use cache::{
-    KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
-};
 pub use judge::{Judgement, PolicyInForce};
+pub use names::exception_warnings;
 pub use ports::{PortMap, PortPainter, PortSet};
 pub use zones::{ZoneId, ZoneMatch, ZoneTable};
 
-use std::collections::HashMap;
-
-use crate::policy::{Action, Policy, Rule, Severity, ZoneRef};
+use crate::policy::{Action, Policy, Severity};
 use crate::wire::Transport;
 
 /// Index of a rule in file order; [`Verdict::DEFAULT_RULE`] is the default.
@@ -49,7 +47,7 @@ impl Verdict {
     pub const DEFAULT_RULE: RuleId = RuleId::MAX;
     /// See [`Verdict::rule_service`].
     pub const FIRST_NAMED: u32 = u32::MAX;
-    const DEFAULT: Verdict = Verdict {
+    pub(crate) const DEFAULT: Verdict = Verdict {
         rule: Self::DEFAULT_RULE,
         rule_service: Self::FIRST_NAMED,
     };
@@ -78,16 +76,6 @@ pub struct RuleInfo {
     pub services: Vec<String>,
 }
 
-/// The rules that apply to one (initiator zone, responder zone) pair, painted
-/// into one verdict per protocol and port.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct PairRules {
-    tcp: PortMap<Verdict>,
-    udp: PortMap<Verdict>,
-    echo: Verdict,
-    other: Verdict,
-}
-
 /// The first named service, in file order, that matches each protocol and
 /// port: the event's `service` for rules without services and the default.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -112,14 +100,12 @@ pub struct CompiledPolicy {
     named_services: NamedServiceMap,
     named_tcp_ports: PortSet,
     named_udp_ports: PortSet,
-    /// `pair_index[from_slot * slots + to_slot]` indexes `pairs`; the slot of
-    /// a zone is its id, and `unknown` takes the last slot.
-    pair_index: PairIndex,
+    /// The port rules of each zone pair.
+    pairs: pairs::ZonePairs,
     /// Each rule's action, by rule id, beside `rules`: the one field a new
     /// flow reads, 1 byte a rule rather than a line of `RuleInfo` (a
     /// 5,000-rule policy's `rules` outgrow the caches the flow tables use).
     actions: Vec<Action>,
-    pairs: Vec<PairRules>,
     /// Rules about applications and `[clinical]` checks.
     apps: apps::AppStage,
 }
@@ -169,7 +155,7 @@ impl CompiledPolicy {
                 .for_each(|&range| named_udp_ports.insert_range(range));
         }
 
-        let (pair_index, pairs) = compile_pairs(policy);
+        let pairs = pairs::ZonePairs::compile(policy);
         let apps = apps::AppStage::build(policy, rules.len() as RuleId);
         if !policy.clinical.is_empty() {
             let flag = |name: &str, severity| RuleInfo {
@@ -215,7 +201,6 @@ impl CompiledPolicy {
             named_tcp_ports,
             named_udp_ports,
             actions,
-            pair_index: PairIndex::new(pair_index, pairs.len()),
             pairs,
             apps,
         }
@@ -236,25 +221,11 @@ impl CompiledPolicy {
         {
             return Err("the zone table names a zone the policy does not have");
         }
-        let slots = zones + 1;
-        if Some(self.pair_index.len()) != slots.checked_mul(slots)
-            || self
-                .pair_index
-                .largest()
-                .is_none_or(|table| table >= self.pairs.len())
-        {
-            return Err("the zone-pair index does not fit the zones and tables");
-        }
+        self.pairs.check_consistent(zones + 1)?;
         if self.actions.len() != self.rules.len() {
             return Err("the rules' actions do not match the rules");
         }
-        let maps_well_formed = self
-            .pairs
-            .iter()
-            .all(|pair| pair.tcp.is_well_formed() && pair.udp.is_well_formed())
-            && self.named_services.tcp.is_well_formed()
-            && self.named_services.udp.is_well_formed();
-        if !maps_well_formed {
+        if !self.named_services.tcp.is_well_formed() || !self.named_services.udp.is_well_formed() {
             return Err("a port table does not cover every port");
         }
         Ok(())
@@ -316,7 +287,6 @@ impl CompiledPolicy {
     /// zone) on `transport`, to the responder's `port`.
     #[inline]
     pub fn judge(&self, from: ZoneId, to: ZoneId, transport: Transport, port: u16) -> Verdict {
-        let slots = self.zones.len() + 1;
         let slot = |zone: ZoneId| {
             if zone == ZoneTable::UNKNOWN {
                 self.zones.len()
@@ -324,13 +294,7 @@ impl CompiledPolicy {
                 zone as usize
             }
         };
-        let pair = &self.pairs[self.pair_index.get(slot(from) * slots + slot(to))];
-        match transport {
-            Transport::Tcp => pair.tcp.get(port),
-            Transport::Udp => pair.udp.get(port),
-            Transport::EchoRequest | Transport::EchoReply => pair.echo,
-            Transport::Other => pair.other,
-        }
+        self.pairs.judge(slot(from), slot(to), transport, port)
     }
 
     /// The rule (or the default) behind a verdict.
@@ -387,191 +351,15 @@ impl CompiledPolicy {
         self.service_names.get(named as usize).map(String::as_str)
     }
 
-    /// Number of distinct zone-pair rule tables (pairs with the same
-    /// applicable rules share one).
+    /// Number of distinct rule tables of the zone pairs (lists of rules that
+    /// apply alike share one).
     pub fn distinct_pair_tables(&self) -> usize {
-        self.pairs.len()
-    }
-}
-
-/// The zone-pair index: 2 bytes a pair when there are at most 65,536
-/// distinct pair tables (512 zones make 263,169 pairs: 514 KiB rather than
-/// 1 MiB, read once per new flow at a random place).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-enum PairIndex {
-    Narrow(#[serde(with = "packed")] Vec<u16>),
-    Wide(#[serde(with = "packed")] Vec<u32>),
-}
-
-impl PairIndex {
-    fn new(index: Vec<u32>, tables: usize) -> PairIndex {
-        if tables <= 1 << 16 {
-            PairIndex::Narrow(index.into_iter().map(|id| id as u16).collect())
-        } else {
-            PairIndex::Wide(index)
-        }
+        self.pairs.table_count()
     }
 
-    /// Number of zone pairs.
-    fn len(&self) -> usize {
-        match self {
-            PairIndex::Narrow(index) => index.len(),
-            PairIndex::Wide(index) => index.len(),
-        }
-    }
-
-    /// The largest table index in it; `None` when empty.
-    fn largest(&self) -> Option<usize> {
-        match self {
-            PairIndex::Narrow(index) => index.iter().max().map(|&table| usize::from(table)),
-            PairIndex::Wide(index) => index.iter().max().map(|&table| table as usize),
-        }
-    }
-
-    #[inline]
-    fn get(&self, pair: usize) -> usize {
-        match self {
-            PairIndex::Narrow(index) => usize::from(index[pair]),
-            PairIndex::Wide(index) => index[pair] as usize,
-        }
-    }
-}
-
-/// Builds the zone-pair index and the distinct per-pair tables.
-///
-/// The rules that apply to a pair are the rules whose `from` holds the
-/// initiator's slot and whose `to` holds the responder's. Row by row (one
-/// initiator slot at a time), each of the slot's rules is appended to the
-/// cells of its `to` slots: the work is what the rules name (a rule from one
-/// zone to two touches two cells), not the 513 x 513 pairs of a 512-zone
-/// policy, most of which no rule names and which share one table of
-/// defaults. Cells with the same list share one compiled table, found
-/// through a hash map keyed by the list.
-fn compile_pairs(policy: &Policy) -> (Vec<u32>, Vec<PairRules>) {
-    let slots = policy.zones.len() + 1;
-    let unknown_slot = policy.zones.len();
-    let expand = |zones: &[ZoneRef], out: &mut Vec<u32>| {
-        for zone in zones {
-            match *zone {
-                ZoneRef::Any => out.extend(0..slots as u32),
-                ZoneRef::Unknown => out.push(unknown_slot as u32),
-                ZoneRef::Zone(id) => out.push(id as u32),
-            }
-        }
-    };
-    // Application rules are judged in their own stage: the port tables are
-    // painted without them (their ids kept, so verdicts name them), as if
-    // their `from` were empty.
-    let port_rules = || {
-        policy
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| !rule.depends_on_app())
-    };
-    // Each slot's rules by `from`, in order (a zone named twice, or beside
-    // `any`, holds the rule once), and each rule's `to` slots.
-    let mut rules_from: Vec<Vec<u32>> = vec![Vec::new(); slots];
-    let mut slots_of = Vec::new();
-    for (r, rule) in port_rules() {
-        slots_of.clear();
-        expand(&rule.from, &mut slots_of);
-        for &slot in &slots_of {
-            let list = &mut rules_from[slot as usize];
-            if list.last() != Some(&(r as u32)) {
-                list.push(r as u32);
-            }
-        }
-    }
-    let mut to_slots: Vec<Vec<u32>> = vec![Vec::new(); policy.rules.len()];
-    for (r, rule) in port_rules() {
-        expand(&rule.to, &mut to_slots[r]);
-    }
-
-    let mut interned: HashMap<Vec<u32>, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut pairs = Vec::new();
-    let mut intern = |list: &[u32]| match interned.get(list) {
-        Some(&id) => id,
-        None => {
-            let id = pairs.len() as u32;
-            pairs.push(compile_pair(&policy.rules, list));
-            interned.insert(list.to_vec(), id);
-            id
-        }
-    };
-    let mut pair_index = vec![0; slots * slots];
-    let mut cells: Vec<Vec<u32>> = vec![Vec::new(); slots];
-    let mut touched: Vec<u32> = Vec::new();
-    for (from, row) in rules_from.iter().zip(pair_index.chunks_exact_mut(slots)) {
-        for &r in from {
-            for &to in &to_slots[r as usize] {
-                let cell = &mut cells[to as usize];
-                if cell.is_empty() {
-                    touched.push(to);
-                }
-                // Consecutive: a rule's pushes come together.
-                if cell.last() != Some(&r) {
-                    cell.push(r);
-                }
-            }
-        }
-        if touched.len() < slots {
-            row.fill(intern(&[]));
-        }
-        for &to in &touched {
-            row[to as usize] = intern(&cells[to as usize]);
-            cells[to as usize].clear();
-        }
-        touched.clear();
-    }
-    (pair_index, pairs)
-}
-
-/// Paints the applicable rules, in order, into one pair's tables.
-fn compile_pair(rules: &[Rule], applicable: &[u32]) -> PairRules {
-    let mut tcp = PortPainter::new();
-    let mut udp = PortPainter::new();
-    let mut echo = None;
-    let mut other = None;
-    for &id in applicable {
-        let rule = &rules[id as usize];
-        if rule.services.is_empty() {
-            let verdict = Verdict {
-                rule: id,
-                rule_service: Verdict::FIRST_NAMED,
-            };
-            tcp.paint_rest(verdict);
-            udp.paint_rest(verdict);
-            echo.get_or_insert(verdict);
-            other.get_or_insert(verdict);
-            // Every protocol and port is decided: later rules cannot match.
-            break;
-        }
-        for (index, service) in rule.services.iter().enumerate() {
-            let verdict = Verdict {
-                rule: id,
-                rule_service: index as u32,
-            };
-            service
-                .spec
-                .tcp
-                .iter()
-                .for_each(|&range| tcp.paint(range, verdict));
-            service
-                .spec
-                .udp
-                .iter()
-                .for_each(|&range| udp.paint(range, verdict));
-            if service.spec.icmp {
-                echo.get_or_insert(verdict);
-            }
-        }
-    }
-    PairRules {
-        tcp: tcp.finish(Verdict::DEFAULT),
-        udp: udp.finish(Verdict::DEFAULT),
-        echo: echo.unwrap_or(Verdict::DEFAULT),
-        other: other.unwrap_or(Verdict::DEFAULT),
+    /// Bytes the zone-pair tables take.
+    pub fn pair_table_bytes(&self) -> usize {
+        self.pairs.heap_bytes()
     }
 }
 
@@ -605,20 +393,6 @@ fn compile_named_services(policy: &Policy) -> NamedServiceMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pair_index_is_narrow_up_to_65536_tables_and_reads_the_same_either_way() {
-        let ids: Vec<u32> = (0..70_000).map(|i| (i * 7) % 70_000).collect();
-        let narrow_ids: Vec<u32> = ids.iter().map(|id| id % 65_536).collect();
-        let narrow = PairIndex::new(narrow_ids.clone(), 65_536);
-        assert!(matches!(narrow, PairIndex::Narrow(_)));
-        let wide = PairIndex::new(ids.clone(), 70_000);
-        assert!(matches!(wide, PairIndex::Wide(_)));
-        for pair in 0..ids.len() {
-            assert_eq!(narrow.get(pair), narrow_ids[pair] as usize);
-            assert_eq!(wide.get(pair), ids[pair] as usize);
-        }
-    }
 
     #[test]
     fn actions_are_the_rules_actions_and_the_default() {

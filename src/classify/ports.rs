@@ -1,7 +1,6 @@
 //! Port tables: which rule, of those that apply to one zone pair, a port
 //! matches first; and which ports the policy names at all.
 
-use super::packed::Packed;
 use crate::policy::PortRange;
 
 /// A map from every port (0-65535) to a value, as sorted interval starts.
@@ -9,11 +8,8 @@ use crate::policy::PortRange;
 /// Built by "painting" ranges in priority order: a port keeps the first value
 /// painted on it. A lookup is one binary search over the distinct intervals.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(bound = "T: Packed")]
 pub struct PortMap<T> {
-    #[serde(with = "super::packed")]
     starts: Vec<u16>,
-    #[serde(with = "super::packed")]
     values: Vec<T>,
 }
 
@@ -46,10 +42,15 @@ impl<T: Copy + PartialEq> PortMap<T> {
 }
 
 /// Builds a [`PortMap`] by painting ranges; ports never painted get `fill`.
+///
+/// A painter can be [cleared](PortPainter::clear) and used again: compiling a large policy
+/// paints tens of thousands of maps, and reuses one painter's buffers for all of them.
 #[derive(Clone, Debug)]
 pub struct PortPainter<T> {
     /// Unpainted ranges, sorted, disjoint, inclusive.
     free: Vec<(u16, u16)>,
+    /// `free` being rebuilt by a paint.
+    spare: Vec<(u16, u16)>,
     painted: Vec<(u16, u16, T)>,
 }
 
@@ -58,8 +59,16 @@ impl<T: Copy + PartialEq> PortPainter<T> {
     pub fn new() -> Self {
         PortPainter {
             free: vec![(0, u16::MAX)],
+            spare: Vec::new(),
             painted: Vec::new(),
         }
+    }
+
+    /// Makes every port unpainted again, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.free.clear();
+        self.free.push((0, u16::MAX));
+        self.painted.clear();
     }
 
     /// True once every port has a value.
@@ -69,22 +78,22 @@ impl<T: Copy + PartialEq> PortPainter<T> {
 
     /// Gives `value` to the ports of `range` that have none yet.
     pub fn paint(&mut self, range: PortRange, value: T) {
-        let mut remaining = Vec::with_capacity(self.free.len() + 1);
+        self.spare.clear();
         for &(lo, hi) in &self.free {
             if hi < range.lo || lo > range.hi {
-                remaining.push((lo, hi));
+                self.spare.push((lo, hi));
                 continue;
             }
             let (cut_lo, cut_hi) = (lo.max(range.lo), hi.min(range.hi));
             self.painted.push((cut_lo, cut_hi, value));
             if lo < cut_lo {
-                remaining.push((lo, cut_lo - 1));
+                self.spare.push((lo, cut_lo - 1));
             }
             if cut_hi < hi {
-                remaining.push((cut_hi + 1, hi));
+                self.spare.push((cut_hi + 1, hi));
             }
         }
-        self.free = remaining;
+        std::mem::swap(&mut self.free, &mut self.spare);
     }
 
     /// Gives `value` to every port that has none yet.
@@ -100,25 +109,96 @@ impl<T: Copy + PartialEq> PortPainter<T> {
 
     /// The finished map; unpainted ports get `fill`.
     pub fn finish(mut self, fill: T) -> PortMap<T> {
-        self.paint_rest(fill);
-        self.painted.sort_by_key(|&(lo, _, _)| lo);
         let mut map = PortMap {
             starts: Vec::new(),
             values: Vec::new(),
         };
-        for (lo, _, value) in self.painted {
-            if map.values.last() != Some(&value) {
-                map.starts.push(lo);
-                map.values.push(value);
+        self.finish_into(fill, &mut map.starts, &mut map.values);
+        map
+    }
+
+    /// Appends the finished map's interval starts and values to `starts` and `values`
+    /// (unpainted ports get `fill`) and clears the painter.
+    fn finish_into(&mut self, fill: T, starts: &mut Vec<u16>, values: &mut Vec<T>) {
+        self.paint_rest(fill);
+        self.painted.sort_unstable_by_key(|&(lo, _, _)| lo);
+        let first = values.len();
+        for &(lo, _, value) in &self.painted {
+            if values.len() == first || values.last() != Some(&value) {
+                starts.push(lo);
+                values.push(value);
             }
         }
-        map
+        self.clear();
     }
 }
 
 impl<T: Copy + PartialEq> Default for PortPainter<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Many port maps in two arrays, one after another: a map is a [`PortSpan`] of them. A policy
+/// of thousands of zones compiles tens of thousands of maps; as one allocation each of starts
+/// and values they cost no allocation apiece to build, store, read back or free.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct PortArena<T> {
+    starts: Vec<u16>,
+    values: Vec<T>,
+}
+
+/// Where one map of a [`PortArena`] lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct PortSpan {
+    first: u32,
+    end: u32,
+}
+
+impl<T: Copy + PartialEq> PortArena<T> {
+    pub(super) fn new() -> Self {
+        PortArena {
+            starts: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Stores the map `painter` holds (unpainted ports get `fill`) and clears the painter.
+    pub(super) fn push(&mut self, painter: &mut PortPainter<T>, fill: T) -> PortSpan {
+        let first = self.starts.len();
+        painter.finish_into(fill, &mut self.starts, &mut self.values);
+        PortSpan {
+            first: first as u32,
+            end: self.starts.len() as u32,
+        }
+    }
+
+    /// The value of `port` in the map at `span`.
+    #[inline]
+    pub(super) fn get(&self, span: PortSpan, port: u16) -> T {
+        let (first, end) = (span.first as usize, span.end as usize);
+        let starts = self.starts.get(first..end).unwrap_or_default();
+        let after = starts.partition_point(|&start| start <= port);
+        // A map's first start is 0, so `after >= 1`.
+        self.values[first + after.saturating_sub(1)]
+    }
+
+    /// True when a lookup in the map at `span` cannot fail: it lies in the arena, starts at
+    /// port 0 and its starts increase. Always so for maps [`PortArena::push`] stored; checked
+    /// for maps read back.
+    pub(super) fn is_well_formed(&self, span: PortSpan) -> bool {
+        self.starts.len() == self.values.len()
+            && self
+                .starts
+                .get(span.first as usize..span.end as usize)
+                .is_some_and(|starts| {
+                    starts.first() == Some(&0) && starts.windows(2).all(|pair| pair[0] < pair[1])
+                })
+    }
+
+    /// Number of intervals of every map.
+    pub(super) fn len(&self) -> usize {
+        self.starts.len()
     }
 }
 

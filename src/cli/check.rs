@@ -1,6 +1,8 @@
 //! `segwatch check`: validate policy files.
 
-use segwatch::policy::{Level, load_policy_file};
+use segwatch::classify::{CompiledPolicy, exception_warnings};
+use segwatch::exception::{PolicyNames, load_exceptions_file};
+use segwatch::policy::{Level, Policy, load_policy_file};
 
 use super::{CheckArgs, Error, Status};
 
@@ -26,6 +28,11 @@ pub fn run(args: &CheckArgs) -> Result<Status, Error> {
                     policy.rules.len(),
                     warnings.len()
                 );
+                if let Some(exceptions) = &args.exceptions
+                    && !check_exceptions(exceptions, &policy)
+                {
+                    status = Status::BadInput;
+                }
             }
             Err(error) => {
                 status = Status::BadInput;
@@ -42,4 +49,41 @@ pub fn run(args: &CheckArgs) -> Result<Status, Error> {
         }
     }
     Ok(status)
+}
+
+/// Checks the exceptions file against `policy`, printing its diagnostics and
+/// a verdict line; false when it is invalid.
+fn check_exceptions(path: &std::path::Path, policy: &Policy) -> bool {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    match load_exceptions_file(path, &PolicyNames::of(policy), Some(now_ns)) {
+        Ok((exceptions, mut warnings)) => {
+            let compiled = CompiledPolicy::compile(policy);
+            warnings.extend(exception_warnings(&exceptions, path, &compiled, now_ns));
+            warnings.sort_by_key(|w| (w.line, w.column));
+            for warning in &warnings {
+                super::stderr_line(warning);
+            }
+            println!(
+                "{}: ok: {} exceptions for policy {:?}, {} warnings",
+                path.display(),
+                exceptions.len(),
+                policy.name,
+                warnings.len()
+            );
+            true
+        }
+        Err(error) => {
+            for diagnostic in &error.diagnostics {
+                super::stderr_line(diagnostic);
+            }
+            println!(
+                "{}: invalid: {} errors",
+                path.display(),
+                error.errors().count().max(1)
+            );
+            false
+        }
+    }
 }

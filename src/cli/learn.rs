@@ -54,10 +54,7 @@ pub fn run(args: &LearnArgs) -> Result<Status, Error> {
     // from without a violation: check both before handing it over.
     let (written, _) =
         load_policy_str(&text, Path::new("learned.toml")).map_err(Error::LearnedPolicy)?;
-    let written = segwatch::classify::PolicyInForce {
-        policy: CompiledPolicy::compile(&written),
-        generation: 0,
-    };
+    let written = segwatch::classify::PolicyInForce::new(CompiledPolicy::compile(&written), 0);
     let mut sink = std::io::sink();
     let violations = replay(&captures, &written, &options, &mut sink)?
         .stats

@@ -29,6 +29,7 @@ use segwatch::config::{Backend, Pace};
 use segwatch::flow::FlowConfig;
 use segwatch::policy::Severity;
 use segwatch::sink::syslog::Format;
+use segwatch::wire::Decapsulation;
 
 /// segwatch watches a hospital network for segmentation violations.
 ///
@@ -171,12 +172,25 @@ pub struct RunArgs {
     /// Write violation events as JSON lines to FILE (reopened on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Accepted risks (contract section 8), loaded, watched and reloaded
+    /// with the policy.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
+    /// What the --syslog feeds carry: violation events, incident records
+    /// (with `[incidents] enabled = true`), or both.
+    #[arg(long, value_name = "RECORDS", value_parser = ["violations", "incidents", "both"], requires = "syslog")]
+    pub syslog_records: Option<String>,
     /// Capture workers per interface.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Capture backend: af-packet (built in) or pcap (libpcap build).
     #[arg(long, value_name = "BACKEND", value_parser = named::<Backend>(&["af-packet", "pcap"]))]
     pub backend: Option<Backend>,
+    /// Tunnels to open besides ERSPAN (always opened): a comma-separated
+    /// list of vxlan, geneve, gre, or all, or none (the default); replaces
+    /// capture.decapsulate.
+    #[arg(long, value_name = "TUNNELS")]
+    pub decapsulate: Option<Decapsulation>,
 }
 
 /// A flag taking one of `names`, parsed into `T`: the names are listed in
@@ -212,9 +226,16 @@ pub struct ReplayArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Exit with status 1 when a violation of this severity or above occurs.
+    /// Exit with status 1 when a violation of this severity or above occurs
+    /// (excepted violations and incident records do not count).
     #[arg(long, value_name = "SEVERITY")]
     pub fail_on: Option<SeverityArg>,
+
+    /// Accepted risks (contract section 8): a violation an exception covers
+    /// carries its id in `exception`, joins no incident and does not count
+    /// for --fail-on.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
 
     /// Worker threads; the events are the same for any number. Default: one
     /// per core.
@@ -247,6 +268,18 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "DIR", env = "SEGWATCH_POLICY_CACHE")]
     pub policy_cache: Option<PathBuf>,
 
+    /// Tunnels to open besides ERSPAN (always opened): a comma-separated
+    /// list of vxlan, geneve, gre, or all, or none (the default). A flow
+    /// taken out of a tunnel is keyed by its VNI or key too, and its event
+    /// carries `tunnel`.
+    #[arg(long, value_name = "TUNNELS")]
+    pub decapsulate: Option<Decapsulation>,
+
+    /// Open those tunnels only where an outer address is in this network
+    /// (repeatable; the tunnel endpoints of a mirror session).
+    #[arg(long = "tunnel-endpoint", value_name = "CIDR")]
+    pub tunnel_endpoints: Vec<ipnetwork::IpNetwork>,
+
     /// Frames per batch handed to the workers (tuning; the events do not
     /// depend on it).
     #[arg(long, value_name = "N", default_value_t = 16_384, hide = true)]
@@ -255,6 +288,102 @@ pub struct ReplayArgs {
     /// Flow timeouts and limits.
     #[command(flatten)]
     pub flows: FlowArgs,
+
+    /// Incidents (contract section 7).
+    #[command(flatten)]
+    pub incidents: IncidentArgs,
+}
+
+/// Incident settings of `segwatch replay` (the daemon's `[incidents]`).
+#[derive(Debug, Args, Clone)]
+pub struct IncidentArgs {
+    /// Fold violations into incidents and detect sweeps and scans: incident
+    /// records are interleaved with the events, and events that open or
+    /// join an incident carry its `incident_id`; a summary line counts
+    /// incidents by kind and severity.
+    #[arg(long)]
+    pub incidents: bool,
+
+    /// An incident is over when nothing joined it for longer than this
+    /// (capture time).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "15m", requires = "incidents")]
+    pub incident_idle: Duration,
+
+    /// A violation this long after its incident's first_seen opens a new
+    /// incident.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h", requires = "incidents")]
+    pub incident_max_age: Duration,
+
+    /// At most one update record per incident per this much capture time.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5m", requires = "incidents")]
+    pub incident_update_interval: Duration,
+
+    /// Distinct hosts on one protocol and port, within the window, that
+    /// make a sweep.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), requires = "incidents")]
+    pub sweep_hosts: u32,
+
+    /// Distinct protocol/port pairs of one host, within the window, that
+    /// make a scan.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), requires = "incidents")]
+    pub scan_ports: u32,
+
+    /// The sweep and scan window (capture time).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s", requires = "incidents")]
+    pub incident_window: Duration,
+
+    /// Count new flows to these responder ranges too (CIDR, repeatable);
+    /// the private ranges always count.
+    #[arg(long, value_name = "CIDR", requires = "incidents")]
+    pub track_to: Vec<ipnetwork::IpNetwork>,
+
+    /// Severity of sweep incidents.
+    #[arg(
+        long,
+        value_name = "SEVERITY",
+        default_value = "high",
+        requires = "incidents"
+    )]
+    pub sweep_severity: SeverityArg,
+
+    /// Severity of scan incidents.
+    #[arg(
+        long,
+        value_name = "SEVERITY",
+        default_value = "high",
+        requires = "incidents"
+    )]
+    pub scan_severity: SeverityArg,
+}
+
+impl IncidentArgs {
+    /// The settings, when incidents are on.
+    pub fn settings(&self) -> Option<segwatch::incident::IncidentSettings> {
+        self.incidents
+            .then(|| segwatch::incident::IncidentSettings {
+                idle: self.incident_idle,
+                max_age: self.incident_max_age,
+                update_interval: self.incident_update_interval,
+                sweep_hosts: self.sweep_hosts,
+                scan_ports: self.scan_ports,
+                window: self.incident_window,
+                sweep_severity: self.sweep_severity.into(),
+                scan_severity: self.scan_severity.into(),
+                track_to: self.track_to.iter().map(network_mask).collect(),
+                ..segwatch::incident::IncidentSettings::default()
+            })
+    }
+}
+
+/// A network as (IPv6, network address, mask).
+pub fn network_mask(network: &ipnetwork::IpNetwork) -> (bool, u128, u128) {
+    match network {
+        ipnetwork::IpNetwork::V4(n) => {
+            let mask = u128::from(u32::from(n.mask()));
+            (false, u128::from(u32::from(n.network())), mask)
+        }
+        ipnetwork::IpNetwork::V6(n) => (true, u128::from(n.network()), u128::from(n.mask())),
+    }
 }
 
 /// Flow-tracking settings shared by the commands that track flows.
@@ -422,6 +551,12 @@ pub struct CheckArgs {
     /// Policy files to validate.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+
+    /// Also validate this exceptions file against each policy: errors with
+    /// file, line and column, and warnings for exceptions that have expired
+    /// or that the policy makes unmatchable (contract section 8).
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
 }
 
 /// Which synthetic capture to write.

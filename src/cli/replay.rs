@@ -4,9 +4,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use segwatch::capture::CaptureFile;
-use segwatch::classify::{CompiledPolicy, PolicyCache, PolicySource};
+use segwatch::classify::CompiledPolicy;
 use segwatch::policy::{Severity, load_policy_file};
-use segwatch::replay::{ReplayOptions, replay};
+use segwatch::replay::{PolicyCache, PolicySource, ReplayOptions, replay};
 
 use super::{Error, ReplayArgs, Status};
 
@@ -53,10 +53,10 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         threads = options.threads,
         "Replaying captures"
     );
-    let policy = segwatch::classify::PolicyInForce {
-        policy,
-        generation: 0,
-    };
+    let mut policy = segwatch::classify::PolicyInForce::new(policy, 0);
+    if let Some(path) = &args.exceptions {
+        policy.exceptions = load_exceptions(path, &args.policy)?;
+    }
     let outcome = replay(&captures, &policy, &options, &mut out)?;
     drop(out);
     if let (Some(path), Some(inventory)) = (&args.inventory, &inventory) {
@@ -79,6 +79,7 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     }
     if !args.quiet {
         use std::fmt::Write as _;
+        let policy_in_force = &policy;
         let policy = &policy.policy;
         let mut summary = outcome.stats.summary(policy, outcome.elapsed);
         let stages = outcome.stages;
@@ -101,6 +102,16 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
             stages.decode.as_secs_f64(),
             stages.track.as_secs_f64()
         );
+        if let Some(counters) = &outcome.incidents {
+            let _ = write!(summary, "\n{}", incidents_line(counters));
+        }
+        if args.exceptions.is_some() {
+            let _ = write!(
+                summary,
+                "\n{}",
+                excepted_line(&outcome.stats.violations, &policy_in_force.exceptions)
+            );
+        }
         super::stderr_line(summary);
     }
     // Events written before a corrupt record stay written: the error comes
@@ -118,6 +129,87 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     std::mem::forget(captures);
     std::mem::forget(policy);
     Ok(status)
+}
+
+/// The summary's line of incidents: by kind, and each kind by severity.
+fn incidents_line(counters: &segwatch::incident::FoldCounters) -> String {
+    use segwatch::event::IncidentKind;
+    use segwatch::policy::Severity;
+    let total: u64 = counters.opened.iter().flatten().sum();
+    let kinds: Vec<String> = IncidentKind::ALL
+        .iter()
+        .zip(&counters.opened)
+        .map(|(kind, by_severity)| {
+            let n: u64 = by_severity.iter().sum();
+            let severities: Vec<String> = Severity::ALL
+                .iter()
+                .rev()
+                .filter(|s| by_severity[**s as usize] > 0)
+                .map(|s| format!("{} {}", by_severity[*s as usize], s.as_str()))
+                .collect();
+            if severities.is_empty() {
+                format!("{n} {}", kind.as_str())
+            } else {
+                format!("{n} {} ({})", kind.as_str(), severities.join(", "))
+            }
+        })
+        .collect();
+    let mut line = format!("  incidents      {total}: {}", kinds.join("; "));
+    if counters.opened_excepted > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            line,
+            "; {} sweeps and scans excepted",
+            counters.opened_excepted
+        );
+    }
+    if counters.untracked > 0 || counters.not_opened > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            line,
+            "; {} sweep/scan trackings dropped, {} not opened (too many open)",
+            counters.untracked, counters.not_opened
+        );
+    }
+    line
+}
+
+/// The summary's line of excepted violations: the total, then each
+/// exception of the file in file order with the violations it excepted (and
+/// those its scope covered after it expired).
+fn excepted_line(
+    violations: &segwatch::pipeline::ViolationCounts,
+    exceptions: &segwatch::exception::Exceptions,
+) -> String {
+    let mut unused = 0;
+    let per_exception: Vec<String> = exceptions
+        .list()
+        .iter()
+        .filter_map(|exception| {
+            let hits = violations
+                .by_exception()
+                .iter()
+                .find(|h| h.id == exception.id);
+            let (n, expired) = hits.map_or((0, 0), |h| (h.hits, h.expired_hits));
+            match (n, expired) {
+                (0, 0) => {
+                    unused += 1;
+                    None
+                }
+                (n, 0) => Some(format!("{} {n}", exception.id)),
+                (n, expired) => Some(format!("{} {n}, {expired} after expiry", exception.id)),
+            }
+        })
+        .collect();
+    let mut parts = per_exception;
+    if unused > 0 {
+        parts.push(format!("{unused} without a hit"));
+    }
+    format!(
+        "  excepted       {} ({})",
+        violations.excepted_total(),
+        parts.join("; ")
+    )
 }
 
 /// Writes the inventory as CSV (a `.csv` path) or JSON.
@@ -164,6 +256,29 @@ pub(super) fn load_policy(
     Ok((compiled, source))
 }
 
+/// Loads the exceptions file, checked against the policy file (read again
+/// for its names: a policy from the cache holds only what judging needs),
+/// and prints its warnings.
+pub(super) fn load_exceptions(
+    path: &std::path::Path,
+    policy_path: &std::path::Path,
+) -> Result<segwatch::exception::Exceptions, Error> {
+    use segwatch::exception::{Exceptions, PolicyNames, load_exceptions_file};
+    let (policy, _) = load_policy_file(policy_path).map_err(|error| Error::Policy {
+        path: policy_path.to_owned(),
+        error,
+    })?;
+    let (list, warnings) =
+        load_exceptions_file(path, &PolicyNames::of(&policy), None).map_err(|error| {
+            Error::Policy {
+                path: path.to_owned(),
+                error,
+            }
+        })?;
+    print_policy_warnings(&warnings);
+    Ok(Exceptions::new(list))
+}
+
 /// Loads a policy and prints its warnings.
 pub(super) fn read_policy(path: &std::path::Path) -> Result<segwatch::policy::Policy, Error> {
     let (policy, warnings) = load_policy_file(path).map_err(|error| Error::Policy {
@@ -187,10 +302,17 @@ fn options_of(args: &ReplayArgs) -> ReplayOptions {
     let mut options = ReplayOptions {
         flows: args.flows.config(),
         batch_size: args.batch_size,
+        incidents: args.incidents.settings(),
         ..ReplayOptions::default()
     };
     if let Some(threads) = args.threads {
         options.threads = threads;
+    }
+    if let Some(decapsulation) = &args.decapsulate {
+        options.decapsulation = decapsulation.clone();
+    }
+    if !args.tunnel_endpoints.is_empty() {
+        options.decapsulation.endpoints = args.tunnel_endpoints.clone();
     }
     options
 }

@@ -22,8 +22,18 @@ pub fn run(args: &RunArgs) -> Result<Status, Error> {
             .clone()
             .zip(args.syslog_client_key.clone()),
         events: args.events.clone(),
+        exceptions: args.exceptions.clone(),
+        syslog_records: args.syslog_records.as_deref().map(|records| {
+            use segwatch::sink::RecordKind::{Incidents, Violations};
+            match records {
+                "incidents" => vec![Incidents],
+                "both" => vec![Violations, Incidents],
+                _ => vec![Violations],
+            }
+        }),
         workers: args.workers,
         backend: args.backend,
+        decapsulate: args.decapsulate.clone(),
         demo: false,
     };
     start(args.config.as_deref(), &overrides)
@@ -38,7 +48,7 @@ pub fn demo(args: &DemoArgs) -> Result<Status, Error> {
     };
     super::stderr_line(format_args!(
         "segwatch demo: synthetic hospital traffic judged by the example hospital policy; \
-         violations below, metrics at http://{}/metrics; Ctrl-C stops",
+         violations and incidents below, metrics at http://{}/metrics; Ctrl-C stops",
         args.metrics_listen
     ));
     start(None, &overrides)

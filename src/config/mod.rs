@@ -31,6 +31,7 @@ use toml::Spanned;
 
 use crate::flow::FlowConfig;
 use crate::sink::syslog::{Endpoint, FeedSettings, Format, Scheme};
+use crate::wire::Decapsulation;
 use locate::{COMMAND_LINE, Locator, Place};
 
 /// The whole file.
@@ -65,9 +66,54 @@ pub struct ConfigFile {
     /// Application detection.
     #[serde(default)]
     pub detection: DetectionSection,
+    /// Incidents (contract section 7).
+    #[serde(default)]
+    pub incidents: IncidentsSection,
     /// The text it was read from, to locate problems by their spans.
     #[serde(skip)]
     text: String,
+}
+
+/// `[incidents]`: as the `replay --incident-*` flags. Independent of the
+/// policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsSection {
+    /// Fold violations into incidents and detect sweeps and scans. Default
+    /// false. Sinks carry incident records only when their `records` ask
+    /// for them.
+    pub enabled: Option<bool>,
+    /// An incident is over when nothing joined it for longer than this.
+    /// Default "15m".
+    pub idle: Option<HumanDuration>,
+    /// A violation this long after its incident's first_seen opens a new
+    /// incident. Default "24h".
+    pub max_age: Option<HumanDuration>,
+    /// At most one update record per incident per this much time. Default
+    /// "5m".
+    pub update_interval: Option<HumanDuration>,
+    /// Distinct hosts on one protocol and port within `window` that make a
+    /// sweep. Default 32.
+    pub sweep_hosts: Option<Spanned<u32>>,
+    /// Distinct protocol/port pairs of one host within `window` that make a
+    /// scan. Default 32.
+    pub scan_ports: Option<Spanned<u32>>,
+    /// The sweep and scan window. Default "60s".
+    pub window: Option<HumanDuration>,
+    /// Responder ranges (CIDRs) counted for sweeps and scans besides the
+    /// private ones. Default none.
+    #[serde(default)]
+    pub track_to: Vec<Spanned<String>>,
+    /// Severity of sweep incidents. Default "high".
+    pub sweep_severity: Option<Spanned<String>>,
+    /// Severity of scan incidents. Default "high".
+    pub scan_severity: Option<Spanned<String>>,
+    /// Initiators tracked for sweeps and scans at once; the least recently
+    /// active is dropped first, and counted. Default 100,000.
+    pub max_initiators: Option<Spanned<usize>>,
+    /// Incidents open at once; beyond, violations open none (counted).
+    /// Default 1,000,000.
+    pub max_open: Option<Spanned<usize>>,
 }
 
 /// `[detection]`.
@@ -116,6 +162,38 @@ pub struct CaptureSection {
     pub promiscuous: Option<bool>,
     /// A BPF filter (libpcap syntax). Default: none (so is a blank one).
     pub bpf: Option<String>,
+    /// Tunnels to open besides ERSPAN (always opened): any of `vxlan`,
+    /// `geneve`, `gre`. Default none: such traffic is judged as the `udp` or
+    /// `gre` it is, which a site-to-site tunnel or an overlay really is.
+    #[serde(default)]
+    pub decapsulate: Vec<TunnelName>,
+    /// Open those tunnels only when an outer address is in one of these
+    /// networks (the tunnel endpoints of a mirror session). Default: any.
+    #[serde(default)]
+    pub tunnel_endpoints: Vec<ipnetwork::IpNetwork>,
+}
+
+/// A tunnel `capture.decapsulate` can open.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelName {
+    /// VXLAN, UDP 4789.
+    Vxlan,
+    /// Geneve, UDP 6081.
+    Geneve,
+    /// GRE carrying IPv4, IPv6, MPLS or Ethernet.
+    Gre,
+}
+
+/// The decoder's setting for the tunnels `names` lists, limited to
+/// `endpoints` when there are any.
+fn decapsulation_of(names: &[TunnelName], endpoints: Vec<ipnetwork::IpNetwork>) -> Decapsulation {
+    Decapsulation {
+        vxlan: names.contains(&TunnelName::Vxlan),
+        geneve: names.contains(&TunnelName::Geneve),
+        gre: names.contains(&TunnelName::Gre),
+        endpoints,
+    }
 }
 
 /// `[policy]`.
@@ -129,6 +207,9 @@ pub struct PolicySection {
     pub watch: Option<bool>,
     /// How often the file is checked, e.g. "2s"; more than zero. Default 2 s.
     pub watch_interval: Option<Spanned<HumanDuration>>,
+    /// The exceptions file (contract section 8), loaded, watched and
+    /// reloaded with the policy. Default none.
+    pub exceptions: Option<PathBuf>,
 }
 
 /// `[flows]`: as the `replay` flags.
@@ -169,6 +250,12 @@ pub struct EventsSection {
     /// Events queued per sink before new ones are dropped, 1-10,000,000.
     /// Default 10,000.
     pub queue: Option<Spanned<usize>>,
+    /// What the events file carries: `"violations"` and/or `"incidents"`.
+    /// Default `["violations"]`. Excepted records always go to it.
+    pub records: Option<Vec<crate::sink::RecordKind>>,
+    /// What stdout carries, likewise. Default `["violations"]` (the demo:
+    /// both).
+    pub stdout_records: Option<Vec<crate::sink::RecordKind>>,
 }
 
 /// `[process]`.
@@ -243,6 +330,16 @@ pub struct RunSettings {
     pub max_devices: usize,
     /// Application detection on.
     pub detect_apps: bool,
+    /// The tunnels opened besides ERSPAN.
+    pub decapsulation: Decapsulation,
+    /// The exceptions file.
+    pub exceptions: Option<PathBuf>,
+    /// Incidents, when on.
+    pub incidents: Option<crate::incident::IncidentSettings>,
+    /// What the events file takes.
+    pub events_records: crate::sink::RecordFilter,
+    /// What stdout takes.
+    pub stdout_records: crate::sink::RecordFilter,
 }
 
 /// The command line's overrides (contract section 4).
@@ -269,10 +366,16 @@ pub struct Overrides {
     pub syslog_client_cert: Option<(PathBuf, PathBuf)>,
     /// `--events FILE`.
     pub events: Option<PathBuf>,
+    /// `--exceptions FILE`.
+    pub exceptions: Option<PathBuf>,
+    /// `--syslog-records`: for the `--syslog` feeds.
+    pub syslog_records: Option<Vec<crate::sink::RecordKind>>,
     /// `--workers N`.
     pub workers: Option<usize>,
     /// `--backend`.
     pub backend: Option<Backend>,
+    /// `--decapsulate`: replaces `capture.decapsulate` (endpoints stay).
+    pub decapsulate: Option<Decapsulation>,
     /// The demo: synthetic traffic, events on stdout.
     pub demo: bool,
 }
@@ -355,6 +458,16 @@ impl ConfigFile {
             locator: Locator::new(path, &text),
             warnings: Vec::new(),
         };
+        let mut decapsulation = decapsulation_of(
+            &self.capture.decapsulate,
+            std::mem::take(&mut self.capture.tunnel_endpoints),
+        );
+        if let Some(asked) = &overrides.decapsulate {
+            decapsulation = Decapsulation {
+                endpoints: decapsulation.endpoints,
+                ..asked.clone()
+            };
+        }
         let source = checks.source(self.capture, overrides)?;
         let policy = overrides.policy.clone().or(self.policy.path);
         if policy.is_none() && !overrides.demo {
@@ -399,7 +512,29 @@ impl ConfigFile {
                 .unwrap_or(ListenAddress(SocketAddr::from(([127, 0, 0, 1], 9108)))),
         };
         let queue = checks.bounded("events.queue", self.events.queue.as_ref(), QUEUE);
-        let syslog = checks.feeds(self.syslog, overrides)?;
+        let mut syslog = checks.feeds(self.syslog, overrides)?;
+        if let Some(records) = &overrides.syslog_records
+            && !overrides.syslog.is_empty()
+        {
+            for feed in &mut syslog {
+                feed.records.clone_from(records);
+            }
+        }
+        let incidents = checks.incidents(&self.incidents, overrides.demo)?;
+        let both = [
+            crate::sink::RecordKind::Violations,
+            crate::sink::RecordKind::Incidents,
+        ];
+        let events_records =
+            crate::sink::RecordFilter::of(self.events.records.as_deref().unwrap_or_default(), true);
+        let stdout_records = crate::sink::RecordFilter::of(
+            match (&self.events.stdout_records, overrides.demo) {
+                (Some(records), _) => records,
+                (None, true) => &both[..],
+                (None, false) => &[],
+            },
+            true,
+        );
         let max_devices = checks.bounded(
             "inventory.max_devices",
             self.inventory.max_devices.as_ref(),
@@ -418,8 +553,13 @@ impl ConfigFile {
             syslog,
             user: self.process.user,
             detect_apps: self.detection.enabled.unwrap_or(true),
+            exceptions: overrides.exceptions.clone().or(self.policy.exceptions),
+            incidents,
+            events_records,
+            stdout_records,
             max_devices,
             drain_timeout: self.process.drain_timeout.map_or(DRAIN_TIMEOUT, |d| d.0),
+            decapsulation,
         };
         // In file order, as a reader goes through the file.
         let mut warnings = checks.warnings;
@@ -455,6 +595,89 @@ struct Checks<'t> {
 }
 
 impl Checks<'_> {
+    /// `[incidents]`: the settings when enabled (the demo turns them on).
+    fn incidents(
+        &mut self,
+        section: &IncidentsSection,
+        demo: bool,
+    ) -> Result<Option<crate::incident::IncidentSettings>, ConfigError> {
+        use crate::incident::IncidentSettings;
+        if !section.enabled.unwrap_or(demo) {
+            return Ok(None);
+        }
+        let defaults = IncidentSettings::default();
+        let severity =
+            |checks: &Self, value: &Option<Spanned<String>>, key: &str, default| match value {
+                None => Ok(default),
+                Some(text) => crate::policy::Severity::parse(text.get_ref()).ok_or_else(|| {
+                    checks.at(text.span()).error(format!(
+                        "incidents.{key}: unknown severity {:?} (low, medium, high or critical)",
+                        text.get_ref()
+                    ))
+                }),
+            };
+        let mut track_to = Vec::new();
+        for text in &section.track_to {
+            let network: ipnetwork::IpNetwork = text.get_ref().parse().map_err(|e| {
+                self.at(text.span())
+                    .error(format!("incidents.track_to: {:?}: {e}", text.get_ref()))
+            })?;
+            track_to.push(match network {
+                ipnetwork::IpNetwork::V4(n) => (
+                    false,
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.mask())),
+                ),
+                ipnetwork::IpNetwork::V6(n) => {
+                    (true, u128::from(n.network()), u128::from(n.mask()))
+                }
+            });
+        }
+        let duration = |value: Option<HumanDuration>, default| value.map_or(default, |d| d.0);
+        let sweep_hosts = self.bounded(
+            "incidents.sweep_hosts",
+            section.sweep_hosts.as_ref(),
+            Bounded::new(32, 2, 65_536),
+        ) as u32;
+        let scan_ports = self.bounded(
+            "incidents.scan_ports",
+            section.scan_ports.as_ref(),
+            Bounded::new(32, 2, 65_536),
+        ) as u32;
+        Ok(Some(IncidentSettings {
+            idle: duration(section.idle, defaults.idle),
+            max_age: duration(section.max_age, defaults.max_age),
+            update_interval: duration(section.update_interval, defaults.update_interval),
+            sweep_hosts,
+            scan_ports,
+            window: duration(section.window, defaults.window),
+            sweep_severity: severity(
+                self,
+                &section.sweep_severity,
+                "sweep_severity",
+                defaults.sweep_severity,
+            )?,
+            scan_severity: severity(
+                self,
+                &section.scan_severity,
+                "scan_severity",
+                defaults.scan_severity,
+            )?,
+            max_initiators: self.bounded(
+                "incidents.max_initiators",
+                section.max_initiators.as_ref(),
+                Bounded::at_least(defaults.max_initiators, 1),
+            ),
+            max_keys_per_initiator: defaults.max_keys_per_initiator,
+            max_open: self.bounded(
+                "incidents.max_open",
+                section.max_open.as_ref(),
+                Bounded::at_least(defaults.max_open, 1),
+            ),
+            track_to,
+        }))
+    }
+
     /// The place of the key holding the value at `span`.
     fn at(&self, span: Range<usize>) -> Place {
         self.locator

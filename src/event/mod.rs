@@ -12,8 +12,10 @@
 
 pub mod app_fields;
 mod fast_json;
+mod incident;
 mod stamp;
 
+pub use incident::{IncidentKind, IncidentRecord, IncidentState, Record, SourceDevice};
 pub use stamp::{HexId, HexText, Timestamp, TimestampText, rfc3339_micros};
 
 use std::borrow::Cow;
@@ -22,7 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{CompiledPolicy, Judgement, PolicyInForce, Verdict, ZoneId};
-use crate::flow::FlowKey;
+use crate::exception::{RuleScope, Subject};
+use crate::flow::{FlowKey, Overlay};
 use crate::wire::{Transport, protocol_name};
 
 /// A violating flow, as the pipeline reports it.
@@ -59,6 +62,11 @@ pub struct Violation {
     /// The application, when detection identified it (contract section 2:
     /// the event waits for it).
     pub app: Option<Box<crate::app::Detection>>,
+    /// The overlay the flow was taken out of, when decapsulating.
+    pub overlay: Overlay,
+    /// The exception that excepts it (index in file order of the policy in
+    /// force's exceptions; contract section 8).
+    pub exception: Option<u32>,
 }
 
 impl Violation {
@@ -90,6 +98,20 @@ impl Violation {
             dest_zone: judged.zones.1,
             verdict,
             app,
+            overlay: key.overlay,
+            exception: None,
+        }
+    }
+
+    /// What an exception's scope sees of the violation.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            rule: RuleScope::Rule(self.verdict.rule),
+            ipv6: self.ipv6,
+            src: (self.src_addr, self.src_zone),
+            dest: Some((self.dest_addr, self.dest_zone)),
+            service: Some((self.transport, self.dest_port)),
+            ts_ns: self.ts_ns,
         }
     }
 }
@@ -154,10 +176,44 @@ pub struct ViolationEvent<'a> {
     /// HTTP request fields.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub http: Option<app_fields::Http>,
+    /// The tunnel the flow was taken out of, when decapsulating (an
+    /// extension of the contract).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tunnel: Option<TunnelField>,
+    /// The id of the exception that excepts it (contract section 8).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exception: Option<Cow<'a, str>>,
+    /// The incident it opened or joined, with incidents on (contract
+    /// section 7).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub incident_id: Option<HexId>,
+}
+
+/// `tunnel`: the overlay a decapsulated flow came out of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelField {
+    /// `vxlan`, `geneve` or `gre`.
+    #[serde(rename = "type")]
+    pub kind: Cow<'static, str>,
+    /// The VNI or GRE key, when the tunnel carried one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<u32>,
+}
+
+impl TunnelField {
+    /// The field of a flow of `overlay`; `None` for traffic outside tunnels.
+    pub fn of(overlay: Overlay) -> Option<TunnelField> {
+        (!overlay.is_none()).then(|| TunnelField {
+            kind: Cow::Borrowed(overlay.kind().as_str()),
+            id: overlay.id(),
+        })
+    }
 }
 
 impl<'a> ViolationEvent<'a> {
-    /// Resolves a violation against the policy that judged it.
+    /// Resolves a violation against the policy that judged it (its
+    /// exception field is set by [`ViolationEvent::of`]).
     pub fn new(violation: &Violation, policy: &'a CompiledPolicy) -> ViolationEvent<'a> {
         let rule = policy.rule(violation.verdict.rule);
         let src_zone = policy.zone(violation.src_zone);
@@ -189,7 +245,21 @@ impl<'a> ViolationEvent<'a> {
             hl7: app.and_then(app_fields::Hl7::of),
             tls: app.and_then(app_fields::Tls::of),
             http: app.and_then(app_fields::Http::of),
+            tunnel: TunnelField::of(violation.overlay),
+            exception: None,
+            incident_id: None,
         }
+    }
+
+    /// Resolves a violation against the policy in force and its
+    /// exceptions.
+    pub fn of(violation: &Violation, policy: &'a PolicyInForce) -> ViolationEvent<'a> {
+        let mut event = ViolationEvent::new(violation, &policy.policy);
+        event.exception = violation
+            .exception
+            .and_then(|i| policy.exceptions.get(i))
+            .map(|e| Cow::Borrowed(e.id.as_str()));
+        event
     }
 }
 
@@ -219,6 +289,9 @@ impl ViolationEvent<'_> {
             hl7: self.hl7,
             tls: self.tls,
             http: self.http,
+            tunnel: self.tunnel,
+            exception: self.exception.map(own),
+            incident_id: self.incident_id,
         }
     }
 
@@ -232,12 +305,13 @@ impl ViolationEvent<'_> {
     /// `fast_json_equals_serde_json` holds the two together), faster for an
     /// event without application fields (most of them).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let has_app_fields = self.app.is_some()
+        let has_nested_fields = self.app.is_some()
             || self.dicom.is_some()
             || self.hl7.is_some()
             || self.tls.is_some()
-            || self.http.is_some();
-        if has_app_fields {
+            || self.http.is_some()
+            || self.tunnel.is_some();
+        if has_nested_fields {
             self.write_serde_json_line(out);
         } else {
             fast_json::write_plain(self, out);
@@ -256,7 +330,7 @@ impl ViolationEvent<'_> {
 /// Appends `violation`, judged under `policy`, as one line of JSON (with its
 /// newline) to `out`.
 pub fn write_json_line(violation: &Violation, policy: &PolicyInForce, out: &mut Vec<u8>) {
-    ViolationEvent::new(violation, &policy.policy).write_json_line(out);
+    ViolationEvent::of(violation, policy).write_json_line(out);
 }
 
 /// An address of either family from its `u128` form.

@@ -245,6 +245,15 @@ impl Inspections {
             is_live(hot, queued) && !hot[usize::from(queued.0)].track.keeps_any()
         });
         self.quiet.push_back(queued);
+        // Waits of inspections that ended are dropped from the front too:
+        // the front's time decides when waits are looked at, and captures
+        // joined out of time order must not hide the live ones behind it.
+        while let Some(&(_, front)) = self.waits.front() {
+            if is_live(hot, front) {
+                break;
+            }
+            self.waits.pop_front();
+        }
         compact(&mut self.waits, |&(_, queued)| is_live(hot, queued));
         self.waits.push_back((first_ts, queued));
         place

@@ -2,7 +2,7 @@
 
 use std::hash::Hasher;
 
-use crate::wire::{Headers, Transport};
+use crate::wire::{Headers, Transport, Tunnel, TunnelKind};
 
 /// Identifies a flow (contract section 2): the IP protocol and the pair of
 /// (address, port) endpoints, in a canonical order so that both directions
@@ -25,6 +25,75 @@ pub struct FlowKey {
     pub protocol: u8,
     /// True for IPv6.
     pub ipv6: bool,
+    /// The overlay (VXLAN or Geneve VNI, GRE key) of a flow taken out of a
+    /// tunnel when decapsulating: two overlays may reuse addresses.
+    pub overlay: Overlay,
+}
+
+/// The overlay a decapsulated flow belongs to: its tunnel kind and VNI or
+/// key; [`Overlay::NONE`] for traffic that was not decapsulated, and for
+/// ERSPAN (a mirror session carries the traffic of one network, not an
+/// overlay). Bytes rather than integers, so that a key stays 2-byte aligned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Overlay {
+    /// [`TunnelKind`] as a number (0 for none), and 0x80 when an ID is given.
+    kind: u8,
+    /// The ID, big-endian.
+    id: [u8; 4],
+}
+
+impl Overlay {
+    /// Not decapsulated.
+    pub const NONE: Overlay = Overlay {
+        kind: 0,
+        id: [0; 4],
+    };
+    const HAS_ID: u8 = 0x80;
+
+    /// The overlay of a packet taken out of `tunnel`.
+    #[inline]
+    pub fn of(tunnel: &Tunnel) -> Overlay {
+        let kind = match tunnel.kind {
+            TunnelKind::None | TunnelKind::Erspan => return Overlay::NONE,
+            TunnelKind::Vxlan => 1,
+            TunnelKind::Geneve => 2,
+            TunnelKind::Gre => 3,
+        };
+        match tunnel.id {
+            Some(id) => Overlay {
+                kind: kind | Self::HAS_ID,
+                id: id.to_be_bytes(),
+            },
+            None => Overlay { kind, id: [0; 4] },
+        }
+    }
+
+    /// True for traffic that was not decapsulated.
+    #[inline]
+    pub fn is_none(self) -> bool {
+        self.kind == 0
+    }
+
+    /// The tunnel kind.
+    pub fn kind(self) -> TunnelKind {
+        match self.kind & !Self::HAS_ID {
+            1 => TunnelKind::Vxlan,
+            2 => TunnelKind::Geneve,
+            3 => TunnelKind::Gre,
+            _ => TunnelKind::None,
+        }
+    }
+
+    /// The VNI or key, when the tunnel header carried one.
+    pub fn id(self) -> Option<u32> {
+        (self.kind & Self::HAS_ID != 0).then_some(u32::from_be_bytes(self.id))
+    }
+
+    /// The overlay as one word for hashing: 0 for none.
+    #[inline(always)]
+    fn word(self) -> u64 {
+        u64::from(self.kind) << 32 | u64::from(u32::from_be_bytes(self.id))
+    }
 }
 
 /// An address of either family, as [`crate::wire::Headers`] holds it, stored
@@ -88,6 +157,7 @@ impl FlowKey {
                 hi_port: hi as u16,
                 protocol: headers.protocol,
                 ipv6: false,
+                overlay: Overlay::of(&headers.tunnel),
             };
             let hash = FlowHasher::hash_v4(lo_addr << 32 | hi_addr, FlowHasher::tail(&key));
             return (key, sender_is_lo, hash);
@@ -105,6 +175,7 @@ impl FlowKey {
             hi_port,
             protocol: headers.protocol,
             ipv6: headers.ipv6,
+            overlay: Overlay::of(&headers.tunnel),
         };
         (key, sender_is_lo, FlowHasher.hash(&key))
     }
@@ -149,13 +220,16 @@ impl FlowHasher {
         hasher.finish() as u32
     }
 
-    /// The key's ports, protocol and family as one word.
+    /// The key's ports, protocol, family and overlay as one word (the
+    /// overlay mixed in so that traffic outside tunnels hashes as it always
+    /// did).
     #[inline(always)]
     fn tail(key: &FlowKey) -> u64 {
-        u64::from(key.lo_port)
+        let plain = u64::from(key.lo_port)
             | u64::from(key.hi_port) << 16
             | u64::from(key.protocol) << 32
-            | u64::from(key.ipv6) << 40
+            | u64::from(key.ipv6) << 40;
+        plain ^ key.overlay.word().rotate_left(41)
     }
 
     #[inline(always)]

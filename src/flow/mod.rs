@@ -22,7 +22,7 @@ mod key;
 mod table;
 
 pub use inspections::{BUDGET as INSPECT_BUDGET, MAX_INSPECTIONS};
-pub use key::{Addr, FlowHasher, FlowKey};
+pub use key::{Addr, FlowHasher, FlowKey, Overlay};
 pub use table::{CLASSES, Entry, FlowTable, Slot};
 
 use std::time::Duration;
@@ -261,16 +261,15 @@ impl FlowCounters {
     }
 }
 
-/// One decoded packet, as flow tracking needs it: `Copy` and small, 60
-/// bytes, so that the replay's record of it (with its position) is one
-/// 64-byte cache line, written by the core that decodes and read by the one
-/// that tracks. Laid out by hand and packed to 4-byte alignment for that
-/// (`ts_ns` would otherwise round the size up to 64 and the record to 72):
-/// read `ts_ns` by value, never by reference.
+/// One decoded packet, as flow tracking needs it: `Copy` and small, 68
+/// bytes, written by the core that decodes and read by the one that tracks.
+/// Laid out by hand and packed to 4-byte alignment (`ts_ns` would otherwise
+/// round the size up to 72 and the replay's record of it to 80): read `ts_ns`
+/// by value, never by reference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
 pub struct Packet {
-    /// Its flow's key (38 bytes, 2-byte aligned).
+    /// Its flow's key (44 bytes, 2-byte aligned).
     pub key: FlowKey,
     /// Outermost VLAN ID; 0 when untagged.
     pub vlan: u16,
@@ -295,7 +294,7 @@ pub struct Packet {
     pub may_be_link_local: bool,
 }
 
-const _: () = assert!(std::mem::size_of::<Packet>() == 60);
+const _: () = assert!(std::mem::size_of::<Packet>() == 68);
 
 impl Packet {
     /// The packet of decoded `headers`, captured at `ts_ns`. Always inlined:

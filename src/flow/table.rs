@@ -352,6 +352,7 @@ mod tests {
             hi_port: 80,
             protocol: 6,
             ipv6: false,
+            overlay: crate::flow::Overlay::NONE,
         }
     }
 

@@ -62,6 +62,8 @@ pub struct Endpoint {
 /// flow, never per packet; made into a [`Sighting`] off the per-packet path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowStart {
+    /// Capture position of its first packet.
+    pub position: u64,
     /// Its capture time.
     pub ts_ns: u64,
     /// IPv6 or IPv4.
@@ -89,6 +91,8 @@ pub struct FlowStart {
 /// A flow whose application was identified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppIdentified {
+    /// Capture position of the packet that ended the inspection.
+    pub position: u64,
     /// IPv6 or IPv4.
     pub ipv6: bool,
     /// The initiator's address.
@@ -102,6 +106,8 @@ pub struct AppIdentified {
 /// A flow start as the inventory takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
+    /// Capture position of the flow's first packet.
+    pub position: u64,
     /// Capture time of the flow's first packet.
     pub ts_ns: u64,
     /// The initiator.
@@ -132,6 +138,7 @@ impl Sighting {
             crate::wire::Transport::Other => format!("ip/{}", start.protocol),
         };
         Sighting {
+            position: start.position,
             ts_ns: start.ts_ns,
             client: Endpoint {
                 ipv6: start.ipv6,
@@ -151,31 +158,39 @@ impl Sighting {
     }
 }
 
-/// What the inventory knows of one address.
+/// What the inventory knows of one address. What a record's `src_device`
+/// needs (MACs, services and applications by presence, the DHCP hostname)
+/// is kept with the capture position where it was first seen, merged by
+/// minimum: order-independent, and answerable "as of" a position.
 #[derive(Clone, Debug, Default)]
 struct Device {
-    macs: BTreeSet<[u8; 6]>,
+    /// MAC addresses and the first position each was seen at.
+    macs: BTreeMap<[u8; 6], u64>,
     vlans: BTreeSet<u16>,
     /// Zone names it was seen in (a reload can move it).
     zones: BTreeSet<String>,
     first_ns: u64,
     last_ns: u64,
+    /// Capture position of its first sighting.
+    first_position: Option<u64>,
     flows_as_client: u64,
     flows_as_server: u64,
-    /// Services it used, with flow counts.
-    client_services: BTreeMap<String, u64>,
-    /// Services it offered, with flow counts.
-    server_services: BTreeMap<String, u64>,
-    /// Applications it spoke as a client, and as a server.
-    client_apps: BTreeSet<String>,
-    server_apps: BTreeSet<String>,
+    /// Services it used, with flow counts and the first position.
+    client_services: BTreeMap<String, (u64, u64)>,
+    /// Services it offered, with flow counts and the first position.
+    server_services: BTreeMap<String, (u64, u64)>,
+    /// Applications it spoke as a client, and as a server, with the first
+    /// position.
+    client_apps: BTreeMap<String, u64>,
+    server_apps: BTreeMap<String, u64>,
     /// DICOM AE titles it used (its own: calling as a client, called as a
     /// server).
     ae_titles: BTreeSet<String>,
     /// HL7 applications it sent as (`APP^FACILITY`).
     hl7_applications: BTreeSet<String>,
-    /// From its DHCP requests.
-    dhcp_hostname: Option<String>,
+    /// From its DHCP requests, or leased to it by a DHCP ACK: (position,
+    /// hostname), the latest [`MAX_HOSTNAMES`] kept.
+    dhcp_hostnames: Vec<(u64, String)>,
     dhcp_vendor_class: Option<String>,
     dhcp_fingerprint: Option<String>,
 }
@@ -186,12 +201,57 @@ fn bounded_insert<T: Ord>(set: &mut BTreeSet<T>, value: T, max: usize) {
     }
 }
 
-fn count_service(services: &mut BTreeMap<String, u64>, service: &str) {
-    if let Some(count) = services.get_mut(service) {
+/// Hostnames remembered per device (the latest by position).
+const MAX_HOSTNAMES: usize = 4;
+
+fn count_service(services: &mut BTreeMap<String, (u64, u64)>, service: &str, position: u64) {
+    if let Some((count, first)) = services.get_mut(service) {
         *count += 1;
+        *first = (*first).min(position);
     } else if services.len() < MAX_SERVICES {
-        services.insert(service.to_string(), 1);
+        services.insert(service.to_string(), (1, position));
     }
+}
+
+fn first_at<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: K, position: u64, max: usize) {
+    if let Some(first) = map.get_mut(&key) {
+        *first = (*first).min(position);
+    } else if map.len() < max {
+        map.insert(key, position);
+    }
+}
+
+/// Adds a hostname seen at `position`, keeping the latest few by position
+/// (order-independent).
+fn add_hostname(hostnames: &mut Vec<(u64, String)>, position: u64, name: &str) {
+    if hostnames.iter().any(|(p, n)| *p == position && n == name) {
+        return;
+    }
+    hostnames.push((position, name.to_owned()));
+    hostnames.sort();
+    if hostnames.len() > MAX_HOSTNAMES {
+        hostnames.remove(0);
+    }
+}
+
+/// Counts of the services first seen before `position` (classification
+/// weighs presence).
+fn services_before(
+    services: &BTreeMap<String, (u64, u64)>,
+    position: u64,
+) -> BTreeMap<String, u64> {
+    services
+        .iter()
+        .filter(|(_, (_, first))| *first < position)
+        .map(|(name, (count, _))| (name.clone(), *count))
+        .collect()
+}
+
+fn apps_before(apps: &BTreeMap<String, u64>, position: u64) -> BTreeSet<String> {
+    apps.iter()
+        .filter(|(_, first)| **first < position)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 impl Device {
@@ -200,8 +260,12 @@ impl Device {
             self.first_ns = sighting.ts_ns;
         }
         self.last_ns = self.last_ns.max(sighting.ts_ns);
+        self.first_position = Some(
+            self.first_position
+                .map_or(sighting.position, |p| p.min(sighting.position)),
+        );
         if let Some(mac) = endpoint.mac {
-            bounded_insert(&mut self.macs, mac, MAX_MACS);
+            first_at(&mut self.macs, mac, sighting.position, MAX_MACS);
         }
         if sighting.vlan != 0 {
             bounded_insert(&mut self.vlans, sighting.vlan, MAX_VLANS);
@@ -209,23 +273,31 @@ impl Device {
         bounded_insert(&mut self.zones, endpoint.zone.clone(), MAX_VLANS);
         if as_client {
             self.flows_as_client += 1;
-            count_service(&mut self.client_services, &sighting.service);
+            count_service(
+                &mut self.client_services,
+                &sighting.service,
+                sighting.position,
+            );
         } else {
             self.flows_as_server += 1;
-            count_service(&mut self.server_services, &sighting.service);
+            count_service(
+                &mut self.server_services,
+                &sighting.service,
+                sighting.position,
+            );
         }
     }
 }
 
 impl Device {
-    /// What an identified flow says of this device.
-    fn learn_app(&mut self, detection: &crate::app::Detection, as_client: bool) {
+    /// What an identified flow says of this device, at `position`.
+    fn learn_app(&mut self, detection: &crate::app::Detection, as_client: bool, position: u64) {
         use crate::app::AppInfo;
         let app = detection.app().as_str().to_string();
         if as_client {
-            bounded_insert(&mut self.client_apps, app, MAX_SERVICES);
+            first_at(&mut self.client_apps, app, position, MAX_SERVICES);
         } else {
-            bounded_insert(&mut self.server_apps, app, MAX_SERVICES);
+            first_at(&mut self.server_apps, app, position, MAX_SERVICES);
         }
         match &detection.info {
             AppInfo::Dicom(info) => {
@@ -253,8 +325,8 @@ impl Device {
                 }
             }
             AppInfo::Dhcp(info) if as_client || info.request => {
-                if info.hostname.is_some() {
-                    self.dhcp_hostname.clone_from(&info.hostname);
+                if let Some(name) = &info.hostname {
+                    add_hostname(&mut self.dhcp_hostnames, position, name);
                 }
                 if info.vendor_class.is_some() {
                     self.dhcp_vendor_class.clone_from(&info.vendor_class);
@@ -269,10 +341,22 @@ impl Device {
     }
 }
 
+/// A device's key: (IPv6, address).
+type DeviceKey = (bool, u128);
+
 /// The shared device inventory.
 #[derive(Debug)]
 pub struct Inventory {
     devices: DashMap<(bool, u128), Device>,
+    /// Per MAC address, the first sightings of the first four devices seen
+    /// with it, (position, device) smallest first: a MAC of four devices
+    /// or more is a router's ([`SHARED_MAC_DEVICES`]), as of any position.
+    mac_users: DashMap<[u8; 6], Vec<(u64, DeviceKey)>>,
+    /// DHCP hostnames by client MAC (chaddr): (position, hostname).
+    hostnames_by_mac: DashMap<[u8; 6], Vec<(u64, String)>>,
+    /// DHCP leases (an ACK's yiaddr for its chaddr): by leased address, the
+    /// MACs and the positions they were leased at.
+    leases: DashMap<u128, BTreeMap<[u8; 6], u64>>,
     capacity: usize,
     registry: Arc<OuiRegistry>,
     /// Sightings of new endpoints not kept because the inventory was full.
@@ -355,6 +439,9 @@ impl Inventory {
     pub fn new(capacity: usize, registry: Arc<OuiRegistry>) -> Inventory {
         Inventory {
             devices: DashMap::new(),
+            mac_users: DashMap::new(),
+            hostnames_by_mac: DashMap::new(),
+            leases: DashMap::new(),
             capacity: capacity.max(1),
             registry,
             overflow: AtomicU64::new(0),
@@ -386,9 +473,119 @@ impl Inventory {
     pub fn record_app(&self, identified: &AppIdentified) {
         for (addr, as_client) in [(identified.client, true), (identified.server, false)] {
             if let Some(mut device) = self.devices.get_mut(&(identified.ipv6, addr)) {
-                device.learn_app(&identified.detection, as_client);
+                device.learn_app(&identified.detection, as_client, identified.position);
             }
         }
+        if let crate::app::AppInfo::Dhcp(info) = &identified.detection.info {
+            self.record_dhcp(info, identified.position);
+        }
+    }
+
+    /// A DHCP message's hostname by its client MAC, and a lease by its
+    /// yiaddr (an ACK): the hostname lands on the leased address, also
+    /// behind a relay, and never on 0.0.0.0 or a broadcast address.
+    fn record_dhcp(&self, info: &crate::app::DhcpInfo, position: u64) {
+        let Some(mac) = info.client_mac else { return };
+        if let Some(name) = &info.hostname {
+            add_hostname(
+                &mut self.hostnames_by_mac.entry(mac).or_default(),
+                position,
+                name,
+            );
+        }
+        if info.message_type == Some(crate::app::dhcp::DhcpMessageType::Ack)
+            && let Some(leased) = info.leased_address
+            && leased != u32::MAX
+            && self.leases.len() < self.capacity
+        {
+            let mut macs = self.leases.entry(u128::from(leased)).or_default();
+            if macs.len() < MAX_MACS || macs.contains_key(&mac) {
+                let first = macs.entry(mac).or_insert(position);
+                *first = (*first).min(position);
+            }
+        }
+    }
+
+    /// The DHCP hostname of a device as of `position`: its own requests'
+    /// or, for an IPv4 address leased by an ACK before `position`, the
+    /// latest name its client MAC gave before `position`.
+    fn hostname_as_of(
+        &self,
+        ipv6: bool,
+        addr: u128,
+        own: &[(u64, String)],
+        position: u64,
+    ) -> Option<String> {
+        let mut best: Option<(u64, String)> =
+            own.iter().rev().find(|(p, _)| *p < position).cloned();
+        if !ipv6 && let Some(macs) = self.leases.get(&addr) {
+            for (mac, leased_at) in macs.iter() {
+                if *leased_at >= position {
+                    continue;
+                }
+                if let Some(names) = self.hostnames_by_mac.get(mac)
+                    && let Some((p, name)) = names.iter().rev().find(|(p, _)| *p < position)
+                    && best.as_ref().is_none_or(|(b, _)| p > b)
+                {
+                    best = Some((*p, name.clone()));
+                }
+            }
+        }
+        best.map(|(_, name)| name)
+    }
+
+    /// True when `mac` was seen for [`SHARED_MAC_DEVICES`] devices before
+    /// `position`.
+    fn mac_shared_before(&self, mac: &[u8; 6], position: u64) -> bool {
+        self.mac_users.get(mac).is_some_and(|users| {
+            users.iter().filter(|(p, _)| *p < position).count() >= SHARED_MAC_DEVICES
+        })
+    }
+
+    /// What a record's `src_device` says of the device at `addr`, exactly
+    /// as the frames before capture position `position` establish it:
+    /// vendor (of its own MACs, not a router's), class and DHCP hostname.
+    pub fn device_as_of(
+        &self,
+        ipv6: bool,
+        addr: u128,
+        position: u64,
+    ) -> Option<crate::event::SourceDevice> {
+        let device = self.devices.get(&(ipv6, addr))?;
+        let macs: Vec<[u8; 6]> = device
+            .macs
+            .iter()
+            .filter(|(mac, first)| **first < position && !self.mac_shared_before(mac, position))
+            .map(|(mac, _)| *mac)
+            .collect();
+        let mut vendor = None;
+        for mac in &macs {
+            if let VendorMatch::Vendor(name) = self.registry.lookup(*mac) {
+                vendor = Some(name.to_string());
+                break;
+            }
+        }
+        let (class, _) = classify(
+            vendor.as_deref(),
+            &services_before(&device.client_services, position),
+            &services_before(&device.server_services, position),
+            (
+                &apps_before(&device.client_apps, position),
+                &apps_before(&device.server_apps, position),
+            ),
+        );
+        let hostname = self.hostname_as_of(ipv6, addr, &device.dhcp_hostnames, position);
+        let seen_before = device.first_position.is_some_and(|p| p < position);
+        drop(device);
+        if !seen_before {
+            return None;
+        }
+        let found = crate::event::SourceDevice {
+            vendor,
+            class: (class != DeviceClass::Unknown).then(|| class.as_str().to_owned()),
+            hostname,
+        };
+        (!found.is_empty()).then_some(found)
     }
 
     /// Takes one flow start.
@@ -398,7 +595,21 @@ impl Inventory {
     }
 
     fn update(&self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) {
+        // 0.0.0.0 (a DHCP client without a lease) and broadcast addresses
+        // are no devices, even when a zone claims them.
+        if !endpoint.ipv6 && (endpoint.addr == 0 || endpoint.addr == u128::from(u32::MAX)) {
+            return;
+        }
         let key = (endpoint.ipv6, endpoint.addr);
+        if let Some(mac) = endpoint.mac {
+            let mut users = self.mac_users.entry(mac).or_default();
+            match users.iter_mut().find(|(_, d)| *d == key) {
+                Some(entry) => entry.0 = entry.0.min(sighting.position),
+                None => users.push((sighting.position, key)),
+            }
+            users.sort_unstable();
+            users.truncate(SHARED_MAC_DEVICES);
+        }
         if let Some(mut device) = self.devices.get_mut(&key) {
             device.saw(endpoint, sighting, as_client);
             return;
@@ -425,7 +636,7 @@ impl Inventory {
         devices.sort_by_key(|(key, _)| *key);
         let mut users_of_mac: BTreeMap<[u8; 6], usize> = BTreeMap::new();
         for (_, device) in &devices {
-            for mac in &device.macs {
+            for mac in device.macs.keys() {
                 *users_of_mac.entry(*mac).or_insert(0) += 1;
             }
         }
@@ -434,7 +645,7 @@ impl Inventory {
             .map(|((ipv6, addr), device)| {
                 let own_macs: Vec<&[u8; 6]> = device
                     .macs
-                    .iter()
+                    .keys()
                     .filter(|mac| users_of_mac[*mac] < SHARED_MAC_DEVICES)
                     .collect();
                 let mac_shared = !device.macs.is_empty() && own_macs.is_empty();
@@ -449,15 +660,21 @@ impl Inventory {
                         VendorMatch::Unknown => {}
                     }
                 }
+                let client_services = services_before(&device.client_services, u64::MAX);
+                let server_services = services_before(&device.server_services, u64::MAX);
+                let client_apps = apps_before(&device.client_apps, u64::MAX);
+                let server_apps = apps_before(&device.server_apps, u64::MAX);
                 let (class, evidence) = classify(
                     vendor.as_deref(),
-                    &device.client_services,
-                    &device.server_services,
-                    (&device.client_apps, &device.server_apps),
+                    &client_services,
+                    &server_services,
+                    (&client_apps, &server_apps),
                 );
+                let dhcp_hostname =
+                    self.hostname_as_of(ipv6, addr, &device.dhcp_hostnames, u64::MAX);
                 DeviceReport {
                     ip: ip(ipv6, addr),
-                    macs: device.macs.iter().map(mac_text).collect(),
+                    macs: device.macs.keys().map(mac_text).collect(),
                     vendor,
                     mac_randomized,
                     mac_shared,
@@ -465,15 +682,15 @@ impl Inventory {
                     zone: device.zones.iter().cloned().collect::<Vec<_>>().join(","),
                     class,
                     evidence,
-                    client_services: services_text(&device.client_services),
-                    server_services: services_text(&device.server_services),
+                    client_services: services_text(&client_services),
+                    server_services: services_text(&server_services),
                     flows_as_client: device.flows_as_client,
                     flows_as_server: device.flows_as_server,
-                    client_apps: device.client_apps.iter().cloned().collect(),
-                    server_apps: device.server_apps.iter().cloned().collect(),
+                    client_apps: client_apps.into_iter().collect(),
+                    server_apps: server_apps.into_iter().collect(),
                     ae_titles: device.ae_titles.iter().cloned().collect(),
                     hl7_applications: device.hl7_applications.iter().cloned().collect(),
-                    dhcp_hostname: device.dhcp_hostname.clone(),
+                    dhcp_hostname,
                     dhcp_vendor_class: device.dhcp_vendor_class.clone(),
                     dhcp_fingerprint: device.dhcp_fingerprint.clone(),
                     first_seen: rfc3339_micros(device.first_ns),
@@ -588,6 +805,7 @@ mod tests {
 
     fn sighting(ts: u64, client: Endpoint, server: Endpoint, service: &str) -> Sighting {
         Sighting {
+            position: ts,
             ts_ns: ts,
             client,
             server,
@@ -605,6 +823,110 @@ mod tests {
 
     const BRAUN: [u8; 6] = [0x00, 0x12, 0x21, 1, 2, 3];
     const SERVER: [u8; 6] = [0x00, 0x00, 0x5e, 0, 0, 9];
+
+    /// The device a record sees is the one the frames before its position
+    /// establish, whatever order the sightings were merged in.
+    #[test]
+    fn device_as_of_a_position_sees_only_what_came_before() {
+        let pump = || endpoint(0x0a14_0107, BRAUN, "pumps");
+        let server = || endpoint(0x0a14_080a, SERVER, "pump-server");
+        let inventory = Inventory::new(10, built_in());
+        // Merged out of order: the later sighting first.
+        inventory.record(&sighting(20, pump(), server(), "tcp/8443"));
+        inventory.record(&sighting(10, pump(), server(), "tcp/443"));
+        assert_eq!(inventory.device_as_of(false, 0x0a14_0107, 10), None);
+        let at_11 = inventory.device_as_of(false, 0x0a14_0107, 11).unwrap();
+        assert_eq!(at_11.vendor.as_deref(), Some("B. Braun Melsungen"));
+        let at_end = inventory
+            .device_as_of(false, 0x0a14_0107, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            at_end.class.as_deref(),
+            Some(DeviceClass::InfusionPump.as_str())
+        );
+        // The same MAC for a fourth device makes it a router's from then on.
+        for (i, position) in [(1u32, 30u64), (2, 31), (3, 32)] {
+            let other = endpoint(0x0a14_0200 + i, BRAUN, "pumps");
+            inventory.record(&sighting(position, other, server(), "tcp/443"));
+        }
+        let before = inventory.device_as_of(false, 0x0a14_0107, 32).unwrap();
+        assert_eq!(before.vendor.as_deref(), Some("B. Braun Melsungen"));
+        let after = inventory.device_as_of(false, 0x0a14_0107, 33);
+        assert_eq!(after.and_then(|d| d.vendor), None);
+    }
+
+    fn dhcp(
+        position: u64,
+        kind: crate::app::dhcp::DhcpMessageType,
+        leased: Option<u32>,
+        hostname: Option<&str>,
+        client: u128,
+        server: u128,
+    ) -> AppIdentified {
+        AppIdentified {
+            position,
+            ipv6: false,
+            client,
+            server,
+            detection: crate::app::Detection {
+                info: crate::app::AppInfo::Dhcp(crate::app::DhcpInfo {
+                    request: leased.is_none(),
+                    message_type: Some(kind),
+                    client_mac: Some(BRAUN),
+                    leased_address: leased,
+                    hostname: hostname.map(str::to_owned),
+                    vendor_class: None,
+                    parameter_request_list: None,
+                    client_id: None,
+                    options_truncated: false,
+                }),
+                reply_pending: false,
+            },
+        }
+    }
+
+    /// A DHCP request from 0.0.0.0 names its MAC; the ACK's yiaddr leases
+    /// the address to that MAC: the hostname lands on the leased address,
+    /// and neither 0.0.0.0 nor the broadcast address becomes a device.
+    #[test]
+    fn dhcp_hostnames_land_on_the_leased_address() {
+        use crate::app::dhcp::DhcpMessageType::{Ack, Request};
+        let inventory = Inventory::new(10, built_in());
+        let leased = 0x0a14_0107u32;
+        inventory.record(&sighting(
+            5,
+            endpoint(0, BRAUN, "any"),
+            endpoint(0xffff_ffff, SERVER, "any"),
+            "udp/67",
+        ));
+        inventory.record_app(&dhcp(5, Request, None, Some("pump-17"), 0, 0xffff_ffff));
+        inventory.record_app(&dhcp(6, Ack, Some(leased), None, 0x0a14_0001, 0xffff_ffff));
+        inventory.record(&sighting(
+            7,
+            endpoint(leased, BRAUN, "pumps"),
+            endpoint(0x0a14_080a, SERVER, "pump-server"),
+            "tcp/443",
+        ));
+        let report = inventory.report();
+        assert!(
+            report
+                .iter()
+                .all(|d| !["0.0.0.0", "255.255.255.255"].contains(&d.ip.to_string().as_str())),
+            "{report:?}"
+        );
+        let device = report
+            .iter()
+            .find(|d| d.ip.to_string() == "10.20.1.7")
+            .unwrap();
+        assert_eq!(device.dhcp_hostname.as_deref(), Some("pump-17"));
+        let at = |p| {
+            inventory
+                .device_as_of(false, u128::from(leased), p)
+                .and_then(|d| d.hostname)
+        };
+        assert_eq!(at(8).as_deref(), Some("pump-17"));
+        assert_eq!(at(7), None);
+    }
 
     #[test]
     fn merges_sightings_in_any_order_into_the_same_report() {

@@ -17,7 +17,7 @@ use prometheus::{
 };
 
 use crate::flow::SkipReason;
-use crate::pipeline::{Counters, PublishedCounters};
+use crate::pipeline::{Counters, PublishedCounters, TUNNEL_KINDS};
 
 use crate::sink::SinkStats;
 use crate::wire::Problem;
@@ -43,6 +43,31 @@ pub struct PolicyStats {
     pub reloads_failed: AtomicU64,
     /// Generation of the policy in force (1, then +1 per reload).
     pub generation: AtomicU64,
+    /// The exceptions in force: (id, expiry in ns since the epoch), set
+    /// at each load (control plane only).
+    pub exceptions: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+/// The incident thread's counters, published once per tick.
+#[derive(Debug, Default)]
+pub struct IncidentStats {
+    counters: std::sync::Mutex<crate::incident::FoldCounters>,
+    /// Worker batches that did not fit in the incident queue (their events
+    /// went out without incident ids).
+    pub dropped: AtomicU64,
+}
+
+impl IncidentStats {
+    /// Publishes the fold's counters.
+    pub fn publish(&self, counters: crate::incident::FoldCounters) {
+        if let Ok(mut held) = self.counters.lock() {
+            *held = counters;
+        }
+    }
+
+    fn snapshot(&self) -> crate::incident::FoldCounters {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
 }
 
 /// What the metrics are computed from.
@@ -58,6 +83,8 @@ pub struct Telemetry {
     pub policy: Arc<PolicyStats>,
     /// The device inventory.
     pub inventory: Option<Arc<crate::inventory::Inventory>>,
+    /// The incident thread's counters, with incidents on.
+    pub incidents: Option<Arc<IncidentStats>>,
 }
 
 /// The registry and its metrics.
@@ -79,6 +106,7 @@ pub struct Metrics {
     flow_capacity: IntGauge,
     decode_problems: IntCounterVec,
     not_judged: IntCounterVec,
+    decapsulated: IntCounterVec,
     events_dropped: IntCounterVec,
     events_sent: IntCounterVec,
     events_lost: IntCounterVec,
@@ -87,6 +115,16 @@ pub struct Metrics {
     policy_generation: IntGauge,
     devices: IntGaugeVec,
     inventory_dropped: IntCounter,
+    violations_excepted: IntCounterVec,
+    exception_hits: IntCounterVec,
+    exception_expired_hits: IntCounterVec,
+    exception_expiry: prometheus::GaugeVec,
+    incidents: IntCounterVec,
+    incidents_open: IntGaugeVec,
+    incidents_excepted: IntCounterVec,
+    incident_flows: IntCounterVec,
+    incident_untracked: IntCounterVec,
+    incident_queue_dropped: IntCounterVec,
 }
 
 /// Raises a counter to `total` (counters only grow; the sources are
@@ -147,7 +185,66 @@ impl Metrics {
         )?;
         registry.register(Box::new(devices.clone()))?;
 
+        let exception_expiry = prometheus::GaugeVec::new(
+            Opts::new(
+                "segwatch_exception_expiry_timestamp_seconds",
+                "When each exception in force expires (Unix time)",
+            ),
+            &["exception"],
+        )?;
+        registry.register(Box::new(exception_expiry.clone()))?;
+        let incidents_open = IntGaugeVec::new(
+            Opts::new("segwatch_incidents_open", "Incidents open now, by kind"),
+            &["kind"],
+        )?;
+        registry.register(Box::new(incidents_open.clone()))?;
+        // Series of these appear once incidents or exceptions are in use:
+        // a configuration without them scrapes as before.
         let metrics = Metrics {
+            violations_excepted: counter_vec(
+                "segwatch_violations_excepted_total",
+                "Violations an exception covers (also counted in segwatch_violations_total)",
+                &["rule", "severity", "src_zone", "dest_zone"],
+            )?,
+            exception_hits: counter_vec(
+                "segwatch_exception_hits_total",
+                "Violations each exception excepted",
+                &["exception"],
+            )?,
+            exception_expired_hits: counter_vec(
+                "segwatch_exception_expired_hits_total",
+                "Violations an exception's scope covered after it expired",
+                &["exception"],
+            )?,
+            exception_expiry,
+            incidents: counter_vec(
+                "segwatch_incidents_total",
+                "Incidents opened, by kind and severity",
+                &["kind", "severity"],
+            )?,
+            incidents_open,
+            incidents_excepted: counter_vec(
+                "segwatch_incidents_excepted_total",
+                "Sweeps and scans opened that an exception covers (known scanners)",
+                &[],
+            )?,
+            incident_flows: counter_vec(
+                "segwatch_incident_flows_total",
+                "Flows joined to incidents (those opening one included)",
+                &[],
+            )?,
+            incident_untracked: counter_vec(
+                "segwatch_incident_untracked_total",
+                "Initiators, keys and flows dropped from sweep and scan counting while they \
+                 still counted (state bound reached)",
+                &[],
+            )?,
+            incident_queue_dropped: counter_vec(
+                "segwatch_incident_queue_dropped_total",
+                "Worker batches the incident thread's queue could not take (their events went \
+                 out without incident ids)",
+                &[],
+            )?,
             devices,
             inventory_dropped: counter(
                 "segwatch_inventory_dropped_total",
@@ -199,6 +296,11 @@ impl Metrics {
                 "segwatch_decode_problems_total",
                 "Frames that could not be decoded, by kind",
                 &["kind"],
+            )?,
+            decapsulated: counter_vec(
+                "segwatch_packets_decapsulated_total",
+                "Frames taken out of a tunnel (ERSPAN, and VXLAN, Geneve and GRE when asked), by tunnel",
+                &["tunnel"],
             )?,
             not_judged: counter_vec(
                 "segwatch_packets_not_judged_total",
@@ -302,6 +404,12 @@ impl Metrics {
         ] {
             raise(&self.not_judged.with_label_values(&[reason]), count);
         }
+        for (kind, count) in TUNNEL_KINDS.iter().zip(p.decapsulated) {
+            raise(
+                &self.decapsulated.with_label_values(&[kind.as_str()]),
+                count,
+            );
+        }
         for problem in Problem::ALL {
             raise(
                 &self.decode_problems.with_label_values(&[problem.as_str()]),
@@ -367,5 +475,81 @@ impl Metrics {
         );
         self.policy_generation
             .set(load(&t.policy.generation) as i64);
+        self.refresh_exceptions(t, &total);
+        if let Some(stats) = &t.incidents {
+            self.refresh_incidents(stats);
+        }
+    }
+
+    fn refresh_exceptions(&self, t: &Telemetry, total: &Counters) {
+        for (labels, count) in total.violations.excepted_by_labels() {
+            raise(
+                &self.violations_excepted.with_label_values(&[
+                    labels.rule.as_str(),
+                    labels.severity.as_str(),
+                    labels.src_zone.as_str(),
+                    labels.dest_zone.as_str(),
+                ]),
+                count,
+            );
+        }
+        if let Ok(exceptions) = t.policy.exceptions.lock() {
+            // Rebuilt: an exception removed by a reload leaves its series.
+            self.exception_expiry.reset();
+            for (id, expires) in exceptions.iter() {
+                self.exception_expiry
+                    .with_label_values(&[id.as_str()])
+                    .set(*expires as f64 / 1e9);
+                // Present from the start, so that rates see a zero.
+                self.exception_hits.with_label_values(&[id.as_str()]);
+                self.exception_expired_hits
+                    .with_label_values(&[id.as_str()]);
+            }
+        }
+        for hits in total.violations.by_exception() {
+            let id = [hits.id.as_str()];
+            raise(&self.exception_hits.with_label_values(&id), hits.hits);
+            raise(
+                &self.exception_expired_hits.with_label_values(&id),
+                hits.expired_hits,
+            );
+        }
+    }
+
+    fn refresh_incidents(&self, stats: &IncidentStats) {
+        use crate::event::IncidentKind;
+        use crate::policy::Severity;
+        let counters = stats.snapshot();
+        for (kind, by_severity) in IncidentKind::ALL.iter().zip(&counters.opened) {
+            for severity in Severity::ALL {
+                raise(
+                    &self
+                        .incidents
+                        .with_label_values(&[kind.as_str(), severity.as_str()]),
+                    by_severity[severity as usize],
+                );
+            }
+        }
+        for (kind, open) in IncidentKind::ALL.iter().zip(&counters.open) {
+            self.incidents_open
+                .with_label_values(&[kind.as_str()])
+                .set(*open as i64);
+        }
+        raise(
+            &self.incidents_excepted.with_label_values::<&str>(&[]),
+            counters.opened_excepted,
+        );
+        raise(
+            &self.incident_flows.with_label_values::<&str>(&[]),
+            counters.flows_joined,
+        );
+        raise(
+            &self.incident_untracked.with_label_values::<&str>(&[]),
+            counters.untracked,
+        );
+        raise(
+            &self.incident_queue_dropped.with_label_values::<&str>(&[]),
+            load(&stats.dropped),
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::classify::{CompiledPolicy, PolicyInForce, RuleId, ZoneId};
 use crate::event::Violation;
 use crate::flow::{FlowCounters, SkipReason};
 use crate::policy::Severity;
-use crate::wire::{Outcome, Problem};
+use crate::wire::{Outcome, Problem, Tunnel, TunnelKind};
 
 /// What happened to the frames read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,7 +29,17 @@ pub struct PacketCounters {
     pub icmp_not_echo: u64,
     /// Frames that could not be decoded, by [`Problem::index`].
     pub problems: [u64; Problem::ALL.len()],
+    /// Frames taken out of a tunnel, by [`TUNNEL_KINDS`].
+    pub decapsulated: [u64; TUNNEL_KINDS.len()],
 }
+
+/// The tunnels frames are taken out of, as counted.
+pub const TUNNEL_KINDS: [TunnelKind; 4] = [
+    TunnelKind::Erspan,
+    TunnelKind::Vxlan,
+    TunnelKind::Geneve,
+    TunnelKind::Gre,
+];
 
 impl PacketCounters {
     /// Counts one frame of `wire_len` bytes that decoded to `outcome`.
@@ -43,6 +53,16 @@ impl PacketCounters {
             Outcome::LaterFragment => self.later_fragments += 1,
             Outcome::IcmpNotEcho => self.icmp_not_echo += 1,
             Outcome::Problem(problem) => self.problems[problem.index()] += 1,
+        }
+    }
+
+    /// Counts a frame taken out of `tunnel` (nothing when it was not).
+    #[inline]
+    pub fn count_tunnel(&mut self, tunnel: &Tunnel) {
+        if tunnel.is_some()
+            && let Some(slot) = TUNNEL_KINDS.iter().position(|&k| k == tunnel.kind)
+        {
+            self.decapsulated[slot] += 1;
         }
     }
 
@@ -65,6 +85,9 @@ impl PacketCounters {
         self.later_fragments += other.later_fragments;
         self.icmp_not_echo += other.icmp_not_echo;
         for (sum, n) in self.problems.iter_mut().zip(other.problems) {
+            *sum += n;
+        }
+        for (sum, n) in self.decapsulated.iter_mut().zip(other.decapsulated) {
             *sum += n;
         }
     }
@@ -94,14 +117,40 @@ pub struct ViolationCounts {
     /// (rule, source zone, destination zone) to an index of `labelled`.
     slots: HashMap<(RuleId, ZoneId, ZoneId), usize>,
     labelled: Vec<(ViolationLabels, u64)>,
+    /// Of `labelled`'s counts, the excepted ones (same index).
+    excepted: Vec<u64>,
+    /// Exception index of the generation to an index of `by_exception`.
+    exception_slots: HashMap<u32, usize>,
+    /// Per exception id: violations it excepted, and violations its scope
+    /// covered after it expired.
+    by_exception: Vec<ExceptionHits>,
+}
+
+/// What one exception did (contract section 8's metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionHits {
+    /// The exception's id.
+    pub id: String,
+    /// Violations it excepted.
+    pub hits: u64,
+    /// Violations its scope would have covered, after it expired.
+    pub expired_hits: u64,
 }
 
 impl ViolationCounts {
-    /// Counts `violation`, judged under `policy`.
-    pub fn count(&mut self, policy: &PolicyInForce, violation: &Violation) {
+    /// Counts `violation`, judged under `policy`; `expired` is the
+    /// exception that would have covered it had it not expired.
+    pub fn count(&mut self, policy: &PolicyInForce, violation: &Violation, expired: Option<u32>) {
         if policy.generation != self.generation {
             self.slots.clear();
+            self.exception_slots.clear();
             self.generation = policy.generation;
+        }
+        if let Some(index) = violation.exception {
+            self.exception_slot(policy, index).hits += 1;
+        }
+        if let Some(index) = expired {
+            self.exception_slot(policy, index).expired_hits += 1;
         }
         let key = (
             violation.verdict.rule,
@@ -117,6 +166,38 @@ impl ViolationCounts {
             }
         };
         self.labelled[slot].1 += 1;
+        if violation.exception.is_some() {
+            self.excepted[slot] += 1;
+        }
+    }
+
+    fn exception_slot(&mut self, policy: &PolicyInForce, index: u32) -> &mut ExceptionHits {
+        let slot = match self.exception_slots.get(&index) {
+            Some(&slot) => slot,
+            None => {
+                let id = policy
+                    .exceptions
+                    .get(index)
+                    .map_or_else(String::new, |e| e.id.clone());
+                let slot = self.exception_slot_of(&id);
+                self.exception_slots.insert(index, slot);
+                slot
+            }
+        };
+        &mut self.by_exception[slot]
+    }
+
+    fn exception_slot_of(&mut self, id: &str) -> usize {
+        match self.by_exception.iter().position(|e| e.id == id) {
+            Some(slot) => slot,
+            None => {
+                self.by_exception.push(ExceptionHits {
+                    id: id.to_owned(),
+                    ..ExceptionHits::default()
+                });
+                self.by_exception.len() - 1
+            }
+        }
     }
 
     fn slot_of(&mut self, labels: ViolationLabels) -> usize {
@@ -124,6 +205,7 @@ impl ViolationCounts {
             Some(slot) => slot,
             None => {
                 self.labelled.push((labels, 0));
+                self.excepted.push(0);
                 self.labelled.len() - 1
             }
         }
@@ -131,10 +213,36 @@ impl ViolationCounts {
 
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &ViolationCounts) {
-        for (labels, n) in &other.labelled {
+        for ((labels, n), excepted) in other.labelled.iter().zip(&other.excepted) {
             let slot = self.slot_of(labels.clone());
             self.labelled[slot].1 += n;
+            self.excepted[slot] += excepted;
         }
+        for hits in &other.by_exception {
+            let slot = self.exception_slot_of(&hits.id);
+            self.by_exception[slot].hits += hits.hits;
+            self.by_exception[slot].expired_hits += hits.expired_hits;
+        }
+    }
+
+    /// The excepted counts by label set, in the order first seen (label
+    /// sets without an excepted violation left out).
+    pub fn excepted_by_labels(&self) -> impl Iterator<Item = (&ViolationLabels, u64)> {
+        self.labelled
+            .iter()
+            .zip(&self.excepted)
+            .filter(|(_, n)| **n > 0)
+            .map(|((labels, _), n)| (labels, *n))
+    }
+
+    /// Excepted violations.
+    pub fn excepted_total(&self) -> u64 {
+        self.excepted.iter().sum()
+    }
+
+    /// Hits and expired hits per exception id, in the order first seen.
+    pub fn by_exception(&self) -> &[ExceptionHits] {
+        &self.by_exception
     }
 
     /// The counts by label set, in the order first seen.
@@ -165,11 +273,13 @@ impl ViolationCounts {
             .sum()
     }
 
-    /// True when some violation is at `severity` or above.
+    /// True when some violation that no exception excepts is at `severity`
+    /// or above (`--fail-on`).
     pub fn any_at_or_above(&self, severity: Severity) -> bool {
-        self.by_severity()[severity as usize..]
+        self.labelled
             .iter()
-            .any(|&n| n > 0)
+            .zip(&self.excepted)
+            .any(|((labels, n), excepted)| labels.severity >= severity && n > excepted)
     }
 }
 
@@ -240,6 +350,20 @@ impl Counters {
             problems.join(", ")
         };
         let _ = writeln!(s, "  decode problems {problems}");
+        let tunnels: u64 = p.decapsulated.iter().sum();
+        if tunnels > 0 {
+            let by_kind: Vec<String> = TUNNEL_KINDS
+                .iter()
+                .zip(p.decapsulated)
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  tunnels        {tunnels} frames decapsulated ({})",
+                by_kind.join(", ")
+            );
+        }
         let _ = writeln!(
             s,
             "  flows          {} ({} expired, {} evicted, {} in the table at the end)",

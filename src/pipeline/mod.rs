@@ -9,6 +9,11 @@
 
 mod counters;
 mod shard;
+mod starts;
 
-pub use counters::{Counters, PacketCounters, PublishedCounters, ViolationCounts, ViolationLabels};
+pub use counters::{
+    Counters, ExceptionHits, PacketCounters, PublishedCounters, TUNNEL_KINDS, ViolationCounts,
+    ViolationLabels,
+};
 pub use shard::{FlowVerdict, Shard, ShardOptions, ShardOutput};
+pub use starts::{StartNotice, TrackedRanges};

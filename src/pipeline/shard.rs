@@ -1,15 +1,18 @@
 //! One shard of the traffic: its flow tracker, the judge it answers, and
 //! what it produced since its driver last took it.
 
+use std::sync::Arc;
+
 use crate::app::Detection;
 use crate::capture::Frame;
 use crate::classify::{PolicyInForce, Verdict};
 use crate::event::Violation;
 use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, flow_id};
 use crate::inventory::{AppIdentified, FlowStart, Inventory, Sighting};
-use crate::wire::{Headers, Outcome, Transport};
+use crate::wire::{Decapsulation, Headers, Outcome, Transport};
 
 use super::counters::Counters;
+use super::starts::{StartNotice, TrackedRanges};
 
 /// How a shard works.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub struct ShardOutput {
     pub starts: Vec<FlowStart>,
     /// Applications identified, when recording flow starts.
     pub identified: Vec<AppIdentified>,
+    /// New flows to tracked responders, for sweeps and scans (with
+    /// incidents on: see [`Shard::set_tracked_ranges`]).
+    pub notices: Vec<StartNotice>,
 }
 
 /// One shard of the traffic: decode (for the daemon), track, judge, make the
@@ -60,6 +66,8 @@ pub struct ShardOutput {
 pub struct Shard {
     tracker: Tracker<FlowVerdict>,
     headers: Headers,
+    /// The tunnels [`Shard::frame`] opens besides ERSPAN.
+    decapsulation: Arc<Decapsulation>,
     state: JudgeState,
 }
 
@@ -68,6 +76,8 @@ pub struct Shard {
 struct JudgeState {
     options: ShardOptions,
     flow_id_salt: u64,
+    /// With incidents on, the responders whose new flows are noted.
+    tracked: Option<Arc<TrackedRanges>>,
     output: ShardOutput,
     counters: Counters,
 }
@@ -78,9 +88,11 @@ impl Shard {
         Shard {
             tracker: Tracker::new(flows, capacity, options.detect_apps),
             headers: Headers::default(),
+            decapsulation: Arc::new(Decapsulation::NONE),
             state: JudgeState {
                 options,
                 flow_id_salt: 0,
+                tracked: None,
                 output: ShardOutput::default(),
                 counters: Counters::default(),
             },
@@ -91,6 +103,17 @@ impl Shard {
     /// first timestamp in a replay, the start time in the daemon.
     pub fn set_flow_id_salt(&mut self, salt: u64) {
         self.state.flow_id_salt = salt;
+    }
+
+    /// Sets the tunnels [`Shard::frame`] opens besides ERSPAN.
+    pub fn set_decapsulation(&mut self, decapsulation: Arc<Decapsulation>) {
+        self.decapsulation = decapsulation;
+    }
+
+    /// Notes every new flow to a responder in `ranges` (incidents on), or
+    /// none.
+    pub fn set_tracked_ranges(&mut self, ranges: Option<Arc<TrackedRanges>>) {
+        self.state.tracked = ranges;
     }
 
     /// True when [`Shard::packet`] reads the packets' frames.
@@ -113,8 +136,14 @@ impl Shard {
     /// Takes one frame: decodes it, counts it, and judges it when it is IP.
     #[inline]
     pub fn frame(&mut self, frame: &Frame<'_>, index: u64, policy: &PolicyInForce) {
-        let outcome = frame.decode(&mut self.headers);
-        self.state.counters.packets.count(frame.orig_len, outcome);
+        let outcome = if self.decapsulation.is_none() {
+            frame.decode(&mut self.headers)
+        } else {
+            frame.decode_with(&self.decapsulation, &mut self.headers)
+        };
+        let packets = &mut self.state.counters.packets;
+        packets.count(frame.orig_len, outcome);
+        packets.count_tunnel(&self.headers.tunnel);
         if outcome != Outcome::Judge {
             return;
         }
@@ -222,9 +251,20 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    fn emit(&mut self, violation: Violation) {
+    /// Makes a violation: matched once against the exceptions (contract
+    /// section 8), counted, handed out.
+    fn emit(&mut self, mut violation: Violation) {
         let state = &mut *self.state;
-        state.counters.violations.count(self.policy, &violation);
+        let mut expired = None;
+        if !self.policy.exceptions.is_empty() {
+            let matched = self.policy.exceptions.match_subject(&violation.subject());
+            violation.exception = matched.excepted;
+            expired = matched.expired;
+        }
+        state
+            .counters
+            .violations
+            .count(self.policy, &violation, expired);
         state.output.violations.push(violation);
     }
 
@@ -309,8 +349,27 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 self.emit(violation);
             }
         }
+        if let Some(ranges) = &self.state.tracked
+            && ranges.tracks(packet.key.ipv6, judged.responder.0)
+        {
+            let port = match packet.transport {
+                Transport::Tcp | Transport::Udp => Some(judged.responder.1),
+                _ => None,
+            };
+            self.state.output.notices.push(StartNotice {
+                position: index,
+                ts_ns: packet.ts_ns,
+                ipv6: packet.key.ipv6,
+                protocol: packet.key.protocol,
+                port,
+                initiator: judged.initiator.0,
+                responder: judged.responder.0,
+                zones: judged.zones,
+            });
+        }
         if self.state.options.record_starts {
             self.state.output.starts.push(FlowStart {
+                position: index,
                 ts_ns: packet.ts_ns,
                 ipv6: packet.key.ipv6,
                 protocol: packet.key.protocol,
@@ -349,6 +408,7 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         {
             let ((client, _), (server, _)) = view.endpoints();
             self.state.output.identified.push(AppIdentified {
+                position: index,
                 ipv6: view.key.ipv6,
                 client,
                 server,

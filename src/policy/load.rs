@@ -20,6 +20,7 @@ use ipnetwork::IpNetwork;
 use toml::Spanned;
 
 use super::diagnostic::{Sink, closest};
+use super::quick;
 use super::raw::{self, RawPolicyFile, RawRule, RawService, RawZone, Str};
 use super::values::{self, Problem};
 use super::{
@@ -93,6 +94,16 @@ pub fn load_policy_bytes(
 /// Parses and validates policy text; `path` is used in diagnostics and for the default policy
 /// name only.
 pub fn load_policy_str(text: &str, path: &Path) -> Result<(Policy, Vec<Diagnostic>), PolicyError> {
+    // A file of the usual shape is read by the quick reader; any other file, and every file
+    // with an error, by the `toml` crate, whose reading decides what a file means and how its
+    // errors read.
+    if let Some(raw) = quick::read(text) {
+        let mut sink = Sink::new(text, path);
+        let policy = build(&mut sink, raw, path);
+        if !sink.has_errors() {
+            return Ok((policy, sink.finish()));
+        }
+    }
     let mut sink = Sink::new(text, path);
     let policy = match toml::from_str::<RawPolicyFile>(text) {
         Ok(raw) => Some(build(&mut sink, raw, path)),
@@ -107,6 +118,17 @@ pub fn load_policy_str(text: &str, path: &Path) -> Result<(Policy, Vec<Diagnosti
             diagnostics: sink.finish(),
         }),
     }
+}
+
+/// Whether the quick reader reads `text` exactly as the `toml` crate and serde do, spans
+/// included; `None` when it leaves `text` to them. For tests and the `policy_load` fuzz target.
+#[doc(hidden)]
+pub fn quick_reader_agrees(text: &str) -> Option<bool> {
+    let quick = quick::read(text)?;
+    Some(match toml::from_str::<RawPolicyFile>(text) {
+        Ok(full) => format!("{quick:?}") == format!("{full:?}"),
+        Err(_) => false,
+    })
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -286,7 +308,7 @@ fn checked<T>(
 fn build(sink: &mut Sink<'_>, raw: RawPolicyFile, path: &Path) -> Policy {
     let header = raw.policy;
     let name = match header.name {
-        Some(name) => name.into_inner(),
+        Some(name) => name.into_inner().into_string(),
         None => default_name(path),
     };
     let default_action = header
@@ -485,7 +507,7 @@ fn build_zones(
         }
 
         zones.push(Zone {
-            name: key.into_inner(),
+            name: key.into_inner().into_string(),
             description: raw_zone.description,
             networks,
             criticality: raw_zone.criticality,
@@ -526,7 +548,7 @@ fn build_services(sink: &mut Sink<'_>, raw: Vec<(Str, RawService)>) -> Vec<Built
         let app = raw_service.app.as_ref().and_then(|app| {
             let known: Vec<&str> = crate::app::App::ALL.iter().map(|a| a.as_str()).collect();
             if known.contains(&app.get_ref().as_str()) {
-                Some(app.get_ref().clone())
+                Some(app.get_ref().as_str().to_owned())
             } else {
                 sink.error(
                     &app.span(),
@@ -560,7 +582,7 @@ fn build_services(sink: &mut Sink<'_>, raw: Vec<(Str, RawService)>) -> Vec<Built
         }
         services.push(BuiltService {
             service: Service {
-                name: key.into_inner(),
+                name: key.into_inner().into_string(),
                 spec,
             },
             ok,
@@ -576,9 +598,9 @@ struct BuiltRule {
     usable: bool,
 }
 
-fn build_rules(
+fn build_rules<'a>(
     sink: &mut Sink<'_>,
-    raw: Vec<Spanned<RawRule>>,
+    raw: Vec<Spanned<RawRule<'a>>>,
     zones: &[Zone],
     zone_index: &FastMap<String, usize>,
     services: &[BuiltService],
@@ -590,13 +612,13 @@ fn build_rules(
         .map(|(i, s)| (s.service.name.as_str(), i))
         .collect();
     // Where each rule name was first written (its line is worked out only for a message).
-    let mut names: FastMap<String, usize> = FastMap::default();
+    let mut names: FastMap<std::borrow::Cow<'a, str>, usize> = FastMap::default();
     let mut rules = Vec::with_capacity(raw.len());
     for raw_rule in raw {
         let raw_rule = raw_rule.into_inner();
         let name_span = raw_rule.name.span();
         let name = raw_rule.name.get_ref();
-        if name == "default" {
+        if name.as_str() == "default" {
             sink.error(
                 &name_span,
                 "rule name `default` is reserved".to_owned(),
@@ -605,7 +627,7 @@ fn build_rules(
                     .to_owned(),
             );
         }
-        if let Some(&at) = names.get(name) {
+        if let Some(&at) = names.get(name.as_str()) {
             let first = sink.position(at).0;
             sink.error(
                 &name_span,
@@ -613,7 +635,7 @@ fn build_rules(
                 "rule names must be unique: rename one of the two".to_owned(),
             );
         } else {
-            names.insert(name.clone(), name_span.start);
+            names.insert(name.to_cow(), name_span.start);
         }
 
         let mut usable = true;
@@ -632,7 +654,7 @@ fn build_rules(
                 }
             }
         }
-        let mut list = |values: &Option<Vec<Str>>, key: &str| -> Vec<String> {
+        let mut list = |values: &Option<Vec<Str<'_>>>, key: &str| -> Vec<String> {
             let mut out = Vec::new();
             for value in values.iter().flatten() {
                 let text = value.get_ref();
@@ -654,7 +676,7 @@ fn build_rules(
                     );
                     usable = false;
                 } else {
-                    out.push(text.clone());
+                    out.push(text.as_str().to_owned());
                 }
             }
             out
@@ -674,7 +696,7 @@ fn build_rules(
         };
         rules.push(BuiltRule {
             rule: Rule {
-                name: raw_rule.name.into_inner(),
+                name: raw_rule.name.into_inner().into_string(),
                 from,
                 to,
                 services: refs,
@@ -760,14 +782,14 @@ fn service_ref(
     let text = label.get_ref();
     if let Some(&i) = index.get(text.as_str()) {
         return Ok(ServiceRef {
-            label: text.clone(),
+            label: text.as_str().to_owned(),
             named: Some(i),
             spec: services[i].service.spec.clone(),
         });
     }
     if let Some(inline) = values::inline_service(text) {
         return inline.map(|spec| ServiceRef {
-            label: text.clone(),
+            label: text.as_str().to_owned(),
             named: None,
             spec,
         });

@@ -9,12 +9,15 @@
 
 mod diagnostic;
 mod load;
+mod quick;
 mod raw;
 mod shadow;
 mod values;
 
 pub use diagnostic::{Diagnostic, Level, PolicyError};
-pub use load::{load_policy_bytes, load_policy_file, load_policy_str, unreadable_policy};
+pub use load::{
+    load_policy_bytes, load_policy_file, load_policy_str, quick_reader_agrees, unreadable_policy,
+};
 
 use ipnetwork::IpNetwork;
 

@@ -6,6 +6,7 @@
 //! one run reports all such mistakes at once instead of stopping at the first, as serde would.
 //! Serde still rejects wrong types, unknown keys and missing required keys; those stop parsing.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -14,29 +15,108 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 /// A string value with its place in the file.
-pub(super) type Str = Spanned<String>;
+pub(super) type Str<'a> = Spanned<Text<'a>>;
+
+/// A string of the policy file: borrowed from the file's text when it is written without
+/// escapes (the usual case), so that the tens of thousands of zone names, networks and services
+/// of a large policy cost no allocation apiece; owned when an escape made it differ.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    /// Borrows `text`.
+    pub(super) fn borrowed(text: &'a str) -> Self {
+        Text(Cow::Borrowed(text))
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, borrowed from the file when it is.
+    pub(super) fn to_cow(&self) -> Cow<'a, str> {
+        self.0.clone()
+    }
+
+    pub(super) fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
 
 /// A whole policy file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawPolicyFile {
+pub(super) struct RawPolicyFile<'a> {
     /// `[policy]`; may be left out, every key in it has a default.
     #[serde(default)]
-    pub policy: RawHeader,
+    #[serde(borrow)]
+    pub policy: RawHeader<'a>,
     /// `[zones.NAME]` tables in file order. Default: none.
     #[serde(default)]
-    pub zones: Entries<RawZone>,
+    #[serde(borrow)]
+    pub zones: Entries<'a, RawZone<'a>>,
     /// `[services.NAME]` tables in file order. Default: none.
     #[serde(default)]
-    pub services: Entries<RawService>,
+    #[serde(borrow)]
+    pub services: Entries<'a, RawService<'a>>,
     /// `[[rules]]` in file order; the span is the `[[rules]]` header. Default: none, so every
     /// flow gets the default action.
     #[serde(default)]
-    pub rules: Vec<Spanned<RawRule>>,
+    #[serde(borrow)]
+    pub rules: Vec<Spanned<RawRule<'a>>>,
     /// `[clinical]`: checks on clinical protocols (an extension of the
     /// contract's format). Default: none.
     #[serde(default)]
-    pub clinical: Option<Spanned<RawClinical>>,
+    #[serde(borrow)]
+    pub clinical: Option<Spanned<RawClinical<'a>>>,
 }
 
 /// Keys allowed at the top level, for hints.
@@ -45,33 +125,41 @@ pub(super) const TOP_KEYS: &[&str] = &["policy", "zones", "services", "rules", "
 /// `[clinical]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawClinical {
+pub(super) struct RawClinical<'a> {
     /// Severity of DICOM or HL7 seen on a port that no service requiring that
     /// application names. Default: not checked.
-    pub unexpected_port: Option<Str>,
+    #[serde(borrow)]
+    pub unexpected_port: Option<Str<'a>>,
     /// AE titles the hospital knows; another one is flagged. Default: not checked.
-    pub known_ae_titles: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub known_ae_titles: Option<Vec<Str<'a>>>,
     /// Severity of an unknown AE title. Default: `policy.default_severity`.
-    pub unknown_ae_title: Option<Str>,
+    #[serde(borrow)]
+    pub unknown_ae_title: Option<Str<'a>>,
     /// HL7 senders the hospital knows, `APP` or `APP^FACILITY`. Default: not checked.
-    pub known_hl7_senders: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub known_hl7_senders: Option<Vec<Str<'a>>>,
     /// Severity of an unknown HL7 sender. Default: `policy.default_severity`.
-    pub unknown_hl7_sender: Option<Str>,
+    #[serde(borrow)]
+    pub unknown_hl7_sender: Option<Str<'a>>,
 }
 
 /// `[policy]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawHeader {
+pub(super) struct RawHeader<'a> {
     /// Name of the policy, shown in logs. Default: the file name without its extension
     /// (`example-hospital` for `example-hospital.toml`).
-    pub name: Option<Str>,
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
     /// `"alert"` or `"allow"`: the verdict for flows that no rule matches. Default: `"alert"`,
     /// so that a policy fails closed: traffic nobody described is reported.
-    pub default_action: Option<Str>,
+    #[serde(borrow)]
+    pub default_action: Option<Str<'a>>,
     /// `low`, `medium`, `high` or `critical`: severity of default alerts and of rules that do
     /// not set one. Default: `"medium"`.
-    pub default_severity: Option<Str>,
+    #[serde(borrow)]
+    pub default_severity: Option<Str<'a>>,
 }
 
 /// Keys allowed in `[policy]`, for hints.
@@ -80,12 +168,13 @@ pub(super) const HEADER_KEYS: &[&str] = &["name", "default_action", "default_sev
 /// `[zones.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawZone {
+pub(super) struct RawZone<'a> {
     /// Free text. Default: none.
     pub description: Option<String>,
     /// CIDRs or bare addresses (a /32 or /128), IPv4 or IPv6. Default: none, which is allowed
     /// but warned about, since such a zone can never hold an address.
-    pub networks: Option<Spanned<Vec<Str>>>,
+    #[serde(borrow)]
+    pub networks: Option<Spanned<Vec<Str<'a>>>>,
     /// Free label shown in events and dashboards (`src_criticality`). Default: none, and the
     /// event leaves the field out.
     pub criticality: Option<String>,
@@ -97,7 +186,7 @@ pub(super) const ZONE_KEYS: &[&str] = &["description", "networks", "criticality"
 /// `[services.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawService {
+pub(super) struct RawService<'a> {
     /// Free text, for readers of the file. Default: none.
     // Type-checked but not carried into the model: `Service` has no field for it, and adding
     // one would break code that builds services literally.
@@ -112,7 +201,8 @@ pub(super) struct RawService {
     /// The application the flow must speak, recognised by content
     /// (`dicom`, `hl7`, `tls`, `http`, ...): then the ports only name the
     /// service's usual ports, and a flow matches by its bytes. Default: none.
-    pub app: Option<Str>,
+    #[serde(borrow)]
+    pub app: Option<Str<'a>>,
 }
 
 /// Keys allowed in `[services.NAME]`, for hints.
@@ -121,32 +211,44 @@ pub(super) const SERVICE_KEYS: &[&str] = &["description", "tcp", "udp", "icmp", 
 /// `[[rules]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawRule {
+pub(super) struct RawRule<'a> {
     /// Unique name; `default` is reserved for the default verdict. Required.
-    pub name: Str,
+    #[serde(borrow)]
+    pub name: Str<'a>,
     /// Initiator zones: zone names, `any` or `unknown`. Required, not empty.
-    pub from: Spanned<Vec<Str>>,
+    #[serde(borrow)]
+    pub from: Spanned<Vec<Str<'a>>>,
     /// Responder zones, like `from`. Required, not empty.
-    pub to: Spanned<Vec<Str>>,
+    #[serde(borrow)]
+    pub to: Spanned<Vec<Str<'a>>>,
     /// Service names or inline services. Default: none, which means every service and every
     /// IP protocol.
-    pub services: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub services: Option<Vec<Str<'a>>>,
     /// `"allow"` or `"alert"`. Required.
-    pub action: Str,
+    #[serde(borrow)]
+    pub action: Str<'a>,
     /// Severity of the alert. Default: `policy.default_severity`.
-    pub severity: Option<Str>,
+    #[serde(borrow)]
+    pub severity: Option<Str<'a>>,
     /// Only DICOM associations calling one of these AE titles.
-    pub dicom_called_ae: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub dicom_called_ae: Option<Vec<Str<'a>>>,
     /// Only DICOM associations from one of these AE titles.
-    pub dicom_calling_ae: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub dicom_calling_ae: Option<Vec<Str<'a>>>,
     /// Only HL7 messages from one of these sending applications (MSH-3).
-    pub hl7_sending_app: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub hl7_sending_app: Option<Vec<Str<'a>>>,
     /// Only HL7 messages from one of these sending facilities (MSH-4).
-    pub hl7_sending_facility: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub hl7_sending_facility: Option<Vec<Str<'a>>>,
     /// Only HL7 messages of these types (MSH-9, `ADT^A01`, or `ADT` for all).
-    pub hl7_message_types: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub hl7_message_types: Option<Vec<Str<'a>>>,
     /// Only TLS to these server names (SNI; `*.example.org` for subdomains).
-    pub tls_server_names: Option<Vec<Str>>,
+    #[serde(borrow)]
+    pub tls_server_names: Option<Vec<Str<'a>>>,
 }
 
 /// Keys allowed in `[[rules]]`, for hints.
@@ -214,28 +316,28 @@ impl<'de> Deserialize<'de> for PortItem {
 /// A TOML table read as its entries in file order, keys with their spans. (TOML itself forbids
 /// a key twice in one table, so this never sees duplicates.)
 #[derive(Debug)]
-pub(super) struct Entries<V>(pub Vec<(Str, V)>);
+pub(super) struct Entries<'a, V>(pub Vec<(Str<'a>, V)>);
 
-impl<V> Default for Entries<V> {
+impl<V> Default for Entries<'_, V> {
     fn default() -> Self {
         Entries(Vec::new())
     }
 }
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Entries<'a, V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<V>(PhantomData<V>);
+        struct EntriesVisitor<'a, V>(PhantomData<(&'a (), V)>);
 
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
-            type Value = Entries<V>;
+        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<'a, V> {
+            type Value = Entries<'a, V>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a table of named tables")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'a, V>, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Str, V>()? {
+                while let Some(entry) = map.next_entry::<Str<'a>, V>()? {
                     entries.push(entry);
                 }
                 Ok(Entries(entries))

@@ -23,9 +23,14 @@
 
 #![forbid(unsafe_code)]
 
+mod incidents;
 mod observe;
+pub mod policy_cache;
 
 pub use observe::{Observation, ObserveError, ObservedFlow, observe_every_flow};
+pub use policy_cache::{
+    KEPT_ENTRIES, LoadedPolicy, PolicyCache, PolicySource, decode_entry_body, encode_entry_body,
+};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,9 +42,10 @@ use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
-use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions};
+use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
+use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::sys::prefetch;
-use crate::wire::{Headers, Outcome};
+use crate::wire::{Decapsulation, Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
 /// pages back to the kernel (see [`CaptureFile::release`]). Every release
@@ -74,6 +80,12 @@ pub struct ReplayOptions {
     /// for the exit to free (see [`replay`]). Only for a command-line run;
     /// a library caller keeps the default, `false`.
     pub exiting_after: bool,
+    /// The tunnels to open besides ERSPAN (VXLAN, Geneve, GRE); none by
+    /// default.
+    pub decapsulation: Decapsulation,
+    /// Incidents (contract section 7): records interleaved with the events,
+    /// and `incident_id` on the events that open or join one.
+    pub incidents: Option<IncidentSettings>,
 }
 
 impl Default for ReplayOptions {
@@ -85,6 +97,8 @@ impl Default for ReplayOptions {
             inventory: None,
             detect_apps: false,
             exiting_after: false,
+            decapsulation: Decapsulation::NONE,
+            incidents: None,
         }
     }
 }
@@ -104,6 +118,8 @@ pub struct ReplayOutcome {
     /// Wall-clock time spent in each stage (reading and decoding overlap
     /// tracking).
     pub stages: StageTimes,
+    /// With incidents on: what the fold counted.
+    pub incidents: Option<FoldCounters>,
 }
 
 /// Where a replay's time went, summed over batches (measured once per batch).
@@ -133,15 +149,15 @@ struct Chunk {
     by_shard: Vec<Vec<Decoded>>,
 }
 
-/// A decoded packet and its position in the batch: one 64-byte cache line
-/// (see [`Packet`]), written by the decoding core, read by the tracking one.
+/// A decoded packet and its position in the batch (see [`Packet`]), written
+/// by the decoding core, read by the tracking one.
 #[derive(Clone, Copy, Debug)]
 struct Decoded {
     packet: Packet,
     position: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Decoded>() == 64);
+const _: () = assert!(std::mem::size_of::<Decoded>() == 72);
 
 /// A flow worker: one shard and the events of the current batch.
 #[derive(Debug)]
@@ -181,10 +197,19 @@ pub fn replay<W: Write + Send>(
         detect_apps: options.detect_apps,
         record_starts: options.inventory.is_some(),
     };
+    let tracked = options
+        .incidents
+        .as_ref()
+        .map(|settings| TrackedRanges::new(settings.track_to.clone()));
+    let mut folding = options
+        .incidents
+        .as_ref()
+        .map(|settings| incidents::Folding::new(settings, flow_id_salt));
     let mut workers: Vec<Worker> = (0..SHARDS)
         .map(|_| {
             let mut shard = Shard::new(&options.flows, per_shard, shard_options);
             shard.set_flow_id_salt(flow_id_salt);
+            shard.set_tracked_ranges(tracked.clone());
             Worker {
                 shard,
                 json: Vec::new(),
@@ -217,7 +242,7 @@ pub fn replay<W: Write + Send>(
 
     pool.install(|| {
         let decode_start = Instant::now();
-        decode_batch(&current, &mut chunks);
+        decode_batch(&current, &options.decapsulation, &mut chunks);
         process_stages.decode += decode_start.elapsed();
         while !current.is_empty() {
             // One parallel region per batch, no barrier inside: the next
@@ -235,7 +260,7 @@ pub fn replay<W: Write + Send>(
                     reader.fill(&mut next, batch_size);
                     let decode_start = Instant::now();
                     stages.read += decode_start - start;
-                    decode_batch(&next, &mut next_chunks);
+                    decode_batch(&next, &options.decapsulation, &mut next_chunks);
                     process_stages.decode += decode_start.elapsed();
                 },
                 || {
@@ -246,10 +271,18 @@ pub fn replay<W: Write + Send>(
                         &chunks,
                         &mut workers,
                         policy,
+                        folding.is_none(),
                     );
+                    if let Some(folding) = &mut folding {
+                        let shards = workers.iter_mut().map(|w| w.shard.output());
+                        folding.batch(base_index, &current, shards, policy, devices_of(options));
+                    }
                     process_stages.track += track_start.elapsed();
                     if write_result.is_ok() {
-                        write_result = write_events(&mut workers, out);
+                        write_result = match &mut folding {
+                            Some(folding) => folding.write(out),
+                            None => write_events(&mut workers, out),
+                        };
                     }
                 },
             );
@@ -270,11 +303,21 @@ pub fn replay<W: Write + Send>(
         released.append(&mut worker.shard.output().violations);
     }
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
-    let mut lines = Vec::new();
-    for violation in &released {
-        write_json_line(violation, policy, &mut lines);
-    }
-    out.write_all(&lines)?;
+    let incident_counters = match &mut folding {
+        Some(folding) => {
+            folding.finish(released, policy, devices_of(options));
+            folding.write(out)?;
+            Some(folding.counters())
+        }
+        None => {
+            let mut lines = Vec::new();
+            for violation in &released {
+                write_json_line(violation, policy, &mut lines);
+            }
+            out.write_all(&lines)?;
+            None
+        }
+    };
     out.flush()?;
     stages.decode = process_stages.decode;
     stages.track = process_stages.track;
@@ -291,6 +334,7 @@ pub fn replay<W: Write + Send>(
         // longer than the kernel's teardown of the whole address space at
         // exit (about 1-2 ms of a 70 ms replay).
         std::mem::forget(workers);
+        std::mem::forget(folding);
         std::mem::forget(chunks);
         std::mem::forget(next_chunks);
     }
@@ -300,11 +344,21 @@ pub fn replay<W: Write + Send>(
         capture_error: reader.error,
         elapsed: started.elapsed(),
         stages,
+        incidents: incident_counters,
     })
 }
 
+/// What incident records learn `src_device` from: the inventory, when the
+/// replay fills one.
+fn devices_of(options: &ReplayOptions) -> &(dyn Devices + Sync) {
+    match &options.inventory {
+        Some(inventory) => &**inventory,
+        None => &NoDevices,
+    }
+}
+
 /// Decodes a batch on every thread, sorting its packets by shard.
-fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
+fn decode_batch(frames: &[Frame<'_>], decap: &Decapsulation, chunks: &mut [Chunk]) {
     let chunk_len = frames.len().div_ceil(chunks.len()).max(1);
     // A short batch fills fewer chunks: the others must not replay stale
     // packets.
@@ -326,7 +380,12 @@ fn decode_batch(frames: &[Frame<'_>], chunks: &mut [Chunk]) {
             let mut bytes = 0u64;
             for (i, frame) in frames.iter().enumerate() {
                 bytes += u64::from(frame.orig_len);
-                let outcome = frame.decode(&mut headers);
+                let outcome = if decap.is_none() {
+                    frame.decode(&mut headers)
+                } else {
+                    frame.decode_with(decap, &mut headers)
+                };
+                counters.count_tunnel(&headers.tunnel);
                 if outcome != Outcome::Judge {
                     counters.count(frame.orig_len, outcome);
                     continue;
@@ -355,6 +414,7 @@ fn track_batch(
     chunks: &[Chunk],
     workers: &mut [Worker],
     policy: &PolicyInForce,
+    format_events: bool,
 ) {
     workers
         .par_iter_mut()
@@ -424,6 +484,10 @@ fn track_batch(
             // number of threads.
             let violations = &mut shard.output().violations;
             violations.sort_by_key(|v| (v.packet_index, v.ts_ns, v.flow_id));
+            if !format_events {
+                // The incident fold writes them, with their incident ids.
+                return;
+            }
             worker.json.clear();
             worker.lines.clear();
             for violation in violations.drain(..) {

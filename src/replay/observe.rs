@@ -66,10 +66,7 @@ pub fn observe_every_flow(
     for rule in &mut alerting.rules {
         rule.action = Action::Alert;
     }
-    let compiled = PolicyInForce {
-        policy: CompiledPolicy::compile(&alerting),
-        generation: 0,
-    };
+    let compiled = PolicyInForce::new(CompiledPolicy::compile(&alerting), 0);
     let mut lines = Vec::new();
     let mut outcome = replay(captures, &compiled, options, &mut lines)?;
     if let Some(error) = outcome.capture_error.take() {

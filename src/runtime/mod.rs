@@ -10,11 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+mod incidents;
 mod policy;
 mod privileges;
 mod source;
 mod worker;
 
+pub use incidents::{IncidentQueue, IncidentThread, IncidentView};
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use privileges::PrivilegeError;
 pub use worker::Pipeline;
@@ -87,7 +89,7 @@ pub fn load_policy(
     settings: &RunSettings,
 ) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
     match &settings.policy {
-        Some(path) => PolicyHandle::from_file(path),
+        Some(path) => PolicyHandle::from_files(path, settings.exceptions.as_deref()),
         None => PolicyHandle::embedded(DEMO_POLICY, "example-hospital.toml"),
     }
 }
@@ -106,7 +108,29 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         vendors = inventory.registry().len(),
         "Device inventory ready"
     );
-    let workers = start_workers(&settings, &policy, &sinks, &inventory)?;
+    let salt = flow_id_salt();
+    let incidents = match &settings.incidents {
+        Some(incident_settings) => Some(
+            IncidentThread::start(
+                incident_settings,
+                salt,
+                sinks.clone(),
+                Some(inventory.clone()),
+            )
+            .map_err(RunError::Worker)?,
+        ),
+        None => None,
+    };
+    let tracked = settings
+        .incidents
+        .as_ref()
+        .map(|s| crate::pipeline::TrackedRanges::new(s.track_to.clone()));
+    let hand_over = Handover {
+        queue: incidents.as_ref().map(|i| i.queue.clone()),
+        tracked,
+        salt,
+    };
+    let workers = start_workers(&settings, &policy, &sinks, &inventory, &hand_over)?;
     let telemetry = Arc::new(Telemetry {
         workers: workers.stats.clone(),
         interfaces: workers.interfaces.clone(),
@@ -116,6 +140,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
             .collect(),
         policy: policy.stats.clone(),
         inventory: Some(inventory.clone()),
+        incidents: incidents.as_ref().map(|i| i.view.stats.clone()),
     });
     let metrics = Arc::new(Metrics::new(settings.flows.max_flows)?);
     // Bind before dropping privileges: the port may need them.
@@ -139,6 +164,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         .enable_all()
         .build()
         .map_err(RunError::ControlPlane)?;
+    let incident_view = incidents.as_ref().map(|i| i.view.clone());
     let serve = runtime.block_on(control_plane(
         &settings,
         listener,
@@ -147,10 +173,16 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         metrics,
         telemetry,
         workers.stop.clone(),
+        incident_view,
     ));
     workers.stop.store(true, Ordering::Relaxed);
     for handle in workers.threads {
         let _ = handle.join();
+    }
+    // The workers' last batches are folded, every open incident closed,
+    // before the sinks drain.
+    if let Some(incidents) = incidents {
+        incidents.stop();
     }
     let deadline = Instant::now() + settings.drain_timeout;
     let mut undelivered = 0;
@@ -172,10 +204,13 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
 fn open_sinks(settings: &RunSettings) -> Result<Vec<SinkHandle>, RunError> {
     let mut sinks = Vec::new();
     if let Some(path) = &settings.events_file {
-        sinks.push(crate::sink::spawn_events_file(path, settings.queue)?);
+        sinks.push(
+            crate::sink::spawn_events_file(path, settings.queue)?
+                .with_filter(settings.events_records),
+        );
     }
     if settings.events_stdout {
-        sinks.push(crate::sink::spawn_stdout(settings.queue)?);
+        sinks.push(crate::sink::spawn_stdout(settings.queue)?.with_filter(settings.stdout_records));
     }
     for (index, feed) in settings.syslog.iter().enumerate() {
         sinks.push(crate::sink::syslog::spawn_feed(
@@ -201,15 +236,24 @@ fn flow_id_salt() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// What workers hand incidents to, and the salt of flow and incident ids.
+struct Handover {
+    queue: Option<IncidentQueue>,
+    tracked: Option<Arc<crate::pipeline::TrackedRanges>>,
+    salt: u64,
+}
+
 fn start_workers(
     settings: &RunSettings,
     policy: &Arc<PolicyHandle>,
     sinks: &Arc<Vec<SinkHandle>>,
     inventory: &Arc<crate::inventory::Inventory>,
+    hand_over: &Handover,
 ) -> Result<Workers, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     // A policy whose verdicts depend on applications needs detection.
     let detect_apps = settings.detect_apps || policy.current().policy.needs_app();
+    let decapsulation = Arc::new(settings.decapsulation.clone());
     let mut workers = Workers {
         threads: Vec::new(),
         stats: Vec::new(),
@@ -228,10 +272,12 @@ fn start_workers(
                 settings.flows.max_flows,
                 stats.clone(),
                 sinks.clone(),
-                flow_id_salt(),
+                hand_over.salt,
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps);
+            .with_detection(detect_apps)
+            .with_decapsulation(decapsulation.clone())
+            .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -267,10 +313,12 @@ fn start_workers(
                 settings.flows.max_flows,
                 stats.clone(),
                 sinks.clone(),
-                flow_id_salt(),
+                hand_over.salt,
             )
             .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps);
+            .with_detection(detect_apps)
+            .with_decapsulation(decapsulation.clone())
+            .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -311,7 +359,7 @@ fn start_workers(
                 opened.push((name.clone(), captures));
             }
             let total: usize = opened.iter().map(|(_, c)| c.len()).sum();
-            let salt = flow_id_salt();
+            let salt = hand_over.salt;
             let mut index = 0;
             for (name, captures) in opened {
                 let interface = Arc::new(InterfaceStats {
@@ -331,7 +379,9 @@ fn start_workers(
                         salt,
                     )
                     .with_inventory(Some(inventory.clone()))
-                    .with_detection(detect_apps);
+                    .with_detection(detect_apps)
+                    .with_decapsulation(decapsulation.clone())
+                    .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());
                     let thread = std::thread::Builder::new()
@@ -357,6 +407,8 @@ fn start_workers(
 }
 
 /// Serves metrics and handles signals until SIGTERM or SIGINT.
+// The control plane's parts, each its own: bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn control_plane(
     settings: &RunSettings,
     listener: std::net::TcpListener,
@@ -365,6 +417,7 @@ async fn control_plane(
     metrics: Arc<Metrics>,
     telemetry: Arc<Telemetry>,
     stop: Arc<AtomicBool>,
+    incidents: Option<Arc<IncidentView>>,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -391,6 +444,22 @@ async fn control_plane(
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/api/v1/incidents",
+            axum::routing::get(move || {
+                let incidents = incidents.clone();
+                async move {
+                    let body = incidents.as_deref().map_or_else(
+                        || "{\"open\":[],\"closed\":[]}".to_owned(),
+                        IncidentView::to_json,
+                    );
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
         .route(
             "/api/v1/devices",
             axum::routing::get(move || {

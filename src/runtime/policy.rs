@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::classify::CompiledPolicy;
+use crate::exception::{Exceptions, PolicyNames, load_exceptions_file};
 use crate::metrics::PolicyStats;
 use crate::policy::{Diagnostic, Level, load_policy_file, load_policy_str};
 
@@ -32,11 +33,13 @@ enum Origin {
 pub struct PolicyHandle {
     current: ArcSwap<LivePolicy>,
     origin: Origin,
+    /// The exceptions file, loaded and reloaded with the policy.
+    exceptions: Option<PathBuf>,
     /// Reloads by outcome and the generation in force, for the metrics.
     pub stats: Arc<PolicyStats>,
     /// The file's modification time and length when last loaded or tried.
     /// Control plane only (reload and the watch timer), never workers.
-    seen: std::sync::Mutex<Option<(SystemTime, u64)>>,
+    seen: std::sync::Mutex<Vec<Option<(SystemTime, u64)>>>,
 }
 
 /// Why a policy did not load: its error lines.
@@ -47,24 +50,63 @@ pub struct PolicyLoadError {
     pub lines: Vec<String>,
 }
 
-/// Loads and compiles the policy file, with its warnings.
-fn compile_file(path: &Path) -> Result<(CompiledPolicy, Vec<Diagnostic>), PolicyLoadError> {
+/// Loads and compiles the policy file and, when given, the exceptions file
+/// checked against it (contract section 8: they load, and reload,
+/// together), with their warnings.
+fn compile_file(
+    path: &Path,
+    exceptions: Option<&Path>,
+) -> Result<(CompiledPolicy, Exceptions, Vec<Diagnostic>), PolicyLoadError> {
     match load_policy_file(path) {
-        Ok((policy, warnings)) => Ok((CompiledPolicy::compile(&policy), warnings)),
-        Err(error) => {
-            let lines: Vec<String> = error
-                .diagnostics
-                .iter()
-                .filter(|d| d.level == Level::Error)
-                .map(ToString::to_string)
-                .collect();
-            let lines = if lines.is_empty() {
-                vec![format!("{}: invalid policy", path.display())]
-            } else {
-                lines
+        Ok((policy, mut warnings)) => {
+            let exceptions = match exceptions {
+                Some(file) => {
+                    let (list, more) = load_exceptions_file(file, &PolicyNames::of(&policy), None)
+                        .map_err(|error| load_error(file, &error))?;
+                    warnings.extend(more);
+                    Exceptions::new(list)
+                }
+                None => Exceptions::default(),
             };
-            Err(PolicyLoadError { lines })
+            let compiled = CompiledPolicy::compile(&policy);
+            // Freeing the policy as read (tens of thousands of allocations for a large one)
+            // is left to a thread of its own: the compiled policy goes into force without
+            // waiting for it.
+            let freeing = std::thread::Builder::new().name("segwatch-policy-free".into());
+            if let Err(not_spawned) = freeing.spawn(move || drop(policy)) {
+                tracing::debug!("Freeing the parsed policy inline: {not_spawned}");
+            }
+            Ok((compiled, exceptions, warnings))
         }
+        Err(error) => Err(load_error(path, &error)),
+    }
+}
+
+/// The error lines of a file that did not load.
+fn load_error(path: &Path, error: &crate::policy::PolicyError) -> PolicyLoadError {
+    let lines: Vec<String> = error
+        .diagnostics
+        .iter()
+        .filter(|d| d.level == Level::Error)
+        .map(ToString::to_string)
+        .collect();
+    let lines = if lines.is_empty() {
+        vec![format!("{}: invalid file", path.display())]
+    } else {
+        lines
+    };
+    PolicyLoadError { lines }
+}
+
+/// Tells the metrics which exceptions are in force, and when each expires.
+fn set_exceptions(stats: &PolicyStats, live: &LivePolicy) {
+    if let Ok(mut held) = stats.exceptions.lock() {
+        *held = live
+            .exceptions
+            .list()
+            .iter()
+            .map(|e| (e.id.clone(), e.expires))
+            .collect();
     }
 }
 
@@ -73,6 +115,14 @@ fn first_generation_stats() -> Arc<PolicyStats> {
     let stats = PolicyStats::default();
     stats.generation.store(1, Ordering::Relaxed);
     Arc::new(stats)
+}
+
+/// The stamps of the policy file and the exceptions file.
+fn stamps(path: &Path, exceptions: Option<&Path>) -> Vec<Option<(SystemTime, u64)>> {
+    std::iter::once(path)
+        .chain(exceptions)
+        .map(file_stamp)
+        .collect()
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -84,16 +134,26 @@ impl PolicyHandle {
     /// Loads the policy file, with its warnings for the caller to report;
     /// an invalid one is an error.
     pub fn from_file(path: &Path) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
-        let stamp = file_stamp(path);
-        let (policy, warnings) = compile_file(path)?;
+        Self::from_files(path, None)
+    }
+
+    /// Loads the policy file and the exceptions file checked against it.
+    pub fn from_files(
+        path: &Path,
+        exceptions: Option<&Path>,
+    ) -> Result<(PolicyHandle, Vec<Diagnostic>), PolicyLoadError> {
+        let stamps = stamps(path, exceptions);
+        let (policy, exceptions_in_force, warnings) = compile_file(path, exceptions)?;
+        let mut live = LivePolicy::new(policy, 1);
+        live.exceptions = exceptions_in_force;
+        let stats = first_generation_stats();
+        set_exceptions(&stats, &live);
         let handle = PolicyHandle {
-            current: ArcSwap::from_pointee(LivePolicy {
-                policy,
-                generation: 1,
-            }),
+            current: ArcSwap::from_pointee(live),
             origin: Origin::File(path.to_owned()),
-            stats: first_generation_stats(),
-            seen: std::sync::Mutex::new(stamp),
+            exceptions: exceptions.map(Path::to_owned),
+            stats,
+            seen: std::sync::Mutex::new(stamps),
         };
         Ok((handle, warnings))
     }
@@ -108,13 +168,11 @@ impl PolicyHandle {
                 lines: vec![e.to_string()],
             })?;
         let handle = PolicyHandle {
-            current: ArcSwap::from_pointee(LivePolicy {
-                policy: CompiledPolicy::compile(&policy),
-                generation: 1,
-            }),
+            current: ArcSwap::from_pointee(LivePolicy::new(CompiledPolicy::compile(&policy), 1)),
             origin: Origin::Embedded,
+            exceptions: None,
             stats: first_generation_stats(),
-            seen: std::sync::Mutex::new(None),
+            seen: std::sync::Mutex::new(Vec::new()),
         };
         Ok((handle, warnings))
     }
@@ -132,17 +190,20 @@ impl PolicyHandle {
         let Origin::File(path) = &self.origin else {
             return Ok(self.current().generation);
         };
+        let exceptions = self.exceptions.as_deref();
         if let Ok(mut seen) = self.seen.lock() {
-            *seen = file_stamp(path);
+            *seen = stamps(path, exceptions);
         }
-        match compile_file(path) {
-            Ok((policy, warnings)) => {
+        match compile_file(path, exceptions) {
+            Ok((policy, exceptions_in_force, warnings)) => {
                 for warning in warnings {
                     tracing::warn!("{warning}");
                 }
                 let generation = self.current().generation + 1;
-                self.current
-                    .store(Arc::new(LivePolicy { policy, generation }));
+                let mut live = LivePolicy::new(policy, generation);
+                live.exceptions = exceptions_in_force;
+                set_exceptions(&self.stats, &live);
+                self.current.store(Arc::new(live));
                 self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .generation
@@ -153,7 +214,9 @@ impl PolicyHandle {
             Err(error) => {
                 self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for line in &error.lines {
-                    tracing::error!("Policy reload refused, keeping the policy in force: {line}");
+                    tracing::error!(
+                        "Policy reload refused, keeping the policy and exceptions in force: {line}"
+                    );
                 }
                 Err(error)
             }
@@ -165,10 +228,10 @@ impl PolicyHandle {
         let Origin::File(path) = &self.origin else {
             return false;
         };
-        let now = file_stamp(path);
+        let now = stamps(path, self.exceptions.as_deref());
         self.seen
             .lock()
-            .map(|seen| now.is_some() && *seen != now)
+            .map(|seen| now.iter().all(Option::is_some) && *seen != now)
             .unwrap_or(false)
     }
 }

@@ -13,9 +13,11 @@ use crate::capture::Frame;
 use crate::event::ViolationEvent;
 use crate::flow::FlowConfig;
 use crate::inventory::Inventory;
-use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions};
+use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions, TrackedRanges};
 use crate::sink::{SinkEvent, SinkHandle};
+use crate::wire::Decapsulation;
 
+use super::incidents::IncidentQueue;
 use super::policy::LivePolicy;
 
 /// The per-worker pipeline, driven by a source one batch at a time.
@@ -37,6 +39,10 @@ pub struct Pipeline {
     last_ts: u64,
     /// The shared device inventory, fed once per batch.
     inventory: Option<Arc<Inventory>>,
+    /// The tunnels opened besides ERSPAN.
+    decapsulation: Arc<Decapsulation>,
+    /// With incidents on: the incident thread's queue.
+    incidents: Option<IncidentQueue>,
 }
 
 impl Pipeline {
@@ -67,6 +73,8 @@ impl Pipeline {
             flow_id_salt,
             last_ts: 0,
             inventory: None,
+            decapsulation: Arc::new(Decapsulation::NONE),
+            incidents: None,
         }
     }
 
@@ -75,6 +83,14 @@ impl Pipeline {
         self.options = options;
         self.shard = Shard::new(&self.flows, self.capacity, options);
         self.shard.set_flow_id_salt(self.flow_id_salt);
+        self.shard.set_decapsulation(self.decapsulation.clone());
+        self
+    }
+
+    /// Opens these tunnels besides ERSPAN.
+    pub fn with_decapsulation(mut self, decapsulation: Arc<Decapsulation>) -> Pipeline {
+        self.shard.set_decapsulation(decapsulation.clone());
+        self.decapsulation = decapsulation;
         self
     }
 
@@ -98,6 +114,18 @@ impl Pipeline {
         self.reshaped(options)
     }
 
+    /// Hands violations and new flows to tracked responders to the
+    /// incident thread (incidents on), which makes their events.
+    pub fn with_incidents(
+        mut self,
+        queue: Option<IncidentQueue>,
+        tracked: Option<Arc<TrackedRanges>>,
+    ) -> Pipeline {
+        self.shard.set_tracked_ranges(tracked);
+        self.incidents = queue;
+        self
+    }
+
     /// Takes one frame, judged under `live`.
     #[inline]
     pub fn frame(&mut self, frame: &Frame<'_>, live: &LivePolicy) {
@@ -115,14 +143,14 @@ impl Pipeline {
 
     /// Releases the events still waiting for their application (the
     /// capture stops).
-    pub fn finish(&mut self, live: &LivePolicy) {
+    pub fn finish(&mut self, live: &Arc<LivePolicy>) {
         self.shard.finish(live);
         self.end_batch(live);
     }
 
     /// Ends a batch: events out, inventory fed, idle flows swept, counters
     /// published.
-    pub fn end_batch(&mut self, live: &LivePolicy) {
+    pub fn end_batch(&mut self, live: &Arc<LivePolicy>) {
         self.publish_violations(live);
         if let Some(inventory) = &self.inventory {
             self.shard.feed_inventory(inventory, live);
@@ -136,14 +164,19 @@ impl Pipeline {
         self.stats.publish(&self.published);
     }
 
-    /// Turns the violations made so far into events for the sinks.
-    fn publish_violations(&mut self, live: &LivePolicy) {
-        for violation in self.shard.output().violations.drain(..) {
-            let event = ViolationEvent::new(&violation, &live.policy).into_owned();
-            let event = Arc::new(SinkEvent {
-                event,
-                ts_ns: violation.ts_ns,
-            });
+    /// Turns the violations made so far into events for the sinks (through
+    /// the incident thread, with incidents on).
+    fn publish_violations(&mut self, live: &Arc<LivePolicy>) {
+        let output = self.shard.output();
+        if let Some(queue) = &self.incidents
+            && queue.offer(&mut output.violations, &mut output.notices, live)
+        {
+            return;
+        }
+        output.notices.clear();
+        for violation in output.violations.drain(..) {
+            let event = ViolationEvent::of(&violation, live).into_owned();
+            let event = Arc::new(SinkEvent::violation(event, violation.ts_ns));
             for sink in self.sinks.iter() {
                 sink.offer(&event);
             }

@@ -120,7 +120,7 @@ fn write_lines(mut output: Output, mut inbox: Inbox) -> u64 {
 }
 
 fn write_event(output: &mut Output, event: &SinkEvent, unflushed: &mut Unflushed) {
-    let mut line = event.event.to_json();
+    let mut line = event.record.to_json();
     line.push('\n');
     // A failed buffered write surfaces again at the flush, which counts it.
     let _ = output.writer().write_all(line.as_bytes());
@@ -198,15 +198,15 @@ mod tests {
         sink.offer(&event(2));
         let first = wait_lines(&path, 3);
         assert_eq!(first[0], "kept", "appends, never truncates");
-        assert_eq!(first[1], event(1).event.to_json());
-        assert_eq!(first[2], event(2).event.to_json());
+        assert_eq!(first[1], event(1).record.to_json());
+        assert_eq!(first[2], event(2).record.to_json());
 
         // logrotate: move the file away, then SIGHUP.
         let rotated = dir.path().join("events.jsonl.1");
         std::fs::rename(&path, &rotated).unwrap();
         sink.reopen();
         sink.offer(&event(3));
-        assert_eq!(wait_lines(&path, 1), [event(3).event.to_json()]);
+        assert_eq!(wait_lines(&path, 1), [event(3).record.to_json()]);
         assert_eq!(lines(&rotated).len(), 3);
         let stats = sink.stats().clone();
         assert_eq!(sink.shutdown(Duration::from_secs(5)), 0);

@@ -21,15 +21,86 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::event::ViolationEvent;
+use crate::event::{Record, ViolationEvent};
 
-/// One violation event on its way to the sinks, shared by all of them.
+/// One record (a violation event or an incident record) on its way to the
+/// sinks, shared by all of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkEvent {
-    /// The contract's event.
-    pub event: ViolationEvent<'static>,
+    /// The contract's event or incident record.
+    pub record: Record,
     /// Capture time of the packet that produced it, nanoseconds since the epoch.
     pub ts_ns: u64,
+}
+
+impl SinkEvent {
+    /// A violation event.
+    pub fn violation(event: ViolationEvent<'static>, ts_ns: u64) -> SinkEvent {
+        SinkEvent {
+            record: Record::Violation(Box::new(event)),
+            ts_ns,
+        }
+    }
+}
+
+/// One kind of record a sink takes (`records` in the configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// Violation events.
+    Violations,
+    /// Incident records.
+    Incidents,
+}
+
+/// Which records a sink takes (contract section 7, "where they go").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Violation events.
+    pub violations: bool,
+    /// Incident records.
+    pub incidents: bool,
+    /// Excepted records too (the events file and stdout always; a syslog
+    /// feed only with `excepted = true`).
+    pub excepted: bool,
+}
+
+impl Default for RecordFilter {
+    /// Violations, excepted ones included: what existing configurations
+    /// get.
+    fn default() -> Self {
+        RecordFilter {
+            violations: true,
+            incidents: false,
+            excepted: true,
+        }
+    }
+}
+
+impl RecordFilter {
+    /// The filter of a `records` list (empty: the default, violations).
+    pub fn of(records: &[RecordKind], excepted: bool) -> RecordFilter {
+        if records.is_empty() {
+            return RecordFilter {
+                excepted,
+                ..RecordFilter::default()
+            };
+        }
+        RecordFilter {
+            violations: records.contains(&RecordKind::Violations),
+            incidents: records.contains(&RecordKind::Incidents),
+            excepted,
+        }
+    }
+
+    /// True when the sink takes `record`.
+    pub fn accepts(&self, record: &Record) -> bool {
+        let kind = match record {
+            Record::Violation(_) => self.violations,
+            Record::Incident(_) => self.incidents,
+        };
+        kind && (self.excepted || !record.is_excepted())
+    }
 }
 
 /// Counters of one sink, read at scrape time.
@@ -59,6 +130,7 @@ enum Control {
 #[derive(Debug)]
 pub struct SinkHandle {
     name: String,
+    filter: RecordFilter,
     stats: Arc<SinkStats>,
     events: Sender<Arc<SinkEvent>>,
     control: Sender<Control>,
@@ -93,6 +165,7 @@ impl SinkHandle {
             .map_err(|e| SinkError(format!("{name}: cannot start its thread: {e}")))?;
         Ok(SinkHandle {
             name,
+            filter: RecordFilter::default(),
             stats,
             events,
             control,
@@ -112,9 +185,23 @@ impl SinkHandle {
         &self.stats
     }
 
+    /// Takes only the records `filter` accepts.
+    pub fn with_filter(mut self, filter: RecordFilter) -> SinkHandle {
+        self.filter = filter;
+        self
+    }
+
+    /// Which records it takes.
+    pub fn filter(&self) -> RecordFilter {
+        self.filter
+    }
+
     /// Queues an event; never blocks. Over the bound the event is dropped
     /// and counted.
     pub fn offer(&self, event: &Arc<SinkEvent>) {
+        if !self.filter.accepts(&event.record) {
+            return;
+        }
         // Counted before the send so that the thread's decrement can never
         // run first and wrap the gauge below zero.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -311,8 +398,8 @@ mod tests {
     use std::borrow::Cow;
 
     pub(crate) fn event(n: u16) -> Arc<SinkEvent> {
-        Arc::new(SinkEvent {
-            event: ViolationEvent {
+        Arc::new(SinkEvent::violation(
+            ViolationEvent {
                 timestamp: crate::event::Timestamp::parse("2026-11-28T10:00:00.000001Z").unwrap(),
                 event_type: Cow::Borrowed("violation"),
                 flow_id: crate::event::HexId(u64::from(n)),
@@ -334,9 +421,12 @@ mod tests {
                 hl7: None,
                 tls: None,
                 http: None,
+                tunnel: None,
+                exception: None,
+                incident_id: None,
             },
-            ts_ns: 0,
-        })
+            0,
+        ))
     }
 
     #[test]

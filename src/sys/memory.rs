@@ -119,3 +119,18 @@ mod tests {
         assert_eq!(resident.iter().filter(|&&r| r).count(), 3);
     }
 }
+
+/// Maps the whole of `file` read-only, its pages read in at once.
+///
+/// Only for files that are replaced by rename, never changed in place (the
+/// compiled-policy cache's entries): the slice is immutable as long as nobody
+/// changes the file, and a rename leaves the mapping on the old file.
+/// Another program truncating such a file while it is mapped would end the
+/// process with SIGBUS on the next read past the new end, as with any
+/// mapped file; captures, which may shrink under a replay, are mapped by
+/// `capture::file` behind its own guard instead.
+pub fn map_replaced_only_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: see above; the caller's files are written under fresh names and
+    // renamed into place, so the mapped file's contents never change.
+    unsafe { memmap2::MmapOptions::new().populate().map(file) }
+}

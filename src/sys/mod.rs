@@ -9,6 +9,8 @@ mod memory;
 mod net;
 mod process;
 
-pub use memory::{page_size, peak_resident_bytes, populate_for_writing, prefetch};
+pub use memory::{
+    map_replaced_only_file, page_size, peak_resident_bytes, populate_for_writing, prefetch,
+};
 pub use net::{recv_nonblocking, unsent_bytes};
 pub use process::{effective_uid, hostname, lookup_user, switch_user};

@@ -29,6 +29,8 @@ impl LinkType {
     pub const IPV4: LinkType = LinkType(228);
     /// Raw IPv6 (LINKTYPE_IPV6).
     pub const IPV6: LinkType = LinkType(229);
+    /// Linux NFLOG: packets logged by netfilter's NFLOG target, in TLVs.
+    pub const NFLOG: LinkType = LinkType(239);
     /// Linux "cooked" capture, version 2 (20-byte header).
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
@@ -45,6 +47,7 @@ impl LinkType {
                 | LinkType::LINUX_SLL
                 | LinkType::IPV4
                 | LinkType::IPV6
+                | LinkType::NFLOG
                 | LinkType::LINUX_SLL2
         )
     }
@@ -60,6 +63,7 @@ impl fmt::Display for LinkType {
             LinkType::LINUX_SLL => "linux-sll",
             LinkType::IPV4 => "ipv4",
             LinkType::IPV6 => "ipv6",
+            LinkType::NFLOG => "nflog",
             LinkType::LINUX_SLL2 => "linux-sll2",
             _ => return write!(f, "linktype-{}", self.0),
         };

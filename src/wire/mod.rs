@@ -9,7 +9,11 @@
 mod decode;
 mod link;
 
-pub use decode::{Headers, Outcome, Problem, Transport, decode, decode_with_etherparse, tcp_flags};
+pub use decode::{
+    Decapsulation, GENEVE_PORT, Headers, MAX_TUNNELS, Outcome, Problem, Transport, Tunnel,
+    TunnelKind, UnknownTunnelKind, VXLAN_PORT, decode, decode_general, decode_with,
+    decode_with_etherparse, tcp_flags,
+};
 pub use link::LinkType;
 
 /// The lowercase IANA keyword of an IP protocol as events print it (`tcp`,

@@ -104,12 +104,10 @@ pub fn replay_files(
         inventory: None,
         detect_apps: false,
         exiting_after: false,
+        ..ReplayOptions::default()
     };
     let mut out = Vec::new();
-    let policy = PolicyInForce {
-        policy: policy.clone(),
-        generation: 0,
-    };
+    let policy = PolicyInForce::new(policy.clone(), 0);
     let outcome = replay(&files, &policy, &options, &mut out).unwrap();
     assert!(
         outcome.capture_error.is_none(),

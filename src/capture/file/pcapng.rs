@@ -1,31 +1,24 @@
-//! pcapng files: blocks, read with pcap-file's `PcapNgParser`, which follows
-//! the sections (and their byte order) and parses every block.
+//! pcapng files: blocks read by hand, section after section (each with its
+//! own byte order), keeping each interface's link type and timestamp
+//! resolution (`if_tsresol`, `if_tsoffset`).
 //!
-//! This module adds what pcap-file leaves out: it keeps each interface's link
-//! type and timestamp resolution (`if_tsresol`, `if_tsoffset`) and applies
-//! them, since pcap-file 2.0.0 reads an enhanced packet block's 64-bit
-//! timestamp as nanoseconds whatever the interface says; and it tells a file
-//! cut inside its last block from a corrupt one.
+//! Only what frames depend on is parsed: section headers (byte order),
+//! interface descriptions (link type, snap length, the two timestamp
+//! options) and packet blocks (enhanced, simple, obsolete). Every other block
+//! is skipped by its length, and so are the options of every block but an
+//! interface description, as libpcap reads them. Option lists are read as
+//! libpcap and Wireshark read them: they end at `opt_endofopt` or at the end
+//! of the block, whichever comes first (many writers leave the marker out),
+//! an option whose value is not text where text is expected is no concern of
+//! ours, and only an interface option that runs past the end of its block is
+//! corruption (both refuse it).
 //!
-//! Cost: about 57 ns per enhanced packet block (2 M blocks of 60-100 bytes,
-//! release build, this 2-core machine), of which about 43 ns is pcap-file's
-//! `next_block` itself, mostly moving its large `Block` result. Classic pcap
-//! costs under 5 ns per record. Should pcapng replay speed matter, the place
-//! to win it is reading the enhanced packet block's fixed 20-byte header by
-//! hand, as `pcap` does for its records, and leaving the other blocks to
-//! pcap-file.
-
-use std::borrow::Cow;
-
-use pcap_file::pcapng::blocks::interface_description::{
-    InterfaceDescriptionBlock, InterfaceDescriptionOption,
-};
-use pcap_file::pcapng::blocks::{
-    ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, PACKET_BLOCK, SECTION_HEADER_BLOCK,
-    SIMPLE_PACKET_BLOCK,
-};
-use pcap_file::pcapng::{Block, PcapNgParser};
-use pcap_file::{Endianness, PcapError};
+//! A file cut inside its last block is told from a corrupt one: the cut is a
+//! [`Step::Truncated`], an impossible length a [`Step::Corrupt`].
+//!
+//! Cost: reading the fixed header of an enhanced packet block by hand, as
+//! `pcap` reads its records, replaced pcap-file's parser, whose general
+//! `Block` result cost about 43 of the 57 ns per block it took.
 
 use super::{Corrupt, Step};
 use crate::capture::Frame;
@@ -98,30 +91,6 @@ struct Interface {
 }
 
 impl Interface {
-    fn new(idb: &InterfaceDescriptionBlock<'_>) -> Interface {
-        let mut tsresol = None;
-        let mut tsoffset = None;
-        for option in &idb.options {
-            match *option {
-                InterfaceDescriptionOption::IfTsResol(r) => {
-                    tsresol.get_or_insert(r);
-                }
-                InterfaceDescriptionOption::IfTsOffset(o) => {
-                    // The option is a signed 64-bit count of seconds; pcap-file
-                    // hands over its bits as a u64.
-                    tsoffset.get_or_insert(i64::from_ne_bytes(o.to_ne_bytes()));
-                }
-                _ => {}
-            }
-        }
-        Interface {
-            link: LinkType(u32::from(idb.linktype)),
-            snaplen: idb.snaplen,
-            scale: Scale::from_tsresol(tsresol.unwrap_or(DEFAULT_TSRESOL)),
-            offset_ns: i128::from(tsoffset.unwrap_or(0)) * i128::from(NANOS_PER_SEC),
-        }
-    }
-
     /// Nanoseconds since the epoch of a timestamp of this interface,
     /// saturating at 0 and at u64::MAX.
     #[inline]
@@ -137,11 +106,12 @@ impl Interface {
 
 /// Walks the blocks of a pcapng file and turns packet blocks into frames.
 pub(super) struct Records<'a> {
-    parser: PcapNgParser,
     /// The blocks not yet read.
     rest: &'a [u8],
     /// Length of the whole file, to turn `rest` into an offset.
     file_len: usize,
+    /// Byte order of the current section.
+    big_endian: bool,
     /// The interfaces of the current section, in order of description.
     interfaces: Vec<Interface>,
     /// Timestamp of the previous frame, for simple packet blocks (which have
@@ -149,27 +119,44 @@ pub(super) struct Records<'a> {
     last_ts_ns: u64,
 }
 
+/// Smallest section header block: the framing and a 16-byte body (byte-order
+/// magic, version, section length).
+const MIN_SECTION_HEADER_LEN: usize = 28;
+
 impl<'a> Records<'a> {
-    /// Parses the first section header block of `bytes`.
+    /// Reads the first section header block of `bytes`.
     pub(super) fn new(bytes: &'a [u8]) -> Result<Records<'a>, Corrupt> {
-        match PcapNgParser::new(bytes) {
-            Ok((rest, parser)) => Ok(Records {
-                parser,
-                rest,
-                file_len: bytes.len(),
-                interfaces: Vec::new(),
-                last_ts_ns: 0,
-            }),
-            Err(PcapError::IncompleteBuffer) => Err(Corrupt::new(
+        let mut records = Records {
+            rest: bytes,
+            file_len: bytes.len(),
+            big_endian: false,
+            interfaces: Vec::new(),
+            last_ts_ns: 0,
+        };
+        match records.framing() {
+            Framing::Complete {
+                block_type: SECTION_HEADER_BLOCK,
+                block_len,
+            } if block_len >= MIN_SECTION_HEADER_LEN => {
+                records.section(block_len);
+                Ok(records)
+            }
+            Framing::Incomplete => Err(Corrupt::new(
                 0,
                 format!(
                     "file ends inside the first pcapng section header block, after {} bytes",
                     bytes.len()
                 ),
             )),
-            Err(e) => Err(Corrupt::new(
+            Framing::Impossible(detail) => Err(Corrupt::new(
                 0,
-                format!("bad pcapng section header block: {}", lower(&e)),
+                format!("bad pcapng section header block: {detail}"),
+            )),
+            Framing::Complete { block_len, .. } => Err(Corrupt::new(
+                0,
+                format!(
+                    "bad pcapng section header block: block length {block_len} is less than the minimum of {MIN_SECTION_HEADER_LEN}"
+                ),
             )),
         }
     }
@@ -186,53 +173,195 @@ impl<'a> Records<'a> {
                 return Step::End;
             }
             let offset = self.position();
-            // Matched in place: binding the whole result first costs a copy
-            // of pcap-file's large `Block` per packet.
-            match self.parser.next_block(self.rest) {
-                Ok((rest, Block::EnhancedPacket(epb))) => {
-                    self.rest = rest;
-                    // pcap-file made a Duration of nanoseconds out of the raw
-                    // u64, so as_nanos gives the raw count back, losslessly.
-                    let raw = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
-                    return self.packet(
-                        offset,
-                        "enhanced",
-                        epb.interface_id,
-                        raw,
-                        epb.original_len,
-                        epb.data,
-                    );
-                }
-                Ok((rest, block)) => {
-                    self.rest = rest;
-                    match block {
-                        Block::SectionHeader(_) => self.interfaces.clear(),
-                        Block::InterfaceDescription(idb) => {
-                            self.interfaces.push(Interface::new(&idb))
-                        }
-                        Block::Packet(pb) => {
-                            return self.packet(
-                                offset,
-                                "packet",
-                                u32::from(pb.interface_id),
-                                pb.timestamp,
-                                pb.original_len,
-                                pb.data,
-                            );
-                        }
-                        Block::SimplePacket(spb) => {
-                            return self.simple_packet(offset, spb.original_len, spb.data);
-                        }
-                        _ => {}
+            let (block_type, block_len) = match self.framing() {
+                Framing::Complete {
+                    block_type,
+                    block_len,
+                } => (block_type, block_len),
+                Framing::Incomplete => return Step::Truncated(offset),
+                Framing::Impossible(detail) => return Step::Corrupt(Corrupt::new(offset, detail)),
+            };
+            let body = &self.rest[8..block_len - 4];
+            let step = match block_type {
+                ENHANCED_PACKET_BLOCK => self.enhanced_packet(offset, body),
+                SECTION_HEADER_BLOCK => {
+                    if block_len < MIN_SECTION_HEADER_LEN {
+                        Some(body_error(
+                            offset,
+                            block_type,
+                            "a field runs past the end of the block",
+                        ))
+                    } else {
+                        self.section(block_len);
+                        continue;
                     }
                 }
-                Err(e) => {
-                    if let Some(step) = self.block_error(offset, e) {
+                INTERFACE_DESCRIPTION_BLOCK => match self.interface(body) {
+                    Ok(interface) => {
+                        self.interfaces.push(interface);
+                        None
+                    }
+                    Err(detail) => Some(body_error(offset, block_type, &detail)),
+                },
+                SIMPLE_PACKET_BLOCK => self.simple_packet(offset, body),
+                PACKET_BLOCK => self.obsolete_packet(offset, body),
+                // Name resolution, interface statistics, journal export,
+                // decryption secrets, custom blocks: nothing a frame needs.
+                _ => None,
+            };
+            match step {
+                Some(Step::Corrupt(corrupt)) => return Step::Corrupt(corrupt),
+                step => {
+                    self.rest = &self.rest[block_len..];
+                    if let Some(step) = step {
                         return step;
                     }
                 }
             }
         }
+    }
+
+    /// Starts the section whose header block (already framed) is next.
+    fn section(&mut self, block_len: usize) {
+        // `framing` read the byte-order magic to frame the block.
+        self.big_endian = self.rest.get(8..12) == Some(&BYTE_ORDER_MAGIC.to_be_bytes()[..]);
+        self.interfaces.clear();
+        self.rest = &self.rest[block_len..];
+    }
+
+    fn u16_at(&self, bytes: &[u8], at: usize) -> Option<u16> {
+        let b = *bytes.get(at..at + 2)?.first_chunk::<2>()?;
+        Some(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+
+    fn u32_at(&self, bytes: &[u8], at: usize) -> Option<u32> {
+        let b = *bytes.get(at..at + 4)?.first_chunk::<4>()?;
+        Some(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    /// An interface description: link type (2), reserved (2), snap length
+    /// (4), options.
+    fn interface(&self, body: &[u8]) -> Result<Interface, String> {
+        const IF_TSRESOL: u16 = 9;
+        const IF_TSOFFSET: u16 = 14;
+        let (Some(link), Some(snaplen)) = (self.u16_at(body, 0), self.u32_at(body, 4)) else {
+            return Err("a field runs past the end of the block".into());
+        };
+        let mut tsresol = None;
+        let mut tsoffset = None;
+        let mut options = &body[8..];
+        // Each option takes at least 4 bytes, so this ends.
+        while let (Some(code), Some(len)) = (self.u16_at(options, 0), self.u16_at(options, 2)) {
+            if code == OPT_ENDOFOPT {
+                break;
+            }
+            let len = usize::from(len);
+            let Some(value) = options.get(4..4 + len) else {
+                return Err(format!(
+                    "option {code} of length {len} runs past the end of the block"
+                ));
+            };
+            // A value of the wrong length is ignored (Wireshark reads such a
+            // file; libpcap refuses a bad `if_tsresol`).
+            match (code, value) {
+                (IF_TSRESOL, &[resolution]) => {
+                    tsresol.get_or_insert(resolution);
+                }
+                (IF_TSOFFSET, &[..]) if len == 8 => {
+                    let raw = self.u32_at(value, 0).zip(self.u32_at(value, 4));
+                    if let Some((first, second)) = raw {
+                        let (high, low) = if self.big_endian {
+                            (first, second)
+                        } else {
+                            (second, first)
+                        };
+                        // A signed 64-bit count of seconds.
+                        let seconds = ((u64::from(high) << 32) | u64::from(low)) as i64;
+                        tsoffset.get_or_insert(seconds);
+                    }
+                }
+                _ => {}
+            }
+            // The last option's padding may be missing.
+            options = options
+                .get(4 + len.next_multiple_of(4)..)
+                .unwrap_or_default();
+        }
+        Ok(Interface {
+            link: LinkType(u32::from(link)),
+            snaplen,
+            scale: Scale::from_tsresol(tsresol.unwrap_or(DEFAULT_TSRESOL)),
+            offset_ns: i128::from(tsoffset.unwrap_or(0)) * i128::from(NANOS_PER_SEC),
+        })
+    }
+
+    /// An enhanced packet block: interface (4), timestamp high and low (4
+    /// each), captured length (4), original length (4), data, options.
+    #[inline]
+    fn enhanced_packet(&mut self, offset: u64, body: &'a [u8]) -> Option<Step<'a>> {
+        let header = body.first_chunk::<20>();
+        let fields = header.and_then(|h| {
+            Some((
+                self.u32_at(h, 0)?,
+                self.u32_at(h, 4)?,
+                self.u32_at(h, 8)?,
+                self.u32_at(h, 12)?,
+                self.u32_at(h, 16)?,
+            ))
+        });
+        let Some((interface_id, high, low, captured, original)) = fields else {
+            return Some(body_error(offset, ENHANCED_PACKET_BLOCK, CUT_FIELD));
+        };
+        let Some(data) = body.get(20..20 + captured as usize) else {
+            return Some(body_error(
+                offset,
+                ENHANCED_PACKET_BLOCK,
+                &format!("captured length {captured} runs past the end of the block"),
+            ));
+        };
+        let raw_ts = (u64::from(high) << 32) | u64::from(low);
+        Some(self.packet(offset, "enhanced", interface_id, raw_ts, original, data))
+    }
+
+    /// An obsolete packet block: interface (2), drops (2), timestamp high
+    /// and low (4 each), captured length (4), original length (4), data.
+    fn obsolete_packet(&mut self, offset: u64, body: &'a [u8]) -> Option<Step<'a>> {
+        let fields = (|| {
+            Some((
+                self.u16_at(body, 0)?,
+                self.u32_at(body, 4)?,
+                self.u32_at(body, 8)?,
+                self.u32_at(body, 12)?,
+                self.u32_at(body, 16)?,
+            ))
+        })();
+        let Some((interface_id, high, low, captured, original)) = fields else {
+            return Some(body_error(offset, PACKET_BLOCK, CUT_FIELD));
+        };
+        let Some(data) = body.get(20..20 + captured as usize) else {
+            return Some(body_error(
+                offset,
+                PACKET_BLOCK,
+                &format!("captured length {captured} runs past the end of the block"),
+            ));
+        };
+        let raw_ts = (u64::from(high) << 32) | u64::from(low);
+        Some(self.packet(
+            offset,
+            "packet",
+            u32::from(interface_id),
+            raw_ts,
+            original,
+            data,
+        ))
     }
 
     /// A frame from an enhanced packet block or an (obsolete) packet block.
@@ -244,13 +373,10 @@ impl<'a> Records<'a> {
         interface_id: u32,
         raw_ts: u64,
         original_len: u32,
-        data: Cow<'a, [u8]>,
+        data: &'a [u8],
     ) -> Step<'a> {
         let Some(interface) = self.interfaces.get(interface_id as usize) else {
             return self.unknown_interface(offset, kind, interface_id);
-        };
-        let Cow::Borrowed(data) = data else {
-            return owned_data(offset);
         };
         let ts_ns = interface.ts_ns(raw_ts);
         self.last_ts_ns = ts_ns;
@@ -267,13 +393,14 @@ impl<'a> Records<'a> {
     /// previous frame's is used), and a captured length that must be worked
     /// out: the body includes the padding, so the data is at most the
     /// original length and the interface's snap length.
-    fn simple_packet(&mut self, offset: u64, original_len: u32, data: Cow<'a, [u8]>) -> Step<'a> {
+    fn simple_packet(&mut self, offset: u64, body: &'a [u8]) -> Option<Step<'a>> {
+        let Some(original_len) = self.u32_at(body, 0) else {
+            return Some(body_error(offset, SIMPLE_PACKET_BLOCK, CUT_FIELD));
+        };
         let Some(interface) = self.interfaces.first() else {
-            return self.unknown_interface(offset, "simple packet", 0);
+            return Some(self.unknown_interface(offset, "simple packet", 0));
         };
-        let Cow::Borrowed(mut data) = data else {
-            return owned_data(offset);
-        };
+        let mut data = &body[4..];
         let mut captured = original_len as usize;
         if interface.snaplen != 0 {
             captured = captured.min(interface.snaplen as usize);
@@ -281,13 +408,13 @@ impl<'a> Records<'a> {
         if let Some(cut) = data.get(..captured) {
             data = cut;
         }
-        Step::Frame(Frame {
+        Some(Step::Frame(Frame {
             vlan: None,
             ts_ns: self.last_ts_ns,
             orig_len: original_len.max(len_u32(data)),
             link: interface.link,
             data,
-        })
+        }))
     }
 
     #[cold]
@@ -301,57 +428,13 @@ impl<'a> Records<'a> {
         ))
     }
 
-    /// Decides what an error of `next_block` at `offset` means: `Some` step
-    /// to report, or `None` when the block was skipped and reading goes on.
-    #[cold]
-    fn block_error(&mut self, offset: u64, error: PcapError) -> Option<Step<'a>> {
-        let framing = self.framing();
-        match framing {
-            // The block's length field, or the block it announces, runs past
-            // the end of the file: the file was cut inside its last block.
-            Framing::Incomplete => Some(Step::Truncated(offset)),
-            Framing::Complete {
-                block_type,
-                block_len,
-            } => match block_type {
-                // These carry frames or the state frames depend on: a body
-                // that does not parse is corruption.
-                SECTION_HEADER_BLOCK
-                | INTERFACE_DESCRIPTION_BLOCK
-                | ENHANCED_PACKET_BLOCK
-                | SIMPLE_PACKET_BLOCK
-                | PACKET_BLOCK => Some(Step::Corrupt(Corrupt::new(
-                    offset,
-                    format!(
-                        "{} block body does not parse: {}",
-                        block_name(block_type),
-                        body_error(&error)
-                    ),
-                ))),
-                // Any other block (name resolution, interface statistics,
-                // journal export) is skipped anyway; one whose body pcap-file
-                // cannot parse (say, a name that is not UTF-8) is skipped too,
-                // as Wireshark and tcpdump would read the file.
-                _ => match self.rest.get(block_len..) {
-                    Some(rest) => {
-                        self.rest = rest;
-                        None
-                    }
-                    None => Some(Step::Truncated(offset)),
-                },
-            },
-            // A length field that no block can have.
-            Framing::Impossible(detail) => Some(Step::Corrupt(Corrupt::new(offset, detail))),
-        }
-    }
-
     /// Checks the framing of the block at the start of `rest`: its type and
     /// lengths, not its body.
     fn framing(&self) -> Framing {
         let Some(&[t0, t1, t2, t3, l0, l1, l2, l3]) = self.rest.first_chunk::<8>() else {
             return Framing::Incomplete;
         };
-        let mut big_endian = self.parser.section().endianness == Endianness::Big;
+        let mut big_endian = self.big_endian;
         let block_type_be = u32::from_be_bytes([t0, t1, t2, t3]);
         if block_type_be == SECTION_HEADER_BLOCK {
             // A new section says its own byte order, after the length.
@@ -407,16 +490,27 @@ impl<'a> Records<'a> {
     }
 }
 
-/// The framing of a block, checked by hand when pcap-file reports an error, to
-/// tell a cut file from a corrupt one.
+/// The framing of a block, checked before its body is read, to tell a cut
+/// file from a corrupt one.
 enum Framing {
     /// The block runs past the end of the file.
     Incomplete,
     /// Lengths that no block can have.
     Impossible(String),
-    /// The block is whole; its body is what failed.
+    /// The block is whole.
     Complete { block_type: u32, block_len: usize },
 }
+
+/// Block types (the same numbers in both byte orders for the section header).
+const SECTION_HEADER_BLOCK: u32 = 0x0a0d_0d0a;
+const INTERFACE_DESCRIPTION_BLOCK: u32 = 1;
+const PACKET_BLOCK: u32 = 2;
+const SIMPLE_PACKET_BLOCK: u32 = 3;
+const ENHANCED_PACKET_BLOCK: u32 = 6;
+/// The option code that ends an option list, when the writer puts it there.
+const OPT_ENDOFOPT: u16 = 0;
+
+const CUT_FIELD: &str = "a field runs past the end of the block";
 
 fn block_name(block_type: u32) -> &'static str {
     match block_type {
@@ -429,23 +523,16 @@ fn block_name(block_type: u32) -> &'static str {
     }
 }
 
-/// The error of a block body that does not parse, as one lowercase phrase.
-fn body_error(error: &PcapError) -> String {
-    match error {
-        // pcap-file says this when a field inside the body is cut short.
-        PcapError::IncompleteBuffer => "a field runs past the end of the block".into(),
-        other => lower(other),
-    }
-}
-
-/// pcap-file's error messages start with a capital letter; ours don't.
-fn lower(error: &PcapError) -> String {
-    let message = error.to_string();
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => message,
-    }
+/// A block whose body does not hold what its type requires.
+#[cold]
+fn body_error<'a>(offset: u64, block_type: u32, detail: &str) -> Step<'a> {
+    Step::Corrupt(Corrupt::new(
+        offset,
+        format!(
+            "{} block body does not parse: {detail}",
+            block_name(block_type)
+        ),
+    ))
 }
 
 /// Length of a frame's data, which a pcapng block bounds far below u32::MAX.
@@ -453,23 +540,17 @@ fn len_u32(data: &[u8]) -> u32 {
     u32::try_from(data.len()).unwrap_or(u32::MAX)
 }
 
-/// pcap-file always borrows when parsing a slice; should that change, report
-/// it rather than copy or panic.
-#[cold]
-fn owned_data<'a>(offset: u64) -> Step<'a> {
-    Step::Corrupt(Corrupt::new(
-        offset,
-        "pcap-file returned a copy of the packet data",
-    ))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
     use std::time::Duration;
 
     use pcap_file::DataLink;
     use pcap_file::pcapng::PcapNgWriter;
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
 
     use super::super::testutil::*;
     use super::super::{CaptureError, CaptureFile, CaptureFormat, Truncation};
@@ -625,7 +706,7 @@ mod tests {
             .block(0x0bad_c0de, b"whatever this is")
             // A name resolution block: one IPv4 record, then the end record.
             .block(NRB, &[1, 0, 6, 0, 10, 0, 0, 1, b'a', 0, 0, 0, 0, 0, 0, 0])
-            // Its name is not UTF-8: pcap-file rejects it, Wireshark does not.
+            // Its name is not UTF-8: such a block is skipped all the same.
             .block(NRB, &[1, 0, 6, 0, 10, 0, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0])
             .epb(0, 1, b"after")
             .bytes;
@@ -633,6 +714,127 @@ mod tests {
         assert!(all.error.is_none(), "{all:?}");
         assert_eq!(all.frames.len(), 1);
         assert_eq!(all.frames[0].data, b"after");
+    }
+
+    /// Options as many writers lay them out: without `opt_endofopt`, the
+    /// last one unpadded, bytes too few for another option after them.
+    /// libpcap (tcpdump), tshark and capinfos read the first four, and
+    /// libpcap the fifth (checked 2026-12-07 with libpcap 1.10.3 and
+    /// Wireshark 4.0.17).
+    #[test]
+    fn option_lists_without_their_end_marker_are_read() {
+        let file = PcapNg::new(false);
+        let nine = [9u8];
+        let epb_flags = 1u32.to_le_bytes();
+        let option = |code: u16, value: &[u8]| {
+            let mut out = code.to_le_bytes().to_vec();
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            out.extend_from_slice(value);
+            out
+        };
+        let shb_body = |options: &[u8]| {
+            let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+            body.extend_from_slice(&[1, 0, 0, 0]);
+            body.extend_from_slice(&u64::MAX.to_le_bytes());
+            body.extend_from_slice(options);
+            body
+        };
+        let idb_body = |options: &[u8]| {
+            let mut body = vec![1, 0, 0, 0];
+            body.extend_from_slice(&0u32.to_le_bytes());
+            body.extend_from_slice(options);
+            body
+        };
+        let epb_with = |options: &[u8]| {
+            let mut body = file.epb_body(0, 2_000, 4, b"ping");
+            body.extend_from_slice(options);
+            body
+        };
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "section options without the end marker",
+                PcapNg::empty(false)
+                    .block(
+                        SHB,
+                        &shb_body(&[option(4, b"dumpcap").as_slice(), &[0]].concat()),
+                    )
+                    .idb(ETHERNET, 0, &[(IF_TSRESOL, &nine)])
+                    .block(EPB, &epb_with(&[]))
+                    .bytes,
+            ),
+            (
+                "interface options without the end marker",
+                PcapNg::new(false)
+                    .block(
+                        IDB,
+                        &idb_body(&[option(IF_TSRESOL, &nine), vec![0; 3]].concat()),
+                    )
+                    .block(EPB, &epb_with(&[]))
+                    .bytes,
+            ),
+            (
+                "the last option unpadded, a short tail after it",
+                PcapNg::new(false)
+                    .block(
+                        IDB,
+                        &idb_body(
+                            &[option(OPT_COMMENT, b"eth0"), option(IF_TSRESOL, &nine)].concat(),
+                        ),
+                    )
+                    .block(EPB, &epb_with(&[1, 0]))
+                    .bytes,
+            ),
+            (
+                "packet options without the end marker, and text that is not UTF-8",
+                PcapNg::new(false)
+                    .idb(
+                        ETHERNET,
+                        0,
+                        &[(OPT_COMMENT, &[0xff, 0xfe]), (IF_TSRESOL, &nine)],
+                    )
+                    .block(
+                        EPB,
+                        &epb_with(&[option(2, &epb_flags), option(OPT_COMMENT, &[0xff])].concat()),
+                    )
+                    .bytes,
+            ),
+            (
+                "a packet option longer than its block, which libpcap never reads",
+                PcapNg::new(false)
+                    .idb(ETHERNET, 0, &[(IF_TSRESOL, &nine)])
+                    .block(EPB, &epb_with(&[1, 0, 40, 0, b'a', b'b', b'c', b'd']))
+                    .bytes,
+            ),
+        ];
+        for (what, bytes) in cases {
+            let all = read_bytes(&bytes);
+            assert!(
+                all.error.is_none() && all.truncation.is_none(),
+                "{what}: {all:?}"
+            );
+            assert_eq!(all.frames.len(), 1, "{what}");
+            assert_eq!(all.frames[0].data, b"ping", "{what}");
+            // 2,000 units of 10^-9 s: the resolution was applied.
+            assert_eq!(all.frames[0].ts_ns, 2_000, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_interface_option_longer_than_its_block_is_corrupt() {
+        let file = PcapNg::new(false);
+        let at = file.bytes.len() as u64;
+        let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0];
+        body.extend_from_slice(&[9, 0, 40, 0, 6, 0, 0, 0]);
+        let all = read_bytes(&file.block(IDB, &body).epb(0, 1, b"x").bytes);
+        let (offset, detail) = corrupt(&all);
+        assert_eq!(offset, at);
+        assert_eq!(
+            detail,
+            "interface description block body does not parse: option 9 of length 40 runs past the end of the block"
+        );
+        // Cut before the snap length.
+        let all = read_bytes(&PcapNg::new(false).block(IDB, &[1, 0, 0, 0]).bytes);
+        assert_eq!(corrupt(&all).0, at);
     }
 
     fn three_packets() -> (Vec<u8>, u64) {

@@ -9,10 +9,10 @@
 
 use std::fmt::Write as _;
 
-use crate::event::ViolationEvent;
+use crate::event::{Record, ViolationEvent};
 
 /// The product version in CEF and LEEF headers.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A message format (read from a name by its `FromStr`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -45,7 +45,7 @@ pub struct Formatter {
 }
 
 /// RFC 5424 syslog severity for an event severity.
-fn syslog_severity(severity: &str) -> u8 {
+pub(super) fn syslog_severity(severity: &str) -> u8 {
     match severity {
         "critical" => 2,
         "high" => 3,
@@ -55,7 +55,7 @@ fn syslog_severity(severity: &str) -> u8 {
 }
 
 /// CEF and LEEF severity (0-10) for an event severity.
-fn scale_severity(severity: &str) -> u8 {
+pub(super) fn scale_severity(severity: &str) -> u8 {
     match severity {
         "critical" => 10,
         "high" => 8,
@@ -76,6 +76,14 @@ pub fn header_token(text: &str, max: usize) -> String {
 }
 
 impl Formatter {
+    /// Writes one message for `record`, without framing, into `out`.
+    pub fn write_record(&self, record: &Record, out: &mut String) {
+        match record {
+            Record::Violation(event) => self.write(event, out),
+            Record::Incident(incident) => self.write_incident(incident, out),
+        }
+    }
+
     /// Writes one message for `event`, without framing, into `out`.
     pub fn write(&self, event: &ViolationEvent<'_>, out: &mut String) {
         let pri = u16::from(self.facility) * 8 + u16::from(syslog_severity(&event.severity));
@@ -235,6 +243,10 @@ fn app_fields(event: &ViolationEvent<'_>) -> Vec<(&'static str, &'static str, St
             Some(if h.fhir { "true" } else { "false" }),
         );
     }
+    // Contract sections 7 and 8: after the application fields.
+    put("exception", "exception", event.exception.as_deref());
+    let incident = event.incident_id.map(|id| id.to_string());
+    put("incident_id", "incidentId", incident.as_deref());
     out
 }
 
@@ -252,7 +264,7 @@ fn summary(event: &ViolationEvent<'_>, out: &mut String) {
 }
 
 /// CEF header fields escape `\` and `|`.
-fn cef_header(text: &str, out: &mut String) {
+pub(super) fn cef_header(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
             '\\' | '|' => {
@@ -266,7 +278,7 @@ fn cef_header(text: &str, out: &mut String) {
 }
 
 /// CEF extension values escape `\` and `=`, and write line breaks as `\n`.
-fn cef_value(text: &str, out: &mut String) {
+pub(super) fn cef_value(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
             '\\' | '=' => {
@@ -331,7 +343,7 @@ fn cef(event: &ViolationEvent<'_>, out: &mut String) {
 
 /// LEEF attributes are tab-separated: a value loses tabs and line breaks
 /// (policy names cannot hold them anyway, this only keeps the frame whole).
-fn leef_value(text: &str, out: &mut String) {
+pub(super) fn leef_value(text: &str, out: &mut String) {
     out.extend(text.chars().map(|c| {
         if matches!(c, '\t' | '\r' | '\n') {
             ' '
@@ -342,7 +354,7 @@ fn leef_value(text: &str, out: &mut String) {
 }
 
 /// LEEF's `devTimeFormat` (Java `SimpleDateFormat`) for `devTime`.
-const LEEF_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
+pub(super) const LEEF_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
 
 fn leef(event: &ViolationEvent<'_>, out: &mut String) {
     out.push_str("LEEF:2.0|segwatch|segwatch|");
@@ -421,6 +433,9 @@ mod tests {
             hl7: None,
             tls: None,
             http: None,
+            tunnel: None,
+            exception: None,
+            incident_id: None,
         }
     }
 

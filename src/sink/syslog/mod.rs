@@ -21,6 +21,7 @@
 //! settings that cannot work at all (an unreadable CA file) stop the start.
 
 mod format;
+mod incident;
 mod settings;
 mod transport;
 
@@ -116,7 +117,7 @@ impl Feed {
     /// over TCP and TLS (RFC 6587 octet counting), bare over UDP.
     fn frame(&self, event: &super::SinkEvent, out: &mut Vec<u8>) {
         let mut message = String::with_capacity(512);
-        self.formatter.write(&event.event, &mut message);
+        self.formatter.write_record(&event.record, &mut message);
         out.clear();
         if self.endpoint.scheme != Scheme::Udp {
             out.extend_from_slice(format!("{} ", message.len()).as_bytes());
@@ -327,5 +328,8 @@ pub fn spawn_feed(
     default_queue: usize,
 ) -> Result<SinkHandle, FeedError> {
     let queue = settings.queue.unwrap_or(default_queue);
-    Ok(Feed::build(settings)?.spawn(index, queue)?)
+    let filter = crate::sink::RecordFilter::of(&settings.records, settings.excepted);
+    Ok(Feed::build(settings)?
+        .spawn(index, queue)?
+        .with_filter(filter))
 }

@@ -52,6 +52,14 @@ pub struct FeedSettings {
     /// TLS: the name the receiver's certificate must carry; default: the
     /// URL's host.
     pub server_name: Option<String>,
+    /// What the feed carries: `"violations"` and/or `"incidents"` (contract
+    /// section 7); default `["violations"]`.
+    #[serde(default)]
+    pub records: Vec<crate::sink::RecordKind>,
+    /// Also carry excepted violations and incidents (contract section 8).
+    /// Default false: an accepted risk does not page the SOC.
+    #[serde(default)]
+    pub excepted: bool,
 }
 
 impl FeedSettings {
@@ -69,6 +77,8 @@ impl FeedSettings {
             client_cert: None,
             client_key: None,
             server_name: None,
+            records: Vec::new(),
+            excepted: false,
         }
     }
 

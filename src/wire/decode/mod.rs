@@ -1,26 +1,42 @@
-//! Decoding one frame into [`Headers`]: link layer, VLAN tags, IPv4/IPv6 with
-//! options and extension headers, and the transport header.
+//! Decoding one frame into [`Headers`]: link layer, VLAN tags, MPLS label
+//! stacks, IPv4/IPv6 with options and extension headers, tunnels, and the
+//! transport header.
 //!
 //! No-panic contract: [`decode`] accepts any byte slice. Every length is
 //! checked by etherparse's slices or by `get`; a frame that cannot be judged
 //! comes back as an [`Outcome`] that says why, so the caller can count it.
+//! Decoding works on the frame's bytes where they lie: a decapsulated packet
+//! is read inside its tunnel, never copied out.
 //!
 //! Snap-length-cut frames are judged from the headers they carry: the IP
 //! header must be complete, and the transport header must reach the ports
 //! (TCP flags are read when the cut leaves byte 13).
+//!
+//! Tunnels ([`tunnel`]): ERSPAN is always opened, VXLAN, Geneve and GRE only
+//! as the [`Decapsulation`] setting says. At most [`MAX_TUNNELS`] are opened
+//! in one frame; a tunnel nested deeper is judged as the `udp` or `gre`
+//! packet it is.
+
+mod common;
+mod link;
+mod tunnel;
 
 use etherparse::{
-    EtherType, Ethernet2Slice, Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, IpNumber,
-    Ipv4HeaderSlice, Ipv6ExtensionSlice, LaxIpSlice, LinuxSllProtocolType, LinuxSllSlice,
-    SingleVlanSlice, TcpSlice, UdpSlice,
+    Icmpv4Slice, Icmpv4Type, Icmpv6Slice, Icmpv6Type, IpNumber, Ipv4HeaderSlice,
+    Ipv6ExtensionSlice, LaxIpSlice, TcpSlice, UdpSlice,
 };
 
-use super::LinkType;
+pub use tunnel::{Decapsulation, GENEVE_PORT, Tunnel, TunnelKind, UnknownTunnelKind, VXLAN_PORT};
 
-/// How many stacked VLAN tags are followed before the frame is given up on.
-/// 802.1ad QinQ uses two; three covers the odd provider that stacks a third.
-/// The bound keeps a hostile frame made of tags from looping long.
-const MAX_VLAN_TAGS: usize = 3;
+use super::LinkType;
+use common::decode_common;
+use link::{ether_payload, link_payload};
+use tunnel::Opened;
+
+/// How many tunnels are opened in one frame (ERSPAN carrying a VXLAN overlay
+/// is two). The bound keeps a hostile frame of tunnels inside tunnels from
+/// being walked long; the packet at that depth is judged as it is.
+pub const MAX_TUNNELS: usize = 4;
 
 /// The transport of a decoded packet, as far as flow keys care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,7 +87,8 @@ pub mod tcp_flags {
 /// `ipv6` tells the families apart, so `10.0.0.1` and `::a00:1` never meet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Headers {
-    /// Outermost 802.1Q/802.1ad VLAN ID; 0 when untagged.
+    /// Outermost 802.1Q/802.1ad VLAN ID of the packet's own Ethernet frame
+    /// (the innermost, for a packet taken out of a tunnel); 0 when untagged.
     pub vlan: u16,
     /// True for IPv6, false for IPv4.
     pub ipv6: bool,
@@ -96,6 +113,10 @@ pub struct Headers {
     /// Length of the transport payload as the IP header gives it, cut to what
     /// the frame holds: Ethernet padding is never counted.
     pub payload_len: u32,
+    /// The tunnel the packet was taken out of ([`Tunnel::NONE`] when it was
+    /// not): all the fields above are then the inner packet's, and offsets
+    /// still count from the start of the frame.
+    pub tunnel: Tunnel,
 }
 
 /// What the decoder made of a frame.
@@ -159,262 +180,129 @@ impl Problem {
     }
 }
 
-/// Decodes `frame` of link type `link` into `out`.
+/// Decodes `frame` of link type `link` into `out`, opening no tunnel but
+/// ERSPAN: [`decode_with`] with [`Decapsulation::NONE`], without looking at
+/// a setting.
 ///
 /// `out` is only meaningful when the result is [`Outcome::Judge`]; it is an
 /// out-parameter so the caller can reuse one slot per packet.
-#[inline]
+#[inline(always)]
 pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
     if link == LinkType::ETHERNET
         && let Some(outcome) = decode_common(frame, out)
     {
         return outcome;
     }
-    decode_with_etherparse(link, frame, out)
+    decode_general(link, frame, Decapsulation::none(), out)
 }
 
-/// The common case, read by hand: an Ethernet frame (up to
-/// [`MAX_VLAN_TAGS`] tags) carrying IPv4, or IPv6 without extension
-/// headers, and a whole TCP or UDP header. `None` for anything else, which
-/// [`decode_with_etherparse`] then decodes.
+/// Decodes `frame` of link type `link` into `out`, opening the tunnels that
+/// `decap` names (and ERSPAN, always). [`Headers::tunnel`] then says which
+/// tunnel the judged packet came out of.
 ///
-/// Why by hand: this is most packets of a replay, and going through
-/// etherparse's views layer by layer (each constructor returning a `Result`
-/// with its own error type, converted to ours at every step) cost about 185
-/// instructions a packet against about 115 here (callgrind, hospital mix).
-/// It reads the same fields with the same checks; a frame that would need
-/// any judgement (IPv4 header or UDP length shorter than
-/// stated, TCP data offset past the frame, IPv6 jumbograms, anything cut)
-/// is left to etherparse. The property test
-/// `common_case_agrees_with_etherparse` and the `decode_judge` fuzz target
-/// check that both paths agree on every frame.
-///
-/// Always inlined: its `Headers` then stay in registers of the replay's
-/// decode loop (about 12 instructions a packet fewer, callgrind).
+/// Always inlined, as [`common::decode_common`] is: the common case's
+/// `Headers` then stay in registers of the caller's decode loop.
 #[inline(always)]
-fn decode_common(frame: &[u8], out: &mut Headers) -> Option<Outcome> {
-    const ETHERNET_HEADER_LEN: usize = 14;
-    let be16 = |b: &[u8], at: usize| -> Option<u16> {
-        Some(u16::from_be_bytes(*b.get(at..at + 2)?.first_chunk::<2>()?))
-    };
-    let mut ether_type = be16(frame, 12)?;
-    let mut at = ETHERNET_HEADER_LEN;
-    let mut vlan = 0;
-    let mut tags = 0;
-    // Untagged IPv4, most frames, skips the three tag comparisons.
-    while EtherType(ether_type) != EtherType::IPV4
-        && matches!(
-            EtherType(ether_type),
-            EtherType::VLAN_TAGGED_FRAME
-                | EtherType::PROVIDER_BRIDGING
-                | EtherType::VLAN_DOUBLE_TAGGED_FRAME
-        )
+pub fn decode_with(
+    link: LinkType,
+    frame: &[u8],
+    decap: &Decapsulation,
+    out: &mut Headers,
+) -> Outcome {
+    if link == LinkType::ETHERNET
+        && let Some(outcome) = decode_common(frame, out)
     {
-        if tags == MAX_VLAN_TAGS {
-            return None;
+        // A datagram to a tunnel port to open takes the general path.
+        if !(outcome == Outcome::Judge
+            && out.transport == Transport::Udp
+            && decap.may_open_udp(out.dst_port))
+        {
+            return outcome;
         }
-        if tags == 0 {
-            vlan = be16(frame, at)? & 0x0fff;
-        }
-        ether_type = be16(frame, at + 2)?;
-        at += 4;
-        tags += 1;
     }
-    let ip = frame.get(at..)?;
-    let (segment_start, segment) = match EtherType(ether_type) {
-        EtherType::IPV4 => {
-            let header: &[u8; 20] = ip.first_chunk()?;
-            let header_len = usize::from(header[0] & 0x0f) * 4;
-            let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-            let protocol = header[9];
-            if header[0] >> 4 != 4
-                || header_len < 20
-                || ip.len() < header_len
-                || total_len < header_len
-                || !matches!(protocol, 6 | 17)
-            {
-                return None;
-            }
-            if u16::from_be_bytes([header[6], header[7]]) & 0x1fff != 0 {
-                out.vlan = vlan;
-                return Some(Outcome::LaterFragment);
-            }
-            out.ipv6 = false;
-            out.src = u32::from_be_bytes([header[12], header[13], header[14], header[15]]).into();
-            out.dst = u32::from_be_bytes([header[16], header[17], header[18], header[19]]).into();
-            out.protocol = protocol;
-            (
-                at + header_len,
-                ip.get(header_len..total_len.min(ip.len()))?,
-            )
-        }
-        EtherType::IPV6 => {
-            let header: &[u8; 40] = ip.first_chunk()?;
-            let payload_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
-            let protocol = header[6];
-            if header[0] >> 4 != 6 || payload_len == 0 || !matches!(protocol, 6 | 17) {
-                return None;
-            }
-            out.ipv6 = true;
-            out.src = u128::from_be_bytes(*header[8..24].first_chunk::<16>()?);
-            out.dst = u128::from_be_bytes(*header[24..40].first_chunk::<16>()?);
-            out.protocol = protocol;
-            (at + 40, ip.get(40..40 + payload_len)?)
-        }
-        _ => return None,
-    };
-    // Each transport's fixed header read as one array: its fields at
-    // constant offsets, checked once.
-    let ports = |header: &[u8; 8]| {
-        (
-            u16::from_be_bytes([header[0], header[1]]),
-            u16::from_be_bytes([header[2], header[3]]),
-        )
-    };
-    let (src_port, dst_port, payload) = if out.protocol == 6 {
-        let header: &[u8; 20] = segment.first_chunk()?;
-        let data_offset = usize::from(header[12] >> 4) * 4;
-        if data_offset < 20 || segment.len() < data_offset {
-            return None;
-        }
-        out.transport = Transport::Tcp;
-        out.tcp_flags = header[13];
-        let (src, dst) = ports(header.first_chunk()?);
-        (src, dst, &segment[data_offset..])
-    } else {
-        let header: &[u8; 8] = segment.first_chunk()?;
-        // As etherparse's lax UDP view: the length field when it fits the
-        // segment and covers the header, the segment otherwise.
-        let stated = usize::from(u16::from_be_bytes([header[4], header[5]]));
-        let datagram = if segment.len() < stated || stated < 8 {
-            segment
-        } else {
-            &segment[..stated]
-        };
-        out.transport = Transport::Udp;
-        out.tcp_flags = 0;
-        let (src, dst) = ports(header);
-        (src, dst, &datagram[8..])
-    };
-    out.vlan = vlan;
-    out.src_port = src_port;
-    out.dst_port = dst_port;
-    out.transport_offset = segment_start as u32;
-    set_payload(out, frame, payload);
-    Some(Outcome::Judge)
+    decode_general(link, frame, decap, out)
 }
 
-/// Decodes `frame` with etherparse's views only, whatever it holds: the
-/// general path, and the reference the hand-read common case is checked
+/// Decodes `frame` with etherparse's views only, whatever it holds, opening
+/// no tunnel but ERSPAN: the reference the hand-read common case is checked
 /// against.
 #[doc(hidden)]
 pub fn decode_with_etherparse(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
+    decode_general(link, frame, Decapsulation::none(), out)
+}
+
+/// The general path: link layer, then IP and transport, then again for the
+/// packet inside each tunnel opened.
+///
+/// Never inlined: it is the rare path, and inlined it would keep the common
+/// case out of the caller's decode loop.
+#[doc(hidden)]
+#[inline(never)]
+pub fn decode_general(
+    link: LinkType,
+    frame: &[u8],
+    decap: &Decapsulation,
+    out: &mut Headers,
+) -> Outcome {
     out.vlan = 0;
-    let (ether_type, rest) = match link_payload(link, frame) {
+    out.tunnel = Tunnel::NONE;
+    let (mut ether_type, mut rest) = match link_payload(link, frame) {
         Ok(found) => found,
         Err(outcome) => return outcome,
     };
-    let ip = match ether_payload(ether_type, rest, out) {
-        Ok(ip) => ip,
-        Err(outcome) => return outcome,
-    };
-    decode_ip(frame, ip, out)
-}
-
-/// Strips the link-layer header: the EtherType (or an equivalent) and the
-/// rest of the frame.
-fn link_payload(link: LinkType, frame: &[u8]) -> Result<(EtherType, &[u8]), Outcome> {
-    const TRUNCATED: Outcome = Outcome::Problem(Problem::TruncatedLink);
-    match link {
-        LinkType::ETHERNET => {
-            let eth = Ethernet2Slice::from_slice_without_fcs(frame).map_err(|_| TRUNCATED)?;
-            Ok((eth.ether_type(), eth.payload_slice()))
-        }
-        LinkType::NULL | LinkType::LOOP => {
-            // A 4-byte address family in the capturing host's byte order (NULL)
-            // or network order (LOOP). The host is unknown, so accept either.
-            let family = frame.get(..4).ok_or(TRUNCATED)?;
-            let le = u32::from_le_bytes([family[0], family[1], family[2], family[3]]);
-            let value = if le > 0xffff { le.swap_bytes() } else { le };
-            let ether_type = match value {
-                2 => EtherType::IPV4,
-                // AF_INET6 is 10 on Linux, 24 on NetBSD/OpenBSD, 28 on FreeBSD,
-                // 30 on macOS.
-                10 | 24 | 28 | 30 => EtherType::IPV6,
-                _ => return Err(Outcome::NotIp),
-            };
-            Ok((ether_type, &frame[4..]))
-        }
-        LinkType::LINUX_SLL => {
-            let sll = LinuxSllSlice::from_slice(frame).map_err(|e| match e {
-                etherparse::err::linux_sll::HeaderSliceError::Len(_) => TRUNCATED,
-                etherparse::err::linux_sll::HeaderSliceError::Content(_) => Outcome::NotIp,
-            })?;
-            match sll.protocol_type() {
-                LinuxSllProtocolType::EtherType(ether_type) => {
-                    Ok((ether_type, sll.payload_slice()))
-                }
-                _ => Err(Outcome::NotIp),
-            }
-        }
-        LinkType::LINUX_SLL2 => {
-            // etherparse has no SLL2 view. Its 20-byte header starts with the
-            // protocol (an EtherType for Ethernet-like devices); the rest
-            // (interface index, ARPHRD type, packet type, link address) is not
-            // needed to judge the packet.
-            const SLL2_HEADER_LEN: usize = 20;
-            let header = frame.get(..SLL2_HEADER_LEN).ok_or(TRUNCATED)?;
-            let ether_type = EtherType(u16::from_be_bytes([header[0], header[1]]));
-            Ok((ether_type, &frame[SLL2_HEADER_LEN..]))
-        }
-        LinkType::RAW | LinkType::RAW_BSD | LinkType::RAW_OPENBSD => {
-            let version = frame
-                .first()
-                .ok_or(Outcome::Problem(Problem::TruncatedIp))?
-                >> 4;
-            match version {
-                4 => Ok((EtherType::IPV4, frame)),
-                6 => Ok((EtherType::IPV6, frame)),
-                _ => Err(Outcome::Problem(Problem::MalformedIp)),
-            }
-        }
-        LinkType::IPV4 => Ok((EtherType::IPV4, frame)),
-        LinkType::IPV6 => Ok((EtherType::IPV6, frame)),
-        _ => Err(Outcome::Problem(Problem::UnsupportedLinkType)),
-    }
-}
-
-/// Follows VLAN tags to the IP header, noting the outermost VLAN ID.
-fn ether_payload<'a>(
-    mut ether_type: EtherType,
-    mut rest: &'a [u8],
-    out: &mut Headers,
-) -> Result<&'a [u8], Outcome> {
-    let mut tags = 0;
+    let mut opened = 0;
     loop {
-        match ether_type {
-            EtherType::IPV4 | EtherType::IPV6 => return Ok(rest),
-            EtherType::VLAN_TAGGED_FRAME
-            | EtherType::PROVIDER_BRIDGING
-            | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
-                if tags == MAX_VLAN_TAGS {
-                    return Err(Outcome::NotIp);
-                }
-                let tag = SingleVlanSlice::from_slice(rest)
-                    .map_err(|_| Outcome::Problem(Problem::TruncatedLink))?;
-                if tags == 0 {
-                    out.vlan = tag.vlan_identifier().value();
-                }
-                tags += 1;
-                ether_type = tag.ether_type();
-                rest = tag.payload_slice();
+        let ip = match ether_payload(ether_type, rest, out) {
+            Ok(ip) => ip,
+            Err(outcome) => return outcome,
+        };
+        let tunnels = Tunnels {
+            decap,
+            may_open: opened < MAX_TUNNELS,
+        };
+        match decode_ip(frame, ip, tunnels, out) {
+            Next::Done(outcome) => return outcome,
+            Next::Inner(inner) => {
+                opened += 1;
+                out.tunnel = inner.tunnel;
+                // A packet inside a tunnel has the VLAN of its own frame, if
+                // it has one.
+                out.vlan = 0;
+                ether_type = inner.ether_type;
+                rest = inner.inner;
             }
-            _ => return Err(Outcome::NotIp),
         }
     }
 }
 
-fn decode_ip(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
+/// Which tunnels may be opened at this depth.
+#[derive(Clone, Copy)]
+struct Tunnels<'d> {
+    decap: &'d Decapsulation,
+    /// False once [`MAX_TUNNELS`] are open.
+    may_open: bool,
+}
+
+/// What decoding an IP packet led to.
+enum Next<'a> {
+    /// The packet's outcome.
+    Done(Outcome),
+    /// A tunnel whose packet is decoded next.
+    Inner(Opened<'a>),
+}
+
+impl From<Outcome> for Next<'_> {
+    fn from(outcome: Outcome) -> Self {
+        Next::Done(outcome)
+    }
+}
+
+fn decode_ip<'a>(
+    frame: &'a [u8],
+    ip_bytes: &'a [u8],
+    tunnels: Tunnels<'_>,
+    out: &mut Headers,
+) -> Next<'a> {
     use etherparse::err::ip::LaxHeaderSliceError;
     // Most packets are IPv4 without an authentication header: etherparse's
     // plain IPv4 header view reads them with a third of the work of the
@@ -424,24 +312,27 @@ fn decode_ip(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
             .get(9)
             .is_some_and(|&p| p != IpNumber::AUTHENTICATION_HEADER.0)
     {
-        return decode_ipv4(frame, ip_bytes, out);
+        return decode_ipv4(frame, ip_bytes, tunnels, out);
     }
     let (ip, ext_error) = match LaxIpSlice::from_slice(ip_bytes) {
         Ok(found) => found,
-        Err(LaxHeaderSliceError::Len(_)) => return Outcome::Problem(Problem::TruncatedIp),
-        Err(LaxHeaderSliceError::Content(_)) => return Outcome::Problem(Problem::MalformedIp),
+        Err(LaxHeaderSliceError::Len(_)) => return Outcome::Problem(Problem::TruncatedIp).into(),
+        Err(LaxHeaderSliceError::Content(_)) => {
+            return Outcome::Problem(Problem::MalformedIp).into();
+        }
     };
     if let Some((error, _)) = ext_error {
         return Outcome::Problem(match error {
             etherparse::err::ipv6_exts::HeaderSliceError::Len(_) => Problem::TruncatedIp,
             etherparse::err::ipv6_exts::HeaderSliceError::Content(_) => Problem::MalformedIp,
-        });
+        })
+        .into();
     }
     match &ip {
         LaxIpSlice::Ipv4(v4) => {
             let header = v4.header();
             if header.fragments_offset().value() != 0 {
-                return Outcome::LaterFragment;
+                return Outcome::LaterFragment.into();
             }
             out.ipv6 = false;
             out.src = u32::from_be_bytes(header.source()).into();
@@ -449,7 +340,7 @@ fn decode_ip(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
         }
         LaxIpSlice::Ipv6(v6) => {
             if v6.is_payload_fragmented() && !is_first_ipv6_fragment(v6) {
-                return Outcome::LaterFragment;
+                return Outcome::LaterFragment.into();
             }
             let header = v6.header();
             out.ipv6 = true;
@@ -459,22 +350,24 @@ fn decode_ip(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
     }
     let payload = ip.payload();
     out.protocol = payload.ip_number.0;
-    match decode_transport(frame, payload.ip_number, payload.payload, out) {
-        Ok(()) => Outcome::Judge,
-        Err(outcome) => outcome,
-    }
+    transport_or_tunnel(frame, payload.ip_number, payload.payload, tunnels, out)
 }
 
 /// An IPv4 packet without an authentication header.
-fn decode_ipv4(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
+fn decode_ipv4<'a>(
+    frame: &'a [u8],
+    ip_bytes: &'a [u8],
+    tunnels: Tunnels<'_>,
+    out: &mut Headers,
+) -> Next<'a> {
     use etherparse::err::ipv4::HeaderSliceError;
     let header = match Ipv4HeaderSlice::from_slice(ip_bytes) {
         Ok(header) => header,
-        Err(HeaderSliceError::Len(_)) => return Outcome::Problem(Problem::TruncatedIp),
-        Err(HeaderSliceError::Content(_)) => return Outcome::Problem(Problem::MalformedIp),
+        Err(HeaderSliceError::Len(_)) => return Outcome::Problem(Problem::TruncatedIp).into(),
+        Err(HeaderSliceError::Content(_)) => return Outcome::Problem(Problem::MalformedIp).into(),
     };
     if header.fragments_offset().value() != 0 {
-        return Outcome::LaterFragment;
+        return Outcome::LaterFragment.into();
     }
     out.ipv6 = false;
     out.src = u32::from_be_bytes(header.source()).into();
@@ -491,10 +384,37 @@ fn decode_ipv4(frame: &[u8], ip_bytes: &[u8], out: &mut Headers) -> Outcome {
         total_len.min(ip_bytes.len())
     };
     let payload = ip_bytes.get(header_len..end).unwrap_or_default();
-    match decode_transport(frame, header.protocol(), payload, out) {
-        Ok(()) => Outcome::Judge,
-        Err(outcome) => outcome,
+    transport_or_tunnel(frame, header.protocol(), payload, tunnels, out)
+}
+
+/// Decodes the transport header, then opens the tunnel it may be.
+fn transport_or_tunnel<'a>(
+    frame: &'a [u8],
+    protocol: IpNumber,
+    segment: &'a [u8],
+    tunnels: Tunnels<'_>,
+    out: &mut Headers,
+) -> Next<'a> {
+    if let Err(outcome) = decode_transport(frame, protocol, segment, out) {
+        return Next::Done(outcome);
     }
+    if tunnels.may_open {
+        let opened = match protocol {
+            IpNumber::UDP if tunnels.decap.may_open_udp(out.dst_port) => {
+                let start = out.payload_offset as usize;
+                let payload = frame
+                    .get(start..start + out.payload_len as usize)
+                    .unwrap_or_default();
+                tunnel::open_udp(tunnels.decap, out, payload)
+            }
+            IpNumber::GRE => tunnel::open_gre(tunnels.decap, out, segment),
+            _ => None,
+        };
+        if let Some(opened) = opened {
+            return Next::Inner(opened);
+        }
+    }
+    Next::Done(Outcome::Judge)
 }
 
 /// True unless the IPv6 fragment header says this is a later fragment.
@@ -616,150 +536,6 @@ fn set_payload(out: &mut Headers, frame: &[u8], payload: &[u8]) {
     } else {
         out.payload_offset = offset as u32;
         out.payload_len = payload.len() as u32;
-    }
-}
-
-#[cfg(test)]
-mod common_case {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::synth::{Fragment, Pkt};
-
-    /// Frames of every shape the hand-read path takes or declines.
-    fn shapes() -> Vec<Vec<u8>> {
-        let payload = b"MSH|^~\\&|LAB|HOSP";
-        let mut frames = vec![
-            Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::SYN).build(),
-            Pkt::tcp("10.0.0.1:5000", "10.0.0.2:2575", tcp_flags::ACK)
-                .payload(payload)
-                .build(),
-            Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
-                .payload(payload)
-                .build(),
-            Pkt::udp("10.0.0.1:68", "255.255.255.255:67").build(),
-            Pkt::tcp("[fd00::1]:5000", "[fd00::2]:104", tcp_flags::SYN)
-                .payload(payload)
-                .build(),
-            Pkt::udp("[fd00::1]:5000", "[ff02::fb]:5353")
-                .payload(payload)
-                .build(),
-            Pkt::udp("[fd00::1]:5000", "[fd00::2]:53")
-                .ipv6_hop_by_hop()
-                .build(),
-            Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::ACK)
-                .vlans(&[120])
-                .build(),
-            Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
-                .vlans(&[300, 120])
-                .payload(payload)
-                .build(),
-            Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
-                .vlans(&[1, 2, 3])
-                .build(),
-            Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::ACK)
-                .ipv4_options(&[1, 1, 1, 1, 7, 7, 4, 0])
-                .payload(payload)
-                .build(),
-            Pkt::echo_request("10.0.0.1", "10.0.0.2", 7).build(),
-            Pkt::echo_reply("fd00::1", "fd00::2", 7).build(),
-            Pkt::ip_proto("10.0.0.1", "10.0.0.2", 47)
-                .payload(payload)
-                .build(),
-        ];
-        for fragment in [Fragment::First { len: 32 }, Fragment::Rest { offset: 32 }] {
-            frames.push(
-                Pkt::udp("10.0.0.1:5000", "10.0.0.2:53")
-                    .payload(&[7; 64])
-                    .fragment(fragment)
-                    .build(),
-            );
-            frames.push(
-                Pkt::tcp("[fd00::1]:5000", "[fd00::2]:80", tcp_flags::ACK)
-                    .payload(&[7; 64])
-                    .fragment(fragment)
-                    .build(),
-            );
-        }
-        // Ethernet padding after a short IPv4 packet.
-        let mut padded = Pkt::tcp("10.0.0.1:5000", "10.0.0.2:443", tcp_flags::RST).build();
-        padded.resize(padded.len() + 6, 0);
-        frames.push(padded);
-        frames
-    }
-
-    fn both_paths(frame: &[u8]) -> ((Outcome, Option<Headers>), (Outcome, Option<Headers>)) {
-        let run = |decoder: fn(LinkType, &[u8], &mut Headers) -> Outcome| {
-            let mut headers = Headers::default();
-            let outcome = decoder(LinkType::ETHERNET, frame, &mut headers);
-            (outcome, (outcome == Outcome::Judge).then_some(headers))
-        };
-        (run(decode), run(decode_with_etherparse))
-    }
-
-    #[test]
-    fn every_shape_decodes_the_same_both_ways_and_cut_anywhere() {
-        for frame in shapes() {
-            for cut in 0..=frame.len() {
-                let (fast, reference) = both_paths(&frame[..cut]);
-                assert_eq!(fast, reference, "frame {frame:02x?} cut at {cut}");
-            }
-        }
-    }
-
-    /// Every 16-bit field of every header set to values around the lengths
-    /// and limits the two paths check (lengths shorter than a header,
-    /// versions, header lengths, data offsets, EtherTypes, fragment offsets).
-    #[test]
-    fn every_header_word_at_its_edges_decodes_the_same_both_ways() {
-        for frame in shapes() {
-            let len = frame.len() as u16;
-            let mut values: Vec<u16> = (0..=9).chain([19, 20, 21, 40, 0x0800, 0x86dd]).collect();
-            values.extend([
-                0x8100, 0x88a8, 0x9100, 0x4500, 0x4f00, 0x6000, 0x0006, 0x0011,
-            ]);
-            values.extend([0x2000, 0x1fff, 0x5000, 0xf000, 0xffff]);
-            values.extend([len - 14, len - 34, len - 54, len - 34 - 8, len - 34 - 7]);
-            for at in 0..frame.len().min(100) - 1 {
-                for &word in &values {
-                    let mut changed = frame.clone();
-                    changed[at..at + 2].copy_from_slice(&word.to_be_bytes());
-                    let (fast, reference) = both_paths(&changed);
-                    assert_eq!(fast, reference, "frame {frame:02x?} with {word:#x} at {at}");
-                }
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
-
-        /// Frames of every shape with bytes changed (lengths, versions,
-        /// header lengths, data offsets, EtherTypes, tags) and cut anywhere:
-        /// the hand-read path agrees with etherparse on the outcome and, for
-        /// frames to judge, on every header field.
-        #[test]
-        fn common_case_agrees_with_etherparse(
-            shape in any::<prop::sample::Index>(),
-            changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
-            // Small values in 16-bit fields: lengths below their header's.
-            words in prop::collection::vec((any::<prop::sample::Index>(), 0..=64u16), 0..2),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let shapes = shapes();
-            let mut frame = shapes[shape.index(shapes.len())].clone();
-            for (at, byte) in changes {
-                let at = at.index(frame.len());
-                frame[at] = byte;
-            }
-            for (at, word) in words {
-                let at = at.index(frame.len() - 1);
-                frame[at..at + 2].copy_from_slice(&word.to_be_bytes());
-            }
-            let cut = cut.index(frame.len() + 1);
-            let (fast, reference) = both_paths(&frame[..cut]);
-            prop_assert_eq!(fast, reference);
-        }
     }
 }
 

@@ -1,0 +1,570 @@
+//! Reading and validating an exceptions file against a policy (contract
+//! section 8), and the warnings of `segwatch check`.
+//!
+//! Two steps, like the policy file's: serde reads the TOML with spans, then
+//! every exception is checked and every problem reported in one pass, in
+//! file order, each with a hint.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+
+use ipnetwork::IpNetwork;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::value::Datetime;
+
+use super::time::{datetime_ns, format_date};
+use super::{
+    DAY_NS, DEFAULT_RULE, EndpointScope, Exception, RuleId, RuleScope, ServiceScope, UNKNOWN_ZONE,
+    ZoneId,
+};
+use crate::policy::{Diagnostic, Level, Policy, PolicyError, PortRange, ServiceSpec};
+
+/// Longest validity an exception may have: `expires` at most this long after
+/// `created` (contract section 8).
+const MAX_VALIDITY_DAYS: u64 = 366;
+
+/// The names of the policy an exceptions file may use, with what they
+/// stand for.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyNames {
+    /// Rules in file order.
+    rules: Vec<String>,
+    /// Zones in file order (ids are their positions).
+    zones: Vec<String>,
+    /// Named services, with what they match.
+    services: Vec<(String, ServiceScope)>,
+}
+
+impl PolicyNames {
+    /// The names of `policy`.
+    pub fn of(policy: &Policy) -> PolicyNames {
+        PolicyNames {
+            rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
+            zones: policy.zones.iter().map(|z| z.name.clone()).collect(),
+            services: policy
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), scope_of_spec(&s.spec)))
+                .collect(),
+        }
+    }
+}
+
+fn scope_of_spec(spec: &ServiceSpec) -> ServiceScope {
+    ServiceScope {
+        tcp: spec.tcp.clone(),
+        udp: spec.udp.clone(),
+        icmp: spec.icmp,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    exceptions: Vec<Spanned<RawException>>,
+}
+
+type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    id: Str,
+    reason: Str,
+    owner: Str,
+    ticket: Option<Str>,
+    created: Option<Spanned<Datetime>>,
+    expires: Spanned<Datetime>,
+    rule: Option<Str>,
+    from: Option<Spanned<Vec<Str>>>,
+    to: Option<Spanned<Vec<Str>>>,
+    services: Option<Spanned<Vec<Str>>>,
+}
+
+const KEYS: &str = "id, reason, owner, ticket, created, expires, rule, from, to, services";
+
+/// Diagnostics of one file, by byte offset, in file order.
+struct Sink<'t> {
+    text: &'t str,
+    file: &'t Path,
+    /// Byte offset of each line's start: positions by binary search, so
+    /// that a thousand exceptions cost no more than a thousand lookups.
+    line_starts: Vec<usize>,
+    items: Vec<(usize, Diagnostic)>,
+}
+
+impl<'t> Sink<'t> {
+    fn new(text: &'t str, file: &'t Path) -> Sink<'t> {
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        Sink {
+            text,
+            file,
+            line_starts,
+            items: Vec::new(),
+        }
+    }
+
+    /// 1-based line and character column of byte `offset`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
+        (line, column + 1)
+    }
+
+    fn push(&mut self, level: Level, span: &Range<usize>, message: String, hint: &str) {
+        let (line, column) = self.position(span.start);
+        self.items.push((
+            span.start,
+            Diagnostic {
+                level,
+                file: self.file.to_path_buf(),
+                line,
+                column,
+                message,
+                hint: Some(hint.to_owned()),
+            },
+        ));
+    }
+
+    fn error(&mut self, span: &Range<usize>, message: String, hint: &str) {
+        self.push(Level::Error, span, message, hint);
+    }
+
+    fn finish(mut self) -> Vec<Diagnostic> {
+        self.items.sort_by_key(|(at, _)| *at);
+        self.items.into_iter().map(|(_, d)| d).collect()
+    }
+}
+
+/// Reads and checks the exceptions file at `path` against `names`.
+/// `today_ns`, when given (by `check`), adds the warning about an
+/// exception without `created` that expires more than 366 days after it.
+pub fn load_exceptions_file(
+    path: &Path,
+    names: &PolicyNames,
+    today_ns: Option<u64>,
+) -> Result<(Vec<Exception>, Vec<Diagnostic>), PolicyError> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                return Err(one_error(
+                    path,
+                    "the exceptions file is not valid UTF-8",
+                    "save it as UTF-8 text",
+                ));
+            }
+        },
+        Err(e) => {
+            return Err(one_error(
+                path,
+                &format!("cannot read the exceptions file: {e}"),
+                "check the path and permissions of the exceptions file",
+            ));
+        }
+    };
+    load_exceptions_str(&text, path, names, today_ns)
+}
+
+fn one_error(path: &Path, message: &str, hint: &str) -> PolicyError {
+    PolicyError {
+        diagnostics: vec![Diagnostic {
+            level: Level::Error,
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: message.to_owned(),
+            hint: Some(hint.to_owned()),
+        }],
+    }
+}
+
+/// [`load_exceptions_file`] on text; `path` names it in diagnostics.
+pub fn load_exceptions_str(
+    text: &str,
+    path: &Path,
+    names: &PolicyNames,
+    today_ns: Option<u64>,
+) -> Result<(Vec<Exception>, Vec<Diagnostic>), PolicyError> {
+    let mut sink = Sink::new(text, path);
+    let raw = match toml::from_str::<RawFile>(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().lines().next().unwrap_or_default().trim();
+            let hint = if message.starts_with("unknown field") {
+                format!("an exceptions file holds [[exceptions]] tables with the keys {KEYS}")
+            } else if message.starts_with("missing field") {
+                "every exception needs id, reason, owner and expires".to_owned()
+            } else {
+                "see the exceptions file format in the README".to_owned()
+            };
+            sink.error(&span, lowercase_first(message), &hint);
+            return Err(PolicyError {
+                diagnostics: sink.finish(),
+            });
+        }
+    };
+    let mut ids = HashSet::new();
+    let mut list = Vec::with_capacity(raw.exceptions.len());
+    for entry in &raw.exceptions {
+        let header = entry.span();
+        if let Some(exception) = build(&mut sink, entry.get_ref(), header.clone(), names, today_ns)
+        {
+            if !ids.insert(exception.id.clone()) {
+                let id = &entry.get_ref().id;
+                sink.error(
+                    &id.span(),
+                    format!("duplicate exception id {:?}", exception.id),
+                    "give each exception its own id",
+                );
+            }
+            list.push(exception);
+        }
+    }
+    let diagnostics = sink.finish();
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(PolicyError { diagnostics })
+    } else {
+        Ok((list, diagnostics))
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn build(
+    sink: &mut Sink<'_>,
+    raw: &RawException,
+    header: Range<usize>,
+    names: &PolicyNames,
+    today_ns: Option<u64>,
+) -> Option<Exception> {
+    let errors_before = sink.items.len();
+    let id = raw.id.get_ref();
+    if !valid_id(id) {
+        sink.error(
+            &raw.id.span(),
+            format!("invalid exception id {id:?}"),
+            "an id starts with a letter or digit and holds letters, digits, '.', '_' and '-'",
+        );
+    }
+    for (value, key) in [(&raw.reason, "reason"), (&raw.owner, "owner")] {
+        if value.get_ref().trim().is_empty() {
+            sink.error(
+                &value.span(),
+                format!("empty {key}"),
+                "say why the risk is accepted and who owns it",
+            );
+        }
+    }
+    let date = |sink: &mut Sink<'_>, value: &Spanned<Datetime>, key: &str| {
+        let ns = datetime_ns(value.get_ref());
+        if ns.is_none() {
+            sink.error(
+                &value.span(),
+                format!("{key} must be a date or a date-time from 1970 on"),
+                "write a TOML date such as 2027-02-01, or a date-time such as 2027-02-01T08:00:00Z",
+            );
+        }
+        ns
+    };
+    let created = raw.created.as_ref().and_then(|c| date(sink, c, "created"));
+    let expires = date(sink, &raw.expires, "expires");
+    if let (Some(created), Some(expires)) = (created, expires) {
+        if expires <= created {
+            sink.error(
+                &raw.expires.span(),
+                "expires is not after created".to_owned(),
+                "an exception ends after it begins",
+            );
+        } else if expires - created > MAX_VALIDITY_DAYS * DAY_NS {
+            sink.error(
+                &raw.expires.span(),
+                format!(
+                    "expires is {} days after created, more than {MAX_VALIDITY_DAYS}",
+                    (expires - created).div_ceil(DAY_NS)
+                ),
+                "accept a risk for at most a year, then review it and write a new exception",
+            );
+        }
+    }
+    if let (None, Some(expires), Some(today)) = (created, expires, today_ns)
+        && expires > today.saturating_add(MAX_VALIDITY_DAYS * DAY_NS)
+    {
+        sink.push(
+            Level::Warning,
+            &raw.expires.span(),
+            format!(
+                "exception {id:?} expires {}, more than {MAX_VALIDITY_DAYS} days from today",
+                format_date(expires)
+            ),
+            "set created, and accept the risk for at most a year",
+        );
+    }
+    if raw.rule.is_none() && raw.from.is_none() && raw.to.is_none() && raw.services.is_none() {
+        sink.error(
+            &header,
+            format!("exception {id:?} has no scope: it would cover everything"),
+            "give at least one of rule, from, to and services",
+        );
+    }
+    let rule = raw
+        .rule
+        .as_ref()
+        .and_then(|rule| rule_scope(sink, rule, names));
+    let from = raw
+        .from
+        .as_ref()
+        .map(|list| endpoints(sink, list, names, "from"));
+    let to = raw
+        .to
+        .as_ref()
+        .map(|list| endpoints(sink, list, names, "to"));
+    let services = raw
+        .services
+        .as_ref()
+        .map(|list| services(sink, list, names));
+    if let (Some(RuleScope::Sweep | RuleScope::Scan), true) =
+        (rule, raw.to.is_some() || raw.services.is_some())
+        && let Some(rule_value) = &raw.rule
+    {
+        sink.error(
+            &rule_value.span(),
+            format!(
+                "a {} exception is scoped by from only",
+                rule_value.get_ref()
+            ),
+            "name the scanner's addresses or zone in from, and leave out to and services",
+        );
+    }
+    if sink
+        .items
+        .iter()
+        .skip(errors_before)
+        .any(|(_, d)| d.is_error())
+    {
+        return None;
+    }
+    let (line, _) = sink.position(header.start);
+    Some(Exception {
+        id: id.clone(),
+        reason: raw.reason.get_ref().clone(),
+        owner: raw.owner.get_ref().clone(),
+        ticket: raw.ticket.as_ref().map(|t| t.get_ref().clone()),
+        created,
+        expires: expires?,
+        rule,
+        from,
+        to,
+        services,
+        line,
+    })
+}
+
+fn rule_scope(sink: &mut Sink<'_>, rule: &Str, names: &PolicyNames) -> Option<RuleScope> {
+    let name = rule.get_ref().as_str();
+    match name {
+        "sweep" => return Some(RuleScope::Sweep),
+        "scan" => return Some(RuleScope::Scan),
+        "default" => return Some(RuleScope::Rule(DEFAULT_RULE)),
+        _ => {}
+    }
+    match names.rules.iter().position(|n| n == name) {
+        Some(i) => Some(RuleScope::Rule(i as RuleId)),
+        None => {
+            sink.error(
+                &rule.span(),
+                format!("unknown rule {name:?}"),
+                &format!(
+                    "name a rule of the policy, `default`, `sweep` or `scan`{}",
+                    some_of(names.rules.iter().map(String::as_str))
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// ", e.g. a, b, c" listing up to five names.
+fn some_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let listed: Vec<&str> = names.take(5).collect();
+    if listed.is_empty() {
+        String::new()
+    } else {
+        format!(" (e.g. {})", listed.join(", "))
+    }
+}
+
+fn endpoints(
+    sink: &mut Sink<'_>,
+    list: &Spanned<Vec<Str>>,
+    names: &PolicyNames,
+    key: &str,
+) -> Vec<EndpointScope> {
+    if list.get_ref().is_empty() {
+        sink.error(
+            &list.span(),
+            format!("empty {key}"),
+            &format!("leave {key} out, or name zones, CIDRs or addresses"),
+        );
+    }
+    let mut scopes = Vec::new();
+    for entry in list.get_ref() {
+        let text = entry.get_ref().as_str();
+        if text == "any" {
+            sink.error(
+                &entry.span(),
+                format!("`any` is not accepted in an exception's {key}"),
+                &format!("an exception never covers everything: leave {key} out instead"),
+            );
+            continue;
+        }
+        if text == "unknown" {
+            scopes.push(EndpointScope::Zone(UNKNOWN_ZONE));
+            continue;
+        }
+        if let Some(zone) = names.zones.iter().position(|z| z == text) {
+            scopes.push(EndpointScope::Zone(zone as ZoneId));
+            continue;
+        }
+        if text.contains(['.', ':']) {
+            match parse_network(text) {
+                Ok(scope) => scopes.push(scope),
+                Err(problem) => sink.error(
+                    &entry.span(),
+                    format!("invalid network {text:?} in {key}: {problem}"),
+                    "write a CIDR such as 10.40.0.0/24 or an address such as 10.40.0.12",
+                ),
+            }
+            continue;
+        }
+        sink.error(
+            &entry.span(),
+            format!("unknown zone {text:?} in {key}"),
+            &format!(
+                "name a zone of the policy, `unknown`, a CIDR or an address{}",
+                some_of(names.zones.iter().map(String::as_str))
+            ),
+        );
+    }
+    scopes
+}
+
+fn parse_network(text: &str) -> Result<EndpointScope, String> {
+    let network: IpNetwork = text.parse().map_err(|e| format!("{e}"))?;
+    let (ipv6, addr, bits, width) = match network {
+        IpNetwork::V4(n) => (false, u128::from(u32::from(n.ip())), n.prefix(), 32u32),
+        IpNetwork::V6(n) => (true, u128::from(n.ip()), n.prefix(), 128u32),
+    };
+    let host_bits = width - u32::from(bits);
+    let mask = if host_bits >= 128 {
+        0
+    } else {
+        (u128::MAX << host_bits) & (u128::MAX >> (128 - width))
+    };
+    if addr & !mask != 0 {
+        return Err("host bits set".to_owned());
+    }
+    Ok(EndpointScope::Network { ipv6, addr, mask })
+}
+
+fn services(
+    sink: &mut Sink<'_>,
+    list: &Spanned<Vec<Str>>,
+    names: &PolicyNames,
+) -> Vec<ServiceScope> {
+    if list.get_ref().is_empty() {
+        sink.error(
+            &list.span(),
+            "empty services".to_owned(),
+            "leave services out, or name services",
+        );
+    }
+    let mut scopes = Vec::new();
+    for entry in list.get_ref() {
+        let text = entry.get_ref().as_str();
+        if let Some((_, scope)) = names.services.iter().find(|(n, _)| n == text) {
+            scopes.push(scope.clone());
+            continue;
+        }
+        match parse_inline_service(text) {
+            Some(scope) => scopes.push(scope),
+            None => sink.error(
+                &entry.span(),
+                format!("unknown service {text:?}"),
+                &format!(
+                    "name a service of the policy, or write tcp/P, udp/P-Q or icmp{}",
+                    some_of(names.services.iter().map(|(n, _)| n.as_str()))
+                ),
+            ),
+        }
+    }
+    scopes
+}
+
+/// `tcp/P`, `tcp/P-Q`, `udp/...` or `icmp`, as in a rule's services.
+fn parse_inline_service(text: &str) -> Option<ServiceScope> {
+    if text == "icmp" {
+        return Some(ServiceScope {
+            icmp: true,
+            ..ServiceScope::default()
+        });
+    }
+    let (proto, ports) = text.split_once('/')?;
+    let (lo, hi) = match ports.split_once('-') {
+        Some((lo, hi)) => (lo.parse::<u16>().ok()?, hi.parse::<u16>().ok()?),
+        None => {
+            let port = ports.parse::<u16>().ok()?;
+            (port, port)
+        }
+    };
+    if lo == 0 || lo > hi {
+        return None;
+    }
+    let range = vec![PortRange { lo, hi }];
+    match proto {
+        "tcp" => Some(ServiceScope {
+            tcp: range,
+            ..ServiceScope::default()
+        }),
+        "udp" => Some(ServiceScope {
+            udp: range,
+            ..ServiceScope::default()
+        }),
+        _ => None,
+    }
+}
