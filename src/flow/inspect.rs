@@ -253,7 +253,6 @@ impl Kept {
             &self.server
         }
     }
-
 }
 
 /// What the bytes so far say (`answer`: [`crate::app::detect`] on them),
@@ -321,9 +320,6 @@ pub fn sides<'a>(
     (side(true), side(false))
 }
 
-impl Kept {
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +337,11 @@ mod tests {
 
     /// Feeds client segments as the tracker would, keeping what is added.
     fn add(track: &mut Track, kept: &mut Vec<u8>, seq: u32, syn: bool, payload: &[u8]) -> bool {
-        let added = track.accept(Transport::Tcp, &segment(true, seq, syn, payload), kept.len());
+        let added = track.accept(
+            Transport::Tcp,
+            &segment(true, seq, syn, payload),
+            kept.len(),
+        );
         kept.extend_from_slice(added);
         !added.is_empty()
     }

@@ -196,7 +196,7 @@ impl Inspections {
 
     /// The inspection that should give way to a new flow when every place
     /// is taken, and why; none while there is room.
-    fn to_make_room(&mut self) -> Option<(Place, SkipReason)> {
+    fn next_to_give_way(&mut self) -> Option<(Place, SkipReason)> {
         if self.live < MAX_INSPECTIONS {
             return None;
         }
@@ -328,8 +328,12 @@ impl Inspections {
 impl<V: Copy> Tracker<V> {
     /// Makes room for a new flow's inspection when every place is taken
     /// (see the module docs).
-    pub(super) fn make_room_to_inspect<O: FlowObserver<V>>(&mut self, index: u64, observer: &mut O) {
-        if let Some((place, reason)) = self.inspections.to_make_room() {
+    pub(super) fn make_room_to_inspect<O: FlowObserver<V>>(
+        &mut self,
+        index: u64,
+        observer: &mut O,
+    ) {
+        if let Some((place, reason)) = self.inspections.next_to_give_way() {
             self.cut_short(place, reason, index, observer);
         }
     }
@@ -525,7 +529,14 @@ impl<V: Copy> Tracker<V> {
         let (track, kept) = (&mut inspections.hot[at].track, &mut inspections.kept[at]);
         let (client, server) = inspect::sides(track, kept, from_client, fresh);
         let answer = detect(packet.transport, ports, client, server);
-        match inspect::decide(answer, packet.transport, &segment, fresh, (track, first_ts), kept) {
+        match inspect::decide(
+            answer,
+            packet.transport,
+            &segment,
+            fresh,
+            (track, first_ts),
+            kept,
+        ) {
             Step::Continue => {}
             Step::Keep(bytes) => {
                 self.keep(place, from_client, bytes, index, observer);
@@ -634,7 +645,8 @@ mod tests {
         fn continued(&mut self, _flow: FlowView<'_, ()>, _packet: &Packet, _index: u64) {}
 
         fn inspected(&mut self, flow: FlowView<'_, ()>, app: Option<Box<Detection>>, _index: u64) {
-            self.inspected.push((flow.flow.id, app.map(|found| found.app())));
+            self.inspected
+                .push((flow.flow.id, app.map(|found| found.app())));
         }
     }
 
@@ -686,7 +698,12 @@ mod tests {
     }
 
     fn client(n: usize) -> String {
-        format!("10.1.{}.{}:{}", n / 250 % 250, n % 250 + 1, 20_000 + n / 62_500)
+        format!(
+            "10.1.{}.{}:{}",
+            n / 250 % 250,
+            n % 250 + 1,
+            20_000 + n / 62_500
+        )
     }
 
     const SERVER: &str = "10.9.0.1:104";
@@ -708,7 +725,10 @@ mod tests {
         let mut h = Harness::new();
         // A flow that has sent the first byte of a DICOM request: kept.
         let holder = h.feed(0, &Pkt::tcp(&client(0), SERVER, SYN));
-        h.feed(1, &Pkt::tcp(&client(0), SERVER, ACK).seq(1001).payload(b"\x01"));
+        h.feed(
+            1,
+            &Pkt::tcp(&client(0), SERVER, ACK).seq(1001).payload(b"\x01"),
+        );
         assert!(h.tracker.inspection_bytes() > 0);
         // Half-open flows fill every other place.
         let mut quiet = Vec::new();
@@ -720,7 +740,10 @@ mod tests {
         // Each new flow pushes out the oldest half-open one, never the flow
         // with payload, and is inspected itself.
         let late = h.feed(100_000, &Pkt::tcp(&client(MAX_INSPECTIONS), SERVER, SYN));
-        h.feed(100_001, &Pkt::tcp(&client(MAX_INSPECTIONS + 1), SERVER, SYN));
+        h.feed(
+            100_001,
+            &Pkt::tcp(&client(MAX_INSPECTIONS + 1), SERVER, SYN),
+        );
         assert_eq!(h.skipped(SkipReason::EvictedNoPayload), 2);
         assert_eq!(h.ended(quiet[0]), Some(None));
         assert_eq!(h.ended(quiet[1]), Some(None));
@@ -729,9 +752,18 @@ mod tests {
         // The late flow's request is read: a DICOM association.
         let late_client = client(MAX_INSPECTIONS);
         let rq = associate_rq_start(80, 74);
-        h.feed(100_002, &Pkt::tcp(&late_client, SERVER, ACK).seq(1001).payload(&rq));
-        assert!(h.tracker.inspection_bytes() > 0, "the request waits for its reply");
-        h.feed(100_003, &Pkt::tcp(&late_client, SERVER, FIN | ACK).seq(1081));
+        h.feed(
+            100_002,
+            &Pkt::tcp(&late_client, SERVER, ACK).seq(1001).payload(&rq),
+        );
+        assert!(
+            h.tracker.inspection_bytes() > 0,
+            "the request waits for its reply"
+        );
+        h.feed(
+            100_003,
+            &Pkt::tcp(&late_client, SERVER, FIN | ACK).seq(1081),
+        );
         h.feed(100_004, &Pkt::tcp(SERVER, &late_client, FIN | ACK));
         assert_eq!(h.ended(late), Some(Some(App::Dicom)));
         assert_eq!(h.skipped(SkipReason::TableFull), 0);
@@ -744,7 +776,10 @@ mod tests {
         for n in 0..MAX_INSPECTIONS {
             let ts = 10 * n as u64;
             holders.push(h.feed(ts, &Pkt::tcp(&client(n), SERVER, SYN)));
-            h.feed(ts + 1, &Pkt::tcp(&client(n), SERVER, ACK).seq(1001).payload(b"\x01"));
+            h.feed(
+                ts + 1,
+                &Pkt::tcp(&client(n), SERVER, ACK).seq(1001).payload(b"\x01"),
+            );
         }
         assert_eq!(h.tracker.inspection_bytes(), MAX_INSPECTIONS);
         h.feed(1 << 20, &Pkt::tcp(&client(MAX_INSPECTIONS), SERVER, SYN));
@@ -765,12 +800,17 @@ mod tests {
         let mut h = Harness::new();
         let mut ids = Vec::new();
         for n in 0..flows {
-            ids.push(h.feed(n as u64, &Pkt::tcp(&client(n), SERVER, ACK).payload(&rq[..1])));
+            ids.push(h.feed(
+                n as u64,
+                &Pkt::tcp(&client(n), SERVER, ACK).payload(&rq[..1]),
+            ));
         }
         assert_eq!(h.tracker.inspection_bytes(), flows);
         let mut most = 0;
         for n in 0..flows {
-            let pkt = Pkt::tcp(&client(n), SERVER, ACK).seq(1001).payload(&rq[1..]);
+            let pkt = Pkt::tcp(&client(n), SERVER, ACK)
+                .seq(1001)
+                .payload(&rq[1..]);
             h.feed(1_000_000 + n as u64, &pkt);
             let held = h.tracker.inspection_bytes();
             assert!(held <= BUDGET + BIG, "{held} bytes held after flow {n}");

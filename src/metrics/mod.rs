@@ -392,7 +392,9 @@ impl Metrics {
         raise(&self.flows_evicted, total.flows.evicted);
         for reason in SkipReason::ALL {
             raise(
-                &self.inspections_skipped.with_label_values(&[reason.as_str()]),
+                &self
+                    .inspections_skipped
+                    .with_label_values(&[reason.as_str()]),
                 total.flows.inspections_skipped[reason.index()],
             );
         }

@@ -376,7 +376,13 @@ impl Counters {
             let reasons: Vec<String> = SkipReason::ALL
                 .iter()
                 .filter(|r| self.flows.inspections_skipped[r.index()] > 0)
-                .map(|r| format!("{} {}", self.flows.inspections_skipped[r.index()], r.as_str()))
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        self.flows.inspections_skipped[r.index()],
+                        r.as_str()
+                    )
+                })
                 .collect();
             let _ = writeln!(
                 s,
