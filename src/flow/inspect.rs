@@ -85,6 +85,21 @@ impl Track {
         self.flags |= flag::KEPT[side(from_client)];
     }
 
+    /// Counts a packet without payload and without SYN when that is all
+    /// [`Track::accept`] would do with it: a UDP datagram, or a TCP segment
+    /// of a direction whose next sequence number is known (an empty segment
+    /// can then only tell of bytes gone missing, which the next segment with
+    /// payload tells as well). False when the packet needs
+    /// [`Track::accept`].
+    #[inline(always)]
+    pub fn count_empty(&mut self, transport: Transport, from_client: bool) -> bool {
+        if transport == Transport::Tcp && self.flags & flag::SEQ[side(from_client)] == 0 {
+            return false;
+        }
+        self.packets = self.packets.saturating_add(1);
+        true
+    }
+
     /// True when the flow, whose first packet came at `first_ts`, has been
     /// inspected long enough at capture time `now`: its packets or its
     /// wait are at their limit.
@@ -364,6 +379,22 @@ mod tests {
         let reply = segment(false, 5000, false, b"xyz");
         assert_eq!(track.accept(Transport::Tcp, &reply, 0), b"xyz");
         assert_eq!(track.packets, 7);
+    }
+
+    #[test]
+    fn empty_segments_are_only_counted_once_their_direction_is_placed() {
+        let mut track = Track::default();
+        // Nothing known of the client's sequence numbers yet: read it.
+        assert!(!track.count_empty(Transport::Tcp, true));
+        track.accept(Transport::Tcp, &segment(true, 100, true, b""), 0);
+        assert!(track.count_empty(Transport::Tcp, true));
+        assert!(!track.count_empty(Transport::Tcp, false));
+        // UDP has no sequence numbers: always counted.
+        assert!(track.count_empty(Transport::Udp, false));
+        assert_eq!(track.packets, 3);
+        // The client's bytes still start after its SYN.
+        let data = segment(true, 101, false, b"abc");
+        assert_eq!(track.accept(Transport::Tcp, &data, 0), b"abc");
     }
 
     #[test]

@@ -420,6 +420,33 @@ impl<V: Copy> Tracker<V> {
         observer.inspected(view, found, index);
     }
 
+    /// Feeds an inspected flow's packet without payload to its inspection,
+    /// counting it in place when that is all there is to do (most such
+    /// packets: the acknowledgements after the handshake), else through
+    /// [`Tracker::inspect_empty`].
+    #[inline(always)]
+    pub(super) fn inspect_no_payload<O: FlowObserver<V>>(
+        &mut self,
+        slot: Slot,
+        packet: &Packet,
+        frame: &[u8],
+        index: u64,
+        observer: &mut O,
+    ) {
+        if packet.tcp_flags & tcp_flags::SYN == 0 {
+            let flow = &self.table.entry(slot).value;
+            let from_client = packet.sender_is_lo == flow.initiator_is_lo;
+            let track = &mut self.inspections.hot[usize::from(flow.inspection)].track;
+            if track.count_empty(packet.transport, from_client) {
+                if track.waited_enough(flow.first_ts, packet.ts_ns) {
+                    self.end_inspection(slot, index, observer);
+                }
+                return;
+            }
+        }
+        self.inspect_empty(slot, packet, frame, index, observer);
+    }
+
     /// Feeds an inspected flow's packet without payload to its inspection:
     /// what [`Tracker::inspect`] does with it, in a few instructions (such
     /// packets add no bytes: they count, and a TCP segment's sequence

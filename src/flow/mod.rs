@@ -571,7 +571,7 @@ impl<V: Copy> Tracker<V> {
             if packet.payload_len == 0 {
                 // Most packets of an inspected flow: handshakes and
                 // acknowledgements.
-                self.inspect_empty(slot, packet, frame, index, observer);
+                self.inspect_no_payload(slot, packet, frame, index, observer);
             } else {
                 self.inspect(slot, packet, frame, index, observer);
             }
