@@ -391,7 +391,7 @@ fn promtool(args: &[&str]) -> Output {
 fn promtool_checks_rules_and_config_and_passes_the_alert_unit_tests() {
     let out = promtool(&["check", "rules", "recording.yml", "alerts.yml"]);
     assert!(
-        text(&out).contains("SUCCESS: 12 rules found"),
+        text(&out).contains("SUCCESS: 13 rules found"),
         "{}",
         text(&out)
     );

@@ -16,6 +16,7 @@ mod deploy;
 mod detection_reload;
 mod golden;
 mod incidents;
+mod inspection_pressure;
 mod inventory;
 mod layering;
 

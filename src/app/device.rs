@@ -80,6 +80,12 @@ pub fn parse_datagram(ports: FlowPorts, datagram: &[u8]) -> Option<DeviceProtoco
     None
 }
 
+/// True when a device protocol's stream may start with `byte`: every other
+/// first byte is [`Progress::NotThis`] for [`parse_stream`].
+pub(crate) const fn may_open(byte: u8) -> bool {
+    matches!(byte, ENQ | STX | b'H' | b'<' | 0xEF)
+}
+
 /// A device protocol at the start of a TCP stream.
 pub fn parse_stream(bytes: &[u8]) -> Progress<DeviceProtocol> {
     let bytes = super::window(bytes);

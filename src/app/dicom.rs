@@ -72,7 +72,7 @@ pub enum PduType {
 
 impl PduType {
     /// The type of a PDU's first byte.
-    pub fn from_byte(byte: u8) -> Option<PduType> {
+    pub const fn from_byte(byte: u8) -> Option<PduType> {
         Some(match byte {
             0x01 => PduType::AssociateRq,
             0x02 => PduType::AssociateAc,
@@ -530,6 +530,18 @@ pub fn parse_pdu(bytes: &[u8]) -> Progress<DicomPdu> {
             parse_short(pdu_type, bytes)
         }
     }
+}
+
+/// True when a PDU may start with `byte` (a PDU type): every other first
+/// byte is [`Progress::NotThis`] for [`parse_pdu`].
+pub(crate) const fn may_open(byte: u8) -> bool {
+    PduType::from_byte(byte).is_some()
+}
+
+/// True when a PDU's second byte may be `byte` (reserved, 0): every other
+/// second byte is [`Progress::NotThis`] for [`parse_pdu`].
+pub(crate) const fn may_continue(byte: u8) -> bool {
+    byte == 0
 }
 
 /// RJ, RELEASE-RQ/RP and ABORT: a 4-byte body whose values are checked,

@@ -75,6 +75,15 @@ pub fn app_detect(data: &[u8]) {
     };
     let whole = detect(transport, ports, client, server);
     let _ = format!("{whole:?}");
+    if transport == Transport::Tcp {
+        // The first-byte table answers as the parsers would.
+        let (client, server) = (super::window(client), super::window(server));
+        assert_eq!(
+            super::detect_stream(client, server),
+            super::ask_stream_candidates(client, server, super::ALL_STREAM_CANDIDATES),
+            "the first-byte table decided otherwise"
+        );
+    }
     if let Progress::Done(detection) = &whole {
         let _ = detection.app().as_str();
     }

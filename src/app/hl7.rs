@@ -211,6 +211,13 @@ impl<'a> Msh<'a> {
     }
 }
 
+/// True when a message may start with `byte` (MLLP's start block, or the
+/// `M` of a bare `MSH`): every other first byte is [`Progress::NotThis`] for
+/// [`parse_message`].
+pub(crate) const fn may_open(byte: u8) -> bool {
+    byte == MLLP_START || byte == b'M'
+}
+
 /// Parses the first HL7 message (or MLLP commit acknowledgement) of a
 /// direction.
 pub fn parse_message(bytes: &[u8]) -> Progress<Hl7Message> {

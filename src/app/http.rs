@@ -82,7 +82,7 @@ impl HttpMethod {
     ];
 
     /// The method as sent.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             HttpMethod::Get => "GET",
             HttpMethod::Head => "HEAD",
@@ -202,6 +202,20 @@ pub fn parse_request(bytes: &[u8]) -> Progress<HttpInfo> {
 /// The window is full: a parser must answer from what it has.
 fn at_limit_of(bytes: &[u8]) -> bool {
     bytes.len() >= MAX_HEADER_LEN || at_limit(bytes)
+}
+
+/// True when a request may start with `byte` (the first letter of a
+/// method): every other first byte is [`Progress::NotThis`] for
+/// [`parse_request`].
+pub(crate) const fn may_open(byte: u8) -> bool {
+    let mut i = 0;
+    while i < HttpMethod::ALL.len() {
+        if HttpMethod::ALL[i].as_str().as_bytes()[0] == byte {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The method the stream starts with (its name and a space); `NeedMore`

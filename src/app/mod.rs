@@ -286,7 +286,7 @@ type StreamCandidate = fn(&[u8], &[u8]) -> Progress<(AppInfo, bool)>;
 
 /// The stream protocols, tried in turn. Their signatures are disjoint on the
 /// first two bytes, so at most one can answer `Done` and the order only
-/// saves work.
+/// saves work. (`STREAM_OPENERS` follows this order.)
 const STREAM_CANDIDATES: [StreamCandidate; 5] = [
     |client, server| {
         both_sides(client, server, dicom::parse_pdu, dicom::expects_reply).map(|sides| {
@@ -319,12 +319,92 @@ const STREAM_CANDIDATES: [StreamCandidate; 5] = [
     },
 ];
 
+/// Per first byte of the bytes that decide, the [`STREAM_CANDIDATES`] that
+/// may answer anything but `NotThis` (bit `i` for candidate `i`): row 0 when
+/// the client has sent bytes (every candidate parses them), row 1 when only
+/// the server has (the protocols either side may open, and the
+/// request/reply ones, for captures that missed the client). The others
+/// answer `NotThis` on that first byte, so they are not asked: most flows
+/// speak none of these protocols, and HTTP alone would try nine methods.
+const STREAM_OPENERS: [[u8; 256]; 2] = {
+    let mut table = [[0; 256]; 2];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        // In the order of STREAM_CANDIDATES.
+        let client = [
+            dicom::may_open(b),
+            hl7::may_open(b),
+            tls::may_open(b),
+            http::may_open(b),
+            device::may_open(b),
+        ];
+        let mut i = 0;
+        while i < client.len() {
+            if client[i] {
+                table[0][byte] |= 1 << i;
+                // TLS and HTTP: a server that spoke first rules them out.
+                if i != 2 && i != 3 {
+                    table[1][byte] |= 1 << i;
+                }
+            }
+            i += 1;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// Every stream candidate, as a mask for [`ask_stream_candidates`].
+const ALL_STREAM_CANDIDATES: u8 = (1 << STREAM_CANDIDATES.len()) - 1;
+
+/// Per second byte of the bytes that decide, the [`STREAM_CANDIDATES`] that
+/// may still answer anything but `NotThis`: those whose second byte is
+/// fixed (DICOM's reserved 0, TLS's major version 3) are ruled out by any
+/// other, whatever the first.
+const STREAM_SECOND_BYTES: [u8; 256] = {
+    let mut table = [ALL_STREAM_CANDIDATES; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        // In the order of STREAM_CANDIDATES.
+        if !dicom::may_continue(b) {
+            table[byte] &= !(1 << 0);
+        }
+        if !tls::may_continue(b) {
+            table[byte] &= !(1 << 2);
+        }
+        byte += 1;
+    }
+    table
+};
+
 fn detect_stream(client: &[u8], server: &[u8]) -> Progress<Detection> {
+    let (speaker, mut candidates) = match (client.first(), server.first()) {
+        (Some(&first), _) => (client, STREAM_OPENERS[0][usize::from(first)]),
+        (None, Some(&first)) => (server, STREAM_OPENERS[1][usize::from(first)]),
+        (None, None) => return Progress::NeedMore,
+    };
+    if let Some(&second) = speaker.get(1) {
+        candidates &= STREAM_SECOND_BYTES[usize::from(second)];
+    }
+    if candidates == 0 {
+        return Progress::NotThis;
+    }
+    ask_stream_candidates(client, server, candidates)
+}
+
+/// Asks the stream protocols of `candidates` (a mask of
+/// [`STREAM_CANDIDATES`]) in turn; the others count as `NotThis`.
+fn ask_stream_candidates(client: &[u8], server: &[u8], candidates: u8) -> Progress<Detection> {
     if client.is_empty() && server.is_empty() {
         return Progress::NeedMore;
     }
     let mut answer = Progress::NotThis;
-    for candidate in STREAM_CANDIDATES {
+    for (i, candidate) in STREAM_CANDIDATES.iter().enumerate() {
+        if candidates & (1 << i) == 0 {
+            continue;
+        }
         match candidate(client, server) {
             Progress::Done((info, reply_pending)) => {
                 return Progress::Done(Detection {
@@ -578,6 +658,37 @@ mod tests {
             b"\x17\x03\x03\x00\x10",
         ] {
             assert_eq!(tcp(client, b""), Progress::NotThis, "{client:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_bytes_tables_reject_only_what_every_parser_rejects() {
+        // Real first messages with each possible first (or second) byte in
+        // place of theirs, then cut short: the quick answer is the long one.
+        let samples: [Vec<u8>; 7] = [
+            dicom::tests::sample_rq(),
+            dicom::tests::sample_ac(),
+            hl7::tests::ADT.to_vec(),
+            tls::tests::modern_hello(),
+            http::tests::FHIR_SEARCH.to_vec(),
+            device::tests::ASTM_FRAME.to_vec(),
+            device::tests::POCT_HELLO.to_vec(),
+        ];
+        for sample in &samples {
+            for (at, byte) in (0..2).flat_map(|at| (0..=255u8).map(move |byte| (at, byte))) {
+                let mut bytes = sample.clone();
+                bytes[at] = byte;
+                for len in [1, 2, 6, 12, bytes.len()] {
+                    let bytes = &bytes[..len.min(bytes.len())];
+                    for (client, server) in [(bytes, &b""[..]), (b"", bytes), (bytes, bytes)] {
+                        assert_eq!(
+                            detect_stream(client, server),
+                            ask_stream_candidates(client, server, ALL_STREAM_CANDIDATES),
+                            "byte {at} {byte:#04x}, {len} bytes"
+                        );
+                    }
+                }
+            }
         }
     }
 

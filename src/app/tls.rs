@@ -129,6 +129,20 @@ fn is_grease(value: u16) -> bool {
     value & 0x0f0f == 0x0a0a && value >> 8 == value & 0xff
 }
 
+/// True when a ClientHello record may start with `byte` (the handshake
+/// content type): every other first byte is [`Progress::NotThis`] for
+/// [`parse_client_hello`].
+pub(crate) const fn may_open(byte: u8) -> bool {
+    byte == HANDSHAKE
+}
+
+/// True when a ClientHello record's second byte may be `byte` (the major
+/// version, 3): every other second byte is [`Progress::NotThis`] for
+/// [`parse_client_hello`].
+pub(crate) const fn may_continue(byte: u8) -> bool {
+    byte == 0x03
+}
+
 /// Parses the ClientHello that starts a client's stream.
 pub fn parse_client_hello(bytes: &[u8]) -> Progress<TlsInfo> {
     let bytes = super::window(bytes);

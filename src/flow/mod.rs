@@ -17,13 +17,14 @@
 
 mod index;
 mod inspect;
+mod inspections;
 mod key;
 mod table;
 
+pub use inspections::{BUDGET as INSPECT_BUDGET, MAX_INSPECTIONS};
 pub use key::{Addr, FlowHasher, FlowKey, Overlay};
 pub use table::{CLASSES, Entry, FlowTable, Slot};
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::app::Detection;
@@ -106,14 +107,15 @@ pub struct Flow<V> {
     /// The owner's verdict record.
     pub verdict: V,
     teardown: u8,
-    /// True while its first bytes are inspected for the application.
-    inspecting: bool,
+    /// Its inspection's place while its first bytes are inspected for the
+    /// application, else [`inspections::NOT_INSPECTED`].
+    inspection: inspections::Place,
 }
 
 impl<V> Flow<V> {
     /// True while its application is being detected.
     pub fn inspecting(&self) -> bool {
-        self.inspecting
+        self.inspection != inspections::NOT_INSPECTED
     }
 }
 
@@ -181,6 +183,50 @@ pub trait FlowObserver<V> {
     fn inspected(&mut self, flow: FlowView<'_, V>, app: Option<Box<Detection>>, index: u64);
 }
 
+/// Why a flow was judged without all the inspection its policy asked for:
+/// its inspection ended early, under pressure, and the flow was judged with
+/// what it had found by then (see the `inspections` module's docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Every inspection place was taken: the oldest inspection of a flow
+    /// that had kept no payload gave way to a new flow.
+    EvictedNoPayload,
+    /// Every inspection place was taken by a flow with payload: the oldest
+    /// gave way to a new flow.
+    TableFull,
+    /// The bytes kept for inspection reached their budget: the oldest
+    /// inspection keeping bytes gave way.
+    MemoryBudget,
+    /// The flow was pushed out of a full flow table while inspected.
+    FlowEvicted,
+}
+
+impl SkipReason {
+    /// Every reason, in the order of [`SkipReason::index`].
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::EvictedNoPayload,
+        SkipReason::TableFull,
+        SkipReason::MemoryBudget,
+        SkipReason::FlowEvicted,
+    ];
+
+    /// Stable snake_case name, for metric labels and the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::EvictedNoPayload => "evicted_no_payload",
+            SkipReason::TableFull => "table_full",
+            SkipReason::MemoryBudget => "memory_budget",
+            SkipReason::FlowEvicted => "flow_evicted",
+        }
+    }
+
+    /// Its index in [`SkipReason::ALL`] and in
+    /// [`FlowCounters::inspections_skipped`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Counts of what a tracker did, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCounters {
@@ -190,6 +236,8 @@ pub struct FlowCounters {
     pub expired: u64,
     /// Flows pushed out of a full table.
     pub evicted: u64,
+    /// Inspections ended early under pressure, by [`SkipReason::index`].
+    pub inspections_skipped: [u64; SkipReason::ALL.len()],
 }
 
 impl FlowCounters {
@@ -198,6 +246,18 @@ impl FlowCounters {
         self.created += other.created;
         self.expired += other.expired;
         self.evicted += other.evicted;
+        for (sum, n) in self
+            .inspections_skipped
+            .iter_mut()
+            .zip(other.inspections_skipped)
+        {
+            *sum += n;
+        }
+    }
+
+    /// Inspections ended early, for every reason.
+    pub fn inspections_skipped_total(&self) -> u64 {
+        self.inspections_skipped.iter().sum()
     }
 }
 
@@ -265,7 +325,7 @@ impl Packet {
         let len = usize::from(self.payload_len);
         match self.transport {
             Transport::Tcp => {
-                let header = frame.get(at..at + 20)?;
+                let header = self.tcp_header(frame)?;
                 let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 let start = at + usize::from(header[12] >> 4) * 4;
                 let end = (start + len).min(frame.len());
@@ -277,6 +337,23 @@ impl Packet {
                 Some((None, frame.get(start..end).unwrap_or(&[])))
             }
             _ => None,
+        }
+    }
+
+    /// The TCP header's fixed 20 bytes in `frame`, when they are there.
+    #[inline(always)]
+    pub fn tcp_header<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8; 20]> {
+        let at = usize::from(self.transport_offset);
+        frame.get(at..at + 20)?.try_into().ok()
+    }
+
+    /// Asks the CPU to fetch the packet's transport header in `frame`
+    /// (what [`Packet::payload`] reads first): call it some packets before
+    /// the tracker takes this one, when detecting applications.
+    #[inline(always)]
+    pub fn prefetch_transport(&self, frame: &[u8]) {
+        if let Some(header) = frame.get(usize::from(self.transport_offset)) {
+            crate::sys::prefetch(header);
         }
     }
 
@@ -302,23 +379,11 @@ pub struct Tracker<V> {
     counters: FlowCounters,
     /// Application detection: on for this tracker.
     detect: bool,
-    /// Flows being inspected, by table slot.
-    inspections: HashMap<Slot, inspect::Inspection>,
+    /// Flows being inspected, bounded in number and bytes.
+    inspections: inspections::Inspections,
     /// Capture position of the latest packet seen.
     last_index: u64,
-    /// Bytes the inspections hold.
-    inspect_bytes: usize,
-    /// Inspections in the order they started (first packet time, slot,
-    /// flow id), so that one whose wait is over ends at the next packet,
-    /// not at the next sweep.
-    waits: VecDeque<(u64, Slot, u64)>,
 }
-
-/// Flows inspected at once per tracker, and the bytes they may hold: beyond
-/// either, new flows are judged without their application (and their events
-/// go out at once), so a flood of new flows cannot exhaust memory.
-const MAX_INSPECTIONS: usize = 8_192;
-const INSPECT_BUDGET: usize = 16 << 20;
 
 impl<V: Copy> Tracker<V> {
     /// A tracker holding at most `capacity` flows; with `detect`, it
@@ -344,10 +409,8 @@ impl<V: Copy> Tracker<V> {
             timeouts_ns,
             counters: FlowCounters::default(),
             detect,
-            inspections: HashMap::new(),
+            inspections: inspections::Inspections::default(),
             last_index: 0,
-            inspect_bytes: 0,
-            waits: VecDeque::new(),
         }
     }
 
@@ -359,6 +422,12 @@ impl<V: Copy> Tracker<V> {
     /// Flows under inspection now.
     pub fn inspecting(&self) -> usize {
         self.inspections.len()
+    }
+
+    /// Bytes the inspections keep now (their buffers' size): at most
+    /// [`INSPECT_BUDGET`].
+    pub fn inspection_bytes(&self) -> usize {
+        self.inspections.held()
     }
 
     /// What the tracker has done so far.
@@ -403,7 +472,7 @@ impl<V: Copy> Tracker<V> {
         observer: &mut O,
     ) {
         self.last_index = index;
-        if let Some(&(first_ts, _, _)) = self.waits.front()
+        if let Some(first_ts) = self.inspections.first_wait()
             && packet.ts_ns.saturating_sub(first_ts) >= inspect::MAX_WAIT_NS
         {
             self.release_waits(packet.ts_ns, index, observer);
@@ -448,16 +517,7 @@ impl<V: Copy> Tracker<V> {
     /// Ends every inspection (the capture ended), in the order the flows
     /// started, at the latest packet's position.
     pub fn finish<O: FlowObserver<V>>(&mut self, observer: &mut O) {
-        let mut slots: Vec<Slot> = self.inspections.keys().copied().collect();
-        // In flow-start order, so the output does not follow the map's.
-        slots.sort_by_key(|slot| {
-            let flow = &self.table.entry(*slot).value;
-            (flow.first_ts, flow.id)
-        });
-        for slot in slots {
-            self.end_inspection(slot, self.last_index, observer);
-        }
-        self.waits.clear();
+        self.end_inspections(self.last_index, observer);
     }
 
     /// Always inlined into [`Tracker::observe`]: most packets come here, and
@@ -505,10 +565,16 @@ impl<V: Copy> Tracker<V> {
             packet,
             index,
         );
-        let inspecting = flow.inspecting;
+        let inspecting = flow.inspecting();
         self.table.touch(slot, packet.ts_ns, class);
         if inspecting {
-            self.inspect(slot, packet, frame, index, observer);
+            if packet.payload_len == 0 {
+                // Most packets of an inspected flow: handshakes and
+                // acknowledgements.
+                self.inspect_no_payload(slot, packet, frame, index, observer);
+            } else {
+                self.inspect(slot, packet, frame, index, observer);
+            }
             // A closed flow has ended: its event waits no longer.
             if self.table.entry(slot).value.teardown & teardown::CLOSED != 0 {
                 self.end_inspection(slot, index, observer);
@@ -528,6 +594,7 @@ impl<V: Copy> Tracker<V> {
             if self.table.is_full()
                 && let Some(oldest) = self.table.oldest()
             {
+                self.count_cut_short(oldest, SkipReason::FlowEvicted);
                 self.end_inspection(oldest, index, observer);
                 self.table.remove(oldest);
                 self.counters.evicted += 1;
@@ -535,9 +602,10 @@ impl<V: Copy> Tracker<V> {
         }
         let inspect = self.detect
             && !frame.is_empty()
-            && matches!(packet.transport, Transport::Tcp | Transport::Udp)
-            && self.inspections.len() < MAX_INSPECTIONS
-            && self.inspect_bytes < INSPECT_BUDGET;
+            && matches!(packet.transport, Transport::Tcp | Transport::Udp);
+        if inspect && self.inspections.len() >= MAX_INSPECTIONS {
+            self.make_room_to_inspect(index, observer);
+        }
         let started = observer.started(packet, frame, index, inspect);
         let teardown =
             if packet.transport == Transport::Tcp && packet.tcp_flags & tcp_flags::RST != 0 {
@@ -551,7 +619,7 @@ impl<V: Copy> Tracker<V> {
             initiator_is_lo: started.sender_initiates == packet.sender_is_lo,
             verdict: started.verdict,
             teardown,
-            inspecting: inspect,
+            inspection: inspections::NOT_INSPECTED,
         };
         let class = entry_class(packet.key.protocol, teardown);
         let slot = self
@@ -559,131 +627,7 @@ impl<V: Copy> Tracker<V> {
             .insert(packet.hash, packet.key, packet.ts_ns, class, flow);
         self.counters.created += 1;
         if inspect {
-            self.inspections
-                .insert(slot, inspect::Inspection::new(packet.ts_ns));
-            self.push_wait(packet.ts_ns, slot, started.id);
-            self.inspect(slot, packet, frame, index, observer);
-        }
-    }
-
-    /// Ends a flow's inspection with what was found so far (the flow ended
-    /// or waited long enough).
-    fn end_inspection<O: FlowObserver<V>>(&mut self, slot: Slot, index: u64, observer: &mut O) {
-        // Without detection there is never an inspection: every flow that
-        // ends comes here, and the map would hash its slot for nothing.
-        if self.inspections.is_empty() {
-            return;
-        }
-        if let Some(mut inspection) = self.inspections.remove(&slot) {
-            self.inspect_bytes = self.inspect_bytes.saturating_sub(inspection.held());
-            let found = inspection.give_up().map(Box::new);
-            self.inspection_over(slot, found, index, observer);
-        }
-    }
-
-    /// Tells the observer that the inspection of the flow in `slot` is over.
-    fn inspection_over<O: FlowObserver<V>>(
-        &mut self,
-        slot: Slot,
-        found: Option<Box<Detection>>,
-        index: u64,
-        observer: &mut O,
-    ) {
-        let entry = self.table.entry_mut(slot);
-        entry.value.inspecting = false;
-        let view = FlowView {
-            key: &entry.key,
-            flow: &mut entry.value,
-        };
-        observer.inspected(view, found, index);
-    }
-
-    /// Feeds an inspected flow's packet to its inspection.
-    fn inspect<O: FlowObserver<V>>(
-        &mut self,
-        slot: Slot,
-        packet: &Packet,
-        frame: &[u8],
-        index: u64,
-        observer: &mut O,
-    ) {
-        let entry = self.table.entry(slot);
-        let initiator_is_lo = entry.value.initiator_is_lo;
-        let key = entry.key;
-        let Some((seq, payload)) = packet.payload(frame) else {
-            self.end_inspection(slot, index, observer);
-            return;
-        };
-        let (lo_port, hi_port) = (key.lo_port, key.hi_port);
-        let ports = if initiator_is_lo {
-            crate::app::FlowPorts {
-                client: lo_port,
-                server: hi_port,
-            }
-        } else {
-            crate::app::FlowPorts {
-                client: hi_port,
-                server: lo_port,
-            }
-        };
-        let segment = inspect::Segment {
-            from_client: packet.sender_is_lo == initiator_is_lo,
-            seq,
-            syn: packet.tcp_flags & tcp_flags::SYN != 0,
-            payload,
-            ts_ns: packet.ts_ns,
-        };
-        let Some(inspection) = self.inspections.get_mut(&slot) else {
-            return;
-        };
-        let before = inspection.held();
-        let step = inspection.take(packet.transport, ports, segment);
-        let after = inspection.held();
-        self.inspect_bytes = (self.inspect_bytes + after).saturating_sub(before);
-        if let inspect::Step::Finished(found) = step {
-            self.inspect_bytes = self.inspect_bytes.saturating_sub(after);
-            if self.inspections.remove(&slot).is_some() {
-                self.inspection_over(slot, found, index, observer);
-            }
-        }
-    }
-
-    /// Queues an inspection's wait, dropping from the front waits whose
-    /// inspections already ended, and compacting when ended ones pile up
-    /// behind a live one (so the queue stays bounded by the inspections).
-    fn push_wait(&mut self, first_ts: u64, slot: Slot, flow_id: u64) {
-        let live = |inspections: &HashMap<Slot, inspect::Inspection>,
-                    table: &FlowTable<Flow<V>>,
-                    &(_, slot, flow_id): &(u64, Slot, u64)| {
-            inspections.contains_key(&slot) && table.entry(slot).value.id == flow_id
-        };
-        while let Some(front) = self.waits.front() {
-            if live(&self.inspections, &self.table, front) {
-                break;
-            }
-            self.waits.pop_front();
-        }
-        if self.waits.len() > 2 * MAX_INSPECTIONS {
-            let (inspections, table) = (&self.inspections, &self.table);
-            self.waits.retain(|wait| live(inspections, table, wait));
-        }
-        self.waits.push_back((first_ts, slot, flow_id));
-    }
-
-    /// Ends the inspections whose wait is over at `now`, as at the packet at
-    /// `index`.
-    fn release_waits<O: FlowObserver<V>>(&mut self, now: u64, index: u64, observer: &mut O) {
-        while let Some(&(first_ts, slot, flow_id)) = self.waits.front() {
-            if now.saturating_sub(first_ts) < inspect::MAX_WAIT_NS {
-                break;
-            }
-            self.waits.pop_front();
-            // The slot may hold another flow by now, or none inspected.
-            let same_flow =
-                self.inspections.contains_key(&slot) && self.table.entry(slot).value.id == flow_id;
-            if same_flow {
-                self.end_inspection(slot, index, observer);
-            }
+            self.start_inspection(slot, packet, frame, index, observer);
         }
     }
 }

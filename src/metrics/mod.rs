@@ -4,8 +4,8 @@
 //! once per batch ([`PublishedCounters`]), sinks keep
 //! their own atomics, and a scrape sums them and brings the registry's
 //! counters up to the totals. Labels hold rule, severity, zone, sink,
-//! interface, worker and problem names, never an address or a port: their
-//! number is bounded by the policy and the configuration.
+//! interface, worker, problem and reason names, never an address or a port:
+//! their number is bounded by the policy and the configuration.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::flow::SkipReason;
 use crate::pipeline::{Counters, PublishedCounters, TUNNEL_KINDS};
 
 use crate::sink::SinkStats;
@@ -101,6 +102,7 @@ pub struct Metrics {
     flows_started: IntCounter,
     flows_expired: IntCounter,
     flows_evicted: IntCounter,
+    inspections_skipped: IntCounterVec,
     flow_capacity: IntGauge,
     decode_problems: IntCounterVec,
     not_judged: IntCounterVec,
@@ -284,6 +286,11 @@ impl Metrics {
                 "segwatch_flows_evicted_total",
                 "Flows pushed out of a full flow table",
             )?,
+            inspections_skipped: counter_vec(
+                "segwatch_inspections_skipped_total",
+                "Flows judged without all the inspection the policy asked for (ended early under pressure), by reason",
+                &["reason"],
+            )?,
             flow_capacity: gauge("segwatch_flows_capacity", "The flow-table bound")?,
             decode_problems: counter_vec(
                 "segwatch_decode_problems_total",
@@ -338,6 +345,11 @@ impl Metrics {
                 .decode_problems
                 .with_label_values(&[problem.as_str()]);
         }
+        for reason in SkipReason::ALL {
+            metrics
+                .inspections_skipped
+                .with_label_values(&[reason.as_str()]);
+        }
         Ok(metrics)
     }
 
@@ -378,6 +390,14 @@ impl Metrics {
         raise(&self.flows_started, total.flows.created);
         raise(&self.flows_expired, total.flows.expired);
         raise(&self.flows_evicted, total.flows.evicted);
+        for reason in SkipReason::ALL {
+            raise(
+                &self
+                    .inspections_skipped
+                    .with_label_values(&[reason.as_str()]),
+                total.flows.inspections_skipped[reason.index()],
+            );
+        }
         for (reason, count) in [
             ("not_ip", p.not_ip),
             ("later_fragment", p.later_fragments),

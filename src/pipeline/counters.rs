@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::classify::{CompiledPolicy, PolicyInForce, RuleId, ZoneId};
 use crate::event::Violation;
-use crate::flow::FlowCounters;
+use crate::flow::{FlowCounters, SkipReason};
 use crate::policy::Severity;
 use crate::wire::{Outcome, Problem, Tunnel, TunnelKind};
 
@@ -369,6 +369,27 @@ impl Counters {
             "  flows          {} ({} expired, {} evicted, {} in the table at the end)",
             self.flows.created, self.flows.expired, self.flows.evicted, self.active_flows
         );
+        let skipped = self.flows.inspections_skipped_total();
+        if skipped > 0 {
+            // Only under pressure (a flood of new flows or of kept bytes):
+            // the runs of an ordinary capture print what they always did.
+            let reasons: Vec<String> = SkipReason::ALL
+                .iter()
+                .filter(|r| self.flows.inspections_skipped[r.index()] > 0)
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        self.flows.inspections_skipped[r.index()],
+                        r.as_str()
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "  inspections    {skipped} ended early, flows judged with what was found ({})",
+                reasons.join(", ")
+            );
+        }
         let v = &self.violations;
         let by_severity = v.by_severity();
         let severities: Vec<String> = Severity::ALL

@@ -415,6 +415,16 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 detection: (**found).clone(),
             });
         }
+        let record = view.flow.verdict;
+        if !policy.needs_app()
+            && record.generation == self.policy.generation
+            && (record.alerted || !policy.alerts(record.verdict))
+        {
+            // Judged by its ports at its first packet under this same
+            // policy, which no application changes, and no event to make:
+            // judging it again would cost as much as that first packet did.
+            return;
+        }
         // Judged under the policy in force now (again by ports, when a
         // reload came in between), then with its application.
         let judged = policy.judge_flow(view.key, view.flow.initiator_is_lo);

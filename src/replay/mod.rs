@@ -44,6 +44,7 @@ use crate::event::write_json_line;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
 use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
+use crate::sys::prefetch;
 use crate::wire::{Decapsulation, Headers, Outcome};
 
 /// How many bytes of a capture a replay moves past before it hands their
@@ -437,11 +438,20 @@ fn track_batch(
                     None => following.get(i - packets.len()),
                 };
                 for (n, decoded) in packets.iter().enumerate() {
+                    // With detection, the frame's record and then its
+                    // transport header too: the shard's packets are spread
+                    // over the batch, decoded a batch ago on any core.
                     if let Some(far) = ahead(n + PREFETCH_AHEAD) {
                         shard.prefetch_index(far.packet.hash);
+                        if reads_frames && let Some(frame) = frames.get(far.position as usize) {
+                            prefetch(frame);
+                        }
                     }
                     if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
                         shard.prefetch_entry(near.packet.hash);
+                        if reads_frames && let Some(frame) = frames.get(near.position as usize) {
+                            near.packet.prefetch_transport(frame.data);
+                        }
                     }
                     let position = decoded.position as usize;
                     let frame = if reads_frames {
