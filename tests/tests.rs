@@ -18,6 +18,7 @@ mod golden;
 mod incidents;
 mod inventory;
 mod layering;
+mod outputs;
 
 mod learn;
 mod live;

@@ -1,5 +1,6 @@
 //! `segwatch learn`: a least-privilege policy from observed traffic.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use segwatch::classify::CompiledPolicy;
@@ -7,11 +8,18 @@ use segwatch::learn::{LearnOptions, learn, render_policy};
 use segwatch::policy::load_policy_str;
 use segwatch::replay::{ReplayOptions, replay};
 
+use super::output::{OutputFile, refuse_an_input};
 use super::replay::{open_captures, read_policy, warn_truncations};
 use super::{Error, LearnArgs, Status};
 
 /// Runs `segwatch learn`.
 pub fn run(args: &LearnArgs) -> Result<Status, Error> {
+    // The output may not be one of the inputs: checked before learning.
+    let mut inputs: Vec<&Path> = args.captures.iter().map(|p| p.as_path()).collect();
+    inputs.push(&args.zones);
+    if let Some(path) = &args.output {
+        refuse_an_input(path, &inputs)?;
+    }
     let base = read_policy(&args.zones)?;
     // Live: record the headers for the duration, then learn from them.
     let (_recorded, paths) = if args.interfaces.is_empty() {
@@ -62,7 +70,12 @@ pub fn run(args: &LearnArgs) -> Result<Status, Error> {
         .total();
 
     match &args.output {
-        Some(path) => std::fs::write(path, &text).map_err(|e| Error::file(path, e))?,
+        Some(path) => {
+            let mut out = OutputFile::create(path, &inputs)?;
+            out.write_all(text.as_bytes())
+                .map_err(|e| Error::file(path, e))?;
+            out.finish()?;
+        }
         None => print!("{text}"),
     }
     super::stderr_line(format_args!(

@@ -13,6 +13,7 @@ mod diff;
 mod error;
 mod learn;
 mod learn_live;
+mod output;
 mod replay;
 mod run;
 mod synth;
