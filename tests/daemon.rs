@@ -340,10 +340,15 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
         ) == Some(1.0))
         .then_some(())
     });
-    assert_eq!(
-        metric(&daemon.metrics(), "segwatch_policy_generation", ""),
-        Some(1.0)
-    );
+    let text = daemon.metrics();
+    assert_eq!(metric(&text, "segwatch_policy_generation", ""), Some(1.0));
+    // The outcome of the last reload (issue 15.11): refused, after the
+    // start's load.
+    let success = "segwatch_policy_last_reload_success_timestamp_seconds";
+    let failure = "segwatch_policy_last_reload_failure_timestamp_seconds";
+    let started = metric(&text, success, "").unwrap();
+    let refused = metric(&text, failure, "").unwrap();
+    assert!(started > 1.7e9 && refused >= started, "{started} {refused}");
 
     std::fs::write(&policy, allow.replace("\"allow\"", "\"alert\"")).unwrap();
     daemon.signal("HUP");
@@ -361,6 +366,9 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
         Some(1.0)
     );
     assert_eq!(metric(&text, "segwatch_policy_generation", ""), Some(2.0));
+    // The last attempt took effect: the alert's condition is false again.
+    assert!(metric(&text, success, "").unwrap() >= refused);
+    assert_eq!(metric(&text, failure, ""), Some(refused));
     assert_eq!(
         metric(&text, "segwatch_flows_started_total", ""),
         Some(1.0),
