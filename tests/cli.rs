@@ -93,7 +93,11 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
         .unwrap();
     let p = pcap.to_str().unwrap();
     let policy = example_policy();
-    for (threshold, code) in [("critical", 1), ("high", 1), ("low", 1)] {
+    for (threshold, code, count) in [
+        ("critical", 1, "1 violation"),
+        ("high", 1, "1 violation"),
+        ("low", 1, "2 violations"),
+    ] {
         let out = segwatch(&[
             "replay",
             "-q",
@@ -104,6 +108,13 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
             p,
         ]);
         assert_eq!(out.status.code(), Some(code), "--fail-on {threshold}");
+        // Issue 15.9: one line says why, even with -q.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "segwatch: exit status 1: {count} at or above {threshold} (--fail-on {threshold})\n"
+            )
+        );
     }
     // Only the vendor session: low.
     let mut low = Capture::new();
@@ -119,6 +130,11 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
         p,
     ]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = segwatch(&["replay", "-q", "--policy", &policy, "--fail-on", "bogus", p]);
     assert_eq!(out.status.code(), Some(2), "a bad flag is bad input");
 }
@@ -497,7 +513,9 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
             events: out.stdout,
             warnings: stderr
                 .lines()
-                .filter(|line| line.starts_with("segwatch: "))
+                .filter(|line| {
+                    line.starts_with("segwatch: ") && !line.starts_with("segwatch: exit status")
+                })
                 .map(str::to_owned)
                 .collect(),
             policy_line: stderr

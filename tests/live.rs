@@ -1078,6 +1078,9 @@ fn learning_from_live_traffic_keeps_headers_only_and_allows_what_it_saw() {
     );
     learner.wait_log("Capturing headers to learn from", Duration::from_secs(20));
     veth.replay(&capture, 2_000);
+    // Issue 15.9: progress while it records (a line a second for 4 s).
+    learner.wait_log("segwatch learn: recording", Duration::from_secs(10));
+    learner.wait_log("packets kept; done, learning", Duration::from_secs(20));
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = learner.child.try_wait().unwrap() {

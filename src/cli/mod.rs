@@ -47,8 +47,10 @@ use segwatch::wire::Decapsulation;
 pub struct Cli {
     /// Log level of the diagnostics written to stderr: error, warn, info,
     /// debug or trace (or a tracing filter such as `segwatch=debug`).
-    #[arg(long, global = true, default_value = "warn", env = "SEGWATCH_LOG")]
-    pub log_level: String,
+    /// Default: info for the daemon (`run`, `demo`: its start, reloads and
+    /// stop), warn for the other commands.
+    #[arg(long, global = true, env = "SEGWATCH_LOG")]
+    pub log_level: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
@@ -599,7 +601,12 @@ pub struct SynthArgs {
 /// Runs the parsed command line: the status it ends with, or the error that
 /// stopped it.
 pub fn run(cli: Cli) -> Result<Status, Error> {
-    init_logging(&cli.log_level);
+    let daemon = matches!(cli.command, Command::Run(_) | Command::Demo(_));
+    init_logging(
+        cli.log_level
+            .as_deref()
+            .unwrap_or(if daemon { "info" } else { "warn" }),
+    );
     match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Check(args) => check::run(&args),

@@ -130,7 +130,17 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         return Err(error.into());
     }
     let status = match args.fail_on.map(Severity::from) {
-        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => Status::Findings,
+        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => {
+            // Said even with --quiet: a CI log must tell why the job failed.
+            let n = outcome.stats.violations.at_or_above(threshold);
+            super::stderr_line(format_args!(
+                "segwatch: exit status 1: {n} violation{} at or above {} (--fail-on {})",
+                if n == 1 { "" } else { "s" },
+                threshold.as_str(),
+                threshold.as_str()
+            ));
+            Status::Findings
+        }
         _ => Status::Ran,
     };
     // The process exits now: the kernel unmaps the captures with the rest,

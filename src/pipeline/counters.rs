@@ -276,10 +276,17 @@ impl ViolationCounts {
     /// True when some violation that no exception excepts is at `severity`
     /// or above (`--fail-on`).
     pub fn any_at_or_above(&self, severity: Severity) -> bool {
+        self.at_or_above(severity) > 0
+    }
+
+    /// Violations that no exception excepts at `severity` or above.
+    pub fn at_or_above(&self, severity: Severity) -> u64 {
         self.labelled
             .iter()
             .zip(&self.excepted)
-            .any(|((labels, n), excepted)| labels.severity >= severity && n > excepted)
+            .filter(|((labels, _), _)| labels.severity >= severity)
+            .map(|((_, n), excepted)| n.saturating_sub(*excepted))
+            .sum()
     }
 }
 

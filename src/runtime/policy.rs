@@ -211,8 +211,11 @@ impl PolicyHandle {
             }
             Err(error) => {
                 self.stats.refused();
+                let generation = self.current().generation;
                 for line in &error.lines {
                     tracing::error!(
+                        policy = %path.display(),
+                        generation,
                         "Policy reload refused, keeping the policy and exceptions in force: {line}"
                     );
                 }
