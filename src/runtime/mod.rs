@@ -104,7 +104,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         settings.max_devices,
         Arc::new(crate::inventory::OuiRegistry::load_default()),
     ));
-    tracing::info!(
+    tracing::debug!(
         registry = ?inventory.registry().source(),
         vendors = inventory.registry().len(),
         "Device inventory ready"
