@@ -78,10 +78,30 @@ pub fn run(args: &LearnArgs) -> Result<Status, Error> {
         }
         None => print!("{text}"),
     }
+    if args.networks && learned.proposed_zones == 0 && !learned.catch_all_zones.is_empty() {
+        super::stderr_line(format_args!(
+            "segwatch learn: --networks proposed no zone: zone {} claims every address \
+             (0.0.0.0/0 or ::/0), so none is left unknown to propose a zone for; to get \
+             proposals, learn with a zones file without that network (proposed zones are \
+             more specific, so it can go back afterwards)",
+            learned.catch_all_zones.join(", ")
+        ));
+    }
+    let (review_rules, review_flows) = learned.held_for_review();
+    let review = if review_rules > 0 {
+        format!(
+            ", {review_flows} flow{} held for review in {review_rules} commented-out rule{} \
+             (the zones file's rules alert on them)",
+            if review_flows == 1 { "" } else { "s" },
+            if review_rules == 1 { "" } else { "s" },
+        )
+    } else {
+        String::new()
+    };
     super::stderr_line(format_args!(
-        "segwatch learn: {} flows, {} rules{}, {} pass{}{}; replayed against the learned policy: {} violation{}",
+        "segwatch learn: {} flows, {} rules{}{review}, {} pass{}{}; replayed against the learned policy: {} violation{}",
         learned.flows,
-        learned.rules.len(),
+        learned.policy.rules.len(),
         if args.networks {
             format!(", {} proposed zones", learned.proposed_zones)
         } else {

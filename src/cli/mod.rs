@@ -91,8 +91,10 @@ pub enum Command {
     /// Takes the zones (and services) of a policy file, replays the
     /// captures, and writes a policy with one allow rule per zone pair
     /// listing the services seen, each commented with its flow count and
-    /// first/last seen; everything else alerts. Replaying the same captures
-    /// against it gives no violation. Exit status: 0 learned; 2 bad input.
+    /// first/last seen; everything else alerts. What the file's alert rules
+    /// and clinical checks alert on today is written commented out, for
+    /// review. Replaying the same captures against it gives no violation
+    /// but those. Exit status: 0 learned; 2 bad input.
     Learn(LearnArgs),
     /// What-if: the flows whose verdict a candidate policy would change.
     ///
@@ -433,7 +435,8 @@ impl FlowArgs {
 #[derive(Debug, Args)]
 pub struct LearnArgs {
     /// A policy file holding the zones (and optionally services) to learn
-    /// with; its rules are ignored.
+    /// with; what its alert rules and clinical checks alert on is written
+    /// as commented-out rules for review, never allowed.
     #[arg(long, value_name = "FILE")]
     pub zones: PathBuf,
 
