@@ -601,3 +601,42 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
     assert!(!bad_cache.exists());
 }
+
+/// Issue 15.12: counts agree with their nouns (`1 error`, not `1 errors`),
+/// and `check` names every missing key of a rule at once.
+#[test]
+fn regression_15_12_check_counts_in_the_singular_and_names_every_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n[services.web]\ntcp = [80]\n\
+         [[rules]]\nname = \"r\"\nfrom = [\"a\"]\nto = [\"a\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let out = segwatch(&["check", good.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: ok: policy \"good\", 1 zone, 1 service, 1 rule, 0 warnings\n",
+            good.display()
+        )
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n[[rules]]\nname = \"r\"\n",
+    )
+    .unwrap();
+    let out = segwatch(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: invalid: 1 error\n", bad.display())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing keys `from`, `to` and `action` in a [[rules]] table"),
+        "{stderr}"
+    );
+}

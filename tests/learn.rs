@@ -285,7 +285,7 @@ fn networks_proposes_zones_for_private_subnets_only() {
     std::fs::write(&zones, ZONES).unwrap();
     let learned = dir.path().join("learned.toml");
     let stderr = learn(&zones, &[&path], &learned, true);
-    assert!(stderr.contains("1 proposed zones"), "{stderr}");
+    assert!(stderr.contains("1 proposed zone,"), "{stderr}");
     let text = std::fs::read_to_string(&learned).unwrap();
     assert!(text.contains("[zones.net-10-99-3-0]"), "{text}");
     assert!(text.contains("networks = [\"10.99.3.0/24\"]"), "{text}");

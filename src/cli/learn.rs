@@ -99,11 +99,14 @@ pub fn run(args: &LearnArgs) -> Result<Status, Error> {
         String::new()
     };
     super::stderr_line(format_args!(
-        "segwatch learn: {} flows, {} rules{}{review}, {} pass{}{}; replayed against the learned policy: {} violation{}",
-        learned.flows,
-        learned.policy.rules.len(),
+        "segwatch learn: {}, {}{}{review}, {} pass{}{}; replayed against the learned policy: {} violation{}",
+        super::counted(learned.flows, "flow"),
+        super::counted(learned.policy.rules.len() as u64, "rule"),
         if args.networks {
-            format!(", {} proposed zones", learned.proposed_zones)
+            format!(
+                ", {}",
+                super::counted(learned.proposed_zones as u64, "proposed zone")
+            )
         } else {
             String::new()
         },

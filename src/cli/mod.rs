@@ -636,6 +636,16 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `1 error`, `2 errors`.
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Writes `message` and a newline to standard error in one call. Standard
 /// error is unbuffered, and `eprintln!` writes each formatted piece on its
 /// own: a summary line took a dozen writes, between which another process's

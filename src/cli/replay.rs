@@ -96,11 +96,11 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         // Writing to a String cannot fail.
         let _ = write!(
             summary,
-            "\n  policy         {} zones, {} rules, {} in {:.3} s\n  \
+            "\n  policy         {}, {}, {} in {:.3} s\n  \
              stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding \
              overlap tracking)",
-            policy.zone_count(),
-            policy.rules().len(),
+            super::counted(policy.zone_count() as u64, "zone"),
+            super::counted(policy.rules().len() as u64, "rule"),
             match source {
                 Some(PolicySource::Cache) => "read from the policy cache",
                 Some(PolicySource::CompiledAndStored) => "read, compiled and cached",

@@ -106,9 +106,15 @@ pub fn render_policy(learned: &Learned, sources: &[String]) -> String {
     );
     let _ = writeln!(
         out,
-        "# {} flows in {} rules; initiators judged with the learned services ({} pass{}{}).",
+        "# {} flow{} in {} rule{}; initiators judged with the learned services ({} pass{}{}).",
         learned.flows,
+        if learned.flows == 1 { "" } else { "s" },
         learned.policy.rules.len(),
+        if learned.policy.rules.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         learned.passes,
         if learned.passes == 1 { "" } else { "es" },
         if learned.converged {

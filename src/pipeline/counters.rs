@@ -343,8 +343,12 @@ impl Counters {
         let _ = writeln!(s, "  packets        {} ({} bytes)", p.packets, p.bytes);
         let _ = writeln!(
             s,
-            "  not judged     {} not IP, {} later fragments, {} ICMP not echo, {} link-local",
-            p.not_ip, p.later_fragments, p.icmp_not_echo, self.link_local
+            "  not judged     {} not IP, {} later fragment{}, {} ICMP not echo, {} link-local",
+            p.not_ip,
+            p.later_fragments,
+            if p.later_fragments == 1 { "" } else { "s" },
+            p.icmp_not_echo,
+            self.link_local
         );
         let problems: Vec<String> = Problem::ALL
             .iter()
@@ -367,7 +371,8 @@ impl Counters {
                 .collect();
             let _ = writeln!(
                 s,
-                "  tunnels        {tunnels} frames decapsulated ({})",
+                "  tunnels        {tunnels} frame{} decapsulated ({})",
+                if tunnels == 1 { "" } else { "s" },
                 by_kind.join(", ")
             );
         }
