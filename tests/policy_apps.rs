@@ -217,6 +217,22 @@ fn clinical_checks_flag_unexpected_ports_and_unknown_peers() {
     assert_eq!(events[0]["rule"], "clinical-unknown-ae-title");
     assert_eq!(events[0]["severity"], "high");
 
+    // Issue 15.12: when two checks flag a flow, the higher severity wins,
+    // whichever check comes first (the reject is on 11112, which the
+    // service no longer names, with an unknown called AE title).
+    let both = |port: &str, ae: &str| {
+        format!(
+            "{allow_all}[clinical]\nunexpected_port = \"{port}\"\n\
+             known_ae_titles = [\"ARCHIVE\", \"CT_ROOM_2\"]\nunknown_ae_title = \"{ae}\"\n"
+        )
+    };
+    let events = replay(&both("low", "high"), &[&dicom_fixture("reject")]);
+    assert_eq!(events[0]["rule"], "clinical-unknown-ae-title");
+    assert_eq!(events[0]["severity"], "high");
+    let events = replay(&both("critical", "high"), &[&dicom_fixture("reject")]);
+    assert_eq!(events[0]["rule"], "clinical-unexpected-port");
+    assert_eq!(events[0]["severity"], "critical");
+
     if let Some(dir) = shared_pcaps() {
         let adt = dir.join("tapirx/HL7-ADT.pcap");
         let senders = "[policy]\ndefault_action = \"allow\"\n[clinical]\n\
