@@ -4,11 +4,11 @@
 # root. The default command is the demo (synthetic traffic, metrics on
 # :9108); for a sensor, run `segwatch run --config ...` (see deploy/README.md).
 #
-# The binary carries file capabilities cap_net_raw,cap_net_admin=eip, so the
-# non-root user below can capture. Consequences for the container runtime:
-#   - NET_RAW and NET_ADMIN must be in the container's capability set
-#     (`--cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN`; Docker's default
-#     set lacks NET_ADMIN), or exec fails with "operation not permitted";
+# The binary carries the file capability cap_net_raw=eip, so the non-root
+# user below can capture. Consequences for the container runtime:
+#   - NET_RAW must be in the container's capability set (Docker's default set
+#     has it; with `--cap-drop ALL`, add `--cap-add NET_RAW`), or exec fails
+#     with "operation not permitted";
 #   - no_new_privs must be off (no `--security-opt no-new-privileges`;
 #     Kubernetes: allowPrivilegeEscalation: true), or the kernel ignores the
 #     file capabilities and capture fails.
@@ -36,7 +36,7 @@ RUN apt-get update \
     && install -d -o segwatch -g segwatch -m 0750 /var/log/segwatch
 COPY --from=build /out/segwatch /usr/bin/segwatch
 COPY policies/ /usr/share/segwatch/policies/
-RUN setcap cap_net_raw,cap_net_admin=eip /usr/bin/segwatch \
+RUN setcap cap_net_raw=eip /usr/bin/segwatch \
     && /usr/bin/segwatch --version
 USER 10001:10001
 EXPOSE 9108

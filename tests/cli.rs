@@ -93,7 +93,11 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
         .unwrap();
     let p = pcap.to_str().unwrap();
     let policy = example_policy();
-    for (threshold, code) in [("critical", 1), ("high", 1), ("low", 1)] {
+    for (threshold, code, count) in [
+        ("critical", 1, "1 violation"),
+        ("high", 1, "1 violation"),
+        ("low", 1, "2 violations"),
+    ] {
         let out = segwatch(&[
             "replay",
             "-q",
@@ -104,6 +108,13 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
             p,
         ]);
         assert_eq!(out.status.code(), Some(code), "--fail-on {threshold}");
+        // Issue 15.9: one line says why, even with -q.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "segwatch: exit status 1: {count} at or above {threshold} (--fail-on {threshold})\n"
+            )
+        );
     }
     // Only the vendor session: low.
     let mut low = Capture::new();
@@ -119,6 +130,11 @@ fn fail_on_sets_exit_status_one_at_or_above_the_threshold() {
         p,
     ]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = segwatch(&["replay", "-q", "--policy", &policy, "--fail-on", "bogus", p]);
     assert_eq!(out.status.code(), Some(2), "a bad flag is bad input");
 }
@@ -497,7 +513,9 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
             events: out.stdout,
             warnings: stderr
                 .lines()
-                .filter(|line| line.starts_with("segwatch: "))
+                .filter(|line| {
+                    line.starts_with("segwatch: ") && !line.starts_with("segwatch: exit status")
+                })
                 .map(str::to_owned)
                 .collect(),
             policy_line: stderr
@@ -582,4 +600,43 @@ fn a_policy_cache_changes_the_start_and_nothing_else() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
     assert!(!bad_cache.exists());
+}
+
+/// Issue 15.12: counts agree with their nouns (`1 error`, not `1 errors`),
+/// and `check` names every missing key of a rule at once.
+#[test]
+fn regression_15_12_check_counts_in_the_singular_and_names_every_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n[services.web]\ntcp = [80]\n\
+         [[rules]]\nname = \"r\"\nfrom = [\"a\"]\nto = [\"a\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let out = segwatch(&["check", good.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: ok: policy \"good\", 1 zone, 1 service, 1 rule, 0 warnings\n",
+            good.display()
+        )
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[zones.a]\nnetworks = [\"10.0.0.0/8\"]\n[[rules]]\nname = \"r\"\n",
+    )
+    .unwrap();
+    let out = segwatch(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: invalid: 1 error\n", bad.display())
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing keys `from`, `to` and `action` in a [[rules]] table"),
+        "{stderr}"
+    );
 }

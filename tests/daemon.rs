@@ -71,10 +71,18 @@ impl Daemon {
 
     /// Starts `segwatch run` logging at `level`.
     pub fn start_logged(level: &str, args: &[&str]) -> Daemon {
+        Daemon::spawn(&["--log-level", level], args)
+    }
+
+    /// Starts `segwatch run` with `log` (logging flags, or none for the
+    /// default level) and `args`.
+    fn spawn(log: &[&str], args: &[&str]) -> Daemon {
         let metrics_port = free_port();
         let listen = format!("127.0.0.1:{metrics_port}");
         let child = Command::new(SEGWATCH)
-            .args(["--log-level", level, "run", "--metrics-listen", &listen])
+            .env_remove("SEGWATCH_LOG")
+            .args(log)
+            .args(["run", "--metrics-listen", &listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -340,10 +348,15 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
         ) == Some(1.0))
         .then_some(())
     });
-    assert_eq!(
-        metric(&daemon.metrics(), "segwatch_policy_generation", ""),
-        Some(1.0)
-    );
+    let text = daemon.metrics();
+    assert_eq!(metric(&text, "segwatch_policy_generation", ""), Some(1.0));
+    // The outcome of the last reload (issue 15.11): refused, after the
+    // start's load.
+    let success = "segwatch_policy_last_reload_success_timestamp_seconds";
+    let failure = "segwatch_policy_last_reload_failure_timestamp_seconds";
+    let started = metric(&text, success, "").unwrap();
+    let refused = metric(&text, failure, "").unwrap();
+    assert!(started > 1.7e9 && refused >= started, "{started} {refused}");
 
     std::fs::write(&policy, allow.replace("\"allow\"", "\"alert\"")).unwrap();
     daemon.signal("HUP");
@@ -361,6 +374,9 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
         Some(1.0)
     );
     assert_eq!(metric(&text, "segwatch_policy_generation", ""), Some(2.0));
+    // The last attempt took effect: the alert's condition is false again.
+    assert!(metric(&text, success, "").unwrap() >= refused);
+    assert_eq!(metric(&text, failure, ""), Some(refused));
     assert_eq!(
         metric(&text, "segwatch_flows_started_total", ""),
         Some(1.0),
@@ -369,6 +385,90 @@ fn sighup_refuses_a_broken_policy_and_a_valid_one_rejudges_existing_flows() {
     let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0));
     assert!(stderr.contains("Policy reload refused"), "{stderr}");
+}
+
+/// Issue 15.9: at the default log level the daemon says what it runs with
+/// when it starts, each reload's outcome and generation, and its totals
+/// when it stops.
+#[test]
+fn regression_15_9_the_daemon_reports_start_reloads_and_stop_at_the_default_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let text = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.monitors]\nnetworks = [\"10.21.0.0/22\"]\n";
+    std::fs::write(&policy, text).unwrap();
+    let capture = root().join("tests/fixtures/hospital-sample.pcap");
+    let events = dir.path().join("events.jsonl");
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(&config, "[policy]\nwatch = false\n").unwrap();
+    let daemon = Daemon::spawn(
+        &[],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--pcap",
+            capture.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    wait_for("the capture read", Duration::from_secs(20), || {
+        (metric(&daemon.metrics(), "segwatch_packets_total", "") == Some(400.0)).then_some(())
+    });
+    std::fs::write(&policy, "[zones.ws\n").unwrap();
+    daemon.signal("HUP");
+    wait_for("the refused reload", Duration::from_secs(10), || {
+        (metric(
+            &daemon.metrics(),
+            "segwatch_policy_reloads_total",
+            "failure",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    std::fs::write(&policy, text).unwrap();
+    daemon.signal("HUP");
+    wait_for("the reload", Duration::from_secs(10), || {
+        (metric(&daemon.metrics(), "segwatch_policy_generation", "") == Some(2.0)).then_some(())
+    });
+    let violations = metric(&daemon.metrics(), "segwatch_violations_total", "").unwrap();
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0));
+    let line = |needle: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}: {stderr}"))
+            .to_string()
+    };
+    let started = line("Started");
+    for part in [
+        "capture file",
+        "hospital-sample.pcap",
+        "workers=1",
+        "policy.toml",
+        "zones=2",
+        "rules=0",
+        "events file",
+        "127.0.0.1:",
+    ] {
+        assert!(started.contains(part), "{part:?} not in {started}");
+    }
+    let refused = line("Policy reload refused");
+    assert!(refused.contains("generation=1"), "{refused}");
+    let reloaded = line("Policy reloaded");
+    assert!(reloaded.contains("generation=2"), "{reloaded}");
+    let stopped = line("Stopped");
+    for part in [
+        "packets=400".to_string(),
+        format!("violations={violations}"),
+        "flows=".into(),
+        "capture_dropped=0".into(),
+        "events_dropped=0".into(),
+        "undelivered=0".into(),
+    ] {
+        assert!(stopped.contains(&part), "{part:?} not in {stopped}");
+    }
 }
 
 /// A real Prometheus server, started on loopback and stopped on drop.

@@ -531,9 +531,16 @@ fn the_man_pages_name_every_subcommand() {
 /// directory.
 fn unit_under_test(dir: &Path) -> PathBuf {
     let unit = std::fs::read_to_string(deploy().join("systemd/segwatch.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/segwatch run "), "{unit}");
+    // Where the install instructions of deploy/README.md put the binary
+    // (`cargo install --root /usr/local`; issue 15.12).
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/segwatch run "),
+        "{unit}"
+    );
+    let readme = std::fs::read_to_string(deploy().join("README.md")).unwrap();
+    assert!(readme.contains("cargo install --locked --path . --features pcap --root /usr/local"));
     let path = dir.join("segwatch.service");
-    std::fs::write(&path, unit.replace("/usr/bin/segwatch", SEGWATCH)).unwrap();
+    std::fs::write(&path, unit.replace("/usr/local/bin/segwatch", SEGWATCH)).unwrap();
     path
 }
 
@@ -615,8 +622,8 @@ fn systemd_unit_verifies_cleanly_and_is_rated_ok_by_systemd_analyze_security() {
     let unit = std::fs::read_to_string(&unit).unwrap();
     for line in [
         "User=segwatch",
-        "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN",
-        "CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN",
+        "AmbientCapabilities=CAP_NET_RAW",
+        "CapabilityBoundingSet=CAP_NET_RAW",
         "ReadWritePaths=/var/log/segwatch",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "RestrictAddressFamilies=AF_PACKET AF_INET AF_INET6 AF_UNIX AF_NETLINK",
@@ -803,7 +810,7 @@ fn hadolint_passes_the_dockerfile() {
         "FROM rust:1.95-bookworm AS build",
         "RUN cargo build --release --locked --features pcap \\",
         "FROM debian:bookworm-slim",
-        "RUN setcap cap_net_raw,cap_net_admin=eip /usr/bin/segwatch \\",
+        "RUN setcap cap_net_raw=eip /usr/bin/segwatch \\",
         "USER 10001:10001",
     ] {
         assert!(dockerfile.lines().any(|l| l == line), "{line} missing");
@@ -855,10 +862,7 @@ fn docker_compose_accepts_the_demo_stack_and_its_parts_fit_together() {
         segwatch["command"],
         serde_json::json!(["demo", "--metrics-listen", "0.0.0.0:9108"])
     );
-    assert_eq!(
-        segwatch["cap_add"],
-        serde_json::json!(["NET_RAW", "NET_ADMIN"])
-    );
+    assert_eq!(segwatch["cap_add"], serde_json::json!(["NET_RAW"]));
     let build = &segwatch["build"];
     let context = PathBuf::from(build["context"].as_str().unwrap());
     assert!(
@@ -962,10 +966,7 @@ fn the_daemonset_captures_on_the_host_network_with_only_its_capabilities() {
             .collect()
     };
     assert_eq!(list(&security["capabilities"]["drop"]), ["ALL"]);
-    assert_eq!(
-        list(&security["capabilities"]["add"]),
-        ["NET_RAW", "NET_ADMIN"]
-    );
+    assert_eq!(list(&security["capabilities"]["add"]), ["NET_RAW"]);
     assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
     // File capabilities need no_new_privs off (see the Dockerfile).
     assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(true));
@@ -1063,8 +1064,9 @@ fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
 
 // ------------------------------------------------------------ capabilities
 
-/// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc/PID/status shows them.
-const NET_RAW_AND_ADMIN: u64 = (1 << 12) | (1 << 13);
+/// CAP_NET_RAW (13), as /proc/PID/status shows it: capture needs nothing
+/// more (issue 15.12; CAP_NET_ADMIN was granted without use).
+const NET_RAW: u64 = 1 << 13;
 
 /// A scratch directory that user 10001 can reach, on a file system that
 /// honours file capabilities (not mounted nosuid), holding a copy of the
@@ -1169,7 +1171,7 @@ fn assert_root() {
 }
 
 #[test]
-fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw_and_net_admin() {
+fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw() {
     assert_root();
     // What systemd does for the unit's User=, AmbientCapabilities=,
     // CapabilityBoundingSet= and NoNewPrivileges=, done by setpriv (no
@@ -1203,11 +1205,11 @@ fn the_units_capability_settings_give_a_non_root_segwatch_exactly_net_raw_and_ne
         ],
     );
     assert!(uid.starts_with("10001"), "uid {uid}");
-    assert_eq!(effective, NET_RAW_AND_ADMIN, "CapEff {effective:x}");
+    assert_eq!(effective, NET_RAW, "CapEff {effective:x}");
 }
 
 #[test]
-fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bounding_set() {
+fn the_images_file_capability_works_for_a_non_root_user_and_needs_net_raw_in_the_bounding_set() {
     assert_root();
     // A copy of the binary with the capabilities the Dockerfile gives it.
     let scratch = scratch_for_user();
@@ -1229,7 +1231,7 @@ fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bo
 
     let (effective, uid) = capabilities_of_segwatch(scratch.path(), &user);
     assert!(uid.starts_with("10001"), "uid {uid}");
-    assert_eq!(effective, NET_RAW_AND_ADMIN, "CapEff {effective:x}");
+    assert_eq!(effective, NET_RAW, "CapEff {effective:x}");
 
     // Under no_new_privs (Kubernetes' allowPrivilegeEscalation: false) the
     // kernel ignores file capabilities: segwatch runs, without them.
@@ -1237,14 +1239,13 @@ fn the_images_file_capabilities_work_for_a_non_root_user_and_need_both_in_the_bo
     let (effective, _) = capabilities_of_segwatch(scratch.path(), &nnp);
     assert_eq!(effective, 0, "CapEff {effective:x}");
 
-    // Without NET_ADMIN in the bounding set (Docker's default set), exec is
-    // refused.
+    // Without NET_RAW in the bounding set, exec is refused.
     let out = run(
         Path::new("setpriv"),
         &[
             &user[..],
             &[
-                "--bounding-set=-net_admin",
+                "--bounding-set=-net_raw",
                 program.to_str().unwrap(),
                 "--version",
             ],

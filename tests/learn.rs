@@ -78,8 +78,25 @@ fn a_policy_learned_from_the_sample_has_commented_rules_and_no_violation() {
     let dir = tempfile::tempdir().unwrap();
     let learned = dir.path().join("learned.toml");
     let stderr = learn(&example_policy(), &[&sample()], &learned, false);
-    assert!(stderr.contains("0 violations"), "{stderr}");
-    assert!(violations(&learned, &[&sample()]).is_empty());
+    // Issue 15.8: what the example policy's own rules alert on today (pumps
+    // reaching the internet, vendor sessions, ...) is held for review, not
+    // allowed: those flows and only those still alert.
+    assert!(
+        stderr.contains("13 flows held for review in 5 commented-out rules"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(": 13 violations"), "{stderr}");
+    let still_alerting = violations(&learned, &[&sample()]);
+    assert_eq!(still_alerting.len(), 13);
+    let today = violations(&example_policy(), &[&sample()]);
+    for event in &still_alerting {
+        assert_eq!(event["rule"], "default");
+        let alerted_today = today
+            .iter()
+            .find(|e| e["flow_id"] == event["flow_id"])
+            .unwrap_or_else(|| panic!("{event} does not alert today"));
+        assert_ne!(alerted_today["rule"], "default");
+    }
 
     let check = segwatch(&["check", learned.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(0), "the learned policy is valid");
@@ -89,7 +106,7 @@ fn a_policy_learned_from_the_sample_has_commented_rules_and_no_violation() {
     let lines: Vec<&str> = text.lines().collect();
     let mut rules = 0;
     for (i, line) in lines.iter().enumerate() {
-        if *line == "[[rules]]" {
+        if *line == "[[rules]]" || *line == "# [[rules]]" {
             rules += 1;
             // Each rule is introduced by its flow count and first/last seen.
             let comment = lines[..i]
@@ -121,8 +138,19 @@ fn a_policy_learned_from_the_sample_has_commented_rules_and_no_violation() {
     // Least privilege: only the sample's pairs, each with its services.
     assert!(text.contains("name = \"modalities-to-pacs\""), "{text}");
     assert!(text.contains("services = [\"dicom\"]"), "{text}");
-    // Anything else alerts: the sample's pump-to-internet traffic is now
-    // allowed, but a pump reaching the internet on another port is not.
+    // The pumps' internet traffic is a commented-out rule under the rule
+    // that alerts on it today.
+    let review = text
+        .find("# name = \"pumps-to-internet-review\"")
+        .expect("a rule held for review");
+    let before = &text[..review];
+    let header = &before[before.rfind("# REVIEW:").unwrap()..];
+    assert!(
+        header.contains("rule \"medical-device-internet\", severity critical"),
+        "{header}"
+    );
+    assert!(!text.contains("name = \"pumps-to-internet\""), "{text}");
+    // Anything else alerts: a pump reaching the internet on another port.
     let mut other = Capture::new();
     other.add(at(0.0), &Pkt::tcp("10.20.1.7:50123", "52.1.2.3:8443", SYN));
     let other_path = dir.path().join("other.pcap");
@@ -130,6 +158,69 @@ fn a_policy_learned_from_the_sample_has_commented_rules_and_no_violation() {
     let found = violations(&learned, &[&other_path]);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["rule"], "default");
+}
+
+/// Issue 15.8: a `[clinical]` check alerts like a rule (DICOM on a port no
+/// service requiring it names); a file of zones alone, whose default
+/// alerts on everything, holds nothing for review.
+#[test]
+fn regression_15_8_what_a_clinical_check_alerts_on_is_held_for_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones.toml");
+    let zones_only = "[zones.lo]\nnetworks = [\"127.0.0.0/8\"]\n";
+    std::fs::write(
+        &zones,
+        format!(
+            "{zones_only}[services.dicom]\ntcp = [104]\napp = \"dicom\"\n\
+             [clinical]\nunexpected_port = \"high\"\n\
+             [[rules]]\nname = \"lo-dicom\"\nfrom = [\"lo\"]\nto = [\"lo\"]\n\
+             services = [\"dicom\"]\naction = \"allow\"\n"
+        ),
+    )
+    .unwrap();
+    let echo = root().join("tests/fixtures/dicom/echo.pcap");
+    let learned = dir.path().join("learned.toml");
+    let stderr = learn(&zones, &[&echo], &learned, false);
+    assert!(
+        stderr.contains("1 flow held for review in 1 commented-out rule"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert!(
+        text.contains("(rule \"clinical-unexpected-port\", severity high)"),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l == "[[rules]]"), "{text}");
+
+    std::fs::write(&zones, zones_only).unwrap();
+    let stderr = learn(&zones, &[&echo], &learned, false);
+    assert!(!stderr.contains("review"), "{stderr}");
+    assert!(stderr.contains(": 0 violations"), "{stderr}");
+}
+
+/// Issue 15.8: `--networks` says why it proposes nothing when a zone
+/// claims every address, and how to get proposals.
+#[test]
+fn regression_15_8_networks_says_why_a_catch_all_zone_leaves_nothing_to_propose() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones.toml");
+    std::fs::write(
+        &zones,
+        "[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.everything]\nnetworks = [\"0.0.0.0/0\"]\n",
+    )
+    .unwrap();
+    let mut c = Capture::new();
+    c.add(at(0.0), &Pkt::tcp("10.60.0.5:50000", "10.99.3.7:443", SYN));
+    let capture = dir.path().join("c.pcap");
+    c.write_pcap(&capture, Resolution::Micro).unwrap();
+    let learned = dir.path().join("learned.toml");
+    let stderr = learn(&zones, &[&capture], &learned, true);
+    assert!(stderr.contains("0 proposed zones"), "{stderr}");
+    assert!(
+        stderr.contains("--networks proposed no zone: zone everything claims every address")
+            && stderr.contains("without that network"),
+        "{stderr}"
+    );
 }
 
 /// Zones for generated traffic, with one named service.
@@ -194,7 +285,7 @@ fn networks_proposes_zones_for_private_subnets_only() {
     std::fs::write(&zones, ZONES).unwrap();
     let learned = dir.path().join("learned.toml");
     let stderr = learn(&zones, &[&path], &learned, true);
-    assert!(stderr.contains("1 proposed zones"), "{stderr}");
+    assert!(stderr.contains("1 proposed zone,"), "{stderr}");
     let text = std::fs::read_to_string(&learned).unwrap();
     assert!(text.contains("[zones.net-10-99-3-0]"), "{text}");
     assert!(text.contains("networks = [\"10.99.3.0/24\"]"), "{text}");

@@ -86,6 +86,56 @@ fn a_service_requiring_dicom_matches_by_content_whatever_the_port() {
     assert_eq!(events[0]["timestamp"], "2026-11-28T08:00:00.000000Z");
 }
 
+/// Issue 15.7: `service` names only a service that matches the flow. HTTP
+/// on port 104 is not the `dicom` service that requires DICOM (it was
+/// labelled `"service":"dicom","app":"http"`), but a later service of its
+/// port that requires nothing is; DICOM on 11112, a port the service does
+/// not name, is the `dicom` service.
+#[test]
+fn regression_15_7_the_service_label_names_only_a_matching_service() {
+    // The rule between other zones turns detection on; loopback flows fall
+    // to the default, whose label is the first named service that matches.
+    let policy = format!(
+        "{LOOPBACK}[zones.ward]\nnetworks = [\"10.0.0.0/8\"]\n\
+         [services.dicom]\ntcp = [104]\napp = \"dicom\"\n\
+         [[rules]]\nname = \"ward-dicom\"\nfrom = [\"ward\"]\nto = [\"ward\"]\n\
+         services = [\"dicom\"]\naction = \"allow\"\n"
+    );
+    let mut c = Capture::new();
+    c.add(
+        at(0.0),
+        &Pkt::tcp("127.0.0.1:40000", "127.0.0.2:104", SYN).seq(1),
+    );
+    c.add(
+        at(0.01),
+        &Pkt::tcp("127.0.0.2:104", "127.0.0.1:40000", SYN | ACK).seq(9),
+    );
+    c.add(
+        at(0.02),
+        &Pkt::tcp("127.0.0.1:40000", "127.0.0.2:104", ACK)
+            .seq(2)
+            .payload(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let http_on_104 = dir.path().join("http104.pcap");
+    c.write_pcap(&http_on_104, Resolution::Micro).unwrap();
+    let events = replay(&policy, &[&http_on_104]);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["app"], "http");
+    assert_eq!(events[0].get("service"), None, "{}", events[0]);
+
+    let with_a_port_service =
+        policy.replace("[[rules]]", "[services.acr-nema]\ntcp = [104]\n[[rules]]");
+    let events = replay(&with_a_port_service, &[&http_on_104]);
+    assert_eq!(events[0]["service"], "acr-nema", "{}", events[0]);
+
+    let events = replay(&with_a_port_service, &[&dicom_fixture("echo")]);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["app"], "dicom");
+    assert_eq!(events[0]["dest_port"], 11112);
+    assert_eq!(events[0]["service"], "dicom", "{}", events[0]);
+}
+
 #[test]
 fn rules_narrowed_by_ae_titles() {
     let policy = format!(
@@ -166,6 +216,22 @@ fn clinical_checks_flag_unexpected_ports_and_unknown_peers() {
     let events = replay(&known, &[&dicom_fixture("reject")]);
     assert_eq!(events[0]["rule"], "clinical-unknown-ae-title");
     assert_eq!(events[0]["severity"], "high");
+
+    // Issue 15.12: when two checks flag a flow, the higher severity wins,
+    // whichever check comes first (the reject is on 11112, which the
+    // service no longer names, with an unknown called AE title).
+    let both = |port: &str, ae: &str| {
+        format!(
+            "{allow_all}[clinical]\nunexpected_port = \"{port}\"\n\
+             known_ae_titles = [\"ARCHIVE\", \"CT_ROOM_2\"]\nunknown_ae_title = \"{ae}\"\n"
+        )
+    };
+    let events = replay(&both("low", "high"), &[&dicom_fixture("reject")]);
+    assert_eq!(events[0]["rule"], "clinical-unknown-ae-title");
+    assert_eq!(events[0]["severity"], "high");
+    let events = replay(&both("critical", "high"), &[&dicom_fixture("reject")]);
+    assert_eq!(events[0]["rule"], "clinical-unexpected-port");
+    assert_eq!(events[0]["severity"], "critical");
 
     if let Some(dir) = shared_pcaps() {
         let adt = dir.join("tapirx/HL7-ADT.pcap");

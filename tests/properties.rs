@@ -274,7 +274,7 @@ proptest! {
             let to = dst_zone.map_or(ZoneTable::UNKNOWN, |z| z as u32);
             let verdict = compiled.judge(from, to, transport, port);
             let rule = compiled.rule(verdict.rule);
-            let service = compiled.service_label(verdict, transport, port).map(str::to_string);
+            let service = compiled.service_label(verdict, transport, port, None).map(str::to_string);
             prop_assert_eq!(
                 (rule.name.clone(), rule.action, service),
                 expected,

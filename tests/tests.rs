@@ -19,6 +19,7 @@ mod incidents;
 mod inspection_pressure;
 mod inventory;
 mod layering;
+mod outputs;
 
 mod learn;
 mod live;

@@ -232,18 +232,27 @@ impl AppStage {
         verdict
     }
 
+    /// The clinical check that flags the flow; when several do, the one of
+    /// highest severity (the first in the file's order among equals), so
+    /// that a lower check never hides a higher one.
     fn clinical_flag(&self, port: u16, app: Option<&Detection>) -> Option<RuleId> {
         let app = app?;
         let c = &self.clinical;
         let named = |ranges: &[crate::policy::PortRange]| ranges.iter().any(|r| r.contains(port));
-        if c.unexpected_port.is_some() {
+        let mut flagged: Option<(crate::policy::Severity, RuleId)> = None;
+        let mut flag = |severity, rule| {
+            if flagged.is_none_or(|(highest, _)| severity > highest) {
+                flagged = Some((severity, rule));
+            }
+        };
+        if let Some(severity) = c.unexpected_port {
             let unexpected = match app.app() {
                 crate::app::App::Dicom => !named(&self.dicom_ports),
                 crate::app::App::Hl7 => !named(&self.hl7_ports),
                 _ => false,
             };
             if unexpected {
-                return Some(self.flags[0]);
+                flag(severity, self.flags[0]);
             }
         }
         if !c.known_ae_titles.is_empty()
@@ -251,7 +260,7 @@ impl AppStage {
         {
             let known = |ae: &str| c.known_ae_titles.iter().any(|k| k == ae);
             if !known(&rq.called_ae) || !known(&rq.calling_ae) {
-                return Some(self.flags[1]);
+                flag(c.unknown_ae_title, self.flags[1]);
             }
         }
         if !c.known_hl7_senders.is_empty()
@@ -267,10 +276,10 @@ impl AppStage {
                 .iter()
                 .any(|k| *k == application || *k == full)
             {
-                return Some(self.flags[2]);
+                flag(c.unknown_hl7_sender, self.flags[2]);
             }
         }
-        None
+        flagged.map(|(_, rule)| rule)
     }
 }
 

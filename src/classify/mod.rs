@@ -97,7 +97,12 @@ pub struct CompiledPolicy {
     rules: Vec<RuleInfo>,
     default_rule: RuleInfo,
     service_names: Vec<String>,
+    /// Named services by port, those that require an application left out.
     named_services: NamedServiceMap,
+    /// The named services that require an application (index in file
+    /// order, the application): they match a flow of that application,
+    /// whatever its port, and no other.
+    app_services: Vec<(u32, String)>,
     named_tcp_ports: PortSet,
     named_udp_ports: PortSet,
     /// The port rules of each zone pair.
@@ -198,6 +203,12 @@ impl CompiledPolicy {
             },
             service_names: policy.services.iter().map(|s| s.name.clone()).collect(),
             named_services: compile_named_services(policy),
+            app_services: policy
+                .services
+                .iter()
+                .enumerate()
+                .filter_map(|(index, service)| Some((index as u32, service.spec.app.clone()?)))
+                .collect(),
             named_tcp_ports,
             named_udp_ports,
             actions,
@@ -331,24 +342,51 @@ impl CompiledPolicy {
         &self.default_rule
     }
 
-    /// The event's `service` field for a flow judged by `verdict`: among the
-    /// matched rule's services the first that matches; for a rule without
-    /// services, or the default, the first named service in file order that
-    /// matches; `None` when none matches.
-    pub fn service_label(&self, verdict: Verdict, transport: Transport, port: u16) -> Option<&str> {
+    /// The event's `service` field for a flow judged by `verdict`, of
+    /// application `app` when detection identified one: among the matched
+    /// rule's services the first that matches; for a rule without services,
+    /// or the default, the first named service in file order that matches;
+    /// `None` when none matches. A service that requires an application
+    /// matches a flow of that application only.
+    pub fn service_label(
+        &self,
+        verdict: Verdict,
+        transport: Transport,
+        port: u16,
+        app: Option<crate::app::App>,
+    ) -> Option<&str> {
         if verdict.rule_service != Verdict::FIRST_NAMED {
             let services = &self.rule(verdict.rule).services;
             return services
                 .get(verdict.rule_service as usize)
                 .map(String::as_str);
         }
-        let named = match transport {
+        let named = self.first_named_service(transport, port, app);
+        self.service_names.get(named as usize).map(String::as_str)
+    }
+
+    /// The index in file order of the first named service that matches a
+    /// flow of `app` on `transport` to `port`; `NO_SERVICE` for none.
+    fn first_named_service(
+        &self,
+        transport: Transport,
+        port: u16,
+        app: Option<crate::app::App>,
+    ) -> u32 {
+        let by_port = match transport {
             Transport::Tcp => self.named_services.tcp.get(port),
             Transport::Udp => self.named_services.udp.get(port),
             Transport::EchoRequest | Transport::EchoReply => self.named_services.echo,
             Transport::Other => NO_SERVICE,
         };
-        self.service_names.get(named as usize).map(String::as_str)
+        let by_app = app.and_then(|app| {
+            self.app_services
+                .iter()
+                .find(|(_, required)| required == app.as_str())
+                .map(|(index, _)| *index)
+        });
+        // NO_SERVICE is u32::MAX: any service comes before it.
+        by_app.map_or(by_port, |index| index.min(by_port))
     }
 
     /// Number of distinct rule tables of the zone pairs (lists of rules that
@@ -369,6 +407,11 @@ fn compile_named_services(policy: &Policy) -> NamedServiceMap {
     let mut echo = NO_SERVICE;
     for (index, service) in policy.services.iter().enumerate() {
         let index = index as u32;
+        // A service that requires an application matches by it, not by
+        // its ports (see `CompiledPolicy::first_named_service`).
+        if service.spec.app.is_some() {
+            continue;
+        }
         service
             .spec
             .tcp

@@ -138,17 +138,18 @@ impl CompiledPolicy {
     /// `transport` to responder port `port`, unique within this policy
     /// among the labels [`CompiledPolicy::service_label`] gives (the
     /// incident key holds it rather than the label's text).
-    pub fn service_key(&self, verdict: Verdict, transport: Transport, port: u16) -> u32 {
+    pub fn service_key(
+        &self,
+        verdict: Verdict,
+        transport: Transport,
+        port: u16,
+        app: Option<crate::app::App>,
+    ) -> u32 {
         if verdict.rule_service != Verdict::FIRST_NAMED {
             // The rule is part of the incident key: its service index is
             // unique beside it.
             return 1 << 31 | verdict.rule_service;
         }
-        match transport {
-            Transport::Tcp => self.named_services.tcp.get(port),
-            Transport::Udp => self.named_services.udp.get(port),
-            Transport::EchoRequest | Transport::EchoReply => self.named_services.echo,
-            Transport::Other => super::NO_SERVICE,
-        }
+        self.first_named_service(transport, port, app)
     }
 }

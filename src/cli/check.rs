@@ -4,7 +4,7 @@ use segwatch::classify::{CompiledPolicy, exception_warnings};
 use segwatch::exception::{PolicyNames, load_exceptions_file};
 use segwatch::policy::{Level, Policy, load_policy_file};
 
-use super::{CheckArgs, Error, Status};
+use super::{CheckArgs, Error, Status, counted};
 
 /// Runs `segwatch check`: [`Status::BadInput`] when a policy is invalid.
 ///
@@ -20,13 +20,13 @@ pub fn run(args: &CheckArgs) -> Result<Status, Error> {
                     super::stderr_line(warning);
                 }
                 println!(
-                    "{}: ok: policy {:?}, {} zones, {} services, {} rules, {} warnings",
+                    "{}: ok: policy {:?}, {}, {}, {}, {}",
                     path.display(),
                     policy.name,
-                    policy.zones.len(),
-                    policy.services.len(),
-                    policy.rules.len(),
-                    warnings.len()
+                    counted(policy.zones.len() as u64, "zone"),
+                    counted(policy.services.len() as u64, "service"),
+                    counted(policy.rules.len() as u64, "rule"),
+                    counted(warnings.len() as u64, "warning")
                 );
                 if let Some(exceptions) = &args.exceptions
                     && !check_exceptions(exceptions, &policy)
@@ -44,7 +44,11 @@ pub fn run(args: &CheckArgs) -> Result<Status, Error> {
                     .iter()
                     .filter(|d| d.level == Level::Error)
                     .count();
-                println!("{}: invalid: {} errors", path.display(), errors.max(1));
+                println!(
+                    "{}: invalid: {}",
+                    path.display(),
+                    counted(errors.max(1) as u64, "error")
+                );
             }
         }
     }
@@ -66,11 +70,11 @@ fn check_exceptions(path: &std::path::Path, policy: &Policy) -> bool {
                 super::stderr_line(warning);
             }
             println!(
-                "{}: ok: {} exceptions for policy {:?}, {} warnings",
+                "{}: ok: {} for policy {:?}, {}",
                 path.display(),
-                exceptions.len(),
+                counted(exceptions.len() as u64, "exception"),
                 policy.name,
-                warnings.len()
+                counted(warnings.len() as u64, "warning")
             );
             true
         }
@@ -79,9 +83,9 @@ fn check_exceptions(path: &std::path::Path, policy: &Policy) -> bool {
                 super::stderr_line(diagnostic);
             }
             println!(
-                "{}: invalid: {} errors",
+                "{}: invalid: {}",
                 path.display(),
-                error.errors().count().max(1)
+                counted(error.errors().count().max(1) as u64, "error")
             );
             false
         }

@@ -39,10 +39,10 @@ pub fn run(args: &DiffArgs) -> Result<Status, Error> {
             source,
         })?;
     super::stderr_line(format_args!(
-        "segwatch diff: {} flows judged; {} would change: {} new alerts, {} no longer alert, {} alert differently",
-        diff.flows,
+        "segwatch diff: {} judged; {} would change: {}, {} no longer alert, {} alert differently",
+        super::counted(diff.flows as u64, "flow"),
         diff.changes.len(),
-        diff.count(ChangeKind::NewAlert),
+        super::counted(diff.count(ChangeKind::NewAlert) as u64, "new alert"),
         diff.count(ChangeKind::NoLongerAlert),
         diff.count(ChangeKind::AlertChanged),
     ));

@@ -77,6 +77,19 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// An output file that is one of the command's inputs: writing it would
+    /// destroy the input.
+    #[error(
+        "{}: is the same file as the input {}; write the output to another file",
+        output.display(),
+        input.display()
+    )]
+    OutputIsAnInput {
+        /// The output as given.
+        output: PathBuf,
+        /// The input as given.
+        input: PathBuf,
+    },
     /// Output that cannot be produced or written.
     #[error("{what}: {source}")]
     Write {

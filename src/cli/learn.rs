@@ -1,5 +1,6 @@
 //! `segwatch learn`: a least-privilege policy from observed traffic.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use segwatch::classify::CompiledPolicy;
@@ -7,11 +8,18 @@ use segwatch::learn::{LearnOptions, learn, render_policy};
 use segwatch::policy::load_policy_str;
 use segwatch::replay::{ReplayOptions, replay};
 
+use super::output::{OutputFile, refuse_an_input};
 use super::replay::{open_captures, read_policy, warn_truncations};
 use super::{Error, LearnArgs, Status};
 
 /// Runs `segwatch learn`.
 pub fn run(args: &LearnArgs) -> Result<Status, Error> {
+    // The output may not be one of the inputs: checked before learning.
+    let mut inputs: Vec<&Path> = args.captures.iter().map(|p| p.as_path()).collect();
+    inputs.push(&args.zones);
+    if let Some(path) = &args.output {
+        refuse_an_input(path, &inputs)?;
+    }
     let base = read_policy(&args.zones)?;
     // Live: record the headers for the duration, then learn from them.
     let (_recorded, paths) = if args.interfaces.is_empty() {
@@ -62,15 +70,43 @@ pub fn run(args: &LearnArgs) -> Result<Status, Error> {
         .total();
 
     match &args.output {
-        Some(path) => std::fs::write(path, &text).map_err(|e| Error::file(path, e))?,
+        Some(path) => {
+            let mut out = OutputFile::create(path, &inputs)?;
+            out.write_all(text.as_bytes())
+                .map_err(|e| Error::file(path, e))?;
+            out.finish()?;
+        }
         None => print!("{text}"),
     }
+    if args.networks && learned.proposed_zones == 0 && !learned.catch_all_zones.is_empty() {
+        super::stderr_line(format_args!(
+            "segwatch learn: --networks proposed no zone: zone {} claims every address \
+             (0.0.0.0/0 or ::/0), so none is left unknown to propose a zone for; to get \
+             proposals, learn with a zones file without that network (proposed zones are \
+             more specific, so it can go back afterwards)",
+            learned.catch_all_zones.join(", ")
+        ));
+    }
+    let (review_rules, review_flows) = learned.held_for_review();
+    let review = if review_rules > 0 {
+        format!(
+            ", {review_flows} flow{} held for review in {review_rules} commented-out rule{} \
+             (the zones file's rules alert on them)",
+            if review_flows == 1 { "" } else { "s" },
+            if review_rules == 1 { "" } else { "s" },
+        )
+    } else {
+        String::new()
+    };
     super::stderr_line(format_args!(
-        "segwatch learn: {} flows, {} rules{}, {} pass{}{}; replayed against the learned policy: {} violation{}",
-        learned.flows,
-        learned.rules.len(),
+        "segwatch learn: {}, {}{}{review}, {} pass{}{}; replayed against the learned policy: {} violation{}",
+        super::counted(learned.flows, "flow"),
+        super::counted(learned.policy.rules.len() as u64, "rule"),
         if args.networks {
-            format!(", {} proposed zones", learned.proposed_zones)
+            format!(
+                ", {}",
+                super::counted(learned.proposed_zones as u64, "proposed zone")
+            )
         } else {
             String::new()
         },

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
@@ -80,6 +80,8 @@ pub fn record(
     let dir = PrivateDir(dir);
     // Set when a capture thread fails, so the others stop early too.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // Frames kept so far, over every interface, for the progress line.
+    let kept_so_far = std::sync::Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let mut files = Vec::new();
     for name in interfaces {
@@ -97,11 +99,13 @@ pub fn record(
         let path = dir.0.join(format!("{name}.pcap"));
         files.push(path.clone());
         let stop = stop.clone();
+        let kept_so_far = kept_so_far.clone();
         threads.push(std::thread::spawn(move || -> Result<u64, RecordError> {
             let file = File::create(&path).map_err(RecordError::Write)?;
             let mut out = Recording::Unstarted(BufWriter::new(file));
             let mut headers = Headers::default();
             let mut kept = 0u64;
+            let mut counted = 0u64;
             let mut error = None;
             let deadline = Instant::now() + duration;
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -129,6 +133,8 @@ pub fn record(
                     stop.store(true, Ordering::Relaxed);
                     return Err(e.into());
                 }
+                kept_so_far.fetch_add(kept - counted, Ordering::Relaxed);
+                counted = kept;
                 if let Some(source) = error.take() {
                     stop.store(true, Ordering::Relaxed);
                     return Err(RecordError::File { path, source });
@@ -143,12 +149,84 @@ pub fn record(
         seconds = duration.as_secs_f64(),
         "Capturing headers to learn from"
     );
+    let mut progress = Progress::new(interfaces, duration);
+    while !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        progress.show(kept_so_far.load(Ordering::Relaxed));
+    }
+    progress.done(kept_so_far.load(Ordering::Relaxed));
     let mut total = 0;
     for thread in threads {
         total += thread.join().map_err(|_| RecordError::Thread)??;
     }
     tracing::info!(packets = total, "Capture done; learning");
     Ok((dir, files))
+}
+
+/// The progress of a recording on standard error: the line rewritten every
+/// second on a terminal; otherwise (a CI log, a file) a line every tenth of
+/// the duration, at least 1 s and at most 10 s apart.
+struct Progress {
+    what: String,
+    duration: Duration,
+    started: Instant,
+    every: Duration,
+    next: Duration,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(interfaces: &[String], duration: Duration) -> Progress {
+        use std::io::IsTerminal;
+        let terminal = std::io::stderr().is_terminal();
+        let every = if terminal {
+            Duration::from_secs(1)
+        } else {
+            (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
+        };
+        Progress {
+            what: interfaces.join(", "),
+            duration,
+            started: Instant::now(),
+            every,
+            next: every,
+            terminal,
+        }
+    }
+
+    fn line(&self, elapsed: Duration, kept: u64) -> String {
+        let whole = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        format!(
+            "segwatch learn: recording {}: {} of {}, {kept} packet{} kept",
+            self.what,
+            whole(elapsed.min(self.duration)),
+            whole(self.duration),
+            if kept == 1 { "" } else { "s" }
+        )
+    }
+
+    /// Shows the progress when it is due.
+    fn show(&mut self, kept: u64) {
+        let elapsed = self.started.elapsed();
+        if elapsed < self.next {
+            return;
+        }
+        self.next = elapsed + self.every;
+        let line = self.line(elapsed, kept);
+        if self.terminal {
+            // Rewritten in place: no newline until the last line.
+            let _ = std::io::stderr().write_all(format!("\r\x1b[K{line}").as_bytes());
+        } else {
+            super::stderr_line(line);
+        }
+    }
+
+    /// The last line: what was recorded, and that learning starts.
+    fn done(&self, kept: u64) {
+        let line = self.line(self.started.elapsed(), kept);
+        let clear = if self.terminal { "\r\x1b[K" } else { "" };
+        super::stderr_line(format_args!("{clear}{line}; done, learning"));
+    }
 }
 
 /// One interface's recording: a pcap file whose header names the link

@@ -13,6 +13,7 @@ mod diff;
 mod error;
 mod learn;
 mod learn_live;
+mod output;
 mod replay;
 mod run;
 mod synth;
@@ -46,8 +47,10 @@ use segwatch::wire::Decapsulation;
 pub struct Cli {
     /// Log level of the diagnostics written to stderr: error, warn, info,
     /// debug or trace (or a tracing filter such as `segwatch=debug`).
-    #[arg(long, global = true, default_value = "warn", env = "SEGWATCH_LOG")]
-    pub log_level: String,
+    /// Default: info for the daemon (`run`, `demo`: its start, reloads and
+    /// stop), warn for the other commands.
+    #[arg(long, global = true, env = "SEGWATCH_LOG")]
+    pub log_level: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
@@ -88,8 +91,10 @@ pub enum Command {
     /// Takes the zones (and services) of a policy file, replays the
     /// captures, and writes a policy with one allow rule per zone pair
     /// listing the services seen, each commented with its flow count and
-    /// first/last seen; everything else alerts. Replaying the same captures
-    /// against it gives no violation. Exit status: 0 learned; 2 bad input.
+    /// first/last seen; everything else alerts. What the file's alert rules
+    /// and clinical checks alert on today is written commented out, for
+    /// review. Replaying the same captures against it gives no violation
+    /// but those. Exit status: 0 learned; 2 bad input.
     Learn(LearnArgs),
     /// What-if: the flows whose verdict a candidate policy would change.
     ///
@@ -430,7 +435,8 @@ impl FlowArgs {
 #[derive(Debug, Args)]
 pub struct LearnArgs {
     /// A policy file holding the zones (and optionally services) to learn
-    /// with; its rules are ignored.
+    /// with; what its alert rules and clinical checks alert on is written
+    /// as commented-out rules for review, never allowed.
     #[arg(long, value_name = "FILE")]
     pub zones: PathBuf,
 
@@ -598,7 +604,12 @@ pub struct SynthArgs {
 /// Runs the parsed command line: the status it ends with, or the error that
 /// stopped it.
 pub fn run(cli: Cli) -> Result<Status, Error> {
-    init_logging(&cli.log_level);
+    let daemon = matches!(cli.command, Command::Run(_) | Command::Demo(_));
+    init_logging(
+        cli.log_level
+            .as_deref()
+            .unwrap_or(if daemon { "info" } else { "warn" }),
+    );
     match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Check(args) => check::run(&args),
@@ -623,6 +634,16 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// `n` and `noun`, plural unless `n` is 1: `1 error`, `2 errors`.
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Writes `message` and a newline to standard error in one call. Standard

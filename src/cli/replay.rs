@@ -1,13 +1,14 @@
 //! `segwatch replay`: judge capture files offline.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use segwatch::capture::CaptureFile;
 use segwatch::classify::CompiledPolicy;
 use segwatch::policy::{Severity, load_policy_file};
 use segwatch::replay::{PolicyCache, PolicySource, ReplayOptions, replay};
 
+use super::output::{OutputFile, refuse_an_input};
 use super::{Error, ReplayArgs, Status};
 
 /// Runs `segwatch replay`.
@@ -29,12 +30,17 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     // the run before it writes a single event.
     let captures = open_captures(&args.captures)?;
 
-    let mut out: Box<dyn Write + Send> = match &args.output {
-        Some(path) => {
-            let file = File::create(path).map_err(|e| Error::file(path, e))?;
-            Box::new(BufWriter::with_capacity(1 << 16, file))
-        }
-        None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+    // No output may be one of the inputs; both are checked before the
+    // first event is written.
+    let mut inputs: Vec<&Path> = args.captures.iter().map(PathBuf::as_path).collect();
+    inputs.push(&args.policy);
+    inputs.extend(args.exceptions.as_deref());
+    if let Some(path) = &args.inventory {
+        refuse_an_input(path, &inputs)?;
+    }
+    let mut out = match &args.output {
+        Some(path) => Events::File(OutputFile::create(path, &inputs)?),
+        None => Events::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
 
     let mut options = options_of(args);
@@ -57,10 +63,14 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     if let Some(path) = &args.exceptions {
         policy.exceptions = load_exceptions(path, &args.policy)?;
     }
-    let outcome = replay(&captures, &policy, &options, &mut out)?;
-    drop(out);
+    let outcome = replay(&captures, &policy, &options, &mut out);
+    // The events written stay written whatever happened: an output file is
+    // put in place before any error is returned.
+    let finished = out.finish();
+    let outcome = outcome?;
+    finished?;
     if let (Some(path), Some(inventory)) = (&args.inventory, &inventory) {
-        write_inventory(path, inventory).map_err(|e| Error::file(path, e))?;
+        write_inventory(path, inventory, &inputs)?;
     }
 
     tracing::info!(
@@ -86,11 +96,11 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         // Writing to a String cannot fail.
         let _ = write!(
             summary,
-            "\n  policy         {} zones, {} rules, {} in {:.3} s\n  \
+            "\n  policy         {}, {}, {} in {:.3} s\n  \
              stages         read {:.3} s, decode {:.3} s, track {:.3} s (reading and decoding \
              overlap tracking)",
-            policy.zone_count(),
-            policy.rules().len(),
+            super::counted(policy.zone_count() as u64, "zone"),
+            super::counted(policy.rules().len() as u64, "rule"),
             match source {
                 Some(PolicySource::Cache) => "read from the policy cache",
                 Some(PolicySource::CompiledAndStored) => "read, compiled and cached",
@@ -120,7 +130,17 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
         return Err(error.into());
     }
     let status = match args.fail_on.map(Severity::from) {
-        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => Status::Findings,
+        Some(threshold) if outcome.stats.violations.any_at_or_above(threshold) => {
+            // Said even with --quiet: a CI log must tell why the job failed.
+            let n = outcome.stats.violations.at_or_above(threshold);
+            super::stderr_line(format_args!(
+                "segwatch: exit status 1: {n} violation{} at or above {} (--fail-on {})",
+                if n == 1 { "" } else { "s" },
+                threshold.as_str(),
+                threshold.as_str()
+            ));
+            Status::Findings
+        }
         _ => Status::Ran,
     };
     // The process exits now: the kernel unmaps the captures with the rest,
@@ -129,6 +149,48 @@ pub fn run(args: &ReplayArgs) -> Result<Status, Error> {
     std::mem::forget(captures);
     std::mem::forget(policy);
     Ok(status)
+}
+
+/// Where the events go.
+enum Events {
+    Stdout(BufWriter<std::io::Stdout>),
+    File(OutputFile),
+}
+
+impl Events {
+    /// Writes what is buffered and puts an output file in place.
+    fn finish(self) -> Result<(), Error> {
+        match self {
+            Events::Stdout(mut out) => out.flush().map_err(|source| Error::Write {
+                what: "writing to stdout",
+                source,
+            }),
+            Events::File(file) => file.finish(),
+        }
+    }
+}
+
+impl Write for Events {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Events::Stdout(out) => out.write(buf),
+            Events::File(out) => out.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Events::Stdout(out) => out.write_all(buf),
+            Events::File(out) => out.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Events::Stdout(out) => out.flush(),
+            Events::File(out) => out.flush(),
+        }
+    }
 }
 
 /// The summary's line of incidents: by kind, and each kind by severity.
@@ -214,20 +276,24 @@ fn excepted_line(
 
 /// Writes the inventory as CSV (a `.csv` path) or JSON.
 fn write_inventory(
-    path: &std::path::Path,
+    path: &Path,
     inventory: &segwatch::inventory::Inventory,
-) -> std::io::Result<()> {
+    inputs: &[&Path],
+) -> Result<(), Error> {
     let csv = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let bytes = if csv {
-        segwatch::inventory::to_csv(inventory).map_err(std::io::Error::other)?
+        segwatch::inventory::to_csv(inventory)
+            .map_err(|e| Error::file(path, std::io::Error::other(e)))?
     } else {
         let mut text = segwatch::inventory::to_json(inventory);
         text.push('\n');
         text.into_bytes()
     };
-    std::fs::write(path, bytes)
+    let mut out = OutputFile::create(path, inputs)?;
+    out.write_all(&bytes).map_err(|e| Error::file(path, e))?;
+    out.finish()
 }
 
 /// Loads and compiles a policy and prints its warnings. With a cache

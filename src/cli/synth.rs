@@ -1,17 +1,14 @@
 //! `segwatch synth`: write a synthetic capture.
 
-use std::fs::File;
-use std::io::BufWriter;
-
 use segwatch::synth::hospital::{HospitalOptions, HospitalTraffic, distinct_flows};
 use segwatch::synth::{FIXTURE_EPOCH_NS, Resolution, write_pcap};
 
+use super::output::OutputFile;
 use super::{Error, Scenario, Status, SynthArgs};
 
 /// Runs `segwatch synth`.
 pub fn run(args: &SynthArgs) -> Result<Status, Error> {
-    let file = File::create(&args.output).map_err(|e| Error::file(&args.output, e))?;
-    let file = BufWriter::with_capacity(1 << 20, file);
+    let mut file = OutputFile::create(&args.output, &[])?;
     let frames: Box<dyn Iterator<Item = (u64, Vec<u8>)>> = match args.scenario {
         Scenario::Sample => Box::new(HospitalTraffic::new(segwatch::synth::hospital::SAMPLE)),
         Scenario::Hospital => Box::new(HospitalTraffic::new(HospitalOptions {
@@ -23,6 +20,7 @@ pub fn run(args: &SynthArgs) -> Result<Status, Error> {
         })),
         Scenario::DistinctFlows => Box::new(distinct_flows(args.packets, FIXTURE_EPOCH_NS)),
     };
-    write_pcap(file, Resolution::Micro, frames).map_err(|e| Error::file(&args.output, e))?;
+    write_pcap(&mut file, Resolution::Micro, frames).map_err(|e| Error::file(&args.output, e))?;
+    file.finish()?;
     Ok(Status::Ran)
 }

@@ -69,14 +69,23 @@ impl Dicom {
             Some(DicomPdu::AssociateRj(_)) => Some("rejected".to_string()),
             _ => None,
         };
-        Some(Dicom {
+        let fields = Dicom {
             called_ae: request.map(|rq| rq.called_ae.clone()),
             calling_ae: request.map(|rq| rq.calling_ae.clone()),
             operations,
             result,
             implementation_class_uid: request.and_then(|rq| rq.implementation_class_uid.clone()),
             implementation_version: request.and_then(|rq| rq.implementation_version_name.clone()),
-        })
+        };
+        // Unknown fields are omitted (contract section 3), and so is an
+        // object left without one.
+        let empty = fields.called_ae.is_none()
+            && fields.calling_ae.is_none()
+            && fields.operations.is_empty()
+            && fields.result.is_none()
+            && fields.implementation_class_uid.is_none()
+            && fields.implementation_version.is_none();
+        (!empty).then_some(fields)
     }
 }
 
@@ -114,14 +123,26 @@ impl Hl7 {
             Hl7Message::Message(header) => header,
             Hl7Message::CommitAck | Hl7Message::CommitNak => return None,
         };
-        Some(Hl7 {
+        let fields = Hl7 {
             sending_app: header.sending_application.clone(),
             sending_facility: header.sending_facility.clone(),
             receiving_app: header.receiving_application.clone(),
             receiving_facility: header.receiving_facility.clone(),
             message_type: header.message_type.clone(),
             version: header.version.clone(),
-        })
+        };
+        // An MSH whose fields are all empty gives no object.
+        let empty = [
+            &fields.sending_app,
+            &fields.sending_facility,
+            &fields.receiving_app,
+            &fields.receiving_facility,
+            &fields.message_type,
+            &fields.version,
+        ]
+        .iter()
+        .all(|field| field.is_none());
+        (!empty).then_some(fields)
     }
 }
 
@@ -140,8 +161,10 @@ impl Tls {
         let AppInfo::Tls(info) = &detection.info else {
             return None;
         };
+        // A ClientHello without a server name gives no object (it was
+        // `"tls":{}`).
         Some(Tls {
-            sni: info.sni.clone(),
+            sni: Some(info.sni.clone()?),
         })
     }
 }
@@ -170,5 +193,63 @@ impl Http {
             method: info.method.as_str().to_string(),
             fhir: info.fhir.is_some(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::dicom::DicomInfo;
+    use crate::app::hl7::{Framing, Hl7Header, Hl7Info};
+    use crate::app::tls::TlsInfo;
+
+    fn detection(info: AppInfo) -> Detection {
+        Detection {
+            info,
+            reply_pending: false,
+        }
+    }
+
+    /// Issue 15.6: an application object without a field is omitted, not
+    /// written as `{}`; one with a field is kept.
+    #[test]
+    fn regression_15_6_no_empty_application_object() {
+        let tls = |sni: Option<&str>| {
+            detection(AppInfo::Tls(TlsInfo {
+                sni: sni.map(str::to_string),
+                versions: Vec::new(),
+                ech: false,
+                truncated: false,
+            }))
+        };
+        assert_eq!(Tls::of(&tls(None)), None);
+        assert_eq!(
+            Tls::of(&tls(Some("pacs.example"))).unwrap().sni.as_deref(),
+            Some("pacs.example")
+        );
+
+        let hl7 = |sending_application: Option<&str>| {
+            detection(AppInfo::Hl7(Hl7Info {
+                client: Some(Hl7Message::Message(Hl7Header {
+                    framing: Framing::Mllp,
+                    sending_application: sending_application.map(str::to_string),
+                    sending_facility: None,
+                    receiving_application: None,
+                    receiving_facility: None,
+                    message_type: None,
+                    version: None,
+                    ack_code: None,
+                    truncated: false,
+                })),
+                server: None,
+            }))
+        };
+        assert_eq!(Hl7::of(&hl7(None)), None);
+        assert!(Hl7::of(&hl7(Some("LAB"))).is_some());
+
+        assert_eq!(
+            Dicom::of(&detection(AppInfo::Dicom(DicomInfo::default()))),
+            None
+        );
     }
 }

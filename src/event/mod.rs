@@ -234,7 +234,12 @@ impl<'a> ViolationEvent<'a> {
             src_zone: Cow::Borrowed(&src_zone.name),
             dest_zone: Cow::Borrowed(&dest_zone.name),
             service: policy
-                .service_label(violation.verdict, violation.transport, violation.dest_port)
+                .service_label(
+                    violation.verdict,
+                    violation.transport,
+                    violation.dest_port,
+                    app.map(|d| d.app()),
+                )
                 .map(Cow::Borrowed),
             rule: Cow::Borrowed(&rule.name),
             severity: Cow::Borrowed(rule.severity.as_str()),

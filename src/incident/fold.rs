@@ -539,7 +539,12 @@ impl Fold {
         let key = Key::Violation(
             violation.verdict.rule,
             violation.dest_zone,
-            compiled.service_key(violation.verdict, violation.transport, violation.dest_port),
+            compiled.service_key(
+                violation.verdict,
+                violation.transport,
+                violation.dest_port,
+                violation.app.as_deref().map(|d| d.app()),
+            ),
             violation.ipv6,
             violation.src_addr,
         );
@@ -985,8 +990,12 @@ impl Fold {
 
     fn violation_labels(&mut self, policy: &PolicyInForce, violation: &Violation) -> Arc<Labels> {
         let compiled = &policy.policy;
-        let service_key =
-            compiled.service_key(violation.verdict, violation.transport, violation.dest_port);
+        let service_key = compiled.service_key(
+            violation.verdict,
+            violation.transport,
+            violation.dest_port,
+            violation.app.as_deref().map(|d| d.app()),
+        );
         let key = (
             violation.verdict.rule,
             violation.src_zone,
@@ -1003,7 +1012,12 @@ impl Fold {
                     src_zone: Some(src.name.clone()),
                     dest_zone: Some(dest.name.clone()),
                     service: compiled
-                        .service_label(violation.verdict, violation.transport, violation.dest_port)
+                        .service_label(
+                            violation.verdict,
+                            violation.transport,
+                            violation.dest_port,
+                            violation.app.as_deref().map(|d| d.app()),
+                        )
                         .map(str::to_owned),
                     src_criticality: src.criticality.clone(),
                     dest_criticality: dest.criticality.clone(),

@@ -229,7 +229,7 @@ impl Reference {
             compiled.rule(v.verdict.rule).name,
             v.src_addr,
             compiled.zone(v.dest_zone).name,
-            compiled.service_label(v.verdict, Transport::Tcp, v.dest_port)
+            compiled.service_label(v.verdict, Transport::Tcp, v.dest_port, None)
         )
     }
 
@@ -373,7 +373,7 @@ impl Reference {
                         ports: vec![v.dest_port],
                         severity: rule.severity,
                         service: compiled
-                            .service_label(v.verdict, Transport::Tcp, v.dest_port)
+                            .service_label(v.verdict, Transport::Tcp, v.dest_port, None)
                             .map(str::to_owned),
                     };
                     let line = self.record(&incident, IncidentState::Open, ts);

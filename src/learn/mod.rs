@@ -17,12 +17,14 @@ mod render;
 
 pub use render::render_policy;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
 use crate::capture::CaptureFile;
+use crate::classify::{CompiledPolicy, PolicyInForce};
+use crate::event::ViolationEvent;
 use crate::policy::{
     Action, Policy, PortRange, Rule, ServiceRef, ServiceSpec, Severity, Zone, ZoneRef,
 };
@@ -60,16 +62,35 @@ pub struct LearnedRule {
     pub last_seen: String,
     /// Flows per service label, in the rule's order.
     pub per_service: Vec<(String, u64)>,
+    /// Set when an explicit `alert` rule or a `[clinical]` check of the
+    /// given file alerts on these flows today: the rule is then written
+    /// commented out, for review, and is not part of the learned policy.
+    pub alerts_today: Option<AlertsToday>,
+}
+
+/// The rule of the given file that alerts on flows today, and its severity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AlertsToday {
+    /// The rule's name (or a clinical check's pseudo-rule).
+    pub rule: String,
+    /// Its severity.
+    pub severity: String,
 }
 
 /// The result of learning.
 #[derive(Clone, Debug)]
 pub struct Learned {
     /// The learned policy: the given zones and services, proposed zones,
-    /// learned rules, default alert.
+    /// learned rules, default alert. The rules held for review are not in
+    /// it.
     pub policy: Policy,
-    /// The rules with their statistics, in the policy's order.
+    /// The rules with their statistics, in the policy's order, with those
+    /// held for review (see [`LearnedRule::alerts_today`]).
     pub rules: Vec<LearnedRule>,
+    /// Zones of the given file that claim a whole address family
+    /// (`0.0.0.0/0`, `::/0`): no address is left for `--networks` to
+    /// propose a zone for.
+    pub catch_all_zones: Vec<String>,
     /// Flows observed.
     pub flows: u64,
     /// Zones proposed from observed subnets (`--networks`).
@@ -83,8 +104,19 @@ pub struct Learned {
     pub truncations: Vec<(std::path::PathBuf, crate::capture::Truncation)>,
 }
 
+impl Learned {
+    /// The rules held for review, and the flows they cover.
+    pub fn held_for_review(&self) -> (usize, u64) {
+        self.rules
+            .iter()
+            .filter(|r| r.alerts_today.is_some())
+            .fold((0, 0), |(rules, flows), r| (rules + 1, flows + r.flows))
+    }
+}
+
 /// Learns a policy from `captures`, starting from `base`'s zones and
-/// services (its rules are ignored).
+/// services; what `base`'s alert rules and clinical checks alert on is held
+/// for review rather than allowed (see [`LearnedRule::alerts_today`]).
 pub fn learn(
     base: &Policy,
     captures: &[CaptureFile],
@@ -109,19 +141,30 @@ pub fn learn(
         let ports = ports_to_name(base, &observed.flows);
         let converged = ports == learned_ports;
         if converged || passes == MAX_PASSES {
-            let rules = learned_rules(base, &zones, &observed.flows);
+            let alerting = alerting_today(base, captures, replay)?;
+            let rules = learned_rules(base, &zones, &observed.flows, &alerting);
             let policy = Policy {
                 name: "learned".into(),
                 default_action: Action::Alert,
                 default_severity: base.default_severity,
                 zones,
                 services: base.services.clone(),
-                rules: rules.iter().map(|r| r.rule.clone()).collect(),
+                rules: rules
+                    .iter()
+                    .filter(|r| r.alerts_today.is_none())
+                    .map(|r| r.rule.clone())
+                    .collect(),
                 clinical: Default::default(),
             };
             return Ok(Learned {
                 policy,
                 rules,
+                catch_all_zones: base
+                    .zones
+                    .iter()
+                    .filter(|z| z.networks.iter().any(|n| n.prefix() == 0))
+                    .map(|z| z.name.clone())
+                    .collect(),
                 flows: observed.flows.len() as u64,
                 proposed_zones,
                 passes,
@@ -131,6 +174,43 @@ pub fn learn(
         }
         learned_ports = ports;
     }
+}
+
+/// The flows (by flow id) that an explicit `alert` rule or a `[clinical]`
+/// check of `base` alerts on today, with that rule. The default action
+/// does not count: a file of zones alone alerts on everything. A file
+/// without such rules or checks costs no replay.
+fn alerting_today(
+    base: &Policy,
+    captures: &[CaptureFile],
+    options: &ReplayOptions,
+) -> Result<HashMap<u64, AlertsToday>, ObserveError> {
+    let compiled = CompiledPolicy::compile(base);
+    let mut alerting = HashMap::new();
+    if !compiled.rules().iter().any(|r| r.action == Action::Alert) {
+        return Ok(alerting);
+    }
+    let mut options = options.clone();
+    options.detect_apps |= compiled.needs_app();
+    let policy = PolicyInForce::new(compiled, 0);
+    let mut lines = Vec::new();
+    let mut outcome = crate::replay::replay(captures, &policy, &options, &mut lines)?;
+    if let Some(error) = outcome.capture_error.take() {
+        return Err(error.into());
+    }
+    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let event: ViolationEvent<'_> = serde_json::from_slice(line)?;
+        if event.rule != "default" {
+            alerting.insert(
+                event.flow_id.0,
+                AlertsToday {
+                    rule: event.rule.into_owned(),
+                    severity: event.severity.into_owned(),
+                },
+            );
+        }
+    }
+    Ok(alerting)
 }
 
 /// The policy a pass judges with: the zones, the given services, and one
@@ -237,6 +317,10 @@ enum ServiceKey {
     Icmp,
 }
 
+/// A rule's group of flows: initiator and responder zones (file order,
+/// then name) and, for flows held for review, the rule alerting on them.
+type GroupKey = (usize, usize, String, String, Option<AlertsToday>);
+
 #[derive(Default)]
 struct Group {
     flows: u64,
@@ -260,9 +344,14 @@ impl Group {
 /// One allow rule per zone pair with the services its flows used, and one
 /// per zone pair for IP protocols without ports (which only a rule without
 /// services can allow).
-fn learned_rules(base: &Policy, zones: &[Zone], flows: &[ObservedFlow]) -> Vec<LearnedRule> {
-    let mut with_services: BTreeMap<(usize, usize, String, String), Group> = BTreeMap::new();
-    let mut portless: BTreeMap<(usize, usize, String, String), Group> = BTreeMap::new();
+fn learned_rules(
+    base: &Policy,
+    zones: &[Zone],
+    flows: &[ObservedFlow],
+    alerting: &HashMap<u64, AlertsToday>,
+) -> Vec<LearnedRule> {
+    let mut with_services: BTreeMap<GroupKey, Group> = BTreeMap::new();
+    let mut portless: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for flow in flows {
         let event = &flow.event;
         let from = zone_ref(zones, &event.src_zone);
@@ -272,6 +361,7 @@ fn learned_rules(base: &Policy, zones: &[Zone], flows: &[ObservedFlow]) -> Vec<L
             zone_order(to),
             event.src_zone.to_string(),
             event.dest_zone.to_string(),
+            alerting.get(&event.flow_id.0).cloned(),
         );
         let service = match (port_of(flow), event.proto.as_ref()) {
             (Some(port), _) => Some(match named_service(base, port) {
@@ -291,15 +381,28 @@ fn learned_rules(base: &Policy, zones: &[Zone], flows: &[ObservedFlow]) -> Vec<L
         }
     }
     let mut rules = Vec::new();
-    let mut keys: BTreeSet<(usize, usize, String, String)> =
-        with_services.keys().cloned().collect();
+    let mut keys: BTreeSet<GroupKey> = with_services.keys().cloned().collect();
     keys.extend(portless.keys().cloned());
-    for key in keys {
-        let (_, _, from_name, to_name) = &key;
+    // Pairs held for review under more than one alerting rule name each
+    // review rule after its alerting rule too.
+    let mut reviews_per_pair: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (_, _, from, to, alerts) in &keys {
+        if alerts.is_some() {
+            *reviews_per_pair.entry((from, to)).or_default() += 1;
+        }
+    }
+    for key in &keys {
+        let (_, _, from_name, to_name, alerts_today) = key;
         let from = zone_ref(zones, from_name);
         let to = zone_ref(zones, to_name);
-        let name = format!("{from_name}-to-{to_name}");
-        if let Some(group) = with_services.remove(&key) {
+        let name = match alerts_today {
+            None => format!("{from_name}-to-{to_name}"),
+            Some(alerts) if reviews_per_pair[&(from_name.as_str(), to_name.as_str())] > 1 => {
+                format!("{from_name}-to-{to_name}-review-{}", alerts.rule)
+            }
+            Some(_) => format!("{from_name}-to-{to_name}-review"),
+        };
+        if let Some(group) = with_services.remove(key) {
             let mut services = Vec::new();
             let mut per_service = Vec::new();
             for (service, count) in &group.services {
@@ -328,15 +431,17 @@ fn learned_rules(base: &Policy, zones: &[Zone], flows: &[ObservedFlow]) -> Vec<L
                 first_seen: group.first_seen,
                 last_seen: group.last_seen,
                 per_service,
+                alerts_today: alerts_today.clone(),
             });
         }
-        if let Some(group) = portless.remove(&key) {
+        if let Some(group) = portless.remove(key) {
             rules.push(LearnedRule {
                 rule: allow_rule(format!("{name}-other-ip"), from, to, Vec::new()),
                 flows: group.flows,
                 first_seen: group.first_seen,
                 last_seen: group.last_seen,
                 per_service: Vec::new(),
+                alerts_today: alerts_today.clone(),
             });
         }
     }

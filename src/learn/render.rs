@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::policy::{Action, PortRange, ServiceSpec, ZoneRef};
 
-use super::{Learned, LearnedRule};
+use super::{AlertsToday, Learned, LearnedRule};
 
 /// A TOML basic string, quoted and escaped.
 fn quoted(text: &str) -> String {
@@ -106,9 +106,15 @@ pub fn render_policy(learned: &Learned, sources: &[String]) -> String {
     );
     let _ = writeln!(
         out,
-        "# {} flows in {} rules; initiators judged with the learned services ({} pass{}{}).",
+        "# {} flow{} in {} rule{}; initiators judged with the learned services ({} pass{}{}).",
         learned.flows,
-        learned.rules.len(),
+        if learned.flows == 1 { "" } else { "s" },
+        learned.policy.rules.len(),
+        if learned.policy.rules.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         learned.passes,
         if learned.passes == 1 { "" } else { "es" },
         if learned.converged {
@@ -119,8 +125,19 @@ pub fn render_policy(learned: &Learned, sources: &[String]) -> String {
     );
     out.push_str(
         "# Every rule allows what was seen and nothing more; everything else alerts.\n\
-         # Review it before use: traffic seen is not traffic wanted.\n\n",
+         # Review it before use: traffic seen is not traffic wanted.\n",
     );
+    let (review_rules, review_flows) = learned.held_for_review();
+    if review_rules > 0 {
+        let _ = writeln!(
+            out,
+            "# {review_flows} flow{} that the zones file's rules alert on today are held for review in \
+             {review_rules} commented-out rule{} (REVIEW below).",
+            if review_flows == 1 { "" } else { "s" },
+            if review_rules == 1 { "" } else { "s" },
+        );
+    }
+    out.push('\n');
     out.push_str("[policy]\n");
     let _ = writeln!(out, "name = {}", quoted(&policy.name));
     out.push_str("default_action = \"alert\"\n");
@@ -150,7 +167,32 @@ pub fn render_policy(learned: &Learned, sources: &[String]) -> String {
     }
     for learned_rule in &learned.rules {
         out.push('\n');
-        rule(&mut out, learned, learned_rule);
+        match &learned_rule.alerts_today {
+            None => rule(&mut out, learned, learned_rule),
+            Some(alerts) => review(&mut out, learned, learned_rule, alerts),
+        }
     }
     out
+}
+
+/// A rule for traffic that the given file alerts on today, written
+/// commented out: seen is not wanted, and a violation is not to be learned
+/// into an allow rule without a word.
+fn review(out: &mut String, learned: &Learned, learned_rule: &LearnedRule, alerts: &AlertsToday) {
+    let _ = writeln!(
+        out,
+        "# REVIEW: the zones file alerts on this traffic today (rule {}, severity {}):\n\
+         # it is not allowed here. Uncomment the rule only if the traffic is wanted.",
+        quoted(&alerts.rule),
+        alerts.severity
+    );
+    let mut text = String::new();
+    rule(&mut text, learned, learned_rule);
+    for line in text.lines() {
+        if line.starts_with('#') {
+            let _ = writeln!(out, "{line}");
+        } else {
+            let _ = writeln!(out, "# {line}");
+        }
+    }
 }

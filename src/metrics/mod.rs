@@ -43,9 +43,36 @@ pub struct PolicyStats {
     pub reloads_failed: AtomicU64,
     /// Generation of the policy in force (1, then +1 per reload).
     pub generation: AtomicU64,
+    /// When the policy was last loaded (at start, then by each reload that
+    /// took effect), in ms since the Unix epoch.
+    pub last_success_ms: AtomicU64,
+    /// When a reload was last refused, in ms since the Unix epoch; 0 never.
+    pub last_failure_ms: AtomicU64,
     /// The exceptions in force: (id, expiry in ns since the epoch), set
     /// at each load (control plane only).
     pub exceptions: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+impl PolicyStats {
+    /// Records a load (the first, or a reload) that took effect now.
+    pub fn loaded(&self, generation: u32) {
+        self.generation
+            .store(u64::from(generation), Ordering::Relaxed);
+        self.last_success_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Records a reload refused now.
+    pub fn refused(&self) {
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        self.last_failure_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Now, in ms since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The incident thread's counters, published once per tick.
@@ -113,6 +140,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     reloads: IntCounterVec,
     policy_generation: IntGauge,
+    last_reload_success: prometheus::Gauge,
+    last_reload_failure: prometheus::Gauge,
     devices: IntGaugeVec,
     inventory_dropped: IntCounter,
     violations_excepted: IntCounterVec,
@@ -157,6 +186,11 @@ impl Metrics {
             };
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let seconds = |name: &str, help: &str| -> Result<prometheus::Gauge, prometheus::Error> {
+            let g = prometheus::Gauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
@@ -332,6 +366,15 @@ impl Metrics {
                 "segwatch_policy_generation",
                 "Generation of the policy in force (1, then +1 per reload)",
             )?,
+            last_reload_success: seconds(
+                "segwatch_policy_last_reload_success_timestamp_seconds",
+                "When the policy in force was loaded: at start, then by each reload that took \
+                 effect (Unix time)",
+            )?,
+            last_reload_failure: seconds(
+                "segwatch_policy_last_reload_failure_timestamp_seconds",
+                "When a policy reload was last refused (Unix time; 0 never)",
+            )?,
             registry,
         };
         metrics.flow_capacity.set(flow_capacity as i64);
@@ -477,6 +520,10 @@ impl Metrics {
         );
         self.policy_generation
             .set(load(&t.policy.generation) as i64);
+        self.last_reload_success
+            .set(load(&t.policy.last_success_ms) as f64 / 1000.0);
+        self.last_reload_failure
+            .set(load(&t.policy.last_failure_ms) as f64 / 1000.0);
         self.refresh_exceptions(t, &total);
         if let Some(stats) = &t.incidents {
             self.refresh_incidents(stats);

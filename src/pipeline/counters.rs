@@ -276,10 +276,17 @@ impl ViolationCounts {
     /// True when some violation that no exception excepts is at `severity`
     /// or above (`--fail-on`).
     pub fn any_at_or_above(&self, severity: Severity) -> bool {
+        self.at_or_above(severity) > 0
+    }
+
+    /// Violations that no exception excepts at `severity` or above.
+    pub fn at_or_above(&self, severity: Severity) -> u64 {
         self.labelled
             .iter()
             .zip(&self.excepted)
-            .any(|((labels, n), excepted)| labels.severity >= severity && n > excepted)
+            .filter(|((labels, _), _)| labels.severity >= severity)
+            .map(|((_, n), excepted)| n.saturating_sub(*excepted))
+            .sum()
     }
 }
 
@@ -336,8 +343,12 @@ impl Counters {
         let _ = writeln!(s, "  packets        {} ({} bytes)", p.packets, p.bytes);
         let _ = writeln!(
             s,
-            "  not judged     {} not IP, {} later fragments, {} ICMP not echo, {} link-local",
-            p.not_ip, p.later_fragments, p.icmp_not_echo, self.link_local
+            "  not judged     {} not IP, {} later fragment{}, {} ICMP not echo, {} link-local",
+            p.not_ip,
+            p.later_fragments,
+            if p.later_fragments == 1 { "" } else { "s" },
+            p.icmp_not_echo,
+            self.link_local
         );
         let problems: Vec<String> = Problem::ALL
             .iter()
@@ -360,7 +371,8 @@ impl Counters {
                 .collect();
             let _ = writeln!(
                 s,
-                "  tunnels        {tunnels} frames decapsulated ({})",
+                "  tunnels        {tunnels} frame{} decapsulated ({})",
+                if tunnels == 1 { "" } else { "s" },
                 by_kind.join(", ")
             );
         }

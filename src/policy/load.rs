@@ -195,7 +195,7 @@ fn describe_serde_error(message: &str, text: &str, span: &Range<usize>) -> (Stri
     }
     if message.starts_with("missing field") {
         let field = backticked(message).first().copied().unwrap_or_default();
-        let hint = match field {
+        let hint_of = |field: &str| match field {
             "name" => "give every rule a unique name, e.g. name = \"pumps-to-server\"",
             "from" => "add the initiator zones, e.g. from = [\"pumps\"], or from = [\"any\"]",
             "to" => "add the responder zones, e.g. to = [\"pump-server\"], or to = [\"any\"]",
@@ -203,12 +203,28 @@ fn describe_serde_error(message: &str, text: &str, span: &Range<usize>) -> (Stri
             _ => "add the key",
         };
         // Only rules have required keys.
-        let table = if raw::RULE_KEYS.contains(&field) {
-            "a [[rules]] table"
-        } else {
-            "this table"
+        if !raw::RULE_KEYS.contains(&field) {
+            return (
+                format!("missing key `{field}` in this table"),
+                hint_of(field).to_owned(),
+            );
+        }
+        // Serde names the first missing key; name them all at once.
+        let mut missing = missing_rule_keys(text, span.start);
+        if !missing.contains(&field) {
+            missing = vec![field];
+        }
+        let hint: Vec<&str> = missing.iter().map(|f| hint_of(f)).collect();
+        let keys: Vec<String> = missing.iter().map(|f| format!("`{f}`")).collect();
+        let keys = match keys.as_slice() {
+            [one] => format!("key {one}"),
+            [init @ .., last] => format!("keys {} and {last}", init.join(", ")),
+            [] => format!("key `{field}`"),
         };
-        return (format!("missing key `{field}` in {table}"), hint.to_owned());
+        return (
+            format!("missing {keys} in a [[rules]] table"),
+            hint.join("; "),
+        );
     }
     if message == "duplicate key" {
         let key = text.get(span.clone()).unwrap_or_default();
@@ -233,6 +249,37 @@ fn describe_serde_error(message: &str, text: &str, span: &Range<usize>) -> (Stri
             .to_owned(),
     };
     (lowercase_first(message), hint)
+}
+
+/// The required keys (`name`, `from`, `to`, `action`) that the `[[rules]]`
+/// table at `offset` lacks: that table is the last `[[rules]]` header at or
+/// before `offset`, counted in the document as TOML reads it. Empty when
+/// the text does not show which table it is.
+fn missing_rule_keys(text: &str, offset: usize) -> Vec<&'static str> {
+    let line_end = text
+        .get(offset..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |i| offset + i);
+    let headers = text
+        .get(..line_end)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.trim() == "[[rules]]")
+        .count();
+    let Ok(document) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(rule) = headers
+        .checked_sub(1)
+        .and_then(|index| document.get("rules")?.as_array()?.get(index))
+        .and_then(toml::Value::as_table)
+    else {
+        return Vec::new();
+    };
+    ["name", "from", "to", "action"]
+        .into_iter()
+        .filter(|key| !rule.contains_key(*key))
+        .collect()
 }
 
 /// The key whose value holds `offset`: the last `key =` before it on its line, or on an earlier
@@ -932,6 +979,25 @@ tcp = [443]
         let e = only_error(&text);
         assert_at(&e, 9, 1, "missing key `action` in a [[rules]] table");
         assert!(hint(&e).contains("action = \"allow\""), "{e}");
+    }
+
+    /// Issue 15.12: every missing key of a rule in one error, not one per
+    /// run of `check`.
+    #[test]
+    fn all_missing_keys_of_a_rule_at_once() {
+        let text = format!(
+            "{HEAD}[[rules]]\nname = \"a\"\nfrom = [\"pumps\"]\nto = [\"any\"]\naction = \"allow\"\n\
+             [[rules]]\nname = \"b\"\n"
+        );
+        let e = only_error(&text);
+        assert!(
+            e.message
+                .contains("missing keys `from`, `to` and `action` in a [[rules]] table"),
+            "{e}"
+        );
+        for key in ["from = ", "to = ", "action = "] {
+            assert!(hint(&e).contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -32,8 +32,9 @@ use crate::policy::{Diagnostic, PolicyError, load_policy_bytes, unreadable_polic
 const MAGIC: &[u8; 16] = b"segwatch policy\n";
 
 /// The entry layout's version; part of the key, and checked again in the entry. 2: the
-/// zone-pair tables that grow with the rules and the zones.
-const FORMAT: u32 = 2;
+/// zone-pair tables that grow with the rules and the zones. 3: the named services that
+/// require an application, for the `service` label.
+const FORMAT: u32 = 3;
 
 /// How many entries a cache directory keeps; storing one more removes the oldest.
 pub const KEPT_ENTRIES: usize = 16;
@@ -525,7 +526,7 @@ action = "alert"
                     "{a} {b} {transport:?}/{port}: {:?} {:?} {:?}\n",
                     verdict,
                     policy.action(verdict),
-                    policy.service_label(verdict, transport, port)
+                    policy.service_label(verdict, transport, port, None)
                 );
             }
         }

@@ -13,6 +13,7 @@
 mod incidents;
 mod policy;
 mod privileges;
+mod report;
 mod source;
 mod worker;
 
@@ -103,7 +104,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         settings.max_devices,
         Arc::new(crate::inventory::OuiRegistry::load_default()),
     ));
-    tracing::info!(
+    tracing::debug!(
         registry = ?inventory.registry().source(),
         vendors = inventory.registry().len(),
         "Device inventory ready"
@@ -171,7 +172,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         policy.clone(),
         sinks.clone(),
         metrics,
-        telemetry,
+        telemetry.clone(),
         workers.stop.clone(),
         incident_view,
     ));
@@ -196,7 +197,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         tracing::warn!(undelivered, "Stopped with events still queued");
     }
     serve?;
-    tracing::info!("Stopped");
+    report::stopped(&telemetry, undelivered);
     Ok(())
 }
 
@@ -427,6 +428,7 @@ async fn control_plane(
             source,
         })?;
     let devices = telemetry.inventory.clone();
+    let worker_count = telemetry.workers.len();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -481,7 +483,7 @@ async fn control_plane(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     // Logged once SIGTERM and SIGHUP are handled: from here on a signal
     // never kills the daemon undrained.
-    tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");
+    report::started(settings, &policy, worker_count);
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

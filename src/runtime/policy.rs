@@ -113,7 +113,7 @@ fn set_exceptions(stats: &PolicyStats, live: &LivePolicy) {
 /// The metrics' view of a policy just loaded: generation 1, no reloads.
 fn first_generation_stats() -> Arc<PolicyStats> {
     let stats = PolicyStats::default();
-    stats.generation.store(1, Ordering::Relaxed);
+    stats.loaded(1);
     Arc::new(stats)
 }
 
@@ -205,16 +205,17 @@ impl PolicyHandle {
                 set_exceptions(&self.stats, &live);
                 self.current.store(Arc::new(live));
                 self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .generation
-                    .store(u64::from(generation), Ordering::Relaxed);
+                self.stats.loaded(generation);
                 tracing::info!(policy = %path.display(), generation, "Policy reloaded");
                 Ok(generation)
             }
             Err(error) => {
-                self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.refused();
+                let generation = self.current().generation;
                 for line in &error.lines {
                     tracing::error!(
+                        policy = %path.display(),
+                        generation,
                         "Policy reload refused, keeping the policy and exceptions in force: {line}"
                     );
                 }
@@ -257,6 +258,9 @@ mod tests {
         assert!(error.lines[0].contains("p.toml:2:"), "{error}");
         assert_eq!(handle.current().generation, 1, "the old policy stays");
         assert_eq!(handle.stats.reloads_failed.load(Ordering::Relaxed), 1);
+        let started = handle.stats.last_success_ms.load(Ordering::Relaxed);
+        let refused = handle.stats.last_failure_ms.load(Ordering::Relaxed);
+        assert!(started > 0 && refused >= started, "{started} {refused}");
         assert!(
             !handle.changed_on_disk(),
             "a refused file is not retried until it changes"
@@ -270,5 +274,12 @@ mod tests {
         assert_eq!(handle.reload().unwrap(), 2);
         assert_eq!(handle.current().policy.zone_count(), 2);
         assert_eq!(handle.stats.reloads_ok.load(Ordering::Relaxed), 1);
+        // The last attempt took effect: the success is not the earlier time.
+        assert!(handle.stats.last_success_ms.load(Ordering::Relaxed) >= refused);
+        assert_eq!(
+            handle.stats.last_failure_ms.load(Ordering::Relaxed),
+            refused,
+            "a success leaves the failure's time"
+        );
     }
 }
