@@ -129,8 +129,9 @@ pub struct DetectionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventorySection {
-    /// Most devices held; new ones beyond are counted, not held. Default
-    /// 100,000; 0 is taken as 1, with a warning.
+    /// Most devices held; past it the least-evidenced are evicted (after
+    /// each batch, down to a sixteenth under it). Default 100,000; 0 is
+    /// taken as 1, with a warning.
     pub max_devices: Option<Spanned<usize>>,
 }
 
