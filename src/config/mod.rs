@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// The device inventory.
     #[serde(default)]
     pub inventory: InventorySection,
+    /// The HTTP API (`/api/v1/...`) on the metrics listener.
+    #[serde(default)]
+    pub api: ApiSection,
     /// Application detection.
     #[serde(default)]
     pub detection: DetectionSection,
@@ -123,6 +126,23 @@ pub struct DetectionSection {
     /// Detect each flow's application from its first bytes; events wait
     /// for it (at most 8 packets or 2 s). Default true.
     pub enabled: Option<bool>,
+}
+
+/// `[api]`: who may read `/api/v1/devices` and `/api/v1/incidents` (a
+/// map of the network's devices, for an attacker a reconnaissance map).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// A file holding the bearer token that `/api/*` requests must send
+    /// (`Authorization: Bearer TOKEN`); read at start, surrounding
+    /// whitespace ignored. Without it, `/api/*` is served only on a
+    /// loopback listener (and refused, 403, on any other). Keep it readable
+    /// by the daemon's user only.
+    pub token_file: Option<PathBuf>,
+    /// Ask the token for `/metrics` too (Prometheus: `authorization:
+    /// credentials_file`). Default false: `/metrics` stays open. `/healthz`
+    /// is always open (liveness probes).
+    pub protect_metrics: Option<bool>,
 }
 
 /// `[inventory]`.
@@ -315,6 +335,10 @@ pub struct RunSettings {
     pub flows: FlowConfig,
     /// Metrics listener.
     pub metrics_listen: SocketAddr,
+    /// The API's bearer token file.
+    pub api_token_file: Option<PathBuf>,
+    /// `/metrics` asks the token too.
+    pub protect_metrics: bool,
     /// Events file.
     pub events_file: Option<PathBuf>,
     /// Events on stdout.
@@ -548,6 +572,8 @@ impl ConfigFile {
             watch_interval,
             flows,
             metrics_listen: metrics_listen.0,
+            api_token_file: self.api.token_file,
+            protect_metrics: self.api.protect_metrics.unwrap_or(false),
             events_file: overrides.events.clone().or(self.events.file),
             events_stdout: overrides.demo || self.events.stdout.unwrap_or(false),
             queue,

@@ -812,6 +812,48 @@ impl Inventory {
             .map(|entry| (*entry.key(), entry.value().clone()))
             .collect();
         devices.sort_by_key(|(key, _)| *key);
+        self.reports_of(devices)
+    }
+
+    /// One page of [`Inventory::report`]: at most `limit` devices (at least
+    /// one) after the address `after` (from the start without it), and the
+    /// address to ask the next page after, when there are more. Its cost
+    /// grows with the page, and with the devices only to pick the page's
+    /// addresses.
+    pub fn report_page(
+        &self,
+        after: Option<IpAddr>,
+        limit: usize,
+    ) -> (Vec<DeviceReport>, Option<IpAddr>) {
+        let limit = limit.max(1);
+        let after = after.map(|a| match a {
+            IpAddr::V4(v4) => (false, u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => (true, u128::from(v6)),
+        });
+        let mut keys: Vec<DeviceKey> = self
+            .devices
+            .iter()
+            .map(|entry| *entry.key())
+            .filter(|key| after.is_none_or(|a| *key > a))
+            .collect();
+        let more = keys.len() > limit;
+        if more {
+            keys.select_nth_unstable(limit);
+            keys.truncate(limit);
+        }
+        keys.sort_unstable();
+        let devices: Vec<(DeviceKey, Device)> = keys
+            .iter()
+            .filter_map(|key| Some((*key, self.devices.get(key)?.clone())))
+            .collect();
+        let next = more
+            .then(|| keys.last().map(|(ipv6, addr)| ip(*ipv6, *addr)))
+            .flatten();
+        (self.reports_of(devices), next)
+    }
+
+    /// The reports of `devices`, in their order.
+    fn reports_of(&self, devices: Vec<(DeviceKey, Device)>) -> Vec<DeviceReport> {
         devices
             .into_iter()
             .map(|((ipv6, addr), device)| {
@@ -890,12 +932,7 @@ pub fn to_json(inventory: &Inventory) -> String {
     fn is_zero(n: &u64) -> bool {
         *n == 0
     }
-    let vendor_registry = match inventory.registry().source() {
-        RegistrySource::IeeeData(path) | RegistrySource::Wireshark(path) => {
-            path.display().to_string()
-        }
-        RegistrySource::BuiltIn => "built-in medical vendors".into(),
-    };
+    let vendor_registry = registry_name(inventory);
     let document = Document {
         devices: inventory.report(),
         vendor_registry,
@@ -903,6 +940,38 @@ pub fn to_json(inventory: &Inventory) -> String {
         unanswered: inventory.unanswered(),
     };
     serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// One page of the inventory as JSON (the daemon's `/api/v1/devices`):
+/// `{"devices": [...], "vendor_registry": ..., "overflow": N}` as
+/// [`to_json`], then `"next": "IP"`, the address to ask the next page after,
+/// when there are more devices.
+pub fn page_to_json(inventory: &Inventory, after: Option<IpAddr>, limit: usize) -> String {
+    #[derive(Serialize)]
+    struct Page {
+        devices: Vec<DeviceReport>,
+        vendor_registry: String,
+        overflow: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<IpAddr>,
+    }
+    let (devices, next) = inventory.report_page(after, limit);
+    let page = Page {
+        devices,
+        vendor_registry: registry_name(inventory),
+        overflow: inventory.evicted(),
+        next,
+    };
+    serde_json::to_string(&page).unwrap_or_default()
+}
+
+fn registry_name(inventory: &Inventory) -> String {
+    match inventory.registry().source() {
+        RegistrySource::IeeeData(path) | RegistrySource::Wireshark(path) => {
+            path.display().to_string()
+        }
+        RegistrySource::BuiltIn => "built-in medical vendors".into(),
+    }
 }
 
 /// The inventory as CSV, one device per row; lists are `;`-separated.
