@@ -275,3 +275,94 @@ fn pages_of_the_devices_hold_every_device_once() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "not in address order");
     assert_eq!(request(port, "/api/v1/devices?limit=0", None).0, 400);
 }
+
+/// `[api] tls_cert_file` and `tls_key_file`: the listener speaks HTTPS
+/// (curl with the certificate as its CA), the token still guards the API,
+/// and plain HTTP gets no answer.
+#[test]
+fn the_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, "tls-site-token\n").unwrap();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nwatch = false\n[api]\ntoken_file = \"{}\"\ntls_cert_file = \"{}\"\n\
+             tls_key_file = \"{}\"\n",
+            token_file.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let port = crate::daemon::free_port();
+    let mut child = std::process::Command::new(crate::common::SEGWATCH)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--pcap", "tests/fixtures/hospital-sample.pcap"])
+        .args(["--policy", "policies/example-hospital.toml"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |path: &str, token: Option<&str>| {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .arg("--cacert")
+            .arg(&cert);
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = command
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("HTTPS /healthz", Duration::from_secs(10), || {
+        (curl("/healthz", None) == "200").then_some(())
+    });
+    assert_eq!(curl("/metrics", None), "200");
+    assert_eq!(curl("/api/v1/devices", None), "401");
+    assert_eq!(curl("/api/v1/devices", Some("tls-site-token")), "200");
+    // Plain HTTP to the TLS listener: no HTTP answer.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "plain HTTP answered");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -143,6 +143,11 @@ pub struct ApiSection {
     /// credentials_file`). Default false: `/metrics` stays open. `/healthz`
     /// is always open (liveness probes).
     pub protect_metrics: Option<bool>,
+    /// Serve the listener over TLS with this PEM certificate chain (with
+    /// `tls_key_file`; both or neither). Read at start.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[inventory]`.
@@ -339,6 +344,9 @@ pub struct RunSettings {
     pub api_token_file: Option<PathBuf>,
     /// `/metrics` asks the token too.
     pub protect_metrics: bool,
+    /// The listener's TLS certificate chain and key files, when it serves
+    /// HTTPS.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
     /// Events file.
     pub events_file: Option<PathBuf>,
     /// Events on stdout.
@@ -574,6 +582,15 @@ impl ConfigFile {
             metrics_listen: metrics_listen.0,
             api_token_file: self.api.token_file,
             protect_metrics: self.api.protect_metrics.unwrap_or(false),
+            api_tls: match (self.api.tls_cert_file, self.api.tls_key_file) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(checks.locator.table("api").error(
+                        "api.tls_cert_file and api.tls_key_file go together: set both".into(),
+                    ));
+                }
+            },
             events_file: overrides.events.clone().or(self.events.file),
             events_stdout: overrides.demo || self.events.stdout.unwrap_or(false),
             queue,

@@ -15,12 +15,14 @@ mod incidents;
 mod policy;
 mod privileges;
 mod source;
+mod tls;
 mod worker;
 
 pub use http::{API_CONCURRENCY, ApiTokenError, DEFAULT_PAGE, MAX_PAGE};
 pub use incidents::{IncidentQueue, IncidentThread, IncidentView};
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use privileges::PrivilegeError;
+pub use tls::{HANDSHAKE_TIMEOUT, TlsFileError};
 pub use worker::Pipeline;
 
 use std::net::SocketAddr;
@@ -80,6 +82,9 @@ pub enum RunError {
     /// The API's token that cannot be read.
     #[error(transparent)]
     ApiToken(#[from] ApiTokenError),
+    /// The listener's TLS certificate or key that cannot be used.
+    #[error(transparent)]
+    ListenerTls(#[from] TlsFileError),
     /// The control plane's runtime that cannot start.
     #[error("cannot start the control plane: {0}")]
     ControlPlane(#[source] std::io::Error),
@@ -109,6 +114,11 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         settings.protect_metrics,
         settings.metrics_listen,
     )?;
+    // Likewise the TLS key.
+    let tls = match &settings.api_tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
     if access.api_closed() {
         tracing::warn!(
             listen = %settings.metrics_listen,
@@ -196,6 +206,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         policy.clone(),
         sinks.clone(),
         http,
+        tls,
         workers.stop.clone(),
     ));
     workers.stop.store(true, Ordering::Relaxed);
@@ -436,6 +447,7 @@ async fn control_plane(
     policy: Arc<PolicyHandle>,
     sinks: Arc<Vec<SinkHandle>>,
     http: http::HttpState,
+    tls: Option<rustls::ServerConfig>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -453,13 +465,28 @@ async fn control_plane(
     // never kills the daemon undrained.
     tracing::info!(listen = %settings.metrics_listen, "Serving /metrics and /healthz");
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
+    let shutdown = async {
+        let _ = shutdown_rx.await;
+    };
+    let server = match tls {
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        }),
+        Some(config) => {
+            let listener =
+                tls::TlsListener::new(listener, config).map_err(|source| RunError::Listener {
+                    address: settings.metrics_listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
             })
-            .await;
-    });
+        }
+    };
 
     let mut watch = tokio::time::interval(settings.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
