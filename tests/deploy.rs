@@ -996,7 +996,29 @@ fn the_daemonset_captures_on_the_host_network_with_only_its_capabilities() {
     }
     assert_eq!(
         container["args"],
-        serde_yaml_ng::to_value(["run", "--config", "/etc/segwatch/segwatch.toml"]).unwrap()
+        serde_yaml_ng::to_value([
+            "run",
+            "--config",
+            "/etc/segwatch/segwatch.toml",
+            "--metrics-listen",
+            "$(POD_IP):9108"
+        ])
+        .unwrap()
+    );
+    // Issue 16, item 5: the listener binds the node's address (the pod's IP
+    // under hostNetwork), not every address; the API's token is a Secret.
+    assert_eq!(container["env"][0]["name"].as_str(), Some("POD_IP"));
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+    assert_eq!(
+        pod["volumes"][1]["secret"]["secretName"].as_str(),
+        Some("segwatch-api")
+    );
+    assert_eq!(
+        container["volumeMounts"][1]["mountPath"].as_str(),
+        Some("/etc/segwatch-api")
     );
     assert_eq!(
         container["volumeMounts"][0]["mountPath"].as_str(),
@@ -1036,7 +1058,13 @@ fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
 
     let config_text = data["segwatch.toml"].as_str().unwrap();
     assert!(config_text.contains("path = \"/etc/segwatch/policy.toml\""));
-    assert!(config_text.contains("listen = \"0.0.0.0:9108\""));
+    assert!(!config_text.contains("0.0.0.0"), "binds every address");
+    let token_file = "token_file = \"/etc/segwatch-api/token\"";
+    assert!(config_text.contains(token_file));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "site-token\n").unwrap();
+    let config_text =
+        config_text.replace(token_file, &format!("token_file = \"{}\"", token.display()));
     // The same file with the sample instead of the node's interface and the
     // scratch policy: segwatch accepts every other key as it is.
     let interfaces = "interfaces = [\"eth1\"]\n";

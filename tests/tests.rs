@@ -5,6 +5,7 @@
 
 mod common;
 
+mod api;
 mod app;
 mod app_events;
 mod capture_input;

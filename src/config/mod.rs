@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// The device inventory.
     #[serde(default)]
     pub inventory: InventorySection,
+    /// The HTTP API (`/api/v1/...`) on the metrics listener.
+    #[serde(default)]
+    pub api: ApiSection,
     /// Application detection.
     #[serde(default)]
     pub detection: DetectionSection,
@@ -125,12 +128,35 @@ pub struct DetectionSection {
     pub enabled: Option<bool>,
 }
 
+/// `[api]`: who may read `/api/v1/devices` and `/api/v1/incidents` (a
+/// map of the network's devices, for an attacker a reconnaissance map).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// A file holding the bearer token that `/api/*` requests must send
+    /// (`Authorization: Bearer TOKEN`); read at start, surrounding
+    /// whitespace ignored. Without it, `/api/*` is served only on a
+    /// loopback listener (and refused, 403, on any other). Keep it readable
+    /// by the daemon's user only.
+    pub token_file: Option<PathBuf>,
+    /// Ask the token for `/metrics` too (Prometheus: `authorization:
+    /// credentials_file`). Default false: `/metrics` stays open. `/healthz`
+    /// is always open (liveness probes).
+    pub protect_metrics: Option<bool>,
+    /// Serve the listener over TLS with this PEM certificate chain (with
+    /// `tls_key_file`; both or neither). Read at start.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+}
+
 /// `[inventory]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventorySection {
-    /// Most devices held; new ones beyond are counted, not held. Default
-    /// 100,000; 0 is taken as 1, with a warning.
+    /// Most devices held; past it the least-evidenced are evicted (after
+    /// each batch, down to a sixteenth under it). Default 100,000; 0 is
+    /// taken as 1, with a warning.
     pub max_devices: Option<Spanned<usize>>,
 }
 
@@ -314,6 +340,13 @@ pub struct RunSettings {
     pub flows: FlowConfig,
     /// Metrics listener.
     pub metrics_listen: SocketAddr,
+    /// The API's bearer token file.
+    pub api_token_file: Option<PathBuf>,
+    /// `/metrics` asks the token too.
+    pub protect_metrics: bool,
+    /// The listener's TLS certificate chain and key files, when it serves
+    /// HTTPS.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
     /// Events file.
     pub events_file: Option<PathBuf>,
     /// Events on stdout.
@@ -547,6 +580,17 @@ impl ConfigFile {
             watch_interval,
             flows,
             metrics_listen: metrics_listen.0,
+            api_token_file: self.api.token_file,
+            protect_metrics: self.api.protect_metrics.unwrap_or(false),
+            api_tls: match (self.api.tls_cert_file, self.api.tls_key_file) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(checks.locator.table("api").error(
+                        "api.tls_cert_file and api.tls_key_file go together: set both".into(),
+                    ));
+                }
+            },
             events_file: overrides.events.clone().or(self.events.file),
             events_stdout: overrides.demo || self.events.stdout.unwrap_or(false),
             queue,

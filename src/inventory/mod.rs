@@ -1,11 +1,18 @@
 //! The device inventory: every endpoint seen, what it is and what it talks.
 //!
-//! Workers report each flow's start (never each packet) as a [`Sighting`]
-//! of its two endpoints; the inventory merges them into one `Device` per
-//! IP address in a [`DashMap`] shared by all workers. Merging is
-//! order-independent (sets, counts, minimum and maximum times), so a replay
-//! gives the same inventory for any number of threads. The inventory is
-//! bounded: once full, sightings of new endpoints are counted, not kept.
+//! Workers report each flow's first packet, and the first packet its other
+//! endpoint sends back (never each packet), as a [`FlowStart`]; the
+//! inventory merges the endpoint that sent it into one `Device` per IP
+//! address in a [`DashMap`] shared by all workers. An address that never
+//! sends (a sweep's or a scan's target that does not exist) is never a
+//! device. Merging is order-independent (sets, counts, minimum and maximum
+//! times), so a replay gives the same inventory for any number of threads.
+//!
+//! The inventory is bounded: past its capacity, [`Inventory::settle`]
+//! evicts the least-evidenced devices (see `bound.rs`), so a flood of
+//! spoofed sources never keeps a real new device out. It keeps the devices'
+//! counts by zone and class as they change, so that a metrics scrape reads
+//! them without building the report.
 //!
 //! A device's class (infusion pump, patient monitor, imaging modality, PACS,
 //! ...) is inferred when the inventory is read, from its vendor and the
@@ -13,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bound;
 mod classify;
 pub mod oui;
 
@@ -22,7 +30,7 @@ pub use oui::{OuiRegistry, RegistrySource, VendorMatch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -58,14 +66,19 @@ pub struct Endpoint {
     pub zone: String,
 }
 
-/// A flow's start, as the pipeline records it for the inventory: once per
-/// flow, never per packet; made into a [`Sighting`] off the per-packet path.
+/// A flow's first packet, or the first packet its other endpoint sent
+/// back, as the pipeline records it for the inventory: at most twice per
+/// flow, never per packet; made into a [`Sighting`] off the per-packet
+/// path. Only the packet's sender is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowStart {
-    /// Capture position of its first packet.
+    /// Capture position of the packet.
     pub position: u64,
     /// Its capture time.
     pub ts_ns: u64,
+    /// True for the flow's first packet; false for the other endpoint's
+    /// first answer.
+    pub first: bool,
     /// IPv6 or IPv4.
     pub ipv6: bool,
     /// IP protocol number.
@@ -78,13 +91,13 @@ pub struct FlowStart {
     pub responder: (u128, u16),
     /// Initiator's and responder's zones.
     pub zones: (ZoneId, ZoneId),
-    /// Outermost VLAN ID of the first packet; 0 when untagged.
+    /// Outermost VLAN ID of the packet; 0 when untagged.
     pub vlan: u16,
-    /// True when the first packet's sender is the initiator (so its source
-    /// MAC address is the initiator's).
+    /// True when the packet's sender is the initiator (so its source MAC
+    /// address is the initiator's).
     pub sender_initiates: bool,
-    /// The first frame's source and destination MAC addresses, when its link
-    /// has them.
+    /// The frame's source and destination MAC addresses, when its link has
+    /// them.
     pub macs: Option<([u8; 6], [u8; 6])>,
 }
 
@@ -193,31 +206,49 @@ struct Device {
     dhcp_hostnames: Vec<(u64, String)>,
     dhcp_vendor_class: Option<String>,
     dhcp_fingerprint: Option<String>,
+    /// Its (zone, class) as last counted in [`Inventory`]'s counts; `None`
+    /// until first counted.
+    counted: Option<(String, DeviceClass)>,
+    /// True when one of its own MACs names a vendor (as last counted).
+    has_vendor: bool,
 }
 
-fn bounded_insert<T: Ord>(set: &mut BTreeSet<T>, value: T, max: usize) {
-    if set.len() < max || set.contains(&value) {
-        set.insert(value);
-    }
+/// Inserts `value` unless the set is full; true when it is new.
+fn bounded_insert<T: Ord>(set: &mut BTreeSet<T>, value: T, max: usize) -> bool {
+    (set.len() < max || set.contains(&value)) && set.insert(value)
 }
 
 /// Hostnames remembered per device (the latest by position).
 const MAX_HOSTNAMES: usize = 4;
 
-fn count_service(services: &mut BTreeMap<String, (u64, u64)>, service: &str, position: u64) {
+/// Counts a flow of `service`; true when the service is new.
+fn count_service(
+    services: &mut BTreeMap<String, (u64, u64)>,
+    service: &str,
+    position: u64,
+) -> bool {
     if let Some((count, first)) = services.get_mut(service) {
         *count += 1;
         *first = (*first).min(position);
+        false
     } else if services.len() < MAX_SERVICES {
         services.insert(service.to_string(), (1, position));
+        true
+    } else {
+        false
     }
 }
 
-fn first_at<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: K, position: u64, max: usize) {
+/// Notes `key` first seen at `position`; true when the key is new.
+fn first_at<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: K, position: u64, max: usize) -> bool {
     if let Some(first) = map.get_mut(&key) {
         *first = (*first).min(position);
+        false
     } else if map.len() < max {
         map.insert(key, position);
+        true
+    } else {
+        false
     }
 }
 
@@ -255,7 +286,9 @@ fn apps_before(apps: &BTreeMap<String, u64>, position: u64) -> BTreeSet<String> 
 }
 
 impl Device {
-    fn saw(&mut self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) {
+    /// Merges a sighting of this device; true when what its zone and class
+    /// are inferred from changed (a new MAC, zone or service).
+    fn saw(&mut self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) -> bool {
         if self.first_ns == 0 || sighting.ts_ns < self.first_ns {
             self.first_ns = sighting.ts_ns;
         }
@@ -264,41 +297,58 @@ impl Device {
             self.first_position
                 .map_or(sighting.position, |p| p.min(sighting.position)),
         );
+        let mut changed = false;
         if let Some(mac) = endpoint.mac {
-            first_at(&mut self.macs, mac, sighting.position, MAX_MACS);
+            changed |= first_at(&mut self.macs, mac, sighting.position, MAX_MACS);
         }
         if sighting.vlan != 0 {
             bounded_insert(&mut self.vlans, sighting.vlan, MAX_VLANS);
         }
-        bounded_insert(&mut self.zones, endpoint.zone.clone(), MAX_VLANS);
-        if as_client {
-            self.flows_as_client += 1;
-            count_service(
-                &mut self.client_services,
-                &sighting.service,
-                sighting.position,
-            );
-        } else {
-            self.flows_as_server += 1;
-            count_service(
-                &mut self.server_services,
-                &sighting.service,
-                sighting.position,
-            );
+        if !self.zones.contains(endpoint.zone.as_str()) {
+            changed |= bounded_insert(&mut self.zones, endpoint.zone.clone(), MAX_VLANS);
         }
+        let (flows, services) = if as_client {
+            (&mut self.flows_as_client, &mut self.client_services)
+        } else {
+            (&mut self.flows_as_server, &mut self.server_services)
+        };
+        *flows += 1;
+        changed | count_service(services, &sighting.service, sighting.position)
+    }
+
+    /// Flows it took part in, either way.
+    fn flows(&self) -> u64 {
+        self.flows_as_client + self.flows_as_server
+    }
+
+    /// True when some application was identified in its flows.
+    fn has_app(&self) -> bool {
+        !self.client_apps.is_empty() || !self.server_apps.is_empty()
+    }
+
+    /// Its zone as reported: the zones it was seen in, comma-separated.
+    fn zone_label(&self) -> String {
+        self.zones.iter().cloned().collect::<Vec<_>>().join(",")
     }
 }
 
 impl Device {
-    /// What an identified flow says of this device, at `position`.
-    fn learn_app(&mut self, detection: &crate::app::Detection, as_client: bool, position: u64) {
+    /// What an identified flow says of this device, at `position`; true
+    /// when the application is new for it (its class may change).
+    fn learn_app(
+        &mut self,
+        detection: &crate::app::Detection,
+        as_client: bool,
+        position: u64,
+    ) -> bool {
         use crate::app::AppInfo;
         let app = detection.app().as_str().to_string();
-        if as_client {
-            first_at(&mut self.client_apps, app, position, MAX_SERVICES);
+        let apps = if as_client {
+            &mut self.client_apps
         } else {
-            first_at(&mut self.server_apps, app, position, MAX_SERVICES);
-        }
+            &mut self.server_apps
+        };
+        let new_app = first_at(apps, app, position, MAX_SERVICES);
         match &detection.info {
             AppInfo::Dicom(info) => {
                 if let Some(rq) = info.request() {
@@ -308,7 +358,7 @@ impl Device {
                         &rq.called_ae
                     };
                     if !own.is_empty() {
-                        bounded_insert(&mut self.ae_titles, own.clone(), MAX_VLANS);
+                        let _ = bounded_insert(&mut self.ae_titles, own.clone(), MAX_VLANS);
                     }
                 }
             }
@@ -321,7 +371,7 @@ impl Device {
                         header.sending_application.as_deref().unwrap_or(""),
                         header.sending_facility.as_deref().unwrap_or("")
                     );
-                    bounded_insert(&mut self.hl7_applications, name, MAX_VLANS);
+                    let _ = bounded_insert(&mut self.hl7_applications, name, MAX_VLANS);
                 }
             }
             AppInfo::Dhcp(info) if as_client || info.request => {
@@ -338,6 +388,7 @@ impl Device {
             }
             _ => {}
         }
+        new_app
     }
 }
 
@@ -359,8 +410,19 @@ pub struct Inventory {
     leases: DashMap<u128, BTreeMap<[u8; 6], u64>>,
     capacity: usize,
     registry: Arc<OuiRegistry>,
-    /// Sightings of new endpoints not kept because the inventory was full.
-    overflow: AtomicU64,
+    /// Devices by (zone, class), kept as devices come, change and go: a
+    /// scrape reads them without building the report.
+    counts: DashMap<(String, DeviceClass), u64>,
+    /// Devices evicted to keep the bound.
+    evicted: AtomicU64,
+    /// Flows whose responder had sent nothing by the [`Inventory::settle`]
+    /// after their start, and was no device then.
+    unanswered: AtomicU64,
+    /// Responders of the flows started since the last settle.
+    pending: crossbeam_channel::Sender<DeviceKey>,
+    pending_out: crossbeam_channel::Receiver<DeviceKey>,
+    /// True while a settle runs (one at a time; others skip).
+    settling: AtomicBool,
 }
 
 /// One device as the inventory reports it (JSON, CSV, the HTTP API).
@@ -437,6 +499,7 @@ impl Inventory {
     /// An inventory of at most `capacity` devices, naming vendors from
     /// `registry`.
     pub fn new(capacity: usize, registry: Arc<OuiRegistry>) -> Inventory {
+        let (pending, pending_out) = crossbeam_channel::unbounded();
         Inventory {
             devices: DashMap::new(),
             mac_users: DashMap::new(),
@@ -444,7 +507,12 @@ impl Inventory {
             leases: DashMap::new(),
             capacity: capacity.max(1),
             registry,
-            overflow: AtomicU64::new(0),
+            counts: DashMap::new(),
+            evicted: AtomicU64::new(0),
+            unanswered: AtomicU64::new(0),
+            pending,
+            pending_out,
+            settling: AtomicBool::new(false),
         }
     }
 
@@ -458,9 +526,20 @@ impl Inventory {
         self.devices.is_empty()
     }
 
-    /// Sightings of new endpoints dropped because the inventory was full.
-    pub fn overflow(&self) -> u64 {
-        self.overflow.load(Ordering::Relaxed)
+    /// Devices evicted to keep the bound (the least evidenced first).
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Flows whose responder had sent no packet by the settle that followed
+    /// their start (and was no device then): kept out of the inventory.
+    pub fn unanswered(&self) -> u64 {
+        self.unanswered.load(Ordering::Relaxed)
+    }
+
+    /// The bound: at most this many devices after each settle.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The vendor registry in use.
@@ -472,8 +551,10 @@ impl Inventory {
     /// already seen (their flow start came first).
     pub fn record_app(&self, identified: &AppIdentified) {
         for (addr, as_client) in [(identified.client, true), (identified.server, false)] {
-            if let Some(mut device) = self.devices.get_mut(&(identified.ipv6, addr)) {
-                device.learn_app(&identified.detection, as_client, identified.position);
+            if let Some(mut device) = self.devices.get_mut(&(identified.ipv6, addr))
+                && device.learn_app(&identified.detection, as_client, identified.position)
+            {
+                self.recount(&mut device);
             }
         }
         if let crate::app::AppInfo::Dhcp(info) = &identified.detection.info {
@@ -588,42 +669,139 @@ impl Inventory {
         (!found.is_empty()).then_some(found)
     }
 
-    /// Takes one flow start.
+    /// Takes a flow start in which both endpoints sent a packet.
     pub fn record(&self, sighting: &Sighting) {
         self.update(&sighting.client, sighting, true);
         self.update(&sighting.server, sighting, false);
     }
 
+    /// Takes a flow's first packet, or its other endpoint's first answer:
+    /// the packet's sender is recorded (in its role in the flow). A flow's
+    /// responder is remembered until the next [`Inventory::settle`], which
+    /// counts it [`Inventory::unanswered`] if it has not become a device.
+    pub fn record_packet_of(&self, start: &FlowStart, zone_name: impl Fn(ZoneId) -> String) {
+        let sighting = Sighting::of(start, zone_name);
+        if start.sender_initiates {
+            self.update(&sighting.client, &sighting, true);
+        } else {
+            self.update(&sighting.server, &sighting, false);
+        }
+        if start.first {
+            let other = if start.sender_initiates {
+                &sighting.server
+            } else {
+                &sighting.client
+            };
+            if is_device_address(other.ipv6, other.addr) {
+                // The receiver lives as long as the inventory.
+                let _ = self.pending.send((other.ipv6, other.addr));
+            }
+        }
+    }
+
     fn update(&self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) {
-        // 0.0.0.0 (a DHCP client without a lease) and broadcast addresses
-        // are no devices, even when a zone claims them.
-        if !endpoint.ipv6 && (endpoint.addr == 0 || endpoint.addr == u128::from(u32::MAX)) {
+        if !is_device_address(endpoint.ipv6, endpoint.addr) {
             return;
         }
         let key = (endpoint.ipv6, endpoint.addr);
+        // The devices whose MAC became a router's with this sighting: their
+        // vendor, and so their class, change.
+        let mut now_shared = Vec::new();
         if let Some(mac) = endpoint.mac {
             let mut users = self.mac_users.entry(mac).or_default();
+            let before = users.len();
             match users.iter_mut().find(|(_, d)| *d == key) {
                 Some(entry) => entry.0 = entry.0.min(sighting.position),
                 None => users.push((sighting.position, key)),
             }
             users.sort_unstable();
             users.truncate(SHARED_MAC_DEVICES);
+            if before < SHARED_MAC_DEVICES && users.len() >= SHARED_MAC_DEVICES {
+                now_shared.extend(users.iter().map(|(_, d)| *d));
+            }
         }
-        if let Some(mut device) = self.devices.get_mut(&key) {
-            device.saw(endpoint, sighting, as_client);
+        {
+            let mut device = match self.devices.get_mut(&key) {
+                Some(device) => device,
+                // Past the capacity until the next settle evicts: a new
+                // device is never refused.
+                None => self.devices.entry(key).or_default(),
+            };
+            if device.saw(endpoint, sighting, as_client) {
+                self.recount(&mut device);
+            }
+        }
+        for other in now_shared {
+            if let Some(mut device) = self.devices.get_mut(&other) {
+                self.recount(&mut device);
+            }
+        }
+    }
+
+    /// True when `mac` is a router's: seen for [`SHARED_MAC_DEVICES`]
+    /// devices or more.
+    fn mac_shared(&self, mac: &[u8; 6]) -> bool {
+        self.mac_users
+            .get(mac)
+            .is_some_and(|users| users.len() >= SHARED_MAC_DEVICES)
+    }
+
+    /// The vendor of a device's own MACs (not a router's), whether one of
+    /// them is randomised, and whether all of them are a router's.
+    fn vendor_of(&self, macs: &BTreeMap<[u8; 6], u64>) -> (Option<String>, bool, bool) {
+        let own_macs: Vec<&[u8; 6]> = macs.keys().filter(|mac| !self.mac_shared(mac)).collect();
+        let mac_shared = !macs.is_empty() && own_macs.is_empty();
+        let mut vendor = None;
+        let mut mac_randomized = false;
+        for mac in &own_macs {
+            match self.registry.lookup(**mac) {
+                VendorMatch::Vendor(name) => {
+                    vendor.get_or_insert_with(|| name.to_string());
+                }
+                VendorMatch::LocallyAdministered => mac_randomized = true,
+                VendorMatch::Unknown => {}
+            }
+        }
+        (vendor, mac_randomized, mac_shared)
+    }
+
+    /// A device's class from everything known of it.
+    fn class_of(&self, device: &Device) -> (Option<String>, DeviceClass, Vec<String>) {
+        let (vendor, _, _) = self.vendor_of(&device.macs);
+        let (class, evidence) = classify(
+            vendor.as_deref(),
+            &services_before(&device.client_services, u64::MAX),
+            &services_before(&device.server_services, u64::MAX),
+            (
+                &apps_before(&device.client_apps, u64::MAX),
+                &apps_before(&device.server_apps, u64::MAX),
+            ),
+        );
+        (vendor, class, evidence)
+    }
+
+    /// Counts a device under its zone and class as they are now (after a
+    /// change of what they are inferred from).
+    fn recount(&self, device: &mut Device) {
+        let (vendor, class, _) = self.class_of(device);
+        device.has_vendor = vendor.is_some();
+        let now = (device.zone_label(), class);
+        if device.counted.as_ref() == Some(&now) {
             return;
         }
-        // The bound is checked before inserting; racing workers may pass it
-        // by one each, which keeps it a bound in practice without a lock.
-        if self.devices.len() >= self.capacity {
-            self.overflow.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(before) = device.counted.take() {
+            self.uncount(&before);
         }
-        self.devices
-            .entry(key)
-            .or_default()
-            .saw(endpoint, sighting, as_client);
+        *self.counts.entry(now.clone()).or_insert(0) += 1;
+        device.counted = Some(now);
+    }
+
+    /// Takes a device out of the counts.
+    fn uncount(&self, counted: &(String, DeviceClass)) {
+        if let Some(mut count) = self.counts.get_mut(counted) {
+            *count = count.saturating_sub(1);
+        }
+        self.counts.remove_if(counted, |_, count| *count == 0);
     }
 
     /// Every device, sorted by address, with vendor and class.
@@ -634,32 +812,52 @@ impl Inventory {
             .map(|entry| (*entry.key(), entry.value().clone()))
             .collect();
         devices.sort_by_key(|(key, _)| *key);
-        let mut users_of_mac: BTreeMap<[u8; 6], usize> = BTreeMap::new();
-        for (_, device) in &devices {
-            for mac in device.macs.keys() {
-                *users_of_mac.entry(*mac).or_insert(0) += 1;
-            }
+        self.reports_of(devices)
+    }
+
+    /// One page of [`Inventory::report`]: at most `limit` devices (at least
+    /// one) after the address `after` (from the start without it), and the
+    /// address to ask the next page after, when there are more. Its cost
+    /// grows with the page, and with the devices only to pick the page's
+    /// addresses.
+    pub fn report_page(
+        &self,
+        after: Option<IpAddr>,
+        limit: usize,
+    ) -> (Vec<DeviceReport>, Option<IpAddr>) {
+        let limit = limit.max(1);
+        let after = after.map(|a| match a {
+            IpAddr::V4(v4) => (false, u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => (true, u128::from(v6)),
+        });
+        let mut keys: Vec<DeviceKey> = self
+            .devices
+            .iter()
+            .map(|entry| *entry.key())
+            .filter(|key| after.is_none_or(|a| *key > a))
+            .collect();
+        let more = keys.len() > limit;
+        if more {
+            keys.select_nth_unstable(limit);
+            keys.truncate(limit);
         }
+        keys.sort_unstable();
+        let devices: Vec<(DeviceKey, Device)> = keys
+            .iter()
+            .filter_map(|key| Some((*key, self.devices.get(key)?.clone())))
+            .collect();
+        let next = more
+            .then(|| keys.last().map(|(ipv6, addr)| ip(*ipv6, *addr)))
+            .flatten();
+        (self.reports_of(devices), next)
+    }
+
+    /// The reports of `devices`, in their order.
+    fn reports_of(&self, devices: Vec<(DeviceKey, Device)>) -> Vec<DeviceReport> {
         devices
             .into_iter()
             .map(|((ipv6, addr), device)| {
-                let own_macs: Vec<&[u8; 6]> = device
-                    .macs
-                    .keys()
-                    .filter(|mac| users_of_mac[*mac] < SHARED_MAC_DEVICES)
-                    .collect();
-                let mac_shared = !device.macs.is_empty() && own_macs.is_empty();
-                let mut vendor = None;
-                let mut mac_randomized = false;
-                for mac in &own_macs {
-                    match self.registry.lookup(**mac) {
-                        VendorMatch::Vendor(name) => {
-                            vendor.get_or_insert_with(|| name.to_string());
-                        }
-                        VendorMatch::LocallyAdministered => mac_randomized = true,
-                        VendorMatch::Unknown => {}
-                    }
-                }
+                let (vendor, mac_randomized, mac_shared) = self.vendor_of(&device.macs);
                 let client_services = services_before(&device.client_services, u64::MAX);
                 let server_services = services_before(&device.server_services, u64::MAX);
                 let client_apps = apps_before(&device.client_apps, u64::MAX);
@@ -679,7 +877,7 @@ impl Inventory {
                     mac_randomized,
                     mac_shared,
                     vlans: device.vlans.iter().copied().collect(),
-                    zone: device.zones.iter().cloned().collect::<Vec<_>>().join(","),
+                    zone: device.zone_label(),
                     class,
                     evidence,
                     client_services: services_text(&client_services),
@@ -700,37 +898,80 @@ impl Inventory {
             .collect()
     }
 
-    /// Devices by (zone, class), for the `segwatch_devices` gauge.
+    /// Devices by (zone, class), for the `segwatch_devices` gauge: kept as
+    /// devices come, change and go, so this costs as many steps as there
+    /// are (zone, class) pairs, not devices.
     pub fn counts(&self) -> BTreeMap<(String, DeviceClass), u64> {
-        let mut counts = BTreeMap::new();
-        for device in self.report() {
-            *counts.entry((device.zone, device.class)).or_insert(0) += 1;
-        }
-        counts
+        self.counts
+            .iter()
+            .filter(|entry| *entry.value() > 0)
+            .map(|entry| (entry.key().clone(), *entry.value()))
+            .collect()
     }
 }
 
+/// 0.0.0.0 (a DHCP client without a lease) and the broadcast address are no
+/// devices, even when a zone claims them.
+fn is_device_address(ipv6: bool, addr: u128) -> bool {
+    ipv6 || (addr != 0 && addr != u128::from(u32::MAX))
+}
+
 /// The inventory as JSON: `{"devices": [...], "vendor_registry": ...,
-/// "overflow": N}`.
+/// "overflow": N}`, `overflow` counting the devices evicted to keep the
+/// bound, then `"unanswered": N` (see [`Inventory::unanswered`]) when some
+/// flow went unanswered.
 pub fn to_json(inventory: &Inventory) -> String {
     #[derive(Serialize)]
     struct Document {
         devices: Vec<DeviceReport>,
         vendor_registry: String,
         overflow: u64,
+        #[serde(skip_serializing_if = "is_zero")]
+        unanswered: u64,
     }
-    let vendor_registry = match inventory.registry().source() {
+    fn is_zero(n: &u64) -> bool {
+        *n == 0
+    }
+    let vendor_registry = registry_name(inventory);
+    let document = Document {
+        devices: inventory.report(),
+        vendor_registry,
+        overflow: inventory.evicted(),
+        unanswered: inventory.unanswered(),
+    };
+    serde_json::to_string_pretty(&document).unwrap_or_default()
+}
+
+/// One page of the inventory as JSON (the daemon's `/api/v1/devices`):
+/// `{"devices": [...], "vendor_registry": ..., "overflow": N}` as
+/// [`to_json`], then `"next": "IP"`, the address to ask the next page after,
+/// when there are more devices.
+pub fn page_to_json(inventory: &Inventory, after: Option<IpAddr>, limit: usize) -> String {
+    #[derive(Serialize)]
+    struct Page {
+        devices: Vec<DeviceReport>,
+        vendor_registry: String,
+        overflow: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<IpAddr>,
+    }
+    let (devices, next) = inventory.report_page(after, limit);
+    let page = Page {
+        devices,
+        vendor_registry: registry_name(inventory),
+        overflow: inventory.evicted(),
+        next,
+    };
+    serde_json::to_string(&page).unwrap_or_default()
+}
+
+fn registry_name(inventory: &Inventory) -> String {
+    match inventory.registry().source() {
         RegistrySource::IeeeData(path) | RegistrySource::Wireshark(path) => {
             path.display().to_string()
         }
         RegistrySource::BuiltIn => "built-in medical vendors".into(),
-    };
-    let document = Document {
-        devices: inventory.report(),
-        vendor_registry,
-        overflow: inventory.overflow(),
-    };
-    serde_json::to_string_pretty(&document).unwrap_or_default()
+    }
 }
 
 /// The inventory as CSV, one device per row; lists are `;`-separated.
@@ -989,26 +1230,102 @@ mod tests {
     }
 
     #[test]
-    fn a_full_inventory_counts_what_it_cannot_keep() {
+    fn a_full_inventory_evicts_the_least_evidenced_at_the_settle() {
         let inventory = Inventory::new(3, built_in());
         for host in 0..5u32 {
             inventory.record(&sighting(
-                1,
+                u64::from(host) + 1,
                 endpoint(0x0a00_0000 + host, BRAUN, "a"),
                 endpoint(0x0b00_0000, SERVER, "b"),
                 "udp/53",
             ));
         }
-        // The server and the first two clients fit; three clients do not.
+        // Nothing is refused: the bound holds after the settle.
+        assert_eq!(inventory.len(), 6);
+        assert_eq!(inventory.settle(), 3);
         assert_eq!(inventory.len(), 3);
-        assert_eq!(inventory.overflow(), 3);
-        // Known devices still learn.
-        let server = inventory
-            .report()
-            .into_iter()
-            .find(|d| d.zone == "b")
-            .unwrap();
-        assert_eq!(server.flows_as_server, 5);
+        assert_eq!(inventory.evicted(), 3);
+        // The server (five flows) stays, and the two clients seen last.
+        let report = inventory.report();
+        let kept: Vec<String> = report.iter().map(|d| d.ip.to_string()).collect();
+        assert_eq!(kept, ["10.0.0.3", "10.0.0.4", "11.0.0.0"]);
+        assert_eq!(report[2].flows_as_server, 5);
+        assert_eq!(inventory.counts().values().sum::<u64>(), 3);
+    }
+
+    /// The counts kept as devices come, change and go are the ones the
+    /// full report gives: random sightings (MACs from a small pool, so that
+    /// some become a router's), applications, zones moving, and settles that
+    /// evict.
+    #[test]
+    fn kept_counts_equal_the_reports_after_random_changes() {
+        use crate::app::{AppInfo, Detection, DeviceProtocol};
+        let vendor_macs = [
+            BRAUN,
+            SERVER,
+            [0x00, 0x09, 0xfb, 1, 2, 3],
+            [0x02, 0, 0, 0, 0, 1],
+        ];
+        let services = [
+            "tcp/104",
+            "tcp/443",
+            "udp/53",
+            "tcp/2575",
+            "udp/24005",
+            "tcp/3389",
+        ];
+        let zones = ["pumps", "imaging", "clinical", "guest"];
+        let protocols = [
+            DeviceProtocol::IntelliVue,
+            DeviceProtocol::Astm,
+            DeviceProtocol::SdcDiscovery,
+        ];
+        for seed in 0..8 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let inventory = Inventory::new(40, built_in());
+            for step in 0..600u64 {
+                let end = |rng: &mut fastrand::Rng| Endpoint {
+                    ipv6: false,
+                    addr: u128::from(0x0a00_0000 + rng.u32(0..80)),
+                    mac: rng.bool().then(|| {
+                        let mut mac = vendor_macs[rng.usize(..vendor_macs.len())];
+                        mac[5] = rng.u8(0..6);
+                        mac
+                    }),
+                    zone: zones[rng.usize(..zones.len())].into(),
+                };
+                let (client, server) = (end(&mut rng), end(&mut rng));
+                let (client_addr, server_addr) = (client.addr, server.addr);
+                let service = services[rng.usize(..services.len())];
+                inventory.record(&sighting(step, client, server, service));
+                if rng.u8(..8) == 0 {
+                    inventory.record_app(&AppIdentified {
+                        position: step,
+                        ipv6: false,
+                        client: client_addr,
+                        server: server_addr,
+                        detection: Detection {
+                            info: AppInfo::Device(protocols[rng.usize(..protocols.len())]),
+                            reply_pending: false,
+                        },
+                    });
+                }
+                if rng.u8(..16) == 0 {
+                    inventory.settle();
+                }
+                if step % 50 == 0 {
+                    let mut from_report: BTreeMap<(String, DeviceClass), u64> = BTreeMap::new();
+                    for device in inventory.report() {
+                        *from_report.entry((device.zone, device.class)).or_insert(0) += 1;
+                    }
+                    assert_eq!(inventory.counts(), from_report, "seed {seed} step {step}");
+                }
+            }
+            assert!(
+                inventory.evicted() > 0,
+                "seed {seed}: no eviction exercised"
+            );
+        }
     }
 
     #[test]

@@ -143,7 +143,8 @@ pub struct Metrics {
     last_reload_success: prometheus::Gauge,
     last_reload_failure: prometheus::Gauge,
     devices: IntGaugeVec,
-    inventory_dropped: IntCounter,
+    inventory_evicted: IntCounter,
+    inventory_unanswered: IntCounter,
     violations_excepted: IntCounterVec,
     exception_hits: IntCounterVec,
     exception_expired_hits: IntCounterVec,
@@ -280,9 +281,14 @@ impl Metrics {
                 &[],
             )?,
             devices,
-            inventory_dropped: counter(
-                "segwatch_inventory_dropped_total",
-                "Sightings of new devices not kept because the inventory was full",
+            inventory_evicted: counter(
+                "segwatch_inventory_evicted_total",
+                "Devices evicted, the least evidenced first, to keep the inventory's bound",
+            )?,
+            inventory_unanswered: counter(
+                "segwatch_inventory_unanswered_total",
+                "Flows whose responder sent nothing back and was no device (kept out of the \
+                 inventory)",
             )?,
             packets: counter("segwatch_packets_total", "Frames read from the captures")?,
             bytes: counter("segwatch_bytes_total", "Wire bytes of the frames read")?,
@@ -412,14 +418,16 @@ impl Metrics {
     fn refresh(&self, t: &Telemetry) {
         if let Some(inventory) = &t.inventory {
             // Rebuilt at each scrape: a device that moved zone or class
-            // leaves its old series.
+            // leaves its old series. The counts are kept as the inventory
+            // changes: this reads one number per (zone, class).
             self.devices.reset();
             for ((zone, class), count) in inventory.counts() {
                 self.devices
                     .with_label_values(&[zone.as_str(), class.as_str()])
                     .set(count as i64);
             }
-            raise(&self.inventory_dropped, inventory.overflow());
+            raise(&self.inventory_evicted, inventory.evicted());
+            raise(&self.inventory_unanswered, inventory.unanswered());
         }
         let workers: Vec<Counters> = t.workers.iter().map(|w| w.snapshot()).collect();
         let mut total = Counters::default();

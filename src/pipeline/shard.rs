@@ -8,7 +8,7 @@ use crate::capture::Frame;
 use crate::classify::{PolicyInForce, Verdict};
 use crate::event::Violation;
 use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, flow_id};
-use crate::inventory::{AppIdentified, FlowStart, Inventory, Sighting};
+use crate::inventory::{AppIdentified, FlowStart, Inventory};
 use crate::wire::{Decapsulation, Headers, Outcome, Transport};
 
 use super::counters::Counters;
@@ -40,6 +40,17 @@ pub struct FlowVerdict {
     /// VLAN of its first packet (an event that waited for the application
     /// carries it).
     vlan: u16,
+    /// Which endpoint has sent nothing yet, when recording flow starts for
+    /// the inventory ([`silent_if_sent_by`]); 0 once both have (or when not
+    /// recording). Its first packet is the other record of the flow.
+    silent: u8,
+}
+
+/// [`FlowVerdict::silent`] of an endpoint that sends a packet: `lo` is 1,
+/// `hi` is 2 (never 0, so that the per-packet test is one comparison).
+#[inline(always)]
+fn silent_if_sent_by(sender_is_lo: bool) -> u8 {
+    if sender_is_lo { 1 } else { 2 }
 }
 
 /// What a shard produced since its driver last took it.
@@ -203,14 +214,15 @@ impl Shard {
         &mut self.state.output
     }
 
-    /// Hands the recorded flow starts and identified applications to the
-    /// device inventory (once per batch: the shared map is touched per new
-    /// flow, never per packet), naming zones by `policy`.
+    /// Hands the recorded flow starts (and first answers) and identified
+    /// applications to the device inventory (once per batch: the shared map
+    /// is touched per new flow, never per packet), naming zones by `policy`.
+    /// The caller settles the inventory once every shard has fed it
+    /// ([`Inventory::settle`]).
     pub fn feed_inventory(&mut self, inventory: &Inventory, policy: &PolicyInForce) {
         let output = &mut self.state.output;
         for start in output.starts.drain(..) {
-            let sighting = Sighting::of(&start, |zone| policy.policy.zone(zone).name.clone());
-            inventory.record(&sighting);
+            inventory.record_packet_of(&start, |zone| policy.policy.zone(zone).name.clone());
         }
         for identified in output.identified.drain(..) {
             inventory.record_app(&identified);
@@ -266,6 +278,37 @@ impl Judge<'_> {
             .violations
             .count(self.policy, &violation, expired);
         state.output.violations.push(violation);
+    }
+
+    /// The first packet of a flow's endpoint that had sent nothing: it is
+    /// recorded for the inventory (once per flow, off the per-packet path),
+    /// at this packet's position (what frames before it say of the device),
+    /// with the flow's start time and VLAN (a device's times and VLANs are
+    /// its flows').
+    #[cold]
+    #[inline(never)]
+    fn answered(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
+        view.flow.verdict.silent = 0;
+        let (initiator, responder) = view.endpoints();
+        let policy = &self.policy.policy;
+        let ipv6 = view.key.ipv6;
+        self.state.output.starts.push(FlowStart {
+            position: index,
+            ts_ns: view.flow.first_ts,
+            first: false,
+            ipv6,
+            protocol: view.key.protocol,
+            transport: packet.transport,
+            initiator,
+            responder,
+            zones: (
+                policy.zone_of(ipv6, initiator.0).zone,
+                policy.zone_of(ipv6, responder.0).zone,
+            ),
+            vlan: view.flow.verdict.vlan,
+            sender_initiates: packet.sender_is_lo == view.flow.initiator_is_lo,
+            macs: self.frame.and_then(Frame::macs),
+        });
     }
 
     /// A flow's first packet since a reload (contract section 2): judged
@@ -331,6 +374,11 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
             alerted: false,
             app_judged: false,
             vlan: packet.vlan,
+            silent: if self.state.options.record_starts {
+                silent_if_sent_by(!packet.sender_is_lo)
+            } else {
+                0
+            },
         };
         // An inspected flow is judged, and its event made, when the
         // inspection ends.
@@ -371,6 +419,7 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
             self.state.output.starts.push(FlowStart {
                 position: index,
                 ts_ns: packet.ts_ns,
+                first: true,
                 ipv6: packet.key.ipv6,
                 protocol: packet.key.protocol,
                 transport: packet.transport,
@@ -390,7 +439,10 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
     }
 
     #[inline(always)]
-    fn continued(&mut self, view: FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
+    fn continued(&mut self, mut view: FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
+        if view.flow.verdict.silent == silent_if_sent_by(packet.sender_is_lo) {
+            self.answered(&mut view, packet, index);
+        }
         if view.flow.verdict.generation != self.policy.generation {
             self.judge_again(view, packet, index);
         }

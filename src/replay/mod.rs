@@ -273,6 +273,11 @@ pub fn replay<W: Write + Send>(
                         policy,
                         folding.is_none(),
                     );
+                    // Every shard fed the batch: evicting here, and only
+                    // here, makes the inventory the same for any thread count.
+                    if let Some(inventory) = &options.inventory {
+                        inventory.settle();
+                    }
                     if let Some(folding) = &mut folding {
                         let shards = workers.iter_mut().map(|w| w.shard.output());
                         folding.batch(base_index, &current, shards, policy, devices_of(options));
@@ -301,6 +306,9 @@ pub fn replay<W: Write + Send>(
             worker.shard.feed_inventory(inventory, policy);
         }
         released.append(&mut worker.shard.output().violations);
+    }
+    if let Some(inventory) = &options.inventory {
+        inventory.settle();
     }
     released.sort_by_key(|v| (v.ts_ns, v.flow_id));
     let incident_counters = match &mut folding {

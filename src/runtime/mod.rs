@@ -10,16 +10,20 @@
 
 #![forbid(unsafe_code)]
 
+mod http;
 mod incidents;
 mod policy;
 mod privileges;
 mod report;
 mod source;
+mod tls;
 mod worker;
 
+pub use http::{API_CONCURRENCY, ApiTokenError, DEFAULT_PAGE, MAX_PAGE};
 pub use incidents::{IncidentQueue, IncidentThread, IncidentView};
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use privileges::PrivilegeError;
+pub use tls::{HANDSHAKE_TIMEOUT, TlsFileError};
 pub use worker::Pipeline;
 
 use std::net::SocketAddr;
@@ -76,6 +80,12 @@ pub enum RunError {
     /// `process.user` that cannot be switched to.
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
+    /// The API's token that cannot be read.
+    #[error(transparent)]
+    ApiToken(#[from] ApiTokenError),
+    /// The listener's TLS certificate or key that cannot be used.
+    #[error(transparent)]
+    ListenerTls(#[from] TlsFileError),
     /// The control plane's runtime that cannot start.
     #[error("cannot start the control plane: {0}")]
     ControlPlane(#[source] std::io::Error),
@@ -98,6 +108,24 @@ pub fn load_policy(
 /// Runs the daemon with `policy` until SIGTERM or SIGINT: `Ok` after a clean
 /// stop.
 pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> {
+    // Read before dropping privileges: the token file may be readable by
+    // root only.
+    let access = http::ApiAccess::load(
+        settings.api_token_file.as_deref(),
+        settings.protect_metrics,
+        settings.metrics_listen,
+    )?;
+    // Likewise the TLS key.
+    let tls = match &settings.api_tls {
+        Some((cert, key)) => Some(tls::server_config(cert, key)?),
+        None => None,
+    };
+    if access.api_closed() {
+        tracing::warn!(
+            listen = %settings.metrics_listen,
+            "The API (/api/v1/...) is refused on this listener: set api.token_file to serve it"
+        );
+    }
     let policy = Arc::new(policy);
     let sinks = Arc::new(open_sinks(&settings)?);
     let inventory = Arc::new(crate::inventory::Inventory::new(
@@ -166,15 +194,21 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         .build()
         .map_err(RunError::ControlPlane)?;
     let incident_view = incidents.as_ref().map(|i| i.view.clone());
+    let http = http::HttpState {
+        metrics,
+        telemetry: telemetry.clone(),
+        incidents: incident_view,
+        access,
+        api_slots: Arc::new(tokio::sync::Semaphore::new(API_CONCURRENCY)),
+    };
     let serve = runtime.block_on(control_plane(
         &settings,
         listener,
         policy.clone(),
         sinks.clone(),
-        metrics,
-        telemetry.clone(),
+        http,
+        tls,
         workers.stop.clone(),
-        incident_view,
     ));
     workers.stop.store(true, Ordering::Relaxed);
     for handle in workers.threads {
@@ -408,17 +442,14 @@ fn start_workers(
 }
 
 /// Serves metrics and handles signals until SIGTERM or SIGINT.
-// The control plane's parts, each its own: bundling them would only rename them.
-#[allow(clippy::too_many_arguments)]
 async fn control_plane(
     settings: &RunSettings,
     listener: std::net::TcpListener,
     policy: Arc<PolicyHandle>,
     sinks: Arc<Vec<SinkHandle>>,
-    metrics: Arc<Metrics>,
-    telemetry: Arc<Telemetry>,
+    http: http::HttpState,
+    tls: Option<rustls::ServerConfig>,
     stop: Arc<AtomicBool>,
-    incidents: Option<Arc<IncidentView>>,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -427,57 +458,8 @@ async fn control_plane(
             address: settings.metrics_listen,
             source,
         })?;
-    let devices = telemetry.inventory.clone();
-    let worker_count = telemetry.workers.len();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let (metrics, telemetry) = (metrics.clone(), telemetry.clone());
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        metrics.render(&telemetry),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/api/v1/incidents",
-            axum::routing::get(move || {
-                let incidents = incidents.clone();
-                async move {
-                    let body = incidents.as_deref().map_or_else(
-                        || "{\"open\":[],\"closed\":[]}".to_owned(),
-                        IncidentView::to_json,
-                    );
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route(
-            "/api/v1/devices",
-            axum::routing::get(move || {
-                let inventory = devices.clone();
-                async move {
-                    let body = inventory
-                        .as_deref()
-                        .map(crate::inventory::to_json)
-                        .unwrap_or_else(|| "{\"devices\":[]}".into());
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                }
-            }),
-        );
+    let worker_count = http.telemetry.workers.len();
+    let app = http::router(http);
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
@@ -485,13 +467,28 @@ async fn control_plane(
     // never kills the daemon undrained.
     report::started(settings, &policy, worker_count);
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
+    let shutdown = async {
+        let _ = shutdown_rx.await;
+    };
+    let server = match tls {
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        }),
+        Some(config) => {
+            let listener =
+                tls::TlsListener::new(listener, config).map_err(|source| RunError::Listener {
+                    address: settings.metrics_listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
             })
-            .await;
-    });
+        }
+    };
 
     let mut watch = tokio::time::interval(settings.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -154,6 +154,7 @@ impl Pipeline {
         self.publish_violations(live);
         if let Some(inventory) = &self.inventory {
             self.shard.feed_inventory(inventory, live);
+            inventory.settle();
         }
         let index = self.next_index.saturating_sub(self.index_step);
         self.shard.expire(self.last_ts, index, live);
