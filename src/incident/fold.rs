@@ -240,6 +240,9 @@ pub struct Fold {
     /// incident holds (5 bytes a bucket rather than a key's 48 again).
     by_key: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::RandomState,
+    /// Open sweeps and scans by initiator: a new flow of an initiator with
+    /// none (nearly every flow) looks up neither key.
+    tracked_open: FastMap<(bool, Addr), u32>,
     /// (last_seen + idle, slot): when each open incident may be over.
     deadlines: BinaryHeap<Reverse<(u64, u32)>>,
     /// Closes found within the current batch: (position, opening order,
@@ -279,6 +282,7 @@ impl Fold {
             free: Vec::new(),
             by_key: hashbrown::HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
+            tracked_open: FastMap::default(),
             deadlines: BinaryHeap::new(),
             scheduled: BinaryHeap::new(),
             next_version: 0,
@@ -676,8 +680,11 @@ impl Fold {
         let initiator = Addr::new(notice.initiator);
         let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
         let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
-        let sweep_open = self.find(&sweep_key);
-        let scan_open = self.find(&scan_key);
+        let (sweep_open, scan_open) = if self.tracked_open.contains_key(&(notice.ipv6, initiator)) {
+            (self.find(&sweep_key), self.find(&scan_key))
+        } else {
+            (None, None)
+        };
         let port_coordinate = u128::from(notice.protocol) << 16
             | u128::from(notice.port.unwrap_or(0))
             | u128::from(notice.port.is_some()) << 24;
@@ -894,6 +901,9 @@ impl Fold {
         }
         self.counters.open[kind] += 1;
         let key = incident.key;
+        if let Key::Sweep(ipv6, src, ..) | Key::Scan(ipv6, src, _) = key {
+            *self.tracked_open.entry((ipv6, src)).or_default() += 1;
+        }
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(Box::new(incident));
@@ -930,6 +940,14 @@ impl Fold {
         self.emit(slot, IncidentState::Close, key, ts, devices, out);
         if let Some(incident) = self.slots[slot as usize].take() {
             self.unindex(&incident.key, slot);
+            if let Key::Sweep(ipv6, src, ..) | Key::Scan(ipv6, src, _) = incident.key
+                && let Some(open) = self.tracked_open.get_mut(&(ipv6, src))
+            {
+                *open -= 1;
+                if *open == 0 {
+                    self.tracked_open.remove(&(ipv6, src));
+                }
+            }
             self.counters.open[kind_index(incident.kind)] -= 1;
             self.free.push(slot);
         }

@@ -4,8 +4,6 @@
 //! initiator and flows per key are capped, the least recently active going
 //! first; what is dropped while it still counted is counted.
 
-use std::collections::VecDeque;
-
 use super::{Addr, FastMap};
 
 /// A sweep key within an initiator: protocol and port (0 for ICMP echo and
@@ -25,15 +23,19 @@ pub(super) enum Window {
     Empty,
     /// One flow.
     One(u64, Addr),
-    /// Several, and their distinct coordinates with counts.
-    Many(Box<Several>),
+    /// Several.
+    Many(Several),
 }
 
-/// A window of several flows.
+/// A window of several flows: those from `head` on in `flows`, and how many
+/// distinct coordinates they hold. One allocation, which the flows share
+/// (a queue and a table of counts took three, and most windows hold a few
+/// flows).
 #[derive(Debug, Default)]
 pub(super) struct Several {
-    flows: VecDeque<(u64, Addr)>,
-    distinct: Vec<(Addr, u32)>,
+    flows: Vec<(u64, Addr)>,
+    head: u32,
+    distinct: u32,
 }
 
 /// Flows kept per key: four times a threshold of 32 leaves room for flows
@@ -41,23 +43,34 @@ pub(super) struct Several {
 const MAX_FLOWS_PER_KEY: usize = 128;
 
 impl Several {
+    fn held(&self) -> &[(u64, Addr)] {
+        &self.flows[self.head as usize..]
+    }
+
+    fn holds(&self, other: Addr) -> bool {
+        self.held().iter().any(|&(_, o)| o == other)
+    }
+
     fn pop_front(&mut self) {
-        if let Some((_, other)) = self.flows.pop_front()
-            && let Some(i) = self.distinct.iter().position(|(o, _)| *o == other)
-        {
-            self.distinct[i].1 -= 1;
-            if self.distinct[i].1 == 0 {
-                self.distinct.swap_remove(i);
-            }
+        let Some(&(_, other)) = self.held().first() else {
+            return;
+        };
+        self.head += 1;
+        if !self.holds(other) {
+            self.distinct -= 1;
+        }
+        // Room is made at the front once half the vector is spent.
+        if self.head as usize >= 16 && self.head as usize * 2 >= self.flows.len() {
+            self.flows.drain(..self.head as usize);
+            self.head = 0;
         }
     }
 
     fn push_back(&mut self, ts: u64, other: Addr) {
-        self.flows.push_back((ts, other));
-        match self.distinct.iter_mut().find(|(o, _)| *o == other) {
-            Some(entry) => entry.1 += 1,
-            None => self.distinct.push((other, 1)),
+        if !self.holds(other) {
+            self.distinct += 1;
         }
+        self.flows.push((ts, other));
     }
 }
 
@@ -77,20 +90,21 @@ impl Window {
             }
             Window::One(t, o) => {
                 let mut several = Several {
-                    flows: VecDeque::with_capacity(4),
-                    distinct: Vec::with_capacity(4),
+                    flows: Vec::with_capacity(4),
+                    head: 0,
+                    distinct: 0,
                 };
                 several.push_back(*t, *o);
                 several.push_back(ts, other);
-                *self = Window::Many(Box::new(several));
+                *self = Window::Many(several);
                 false
             }
             Window::Many(several) => {
-                while several.flows.front().is_some_and(|&(t, _)| t < oldest) {
+                while several.held().first().is_some_and(|&(t, _)| t < oldest) {
                     several.pop_front();
                 }
                 let mut dropped = false;
-                if several.flows.len() >= MAX_FLOWS_PER_KEY {
+                if several.held().len() >= MAX_FLOWS_PER_KEY {
                     several.pop_front();
                     dropped = true;
                 }
@@ -105,7 +119,7 @@ impl Window {
         let distinct = match self {
             Window::Empty => 0,
             Window::One(..) => 1,
-            Window::Many(several) => several.distinct.len(),
+            Window::Many(several) => several.distinct as usize,
         };
         distinct >= threshold as usize
     }
@@ -114,7 +128,7 @@ impl Window {
         match self {
             Window::Empty => 0,
             Window::One(t, _) => *t,
-            Window::Many(several) => several.flows.back().map_or(0, |&(t, _)| t),
+            Window::Many(several) => several.held().last().map_or(0, |&(t, _)| t),
         }
     }
 
@@ -123,11 +137,7 @@ impl Window {
         match self {
             Window::Empty => Vec::new(),
             Window::One(t, o) => vec![(t, o.get())],
-            Window::Many(several) => several
-                .flows
-                .into_iter()
-                .map(|(t, o)| (t, o.get()))
-                .collect(),
+            Window::Many(several) => several.held().iter().map(|&(t, o)| (t, o.get())).collect(),
         }
     }
 }
