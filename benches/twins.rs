@@ -7,13 +7,14 @@
 //! valgrind --tool=callgrind target/release/deps/twins-* --bench MODE CAPTURE [EVENTS]
 //! ```
 //!
-//! MODE: `read-hand` (the capture's records by segwatch's reader),
-//! `read-pcap-file` (by pcap-file's `PcapReader`), `decode-hand` (each frame
+//! MODE: `read-hand` (the capture's records by segwatch's reader, pcap or
+//! pcapng), `read-pcap-file` (a pcap file's by pcap-file's `PcapReader`),
+//! `read-pcapng-file` (a pcapng file's by pcap-file's `PcapNgReader`), `decode-hand` (each frame
 //! by [`segwatch::wire::decode`], after reading it), `decode-etherparse`
 //! (by etherparse's general path, [`segwatch::wire::decode_with_etherparse`]),
 //! `json-none` (the events of EVENTS, a replay's output, read back),
-//! `json-hand` (and written by the fast writer, 100 times over),
-//! `json-serde` (and written by serde_json, 100 times over). The
+//! `json-hand` (and written by the fast writer, about 100,000 events in
+//! all, the file over and over), `json-serde` (the same by serde_json). The
 //! difference of two modes' totals is the twin's gain; over a replay's total
 //! on the same capture, its end-to-end share. Without `--bench` it does
 //! nothing (`cargo test --benches`).
@@ -55,6 +56,16 @@ fn main() {
                 black_box((outcome, &headers));
             }
         }
+        "read-pcapng-file" => {
+            let bytes = std::fs::read(capture).expect("capture");
+            let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("pcapng");
+            while let Some(block) = reader.next_block() {
+                if let pcap_file::pcapng::Block::EnhancedPacket(packet) = block.expect("block") {
+                    checksum += u64::from(packet.original_len);
+                    black_box(&packet);
+                }
+            }
+        }
         "read-pcap-file" => {
             let bytes = std::fs::read(capture).expect("capture");
             let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("pcap");
@@ -71,7 +82,9 @@ fn main() {
                 .map(|l| serde_json::from_str(l).expect("event"))
                 .collect();
             let mut out = Vec::with_capacity(1 << 20);
-            for _ in 0..100 {
+            // About 100,000 events written, whatever the file holds.
+            let rounds = (100_000 / events.len().max(1)).max(1);
+            for _ in 0..rounds {
                 for event in &events {
                     out.clear();
                     match mode {
