@@ -5,11 +5,13 @@
 //! `cargo bench --bench replay_e2e`
 //!
 //! Environment: `SEGWATCH_BENCH_PACKETS` (default 1,000,000),
-//! `SEGWATCH_BENCH_RUNS` (default 11), `SEGWATCH_BENCH_DIR` (default
-//! `target/bench-data`). Captures are generated once and kept there.
+//! `SEGWATCH_BENCH_RUNS` (default 15), `SEGWATCH_BENCH_DIR` (default
+//! `target/bench-data`). Captures are generated once and kept there; their
+//! TCP is valid (sequence and acknowledgement numbers advance as on a
+//! wire), so reassembly, and tcpdump, do real work.
 //! `SEGWATCH_BENCH_ONLY=reload` measures the policy reload alone;
-//! `SEGWATCH_BENCH_BASELINE=PATH` measures it for another segwatch binary too (an older
-//! build), before this one.
+//! `SEGWATCH_BENCH_BASELINE=PATH` measures the reload and the plain replay
+//! for another segwatch binary too (an older build).
 //!
 //! It prints medians (and min/max) of wall time for:
 //! 1. tcpdump vs segwatch (default threads) vs segwatch --threads 1, and
@@ -21,9 +23,12 @@
 //! 3. peak resident memory holding 1,000,000 concurrent flows;
 //! 4. the daemon's policy reload: from SIGHUP to the first event judged by the new
 //!    10,000-rule policy, `segwatch run --pcap` at the capture's own pace.
-//! 5. the plain replay beside `--incidents` with 1,000 exceptions
-//!    (`--exceptions`), alternating round by round, with each run's peak
-//!    memory; `SEGWATCH_BENCH_ONLY=incidents` runs this part alone.
+//! 5. the full product beside the plain replay and tcpdump in the same
+//!    rounds: `--incidents` with 1,000 exceptions (`--exceptions`),
+//!    `--apps`, `--apps --incidents` with the exceptions, the 8,000-zone
+//!    policy, and the baseline binary's plain replay, with each round's
+//!    ratios and each run's peak memory; `SEGWATCH_BENCH_ONLY=incidents`
+//!    (or `product`) runs this part alone.
 //!
 //! It also checks that the events of a multi-threaded run, and of a run with
 //! 1,000-frame batches, are byte-identical to those of a single-threaded one,
@@ -58,7 +63,7 @@ fn main() {
         return;
     }
     let packets: u64 = env_or("SEGWATCH_BENCH_PACKETS", 1_000_000);
-    let runs: usize = env_or("SEGWATCH_BENCH_RUNS", 11);
+    let runs: usize = env_or("SEGWATCH_BENCH_RUNS", 15);
     let dir = PathBuf::from(env_or(
         "SEGWATCH_BENCH_DIR",
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-data").to_string(),
@@ -68,7 +73,9 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = root.join("policies/example-hospital.toml");
 
-    let capture = dir.join(format!("hospital-{packets}.pcap"));
+    // "wire": TCP whose sequence numbers advance (captures generated before
+    // had none, and are not reused).
+    let capture = dir.join(format!("hospital-wire-{packets}.pcap"));
     if !capture.exists() {
         eprintln!("generating {} ...", capture.display());
         let options = HospitalOptions {
@@ -83,9 +90,26 @@ fn main() {
         reload_latencies(segwatch, &dir);
         return;
     }
-    if std::env::var("SEGWATCH_BENCH_ONLY").as_deref() == Ok("incidents") {
+    if matches!(
+        std::env::var("SEGWATCH_BENCH_ONLY").as_deref(),
+        Ok("incidents" | "product")
+    ) {
         warm(&capture);
-        incidents(segwatch, &example, &capture, &dir, packets, runs);
+        let group_policy = dir.join("hospital-group-20000-rules-8000-zones.toml");
+        std::fs::write(
+            &group_policy,
+            scaled_hospital_policy_with_zones(20_000, 8_000),
+        )
+        .expect("write policy");
+        product(
+            segwatch,
+            &example,
+            Some(&group_policy),
+            &capture,
+            &dir,
+            packets,
+            runs,
+        );
         return;
     }
     let large_policy = dir.join("hospital-5000-rules.toml");
@@ -355,7 +379,15 @@ fn main() {
     );
 
     reload_latencies(segwatch, &dir);
-    incidents(segwatch, &example, &capture, &dir, packets, runs);
+    product(
+        segwatch,
+        &example,
+        Some(&group_policy),
+        &capture,
+        &dir,
+        packets,
+        runs,
+    );
 }
 
 /// 1,000 exceptions for `policy`: each names one of its rules, a zone and
@@ -381,37 +413,67 @@ fn thousand_exceptions(policy: &Path) -> String {
     text
 }
 
-/// The plain replay and `--incidents` with 1,000 exceptions, alternating:
-/// medians of the whole command and of the judging, round by round ratios,
-/// and the peak memory of each.
-fn incidents(segwatch: &str, policy: &Path, capture: &Path, dir: &Path, packets: u64, runs: usize) {
+/// The full product beside the plain replay and tcpdump, in the same rounds
+/// (alternating, each round running every command once): the plain replay,
+/// `--incidents` with 1,000 exceptions, `--apps`, `--apps --incidents` with
+/// the exceptions, and the hospital group's 20,000 rules between 8,000 zones
+/// (from the policy cache), and with `SEGWATCH_BENCH_BASELINE=PATH` the
+/// plain replay of that binary too. It prints medians of the whole command
+/// and each round's ratio to that round's plain replay and tcpdump, then the
+/// peak memory of each.
+fn product(
+    segwatch: &str,
+    policy: &Path,
+    group_policy: Option<&Path>,
+    capture: &Path,
+    dir: &Path,
+    packets: u64,
+    runs: usize,
+) {
     let exceptions = dir.join("exceptions-1000.toml");
     std::fs::write(&exceptions, thousand_exceptions(policy)).expect("write exceptions");
-    let replay = |incidents: bool, threads: Option<usize>, out: &Path| {
-        let mut cmd = Command::new(segwatch);
-        cmd.env_remove("SEGWATCH_POLICY_CACHE")
-            .arg("replay")
-            .arg("--policy")
-            .arg(policy)
-            .arg("--quiet")
-            .arg("--output")
-            .arg(out);
-        if incidents {
-            cmd.arg("--incidents").arg("--exceptions").arg(&exceptions);
-        }
-        if let Some(n) = threads {
-            cmd.arg("--threads").arg(n.to_string());
-        }
-        cmd.arg(capture);
-        cmd
+    let policy_cache = dir.join("policy-cache-product");
+    let replay_with =
+        |program: &str, policy: &Path, flags: &[&str], threads: Option<usize>, out: &Path| {
+            let mut cmd = Command::new(program);
+            cmd.env_remove("SEGWATCH_POLICY_CACHE")
+                .arg("replay")
+                .arg("--policy")
+                .arg(policy)
+                .arg("--quiet")
+                .arg("--output")
+                .arg(out);
+            for &flag in flags {
+                match flag {
+                    "--exceptions" => {
+                        cmd.arg("--exceptions").arg(&exceptions);
+                    }
+                    "--policy-cache" => {
+                        cmd.arg("--policy-cache").arg(&policy_cache);
+                    }
+                    flag => {
+                        cmd.arg(flag);
+                    }
+                }
+            }
+            if let Some(n) = threads {
+                cmd.arg("--threads").arg(n.to_string());
+            }
+            cmd.arg(capture);
+            cmd
+        };
+    let replay = |flags: &[&str], threads: Option<usize>, out: &Path| {
+        replay_with(segwatch, policy, flags, threads, out)
     };
+    const INCIDENTS: &[&str] = &["--incidents", "--exceptions"];
+    const APPS_INCIDENTS: &[&str] = &["--apps", "--incidents", "--exceptions"];
     // The same records for one thread and all.
     let (multi, single) = (
         dir.join("incidents-multi.jsonl"),
         dir.join("incidents-single.jsonl"),
     );
-    run_ok(replay(true, None, &multi));
-    run_ok(replay(true, Some(1), &single));
+    run_ok(replay(APPS_INCIDENTS, None, &multi));
+    run_ok(replay(APPS_INCIDENTS, Some(1), &single));
     let records = std::fs::read(&multi).expect("records");
     assert!(
         records == std::fs::read(&single).expect("records"),
@@ -420,61 +482,89 @@ fn incidents(segwatch: &str, policy: &Path, capture: &Path, dir: &Path, packets:
     let incident_lines = String::from_utf8_lossy(&records)
         .matches("\"event_type\":\"incident\"")
         .count();
-    let (mut plain, mut folded, mut plain_judging, mut folded_judging) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let baseline = std::env::var("SEGWATCH_BENCH_BASELINE").ok();
+    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
+    let null = Path::new("/dev/null");
+    // Fill the group policy's cache entry before the timed rounds.
+    if let Some(group) = group_policy {
+        run_ok(replay_with(
+            segwatch,
+            group,
+            &["--policy-cache"],
+            None,
+            null,
+        ));
+    }
+    let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    let mut push = |name: &str, t: Duration| match rows.iter_mut().find(|(n, _)| n == name) {
+        Some((_, times)) => times.push(t),
+        None => rows.push((name.to_owned(), vec![t])),
+    };
     for _ in 0..runs {
-        plain.push(time(&mut replay(false, None, Path::new("/dev/null"))));
-        folded.push(time(&mut replay(true, None, Path::new("/dev/null"))));
-        plain_judging.push(judged_for(replay(false, None, Path::new("/dev/null"))));
-        folded_judging.push(judged_for(replay(true, None, Path::new("/dev/null"))));
+        if have_tcpdump {
+            let mut tcpdump = Command::new("tcpdump");
+            tcpdump.args(["-r"]).arg(capture).args(["-w", "/dev/null"]);
+            push("tcpdump -r FILE -w /dev/null", time(&mut tcpdump));
+        }
+        push("replay", time(&mut replay(&[], None, null)));
+        push(
+            "replay --incidents (1,000 exceptions)",
+            time(&mut replay(INCIDENTS, None, null)),
+        );
+        push("replay --apps", time(&mut replay(&["--apps"], None, null)));
+        push(
+            "replay --apps --incidents (1,000 exceptions)",
+            time(&mut replay(APPS_INCIDENTS, None, null)),
+        );
+        if let Some(group) = group_policy {
+            push(
+                "replay, 20,000 rules, 8,000 zones (cache)",
+                time(&mut replay_with(
+                    segwatch,
+                    group,
+                    &["--policy-cache"],
+                    None,
+                    null,
+                )),
+            );
+        }
+        if let Some(baseline) = &baseline {
+            push(
+                "baseline replay",
+                time(&mut replay_with(baseline, policy, &[], None, null)),
+            );
+        }
     }
     println!(
-        "\nincidents: {packets} packets, {incident_lines} incident records, 1,000 exceptions, {runs} rounds"
+        "\nfull product: {packets} packets, {incident_lines} incident records with --apps --incidents, \
+         1,000 exceptions, {runs} alternating rounds"
     );
+    let find = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
+    let plain = find("replay").expect("plain runs");
+    let tcpdump = find("tcpdump -r FILE -w /dev/null");
     println!(
-        "{:<52} {:>10} {:>10} {:>10}",
-        "command", "median s", "min s", "max s"
+        "{:<46} {:>9} {:>9} {:>9} {:>13} {:>13}",
+        "command", "median s", "min s", "max s", "/ replay", "/ tcpdump"
     );
-    for (name, t) in [
-        ("segwatch replay (all cores)", &plain),
-        ("segwatch replay --incidents --exceptions (1,000)", &folded),
-        ("  judging only, plain (summary duration)", &plain_judging),
-        (
-            "  judging only, incidents (summary duration)",
-            &folded_judging,
-        ),
-    ] {
+    for (name, t) in &rows {
         let (med, min, max) = stats(t);
-        println!("{name:<52} {med:>10.3} {min:>10.3} {max:>10.3}");
-    }
-    for (name, a, b) in [
-        ("whole command", &folded, &plain),
-        ("judging only", &folded_judging, &plain_judging),
-    ] {
-        let (med, min, max) = paired(a, b);
+        let over_plain = paired(t, &plain).0;
+        let over_tcpdump = tcpdump.as_ref().map_or(f64::NAN, |d| paired(t, d).0);
         println!(
-            "ratio incidents / plain ({name}), round by round: median {med:.3}, min {min:.3}, max {max:.3}"
+            "{name:<46} {med:>9.3} {min:>9.3} {max:>9.3} {over_plain:>13.3} {over_tcpdump:>13.3}"
         );
     }
-    for (name, incidents) in [("plain", false), ("incidents", true)] {
-        let cmd = replay(incidents, None, Path::new("/dev/null"));
-        let args: Vec<_> = cmd
-            .get_args()
-            .filter(|a| *a != "--quiet")
-            .map(|a| a.to_owned())
-            .collect();
-        let output = Command::new(segwatch)
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .output()
-            .expect("run segwatch");
-        let summary = String::from_utf8_lossy(&output.stderr);
-        let peak = summary
-            .lines()
-            .find(|l| l.contains("peak memory"))
-            .unwrap_or("peak memory unknown");
-        println!("{name}: {}", peak.trim());
+    println!("(ratios: medians of each round's time over that round's replay and tcpdump)");
+    for (name, flags) in [
+        ("plain", &[][..]),
+        ("--incidents", INCIDENTS),
+        ("--apps", &["--apps"][..]),
+        ("--apps --incidents", APPS_INCIDENTS),
+    ] {
+        println!(
+            "peak memory, {name}: {}",
+            summary_line(replay(flags, None, null), "peak memory")
+        );
     }
 }
 

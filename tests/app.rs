@@ -743,7 +743,7 @@ fn patient_data_never_reaches_the_results() {
 /// Counts this thread's heap allocations, to check that detection
 /// allocates nothing when no protocol matches. It applies to the whole test
 /// binary, but only counts and hands every call to the system allocator.
-mod counting_allocator {
+pub mod counting_allocator {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
 
@@ -751,10 +751,16 @@ mod counting_allocator {
         // Const-initialised and without a destructor: reading it never
         // allocates, so the allocator cannot recurse into itself.
         static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+        // Bytes allocated minus bytes freed on this thread.
+        static LIVE: Cell<i64> = const { Cell::new(0) };
     }
 
     fn count() {
         let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+
+    fn live(delta: i64) {
+        let _ = LIVE.try_with(|n| n.set(n.get() + delta));
     }
 
     struct Counting;
@@ -765,6 +771,7 @@ mod counting_allocator {
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             count();
+            live(layout.size() as i64);
             // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract,
             // which is `System.alloc`'s.
             unsafe { System.alloc(layout) }
@@ -772,17 +779,20 @@ mod counting_allocator {
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             count();
+            live(layout.size() as i64);
             // SAFETY: as for `alloc`.
             unsafe { System.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             count();
+            live(new_size as i64 - layout.size() as i64);
             // SAFETY: `ptr` came from this allocator, i.e. from `System`.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            live(-(layout.size() as i64));
             // SAFETY: `ptr` came from this allocator, i.e. from `System`.
             unsafe { System.dealloc(ptr, layout) }
         }
@@ -790,6 +800,12 @@ mod counting_allocator {
 
     #[global_allocator]
     static GLOBAL: Counting = Counting;
+
+    /// Bytes allocated and not yet freed on this thread (requested sizes,
+    /// without the allocator's own overhead).
+    pub fn live_bytes() -> i64 {
+        LIVE.with(Cell::get)
+    }
 
     /// How many allocations `f` made on this thread.
     pub fn allocations_in(f: impl FnOnce()) -> u64 {

@@ -4,7 +4,13 @@
 //! value byte by byte (about 4,500 instructions of the 6,300 an event
 //! costs); here the keys are constants and a name is copied whole when
 //! nothing in it needs escaping, which policy names almost never do.
-//! Measured end to end in the README ("Speed and memory").
+//!
+//! End-to-end gain (callgrind, 2026-12-07, `benches/twins.rs`): 3,000
+//! instructions an event against serde_json's 6,300 (2,400 against 4,900
+//! for the shortest events), which is 31% of a replay where every flow is a
+//! violation (a scan; 535 against 780 million instructions for 100,000
+//! flows) and 2.0% of the benchmark's hospital capture, where one flow in
+//! fifty is.
 
 use std::net::IpAddr;
 

@@ -3,13 +3,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::track::{Counted, Limits, Tracker};
 use super::{
-    Devices, END, Emit, FastMap, IncidentSettings, OpenOrder, SortKey, Timeline, flow_position,
-    incident_id,
+    Addr, Devices, END, Emit, FastMap, IncidentSettings, OpenOrder, SortKey, Timeline,
+    flow_position, incident_id,
 };
 use crate::classify::{PolicyInForce, ZoneId};
 use crate::event::{HexId, IncidentKind, IncidentRecord, IncidentState, Timestamp, Violation, ip};
@@ -91,64 +92,91 @@ struct Labels {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
     /// (rule, dest_zone, service key, IPv6, src_ip) under `generation`.
-    Violation(u32, u32, u32, bool, u128),
+    Violation(u32, u32, u32, bool, Addr),
     /// (IPv6, initiator, protocol, port or 0).
-    Sweep(bool, u128, u8, u16),
+    Sweep(bool, Addr, u8, u16),
     /// (IPv6, initiator, host).
-    Scan(bool, u128, u128),
+    Scan(bool, Addr, Addr),
+}
+
+impl Key {
+    /// The initiator (`src_ip`).
+    fn src(&self) -> u128 {
+        match *self {
+            Key::Violation(.., src) | Key::Sweep(_, src, ..) | Key::Scan(_, src, _) => src.get(),
+        }
+    }
+
+    /// A scan's host (`dest_ip`).
+    fn dest_ip(&self) -> Option<u128> {
+        match *self {
+            Key::Scan(_, _, host) => Some(host.get()),
+            _ => None,
+        }
+    }
 }
 
 /// Destination addresses of an incident: the first [`SAMPLE`] in the order
 /// first seen, and the rest in a set once there are more.
 #[derive(Debug, Default)]
 struct Dests {
-    /// The sample: IPv4 addresses in 4 bytes each (a hundred thousand open
-    /// incidents of 16 hosts: 6 MB rather than 25).
-    sample4: Vec<u32>,
-    sample6: Vec<u128>,
+    /// The sample, as 32-bit words: one per IPv4 address, four per IPv6
+    /// address (an incident's destinations are of its source's family), so
+    /// that a hundred thousand IPv4 incidents of 16 hosts hold 6 MB rather
+    /// than 25.
+    sample: Vec<u32>,
     // Boxed: an empty set is 48 bytes in each of up to a million open
     // incidents, most of which never see a 17th host.
     #[allow(clippy::box_collection)]
     rest: Option<Box<HashSet<u128>>>,
-    count: u64,
+    /// At most [`MAX_DEST_COUNT`].
+    count: u32,
     capped: bool,
 }
 
-impl Dests {
-    fn sampled(&self, ipv6: bool, addr: u128) -> bool {
-        if ipv6 {
-            self.sample6.contains(&addr)
-        } else {
-            self.sample4.contains(&(addr as u32))
-        }
-    }
+/// The words of an address in [`Dests::sample`].
+fn words(ipv6: bool) -> usize {
+    if ipv6 { 4 } else { 1 }
+}
 
-    fn sample_len(&self) -> usize {
-        self.sample4.len() + self.sample6.len()
+fn to_words(addr: u128) -> [u32; 4] {
+    [
+        addr as u32,
+        (addr >> 32) as u32,
+        (addr >> 64) as u32,
+        (addr >> 96) as u32,
+    ]
+}
+
+fn from_words(words: &[u32]) -> u128 {
+    words
+        .iter()
+        .rev()
+        .fold(0u128, |addr, &w| addr << 32 | u128::from(w))
+}
+
+impl Dests {
+    fn sample_len(&self, ipv6: bool) -> usize {
+        self.sample.len() / words(ipv6)
     }
 
     /// The sample, in the order first seen.
-    fn sample(&self) -> impl Iterator<Item = u128> + '_ {
-        self.sample4
-            .iter()
-            .map(|&a| u128::from(a))
-            .chain(self.sample6.iter().copied())
+    fn sample(&self, ipv6: bool) -> impl Iterator<Item = u128> + '_ {
+        self.sample.chunks_exact(words(ipv6)).map(from_words)
     }
 
     fn add(&mut self, ipv6: bool, addr: u128) {
-        if self.sampled(ipv6, addr) || self.rest.as_ref().is_some_and(|r| r.contains(&addr)) {
+        let words = &to_words(addr)[..words(ipv6)];
+        let sampled = self.sample.chunks_exact(words.len()).any(|w| w == words);
+        if sampled || self.rest.as_ref().is_some_and(|r| r.contains(&addr)) {
             return;
         }
-        if self.sample_len() < SAMPLE {
-            if ipv6 {
-                self.sample6.push(addr);
-            } else {
-                self.sample4.push(addr as u32);
-            }
+        if self.sample_len(ipv6) < SAMPLE {
+            self.sample.extend_from_slice(words);
             self.count += 1;
             return;
         }
-        if self.count >= MAX_DEST_COUNT {
+        if u64::from(self.count) >= MAX_DEST_COUNT {
             self.capped = true;
             return;
         }
@@ -166,9 +194,6 @@ struct Incident {
     labels: Arc<Labels>,
     severity: Severity,
     ipv6: bool,
-    src: u128,
-    /// Scans: the host.
-    dest_ip: Option<u128>,
     /// Sweeps: protocol and port.
     sweep_port: Option<(u8, Option<u16>)>,
     first_seen: u64,
@@ -179,7 +204,7 @@ struct Incident {
     flows: u64,
     dests: Dests,
     ports: Vec<u16>,
-    exception: Option<String>,
+    exception: Option<Box<str>>,
     /// New at each join (unique in the fold): a scheduled close of an
     /// earlier version, or of an earlier incident in the same slot, is void.
     version: u64,
@@ -211,7 +236,13 @@ pub struct Fold {
     /// little.
     slots: Vec<Option<Box<Incident>>>,
     free: Vec<u32>,
-    by_key: FastMap<Key, u32>,
+    /// Open incidents by key: slot numbers, hashed by the key their
+    /// incident holds (5 bytes a bucket rather than a key's 48 again).
+    by_key: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Open sweeps and scans by initiator: a new flow of an initiator with
+    /// none (nearly every flow) looks up neither key.
+    tracked_open: FastMap<(bool, Addr), u32>,
     /// (last_seen + idle, slot): when each open incident may be over.
     deadlines: BinaryHeap<Reverse<(u64, u32)>>,
     /// Closes found within the current batch: (position, opening order,
@@ -249,7 +280,9 @@ impl Fold {
             salt,
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: FastMap::default(),
+            by_key: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            tracked_open: FastMap::default(),
             deadlines: BinaryHeap::new(),
             scheduled: BinaryHeap::new(),
             next_version: 0,
@@ -546,7 +579,7 @@ impl Fold {
                 violation.app.as_deref().map(|d| d.app()),
             ),
             violation.ipv6,
-            violation.src_addr,
+            Addr::new(violation.src_addr),
         );
         if policy.generation != self.labels_generation {
             self.relabel(policy);
@@ -555,7 +588,7 @@ impl Fold {
         let port = has_ports.then_some(violation.dest_port);
         let severity = compiled.rule(violation.verdict.rule).severity;
         let record_key = SortKey::of_violation(violation, 1);
-        if let Some(&slot) = self.by_key.get(&key) {
+        if let Some(slot) = self.find(&key) {
             let first_seen = self.slots[slot as usize]
                 .as_ref()
                 .map_or(0, |i| i.first_seen);
@@ -610,8 +643,6 @@ impl Fold {
             labels,
             severity,
             ipv6: violation.ipv6,
-            src: violation.src_addr,
-            dest_ip: None,
             sweep_port: None,
             first_seen: violation.ts_ns,
             last_seen: violation.ts_ns,
@@ -651,10 +682,14 @@ impl Fold {
         out: &mut dyn Emit,
     ) {
         let port_key = (notice.protocol, notice.port.unwrap_or(0));
-        let sweep_key = Key::Sweep(notice.ipv6, notice.initiator, port_key.0, port_key.1);
-        let scan_key = Key::Scan(notice.ipv6, notice.initiator, notice.responder);
-        let sweep_open = self.by_key.get(&sweep_key).copied();
-        let scan_open = self.by_key.get(&scan_key).copied();
+        let initiator = Addr::new(notice.initiator);
+        let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
+        let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
+        let (sweep_open, scan_open) = if self.tracked_open.contains_key(&(notice.ipv6, initiator)) {
+            (self.find(&sweep_key), self.find(&scan_key))
+        } else {
+            (None, None)
+        };
         let port_coordinate = u128::from(notice.protocol) << 16
             | u128::from(notice.port.unwrap_or(0))
             | u128::from(notice.port.is_some()) << 24;
@@ -758,7 +793,7 @@ impl Fold {
             .match_subject(&subject)
             .excepted
             .and_then(|i| policy.exceptions.get(i))
-            .map(|e| e.id.clone());
+            .map(|e| e.id.as_str().into());
         let labels = self.tracked_labels(policy, kind, notice.zones);
         let mut dests = Dests::default();
         let mut ports = Vec::new();
@@ -779,26 +814,27 @@ impl Fold {
                 }
             }
         }
-        let (dest_ip, sweep_port) = match kind {
+        let sweep_port = match kind {
             IncidentKind::Sweep => {
                 if let Some(port) = notice.port {
                     ports.push(port);
                 }
-                (None, Some((notice.protocol, notice.port)))
+                Some((notice.protocol, notice.port))
             }
             _ => {
                 dests.add(notice.ipv6, notice.responder);
-                (Some(notice.responder), None)
+                None
             }
         };
+        let initiator = Addr::new(notice.initiator);
         let map_key = match kind {
             IncidentKind::Sweep => Key::Sweep(
                 notice.ipv6,
-                notice.initiator,
+                initiator,
                 notice.protocol,
                 notice.port.unwrap_or(0),
             ),
-            _ => Key::Scan(notice.ipv6, notice.initiator, notice.responder),
+            _ => Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder)),
         };
         let incident = Incident {
             id: incident_id(notice.position, kind, self.salt),
@@ -808,8 +844,6 @@ impl Fold {
             labels,
             severity,
             ipv6: notice.ipv6,
-            src: notice.initiator,
-            dest_ip,
             sweep_port,
             first_seen,
             last_seen,
@@ -828,6 +862,37 @@ impl Fold {
         self.rescheduled(slot, notice.position, timeline);
     }
 
+    /// The slot of the open incident with `key`.
+    fn find(&self, key: &Key) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_key
+            .find(self.hasher.hash_one(key), |&s| {
+                slots[s as usize].as_ref().is_some_and(|i| i.key == *key)
+            })
+            .copied()
+    }
+
+    /// Indexes `slot`, whose incident holds `key`.
+    fn index(&mut self, key: Key, slot: u32) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_key.insert_unique(hasher.hash_one(key), slot, |&s| {
+            slots[s as usize]
+                .as_ref()
+                .map_or(0, |i| hasher.hash_one(i.key))
+        });
+    }
+
+    /// Takes `slot`, indexed by `key`, out of the index (if it is in it: an
+    /// incident whose rule or zone a reload removed is not).
+    fn unindex(&mut self, key: &Key, slot: u32) {
+        if let Ok(entry) = self
+            .by_key
+            .find_entry(self.hasher.hash_one(key), |&s| s == slot)
+        {
+            entry.remove();
+        }
+    }
+
     fn open_count(&self) -> usize {
         self.by_key.len()
     }
@@ -841,6 +906,9 @@ impl Fold {
         }
         self.counters.open[kind] += 1;
         let key = incident.key;
+        if let Key::Sweep(ipv6, src, ..) | Key::Scan(ipv6, src, _) = key {
+            *self.tracked_open.entry((ipv6, src)).or_default() += 1;
+        }
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(Box::new(incident));
@@ -851,7 +919,7 @@ impl Fold {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_key.insert(key, slot);
+        self.index(key, slot);
         slot
     }
 
@@ -876,7 +944,15 @@ impl Fold {
         };
         self.emit(slot, IncidentState::Close, key, ts, devices, out);
         if let Some(incident) = self.slots[slot as usize].take() {
-            self.by_key.remove(&incident.key);
+            self.unindex(&incident.key, slot);
+            if let Key::Sweep(ipv6, src, ..) | Key::Scan(ipv6, src, _) = incident.key
+                && let Some(open) = self.tracked_open.get_mut(&(ipv6, src))
+            {
+                *open -= 1;
+                if *open == 0 {
+                    self.tracked_open.remove(&(ipv6, src));
+                }
+            }
             self.counters.open[kind_index(incident.kind)] -= 1;
             self.free.push(slot);
         }
@@ -914,11 +990,11 @@ impl Fold {
             kind: incident.kind,
             rule: labels.rule.clone(),
             severity: incident.severity.as_str().to_owned(),
-            src_ip: addr(incident.src),
+            src_ip: addr(incident.key.src()),
             src_zone: labels.src_zone.clone(),
             dest_zone: labels.dest_zone.clone(),
             service: labels.service.clone(),
-            dest_ip: incident.dest_ip.map(addr),
+            dest_ip: incident.key.dest_ip().map(addr),
             proto: incident
                 .sweep_port
                 .map(|(protocol, _)| protocol_name(protocol).to_owned()),
@@ -928,12 +1004,12 @@ impl Fold {
             first_seen: Timestamp(incident.first_seen),
             last_seen: Timestamp(incident.last_seen),
             flows: incident.flows,
-            dest_count: incident.dests.count,
+            dest_count: u64::from(incident.dests.count),
             dest_count_capped: incident.dests.capped,
-            dest_sample: incident.dests.sample().map(addr).collect(),
+            dest_sample: incident.dests.sample(incident.ipv6).map(addr).collect(),
             dest_ports: incident.ports.clone(),
-            src_device: devices.device_as_of(incident.ipv6, incident.src, position),
-            exception: incident.exception.clone(),
+            src_device: devices.device_as_of(incident.ipv6, incident.key.src(), position),
+            exception: incident.exception.as_deref().map(str::to_owned),
         }
     }
 
@@ -976,14 +1052,14 @@ impl Fold {
             }
         }
         for (old, new, slot) in rekeyed {
-            self.by_key.remove(&old);
+            self.unindex(&old, slot);
             // An incident whose rule or zone is gone is joined by nothing
             // more and closes when idle.
             if let Some(new) = new {
-                self.by_key.insert(new, slot);
                 if let Some(incident) = self.slots[slot as usize].as_mut() {
                     incident.key = new;
                 }
+                self.index(new, slot);
             }
         }
     }

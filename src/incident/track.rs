@@ -4,9 +4,7 @@
 //! initiator and flows per key are capped, the least recently active going
 //! first; what is dropped while it still counted is counted.
 
-use std::collections::VecDeque;
-
-use super::FastMap;
+use super::{Addr, FastMap};
 
 /// A sweep key within an initiator: protocol and port (0 for ICMP echo and
 /// protocols without ports: one "port" per protocol).
@@ -24,16 +22,20 @@ pub(super) enum Window {
     #[default]
     Empty,
     /// One flow.
-    One(u64, u128),
-    /// Several, and their distinct coordinates with counts.
-    Many(Box<Several>),
+    One(u64, Addr),
+    /// Several.
+    Many(Several),
 }
 
-/// A window of several flows.
+/// A window of several flows: those from `head` on in `flows`, and how many
+/// distinct coordinates they hold. One allocation, which the flows share
+/// (a queue and a table of counts took three, and most windows hold a few
+/// flows).
 #[derive(Debug, Default)]
 pub(super) struct Several {
-    flows: VecDeque<(u64, u128)>,
-    distinct: Vec<(u128, u32)>,
+    flows: Vec<(u64, Addr)>,
+    head: u32,
+    distinct: u32,
 }
 
 /// Flows kept per key: four times a threshold of 32 leaves room for flows
@@ -41,30 +43,41 @@ pub(super) struct Several {
 const MAX_FLOWS_PER_KEY: usize = 128;
 
 impl Several {
+    fn held(&self) -> &[(u64, Addr)] {
+        &self.flows[self.head as usize..]
+    }
+
+    fn holds(&self, other: Addr) -> bool {
+        self.held().iter().any(|&(_, o)| o == other)
+    }
+
     fn pop_front(&mut self) {
-        if let Some((_, other)) = self.flows.pop_front()
-            && let Some(i) = self.distinct.iter().position(|(o, _)| *o == other)
-        {
-            self.distinct[i].1 -= 1;
-            if self.distinct[i].1 == 0 {
-                self.distinct.swap_remove(i);
-            }
+        let Some(&(_, other)) = self.held().first() else {
+            return;
+        };
+        self.head += 1;
+        if !self.holds(other) {
+            self.distinct -= 1;
+        }
+        // Room is made at the front once half the vector is spent.
+        if self.head as usize >= 16 && self.head as usize * 2 >= self.flows.len() {
+            self.flows.drain(..self.head as usize);
+            self.head = 0;
         }
     }
 
-    fn push_back(&mut self, ts: u64, other: u128) {
-        self.flows.push_back((ts, other));
-        match self.distinct.iter_mut().find(|(o, _)| *o == other) {
-            Some(entry) => entry.1 += 1,
-            None => self.distinct.push((other, 1)),
+    fn push_back(&mut self, ts: u64, other: Addr) {
+        if !self.holds(other) {
+            self.distinct += 1;
         }
+        self.flows.push((ts, other));
     }
 }
 
 impl Window {
     /// Adds a flow at `ts` and drops those before `ts - window`. True when a
     /// flow counted was dropped for room.
-    fn push(&mut self, ts: u64, other: u128, window_ns: u64) -> bool {
+    fn push(&mut self, ts: u64, other: Addr, window_ns: u64) -> bool {
         let oldest = ts.saturating_sub(window_ns);
         match self {
             Window::Empty => {
@@ -77,20 +90,21 @@ impl Window {
             }
             Window::One(t, o) => {
                 let mut several = Several {
-                    flows: VecDeque::with_capacity(4),
-                    distinct: Vec::with_capacity(4),
+                    flows: Vec::with_capacity(4),
+                    head: 0,
+                    distinct: 0,
                 };
                 several.push_back(*t, *o);
                 several.push_back(ts, other);
-                *self = Window::Many(Box::new(several));
+                *self = Window::Many(several);
                 false
             }
             Window::Many(several) => {
-                while several.flows.front().is_some_and(|&(t, _)| t < oldest) {
+                while several.held().first().is_some_and(|&(t, _)| t < oldest) {
                     several.pop_front();
                 }
                 let mut dropped = false;
-                if several.flows.len() >= MAX_FLOWS_PER_KEY {
+                if several.held().len() >= MAX_FLOWS_PER_KEY {
                     several.pop_front();
                     dropped = true;
                 }
@@ -105,7 +119,7 @@ impl Window {
         let distinct = match self {
             Window::Empty => 0,
             Window::One(..) => 1,
-            Window::Many(several) => several.distinct.len(),
+            Window::Many(several) => several.distinct as usize,
         };
         distinct >= threshold as usize
     }
@@ -114,7 +128,7 @@ impl Window {
         match self {
             Window::Empty => 0,
             Window::One(t, _) => *t,
-            Window::Many(several) => several.flows.back().map_or(0, |&(t, _)| t),
+            Window::Many(several) => several.held().last().map_or(0, |&(t, _)| t),
         }
     }
 
@@ -122,23 +136,102 @@ impl Window {
     pub(super) fn into_flows(self) -> Counted {
         match self {
             Window::Empty => Vec::new(),
-            Window::One(t, o) => vec![(t, o)],
-            Window::Many(several) => several.flows.into_iter().collect(),
+            Window::One(t, o) => vec![(t, o.get())],
+            Window::Many(several) => several.held().iter().map(|&(t, o)| (t, o.get())).collect(),
         }
     }
 }
 
-/// Adds a flow to `key`'s window in `windows` (a new window when `room`
+/// A key an initiator's flows are counted by: a protocol/port (sweeps) or
+/// a host (scans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Coord {
+    Sweep(PortKey),
+    Scan(Addr),
+}
+
+/// Keys an initiator holds in a vector searched in order, before a map.
+const FEW_KEYS: usize = 8;
+
+/// An initiator's windows by key. Most initiators hold a key or two (one
+/// flow to one host): a short vector, sized to what it holds, costs a
+/// fraction of two hash maps; a scanner's keys move to a map.
+#[derive(Debug)]
+enum Keys {
+    Few(Vec<(Coord, Window)>),
+    Many(Box<FastMap<Coord, Window>>),
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::Few(Vec::new())
+    }
+}
+
+impl Keys {
+    fn len(&self) -> usize {
+        match self {
+            Keys::Few(few) => few.len(),
+            Keys::Many(many) => many.len(),
+        }
+    }
+
+    fn get_mut(&mut self, key: Coord) -> Option<&mut Window> {
+        match self {
+            Keys::Few(few) => few.iter_mut().find(|(k, _)| *k == key).map(|(_, w)| w),
+            Keys::Many(many) => many.get_mut(&key),
+        }
+    }
+
+    fn insert(&mut self, key: Coord, window: Window) {
+        match self {
+            Keys::Few(few) if few.len() < FEW_KEYS => {
+                if few.capacity() == 0 {
+                    // A sweep key and a scan key come together.
+                    few.reserve_exact(2);
+                }
+                few.push((key, window));
+            }
+            Keys::Few(few) => {
+                let mut many: FastMap<Coord, Window> = few.drain(..).collect();
+                many.insert(key, window);
+                *self = Keys::Many(Box::new(many));
+            }
+            Keys::Many(many) => {
+                many.insert(key, window);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: Coord) -> Option<Window> {
+        match self {
+            Keys::Few(few) => {
+                let i = few.iter().position(|(k, _)| *k == key)?;
+                Some(few.swap_remove(i).1)
+            }
+            Keys::Many(many) => many.remove(&key),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Window) -> bool) {
+        match self {
+            Keys::Few(few) => few.retain(|(_, w)| keep(w)),
+            Keys::Many(many) => many.retain(|_, w| keep(w)),
+        }
+    }
+}
+
+/// Adds a flow to `key`'s window in `keys` (a new window when `room`
 /// allows one): (flows dropped for room, whether it reached `threshold`).
-fn add_flow<K: std::hash::Hash + Eq>(
-    windows: &mut FastMap<K, Window>,
-    key: K,
-    (ts, other): (u64, u128),
+fn add_flow(
+    keys: &mut Keys,
+    key: Coord,
+    (ts, other): (u64, Addr),
     window_ns: u64,
     threshold: u32,
     room: &mut usize,
 ) -> (u64, bool) {
-    match windows.get_mut(&key) {
+    match keys.get_mut(key) {
         Some(window) => {
             let dropped = u64::from(window.push(ts, other, window_ns));
             (dropped, window.reaches(threshold))
@@ -148,7 +241,7 @@ fn add_flow<K: std::hash::Hash + Eq>(
             let mut window = Window::default();
             window.push(ts, other, window_ns);
             let reached = window.reaches(threshold);
-            windows.insert(key, window);
+            keys.insert(key, window);
             (0, reached)
         }
         None => (1, false),
@@ -164,19 +257,17 @@ struct Initiator {
     /// which initiators go when room is needed (a total order, so the same
     /// capture drops the same initiators).
     seq: u64,
-    sweeps: FastMap<PortKey, Window>,
-    scans: FastMap<u128, Window>,
+    keys: Keys,
 }
 
 impl Initiator {
     fn keys(&self) -> usize {
-        self.sweeps.len() + self.scans.len()
+        self.keys.len()
     }
 
     /// Drops keys with no flow in the window before `oldest`.
     fn prune(&mut self, oldest: u64) {
-        self.sweeps.retain(|_, w| w.latest() >= oldest);
-        self.scans.retain(|_, w| w.latest() >= oldest);
+        self.keys.retain(|w| w.latest() >= oldest);
     }
 }
 
@@ -187,7 +278,7 @@ pub(super) type Counted = Vec<(u64, u128)>;
 /// The counting state of one partition.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
-    initiators: FastMap<(bool, u128), Initiator>,
+    initiators: FastMap<(bool, Addr), Initiator>,
     seq: u64,
     /// When initiators idle for a whole window are next forgotten.
     next_sweep_ts: u64,
@@ -232,6 +323,7 @@ impl Tracker {
         }
         self.seq += 1;
         let seq = self.seq;
+        let initiator = (initiator.0, Addr::new(initiator.1));
         if self.initiators.len() >= limits.max_initiators
             && !self.initiators.contains_key(&initiator)
         {
@@ -248,31 +340,37 @@ impl Tracker {
         let mut swept = None;
         if !sweep_open {
             let (dropped, reached) = add_flow(
-                &mut state.sweeps,
-                port_key,
-                (ts, host),
+                &mut state.keys,
+                Coord::Sweep(port_key),
+                (ts, Addr::new(host)),
                 limits.window_ns,
                 limits.sweep_hosts,
                 &mut room,
             );
             untracked += dropped;
             if reached {
-                swept = state.sweeps.remove(&port_key).map(Window::into_flows);
+                swept = state
+                    .keys
+                    .remove(Coord::Sweep(port_key))
+                    .map(Window::into_flows);
             }
         }
         let mut scanned = None;
         if !scan_open {
             let (dropped, reached) = add_flow(
-                &mut state.scans,
-                host,
-                (ts, port_coordinate),
+                &mut state.keys,
+                Coord::Scan(Addr::new(host)),
+                (ts, Addr::new(port_coordinate)),
                 limits.window_ns,
                 limits.scan_ports,
                 &mut room,
             );
             untracked += dropped;
             if reached {
-                scanned = state.scans.remove(&host).map(Window::into_flows);
+                scanned = state
+                    .keys
+                    .remove(Coord::Scan(Addr::new(host)))
+                    .map(Window::into_flows);
             }
         }
         self.untracked += untracked;

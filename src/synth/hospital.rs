@@ -146,6 +146,8 @@ struct Active {
     shape: Shape,
     step: u8,
     payload_len: (usize, usize),
+    /// Initial sequence numbers of the client and the server (TCP).
+    isn: (u32, u32),
 }
 
 impl Active {
@@ -164,22 +166,36 @@ impl Active {
         let (req, resp) = (&filler[..self.payload_len.0], &filler[..self.payload_len.1]);
         use tcp_flags::{ACK, FIN, SYN};
         const PSH_ACK: u8 = 0x08 | ACK;
+        // Sequence and acknowledgement numbers as on a wire: the SYNs and
+        // FINs take one number each, the payloads their length.
+        let (ic, is) = self.isn;
+        let (a, b) = (req.len() as u32, resp.len() as u32);
+        let client = |flags, seq: u32, ack: u32| {
+            Pkt::tcp(&c, &s, flags)
+                .seq(ic.wrapping_add(seq))
+                .ack(is.wrapping_add(ack))
+        };
+        let server = |flags, seq: u32, ack: u32| {
+            Pkt::tcp(&s, &c, flags)
+                .seq(is.wrapping_add(seq))
+                .ack(ic.wrapping_add(ack))
+        };
         let (pkt, from_client) = match (self.shape, self.step) {
-            (Shape::TcpSession | Shape::TcpProbe, 0) => (Pkt::tcp(&c, &s, SYN), true),
-            (Shape::TcpSession, 1) => (Pkt::tcp(&s, &c, SYN | ACK), false),
-            (Shape::TcpSession, 2) => (Pkt::tcp(&c, &s, ACK), true),
-            (Shape::TcpSession, 3) => (Pkt::tcp(&c, &s, PSH_ACK).payload(req), true),
-            (Shape::TcpSession, 4) => (Pkt::tcp(&s, &c, PSH_ACK).payload(resp), false),
-            (Shape::TcpSession, 5) => (Pkt::tcp(&c, &s, FIN | ACK), true),
-            (Shape::TcpSession, 6) => (Pkt::tcp(&s, &c, FIN | ACK), false),
-            (Shape::TcpSession, _) => (Pkt::tcp(&c, &s, ACK), true),
+            (Shape::TcpSession | Shape::TcpProbe, 0) => (client(SYN, 0, 0), true),
+            (Shape::TcpSession, 1) => (server(SYN | ACK, 0, 1), false),
+            (Shape::TcpSession, 2) => (client(ACK, 1, 1), true),
+            (Shape::TcpSession, 3) => (client(PSH_ACK, 1, 1).payload(req), true),
+            (Shape::TcpSession, 4) => (server(PSH_ACK, 1, 1 + a).payload(resp), false),
+            (Shape::TcpSession, 5) => (client(FIN | ACK, 1 + a, 1 + b), true),
+            (Shape::TcpSession, 6) => (server(FIN | ACK, 1 + b, 2 + a), false),
+            (Shape::TcpSession, _) => (client(ACK, 2 + a, 2 + b), true),
             (Shape::UdpExchange, 0) | (Shape::UdpStream(_), _) => {
                 (Pkt::udp(&c, &s).payload(req), true)
             }
             (Shape::UdpExchange, _) => (Pkt::udp(&s, &c).payload(resp), false),
             (Shape::Ping, 0) => (Pkt::echo_request(&self.client.0, &self.server.0, 7), true),
             (Shape::Ping, _) => (Pkt::echo_reply(&self.server.0, &self.client.0, 7), false),
-            (Shape::TcpProbe, _) => (Pkt::tcp(&c, &s, SYN), true),
+            (Shape::TcpProbe, _) => (client(SYN, 0, 0), true),
         };
         let vlan = if from_client {
             self.vlans.0
@@ -254,6 +270,10 @@ impl HospitalTraffic {
             p => p + 1,
         };
         let payload_len = (self.rng.usize(0..64), self.rng.usize(0..160));
+        // From the flow's endpoints rather than the generator's random
+        // stream, so that the flows and their addresses stay those of
+        // captures generated before sequence numbers advanced.
+        let isn = initial_sequence(&client, self.next_client_port, &server);
         self.active.push(Active {
             client: (client, self.next_client_port),
             server: (server, kind.port),
@@ -261,6 +281,7 @@ impl HospitalTraffic {
             shape: kind.shape,
             step: 0,
             payload_len,
+            isn,
         });
     }
 }
@@ -289,6 +310,17 @@ impl Iterator for HospitalTraffic {
         }
         Some((self.clock_ns, frame))
     }
+}
+
+/// Initial sequence numbers of a client and a server, mixed from the
+/// flow's endpoints (SplitMix64's finalizer).
+fn initial_sequence(client: &str, port: u16, server: &str) -> (u32, u32) {
+    let addr = |a: &str| u64::from(u32::from(a.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)));
+    let mut z = addr(client) << 32 ^ addr(server) ^ u64::from(port) << 16;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z as u32, (z >> 32) as u32)
 }
 
 /// An ARP who-has broadcast.
@@ -338,6 +370,59 @@ mod tests {
             small * 10 >= a.len() * 7,
             "mostly small frames: {small} of {}",
             a.len()
+        );
+    }
+
+    /// Each TCP segment starts where its direction's previous one ended
+    /// (SYN and FIN count one), and acknowledges all the peer sent.
+    #[test]
+    fn tcp_sequence_numbers_advance_as_on_a_wire() {
+        use std::collections::HashMap;
+        let options = HospitalOptions {
+            packets: 20_000,
+            ..HospitalOptions::default()
+        };
+        // (src, dst) -> the next sequence number the sender will use.
+        let mut next: HashMap<(Vec<u8>, u16, Vec<u8>, u16), u32> = HashMap::new();
+        let (mut segments, mut checked_acks) = (0, 0);
+        for (_, frame) in HospitalTraffic::new(options) {
+            let Ok(packet) = etherparse::SlicedPacket::from_ethernet(&frame) else {
+                continue;
+            };
+            let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
+                (&packet.net, &packet.transport)
+            else {
+                continue;
+            };
+            let (src, dst) = (
+                ip.header().source().to_vec(),
+                ip.header().destination().to_vec(),
+            );
+            let key = (
+                src.clone(),
+                tcp.source_port(),
+                dst.clone(),
+                tcp.destination_port(),
+            );
+            let len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
+            if let Some(&expected) = next.get(&key)
+                && (!tcp.syn() || tcp.ack())
+            {
+                assert_eq!(tcp.sequence_number(), expected, "{key:?}");
+                segments += 1;
+            }
+            next.insert(key.clone(), tcp.sequence_number().wrapping_add(len));
+            let peer = (dst, tcp.destination_port(), src, tcp.source_port());
+            if tcp.ack()
+                && let Some(&peer_next) = next.get(&peer)
+            {
+                assert_eq!(tcp.acknowledgment_number(), peer_next, "{key:?}");
+                checked_acks += 1;
+            }
+        }
+        assert!(
+            segments > 5_000 && checked_acks > 5_000,
+            "{segments} {checked_acks}"
         );
     }
 }

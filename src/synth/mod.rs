@@ -78,6 +78,8 @@ pub struct Pkt {
     macs: Option<([u8; 6], [u8; 6])>,
     /// TCP sequence number; 1000 unless set.
     seq: u32,
+    /// TCP acknowledgement number when the ACK flag is set; 1 unless set.
+    ack: u32,
 }
 
 fn socket(addr: &str) -> SocketAddr {
@@ -105,6 +107,7 @@ impl Pkt {
             ipv6_hop_by_hop: false,
             macs: None,
             seq: 1000,
+            ack: 1,
         }
     }
 
@@ -159,6 +162,13 @@ impl Pkt {
         self
     }
 
+    /// With this TCP acknowledgement number (1 unless set), sent when the
+    /// ACK flag is.
+    pub fn ack(mut self, ack: u32) -> Pkt {
+        self.ack = ack;
+        self
+    }
+
     /// With these source and destination MAC addresses.
     pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Pkt {
         self.macs = Some((src, dst));
@@ -207,7 +217,7 @@ impl Pkt {
                 tcp.psh = flags & 0x08 != 0;
                 tcp.ack = flags & tcp_flags::ACK != 0;
                 if tcp.ack {
-                    tcp.acknowledgment_number = 1;
+                    tcp.acknowledgment_number = self.ack;
                 }
                 tcp.write(&mut out).ok();
                 IpNumber::TCP

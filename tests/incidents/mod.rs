@@ -5,6 +5,7 @@
 //! top, so a blessed mistake still fails.
 
 mod exceptions;
+mod memory;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

@@ -19,6 +19,11 @@
 //! Cost: reading the fixed header of an enhanced packet block by hand, as
 //! `pcap` reads its records, replaced pcap-file's parser, whose general
 //! `Block` result cost about 43 of the 57 ns per block it took.
+//!
+//! End-to-end gain (callgrind, 2026-12-07, `benches/twins.rs`, the
+//! generated 200,000-packet hospital capture as pcapng): 158 instructions a
+//! block fewer than pcap-file's `PcapNgReader` (31.6 million), 17% of the
+//! plain replay of that file (187.0 million).
 
 use super::{Corrupt, Step};
 use crate::capture::Frame;

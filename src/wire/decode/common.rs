@@ -1,4 +1,9 @@
 //! The common case of decoding, read by hand for speed.
+//!
+//! End-to-end gain (callgrind, 2026-12-07, `benches/twins.rs`, the
+//! generated 200,000-packet hospital capture): 121 instructions a frame
+//! against etherparse's general path's 232 (22.2 million fewer), 16% of the
+//! plain replay's 136.8 million.
 
 use etherparse::EtherType;
 
