@@ -15,6 +15,7 @@ mod decode_fixtures;
 mod deploy;
 mod detection_reload;
 mod golden;
+mod hardening;
 mod incidents;
 mod inventory;
 mod layering;

@@ -2,9 +2,8 @@
 //! appended, and reopened on SIGHUP so that logrotate can move it away.
 //! Also stdout, for the demo.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -33,12 +32,10 @@ pub fn spawn_stdout(queue: usize) -> Result<SinkHandle, SinkError> {
     })
 }
 
+/// Opens the events file to append, creating it (mode 0640) when missing;
+/// never through a symbolic link (see [`super::open`]).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
+    super::open::open_written(path, &super::open::append_or_create(0o640))
 }
 
 enum Output {
@@ -211,6 +208,39 @@ mod tests {
         let stats = sink.stats().clone();
         assert_eq!(sink.shutdown(Duration::from_secs(5)), 0);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 3);
+    }
+
+    /// Issue 16: a link planted where the events file was (after logrotate
+    /// moved it) is not followed by the reopen; the old file goes on.
+    #[test]
+    fn a_symlink_planted_after_rotation_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let target = dir.path().join("root-only");
+        std::fs::write(&target, "untouched\n").unwrap();
+        let sink = spawn_events_file(&path, 16).unwrap();
+        sink.offer(&event(1));
+        wait_lines(&path, 1);
+        let rotated = dir.path().join("events.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        sink.reopen();
+        sink.offer(&event(2));
+        assert_eq!(wait_lines(&rotated, 2).len(), 2, "still the old file");
+        assert_eq!(sink.shutdown(Duration::from_secs(5)), 0);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+
+        // At start, the same link is refused with one line naming it.
+        let error = spawn_events_file(&path, 4).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "events file {}: is a symbolic link: refusing to follow it (name the file \
+                 itself, or remove the link)",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
     }
 
     #[test]

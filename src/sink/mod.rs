@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod file;
+mod open;
 pub mod syslog;
 
 pub use file::{spawn_events_file, spawn_stdout};
