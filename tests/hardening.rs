@@ -79,3 +79,136 @@ fn a_symlink_planted_in_place_of_the_events_file_is_refused() {
     );
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root's own\n");
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallFs {
+    dir: PathBuf,
+}
+
+impl SmallFs {
+    /// Mounts a tmpfs of `kib` KiB on `dir` (created); `None` when the
+    /// mount is refused (no root, or a sandbox without mounts).
+    fn mount(dir: &Path, kib: u32) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .ok()?;
+        status.success().then(|| SmallFs {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// One violating UDP flow every `gap` seconds for `flows` flows, with the
+/// policy that alerts on them.
+pub fn steady_violations(dir: &Path, flows: u16, gap: f64) -> (PathBuf, PathBuf) {
+    use segwatch::synth::{Capture, Pkt, Resolution, at};
+    let mut capture = Capture::new();
+    for i in 0..flows {
+        capture.add(
+            at(f64::from(i) * gap),
+            &Pkt::udp(
+                &format!("10.60.{}.5:{}", i / 250, 40000 + i),
+                "10.21.0.20:9000",
+            ),
+        );
+    }
+    let path = dir.join("steady.pcap");
+    capture.write_pcap(&path, Resolution::Micro).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n\
+         [zones.monitors]\nnetworks = [\"10.21.0.0/22\"]\n",
+    )
+    .unwrap();
+    (path, policy)
+}
+
+/// Issue 16.7: the events file on a file system that fills up. Writes cut
+/// short by ENOSPC are taken back to the last complete line and counted as
+/// lost; once space is freed the events that follow are whole lines again:
+/// every line of the file parses, none is counted twice, and lines written
+/// plus events lost are all the events.
+#[test]
+fn a_full_disk_leaves_only_whole_lines_in_the_events_file() {
+    use crate::daemon::{Daemon, metric, wait_for};
+    use std::time::Duration;
+    if !is_root() {
+        eprintln!("skipped: the full-disk test mounts a small tmpfs, which needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(&dir.path().join("small"), 128) else {
+        eprintln!("skipped: mounting a tmpfs was refused");
+        return;
+    };
+    // Leave about 24 KiB free: some 70 events fit, then the disk is full.
+    let filler = fs.dir.join("filler");
+    std::fs::write(&filler, vec![0u8; 104 << 10]).unwrap();
+    let flows = 400;
+    let (capture, policy) = steady_violations(dir.path(), flows, 0.01);
+    let events = fs.dir.join("events.jsonl");
+    let daemon = Daemon::start(&[
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let sink = "sink=\"events_file\"";
+    wait_for(
+        "a write refused for want of space",
+        Duration::from_secs(20),
+        || {
+            let lost = metric(&daemon.metrics(), "segwatch_sink_events_lost_total", sink)?;
+            (lost > 0.0).then_some(())
+        },
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let (sent, lost) = wait_for(
+        "every event written or lost",
+        Duration::from_secs(30),
+        || {
+            let text = daemon.metrics();
+            let sent = metric(&text, "segwatch_sink_events_sent_total", sink)?;
+            let lost = metric(&text, "segwatch_sink_events_lost_total", sink)?;
+            (sent + lost == f64::from(flows)).then_some((sent, lost))
+        },
+    );
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert!(text.ends_with('\n'), "the file ends with a whole line");
+    let mut ids = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a line that is not whole JSON ({e}): {line}"));
+        assert!(ids.insert(event["flow_id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(ids.len() as f64, sent, "every line written is counted once");
+    assert!(lost > 0.0 && sent > 70.0, "sent {sent}, lost {lost}");
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("Cannot write events").count(),
+        1,
+        "one error line for the streak: {stderr}"
+    );
+    drop(fs);
+}
