@@ -212,3 +212,76 @@ fn a_full_disk_leaves_only_whole_lines_in_the_events_file() {
     );
     drop(fs);
 }
+
+/// Issue 16.6: a UDP feed whose receiver is missing. Every other datagram
+/// comes back refused (the ICMP error of the one before), which used to
+/// log two lines per event; now each kind of line is written at most once
+/// per 5 s, and a line written after others were left out says how many.
+#[test]
+fn a_missing_udp_receiver_does_not_flood_the_log() {
+    use crate::daemon::{Daemon, metric, wait_for};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // 1,500 events over 7.5 s, so that the period comes round once.
+    let flows = 1500;
+    let (capture, policy) = steady_violations(dir.path(), flows, 0.005);
+    // A port that nothing listens on.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let syslog = format!("udp://127.0.0.1:{port}");
+    let started = Instant::now();
+    let daemon = Daemon::start(&[
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--pcap-pace",
+        "realtime",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--syslog",
+        &syslog,
+    ]);
+    let lost = wait_for(
+        "every event sent or refused",
+        Duration::from_secs(30),
+        || {
+            let text = daemon.metrics();
+            let sink = "sink=\"syslog0\"";
+            let sent = metric(&text, "segwatch_sink_events_sent_total", sink)?;
+            let lost = metric(&text, "segwatch_sink_events_lost_total", sink)?;
+            (sent + lost == f64::from(flows)).then_some(lost)
+        },
+    );
+    let elapsed = started.elapsed();
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(lost >= 300.0, "the receiver refused many datagrams: {lost}");
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Syslog UDP send failed"))
+        .collect();
+    let recoveries = stderr
+        .lines()
+        .filter(|l| l.contains("Syslog UDP sends work again"))
+        .count();
+    // One of each kind per started 5 s, and the stop.
+    let most = elapsed.as_secs() as usize / 5 + 2;
+    assert!(
+        !failures.is_empty() && failures.len() <= most && recoveries <= most,
+        "{} failure and {recoveries} recovery lines in {elapsed:?}: {stderr}",
+        failures.len()
+    );
+    let noted: u64 = failures
+        .iter()
+        .filter_map(|l| {
+            let (_, after) = l.split_once(" [")?;
+            after.split(' ').next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert!(
+        noted > 100 && noted < lost as u64,
+        "a later line counts those left out ({noted} of {lost}): {stderr}"
+    );
+}

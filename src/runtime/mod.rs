@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod incidents;
+pub mod logging;
 mod policy;
 mod privileges;
 mod source;
