@@ -285,3 +285,65 @@ fn a_missing_udp_receiver_does_not_flood_the_log() {
         "a later line counts those left out ({noted} of {lost}): {stderr}"
     );
 }
+
+/// The peak resident memory of process `pid` (VmHWM), bytes.
+fn peak_resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Issue 16.8: `run --pcap` reads a capture much larger than its working
+/// set (here 200 MB of 1,456-byte frames of one flow) and hands the pages
+/// it has read back to the kernel, as `replay` does: its peak resident
+/// memory stays far below the file's size.
+#[test]
+fn run_pcap_does_not_keep_the_capture_resident() {
+    use crate::daemon::{Daemon, metric, wait_for};
+    use std::io::Write;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let frame = segwatch::synth::Pkt::udp("10.60.0.5:40000", "10.21.0.20:9000")
+        .payload(&[0x5a; 1400])
+        .build();
+    let frames: u32 = 140_000;
+    let path = dir.path().join("big.pcap");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    // pcap header: magic, version 2.4, zone, accuracy, snap length, Ethernet.
+    for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        out.write_all(&word.to_le_bytes()).unwrap();
+    }
+    let length = frame.len() as u32;
+    for i in 0..frames {
+        let record = [1_764_316_800 + i / 1000, (i % 1000) * 1000, length, length];
+        for word in record {
+            out.write_all(&word.to_le_bytes()).unwrap();
+        }
+        out.write_all(&frame).unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 200_000_000, "{size}");
+    let (_, policy) = steady_violations(dir.path(), 1, 1.0);
+    let daemon = Daemon::start(&[
+        "--pcap",
+        path.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    wait_for("the whole capture read", Duration::from_secs(120), || {
+        let packets = metric(&daemon.metrics(), "segwatch_packets_total", "")?;
+        (packets == f64::from(frames)).then_some(())
+    });
+    let peak = peak_resident(daemon.child.id());
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        peak < size / 4,
+        "peak resident memory {} MB for a {} MB capture",
+        peak >> 20,
+        size >> 20
+    );
+}
