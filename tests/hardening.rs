@@ -347,3 +347,125 @@ fn run_pcap_does_not_keep_the_capture_resident() {
         size >> 20
     );
 }
+
+/// Issue 16.9: a stop while a TCP feed's receiver is away. With a spool,
+/// what is queued goes to disk, the stop exits 0, and the next start sends
+/// it first, in order, each once (to a plain TCP receiver here, reading
+/// RFC 6587 octet-counted frames); without one, the stop exits 1 and says
+/// how many events it lost.
+#[test]
+fn a_stop_spools_what_the_receiver_has_not_taken() {
+    use crate::daemon::{Daemon, free_port, metric, wait_for};
+    use std::io::Read;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let flows = 40;
+    let (capture, policy) = steady_violations(dir.path(), flows, 0.001);
+    let port = free_port();
+    let config = dir.path().join("segwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nwatch = false\n[detection]\nenabled = false\n[spool]\ndir = \"{}\"\n\
+             [[syslog]]\nurl = \"tcp://127.0.0.1:{port}\"\nformat = \"json\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let events = dir.path().join("events.jsonl");
+    let start = |capture: &Path| {
+        Daemon::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--pcap",
+            capture.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ])
+    };
+    let sink = "sink=\"syslog0\"";
+    let daemon = start(&capture);
+    wait_for(
+        "every event queued or spooled",
+        Duration::from_secs(20),
+        || {
+            let text = daemon.metrics();
+            let held = metric(&text, "segwatch_sink_queue_depth_events", sink)?
+                + metric(&text, "segwatch_sink_spool_events", sink)?;
+            (held == f64::from(flows)).then_some(())
+        },
+    );
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("events in its spool"), "{stderr}");
+
+    // The next start, with a policy that allows everything, and a receiver.
+    let receiver = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let allowed = dir.path().join("allowed.toml");
+    std::fs::write(&allowed, "[policy]\ndefault_action = \"allow\"\n").unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        capture.to_str().unwrap(),
+        "--policy",
+        allowed.to_str().unwrap(),
+    ]);
+    let (mut stream, _) = receiver.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut received = Vec::new();
+    while received.len() < usize::from(flows) {
+        let mut length = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read_exact(&mut byte).is_ok() && byte[0] != b' ' {
+            length.push(byte[0]);
+        }
+        let length: usize = String::from_utf8(length).unwrap().parse().unwrap();
+        let mut message = vec![0u8; length];
+        stream.read_exact(&mut message).unwrap();
+        let message = String::from_utf8(message).unwrap();
+        let json = &message[message.find('{').unwrap()..];
+        let event: serde_json::Value = serde_json::from_str(json).unwrap();
+        received.push(event["flow_id"].as_str().unwrap().to_string());
+    }
+    let written: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["flow_id"].to_string())
+        .map(|id| id.trim_matches('"').to_string())
+        .collect();
+    assert_eq!(received, written, "each spooled event once, in order");
+    wait_for("the spool emptied", Duration::from_secs(10), || {
+        let left = metric(&daemon.metrics(), "segwatch_sink_spool_events", sink)?;
+        (left == 0.0).then_some(())
+    });
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Without a spool, the same stop loses the queued events: exit 1.
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nwatch = false\n[[syslog]]\nurl = \"tcp://127.0.0.1:{}\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let daemon = start(&capture);
+    wait_for("every event queued", Duration::from_secs(20), || {
+        let held = metric(&daemon.metrics(), "segwatch_sink_queue_depth_events", sink)?;
+        (held == f64::from(flows)).then_some(())
+    });
+    let (code, stderr) = daemon.stop();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Stopped with {flows} events neither delivered nor spooled"
+        )),
+        "{stderr}"
+    );
+}
