@@ -16,6 +16,7 @@ mod decode_fixtures;
 mod deploy;
 mod detection_reload;
 mod golden;
+mod hardening;
 mod incidents;
 mod inspection_pressure;
 mod inventory;

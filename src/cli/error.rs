@@ -20,8 +20,9 @@ use super::stderr_line;
 pub enum Status {
     /// 0: ran; for `check` every policy is valid, for `diff` nothing changes.
     Ran = 0,
-    /// 1: a violation at or above `replay --fail-on`, or changes `diff`
-    /// was asked to fail on.
+    /// 1: a violation at or above `replay --fail-on`, changes `diff` was
+    /// asked to fail on, or a daemon that stopped with events neither
+    /// delivered nor spooled.
     Findings = 1,
     /// 2: bad input (a capture, a policy, a configuration, a flag); it wins
     /// over 1. `check` returns it after printing each file's problems; a

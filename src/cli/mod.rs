@@ -604,11 +604,13 @@ pub struct SynthArgs {
 /// Runs the parsed command line: the status it ends with, or the error that
 /// stopped it.
 pub fn run(cli: Cli) -> Result<Status, Error> {
+    // The daemon's log is kept readable when something fails over and over.
     let daemon = matches!(cli.command, Command::Run(_) | Command::Demo(_));
     init_logging(
         cli.log_level
             .as_deref()
             .unwrap_or(if daemon { "info" } else { "warn" }),
+        daemon,
     );
     match cli.command {
         Command::Replay(args) => replay::run(&args),
@@ -623,16 +625,26 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
     }
 }
 
-/// Logs go to stderr, never into the JSON on stdout.
-fn init_logging(level: &str) {
+/// Logs go to stderr, never into the JSON on stdout. With `limit_repeats`,
+/// a line repeated within a few seconds is written once, and the next one
+/// says how many were left out (`segwatch::runtime::logging`).
+fn init_logging(level: &str, limit_repeats: bool) {
+    use segwatch::runtime::logging::{NoteSuppressed, REPEAT_PERIOD, RepeatLimit};
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let format = tracing_subscriber::fmt::format().with_target(false);
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_target(false)
+        .event_format(NoteSuppressed(format))
+        .with_filter(limit_repeats.then(|| RepeatLimit::new(REPEAT_PERIOD)));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
         .try_init();
 }
 

@@ -72,6 +72,9 @@ pub struct ConfigFile {
     /// Incidents (contract section 7).
     #[serde(default)]
     pub incidents: IncidentsSection,
+    /// The TCP and TLS syslog feeds' disk spools.
+    #[serde(default)]
+    pub spool: SpoolSection,
     /// The text it was read from, to locate problems by their spans.
     #[serde(skip)]
     text: String,
@@ -117,6 +120,23 @@ pub struct IncidentsSection {
     /// Incidents open at once; beyond, violations open none (counted).
     /// Default 1,000,000.
     pub max_open: Option<Spanned<usize>>,
+}
+
+/// `[spool]`: where the TCP and TLS syslog feeds keep, on disk, what their
+/// receiver has not taken yet (an outage longer than the memory queue
+/// lasts, or a stop), to send it in order once it is back or at the next
+/// start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// The spools' directory; each TCP or TLS feed gets its own
+    /// subdirectory, named after its URL (`tcp-HOST-PORT`). Default none:
+    /// no disk spool, so events beyond a feed's queue are dropped and
+    /// those queued at a stop are lost (counted, exit status 1).
+    pub dir: Option<PathBuf>,
+    /// The most a feed's spool may take on disk, MiB, 1-1,048,576; beyond
+    /// it new events are dropped and counted. Default 1,024.
+    pub max_mib: Option<Spanned<u64>>,
 }
 
 /// `[detection]`.
@@ -431,6 +451,8 @@ const FEED_QUEUE: Bounded = Bounded::at_least(QUEUE.default, 1);
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long SIGTERM waits for queued events unless configured.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A feed's spool bound, MiB: default and bounds.
+const SPOOL_MIB: (u64, u64, u64) = (1024, 1, 1 << 20);
 
 /// A count's default and the range it is brought within.
 #[derive(Clone, Copy, Debug)]
@@ -553,6 +575,7 @@ impl ConfigFile {
                 feed.records.clone_from(records);
             }
         }
+        checks.spools(&self.spool, &mut syslog)?;
         let incidents = checks.incidents(&self.incidents, overrides.demo)?;
         let both = [
             crate::sink::RecordKind::Violations,
@@ -722,6 +745,60 @@ impl Checks<'_> {
         }))
     }
 
+    /// `[spool]`: each TCP or TLS feed's spool directory and bound, unless
+    /// the feed says `spool = false`.
+    fn spools(
+        &self,
+        section: &SpoolSection,
+        feeds: &mut [FeedSettings],
+    ) -> Result<(), ConfigError> {
+        let max_mib = match &section.max_mib {
+            None => SPOOL_MIB.0,
+            Some(value) => {
+                let mib = *value.get_ref();
+                if !(SPOOL_MIB.1..=SPOOL_MIB.2).contains(&mib) {
+                    return Err(self.at(value.span()).error(format!(
+                        "spool.max_mib: {mib} is out of range: write {}-{} (MiB per feed)",
+                        SPOOL_MIB.1, SPOOL_MIB.2
+                    )));
+                }
+                mib
+            }
+        };
+        let mut names = std::collections::HashSet::new();
+        for (index, feed) in feeds.iter_mut().enumerate() {
+            let place = || self.locator.entry_key("syslog", index, "spool");
+            match (feed.spool, &section.dir, feed.url.scheme) {
+                (Some(false), _, _) | (None, None, _) | (None, _, Scheme::Udp) => continue,
+                (Some(true), _, Scheme::Udp) => {
+                    return Err(place().error(format!(
+                        "syslog[{index}].spool: a UDP feed cannot be spooled (nothing tells \
+                         what its receiver got); use tcp:// or tls://"
+                    )));
+                }
+                (Some(true), None, _) => {
+                    return Err(place().error(format!(
+                        "syslog[{index}].spool: no spool directory: set spool.dir"
+                    )));
+                }
+                (_, Some(dir), _) => {
+                    let base = spool_name(&feed.url);
+                    let mut name = base.clone();
+                    let mut n = 1;
+                    while !names.insert(name.clone()) {
+                        n += 1;
+                        name = format!("{base}-{n}");
+                    }
+                    feed.spool_at = Some(crate::sink::syslog::SpoolSettings {
+                        dir: dir.join(name),
+                        max_bytes: max_mib << 20,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The place of the key holding the value at `span`.
     fn at(&self, span: Range<usize>) -> Place {
         self.locator
@@ -883,6 +960,28 @@ impl Checks<'_> {
             _ => Ok(feeds),
         }
     }
+}
+
+/// A feed's spool directory name: its scheme, host and port, with what a
+/// file name should not hold replaced (`tls-siem.example.org-6514`).
+fn spool_name(url: &Endpoint) -> String {
+    let scheme = match url.scheme {
+        Scheme::Udp => "udp",
+        Scheme::Tcp => "tcp",
+        Scheme::Tls => "tls",
+    };
+    let host: String = url
+        .host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{scheme}-{host}-{}", url.port)
 }
 
 /// The name `path` gives in messages: the file, or the command line.
@@ -1087,6 +1186,63 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "segwatch.toml:2:1: capture.pcap_pace: unknown pace \"slow\" (use \"full\" or \"realtime\")"
+        );
+    }
+
+    /// Issue 16.9: `[spool]` gives each TCP and TLS feed a directory of its
+    /// own, never a UDP feed; a feed may opt out; bad values name their key.
+    #[test]
+    fn spools_go_to_tcp_and_tls_feeds_each_in_its_own_directory() {
+        let s = build(
+            &format!(
+                "{BASE}[spool]\ndir = \"/var/lib/segwatch/spool\"\nmax_mib = 64\n\
+                 [[syslog]]\nurl = \"tcp://siem:601\"\n[[syslog]]\nurl = \"tcp://siem:601\"\n\
+                 format = \"cef\"\n[[syslog]]\nurl = \"udp://relay\"\n\
+                 [[syslog]]\nurl = \"tls://[fd00::1]\"\n[[syslog]]\nurl = \"tls://x\"\n\
+                 spool = false\n"
+            ),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let spools: Vec<Option<(String, u64)>> = s
+            .syslog
+            .iter()
+            .map(|f| {
+                f.spool_at
+                    .as_ref()
+                    .map(|at| (at.dir.display().to_string(), at.max_bytes))
+            })
+            .collect();
+        let at = |name: &str| Some((format!("/var/lib/segwatch/spool/{name}"), 64 << 20));
+        assert_eq!(
+            spools,
+            [
+                at("tcp-siem-601"),
+                at("tcp-siem-601-2"),
+                None,
+                at("tls-fd00__1-6514"),
+                None
+            ]
+        );
+        // Without [spool], no feed spools.
+        let s = build(
+            &format!("{BASE}[[syslog]]\nurl = \"tcp://siem\"\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.syslog[0].spool_at, None);
+        assert_eq!(
+            error("[spool]\ndir = \"/s\"\nmax_mib = 0\n"),
+            "segwatch.toml:7:1: spool.max_mib: 0 is out of range: write 1-1048576 (MiB per feed)"
+        );
+        assert_eq!(
+            error("[[syslog]]\nurl = \"udp://x\"\nspool = true\n[spool]\ndir = \"/s\"\n"),
+            "segwatch.toml:7:1: syslog[0].spool: a UDP feed cannot be spooled (nothing tells \
+             what its receiver got); use tcp:// or tls://"
+        );
+        assert_eq!(
+            error("[[syslog]]\nurl = \"tcp://x\"\nspool = true\n"),
+            "segwatch.toml:7:1: syslog[0].spool: no spool directory: set spool.dir"
         );
     }
 

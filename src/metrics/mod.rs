@@ -138,6 +138,9 @@ pub struct Metrics {
     events_sent: IntCounterVec,
     events_lost: IntCounterVec,
     queue_depth: IntGaugeVec,
+    spool_events: IntGaugeVec,
+    spool_bytes: IntGaugeVec,
+    spool_dropped: IntCounterVec,
     reloads: IntCounterVec,
     policy_generation: IntGauge,
     last_reload_success: prometheus::Gauge,
@@ -211,6 +214,19 @@ impl Metrics {
             &["sink"],
         )?;
         registry.register(Box::new(queue_depth.clone()))?;
+        let sink_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["sink"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let spool_events = sink_gauge(
+            "segwatch_sink_spool_events",
+            "Events in a syslog feed's disk spool, not yet delivered",
+        )?;
+        let spool_bytes = sink_gauge(
+            "segwatch_sink_spool_bytes",
+            "Bytes a syslog feed's disk spool takes on disk",
+        )?;
         let devices = IntGaugeVec::new(
             Opts::new(
                 "segwatch_devices",
@@ -363,6 +379,13 @@ impl Metrics {
                 &["sink"],
             )?,
             queue_depth,
+            spool_events,
+            spool_bytes,
+            spool_dropped: counter_vec(
+                "segwatch_sink_spool_dropped_total",
+                "Events a syslog feed's disk spool refused: it was full, or its disk failed",
+                &["sink"],
+            )?,
             reloads: counter_vec(
                 "segwatch_policy_reloads_total",
                 "Policy reloads, by result",
@@ -517,6 +540,18 @@ impl Metrics {
             self.queue_depth
                 .with_label_values(&sink)
                 .set(load(&stats.queued) as i64);
+            if name.starts_with("syslog") {
+                self.spool_events
+                    .with_label_values(&sink)
+                    .set(load(&stats.spool_events) as i64);
+                self.spool_bytes
+                    .with_label_values(&sink)
+                    .set(load(&stats.spool_bytes) as i64);
+                raise(
+                    &self.spool_dropped.with_label_values(&sink),
+                    load(&stats.spool_dropped),
+                );
+            }
         }
         raise(
             &self.reloads.with_label_values(&["success"]),

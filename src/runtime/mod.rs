@@ -12,6 +12,7 @@
 
 mod http;
 mod incidents;
+pub mod logging;
 mod policy;
 mod privileges;
 mod report;
@@ -56,6 +57,14 @@ pub enum RunError {
     /// A syslog feed that cannot start (its TLS settings cannot work).
     #[error(transparent)]
     Feed(#[from] FeedError),
+    /// A syslog feed's disk spool that cannot be opened.
+    #[error("syslog feed {feed}: {source}")]
+    Spool {
+        /// The feed's receiver.
+        feed: crate::sink::syslog::Endpoint,
+        /// Why.
+        source: crate::sink::syslog::SpoolError,
+    },
     /// The capture file that cannot be opened.
     #[error(transparent)]
     CaptureFile(#[from] CaptureError),
@@ -105,9 +114,10 @@ pub fn load_policy(
     }
 }
 
-/// Runs the daemon with `policy` until SIGTERM or SIGINT: `Ok` after a clean
-/// stop.
-pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> {
+/// Runs the daemon with `policy` until SIGTERM or SIGINT: after the stop,
+/// the number of events it left neither delivered nor spooled (0 after a
+/// clean drain).
+pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError> {
     // Read before dropping privileges: the token file may be readable by
     // root only.
     let access = http::ApiAccess::load(
@@ -189,6 +199,12 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         workers.stop.store(true, Ordering::Relaxed);
         return Err(error.into());
     }
+    // Spools are opened as the user the daemon runs as from here on, so
+    // that it can go on writing them.
+    if let Err(error) = attach_spools(&settings, &sinks) {
+        workers.stop.store(true, Ordering::Relaxed);
+        return Err(error);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -227,11 +243,34 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
             undelivered += sink.shutdown(left);
         }
     }
-    if undelivered > 0 {
-        tracing::warn!(undelivered, "Stopped with events still queued");
-    }
     serve?;
     report::stopped(&telemetry, undelivered);
+    if undelivered > 0 {
+        tracing::error!(
+            undelivered,
+            "Stopped with {undelivered} events neither delivered nor spooled"
+        );
+    }
+    Ok(undelivered)
+}
+
+/// Opens each spooled feed's disk spool and hands it over; the feeds are
+/// the sinks after the events file and stdout, in order.
+fn attach_spools(settings: &RunSettings, sinks: &[SinkHandle]) -> Result<(), RunError> {
+    let first_feed = sinks.len() - settings.syslog.len();
+    for (feed, sink) in settings.syslog.iter().zip(&sinks[first_feed..]) {
+        let Some(at) = &feed.spool_at else { continue };
+        if feed.url.scheme == crate::sink::syslog::Scheme::Udp {
+            continue;
+        }
+        let spool = crate::sink::syslog::Spool::open(&at.dir, at.max_bytes).map_err(|source| {
+            RunError::Spool {
+                feed: feed.url.clone(),
+                source,
+            }
+        })?;
+        sink.attach_spool(spool);
+    }
     Ok(())
 }
 

@@ -17,6 +17,11 @@ use super::worker::Pipeline;
 const BATCH: usize = 1024;
 /// The longest a paced source sleeps before looking at the stop flag again.
 const MAX_NAP: Duration = Duration::from_millis(50);
+/// How many bytes of a capture file the source moves past before it hands
+/// their pages back to the kernel, as `replay` does (see
+/// [`CaptureFile::release`]): resident memory stays near this much of the
+/// file, not the whole of it.
+const RELEASE_STEP: usize = 8 << 20;
 
 /// What became of a capture file.
 #[derive(Debug)]
@@ -42,9 +47,17 @@ pub fn run_file(
     let mut reader = file.reader();
     let mut pacer = Pacer::new(realtime);
     let mut pending: Option<Frame<'_>> = None;
+    let mut released = 0;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(FileEnd::Stopped);
+        }
+        // The frames before the reader's position are judged (the one held
+        // back by the pacer too: a released page reads back unchanged).
+        let read = usize::try_from(reader.position()).unwrap_or(usize::MAX);
+        if read >= released + RELEASE_STEP {
+            file.release(released..read);
+            released = read;
         }
         let live = policy.current();
         let mut handled = 0;
@@ -56,6 +69,7 @@ pub fn run_file(
                     None => {
                         // The capture ended: so did its flows' waits.
                         pipeline.finish(&live);
+                        file.release(released..file.byte_len() as usize);
                         return Ok(match reader.truncation() {
                             Some(cut) => FileEnd::Truncated(cut.offset),
                             None => FileEnd::Done,

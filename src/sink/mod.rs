@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod file;
+mod open;
 pub mod syslog;
 
 pub use file::{spawn_events_file, spawn_stdout};
@@ -115,6 +116,13 @@ pub struct SinkStats {
     pub sent: AtomicU64,
     /// Events a failed write may have lost (see the README on plain TCP).
     pub lost: AtomicU64,
+    /// Events in the feed's disk spool, not yet delivered.
+    pub spool_events: AtomicU64,
+    /// Bytes the feed's disk spool takes.
+    pub spool_bytes: AtomicU64,
+    /// Events the disk spool refused: it was at its bound, or its disk
+    /// failed.
+    pub spool_dropped: AtomicU64,
 }
 
 /// What the control plane asks of a sink's thread, beside events.
@@ -124,6 +132,8 @@ enum Control {
     Reopen,
     /// Deliver what is queued until this instant, then stop.
     Shutdown(Instant),
+    /// The feed's disk spool, opened once privileges are dropped.
+    Spool(Box<syslog::Spool>),
 }
 
 /// A running sink.
@@ -214,6 +224,14 @@ impl SinkHandle {
         }
     }
 
+    /// Hands a feed its disk spool (opened by the control plane once
+    /// privileges are dropped); a feed configured with a spool waits for it
+    /// before it takes any event, so that what an earlier run spooled goes
+    /// out first.
+    pub fn attach_spool(&self, spool: syslog::Spool) {
+        let _ = self.control.send(Control::Spool(Box::new(spool)));
+    }
+
     /// Asks the sink to reopen its file (SIGHUP, for logrotate); sinks
     /// without a file ignore it.
     pub fn reopen(&self) {
@@ -287,6 +305,24 @@ impl Inbox {
             Control::Shutdown(deadline) => {
                 self.deadline = Some(deadline);
                 None
+            }
+            // Only asked for by `wait_spool`.
+            Control::Spool(_) => None,
+        }
+    }
+
+    /// Waits for the feed's disk spool; `None` when the sink is stopped
+    /// (or its handle dropped) before it comes.
+    pub(crate) fn wait_spool(&mut self) -> Option<Box<syslog::Spool>> {
+        loop {
+            match self.control.recv() {
+                Ok(Control::Spool(spool)) => return Some(spool),
+                Ok(Control::Reopen) => {}
+                Ok(Control::Shutdown(deadline)) => {
+                    self.deadline = Some(deadline);
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
     }
@@ -371,7 +407,7 @@ impl Inbox {
             let limit = self.deadline.map_or(until, |d| d.min(until));
             match self.control.recv_deadline(limit) {
                 // A file reopen means nothing to a feed that is waiting.
-                Ok(Control::Reopen) => {}
+                Ok(Control::Reopen | Control::Spool(_)) => {}
                 Ok(Control::Shutdown(deadline)) => self.deadline = Some(deadline),
                 Err(RecvTimeoutError::Timeout) => return self.out_of_time(),
                 // The handle is gone: nobody can ask anything sooner.

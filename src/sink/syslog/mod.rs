@@ -23,12 +23,15 @@
 mod format;
 mod incident;
 mod settings;
+mod spool;
 mod transport;
 
 pub use format::{Format, Formatter};
 pub use settings::{
-    DEFAULT_SD_ID, Endpoint, Facility, FeedSettings, Scheme, SdId, SettingsError, UrlProblem,
+    DEFAULT_SD_ID, Endpoint, Facility, FeedSettings, Scheme, SdId, SettingsError, SpoolSettings,
+    UrlProblem,
 };
+pub use spool::{Spool, SpoolError};
 pub use transport::TlsError;
 
 use std::collections::VecDeque;
@@ -53,6 +56,8 @@ pub struct Feed {
     endpoint: Endpoint,
     formatter: Formatter,
     tls: Option<TlsSettings>,
+    /// Waits for its disk spool before taking events.
+    spooled: bool,
 }
 
 /// A feed that cannot start: its TLS settings cannot work, or its thread
@@ -79,6 +84,7 @@ impl Feed {
     /// and the server name.
     pub fn build(settings: &FeedSettings) -> Result<Feed, FeedError> {
         let endpoint = settings.url.clone();
+        let spooled = settings.spool_at.is_some() && endpoint.scheme != Scheme::Udp;
         let hostname = match &settings.hostname {
             Some(name) => format::header_token(name, 255),
             None => format::header_token(&local_hostname(), 255),
@@ -102,6 +108,7 @@ impl Feed {
                 procid: std::process::id(),
             },
             tls,
+            spooled,
         })
     }
 
@@ -172,32 +179,48 @@ impl Link {
         }
     }
 
+    /// One attempt to connect (when not connected); true when connected.
+    fn try_connect(&mut self, feed: &Feed) -> bool {
+        if self.connection.is_some() {
+            return true;
+        }
+        match Connection::open(&feed.endpoint, feed.tls.as_ref()) {
+            Ok(connection) => {
+                if std::mem::take(&mut self.down) {
+                    tracing::info!(feed = %feed.endpoint, "Syslog feed reconnected; sending what was queued");
+                }
+                self.connection = Some(connection);
+                self.backoff = BACKOFF_START;
+                true
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.down, true) {
+                    tracing::warn!(
+                        feed = %feed.endpoint,
+                        "Syslog receiver unreachable: {error}; queueing events and retrying"
+                    );
+                } else {
+                    tracing::debug!(feed = %feed.endpoint, "Reconnect failed: {error}");
+                }
+                false
+            }
+        }
+    }
+
+    /// The wait before the next attempt, doubled for the one after.
+    fn next_backoff(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
+    }
+
     /// Connects if not connected, waiting between attempts; false when the
     /// shutdown deadline passed first.
     fn ensure(&mut self, feed: &Feed, inbox: &mut Inbox) -> bool {
-        while self.connection.is_none() {
-            match Connection::open(&feed.endpoint, feed.tls.as_ref()) {
-                Ok(connection) => {
-                    if std::mem::take(&mut self.down) {
-                        tracing::info!(feed = %feed.endpoint, "Syslog feed reconnected; sending what was queued");
-                    }
-                    self.connection = Some(connection);
-                    self.backoff = BACKOFF_START;
-                }
-                Err(error) => {
-                    if !std::mem::replace(&mut self.down, true) {
-                        tracing::warn!(
-                            feed = %feed.endpoint,
-                            "Syslog receiver unreachable: {error}; queueing events and retrying"
-                        );
-                    } else {
-                        tracing::debug!(feed = %feed.endpoint, "Reconnect failed: {error}");
-                    }
-                    if inbox.pause(self.backoff) {
-                        return false;
-                    }
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                }
+        while !self.try_connect(feed) {
+            let wait = self.next_backoff();
+            if inbox.pause(wait) {
+                return false;
             }
         }
         true
@@ -242,7 +265,8 @@ impl Link {
     }
 }
 
-/// The feed's thread: returns the number of events left undelivered.
+/// The feed's thread: returns the number of events left neither delivered
+/// nor spooled.
 fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
     let mut link = Link {
         connection: None,
@@ -252,10 +276,33 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
         udp_failing: false,
     };
     link.check_at_start(&feed);
+    let mut spool = if feed.spooled {
+        inbox.wait_spool()
+    } else {
+        None
+    };
+    if let Some(spool) = spool.as_deref() {
+        report(spool, &inbox);
+        if !spool.is_empty() {
+            tracing::info!(
+                feed = %feed.endpoint,
+                events = spool.events(),
+                "Syslog feed's spool holds events from before: sending them first"
+            );
+        }
+    }
     // Framed messages taken from the queue, oldest first, not yet written.
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
+        if let Some(disk) = spool.as_deref_mut()
+            && !disk.is_empty()
+        {
+            if from_spool(&feed, &mut inbox, &mut link, disk) {
+                return finish(&feed, &mut inbox, &mut pending, spool.as_deref_mut());
+            }
+            continue;
+        }
         if pending.is_empty() {
             match inbox.next(None) {
                 Next::Event(event) => {
@@ -271,14 +318,30 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
                     }
                 }
                 Next::Reopen | Next::Idle => continue,
-                Next::Stop => return inbox.left(),
+                Next::Stop => {
+                    return finish(&feed, &mut inbox, &mut pending, spool.as_deref_mut());
+                }
             }
         }
-        while let Some(message) = pending.front() {
-            if inbox.out_of_time() || !link.ensure(&feed, &mut inbox) {
-                return pending.len() as u64 + inbox.left();
+        while !pending.is_empty() {
+            if inbox.out_of_time() {
+                return finish(&feed, &mut inbox, &mut pending, spool.as_deref_mut());
             }
-            let Some(connection) = link.connection.as_mut() else {
+            match spool.as_deref_mut() {
+                // The receiver is away: what is taken goes to disk, and the
+                // feed goes on from there.
+                Some(disk) if !link.try_connect(&feed) => {
+                    to_spool(&feed, &inbox, disk, pending.drain(..));
+                    break;
+                }
+                Some(_) => {}
+                None if !link.ensure(&feed, &mut inbox) => {
+                    return finish(&feed, &mut inbox, &mut pending, None);
+                }
+                None => {}
+            }
+            let (Some(connection), Some(message)) = (link.connection.as_mut(), pending.front())
+            else {
                 continue;
             };
             if let Some(why) = connection.closed_by_peer() {
@@ -318,6 +381,188 @@ fn deliver(feed: Feed, mut inbox: Inbox) -> u64 {
             }
         }
     }
+}
+
+/// Publishes the spool's size.
+fn report(spool: &Spool, inbox: &Inbox) {
+    let stats = inbox.stats();
+    stats.spool_events.store(spool.events(), Ordering::Relaxed);
+    stats
+        .spool_bytes
+        .store(spool.disk_bytes(), Ordering::Relaxed);
+}
+
+/// Writes `messages` (taken from the queue) to the spool and waits until
+/// they are on disk; those it refuses (at its bound, or a failing disk)
+/// are counted as dropped.
+fn to_spool(
+    feed: &Feed,
+    inbox: &Inbox,
+    spool: &mut Spool,
+    messages: impl IntoIterator<Item = Vec<u8>>,
+) -> u64 {
+    let (mut taken, mut refused) = (0, 0);
+    for message in messages {
+        taken += 1;
+        if !spool.push(&message) {
+            refused += 1;
+        }
+    }
+    if let Err((error, lost)) = spool.commit() {
+        refused += lost;
+        tracing::error!(feed = %feed.endpoint, "Cannot write the feed's spool: {error}; dropping");
+    }
+    if refused > 0 {
+        inbox
+            .stats()
+            .spool_dropped
+            .fetch_add(refused, Ordering::Relaxed);
+        tracing::warn!(
+            feed = %feed.endpoint,
+            refused,
+            "Syslog feed's spool is full: new events are dropped until it drains"
+        );
+    }
+    inbox.finished(taken);
+    report(spool, inbox);
+    refused
+}
+
+/// Moves what is already queued to the spool, formatted as it will be sent.
+fn spool_queued(feed: &Feed, inbox: &mut Inbox, spool: &mut Spool) -> u64 {
+    let mut messages = Vec::new();
+    while messages.len() < BATCH * 4
+        && let Some(event) = inbox.ready_event()
+    {
+        let mut message = Vec::new();
+        feed.frame(&event, &mut message);
+        messages.push(message);
+    }
+    if messages.is_empty() {
+        return 0;
+    }
+    to_spool(feed, inbox, spool, messages)
+}
+
+/// Delivers from the spool while it holds events, spooling what arrives
+/// meanwhile behind them (so that order holds); returns true when the
+/// sink must stop.
+fn from_spool(feed: &Feed, inbox: &mut Inbox, link: &mut Link, spool: &mut Spool) -> bool {
+    loop {
+        spool_queued(feed, inbox, spool);
+        if inbox.out_of_time() {
+            return true;
+        }
+        if spool.is_empty() {
+            return false;
+        }
+        if !link.try_connect(feed) {
+            // Wait before the next attempt, spooling what arrives.
+            let until = std::time::Instant::now() + link.next_backoff();
+            loop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match inbox.next(Some(left)) {
+                    Next::Event(event) => {
+                        let mut message = Vec::new();
+                        feed.frame(&event, &mut message);
+                        to_spool(feed, inbox, spool, [message]);
+                        spool_queued(feed, inbox, spool);
+                    }
+                    Next::Reopen => {}
+                    Next::Idle => break,
+                    // Nothing more will come: wait out the backoff unless
+                    // the deadline comes first.
+                    Next::Stop if !inbox.out_of_time() => {
+                        if inbox.pause(left) {
+                            return true;
+                        }
+                        break;
+                    }
+                    Next::Stop => return true,
+                }
+            }
+            continue;
+        }
+        let batch = match spool.peek(BATCH) {
+            Ok(batch) => batch,
+            Err((error, lost)) => {
+                inbox
+                    .stats()
+                    .spool_dropped
+                    .fetch_add(lost, Ordering::Relaxed);
+                tracing::error!(feed = %feed.endpoint, "Cannot read the feed's spool: {error}");
+                if inbox.pause(BACKOFF_MAX) {
+                    return true;
+                }
+                continue;
+            }
+        };
+        let mut sent = Vec::with_capacity(batch.len());
+        for message in &batch {
+            if inbox.out_of_time() {
+                break;
+            }
+            let Some(connection) = link.connection.as_mut() else {
+                break;
+            };
+            if let Some(why) = connection.closed_by_peer() {
+                link.fail(feed, inbox, &why);
+                break;
+            }
+            match connection.send(message) {
+                Ok(()) => {
+                    link.unacknowledged.push_back(message.len());
+                    link.trim_acknowledged();
+                    inbox.stats().sent.fetch_add(1, Ordering::Relaxed);
+                    sent.push(message.len());
+                }
+                Err(error) => {
+                    link.fail(feed, inbox, &error.to_string());
+                    break;
+                }
+            }
+        }
+        if let Err(error) = spool.consume(sent) {
+            tracing::error!(
+                feed = %feed.endpoint,
+                "Cannot record the feed's spool position: {error}; events sent may be sent again"
+            );
+        }
+        report(spool, inbox);
+    }
+}
+
+/// At a stop: with a spool, what is still held or queued goes to it;
+/// returns the number of events neither delivered nor spooled.
+fn finish(
+    feed: &Feed,
+    inbox: &mut Inbox,
+    pending: &mut VecDeque<Vec<u8>>,
+    spool: Option<&mut Spool>,
+) -> u64 {
+    let Some(spool) = spool else {
+        return pending.len() as u64 + inbox.left();
+    };
+    let mut refused = to_spool(feed, inbox, spool, pending.drain(..));
+    loop {
+        let before = spool.events();
+        let more = spool_queued(feed, inbox, spool);
+        refused += more;
+        if spool.events() == before && more == 0 {
+            break;
+        }
+    }
+    if !spool.is_empty() {
+        tracing::info!(
+            feed = %feed.endpoint,
+            events = spool.events(),
+            "Syslog feed stopped with events in its spool: they go out after the next start"
+        );
+    }
+    refused
 }
 
 /// Starts the feed described by `settings` as sink number `index`, with

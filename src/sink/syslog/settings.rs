@@ -60,6 +60,22 @@ pub struct FeedSettings {
     /// Default false: an accepted risk does not page the SOC.
     #[serde(default)]
     pub excepted: bool,
+    /// Spool this feed to disk when `spool.dir` is set (TCP and TLS feeds
+    /// only). Default true.
+    pub spool: Option<bool>,
+    /// Where and how much this feed spools: set by the configuration's
+    /// build step from `[spool]`, never written in a `[[syslog]]` table.
+    #[serde(skip)]
+    pub spool_at: Option<SpoolSettings>,
+}
+
+/// A feed's disk spool: its own directory and its bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// The feed's spool directory (created, mode 0700).
+    pub dir: PathBuf,
+    /// The most bytes its files may take on disk.
+    pub max_bytes: u64,
 }
 
 impl FeedSettings {
@@ -79,6 +95,8 @@ impl FeedSettings {
             server_name: None,
             records: Vec::new(),
             excepted: false,
+            spool: None,
+            spool_at: None,
         }
     }
 
