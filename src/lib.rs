@@ -34,6 +34,7 @@ pub mod classify;
 pub mod config;
 pub mod diff;
 pub mod event;
+pub mod evidence;
 pub mod exception;
 pub mod flow;
 pub mod incident;

@@ -7,6 +7,7 @@ use crate::app::Detection;
 use crate::capture::Frame;
 use crate::classify::{PolicyInForce, Verdict};
 use crate::event::Violation;
+use crate::evidence::{EvidenceTable, FlowClass, NO_BUCKET};
 use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, flow_id};
 use crate::inventory::{AppIdentified, FlowStart, Inventory, Sighting};
 use crate::wire::{Decapsulation, Headers, Outcome, Transport};
@@ -23,6 +24,8 @@ pub struct ShardOptions {
     /// Record each flow's start and each identified application for the
     /// device inventory ([`Shard::feed_inventory`]).
     pub record_starts: bool,
+    /// Count flows and bytes for evidence reports ([`Shard::take_evidence`]).
+    pub evidence: bool,
 }
 
 /// The judge's record of a flow, kept by the tracker.
@@ -40,6 +43,9 @@ pub struct FlowVerdict {
     /// VLAN of its first packet (an event that waited for the application
     /// carries it).
     vlan: u16,
+    /// Its evidence bucket (see [`crate::evidence::EvidenceTable`]), or
+    /// [`NO_BUCKET`] with evidence off.
+    bucket: u32,
 }
 
 /// What a shard produced since its driver last took it.
@@ -80,6 +86,8 @@ struct JudgeState {
     tracked: Option<Arc<TrackedRanges>>,
     output: ShardOutput,
     counters: Counters,
+    /// With evidence on: flows and bytes by bucket.
+    evidence: EvidenceTable,
 }
 
 impl Shard {
@@ -95,6 +103,7 @@ impl Shard {
                 tracked: None,
                 output: ShardOutput::default(),
                 counters: Counters::default(),
+                evidence: EvidenceTable::new(),
             },
         }
     }
@@ -236,6 +245,12 @@ impl Shard {
         counters.active_flows = self.tracker.active_flows() as u64;
     }
 
+    /// Takes the evidence counted since the last take (with evidence on),
+    /// in the ids of the policy in force.
+    pub fn take_evidence(&mut self) -> EvidenceTable {
+        self.state.evidence.take()
+    }
+
     /// Flows under inspection now.
     pub fn inspecting(&self) -> usize {
         self.tracker.inspecting()
@@ -253,7 +268,7 @@ struct Judge<'a> {
 impl Judge<'_> {
     /// Makes a violation: matched once against the exceptions (contract
     /// section 8), counted, handed out.
-    fn emit(&mut self, mut violation: Violation) {
+    fn emit(&mut self, mut violation: Violation) -> Option<u32> {
         let state = &mut *self.state;
         let mut expired = None;
         if !self.policy.exceptions.is_empty() {
@@ -265,7 +280,81 @@ impl Judge<'_> {
             .counters
             .violations
             .count(self.policy, &violation, expired);
+        let exception = violation.exception;
         state.output.violations.push(violation);
+        exception
+    }
+
+    /// Places a flow in its evidence bucket at `ts_ns` (counting it when
+    /// `count_flow`), with evidence on; [`NO_BUCKET`] otherwise.
+    fn place(&mut self, class: &FlowClass, ts_ns: u64, count_flow: bool) -> u32 {
+        if !self.state.options.evidence {
+            return NO_BUCKET;
+        }
+        self.state
+            .evidence
+            .place(&self.policy.policy, class, ts_ns, count_flow)
+    }
+
+    /// Adds a packet's bytes to its flow's bucket.
+    #[inline(always)]
+    fn add_bytes(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet) {
+        let record = &mut view.flow.verdict;
+        if record.bucket == NO_BUCKET {
+            return;
+        }
+        match self
+            .state
+            .evidence
+            .add_bytes(record.bucket, packet.ts_ns, packet.payload_len)
+        {
+            Some(bucket) => record.bucket = bucket,
+            None => self.place_again(view, packet),
+        }
+    }
+
+    /// A flow whose bucket was handed over: placed again (its flow counted
+    /// already), then its packet's bytes added.
+    #[cold]
+    #[inline(never)]
+    fn place_again(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet) {
+        let policy = &self.policy.policy;
+        let judged = policy.judge_flow(view.key, view.flow.initiator_is_lo);
+        let record = view.flow.verdict;
+        let mut exception = None;
+        if policy.alerts(record.verdict) && !self.policy.exceptions.is_empty() {
+            let violation = Violation::of(
+                view.key,
+                &judged,
+                record.verdict,
+                (0, view.flow.first_ts, record.vlan),
+                view.flow.id,
+                None,
+            );
+            exception = self
+                .policy
+                .exceptions
+                .match_subject(&violation.subject())
+                .excepted;
+        }
+        let class = FlowClass {
+            zones: judged.zones,
+            verdict: record.verdict,
+            service: (
+                Transport::of_protocol(view.key.protocol),
+                judged.responder.1,
+            ),
+            exception,
+        };
+        let bucket = self.place(&class, packet.ts_ns, false);
+        view.flow.verdict.bucket = bucket;
+        if let Some(bucket) =
+            self.state
+                .evidence
+                .add_bytes(bucket, packet.ts_ns, packet.payload_len)
+        {
+            view.flow.verdict.bucket = bucket;
+        }
     }
 
     /// A flow's first packet since a reload (contract section 2): judged
@@ -290,6 +379,8 @@ impl Judge<'_> {
         let transport = Transport::of_protocol(view.key.protocol);
         record.generation = generation;
         record.verdict = policy.judge_with_app(&judged, transport, None);
+        let verdict = record.verdict;
+        let mut exception = None;
         if !record.alerted && policy.alerts(record.verdict) {
             record.alerted = true;
             let violation = Violation::of(
@@ -300,7 +391,18 @@ impl Judge<'_> {
                 view.flow.id,
                 None,
             );
-            self.emit(violation);
+            exception = self.emit(violation);
+        }
+        if view.flow.verdict.bucket != NO_BUCKET {
+            // Its later bytes count under the new verdict; the flow itself
+            // stays counted where it started.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict,
+                service: (transport, judged.responder.1),
+                exception,
+            };
+            view.flow.verdict.bucket = self.place(&class, packet.ts_ns, false);
         }
     }
 }
@@ -331,9 +433,11 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
             alerted: false,
             app_judged: false,
             vlan: packet.vlan,
+            bucket: NO_BUCKET,
         };
         // An inspected flow is judged, and its event made, when the
         // inspection ends.
+        let mut exception = None;
         if !inspecting {
             record.verdict = policy.judge_with_app(&judged, packet.transport, None);
             if policy.alerts(record.verdict) {
@@ -346,8 +450,27 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                     id,
                     None,
                 );
-                self.emit(violation);
+                exception = self.emit(violation);
             }
+        }
+        if self.state.options.evidence {
+            // An inspected flow's first bytes count under its verdict by
+            // ports; the flow counts when its inspection ends.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict: record.verdict,
+                service: (
+                    Transport::of_protocol(packet.key.protocol),
+                    judged.responder.1,
+                ),
+                exception,
+            };
+            let bucket = self.place(&class, packet.ts_ns, !inspecting);
+            record.bucket = self
+                .state
+                .evidence
+                .add_bytes(bucket, packet.ts_ns, packet.payload_len)
+                .unwrap_or(bucket);
         }
         if let Some(ranges) = &self.state.tracked
             && ranges.tracks(packet.key.ipv6, judged.responder.0)
@@ -390,10 +513,18 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
     }
 
     #[inline(always)]
-    fn continued(&mut self, view: FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
+    fn continued(&mut self, mut view: FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
         if view.flow.verdict.generation != self.policy.generation {
-            self.judge_again(view, packet, index);
+            self.judge_again(
+                FlowView {
+                    key: view.key,
+                    flow: &mut *view.flow,
+                },
+                packet,
+                index,
+            );
         }
+        self.add_bytes(&mut view, packet);
     }
 
     fn inspected(
@@ -423,6 +554,8 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         record.generation = self.policy.generation;
         record.verdict = policy.judge_with_app(&judged, transport, app.as_deref());
         record.app_judged = policy.needs_app() && app.is_some();
+        let verdict = record.verdict;
+        let mut exception = None;
         if policy.alerts(record.verdict) && !record.alerted {
             record.alerted = true;
             let violation = Violation::of(
@@ -433,7 +566,22 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 view.flow.id,
                 app,
             );
-            self.emit(violation);
+            exception = self.emit(violation);
+        }
+        if view.flow.verdict.bucket != NO_BUCKET {
+            // Counted now, in the hour it started, with its final verdict.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict,
+                service: (transport, judged.responder.1),
+                exception,
+            };
+            let first_ts = view.flow.first_ts;
+            let bucket = self.place(&class, first_ts, true);
+            view.flow.verdict.bucket = bucket;
         }
     }
 }
+
+// The bucket index fits beside the verdict without growing a flow's entry.
+const _: () = assert!(std::mem::size_of::<FlowVerdict>() == 20);
