@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod sink;
 pub mod synth;

@@ -14,6 +14,7 @@ mod error;
 mod learn;
 mod learn_live;
 mod replay;
+mod report;
 mod run;
 mod synth;
 
@@ -98,6 +99,16 @@ pub enum Command {
     /// alert differently. Exit status: 0 no change; 1 changes (see
     /// --fail-on); 2 bad input.
     Diff(DiffArgs),
+    /// Segmentation evidence for auditors: an HTML report (and PDF), its
+    /// figures as JSON and CSV annexes, from captures or the daemon's state.
+    ///
+    /// Judges the captures (as `replay --apps --incidents --inventory`
+    /// would), or reads the hourly evidence the daemon kept in its state
+    /// directory for --since to --until, and writes report.html,
+    /// report.json and CSV annexes into --out. The same inputs and
+    /// --generated-at give byte-identical files. Exit status: 0 written;
+    /// 2 bad input.
+    Report(ReportArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// bash: `segwatch completions bash > /usr/share/bash-completion/completions/segwatch`;
@@ -485,6 +496,52 @@ pub enum DiffFailOn {
     Never,
 }
 
+/// Flags of `segwatch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The segmentation policy (its zones and rules as written; for --state,
+    /// the daemon's policy file).
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+
+    /// Accepted risks (contract section 8): the exception register, and
+    /// which violations count as excepted.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
+
+    /// A previous report.json: its headline figures are shown beside this
+    /// period's, with the change.
+    #[arg(long, value_name = "FILE")]
+    pub previous: Option<PathBuf>,
+
+    /// The report's date (RFC 3339, e.g. 2026-12-07T12:00:00Z); default:
+    /// now. With the same inputs, the same date gives byte-identical files.
+    #[arg(long, value_name = "TIME")]
+    pub generated_at: Option<String>,
+
+    /// Also write report.pdf, printed by a headless Chromium (the chromium
+    /// package).
+    #[arg(long)]
+    pub pdf: bool,
+
+    /// Where to write report.html, report.json and the CSV annexes (made
+    /// when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Worker threads for judging captures. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Capture files (pcap or pcapng), read in order as one capture.
+    #[arg(value_name = "PCAP", required = true)]
+    pub captures: Vec<PathBuf>,
+
+    /// Flow timeouts and limits.
+    #[command(flatten)]
+    pub flows: FlowArgs,
+}
+
 /// Flags of `segwatch diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -607,6 +664,7 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Synth(args) => synth::run(&args),
         Command::Learn(args) => learn::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Manpage(args) => completions::manpage(&args),
     }
