@@ -23,6 +23,7 @@ mod learn;
 mod live;
 mod policy_apps;
 mod properties;
+mod report;
 mod shared_pcaps;
 mod syslog;
 mod tunnels;

@@ -37,12 +37,12 @@ pub fn run(args: &ReportArgs) -> Result<Status, Error> {
     let (gathered, inputs) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| hash_inputs(args));
         let gathered = segwatch::report::evidence_from_captures(&captures, &in_force, options);
-        let inputs = hashing
-            .join()
-            .unwrap_or_else(|_| Err(ReportError::Previous {
+        let inputs = hashing.join().unwrap_or_else(|_| {
+            Err(ReportError::Previous {
                 path: args.policy.clone(),
                 reason: "hashing the inputs failed".into(),
-            }));
+            })
+        });
         (gathered, inputs)
     });
     let gathered = gathered?;

@@ -59,7 +59,11 @@ pub fn annexes(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, csv::Err
 
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["start".to_string(), "flows".to_string()];
-    header.extend(SEVERITIES.iter().map(|s| format!("violations_{}", s.as_str())));
+    header.extend(
+        SEVERITIES
+            .iter()
+            .map(|s| format!("violations_{}", s.as_str())),
+    );
     header.push("excepted".into());
     header.push("incidents".into());
     w.write_record(&header)?;

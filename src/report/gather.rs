@@ -47,6 +47,8 @@ struct Line<'a> {
     severity: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     rule: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    exception: Option<Cow<'a, str>>,
 }
 
 /// Per initiator: violations, incidents opened, first and last event time,
@@ -105,7 +107,8 @@ pub fn evidence_from_captures(
             offender.zone = zone.to_string();
         }
         match (&*line.event_type, line.state.as_deref()) {
-            ("violation", _) => offender.violations += 1,
+            // An excepted violation is an accepted risk, not an offence.
+            ("violation", _) if line.exception.is_none() => offender.violations += 1,
             ("incident", Some("open")) => offender.incidents += 1,
             ("incident", Some("close")) => {
                 let key = IncidentKey {
@@ -118,8 +121,6 @@ pub fn evidence_from_captures(
             _ => {}
         }
     }
-    // Violations count only when excepted or not: excepted ones carry the
-    // exception and are still the initiator's.
     for device in inventory.report() {
         let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
         let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);

@@ -71,7 +71,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -199,9 +199,14 @@ fn scope(h: &mut String, r: &Report) {
 
 fn summary(h: &mut String, r: &Report) {
     let s = &r.summary;
-    h.push_str("</section>\n<section id=\"summary\">\n<h2>2. Summary</h2>\n<div class=\"tiles\">\n");
+    h.push_str(
+        "</section>\n<section id=\"summary\">\n<h2>2. Summary</h2>\n<div class=\"tiles\">\n",
+    );
     let tiles = [
-        (format!("{:.2} %", s.conformance_percent), "flows allowed by an explicit rule"),
+        (
+            format!("{:.2} %", s.conformance_percent),
+            "flows allowed by an explicit rule",
+        ),
         (count(s.flows), "flows observed"),
         (count(s.violations), "violations (not excepted)"),
         (count(s.excepted), "excepted violations"),
@@ -216,7 +221,9 @@ fn summary(h: &mut String, r: &Report) {
     h.push_str("</div>\n");
     outcome_bar(h, s);
     let previous = r.previous.as_ref();
-    h.push_str("<table id=\"summary-table\">\n<thead><tr><th>Figure</th><th class=\"n\">This period</th>");
+    h.push_str(
+        "<table id=\"summary-table\">\n<thead><tr><th>Figure</th><th class=\"n\">This period</th>",
+    );
     if let Some(p) = previous {
         let _ = write!(
             h,
@@ -293,14 +300,20 @@ impl Figure {
 fn summary_rows(s: &Summary) -> Vec<(String, Figure)> {
     let mut rows = vec![
         ("Flows".to_string(), Figure::Count(s.flows)),
-        ("Allowed by rule".to_string(), Figure::Count(s.allowed_by_rule)),
+        (
+            "Allowed by rule".to_string(),
+            Figure::Count(s.allowed_by_rule),
+        ),
         (
             "Allowed by default only".to_string(),
             Figure::Count(s.allowed_by_default),
         ),
         ("Violations".to_string(), Figure::Count(s.violations)),
         ("Excepted violations".to_string(), Figure::Count(s.excepted)),
-        ("Conformance".to_string(), Figure::Percent(s.conformance_percent)),
+        (
+            "Conformance".to_string(),
+            Figure::Percent(s.conformance_percent),
+        ),
     ];
     for (i, severity) in SEVERITIES.iter().enumerate() {
         rows.push((
@@ -329,10 +342,10 @@ fn outcome_bar(h: &mut String, s: &Summary) {
     ];
     let total: u64 = parts.iter().map(|p| p.0).sum();
     let width = 640.0;
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<svg id=\"outcome-bar\" width=\"100%\" viewBox=\"0 0 {width} 46\" role=\"img\" \
-         aria-label=\"Flows by outcome\" xmlns=\"http://www.w3.org/2000/svg\">\n"
+         aria-label=\"Flows by outcome\" xmlns=\"http://www.w3.org/2000/svg\">"
     );
     let mut x = 0.0;
     for (value, colour, label) in parts {
@@ -726,7 +739,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped_and_counts_are_grouped() {
-        assert_eq!(escape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
         assert_eq!(escape("a\u{1b}b"), "a\u{fffd}b");
         assert_eq!(count(0), "0");
         assert_eq!(count(999), "999");

@@ -346,8 +346,8 @@ impl Report {
         let mut incidents: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let mut devices: BTreeMap<std::net::IpAddr, DeviceSeen> = BTreeMap::new();
         let mut seen_zones: BTreeSet<String> = BTreeSet::new();
-        let daily = (context.period.1.saturating_sub(context.period.0)) / HOUR_NS
-            > HOURLY_CHART_HOURS;
+        let daily =
+            (context.period.1.saturating_sub(context.period.0)) / HOUR_NS > HOURLY_CHART_HOURS;
         let unit_ns = if daily { 24 * HOUR_NS } else { HOUR_NS };
         let mut points: BTreeMap<u64, TimePoint> = BTreeMap::new();
         let first_unit = context.period.0 / unit_ns;
@@ -456,7 +456,11 @@ impl Report {
             .iter()
             .map(|r| (r.name.clone(), r.action, r.severity))
             .collect();
-        rule_names.push(("default".into(), policy.default_action, policy.default_severity));
+        rule_names.push((
+            "default".into(),
+            policy.default_action,
+            policy.default_severity,
+        ));
         for (name, action, severity) in rule_names {
             let mut row = rules.remove(&name).unwrap_or_else(|| empty_rule(&name));
             row.action = action_text(action).into();

@@ -35,9 +35,11 @@ pub fn print_pdf(html: &Path, pdf: &Path) -> Result<(), ReportError> {
         reason,
     };
     let browser = find_chromium().ok_or_else(|| {
-        fail("no headless Chromium found to print the PDF with (install the chromium package, \
+        fail(
+            "no headless Chromium found to print the PDF with (install the chromium package, \
               or set SEGWATCH_CHROMIUM to its path); report.html prints to A4 from any browser"
-            .into())
+                .into(),
+        )
     })?;
     let html = std::path::absolute(html).map_err(|e| fail(e.to_string()))?;
     let profile = tempfile::tempdir().map_err(|e| fail(format!("a browser profile: {e}")))?;
@@ -62,12 +64,20 @@ pub fn print_pdf(html: &Path, pdf: &Path) -> Result<(), ReportError> {
     let made = std::fs::metadata(pdf).is_ok_and(|m| m.len() > 0);
     if !output.status.success() || !made {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(fail(format!(
             "{} did not print the PDF ({}){}",
             browser.display(),
             output.status,
-            if last.is_empty() { String::new() } else { format!(": {last}") }
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
         )));
     }
     Ok(())
