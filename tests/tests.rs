@@ -24,6 +24,7 @@ mod live;
 mod policy_apps;
 mod properties;
 mod report;
+mod report_browser;
 mod shared_pcaps;
 mod syslog;
 mod tunnels;

@@ -200,7 +200,7 @@ fn scope(h: &mut String, r: &Report) {
 fn summary(h: &mut String, r: &Report) {
     let s = &r.summary;
     h.push_str(
-        "</section>\n<section id=\"summary\">\n<h2>2. Summary</h2>\n<div class=\"tiles\">\n",
+        "</section>\n<section class=\"first\" id=\"summary\">\n<h2>2. Summary</h2>\n<div class=\"tiles\">\n",
     );
     let tiles = [
         (
