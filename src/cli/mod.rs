@@ -534,8 +534,25 @@ pub struct ReportArgs {
     pub threads: Option<usize>,
 
     /// Capture files (pcap or pcapng), read in order as one capture.
-    #[arg(value_name = "PCAP", required = true)]
+    #[arg(
+        value_name = "PCAP",
+        required_unless_present = "state",
+        conflicts_with = "state"
+    )]
     pub captures: Vec<PathBuf>,
+
+    /// Report from the hourly evidence the daemon keeps in this state
+    /// directory (its `[state] dir`) instead of captures.
+    #[arg(long, value_name = "DIR", requires_all = ["since", "until"])]
+    pub state: Option<PathBuf>,
+
+    /// Start of the period (UTC): a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE", requires = "state")]
+    pub since: Option<String>,
+
+    /// End of the period, exclusive (UTC): a date or an RFC 3339 time.
+    #[arg(long, value_name = "DATE", requires = "state")]
+    pub until: Option<String>,
 
     /// Flow timeouts and limits.
     #[command(flatten)]

@@ -23,6 +23,9 @@ pub fn run(args: &ReportArgs) -> Result<Status, Error> {
         .as_deref()
         .map(segwatch::report::read_previous)
         .transpose()?;
+    if let Some(dir) = &args.state {
+        return from_state(args, dir, &policy, &in_force, generated_at, previous);
+    }
     let captures = super::replay::open_captures(&args.captures)?;
 
     let mut options = segwatch::replay::ReplayOptions {
@@ -72,6 +75,88 @@ pub fn run(args: &ReportArgs) -> Result<Status, Error> {
     );
     write_all(&report, args)?;
     Ok(Status::Ran)
+}
+
+/// `segwatch report --state DIR --since --until`.
+fn from_state(
+    args: &ReportArgs,
+    dir: &Path,
+    policy: &segwatch::policy::Policy,
+    in_force: &PolicyInForce,
+    generated_at: String,
+    previous: Option<segwatch::report::Previous>,
+) -> Result<Status, Error> {
+    let since = period_bound("--since", args.since.as_deref())?;
+    let until = period_bound("--until", args.until.as_deref())?;
+    if until <= since {
+        return Err(bad_flag("--until", "must be after --since".into()));
+    }
+    let (evidence, files) =
+        segwatch::evidence::state::read_period(dir, since, until).map_err(|e| {
+            ReportError::State {
+                path: e.path,
+                reason: e.reason,
+            }
+        })?;
+    if files.is_empty() {
+        return Err(Error::Report(ReportError::State {
+            path: dir.to_owned(),
+            reason: format!(
+                "no evidence from {} to {} (the daemon writes an hour's file when the hour ends \
+                 and at stop)",
+                segwatch::report::model::time_text(since),
+                segwatch::report::model::time_text(until)
+            ),
+        }));
+    }
+    let mut inputs = Vec::new();
+    for file in &files {
+        inputs.push(segwatch::report::input("state", file)?);
+    }
+    inputs.push(segwatch::report::input("policy", &args.policy)?);
+    if let Some(path) = &args.exceptions {
+        inputs.push(segwatch::report::input("exceptions", path)?);
+    }
+    if let Some(path) = &args.previous {
+        inputs.push(segwatch::report::input("previous", path)?);
+    }
+    let report = Report::build(
+        &evidence,
+        Context {
+            policy,
+            exceptions: in_force.exceptions.list(),
+            period: (since, until),
+            generated_at,
+            source: "state",
+            inputs,
+            previous,
+        },
+    );
+    write_all(&report, args)?;
+    Ok(Status::Ran)
+}
+
+fn bad_flag(flag: &str, reason: String) -> Error {
+    Error::Report(ReportError::State {
+        path: Path::new(flag).to_owned(),
+        reason,
+    })
+}
+
+/// A `--since` or `--until`: a date (midnight UTC) or an RFC 3339 time.
+fn period_bound(flag: &str, text: Option<&str>) -> Result<u64, Error> {
+    let text = text.unwrap_or_default();
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    Timestamp::parse(&full).map(|t| t.0).ok_or_else(|| {
+        bad_flag(
+            flag,
+            format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time"),
+        )
+    })
 }
 
 /// Writes the report's files, and the PDF when asked.

@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod state;
 mod summary;
 mod table;
 

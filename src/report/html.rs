@@ -184,7 +184,23 @@ fn scope(h: &mut String, r: &Report) {
          and DHCP hostname where the traffic showed them.</p>\n",
     );
     h.push_str("<h3>Inputs</h3>\n<table id=\"inputs\">\n<thead><tr><th>Kind</th><th>File</th><th class=\"n\">Bytes</th><th>SHA-256</th></tr></thead>\n<tbody>\n");
-    for input in &r.inputs {
+    let (state, files): (Vec<_>, Vec<_>) = r.inputs.iter().partition(|i| i.kind == "state");
+    if let (Some(first), Some(last)) = (state.first(), state.last()) {
+        let manifest: String = state
+            .iter()
+            .map(|i| format!("{}  {}\n", i.sha256, i.path))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>state</td><td class=\"mono\">{} hourly files, {} to {}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
+            count(state.len() as u64),
+            escape(&first.path),
+            escape(&last.path),
+            count(state.iter().map(|i| i.bytes).sum()),
+            super::hash_bytes(manifest.as_bytes())
+        );
+    }
+    for input in files {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
@@ -195,6 +211,13 @@ fn scope(h: &mut String, r: &Report) {
         );
     }
     h.push_str("</tbody>\n</table>\n");
+    if !state.is_empty() {
+        h.push_str(
+            "<p class=\"muted\">For the state files, the SHA-256 of their manifest: one line \
+             <code>SHA-256, two spaces, file</code> per file, oldest first, as sha256sum prints \
+             them; each file's own hash is in report.json.</p>\n",
+        );
+    }
 }
 
 fn summary(h: &mut String, r: &Report) {

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod evidence;
 mod incidents;
 mod policy;
 mod privileges;
@@ -98,11 +99,21 @@ pub fn load_policy(
 /// stop.
 pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> {
     let policy = Arc::new(policy);
-    let sinks = Arc::new(open_sinks(&settings)?);
+    let mut sink_list = open_sinks(&settings)?;
     let inventory = Arc::new(crate::inventory::Inventory::new(
         settings.max_devices,
         Arc::new(crate::inventory::OuiRegistry::load_default()),
     ));
+    // The evidence writer takes records as a sink does, last of the sinks.
+    let evidence = match &settings.state {
+        Some(state) => {
+            let (sink, queue) = evidence::spawn(state, inventory.clone(), settings.queue)?;
+            sink_list.push(sink);
+            Some(queue)
+        }
+        None => None,
+    };
+    let sinks = Arc::new(sink_list);
     tracing::info!(
         registry = ?inventory.registry().source(),
         vendors = inventory.registry().len(),
@@ -129,6 +140,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
         queue: incidents.as_ref().map(|i| i.queue.clone()),
         tracked,
         salt,
+        evidence,
     };
     let workers = start_workers(&settings, &policy, &sinks, &inventory, &hand_over)?;
     let telemetry = Arc::new(Telemetry {
@@ -241,6 +253,7 @@ struct Handover {
     queue: Option<IncidentQueue>,
     tracked: Option<Arc<crate::pipeline::TrackedRanges>>,
     salt: u64,
+    evidence: Option<evidence::EvidenceQueue>,
 }
 
 fn start_workers(
@@ -277,6 +290,7 @@ fn start_workers(
             .with_inventory(Some(inventory.clone()))
             .with_detection(detect_apps)
             .with_decapsulation(decapsulation.clone())
+            .with_evidence(hand_over.evidence.clone())
             .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
@@ -318,6 +332,7 @@ fn start_workers(
             .with_inventory(Some(inventory.clone()))
             .with_detection(detect_apps)
             .with_decapsulation(decapsulation.clone())
+            .with_evidence(hand_over.evidence.clone())
             .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
@@ -381,6 +396,7 @@ fn start_workers(
                     .with_inventory(Some(inventory.clone()))
                     .with_detection(detect_apps)
                     .with_decapsulation(decapsulation.clone())
+                    .with_evidence(hand_over.evidence.clone())
                     .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());

@@ -1,0 +1,321 @@
+//! The daemon's evidence writer (issue 18): a sink that takes every
+//! violation event and incident record, and the workers' evidence tables
+//! through a bounded queue that never blocks capture (what does not fit is
+//! dropped and counted), and writes one file per hour of capture time into
+//! the state directory when the hour ends and at stop (see
+//! [`crate::evidence::state`]). A restart loses at most the current hour.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::StateSettings;
+use crate::event::{IncidentState, Record, Timestamp};
+use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentKey, state};
+use crate::inventory::Inventory;
+use crate::sink::{Next, RecordFilter, SinkError, SinkHandle};
+
+use super::policy::LivePolicy;
+
+/// Tables queued from the workers to the writer; a worker hands one over
+/// about every [`HAND_OVER_NS`] of capture time, so this holds minutes.
+const TABLE_QUEUE: usize = 256;
+
+/// How much capture time a worker counts before it hands its table over.
+pub const HAND_OVER_NS: u64 = 10_000_000_000;
+
+/// Where workers hand their evidence tables.
+#[derive(Clone, Debug)]
+pub struct EvidenceQueue {
+    tables: Sender<(EvidenceTable, Arc<LivePolicy>)>,
+    /// Tables dropped because the queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl EvidenceQueue {
+    /// Queues a table judged under `live`; never blocks.
+    pub fn offer(&self, table: EvidenceTable, live: &Arc<LivePolicy>) {
+        match self.tables.try_send((table, live.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Starts the writer: the sink to add to the daemon's sinks, and the queue
+/// for the workers.
+pub fn spawn(
+    settings: &StateSettings,
+    inventory: Arc<Inventory>,
+    queue: usize,
+) -> Result<(SinkHandle, EvidenceQueue), SinkError> {
+    std::fs::create_dir_all(&settings.dir).map_err(|e| {
+        SinkError(format!(
+            "{}: cannot make the state directory: {e}",
+            settings.dir.display()
+        ))
+    })?;
+    let (tables, received) = crossbeam_channel::bounded(TABLE_QUEUE);
+    let queue_handle = EvidenceQueue {
+        tables,
+        dropped: Arc::new(AtomicU64::new(0)),
+    };
+    let mut writer = Writer {
+        dir: settings.dir.clone(),
+        retention_hours: u64::from(settings.retention_days) * 24,
+        inventory,
+        held: Evidence::default(),
+        offenders: BTreeMap::new(),
+        latest_hour: None,
+        devices_since: 0,
+    };
+    let handle = SinkHandle::spawn("evidence".into(), queue, move |mut inbox| {
+        loop {
+            match inbox.next(Some(Duration::from_millis(200))) {
+                Next::Event(event) => {
+                    writer.record(&event.record, event.ts_ns);
+                    inbox.finished(1);
+                }
+                Next::Stop => break,
+                Next::Reopen | Next::Idle => {}
+            }
+            writer.take_tables(&received);
+            writer.write_ended_hours();
+        }
+        writer.take_tables(&received);
+        writer.write_all();
+        0
+    })?
+    .with_filter(RecordFilter {
+        violations: true,
+        incidents: true,
+        excepted: true,
+    });
+    Ok((handle, queue_handle))
+}
+
+/// Per initiator and hour: violations (not excepted) and incidents opened.
+type Offenders = BTreeMap<(u64, IpAddr), (u64, u64, String)>;
+
+struct Writer {
+    dir: PathBuf,
+    retention_hours: u64,
+    inventory: Arc<Inventory>,
+    /// Hours not yet written.
+    held: Evidence,
+    offenders: Offenders,
+    /// The latest hour of capture time seen.
+    latest_hour: Option<u64>,
+    /// Devices last seen from this time on go into the next file written.
+    devices_since: u64,
+}
+
+impl Writer {
+    fn saw(&mut self, ts_ns: u64) {
+        let hour = ts_ns / HOUR_NS;
+        self.latest_hour = Some(self.latest_hour.map_or(hour, |h| h.max(hour)));
+    }
+
+    fn record(&mut self, record: &Record, ts_ns: u64) {
+        self.saw(ts_ns);
+        let hour = ts_ns / HOUR_NS;
+        match record {
+            Record::Violation(event) => {
+                if event.exception.is_none() {
+                    let entry = self
+                        .offenders
+                        .entry((hour, event.src_ip))
+                        .or_insert_with(|| (0, 0, event.src_zone.to_string()));
+                    entry.0 += 1;
+                }
+            }
+            Record::Incident(record) => match record.state {
+                IncidentState::Open => {
+                    let entry = self
+                        .offenders
+                        .entry((hour, record.src_ip))
+                        .or_insert_with(|| (0, 0, record.src_zone.clone().unwrap_or_default()));
+                    entry.1 += 1;
+                }
+                IncidentState::Close => {
+                    let key = IncidentKey {
+                        kind: record.kind.as_str().into(),
+                        severity: record.severity.clone(),
+                        rule: record.rule.clone(),
+                    };
+                    *self.held.hour_of(ts_ns).incidents.entry(key).or_default() += 1;
+                }
+                IncidentState::Update => {}
+            },
+        }
+    }
+
+    fn take_tables(&mut self, received: &Receiver<(EvidenceTable, Arc<LivePolicy>)>) {
+        while let Ok((table, live)) = received.try_recv() {
+            if let Some(latest) = table.buckets().iter().map(|b| b.key.hour).max() {
+                self.saw(u64::from(latest) * HOUR_NS);
+            }
+            self.held.add_table(&table, &live.policy, &live.exceptions);
+        }
+    }
+
+    /// Writes the hours before the latest one seen.
+    fn write_ended_hours(&mut self) {
+        let Some(latest) = self.latest_hour else {
+            return;
+        };
+        let ended: Vec<u64> = self
+            .held
+            .hours
+            .keys()
+            .copied()
+            .chain(self.offenders.keys().map(|(h, _)| *h))
+            .filter(|h| *h < latest)
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        for hour in ended {
+            self.write(hour);
+        }
+        self.prune(latest);
+    }
+
+    /// Writes every hour held (the daemon stops).
+    fn write_all(&mut self) {
+        let hours: Vec<u64> = self
+            .held
+            .hours
+            .keys()
+            .copied()
+            .chain(self.offenders.keys().map(|(h, _)| *h))
+            .collect();
+        for hour in hours {
+            self.write(hour);
+        }
+        if let Some(latest) = self.latest_hour {
+            self.write_devices(latest);
+            self.prune(latest);
+        }
+    }
+
+    fn write(&mut self, hour: u64) {
+        let mut data = self.held.hours.remove(&hour).unwrap_or_default();
+        let keys: Vec<(u64, IpAddr)> = self
+            .offenders
+            .keys()
+            .filter(|(h, _)| *h == hour)
+            .copied()
+            .collect();
+        let known = self.add_devices(&mut data, hour);
+        for key in keys {
+            let Some((violations, incidents, zone)) = self.offenders.remove(&key) else {
+                continue;
+            };
+            let ip = key.1;
+            if !data.devices.contains_key(&ip) {
+                // Seen before the last file, or never kept by the inventory
+                // (it was full): its counts need an entry.
+                let seen = known.get(&ip).cloned().unwrap_or_else(|| DeviceSeen {
+                    ip,
+                    zone: if zone.is_empty() {
+                        "unknown".into()
+                    } else {
+                        zone
+                    },
+                    vendor: None,
+                    class: "unknown".into(),
+                    hostname: None,
+                    first_seen: hour * HOUR_NS,
+                    last_seen: hour * HOUR_NS,
+                    violations: 0,
+                    incidents: 0,
+                });
+                data.devices.insert(ip, seen);
+            }
+            if let Some(device) = data.devices.get_mut(&ip) {
+                device.violations += violations;
+                device.incidents += incidents;
+            }
+        }
+        if data.is_empty() {
+            return;
+        }
+        if let Err(error) = state::write_hour(&self.dir, hour, &data) {
+            tracing::error!(%error, "Evidence hour not written");
+        }
+    }
+
+    /// Adds the devices seen since the last file to `data`; returns every
+    /// device the inventory knows.
+    fn add_devices(
+        &mut self,
+        data: &mut crate::evidence::Hour,
+        hour: u64,
+    ) -> BTreeMap<IpAddr, DeviceSeen> {
+        let since = self.devices_since;
+        let known: BTreeMap<IpAddr, DeviceSeen> = self
+            .inventory
+            .report()
+            .iter()
+            .map(|d| (d.ip, seen_of(d)))
+            .collect();
+        for (ip, seen) in &known {
+            if seen.last_seen >= since {
+                data.add_device(*ip, seen);
+            }
+        }
+        // A device fed to the inventory a little late still makes the next
+        // file: the cut stays an hour behind.
+        self.devices_since = self
+            .devices_since
+            .max((hour * HOUR_NS).saturating_sub(HOUR_NS));
+        known
+    }
+
+    /// At stop: the devices seen since the last file, into the latest hour.
+    fn write_devices(&mut self, latest: u64) {
+        let mut data = crate::evidence::Hour::default();
+        self.add_devices(&mut data, latest);
+        if !data.is_empty()
+            && let Err(error) = state::write_hour(&self.dir, latest, &data)
+        {
+            tracing::error!(%error, "Evidence hour not written");
+        }
+    }
+
+    fn prune(&self, latest: u64) {
+        if self.retention_hours == 0 {
+            return;
+        }
+        let oldest = latest.saturating_sub(self.retention_hours);
+        match state::prune(&self.dir, oldest) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "Evidence hours past retention removed"),
+            Err(error) => tracing::warn!(%error, "Evidence hours not pruned"),
+        }
+    }
+}
+
+fn seen_of(device: &crate::inventory::DeviceReport) -> DeviceSeen {
+    let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
+    let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);
+    DeviceSeen {
+        ip: device.ip,
+        zone: device.zone.clone(),
+        vendor: device.vendor.clone(),
+        class: device.class.as_str().to_owned(),
+        hostname: device.dhcp_hostname.clone(),
+        first_seen: first,
+        last_seen: last,
+        violations: 0,
+        incidents: 0,
+    }
+}
