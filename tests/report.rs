@@ -148,7 +148,7 @@ const KINDS: [Kind; 6] = [
 /// What the generator put in the capture, counted as it went.
 #[derive(Default, Debug)]
 pub(crate) struct Expected {
-    flows: u64,
+    pub(crate) flows: u64,
     bytes: u64,
     by_outcome: BTreeMap<&'static str, u64>,
     /// (src, dest) → (flows, bytes, violations, excepted).
@@ -157,7 +157,7 @@ pub(crate) struct Expected {
     /// Severity → violations (not excepted).
     by_severity: BTreeMap<&'static str, u64>,
     /// Hour start (RFC 3339) → flows started.
-    flows_by_hour: BTreeMap<String, u64>,
+    pub(crate) flows_by_hour: BTreeMap<String, u64>,
     addresses: BTreeSet<String>,
     /// Source address → violations (not excepted).
     offenders: BTreeMap<String, u64>,
@@ -185,19 +185,31 @@ impl Lcg {
 /// Writes `flows` flows of the kinds above over about three hours (some
 /// crossing an hour's end) to `path`, and returns what it wrote.
 pub(crate) fn generate(path: &Path, flows: u32, seed: u64) -> Expected {
+    generate_in(path, flows, seed, (START_S, 3.0 * 3600.0), true)
+}
+
+/// As [`generate`], over `span` seconds from `start`; with `cross`, every
+/// 25th flow starts just before the end of the first or second hour (of a
+/// window that starts on an hour).
+pub(crate) fn generate_in(
+    path: &Path,
+    flows: u32,
+    seed: u64,
+    (start_s, span): (f64, f64),
+    cross: bool,
+) -> Expected {
     let mut rng = Lcg(seed);
     let mut expected = Expected::default();
     let mut capture = Capture::new();
-    let span = 3.0 * 3600.0;
     let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
     for i in 0..flows {
         let kind = &KINDS[rng.next(KINDS.len() as u64) as usize];
         // Spread over three hours; every 25th flow starts a moment before
         // an hour ends and sends its data after it.
-        let start = if i % 25 == 0 {
-            START_S + 3600.0 * (1 + rng.next(2)) as f64 - 0.0005
+        let start = if cross && i % 25 == 0 {
+            start_s + 3600.0 * (1 + rng.next(2)) as f64 - 0.0005
         } else {
-            START_S + (i as f64 / flows as f64) * span
+            start_s + (i as f64 / flows as f64) * span
         };
         let client = format!("{}.{}", kind.src_net, 1 + rng.next(40));
         let sport = 20_000 + i as u16;

@@ -25,6 +25,7 @@ mod policy_apps;
 mod properties;
 mod report;
 mod report_browser;
+mod report_state;
 mod shared_pcaps;
 mod syslog;
 mod tunnels;

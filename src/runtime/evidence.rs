@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -22,17 +22,36 @@ use crate::sink::{Next, RecordFilter, SinkError, SinkHandle};
 
 use super::policy::LivePolicy;
 
-/// Tables queued from the workers to the writer; a worker hands one over
-/// about every [`HAND_OVER_NS`] of capture time, so this holds minutes.
-const TABLE_QUEUE: usize = 256;
+/// Tables queued from the workers to the writer: a worker hands one over
+/// when the hour of capture time changes, and at stop.
+const TABLE_QUEUE: usize = 1024;
 
-/// How much capture time a worker counts before it hands its table over.
-pub const HAND_OVER_NS: u64 = 10_000_000_000;
+/// How often the writer writes what came late for hours already written
+/// (events of flows inspected across an hour's end, incidents closed by
+/// the clock): each write is a read, a merge and two fsyncs.
+const LATE_EVERY: Duration = Duration::from_secs(60);
+
+/// What goes to the writer besides records.
+enum Message {
+    /// A worker's table, judged under that policy.
+    Table(EvidenceTable, Arc<LivePolicy>),
+    /// The daemon stops: write every hour held, then say so.
+    Finish(Sender<()>),
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Table(..) => "Table",
+            Message::Finish(_) => "Finish",
+        })
+    }
+}
 
 /// Where workers hand their evidence tables.
 #[derive(Clone, Debug)]
 pub struct EvidenceQueue {
-    tables: Sender<(EvidenceTable, Arc<LivePolicy>)>,
+    tables: Sender<Message>,
     /// Tables dropped because the queue was full.
     pub dropped: Arc<AtomicU64>,
 }
@@ -40,11 +59,26 @@ pub struct EvidenceQueue {
 impl EvidenceQueue {
     /// Queues a table judged under `live`; never blocks.
     pub fn offer(&self, table: EvidenceTable, live: &Arc<LivePolicy>) {
-        match self.tables.try_send((table, live.clone())) {
+        match self.tables.try_send(Message::Table(table, live.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// The daemon stops (its workers have handed their last tables and the
+    /// incidents are closed): waits, up to `timeout`, until every hour held
+    /// is written.
+    pub fn finish(&self, timeout: Duration) {
+        let (done, written) = crossbeam_channel::bounded(1);
+        if self
+            .tables
+            .send_timeout(Message::Finish(done), timeout)
+            .is_err()
+            || written.recv_timeout(timeout).is_err()
+        {
+            tracing::warn!("Evidence writer did not finish in time: the last hour may be lost");
         }
     }
 }
@@ -77,8 +111,13 @@ pub fn spawn(
         devices_since: 0,
     };
     let handle = SinkHandle::spawn("evidence".into(), queue, move |mut inbox| {
+        // Files are written when an hour ends, and what came late for
+        // hours already written once per LATE_EVERY, never per event: an
+        // fsync per event would let the queue overflow.
+        let mut written = Instant::now();
+        let mut written_through = None;
         loop {
-            match inbox.next(Some(Duration::from_millis(200))) {
+            match inbox.next(Some(Duration::from_millis(50))) {
                 Next::Event(event) => {
                     writer.record(&event.record, event.ts_ns);
                     inbox.finished(1);
@@ -86,11 +125,28 @@ pub fn spawn(
                 Next::Stop => break,
                 Next::Reopen | Next::Idle => {}
             }
-            writer.take_tables(&received);
-            writer.write_ended_hours();
+            if let Some(done) = writer.take_tables(&received) {
+                // Records already queued belong to the hours being written.
+                while let Some(event) = inbox.ready_event() {
+                    writer.record(&event.record, event.ts_ns);
+                    inbox.finished(1);
+                }
+                writer.take_tables(&received);
+                writer.write_all();
+                let _ = done.send(());
+            }
+            if writer.latest_hour > written_through || written.elapsed() >= LATE_EVERY {
+                writer.write_ended_hours();
+                written = Instant::now();
+                written_through = writer.latest_hour;
+            }
         }
+        let done = writer.take_tables(&received);
         writer.take_tables(&received);
         writer.write_all();
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
         0
     })?
     .with_filter(RecordFilter {
@@ -157,13 +213,21 @@ impl Writer {
         }
     }
 
-    fn take_tables(&mut self, received: &Receiver<(EvidenceTable, Arc<LivePolicy>)>) {
-        while let Ok((table, live)) = received.try_recv() {
-            if let Some(latest) = table.buckets().iter().map(|b| b.key.hour).max() {
-                self.saw(u64::from(latest) * HOUR_NS);
+    /// Takes the tables queued; a request to finish stops the taking and
+    /// is returned.
+    fn take_tables(&mut self, received: &Receiver<Message>) -> Option<Sender<()>> {
+        while let Ok(message) = received.try_recv() {
+            match message {
+                Message::Table(table, live) => {
+                    if let Some(latest) = table.buckets().iter().map(|b| b.key.hour).max() {
+                        self.saw(u64::from(latest) * HOUR_NS);
+                    }
+                    self.held.add_table(&table, &live.policy, &live.exceptions);
+                }
+                Message::Finish(done) => return Some(done),
             }
-            self.held.add_table(&table, &live.policy, &live.exceptions);
         }
+        None
     }
 
     /// Writes the hours before the latest one seen.
@@ -220,7 +284,7 @@ impl Writer {
                 continue;
             };
             let ip = key.1;
-            if !data.devices.contains_key(&ip) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = data.devices.entry(ip) {
                 // Seen before the last file, or never kept by the inventory
                 // (it was full): its counts need an entry.
                 let seen = known.get(&ip).cloned().unwrap_or_else(|| DeviceSeen {
@@ -238,7 +302,7 @@ impl Writer {
                     violations: 0,
                     incidents: 0,
                 });
-                data.devices.insert(ip, seen);
+                entry.insert(seen);
             }
             if let Some(device) = data.devices.get_mut(&ip) {
                 device.violations += violations;
@@ -248,8 +312,9 @@ impl Writer {
         if data.is_empty() {
             return;
         }
-        if let Err(error) = state::write_hour(&self.dir, hour, &data) {
-            tracing::error!(%error, "Evidence hour not written");
+        match state::write_hour(&self.dir, hour, &data) {
+            Ok(()) => tracing::debug!(hour = %state::hour_name(hour), "Evidence hour written"),
+            Err(error) => tracing::error!(%error, "Evidence hour not written"),
         }
     }
 

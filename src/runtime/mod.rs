@@ -196,6 +196,10 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<(), RunError> 
     if let Some(incidents) = incidents {
         incidents.stop();
     }
+    // The evidence writer writes the hour in progress before the sinks go.
+    if let Some(evidence) = &hand_over.evidence {
+        evidence.finish(settings.drain_timeout);
+    }
     let deadline = Instant::now() + settings.drain_timeout;
     let mut undelivered = 0;
     if let Ok(sinks) = Arc::try_unwrap(sinks) {

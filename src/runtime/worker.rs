@@ -17,7 +17,9 @@ use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions, TrackedR
 use crate::sink::{SinkEvent, SinkHandle};
 use crate::wire::Decapsulation;
 
-use super::evidence::{EvidenceQueue, HAND_OVER_NS};
+use crate::evidence::HOUR_NS;
+
+use super::evidence::EvidenceQueue;
 use super::incidents::IncidentQueue;
 use super::policy::LivePolicy;
 
@@ -120,8 +122,8 @@ impl Pipeline {
     }
 
     /// Counts evidence (flows and bytes by hour and kind of flow) and hands
-    /// it to the evidence writer about every 10 s of capture time and at
-    /// stop. Before [`Pipeline::with_incidents`] (it makes a new shard).
+    /// it to the evidence writer when the hour of capture time changes and
+    /// at stop. Before [`Pipeline::with_incidents`] (it makes a new shard).
     pub fn with_evidence(mut self, queue: Option<EvidenceQueue>) -> Pipeline {
         let options = ShardOptions {
             evidence: queue.is_some(),
@@ -137,9 +139,14 @@ impl Pipeline {
         let Some((queue, handed)) = &mut self.evidence else {
             return;
         };
-        if always || self.last_ts >= handed.saturating_add(HAND_OVER_NS) {
+        // Once per hour of capture time: the writer writes an hour once it
+        // sees the next.
+        if always || self.last_ts / HOUR_NS != *handed / HOUR_NS {
             *handed = self.last_ts;
-            queue.offer(self.shard.take_evidence(), live);
+            let table = self.shard.take_evidence();
+            if !table.is_empty() {
+                queue.offer(table, live);
+            }
         }
     }
 
