@@ -71,6 +71,13 @@ impl EvidenceQueue {
     /// incidents are closed): waits, up to `timeout`, until every hour held
     /// is written.
     pub fn finish(&self, timeout: Duration) {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "Evidence tables dropped: the writer's queue was full"
+            );
+        }
         let (done, written) = crossbeam_channel::bounded(1);
         if self
             .tables
