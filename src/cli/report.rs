@@ -109,10 +109,15 @@ fn from_state(
             ),
         }));
     }
-    let mut inputs = Vec::new();
-    for file in &files {
-        inputs.push(segwatch::report::input("state", file)?);
-    }
+    let mut inputs: Vec<Input> = files
+        .into_iter()
+        .map(|file| Input {
+            kind: "state".into(),
+            path: file.path.display().to_string(),
+            bytes: file.bytes,
+            sha256: file.sha256,
+        })
+        .collect();
     inputs.push(segwatch::report::input("policy", &args.policy)?);
     if let Some(path) = &args.exceptions {
         inputs.push(segwatch::report::input("exceptions", path)?);

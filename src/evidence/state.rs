@@ -137,6 +137,12 @@ fn from_file(file: HourFile) -> Hour {
 /// Reads one state file (opened without following a link); `hour` is the
 /// hour its name says, which its content must say too.
 pub fn read_hour(path: &Path, hour: u64) -> Result<Hour, StateError> {
+    read_hour_bytes(path, hour).map(|(data, _)| data)
+}
+
+/// [`read_hour`], with the file's bytes (the report hashes them: each file
+/// is read once).
+fn read_hour_bytes(path: &Path, hour: u64) -> Result<(Hour, Vec<u8>), StateError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -164,7 +170,7 @@ pub fn read_hour(path: &Path, hour: u64) -> Result<Hour, StateError> {
             format!("holds hour {}, its name says {said}", parsed.hour),
         ));
     }
-    Ok(from_file(parsed))
+    Ok((from_file(parsed), bytes))
 }
 
 /// Writes hour `hour` into `dir`, merged with what its file holds already;
@@ -220,13 +226,27 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StateError> {
     Ok(files)
 }
 
+/// A state file read for a report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRead {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its bytes, lowercase hex.
+    pub sha256: String,
+}
+
 /// The evidence of the hours from `since` up to `until` (exclusive), ns
-/// since the epoch; an unreadable file is an error naming it.
+/// since the epoch, and the files read with their hashes; an unreadable
+/// file is an error naming it.
 pub fn read_period(
     dir: &Path,
     since: u64,
     until: u64,
-) -> Result<(Evidence, Vec<PathBuf>), StateError> {
+) -> Result<(Evidence, Vec<FileRead>), StateError> {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
     let mut evidence = Evidence::default();
     let mut read = Vec::new();
     for (hour, path) in list(dir)? {
@@ -234,9 +254,17 @@ pub fn read_period(
         if start < since || start >= until {
             continue;
         }
-        let data = read_hour(&path, hour)?;
-        evidence.hours.entry(hour).or_default().merge(&data);
-        read.push(path);
+        let (data, bytes) = read_hour_bytes(&path, hour)?;
+        evidence.hours.insert(hour, data);
+        let mut sha256 = String::with_capacity(64);
+        for byte in sha2::Sha256::digest(&bytes) {
+            let _ = write!(sha256, "{byte:02x}");
+        }
+        read.push(FileRead {
+            path,
+            bytes: bytes.len() as u64,
+            sha256,
+        });
     }
     Ok((evidence, read))
 }
