@@ -245,6 +245,11 @@ impl Shard {
         counters.active_flows = self.tracker.active_flows() as u64;
     }
 
+    /// Turns evidence counting on or off (before the first packet).
+    pub fn set_evidence(&mut self, on: bool) {
+        self.state.options.evidence = on;
+    }
+
     /// Takes the evidence counted since the last take (with evidence on),
     /// in the ids of the policy in force.
     pub fn take_evidence(&mut self) -> EvidenceTable {

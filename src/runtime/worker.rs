@@ -125,12 +125,10 @@ impl Pipeline {
     /// it to the evidence writer when the hour of capture time changes and
     /// at stop. Before [`Pipeline::with_incidents`] (it makes a new shard).
     pub fn with_evidence(mut self, queue: Option<EvidenceQueue>) -> Pipeline {
-        let options = ShardOptions {
-            evidence: queue.is_some(),
-            ..self.options
-        };
+        self.options.evidence = queue.is_some();
+        self.shard.set_evidence(queue.is_some());
         self.evidence = queue.map(|q| (q, 0));
-        self.reshaped(options)
+        self
     }
 
     /// Hands the evidence counted so far to the writer: `always` at stop,
