@@ -27,9 +27,9 @@ pub const CROSSWALK: &[CrosswalkRow] = &[
     },
     CrosswalkRow {
         framework: "NIS2 Directive (EU) 2022/2555",
-        requirement: "Art. 21(2)(a), (e): risk analysis; security in network and information \
-                      systems (for guidance on zones, Implementing Regulation (EU) 2024/2690, \
-                      annex 6.8, is often used as a yardstick)",
+        requirement: "Art. 21(2)(a): policies on risk analysis and information system security \
+                      (for zones and the communication between them, Implementing Regulation \
+                      (EU) 2024/2690, annex 6.8, is often used as a yardstick)",
         sections: "3 Zone matrix, 6 Exception register, 7 Unknown devices",
         evidence: "Which zone pairs carried traffic the policy does not allow, which deviations \
                    are accepted risks with owner and expiry, and which devices fall outside \
@@ -66,7 +66,7 @@ pub const CROSSWALK: &[CrosswalkRow] = &[
         sections: "3 Zone matrix, 2 Summary, 6 Exception register",
         evidence: "Evidence of how traffic between medical, administrative and external zones \
                    behaved in the period, for the hospital's own assessment or its audit under \
-                   § 39 BSIG; the report does not state conformity with the B3S.",
+                   the BSI Act; the report does not state conformity with the B3S.",
     },
     CrosswalkRow {
         framework: "NCSC CAF (NHS DSPT)",
