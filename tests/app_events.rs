@@ -17,7 +17,7 @@ use segwatch::wire::{Headers, LinkType, Outcome, decode};
 use crate::common::{SEGWATCH, replay_apps_stdout, replay_stdout, shared_pcaps};
 use crate::daemon::{Daemon, http_get, wait_for};
 
-const ALERT_ALL: &str = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.engine]\nnetworks = [\"10.50.0.0/24\"]\n[zones.pacs]\nnetworks = [\"10.30.1.0/24\"]\n[zones.modalities]\nnetworks = [\"10.40.0.0/24\"]\n";
+pub(crate) const ALERT_ALL: &str = "[policy]\ndefault_action = \"alert\"\n[zones.ws]\nnetworks = [\"10.60.0.0/16\"]\n[zones.engine]\nnetworks = [\"10.50.0.0/24\"]\n[zones.pacs]\nnetworks = [\"10.30.1.0/24\"]\n[zones.modalities]\nnetworks = [\"10.40.0.0/24\"]\n";
 
 fn replay_apps(policy: &Path, capture: &Path) -> Vec<Value> {
     replay_apps_batched(policy, capture, "16384")
@@ -188,7 +188,7 @@ fn tcp_exchange(
     }
 }
 
-fn canary_capture(path: &Path) {
+pub(crate) fn canary_capture(path: &Path) {
     let mut c = Capture::new();
     tcp_exchange(
         &mut c,
@@ -216,7 +216,7 @@ fn canary_capture(path: &Path) {
     c.write_pcap(path, Resolution::Micro).unwrap();
 }
 
-fn assert_no_canary(what: &str, text: &str) {
+pub(crate) fn assert_no_canary(what: &str, text: &str) {
     assert!(
         !text.contains(CANARY) && !text.contains("PATIENT"),
         "{what} leaks patient data: {text}"

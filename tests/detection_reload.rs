@@ -21,7 +21,7 @@ fn judge(policy: CompiledPolicy, generation: u32) -> PolicyInForce {
 fn shard(detect_apps: bool) -> Shard {
     let options = ShardOptions {
         detect_apps,
-        record_starts: false,
+        ..ShardOptions::default()
     };
     Shard::new(&FlowConfig::default(), 1000, options)
 }

@@ -70,6 +70,9 @@ pub enum Error {
     /// Live traffic could not be recorded to learn from.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// An evidence report that could not be made.
+    #[error(transparent)]
+    Report(#[from] segwatch::report::ReportError),
     /// A file that cannot be created, read or written.
     #[error("{}: {source}", path.display())]
     File {

@@ -15,6 +15,7 @@ mod learn;
 mod learn_live;
 mod output;
 mod replay;
+mod report;
 mod run;
 mod synth;
 
@@ -103,6 +104,16 @@ pub enum Command {
     /// alert differently. Exit status: 0 no change; 1 changes (see
     /// --fail-on); 2 bad input.
     Diff(DiffArgs),
+    /// Segmentation evidence for auditors: an HTML report (and PDF), its
+    /// figures as JSON and CSV annexes, from captures or the daemon's state.
+    ///
+    /// Judges the captures (as `replay --apps --incidents --inventory`
+    /// would), or reads the hourly evidence the daemon kept in its state
+    /// directory for --since to --until, and writes report.html,
+    /// report.json and CSV annexes into --out. The same inputs and
+    /// --generated-at give byte-identical files. Exit status: 0 written;
+    /// 2 bad input.
+    Report(ReportArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// bash: `segwatch completions bash > /usr/share/bash-completion/completions/segwatch`;
@@ -491,6 +502,69 @@ pub enum DiffFailOn {
     Never,
 }
 
+/// Flags of `segwatch report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The segmentation policy (its zones and rules as written; for --state,
+    /// the daemon's policy file).
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+
+    /// Accepted risks (contract section 8): the exception register, and
+    /// which violations count as excepted.
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
+
+    /// A previous report.json: its headline figures are shown beside this
+    /// period's, with the change.
+    #[arg(long, value_name = "FILE")]
+    pub previous: Option<PathBuf>,
+
+    /// The report's date (RFC 3339, e.g. 2026-12-07T12:00:00Z); default:
+    /// now. With the same inputs, the same date gives byte-identical files.
+    #[arg(long, value_name = "TIME")]
+    pub generated_at: Option<String>,
+
+    /// Also write report.pdf, printed by a headless Chromium (the chromium
+    /// package).
+    #[arg(long)]
+    pub pdf: bool,
+
+    /// Where to write report.html, report.json and the CSV annexes (made
+    /// when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Worker threads for judging captures. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Capture files (pcap or pcapng), read in order as one capture.
+    #[arg(
+        value_name = "PCAP",
+        required_unless_present = "state",
+        conflicts_with = "state"
+    )]
+    pub captures: Vec<PathBuf>,
+
+    /// Report from the hourly evidence the daemon keeps in this state
+    /// directory (its `[state] dir`) instead of captures.
+    #[arg(long, value_name = "DIR", requires_all = ["since", "until"])]
+    pub state: Option<PathBuf>,
+
+    /// Start of the period (UTC): a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE", requires = "state")]
+    pub since: Option<String>,
+
+    /// End of the period, exclusive (UTC): a date or an RFC 3339 time.
+    #[arg(long, value_name = "DATE", requires = "state")]
+    pub until: Option<String>,
+
+    /// Flow timeouts and limits.
+    #[command(flatten)]
+    pub flows: FlowArgs,
+}
+
 /// Flags of `segwatch diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -620,6 +694,7 @@ pub fn run(cli: Cli) -> Result<Status, Error> {
         Command::Synth(args) => synth::run(&args),
         Command::Learn(args) => learn::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Manpage(args) => completions::manpage(&args),
     }

@@ -75,6 +75,9 @@ pub struct ConfigFile {
     /// The TCP and TLS syslog feeds' disk spools.
     #[serde(default)]
     pub spool: SpoolSection,
+    /// The evidence state directory (issue 18).
+    #[serde(default)]
+    pub state: StateSection,
     /// The text it was read from, to locate problems by their spans.
     #[serde(skip)]
     text: String,
@@ -138,6 +141,32 @@ pub struct SpoolSection {
     /// it new events are dropped and counted. Default 1,024.
     pub max_mib: Option<Spanned<u64>>,
 }
+
+/// `[state]`: hourly evidence for `segwatch report --state`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// Directory of the hourly evidence files (e.g. "/var/lib/segwatch"):
+    /// one file per hour of capture time, written when the hour ends and at
+    /// stop. Default: none (no evidence kept).
+    pub dir: Option<PathBuf>,
+    /// Hours older than this many days are removed. Default 400 (a year
+    /// and a reporting quarter); 0 keeps every hour.
+    pub retention_days: Option<Spanned<u32>>,
+}
+
+/// The state directory's settings, when one is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSettings {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Hours older than this many days (of capture time) are removed; 0
+    /// keeps every hour.
+    pub retention_days: u32,
+}
+
+/// `[state] retention_days`'s default.
+pub const RETENTION_DAYS: u32 = 400;
 
 /// `[detection]`.
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +422,8 @@ pub struct RunSettings {
     pub events_records: crate::sink::RecordFilter,
     /// What stdout takes.
     pub stdout_records: crate::sink::RecordFilter,
+    /// The evidence state directory, when set.
+    pub state: Option<StateSettings>,
 }
 
 /// The command line's overrides (contract section 4).
@@ -627,6 +658,13 @@ impl ConfigFile {
             max_devices,
             drain_timeout: self.process.drain_timeout.map_or(DRAIN_TIMEOUT, |d| d.0),
             decapsulation,
+            state: self.state.dir.map(|dir| StateSettings {
+                dir,
+                retention_days: self
+                    .state
+                    .retention_days
+                    .map_or(RETENTION_DAYS, Spanned::into_inner),
+            }),
         };
         // In file order, as a reader goes through the file.
         let mut warnings = checks.warnings;

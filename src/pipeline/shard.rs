@@ -7,6 +7,7 @@ use crate::app::Detection;
 use crate::capture::Frame;
 use crate::classify::{PolicyInForce, Verdict};
 use crate::event::Violation;
+use crate::evidence::{EvidenceTable, FlowClass, NO_BUCKET};
 use crate::flow::{FlowConfig, FlowObserver, FlowView, Packet, Started, Tracker, flow_id};
 use crate::inventory::{AppIdentified, FlowStart, Inventory};
 use crate::wire::{Decapsulation, Headers, Outcome, Transport};
@@ -23,6 +24,8 @@ pub struct ShardOptions {
     /// Record each flow's start and each identified application for the
     /// device inventory ([`Shard::feed_inventory`]).
     pub record_starts: bool,
+    /// Count flows and bytes for evidence reports ([`Shard::take_evidence`]).
+    pub evidence: bool,
 }
 
 /// The judge's record of a flow, kept by the tracker.
@@ -32,25 +35,57 @@ pub struct FlowVerdict {
     verdict: Verdict,
     /// Generation of the policy that gave `verdict`.
     generation: u32,
-    /// True once the flow's one violation event has been made.
-    alerted: bool,
-    /// True once its verdict took its application into account: a reload
-    /// keeps that verdict (the application is not kept to judge again).
-    app_judged: bool,
     /// VLAN of its first packet (an event that waited for the application
     /// carries it).
     vlan: u16,
-    /// Which endpoint has sent nothing yet, when recording flow starts for
-    /// the inventory ([`silent_if_sent_by`]); 0 once both have (or when not
-    /// recording). Its first packet is the other record of the flow.
-    silent: u8,
+    /// [`ALERTED`], [`APP_JUDGED`] and [`SILENT`] bits, in one byte so that
+    /// the record (and the flow table's entry) stays 20 bytes.
+    flags: u8,
+    /// Its evidence bucket (see [`crate::evidence::EvidenceTable`]), or
+    /// [`NO_BUCKET`] with evidence off.
+    bucket: u32,
 }
 
-/// [`FlowVerdict::silent`] of an endpoint that sends a packet: `lo` is 1,
-/// `hi` is 2 (never 0, so that the per-packet test is one comparison).
+/// [`FlowVerdict::flags`]: the flow's one violation event has been made.
+const ALERTED: u8 = 1;
+/// [`FlowVerdict::flags`]: its verdict took its application into account:
+/// a reload keeps that verdict (the application is not kept to judge again).
+const APP_JUDGED: u8 = 2;
+/// [`FlowVerdict::flags`]: which endpoint has sent nothing yet, when
+/// recording flow starts for the inventory ([`silent_if_sent_by`]); neither
+/// bit once both have (or when not recording). Its first packet is the
+/// other record of the flow.
+const SILENT: u8 = 4 | 8;
+
+/// The [`SILENT`] bits of an endpoint that sends a packet: `lo` is 4, `hi`
+/// is 8 (never 0, so that the per-packet test is one mask and one compare).
 #[inline(always)]
 fn silent_if_sent_by(sender_is_lo: bool) -> u8 {
-    if sender_is_lo { 1 } else { 2 }
+    if sender_is_lo { 4 } else { 8 }
+}
+
+impl FlowVerdict {
+    fn alerted(&self) -> bool {
+        self.flags & ALERTED != 0
+    }
+
+    fn set_alerted(&mut self) {
+        self.flags |= ALERTED;
+    }
+
+    fn app_judged(&self) -> bool {
+        self.flags & APP_JUDGED != 0
+    }
+
+    fn set_app_judged(&mut self, judged: bool) {
+        self.flags = (self.flags & !APP_JUDGED) | if judged { APP_JUDGED } else { 0 };
+    }
+
+    /// True when `sender_is_lo`'s side has sent nothing before this packet.
+    #[inline(always)]
+    fn first_from(&self, sender_is_lo: bool) -> bool {
+        self.flags & SILENT == silent_if_sent_by(sender_is_lo)
+    }
 }
 
 /// What a shard produced since its driver last took it.
@@ -91,6 +126,8 @@ struct JudgeState {
     tracked: Option<Arc<TrackedRanges>>,
     output: ShardOutput,
     counters: Counters,
+    /// With evidence on: flows and bytes by bucket.
+    evidence: EvidenceTable,
 }
 
 impl Shard {
@@ -106,6 +143,7 @@ impl Shard {
                 tracked: None,
                 output: ShardOutput::default(),
                 counters: Counters::default(),
+                evidence: EvidenceTable::new(),
             },
         }
     }
@@ -248,6 +286,17 @@ impl Shard {
         counters.active_flows = self.tracker.active_flows() as u64;
     }
 
+    /// Turns evidence counting on or off (before the first packet).
+    pub fn set_evidence(&mut self, on: bool) {
+        self.state.options.evidence = on;
+    }
+
+    /// Takes the evidence counted since the last take (with evidence on),
+    /// in the ids of the policy in force.
+    pub fn take_evidence(&mut self) -> EvidenceTable {
+        self.state.evidence.take()
+    }
+
     /// Flows under inspection now.
     pub fn inspecting(&self) -> usize {
         self.tracker.inspecting()
@@ -265,7 +314,7 @@ struct Judge<'a> {
 impl Judge<'_> {
     /// Makes a violation: matched once against the exceptions (contract
     /// section 8), counted, handed out.
-    fn emit(&mut self, mut violation: Violation) {
+    fn emit(&mut self, mut violation: Violation) -> Option<u32> {
         let state = &mut *self.state;
         let mut expired = None;
         if !self.policy.exceptions.is_empty() {
@@ -277,7 +326,82 @@ impl Judge<'_> {
             .counters
             .violations
             .count(self.policy, &violation, expired);
+        let exception = violation.exception;
         state.output.violations.push(violation);
+        exception
+    }
+
+    /// Places a flow in its evidence bucket at `ts_ns` (counting it when
+    /// `count_flow`), with evidence on; [`NO_BUCKET`] otherwise.
+    fn place(&mut self, class: &FlowClass, ts_ns: u64, count_flow: bool) -> u32 {
+        if !self.state.options.evidence {
+            return NO_BUCKET;
+        }
+        self.state
+            .evidence
+            .place(&self.policy.policy, class, ts_ns, count_flow)
+    }
+
+    /// Adds a packet's bytes to its flow's bucket.
+    #[inline(always)]
+    fn add_bytes(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet) {
+        let record = &mut view.flow.verdict;
+        if record.bucket == NO_BUCKET {
+            return;
+        }
+        match self
+            .state
+            .evidence
+            .add_bytes(record.bucket, packet.ts_ns, packet.payload_len)
+        {
+            Some(bucket) => record.bucket = bucket,
+            None => self.place_again(view, packet),
+        }
+    }
+
+    /// A flow whose bucket was handed over: placed again (its flow counted
+    /// already), then its packet's bytes added.
+    #[cold]
+    #[inline(never)]
+    fn place_again(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet) {
+        let policy = &self.policy.policy;
+        let judged = policy.judge_flow(view.key, view.flow.initiator_is_lo);
+        let record = view.flow.verdict;
+        let mut exception = None;
+        if policy.alerts(record.verdict) && !self.policy.exceptions.is_empty() {
+            let violation = Violation::of(
+                view.key,
+                &judged,
+                record.verdict,
+                (0, view.flow.first_ts, record.vlan),
+                view.flow.id,
+                None,
+            );
+            exception = self
+                .policy
+                .exceptions
+                .match_subject(&violation.subject())
+                .excepted;
+        }
+        let class = FlowClass {
+            zones: judged.zones,
+            verdict: record.verdict,
+            service: (
+                Transport::of_protocol(view.key.protocol),
+                judged.responder.1,
+            ),
+            app: None,
+            exception,
+        };
+        let bucket = self.place(&class, packet.ts_ns, false);
+        view.flow.verdict.bucket = bucket;
+        if let Some(bucket) =
+            self.state
+                .evidence
+                .add_bytes(bucket, packet.ts_ns, packet.payload_len)
+        {
+            view.flow.verdict.bucket = bucket;
+        }
     }
 
     /// The first packet of a flow's endpoint that had sent nothing: it is
@@ -288,7 +412,7 @@ impl Judge<'_> {
     #[cold]
     #[inline(never)]
     fn answered(&mut self, view: &mut FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
-        view.flow.verdict.silent = 0;
+        view.flow.verdict.flags &= !SILENT;
         let (initiator, responder) = view.endpoints();
         let policy = &self.policy.policy;
         let ipv6 = view.key.ipv6;
@@ -319,7 +443,7 @@ impl Judge<'_> {
         let (policy, generation) = (&self.policy.policy, self.policy.generation);
         let inspecting = view.flow.inspecting();
         let record = &mut view.flow.verdict;
-        if record.app_judged {
+        if record.app_judged() {
             // Judged with its application, which is not kept: the verdict
             // stands (see the README).
             record.generation = generation;
@@ -333,8 +457,10 @@ impl Judge<'_> {
         let transport = Transport::of_protocol(view.key.protocol);
         record.generation = generation;
         record.verdict = policy.judge_with_app(&judged, transport, None);
-        if !record.alerted && policy.alerts(record.verdict) {
-            record.alerted = true;
+        let verdict = record.verdict;
+        let mut exception = None;
+        if !record.alerted() && policy.alerts(record.verdict) {
+            record.set_alerted();
             let violation = Violation::of(
                 view.key,
                 &judged,
@@ -343,7 +469,19 @@ impl Judge<'_> {
                 view.flow.id,
                 None,
             );
-            self.emit(violation);
+            exception = self.emit(violation);
+        }
+        if view.flow.verdict.bucket != NO_BUCKET {
+            // Its later bytes count under the new verdict; the flow itself
+            // stays counted where it started.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict,
+                service: (transport, judged.responder.1),
+                app: None,
+                exception,
+            };
+            view.flow.verdict.bucket = self.place(&class, packet.ts_ns, false);
         }
     }
 }
@@ -371,21 +509,21 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         let mut record = FlowVerdict {
             verdict: judged.verdict,
             generation: self.policy.generation,
-            alerted: false,
-            app_judged: false,
             vlan: packet.vlan,
-            silent: if self.state.options.record_starts {
+            flags: if self.state.options.record_starts {
                 silent_if_sent_by(!packet.sender_is_lo)
             } else {
                 0
             },
+            bucket: NO_BUCKET,
         };
         // An inspected flow is judged, and its event made, when the
         // inspection ends.
+        let mut exception = None;
         if !inspecting {
             record.verdict = policy.judge_with_app(&judged, packet.transport, None);
             if policy.alerts(record.verdict) {
-                record.alerted = true;
+                record.set_alerted();
                 let violation = Violation::of(
                     &packet.key,
                     &judged,
@@ -394,8 +532,28 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                     id,
                     None,
                 );
-                self.emit(violation);
+                exception = self.emit(violation);
             }
+        }
+        if self.state.options.evidence {
+            // An inspected flow's first bytes count under its verdict by
+            // ports; the flow counts when its inspection ends.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict: record.verdict,
+                service: (
+                    Transport::of_protocol(packet.key.protocol),
+                    judged.responder.1,
+                ),
+                app: None,
+                exception,
+            };
+            let bucket = self.place(&class, packet.ts_ns, !inspecting);
+            record.bucket = self
+                .state
+                .evidence
+                .add_bytes(bucket, packet.ts_ns, packet.payload_len)
+                .unwrap_or(bucket);
         }
         if let Some(ranges) = &self.state.tracked
             && ranges.tracks(packet.key.ipv6, judged.responder.0)
@@ -440,12 +598,20 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
 
     #[inline(always)]
     fn continued(&mut self, mut view: FlowView<'_, FlowVerdict>, packet: &Packet, index: u64) {
-        if view.flow.verdict.silent == silent_if_sent_by(packet.sender_is_lo) {
+        if view.flow.verdict.first_from(packet.sender_is_lo) {
             self.answered(&mut view, packet, index);
         }
         if view.flow.verdict.generation != self.policy.generation {
-            self.judge_again(view, packet, index);
+            self.judge_again(
+                FlowView {
+                    key: view.key,
+                    flow: &mut *view.flow,
+                },
+                packet,
+                index,
+            );
         }
+        self.add_bytes(&mut view, packet);
     }
 
     fn inspected(
@@ -470,11 +636,13 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         let record = view.flow.verdict;
         if !policy.needs_app()
             && record.generation == self.policy.generation
-            && (record.alerted || !policy.alerts(record.verdict))
+            && (record.alerted() || !policy.alerts(record.verdict))
+            && record.bucket == NO_BUCKET
         {
             // Judged by its ports at its first packet under this same
-            // policy, which no application changes, and no event to make:
-            // judging it again would cost as much as that first packet did.
+            // policy, which no application changes, no event to make and
+            // no evidence to count: judging it again would cost as much as
+            // that first packet did.
             return;
         }
         // Judged under the policy in force now (again by ports, when a
@@ -484,9 +652,12 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         let record = &mut view.flow.verdict;
         record.generation = self.policy.generation;
         record.verdict = policy.judge_with_app(&judged, transport, app.as_deref());
-        record.app_judged = policy.needs_app() && app.is_some();
-        if policy.alerts(record.verdict) && !record.alerted {
-            record.alerted = true;
+        record.set_app_judged(policy.needs_app() && app.is_some());
+        let verdict = record.verdict;
+        let app_kind = app.as_deref().map(Detection::app);
+        let mut exception = None;
+        if policy.alerts(record.verdict) && !record.alerted() {
+            record.set_alerted();
             let violation = Violation::of(
                 view.key,
                 &judged,
@@ -495,7 +666,23 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 view.flow.id,
                 app,
             );
-            self.emit(violation);
+            exception = self.emit(violation);
+        }
+        if view.flow.verdict.bucket != NO_BUCKET {
+            // Counted now, in the hour it started, with its final verdict.
+            let class = FlowClass {
+                zones: judged.zones,
+                verdict,
+                service: (transport, judged.responder.1),
+                app: app_kind,
+                exception,
+            };
+            let first_ts = view.flow.first_ts;
+            let bucket = self.place(&class, first_ts, true);
+            view.flow.verdict.bucket = bucket;
         }
     }
 }
+
+// The bucket index fits beside the verdict without growing a flow's entry.
+const _: () = assert!(std::mem::size_of::<FlowVerdict>() == 20);

@@ -41,6 +41,7 @@ use rayon::prelude::*;
 use crate::capture::{CaptureError, CaptureFile, Frame, FrameReader, Truncation};
 use crate::classify::PolicyInForce;
 use crate::event::write_json_line;
+use crate::evidence::Evidence;
 use crate::flow::{FlowConfig, FlowHasher, Packet};
 use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
@@ -86,6 +87,9 @@ pub struct ReplayOptions {
     /// Incidents (contract section 7): records interleaved with the events,
     /// and `incident_id` on the events that open or join one.
     pub incidents: Option<IncidentSettings>,
+    /// Count flows and bytes by hour, zones, service and outcome for an
+    /// evidence report ([`ReplayOutcome::evidence`]).
+    pub evidence: bool,
 }
 
 impl Default for ReplayOptions {
@@ -99,6 +103,7 @@ impl Default for ReplayOptions {
             exiting_after: false,
             decapsulation: Decapsulation::NONE,
             incidents: None,
+            evidence: false,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct ReplayOutcome {
     pub stages: StageTimes,
     /// With incidents on: what the fold counted.
     pub incidents: Option<FoldCounters>,
+    /// With evidence on: flows and bytes by hour and kind of flow.
+    pub evidence: Option<Evidence>,
 }
 
 /// Where a replay's time went, summed over batches (measured once per batch).
@@ -196,6 +203,7 @@ pub fn replay<W: Write + Send>(
     let shard_options = ShardOptions {
         detect_apps: options.detect_apps,
         record_starts: options.inventory.is_some(),
+        evidence: options.evidence,
     };
     let tracked = options
         .incidents
@@ -337,6 +345,14 @@ pub fn replay<W: Write + Send>(
     for worker in &workers {
         stats.add(&worker.shard.counters());
     }
+    let evidence = options.evidence.then(|| {
+        let mut evidence = Evidence::default();
+        for worker in &mut workers {
+            let table = worker.shard.take_evidence();
+            evidence.add_table(&table, &policy.policy, &policy.exceptions);
+        }
+        evidence
+    });
     if options.exiting_after {
         // Freeing sixteen flow tables here, one mapping at a time, took
         // longer than the kernel's teardown of the whole address space at
@@ -353,6 +369,7 @@ pub fn replay<W: Write + Send>(
         elapsed: started.elapsed(),
         stages,
         incidents: incident_counters,
+        evidence,
     })
 }
 

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod evidence;
 mod http;
 mod incidents;
 pub mod logging;
@@ -137,11 +138,24 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
         );
     }
     let policy = Arc::new(policy);
-    let sinks = Arc::new(open_sinks(&settings)?);
+    let mut sink_list = open_sinks(&settings)?;
+    // The events file, stdout and the feeds, in that order; the evidence
+    // writer comes after them.
+    let opened_sinks = sink_list.len();
     let inventory = Arc::new(crate::inventory::Inventory::new(
         settings.max_devices,
         Arc::new(crate::inventory::OuiRegistry::load_default()),
     ));
+    // The evidence writer takes records as a sink does, last of the sinks.
+    let evidence = match &settings.state {
+        Some(state) => {
+            let (sink, queue) = evidence::spawn(state, inventory.clone(), settings.queue)?;
+            sink_list.push(sink);
+            Some(queue)
+        }
+        None => None,
+    };
+    let sinks = Arc::new(sink_list);
     tracing::debug!(
         registry = ?inventory.registry().source(),
         vendors = inventory.registry().len(),
@@ -168,6 +182,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
         queue: incidents.as_ref().map(|i| i.queue.clone()),
         tracked,
         salt,
+        evidence,
     };
     let workers = start_workers(&settings, &policy, &sinks, &inventory, &hand_over)?;
     let telemetry = Arc::new(Telemetry {
@@ -201,7 +216,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
     }
     // Spools are opened as the user the daemon runs as from here on, so
     // that it can go on writing them.
-    if let Err(error) = attach_spools(&settings, &sinks) {
+    if let Err(error) = attach_spools(&settings, &sinks[..opened_sinks]) {
         workers.stop.store(true, Ordering::Relaxed);
         return Err(error);
     }
@@ -235,6 +250,10 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
     if let Some(incidents) = incidents {
         incidents.stop();
     }
+    // The evidence writer writes the hour in progress before the sinks go.
+    if let Some(evidence) = &hand_over.evidence {
+        evidence.finish(settings.drain_timeout);
+    }
     let deadline = Instant::now() + settings.drain_timeout;
     let mut undelivered = 0;
     if let Ok(sinks) = Arc::try_unwrap(sinks) {
@@ -254,8 +273,8 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
     Ok(undelivered)
 }
 
-/// Opens each spooled feed's disk spool and hands it over; the feeds are
-/// the sinks after the events file and stdout, in order.
+/// Opens each spooled feed's disk spool and hands it over; `sinks` are
+/// those [`open_sinks`] opened, whose feeds come last, in order.
 fn attach_spools(settings: &RunSettings, sinks: &[SinkHandle]) -> Result<(), RunError> {
     let first_feed = sinks.len() - settings.syslog.len();
     for (feed, sink) in settings.syslog.iter().zip(&sinks[first_feed..]) {
@@ -315,6 +334,7 @@ struct Handover {
     queue: Option<IncidentQueue>,
     tracked: Option<Arc<crate::pipeline::TrackedRanges>>,
     salt: u64,
+    evidence: Option<evidence::EvidenceQueue>,
 }
 
 fn start_workers(
@@ -351,6 +371,7 @@ fn start_workers(
             .with_inventory(Some(inventory.clone()))
             .with_detection(detect_apps)
             .with_decapsulation(decapsulation.clone())
+            .with_evidence(hand_over.evidence.clone())
             .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
@@ -392,6 +413,7 @@ fn start_workers(
             .with_inventory(Some(inventory.clone()))
             .with_detection(detect_apps)
             .with_decapsulation(decapsulation.clone())
+            .with_evidence(hand_over.evidence.clone())
             .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
@@ -455,6 +477,7 @@ fn start_workers(
                     .with_inventory(Some(inventory.clone()))
                     .with_detection(detect_apps)
                     .with_decapsulation(decapsulation.clone())
+                    .with_evidence(hand_over.evidence.clone())
                     .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());

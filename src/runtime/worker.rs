@@ -17,6 +17,9 @@ use crate::pipeline::{Counters, PublishedCounters, Shard, ShardOptions, TrackedR
 use crate::sink::{SinkEvent, SinkHandle};
 use crate::wire::Decapsulation;
 
+use crate::evidence::HOUR_NS;
+
+use super::evidence::EvidenceQueue;
 use super::incidents::IncidentQueue;
 use super::policy::LivePolicy;
 
@@ -43,6 +46,9 @@ pub struct Pipeline {
     decapsulation: Arc<Decapsulation>,
     /// With incidents on: the incident thread's queue.
     incidents: Option<IncidentQueue>,
+    /// With a state directory: the evidence writer's queue, and the capture
+    /// time of the last hand-over.
+    evidence: Option<(EvidenceQueue, u64)>,
 }
 
 impl Pipeline {
@@ -75,6 +81,7 @@ impl Pipeline {
             inventory: None,
             decapsulation: Arc::new(Decapsulation::NONE),
             incidents: None,
+            evidence: None,
         }
     }
 
@@ -114,6 +121,33 @@ impl Pipeline {
         self.reshaped(options)
     }
 
+    /// Counts evidence (flows and bytes by hour and kind of flow) and hands
+    /// it to the evidence writer when the hour of capture time changes and
+    /// at stop. Before [`Pipeline::with_incidents`] (it makes a new shard).
+    pub fn with_evidence(mut self, queue: Option<EvidenceQueue>) -> Pipeline {
+        self.options.evidence = queue.is_some();
+        self.shard.set_evidence(queue.is_some());
+        self.evidence = queue.map(|q| (q, 0));
+        self
+    }
+
+    /// Hands the evidence counted so far to the writer: `always` at stop,
+    /// otherwise once enough capture time has passed.
+    fn hand_evidence(&mut self, live: &Arc<LivePolicy>, always: bool) {
+        let Some((queue, handed)) = &mut self.evidence else {
+            return;
+        };
+        // Once per hour of capture time: the writer writes an hour once it
+        // sees the next.
+        if always || self.last_ts / HOUR_NS != *handed / HOUR_NS {
+            *handed = self.last_ts;
+            let table = self.shard.take_evidence();
+            if !table.is_empty() {
+                queue.offer(table, live);
+            }
+        }
+    }
+
     /// Hands violations and new flows to tracked responders to the
     /// incident thread (incidents on), which makes their events.
     pub fn with_incidents(
@@ -146,6 +180,7 @@ impl Pipeline {
     pub fn finish(&mut self, live: &Arc<LivePolicy>) {
         self.shard.finish(live);
         self.end_batch(live);
+        self.hand_evidence(live, true);
     }
 
     /// Ends a batch: events out, inventory fed, idle flows swept, counters
@@ -163,6 +198,7 @@ impl Pipeline {
         self.publish_violations(live);
         self.shard.copy_counters(&mut self.published);
         self.stats.publish(&self.published);
+        self.hand_evidence(live, false);
     }
 
     /// Turns the violations made so far into events for the sinks (through

@@ -151,7 +151,7 @@ pub struct SinkHandle {
 impl SinkHandle {
     /// Starts a sink thread named `name` that runs `deliver` on its inbox.
     /// `deliver` returns the number of events it left undelivered.
-    fn spawn(
+    pub(crate) fn spawn(
         name: String,
         queue: usize,
         deliver: impl FnOnce(Inbox) -> u64 + Send + 'static,

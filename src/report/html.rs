@@ -1,0 +1,777 @@
+//! The report as one self-contained HTML page: inline CSS and SVG, no
+//! script, no font or image from elsewhere; printed to A4 with a page
+//! break before each section and table headers repeated on every page.
+
+use std::fmt::Write as _;
+
+use super::crosswalk::CROSSWALK;
+use super::model::{DeviceRow, MatrixCell, Report, SEVERITIES, Summary};
+
+/// Devices listed in the HTML's longer lists (all are in `devices.csv`).
+const LISTED_DEVICES: usize = 200;
+
+const STYLE: &str = r#"
+@page { size: A4; margin: 14mm 12mm 16mm 12mm; }
+* { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; font-size: 9.5pt;
+  color: #1b1f23; margin: 0 auto; max-width: 190mm; line-height: 1.35; }
+h1 { font-size: 18pt; margin: 0 0 4pt 0; }
+h2 { font-size: 13pt; border-bottom: 1.5pt solid #1b1f23; padding-bottom: 2pt; margin: 14pt 0 6pt 0; }
+h3 { font-size: 10.5pt; margin: 10pt 0 4pt 0; }
+p { margin: 4pt 0; }
+section { break-before: page; }
+section.first { break-before: auto; }
+table { border-collapse: collapse; width: 100%; margin: 4pt 0 8pt 0; }
+thead { display: table-header-group; }
+tr { break-inside: avoid; }
+th, td { border: 0.5pt solid #9aa4ad; padding: 2pt 4pt; text-align: left; vertical-align: top; }
+th { background: #e9edf1; font-weight: 600; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+.muted { color: #5a6570; }
+.notice { border: 1pt solid #9aa4ad; background: #f6f8fa; padding: 6pt 8pt; margin: 8pt 0; }
+.tiles { display: flex; flex-wrap: wrap; gap: 6pt; margin: 6pt 0; }
+.tile { border: 0.75pt solid #9aa4ad; padding: 5pt 8pt; min-width: 40mm; flex: 1; }
+.tile .v { font-size: 15pt; font-weight: 700; }
+.tile .l { font-size: 8pt; color: #5a6570; }
+.up { color: #a4161a; } .down { color: #1b7a3e; }
+table.matrix { font-size: 7pt; table-layout: fixed; }
+table.matrix td, table.matrix th { padding: 1pt 2pt; text-align: center; overflow-wrap: anywhere; }
+table.matrix th.row { text-align: left; }
+td.ok { background: #cfe8d5; } td.leak { background: #f4b6b6; } td.accepted { background: #fde2a7; }
+td.dflt { background: #fff3c4; } td.quiet-allowed { background: #eef6f0; } td.quiet-denied { background: #f3f4f6; }
+.legend span { display: inline-block; padding: 1pt 5pt; margin-right: 4pt; border: 0.5pt solid #9aa4ad; font-size: 8pt; }
+code, .mono { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 8pt; overflow-wrap: anywhere; }
+svg { display: block; margin: 4pt 0; }
+footer { margin-top: 12pt; font-size: 8pt; color: #5a6570; }
+@media print { body { max-width: none; } }
+"#;
+
+/// Severity colours, in [`SEVERITIES`] order.
+const SEVERITY_COLOURS: [&str; 4] = ["#7f1d1d", "#d62828", "#f77f00", "#fcbf49"];
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in binary units.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The report as HTML.
+pub fn render(report: &Report) -> String {
+    let mut h = String::with_capacity(64 << 10);
+    let title = format!(
+        "Network segmentation evidence: {} ({} to {})",
+        report.policy_name, report.period.start, report.period.end
+    );
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"generator\" content=\"segwatch {}\">\n<title>{}</title>\n<style>{STYLE}</style>\n\
+         </head>\n<body>\n",
+        escape(&report.segwatch_version),
+        escape(&title)
+    );
+    cover(&mut h, report);
+    scope(&mut h, report);
+    summary(&mut h, report);
+    matrix(&mut h, report);
+    over_time(&mut h, report);
+    devices(&mut h, report);
+    exceptions(&mut h, report);
+    gaps(&mut h, report);
+    inventory(&mut h, report);
+    crosswalk(&mut h);
+    let _ = write!(
+        h,
+        "<footer>Generated by segwatch {} at {}. Figures are machine-made from the inputs listed \
+         in section 1; the annexes (CSV) and report.json hold every figure.</footer>\n</body>\n</html>\n",
+        escape(&report.segwatch_version),
+        escape(&report.generated_at)
+    );
+    h
+}
+
+fn cover(h: &mut String, r: &Report) {
+    let _ = write!(
+        h,
+        "<section class=\"first\" id=\"cover\">\n<h1>Network segmentation evidence report</h1>\n\
+         <p><b>Policy:</b> {} &nbsp; <b>Period:</b> {} to {} (UTC, end exclusive) &nbsp; \
+         <b>Generated:</b> {}</p>\n\
+         <div class=\"notice\">This report documents the network traffic segwatch observed during \
+         the period and how each flow compares with the segmentation policy named above. It is \
+         technical evidence for an assessment of the effectiveness of network segregation; it is \
+         not a certification, an audit opinion or a statement of compliance with any regulation \
+         or standard. Traffic that did not pass the monitored network points is not covered.</div>\n",
+        escape(&r.policy_name),
+        escape(&r.period.start),
+        escape(&r.period.end),
+        escape(&r.generated_at)
+    );
+}
+
+fn scope(h: &mut String, r: &Report) {
+    let _ = write!(
+        h,
+        "<h2 id=\"scope\">1. Scope and method</h2>\n\
+         <p>Period: <b>{}</b> to <b>{}</b> (UTC; {} hour(s) hold evidence). Source: {}. \
+         Policy: <b>{}</b>. segwatch version {}.</p>\n",
+        escape(&r.period.start),
+        escape(&r.period.end),
+        r.period.hours_with_data,
+        if r.source == "state" {
+            "the hourly evidence files the sensor daemon kept in its state directory"
+        } else {
+            "capture files judged offline"
+        },
+        escape(&r.policy_name),
+        escape(&r.segwatch_version)
+    );
+    h.push_str(
+        "<p>segwatch reads a copy of the network traffic (a SPAN or TAP port, or capture files) \
+         and follows every flow: the packets between two endpoints on one protocol and port. It \
+         decides which endpoint initiated the flow, looks up the zone of each endpoint in the \
+         policy's networks, and applies the policy's rules in file order: the first rule whose \
+         source zone, destination zone and service match decides, and the policy's default \
+         action decides flows no rule matches. Where the policy names applications (DICOM, HL7, \
+         TLS server names), the first bytes of the flow are inspected for named header fields \
+         only; no payload byte is stored or reported.</p>\n\
+         <p>A flow an alerting rule (or an alerting default) decides is a violation. A violation \
+         that an entry of the exceptions file covers (an accepted risk with owner and expiry) is \
+         counted as excepted, separately. Violations are folded into incidents by rule, \
+         initiator, destination zone and service, and sweeps and scans are detected; the report \
+         counts incidents when they close. A flow is counted in the UTC hour it started, with \
+         its final verdict; bytes are transport payload bytes, counted in the hour their packet \
+         was seen. Devices are identified by address, with vendor (from the MAC address), class \
+         and DHCP hostname where the traffic showed them.</p>\n",
+    );
+    h.push_str("<h3>Inputs</h3>\n<table id=\"inputs\">\n<thead><tr><th>Kind</th><th>File</th><th class=\"n\">Bytes</th><th>SHA-256</th></tr></thead>\n<tbody>\n");
+    let (state, files): (Vec<_>, Vec<_>) = r.inputs.iter().partition(|i| i.kind == "state");
+    if let (Some(first), Some(last)) = (state.first(), state.last()) {
+        let manifest: String = state
+            .iter()
+            .map(|i| format!("{}  {}\n", i.sha256, i.path))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>state</td><td class=\"mono\">{} hourly files, {} to {}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
+            count(state.len() as u64),
+            escape(&first.path),
+            escape(&last.path),
+            count(state.iter().map(|i| i.bytes).sum()),
+            super::hash_bytes(manifest.as_bytes())
+        );
+    }
+    for input in files {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td></tr>",
+            escape(&input.kind),
+            escape(&input.path),
+            count(input.bytes),
+            escape(&input.sha256)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+    if !state.is_empty() {
+        h.push_str(
+            "<p class=\"muted\">For the state files, the SHA-256 of their manifest: one line \
+             <code>SHA-256, two spaces, file</code> per file, oldest first, as sha256sum prints \
+             them; each file's own hash is in report.json.</p>\n",
+        );
+    }
+}
+
+fn summary(h: &mut String, r: &Report) {
+    let s = &r.summary;
+    h.push_str(
+        "</section>\n<section class=\"first\" id=\"summary\">\n<h2>2. Summary</h2>\n<div class=\"tiles\">\n",
+    );
+    let tiles = [
+        (
+            format!("{:.2} %", s.conformance_percent),
+            "flows allowed by an explicit rule",
+        ),
+        (count(s.flows), "flows observed"),
+        (count(s.violations), "violations (not excepted)"),
+        (count(s.excepted), "excepted violations"),
+        (count(s.incidents), "incidents closed"),
+    ];
+    for (value, label) in tiles {
+        let _ = writeln!(
+            h,
+            "<div class=\"tile\"><div class=\"v\">{value}</div><div class=\"l\">{label}</div></div>"
+        );
+    }
+    h.push_str("</div>\n");
+    outcome_bar(h, s);
+    let previous = r.previous.as_ref();
+    h.push_str(
+        "<table id=\"summary-table\">\n<thead><tr><th>Figure</th><th class=\"n\">This period</th>",
+    );
+    if let Some(p) = previous {
+        let _ = write!(
+            h,
+            "<th class=\"n\">Previous ({} to {})</th><th class=\"n\">Change</th>",
+            escape(&p.period.start),
+            escape(&p.period.end)
+        );
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    let rows = summary_rows(s);
+    let before = previous.map(|p| summary_rows(&p.summary));
+    for (i, (label, value)) in rows.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<tr data-figure=\"{}\"><td>{}</td><td class=\"n\">{}</td>",
+            escape(&label.to_lowercase().replace(' ', "-")),
+            escape(label),
+            value.text()
+        );
+        if let Some(before) = &before {
+            let old = &before[i].1;
+            let _ = write!(
+                h,
+                "<td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                old.text(),
+                value.change(old)
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n");
+    if let Some(p) = previous {
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">Previous report generated {}, its report.json SHA-256 <span class=\"mono\">{}</span>.</p>",
+            escape(&p.generated_at),
+            escape(&p.sha256)
+        );
+    }
+}
+
+/// A figure of the summary table.
+enum Figure {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Figure {
+    fn text(&self) -> String {
+        match self {
+            Figure::Count(n) => count(*n),
+            Figure::Percent(p) => format!("{p:.2} %"),
+        }
+    }
+
+    fn change(&self, before: &Figure) -> String {
+        match (self, before) {
+            (Figure::Count(now), Figure::Count(then)) => {
+                let delta = *now as i128 - *then as i128;
+                match delta {
+                    0 => "±0".into(),
+                    d if d > 0 => format!("+{}", count(d as u64)),
+                    d => format!("−{}", count((-d) as u64)),
+                }
+            }
+            (Figure::Percent(now), Figure::Percent(then)) => {
+                format!("{:+.2} points", now - then)
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+fn summary_rows(s: &Summary) -> Vec<(String, Figure)> {
+    let mut rows = vec![
+        ("Flows".to_string(), Figure::Count(s.flows)),
+        (
+            "Allowed by rule".to_string(),
+            Figure::Count(s.allowed_by_rule),
+        ),
+        (
+            "Allowed by default only".to_string(),
+            Figure::Count(s.allowed_by_default),
+        ),
+        ("Violations".to_string(), Figure::Count(s.violations)),
+        ("Excepted violations".to_string(), Figure::Count(s.excepted)),
+        (
+            "Conformance".to_string(),
+            Figure::Percent(s.conformance_percent),
+        ),
+    ];
+    for (i, severity) in SEVERITIES.iter().enumerate() {
+        rows.push((
+            format!("Violations {}", severity.as_str()),
+            Figure::Count(s.violations_by_severity[i]),
+        ));
+    }
+    rows.push(("Incidents".to_string(), Figure::Count(s.incidents)));
+    for (i, severity) in SEVERITIES.iter().enumerate() {
+        rows.push((
+            format!("Incidents {}", severity.as_str()),
+            Figure::Count(s.incidents_by_severity[i]),
+        ));
+    }
+    rows.push(("Devices".to_string(), Figure::Count(s.devices)));
+    rows
+}
+
+/// One horizontal bar of the flows by outcome.
+fn outcome_bar(h: &mut String, s: &Summary) {
+    let parts = [
+        (s.allowed_by_rule, "#2d9d5b", "allowed by rule"),
+        (s.allowed_by_default, "#e9c46a", "allowed by default"),
+        (s.excepted, "#f4a261", "excepted"),
+        (s.violations, "#d62828", "violation"),
+    ];
+    let total: u64 = parts.iter().map(|p| p.0).sum();
+    let width = 640.0;
+    let _ = writeln!(
+        h,
+        "<svg id=\"outcome-bar\" width=\"100%\" viewBox=\"0 0 {width} 46\" role=\"img\" \
+         aria-label=\"Flows by outcome\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    let mut x = 0.0;
+    for (value, colour, label) in parts {
+        if total == 0 || value == 0 {
+            continue;
+        }
+        let w = value as f64 * width / total as f64;
+        let _ = writeln!(
+            h,
+            "<rect x=\"{x:.2}\" y=\"0\" width=\"{w:.2}\" height=\"22\" fill=\"{colour}\"><title>{label}: {}</title></rect>",
+            count(value)
+        );
+        x += w;
+    }
+    let mut lx = 0.0;
+    for (value, colour, label) in parts {
+        let _ = writeln!(
+            h,
+            "<rect x=\"{lx}\" y=\"30\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"39\" font-size=\"10\">{label} ({})</text>",
+            lx + 14.0,
+            count(value)
+        );
+        lx += 160.0;
+    }
+    h.push_str("</svg>\n");
+}
+
+fn cell_class(cell: &MatrixCell) -> &'static str {
+    if cell.violations > 0 {
+        "leak"
+    } else if cell.excepted > 0 {
+        "accepted"
+    } else if cell.flows > 0 && cell.policy == "default-allow" {
+        "dflt"
+    } else if cell.flows > 0 {
+        "ok"
+    } else if cell.policy == "denied" {
+        "quiet-denied"
+    } else {
+        "quiet-allowed"
+    }
+}
+
+fn matrix(h: &mut String, r: &Report) {
+    h.push_str(
+        "</section>\n<section id=\"matrix\">\n<h2>3. Zone matrix</h2>\n\
+         <p>Rows are initiating (source) zones, columns responding (destination) zones. Each cell \
+         shows flows observed and, after the slash, violations; below, what the policy allows for \
+         the pair. Hover (or see matrix.csv) for bytes, excepted violations and services.</p>\n\
+         <p class=\"legend\"><span style=\"background:#f4b6b6\">violations: segmentation leaks</span>\
+         <span style=\"background:#fde2a7\">excepted violations only</span>\
+         <span style=\"background:#fff3c4\">allowed only by the default action</span>\
+         <span style=\"background:#cfe8d5\">traffic, all allowed by rules</span>\
+         <span style=\"background:#eef6f0\">allowed, no traffic</span>\
+         <span style=\"background:#f3f4f6\">denied, no traffic</span></p>\n\
+         <table class=\"matrix\" id=\"zone-matrix\">\n<thead><tr><th>from \\ to</th>",
+    );
+    for zone in &r.zones {
+        let _ = write!(h, "<th>{}</th>", escape(zone));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    let n = r.zones.len();
+    for (i, from) in r.zones.iter().enumerate() {
+        let _ = write!(h, "<tr><th class=\"row\">{}</th>", escape(from));
+        for cell in r.matrix.iter().skip(i * n).take(n) {
+            let policy = match cell.policy.as_str() {
+                "allowed" => format!("allow: {}", cell.allowed_services.join(", ")),
+                "default-allow" => "default allow".into(),
+                _ => "denied".into(),
+            };
+            let _ = write!(
+                h,
+                "<td class=\"{}\" data-src=\"{}\" data-dest=\"{}\" data-flows=\"{}\" data-violations=\"{}\" \
+                 title=\"{} → {}: {} flows, {} violations, {} excepted, {}; policy: {}\">{}/{}<br><span class=\"muted\">{}</span></td>",
+                cell_class(cell),
+                escape(&cell.src_zone),
+                escape(&cell.dest_zone),
+                cell.flows,
+                cell.violations,
+                escape(&cell.src_zone),
+                escape(&cell.dest_zone),
+                count(cell.flows),
+                count(cell.violations),
+                count(cell.excepted),
+                bytes(cell.bytes),
+                escape(&policy),
+                count(cell.flows),
+                count(cell.violations),
+                escape(&policy),
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+fn over_time(h: &mut String, r: &Report) {
+    let _ = write!(
+        h,
+        "</section>\n<section id=\"time\">\n<h2>4. Violations and incidents over time</h2>\n\
+         <p>Violations (not excepted) per {} by severity; the line marks incidents closed.</p>\n",
+        escape(&r.timeline.unit)
+    );
+    timeline_chart(h, r);
+    h.push_str(
+        "<h3>By rule</h3>\n<table id=\"rules\">\n<thead><tr><th>Rule</th><th>Action</th><th>Severity</th>\
+         <th class=\"n\">Flows decided</th><th class=\"n\">Violations</th><th class=\"n\">Excepted</th>\
+         <th class=\"n\">Incidents closed</th></tr></thead>\n<tbody>\n",
+    );
+    for rule in &r.rules {
+        let _ = writeln!(
+            h,
+            "<tr data-rule=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&rule.rule),
+            escape(&rule.rule),
+            escape(&rule.action),
+            escape(&rule.severity),
+            count(rule.flows),
+            count(rule.violations),
+            count(rule.excepted),
+            count(rule.incidents)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n<h3>Incidents closed by kind and severity</h3>\n");
+    if r.incidents.is_empty() {
+        h.push_str("<p>No incident closed in the period.</p>\n");
+    } else {
+        h.push_str("<table id=\"incidents\">\n<thead><tr><th>Kind</th><th>Severity</th><th>Rule</th><th class=\"n\">Closed</th></tr></thead>\n<tbody>\n");
+        for row in &r.incidents {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(&row.kind),
+                escape(&row.severity),
+                escape(&row.rule),
+                count(row.closed)
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
+    }
+}
+
+fn timeline_chart(h: &mut String, r: &Report) {
+    let points = &r.timeline.points;
+    let (width, height, left, bottom) = (640.0, 180.0, 40.0, 24.0);
+    let max = points
+        .iter()
+        .map(|p| p.violations.iter().sum::<u64>().max(p.incidents))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let plot_w = width - left - 4.0;
+    let plot_h = height - bottom - 8.0;
+    let step = plot_w / points.len().max(1) as f64;
+    let _ = write!(
+        h,
+        "<svg id=\"timeline\" width=\"100%\" viewBox=\"0 0 {width} {height}\" role=\"img\" \
+         aria-label=\"Violations by {} and severity\" xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{width}\" y2=\"{}\" stroke=\"#5a6570\" stroke-width=\"0.5\"/>\n\
+         <text x=\"{}\" y=\"12\" font-size=\"9\" text-anchor=\"end\">{}</text>\n\
+         <text x=\"{}\" y=\"{}\" font-size=\"9\" text-anchor=\"end\">0</text>\n",
+        escape(&r.timeline.unit),
+        8.0 + plot_h,
+        8.0 + plot_h,
+        left - 4.0,
+        count(max),
+        left - 4.0,
+        8.0 + plot_h
+    );
+    let mut line = Vec::new();
+    for (i, point) in points.iter().enumerate() {
+        let x = left + i as f64 * step;
+        let mut y = 8.0 + plot_h;
+        // Lowest severity at the bottom, critical on top.
+        for slot in (0..4).rev() {
+            let value = point.violations[slot];
+            if value == 0 {
+                continue;
+            }
+            let bar = value as f64 * plot_h / max as f64;
+            y -= bar;
+            let _ = writeln!(
+                h,
+                "<rect x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{bar:.2}\" fill=\"{}\"><title>{} {}: {}</title></rect>",
+                x + step * 0.1,
+                (step * 0.8).max(0.5),
+                SEVERITY_COLOURS[slot],
+                escape(&point.start),
+                SEVERITIES[slot].as_str(),
+                count(value)
+            );
+        }
+        let iy = 8.0 + plot_h - point.incidents as f64 * plot_h / max as f64;
+        line.push(format!("{:.2},{iy:.2}", x + step / 2.0));
+    }
+    if points.len() > 1 {
+        let _ = writeln!(
+            h,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"#1d3557\" stroke-width=\"1.2\"/>",
+            line.join(" ")
+        );
+    }
+    let labels = 6.min(points.len());
+    for k in 0..labels {
+        let i = k * points.len() / labels.max(1);
+        let x = left + i as f64 * step;
+        let text = &points[i].start;
+        let label = if r.timeline.unit == "day" {
+            &text[..10.min(text.len())]
+        } else {
+            &text[5..16.min(text.len())]
+        };
+        let _ = writeln!(
+            h,
+            "<text x=\"{x:.2}\" y=\"{}\" font-size=\"8\">{}</text>",
+            height - 8.0,
+            escape(label)
+        );
+    }
+    let mut lx = left;
+    for (slot, severity) in SEVERITIES.iter().enumerate() {
+        let _ = writeln!(
+            h,
+            "<rect x=\"{lx}\" y=\"{}\" width=\"8\" height=\"8\" fill=\"{}\"/><text x=\"{}\" y=\"{}\" font-size=\"8\">{}</text>",
+            height - 6.0,
+            SEVERITY_COLOURS[slot],
+            lx + 11.0,
+            height - 0.5,
+            severity.as_str()
+        );
+        lx += 70.0;
+    }
+    let _ = writeln!(
+        h,
+        "<line x1=\"{lx}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#1d3557\" stroke-width=\"1.2\"/><text x=\"{}\" y=\"{}\" font-size=\"8\">incidents closed</text>",
+        height - 2.0,
+        lx + 10.0,
+        height - 2.0,
+        lx + 13.0,
+        height - 0.5
+    );
+    h.push_str("</svg>\n");
+}
+
+fn device_table(h: &mut String, id: &str, rows: &[DeviceRow]) {
+    let _ = write!(
+        h,
+        "<table id=\"{id}\">\n<thead><tr><th>Address</th><th>Zone</th><th>Vendor</th><th>Class</th>\
+         <th>Hostname</th><th class=\"n\">Violations</th><th class=\"n\">Incidents</th>\
+         <th>First seen</th><th>Last seen</th></tr></thead>\n<tbody>\n"
+    );
+    for d in rows.iter().take(LISTED_DEVICES) {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+            escape(&d.ip),
+            escape(&d.zone),
+            escape(&d.vendor),
+            escape(&d.class),
+            escape(&d.hostname),
+            count(d.violations),
+            count(d.incidents),
+            escape(&d.first_seen),
+            escape(&d.last_seen)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+    if rows.len() > LISTED_DEVICES {
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">{} more in devices.csv.</p>",
+            count((rows.len() - LISTED_DEVICES) as u64)
+        );
+    }
+}
+
+fn devices(h: &mut String, r: &Report) {
+    h.push_str(
+        "</section>\n<section id=\"offenders\">\n<h2>5. Top offending devices</h2>\n\
+         <p>Devices that initiated violations, most incidents first, then most violations.</p>\n",
+    );
+    if r.top_devices.is_empty() {
+        h.push_str("<p>No device initiated a violation in the period.</p>\n");
+    } else {
+        device_table(h, "top-devices", &r.top_devices);
+    }
+}
+
+fn exceptions(h: &mut String, r: &Report) {
+    h.push_str(
+        "</section>\n<section id=\"exceptions\">\n<h2>6. Exception register</h2>\n\
+         <p>Accepted risks from the exceptions file, with their status at the end of the period \
+         (expiring: within 30 days) and the violations each covered during it.</p>\n",
+    );
+    if r.exceptions.is_empty() {
+        h.push_str("<p>No exceptions file was given: no violation is excepted.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table id=\"exception-register\">\n<thead><tr><th>Id</th><th>Reason</th><th>Owner</th><th>Ticket</th>\
+         <th>Created</th><th>Expires</th><th>Status</th><th class=\"n\">Violations covered</th></tr></thead>\n<tbody>\n",
+    );
+    for e in &r.exceptions {
+        let _ = writeln!(
+            h,
+            "<tr data-exception=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(&e.id),
+            escape(&e.id),
+            escape(&e.reason),
+            escape(&e.owner),
+            escape(&e.ticket),
+            escape(&e.created),
+            escape(&e.expires),
+            escape(&e.status),
+            count(e.violations)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+fn gaps(h: &mut String, r: &Report) {
+    h.push_str(
+        "</section>\n<section id=\"gaps\">\n<h2>7. Unknown devices, quiet zones, unused rules</h2>\n\
+         <h3>Devices in no zone or of no known class</h3>\n",
+    );
+    if r.unknown_devices.is_empty() {
+        h.push_str("<p>None.</p>\n");
+    } else {
+        device_table(h, "unknown-devices", &r.unknown_devices);
+    }
+    h.push_str("<h3>Zones with no traffic</h3>\n");
+    list(h, "quiet-zones", &r.zones_without_traffic);
+    h.push_str("<h3>Rules that never matched</h3>\n");
+    list(h, "unused-rules", &r.rules_never_matched);
+}
+
+fn list(h: &mut String, id: &str, items: &[String]) {
+    if items.is_empty() {
+        h.push_str("<p>None.</p>\n");
+        return;
+    }
+    let _ = write!(h, "<ul id=\"{id}\">");
+    for item in items {
+        let _ = write!(h, "<li>{}</li>", escape(item));
+    }
+    h.push_str("</ul>\n");
+}
+
+fn inventory(h: &mut String, r: &Report) {
+    h.push_str(
+        "</section>\n<section id=\"inventory\">\n<h2>8. Device inventory by zone and class</h2>\n\
+         <table id=\"inventory-table\">\n<thead><tr><th>Zone</th><th>Class</th><th class=\"n\">Devices</th></tr></thead>\n<tbody>\n",
+    );
+    for row in &r.inventory {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(&row.zone),
+            escape(&row.class),
+            count(row.devices)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n<p class=\"muted\">Every device with its vendor, hostname and dates: devices.csv.</p>\n");
+}
+
+fn crosswalk(h: &mut String) {
+    h.push_str(
+        "</section>\n<section id=\"crosswalk\">\n<h2>9. Crosswalk to frameworks</h2>\n\
+         <p>Which section of this report can support which requirement. The report is evidence \
+         about network traffic during the period; whether a requirement is met is for the \
+         organisation's ISMS and its auditors to judge, together with the other evidence the \
+         requirement calls for (policies, architecture, configurations, risk assessments).</p>\n\
+         <table id=\"crosswalk-table\">\n<thead><tr><th>Framework</th><th>Requirement</th><th>Sections</th><th>What this report can show</th></tr></thead>\n<tbody>\n",
+    );
+    for row in CROSSWALK {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(row.framework),
+            escape(row.requirement),
+            escape(row.sections),
+            escape(row.evidence)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_counts_are_grouped() {
+        assert_eq!(
+            escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+        assert_eq!(escape("a\u{1b}b"), "a\u{fffd}b");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

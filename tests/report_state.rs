@@ -1,0 +1,322 @@
+//! The daemon's state directory (issue 18): a report from the hourly files
+//! a daemon wrote equals the report from the same traffic replayed; a
+//! daemon killed with SIGKILL mid-hour leaves no corrupt file and loses at
+//! most that hour; retention prunes; bad state gives one line naming it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use segwatch::evidence::state;
+
+use crate::daemon::{Daemon, metric, wait_for};
+use crate::report::{START_S, generate, generate_in, inputs, make_report, report};
+
+const HOUR: u64 = 3_600_000_000_000;
+
+/// The daemon's configuration: state in `dir`, incidents on.
+fn config(dir: &Path, state_dir: &Path, retention_days: u32) -> PathBuf {
+    let path = dir.join("segwatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[state]\ndir = {:?}\nretention_days = {retention_days}\n[incidents]\nenabled = true\n\
+             [process]\ndrain_timeout = \"30s\"\n",
+            state_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the daemon on `capture` and waits until it has read all of its
+/// `frames`.
+fn daemon_on(
+    config: &Path,
+    policy: &Path,
+    exceptions: &Path,
+    capture: &Path,
+    frames: u64,
+) -> Daemon {
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--exceptions",
+        exceptions.to_str().unwrap(),
+        "--pcap",
+        capture.to_str().unwrap(),
+    ]);
+    wait_for("every frame read", Duration::from_secs(30), || {
+        let read = metric(&daemon.metrics(), "segwatch_packets_total", "")?;
+        (read as u64 == frames).then_some(())
+    });
+    daemon
+}
+
+/// `segwatch report --state` over [since, until) into `out`.
+fn state_report(
+    policy: &Path,
+    exceptions: &Path,
+    dir: &Path,
+    period: (&str, &str),
+    out: &Path,
+) -> Value {
+    let output = report(&[
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--exceptions".as_ref(),
+        exceptions.as_os_str(),
+        "--generated-at".as_ref(),
+        "2026-12-07T12:00:00Z".as_ref(),
+        "--state".as_ref(),
+        dir.as_os_str(),
+        "--since".as_ref(),
+        period.0.as_ref(),
+        "--until".as_ref(),
+        period.1.as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+fn flows_by_hour(report: &Value) -> Vec<(String, u64)> {
+    report["timeline"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_str().unwrap().to_owned(),
+                p["flows"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_report_from_state_equals_the_report_from_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let capture = dir.path().join("traffic.pcap");
+    let expected = generate(&capture, 1500, 5);
+    let state_dir = dir.path().join("state");
+    let config = config(dir.path(), &state_dir, 400);
+    let daemon = daemon_on(&config, &policy, &exceptions, &capture, expected.flows * 3);
+    let (status, stderr) = daemon.stop();
+    assert_eq!(status, Some(0), "{stderr}");
+
+    let files = state::list(&state_dir).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}\n{stderr}");
+    let from_state = state_report(
+        &policy,
+        &exceptions,
+        &state_dir,
+        ("2026-12-01T10:00:00Z", "2026-12-01T13:00:00Z"),
+        &dir.path().join("from-state"),
+    );
+    let replayed = make_report(
+        &policy,
+        &exceptions,
+        &dir.path().join("replayed"),
+        &[],
+        &[&capture],
+    );
+    assert_eq!(from_state["source"], "state");
+    assert_eq!(
+        from_state["summary"]["flows"].as_u64(),
+        Some(expected.flows)
+    );
+    assert!(from_state["summary"]["incidents"].as_u64().unwrap() > 0);
+    // Every figure the same; only the inputs (state files or the capture)
+    // and the source differ.
+    let figures = |mut report: Value| {
+        let object = report.as_object_mut().unwrap();
+        object.remove("inputs");
+        object.remove("source");
+        report
+    };
+    let (a, b) = (figures(from_state), figures(replayed));
+    for key in a.as_object().unwrap().keys() {
+        if let (Some(x), Some(y)) = (a[key].as_array(), b[key].as_array()) {
+            assert_eq!(x.len(), y.len(), "{key}: lengths differ");
+            for (x, y) in x.iter().zip(y) {
+                assert_eq!(x, y, "{key} differs between state and replay");
+            }
+        }
+        assert_eq!(a[key], b[key], "{key} differs between state and replay");
+    }
+}
+
+#[test]
+fn a_daemon_killed_mid_hour_loses_at_most_that_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    // Before the kill: hours 10 and 11 and the first half of 12; after the
+    // restart: the second half of 12 and hour 13.
+    let first = dir.path().join("first.pcap");
+    let second = dir.path().join("second.pcap");
+    let before = generate_in(&first, 1000, 21, (START_S, 2.5 * 3600.0), false);
+    let after = generate_in(
+        &second,
+        600,
+        22,
+        (START_S + 2.5 * 3600.0, 1.5 * 3600.0),
+        false,
+    );
+    let state_dir = dir.path().join("state");
+    let config = config(dir.path(), &state_dir, 400);
+
+    let daemon = daemon_on(&config, &policy, &exceptions, &first, before.flows * 3);
+    // The hours that ended are written once the writer sees the next one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state::list(&state_dir).map_or(0, |l| l.len()) < 2 {
+        if std::time::Instant::now() > deadline {
+            let (_, stderr) = daemon.stop();
+            panic!("hours 10 and 11 not written\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.signal("KILL");
+    drop(daemon);
+    let hour = |h: u64| (START_S as u64 * 1_000_000_000 / HOUR) + h;
+    let names: Vec<u64> = state::list(&state_dir)
+        .unwrap()
+        .iter()
+        .map(|(h, _)| *h)
+        .collect();
+    assert_eq!(
+        names,
+        vec![hour(0), hour(1)],
+        "hour 12 was not over: not written"
+    );
+    for (h, path) in state::list(&state_dir).unwrap() {
+        state::read_hour(&path, h).unwrap();
+    }
+
+    let daemon = daemon_on(&config, &policy, &exceptions, &second, after.flows * 3);
+    let (status, stderr) = daemon.stop();
+    assert_eq!(status, Some(0), "{stderr}");
+    let files = state::list(&state_dir).unwrap();
+    assert_eq!(files.len(), 4);
+    for (h, path) in &files {
+        state::read_hour(path, *h).unwrap();
+    }
+
+    let from_state = state_report(
+        &policy,
+        &exceptions,
+        &state_dir,
+        ("2026-12-01", "2026-12-02"),
+        &dir.path().join("from-state"),
+    );
+    let got: Vec<(String, u64)> = flows_by_hour(&from_state)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    // Hours 10, 11 and 13 whole; hour 12 only what came after the restart.
+    let mut want: Vec<(String, u64)> = Vec::new();
+    for (start, n) in &before.flows_by_hour {
+        let after_part = after.flows_by_hour.get(start).copied().unwrap_or(0);
+        if start.contains("T12:") {
+            want.push((start.clone(), after_part));
+        } else {
+            want.push((start.clone(), n + after_part));
+        }
+    }
+    for (start, n) in &after.flows_by_hour {
+        if !before.flows_by_hour.contains_key(start) {
+            want.push((start.clone(), *n));
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn retention_prunes_old_hours_and_bad_state_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let capture = dir.path().join("traffic.pcap");
+    let expected = generate_in(&capture, 100, 9, (START_S, 600.0), false);
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let now = START_S as u64 * 1_000_000_000 / HOUR;
+    // 31 and 29 days before the traffic: retention 30 days keeps only the
+    // second.
+    let old = now - 31 * 24;
+    let recent = now - 29 * 24;
+    for h in [old, recent] {
+        let mut hour = segwatch::evidence::Hour::default();
+        hour.incidents.insert(
+            segwatch::evidence::IncidentKey {
+                kind: "scan".into(),
+                severity: "high".into(),
+                rule: "scan".into(),
+            },
+            1,
+        );
+        state::write_hour(&state_dir, h, &hour).unwrap();
+    }
+    let config = config(dir.path(), &state_dir, 30);
+    let daemon = daemon_on(&config, &policy, &exceptions, &capture, expected.flows * 3);
+    let (status, stderr) = daemon.stop();
+    assert_eq!(status, Some(0), "{stderr}");
+    let hours: Vec<u64> = state::list(&state_dir)
+        .unwrap()
+        .iter()
+        .map(|(h, _)| *h)
+        .collect();
+    assert_eq!(hours, vec![recent, now]);
+
+    // A corrupt file, a foreign one, an empty period: one line naming it.
+    let out = dir.path().join("out");
+    let run = |since: &str, until: &str| {
+        report(&[
+            "--policy".as_ref(),
+            policy.as_os_str(),
+            "--state".as_ref(),
+            state_dir.as_os_str(),
+            "--since".as_ref(),
+            since.as_ref(),
+            "--until".as_ref(),
+            until.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    let one_line = |output: std::process::Output, name: &str| {
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+    };
+    one_line(run("2020-01-01", "2020-02-01"), state_dir.to_str().unwrap());
+    let victim = state::list(&state_dir).unwrap()[1].1.clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&victim, bytes).unwrap();
+    one_line(run("2026-11-01", "2026-12-02"), victim.to_str().unwrap());
+    std::fs::write(&victim, b"{\"format\":\"not-segwatch\",\"rows\":[]}").unwrap();
+    one_line(run("2026-11-01", "2026-12-02"), victim.to_str().unwrap());
+    one_line(run("yesterday", "2026-12-02"), "--since");
+    // The files hold no payload: the generator's payload bytes are runs of
+    // `x` and `y`, which no state file carries.
+    for (_, path) in state::list(&state_dir).unwrap() {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains("xxxx") && !text.contains("yyyy"),
+            "{}",
+            path.display()
+        );
+    }
+}
