@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, frames)) = data.split_first() else { return };
     let link = LINKS[usize::from(selector & 0x7f) % LINKS.len()];
     let decap = if selector & 0x80 != 0 { &*ALL_TUNNELS } else { Decapsulation::none() };
-    let options = ShardOptions { detect_apps: true, record_starts: true };
+    let options = ShardOptions {
+        detect_apps: true,
+        record_starts: true,
+        evidence: true,
+    };
     let mut shard = Shard::new(&FlowConfig::default(), 64, options);
     // Several frames per input, split on a marker, so flows form.
     for (i, frame) in frames.split(|&b| b == 0xA5).enumerate() {
@@ -61,6 +65,10 @@ fuzz_target!(|data: &[u8]| {
         shard.packet(&packet, Some(&frame), i as u64, &POLICY);
     }
     shard.finish(&POLICY);
+    // Evidence counts each flow once at most, and only flows that packets made.
+    let evidence = shard.take_evidence();
+    let counted: u64 = evidence.buckets().iter().map(|b| b.flows).sum();
+    assert!(counted <= frames.split(|&b| b == 0xA5).count() as u64);
     for v in &shard.output().violations {
         let mut out = Vec::new();
         segwatch::event::write_json_line(v, &POLICY, &mut out);
