@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{Record, ViolationEvent};
+use crate::event::{Record, Timestamp, ViolationEvent};
 
 /// The product version in CEF and LEEF headers.
 pub(super) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -293,14 +293,32 @@ pub(super) fn cef_value(text: &str, out: &mut String) {
 }
 
 /// Milliseconds since the epoch of an RFC 3339 timestamp the event carries.
-fn cef(event: &ViolationEvent<'_>, out: &mut String) {
+/// CEF's header up to the extensions, for a record of `kind` (`violation`,
+/// `incident`) by `rule` at `severity`.
+pub(super) fn cef_head(kind: &str, rule: &str, severity: &str, out: &mut String) {
     out.push_str("CEF:0|segwatch|segwatch|");
     cef_header(VERSION, out);
     out.push('|');
-    cef_header(&event.rule, out);
+    cef_header(rule, out);
     out.push('|');
-    cef_header(&event.rule, out);
-    let _ = write!(out, " violation|{}|", scale_severity(&event.severity));
+    cef_header(rule, out);
+    let _ = write!(out, " {kind}|{}|", scale_severity(severity));
+}
+
+/// CEF extensions: `key=value`, space-separated, values escaped.
+pub(super) fn cef_extensions(pairs: &[(&str, String)], out: &mut String) {
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push('=');
+        cef_value(value, out);
+    }
+}
+
+fn cef(event: &ViolationEvent<'_>, out: &mut String) {
+    cef_head("violation", &event.rule, &event.severity, out);
     let mut pairs: Vec<(&str, String)> = vec![
         ("rt", event.timestamp.epoch_millis().to_string()),
         ("src", event.src_ip.to_string()),
@@ -331,14 +349,7 @@ fn cef(event: &ViolationEvent<'_>, out: &mut String) {
             .into_iter()
             .map(|(_, camel, v)| (camel, v)),
     );
-    for (i, (key, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(key);
-        out.push('=');
-        cef_value(value, out);
-    }
+    cef_extensions(&pairs, out);
 }
 
 /// LEEF attributes are tab-separated: a value loses tabs and line breaks
@@ -356,21 +367,44 @@ pub(super) fn leef_value(text: &str, out: &mut String) {
 /// LEEF's `devTimeFormat` (Java `SimpleDateFormat`) for `devTime`.
 pub(super) const LEEF_TIME_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSSX";
 
-fn leef(event: &ViolationEvent<'_>, out: &mut String) {
+/// LEEF's header for a record of `kind`, and its leading `devTime` and
+/// `devTimeFormat` attributes for `timestamp`.
+pub(super) fn leef_head(
+    kind: &str,
+    timestamp: Timestamp,
+    out: &mut String,
+) -> Vec<(&'static str, String)> {
     out.push_str("LEEF:2.0|segwatch|segwatch|");
     out.push_str(VERSION);
-    out.push_str("|violation|");
+    out.push('|');
+    out.push_str(kind);
+    out.push('|');
     // Milliseconds: SimpleDateFormat has no finer field.
-    let millis = event.timestamp.epoch_millis();
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-    let mut pairs: Vec<(&str, String)> = vec![
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(timestamp.epoch_millis());
+    vec![
         (
             "devTime",
             humantime::format_rfc3339_millis(time).to_string(),
         ),
         ("devTimeFormat", LEEF_TIME_FORMAT.into()),
-        ("src", event.src_ip.to_string()),
-    ];
+    ]
+}
+
+/// LEEF attributes: `key=value`, tab-separated, values without tabs.
+pub(super) fn leef_attributes(pairs: &[(&str, String)], out: &mut String) {
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        out.push_str(key);
+        out.push('=');
+        leef_value(value, out);
+    }
+}
+
+fn leef(event: &ViolationEvent<'_>, out: &mut String) {
+    let mut pairs = leef_head("violation", event.timestamp, out);
+    pairs.push(("src", event.src_ip.to_string()));
     if let Some(port) = event.src_port {
         pairs.push(("srcPort", port.to_string()));
     }
@@ -395,14 +429,7 @@ fn leef(event: &ViolationEvent<'_>, out: &mut String) {
             .into_iter()
             .map(|(_, camel, v)| (camel, v)),
     );
-    for (i, (key, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        out.push_str(key);
-        out.push('=');
-        leef_value(value, out);
-    }
+    leef_attributes(&pairs, out);
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::format::{
-    Format, Formatter, LEEF_TIME_FORMAT, VERSION, cef_header, cef_value, leef_value,
-    scale_severity, syslog_severity,
+    Format, Formatter, cef_extensions, cef_head, leef_attributes, leef_head, scale_severity,
+    syslog_severity,
 };
 use crate::event::IncidentRecord;
 
@@ -195,49 +195,18 @@ fn pairs(record: &IncidentRecord) -> Vec<(&'static str, String)> {
 }
 
 fn cef(record: &IncidentRecord, out: &mut String) {
-    out.push_str("CEF:0|segwatch|segwatch|");
-    cef_header(VERSION, out);
-    out.push('|');
-    cef_header(&record.rule, out);
-    out.push('|');
-    cef_header(&record.rule, out);
-    let _ = write!(out, " incident|{}|", scale_severity(&record.severity));
+    cef_head("incident", &record.rule, &record.severity, out);
     let mut all = vec![("rt", record.timestamp.epoch_millis().to_string())];
     all.extend(pairs(record));
-    for (i, (key, value)) in all.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(key);
-        out.push('=');
-        cef_value(value, out);
-    }
+    cef_extensions(&all, out);
 }
 
 fn leef(record: &IncidentRecord, out: &mut String) {
-    out.push_str("LEEF:2.0|segwatch|segwatch|");
-    out.push_str(VERSION);
-    out.push_str("|incident|");
-    let millis = record.timestamp.epoch_millis();
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
-    let mut all = vec![
-        (
-            "devTime",
-            humantime::format_rfc3339_millis(time).to_string(),
-        ),
-        ("devTimeFormat", LEEF_TIME_FORMAT.to_owned()),
-        ("sev", scale_severity(&record.severity).to_string()),
-        ("rule", record.rule.clone()),
-    ];
+    let mut all = leef_head("incident", record.timestamp, out);
+    all.push(("sev", scale_severity(&record.severity).to_string()));
+    all.push(("rule", record.rule.clone()));
     all.extend(pairs(record));
-    for (i, (key, value)) in all.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        out.push_str(key);
-        out.push('=');
-        leef_value(value, out);
-    }
+    leef_attributes(&all, out);
 }
 
 #[cfg(test)]
