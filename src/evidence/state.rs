@@ -5,7 +5,7 @@
 //! (after a restart, or late counts of an hour already written) merges
 //! with the file. Hours older than the retention are pruned.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -191,22 +191,7 @@ pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<(), StateError> 
     merged.merge(data);
     let mut bytes = serde_json::to_vec(&to_file(hour, &merged)).map_err(|e| error(&path, e))?;
     bytes.push(b'\n');
-    let temporary = dir.join(format!(".{}.tmp", file_name(hour)));
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&temporary)
-        .map_err(|e| error(&temporary, e))?;
-    file.write_all(&bytes).map_err(|e| error(&temporary, e))?;
-    file.sync_all().map_err(|e| error(&temporary, e))?;
-    drop(file);
-    std::fs::rename(&temporary, &path).map_err(|e| error(&path, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| error(dir, e))?;
+    crate::sys::replace_file(dir, &file_name(hour), &bytes, 0o640).map_err(|e| error(&path, e))?;
     Ok(())
 }
 

@@ -5,10 +5,12 @@
 //! `unsafe` block says why it is sound. The rest of the crate, `capture/`
 //! aside, forbids `unsafe`.
 
+mod files;
 mod memory;
 mod net;
 mod process;
 
+pub use files::replace_file;
 pub use memory::{
     map_replaced_only_file, page_size, peak_resident_bytes, populate_for_writing, prefetch,
 };

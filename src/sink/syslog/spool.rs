@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 
 use crate::sink::open::{append_or_create, open_written};
@@ -354,13 +354,8 @@ impl Spool {
 
     fn write_head(&self) -> io::Result<()> {
         let seq = self.segments.front().map_or(1, |s| s.seq);
-        let temporary = self.dir.join("head.tmp");
-        let _ = std::fs::remove_file(&temporary);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true).mode(0o600);
-        let mut file = open_written(&temporary, &options)?;
-        writeln!(file, "{seq} {}", self.head)?;
-        std::fs::rename(&temporary, self.dir.join("head"))
+        let head = format!("{seq} {}\n", self.head);
+        crate::sys::replace_file(&self.dir, "head", head.as_bytes(), 0o600)
     }
 }
 
