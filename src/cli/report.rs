@@ -172,17 +172,17 @@ fn write_all(report: &Report, args: &ReportArgs) -> Result<(), Error> {
         segwatch::report::print_pdf(&html, &args.out.join("report.pdf"))?;
     }
     super::stderr_line(format_args!(
-        "segwatch: report of {} to {} written to {} ({} files{}); conformance {:.2} %, {} \
-         violations, {} excepted, {} incidents",
+        "segwatch: report of {} to {} written to {} ({}{}); conformance {:.2} %, {}, {} excepted, \
+         {}",
         report.period.start,
         report.period.end,
         args.out.display(),
-        written.len(),
+        super::counted(written.len() as u64, "file"),
         if args.pdf { " and report.pdf" } else { "" },
         report.summary.conformance_percent,
-        report.summary.violations,
+        super::counted(report.summary.violations, "violation"),
         report.summary.excepted,
-        report.summary.incidents
+        super::counted(report.summary.incidents, "incident")
     ));
     Ok(())
 }
@@ -208,10 +208,10 @@ fn hash_inputs(args: &ReportArgs) -> Result<Vec<Input>, ReportError> {
 fn generated_at(given: Option<&str>) -> Result<String, Error> {
     let ts = match given {
         Some(text) => Timestamp::parse(text).ok_or_else(|| {
-            Error::Report(ReportError::State {
-                path: Path::new("--generated-at").to_owned(),
-                reason: format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-07T12:00:00Z)"),
-            })
+            bad_flag(
+                "--generated-at",
+                format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-07T12:00:00Z)"),
+            )
         })?,
         None => Timestamp(
             std::time::SystemTime::now()

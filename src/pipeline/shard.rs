@@ -170,6 +170,12 @@ impl Shard {
         self.state.options.detect_apps || self.state.options.record_starts
     }
 
+    /// True when [`Shard::packet`] reads every packet's frame, its payload
+    /// included (detection); recording flow starts reads only new flows'.
+    pub fn reads_every_frame(&self) -> bool {
+        self.state.options.detect_apps
+    }
+
     /// See [`Tracker::prefetch_index`].
     #[inline]
     pub fn prefetch_index(&self, hash: u32) {

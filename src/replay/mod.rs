@@ -447,6 +447,7 @@ fn track_batch(
         .for_each(|(shard_number, worker)| {
             let shard = &mut worker.shard;
             let reads_frames = shard.reads_frames();
+            let reads_every_frame = shard.reads_every_frame();
             // The shard's packets, chunk after chunk, in capture order.
             // Each packet's flow lookup misses the cache twice: its index
             // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
@@ -468,13 +469,15 @@ fn track_batch(
                     // over the batch, decoded a batch ago on any core.
                     if let Some(far) = ahead(n + PREFETCH_AHEAD) {
                         shard.prefetch_index(far.packet.hash);
-                        if reads_frames && let Some(frame) = frames.get(far.position as usize) {
+                        if reads_every_frame && let Some(frame) = frames.get(far.position as usize)
+                        {
                             prefetch(frame);
                         }
                     }
                     if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
                         shard.prefetch_entry(near.packet.hash);
-                        if reads_frames && let Some(frame) = frames.get(near.position as usize) {
+                        if reads_every_frame && let Some(frame) = frames.get(near.position as usize)
+                        {
                             near.packet.prefetch_transport(frame.data);
                         }
                     }
