@@ -86,12 +86,7 @@ impl Formatter {
 
     /// Writes one message for `event`, without framing, into `out`.
     pub fn write(&self, event: &ViolationEvent<'_>, out: &mut String) {
-        let pri = u16::from(self.facility) * 8 + u16::from(syslog_severity(&event.severity));
-        let _ = write!(
-            out,
-            "<{pri}>1 {} {} segwatch {} violation ",
-            event.timestamp, self.hostname, self.procid
-        );
+        self.head("violation", &event.severity, event.timestamp, out);
         match self.format {
             Format::Rfc5424 => {
                 self.structured_data(event, out);
@@ -116,12 +111,32 @@ impl Formatter {
     /// `[SD-ID name="value" ...]` with the event's fields under their JSON
     /// names, in the event's order; absent fields are left out.
     fn structured_data(&self, event: &ViolationEvent<'_>, out: &mut String) {
-        out.push('[');
-        out.push_str(&self.sd_id);
         let application = app_fields(event)
             .into_iter()
             .map(|(snake, _, value)| (snake, value));
-        for (name, value) in fields(event).into_iter().chain(application) {
+        self.sd_element(fields(event).into_iter().chain(application), out);
+    }
+
+    /// The RFC 5424 header up to MSG's structured data: PRI from the
+    /// facility and `severity`, the time, host, app and MSGID `kind`.
+    pub(super) fn head(&self, kind: &str, severity: &str, timestamp: Timestamp, out: &mut String) {
+        let pri = u16::from(self.facility) * 8 + u16::from(syslog_severity(severity));
+        let _ = write!(
+            out,
+            "<{pri}>1 {timestamp} {} segwatch {} {kind} ",
+            self.hostname, self.procid
+        );
+    }
+
+    /// `[SD-ID name="value" ...]` of `params`, values escaped.
+    pub(super) fn sd_element<'p>(
+        &self,
+        params: impl IntoIterator<Item = (&'p str, String)>,
+        out: &mut String,
+    ) {
+        out.push('[');
+        out.push_str(&self.sd_id);
+        for (name, value) in params {
             let _ = write!(out, " {name}=\"");
             // RFC 5424 section 6.3.3: escape '"', '\' and ']'.
             for c in value.chars() {

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use super::format::{
     Format, Formatter, cef_extensions, cef_head, leef_attributes, leef_head, scale_severity,
-    syslog_severity,
 };
 use crate::event::IncidentRecord;
 
@@ -127,28 +126,14 @@ fn summary(record: &IncidentRecord, out: &mut String) {
 impl Formatter {
     /// Writes one message for an incident record, without framing.
     pub fn write_incident(&self, record: &IncidentRecord, out: &mut String) {
-        let pri = u16::from(self.facility) * 8 + u16::from(syslog_severity(&record.severity));
-        let _ = write!(
-            out,
-            "<{pri}>1 {} {} segwatch {} incident ",
-            record.timestamp, self.hostname, self.procid
-        );
+        self.head("incident", &record.severity, record.timestamp, out);
         match self.format {
             Format::Rfc5424 => {
-                out.push('[');
-                out.push_str(&self.sd_id);
-                for (name, _, value) in fields(record) {
-                    let _ = write!(out, " {name}=\"");
-                    // RFC 5424 section 6.3.3: escape '"', '\' and ']'.
-                    for c in value.chars() {
-                        if matches!(c, '"' | '\\' | ']') {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('"');
-                }
-                out.push_str("] ");
+                let params = fields(record)
+                    .into_iter()
+                    .map(|(name, _, value)| (name, value));
+                self.sd_element(params, out);
+                out.push(' ');
                 summary(record, out);
             }
             Format::Cef => {
