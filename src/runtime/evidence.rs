@@ -275,14 +275,7 @@ impl Writer {
         let Some(latest) = self.latest_hour else {
             return;
         };
-        let ended: Vec<u64> = self
-            .held
-            .hours
-            .keys()
-            .copied()
-            .chain(self.offenders.keys().map(|(h, _)| *h))
-            .filter(|h| *h < latest)
-            .collect();
+        let ended: Vec<u64> = self.held_hours().filter(|h| *h < latest).collect();
         if ended.is_empty() {
             return;
         }
@@ -292,15 +285,22 @@ impl Writer {
         self.prune(latest);
     }
 
-    /// Writes every hour held (the daemon stops).
-    fn write_all(&mut self) {
-        let hours: Vec<u64> = self
+    /// The hours held in counts or offenders, each once, oldest first (an
+    /// hour written twice would be read, merged and flushed twice).
+    fn held_hours(&self) -> impl Iterator<Item = u64> + use<> {
+        let hours: std::collections::BTreeSet<u64> = self
             .held
             .hours
             .keys()
             .copied()
             .chain(self.offenders.keys().map(|(h, _)| *h))
             .collect();
+        hours.into_iter()
+    }
+
+    /// Writes every hour held (the daemon stops).
+    fn write_all(&mut self) {
+        let hours: Vec<u64> = self.held_hours().collect();
         for hour in hours {
             self.write(hour);
         }
