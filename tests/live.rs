@@ -1129,6 +1129,68 @@ fn learning_from_live_traffic_keeps_headers_only_and_allows_what_it_saw() {
     assert_eq!(leftovers, 0);
 }
 
+/// Ctrl-C ends `learn --interface` before its duration: it learns from what
+/// it kept, exits 0 and removes its private directory.
+#[test]
+fn learning_stops_early_on_sigint_and_cleans_up() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("fixture.pcap");
+    fixture(&capture);
+    let veth = Veth::new();
+    let learned = dir.path().join("learned.toml");
+    let private_tmp = dir.path().join("tmp");
+    std::fs::create_dir(&private_tmp).unwrap();
+    let policy = example_policy();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &veth.b,
+            SEGWATCH,
+            "--log-level",
+            "info",
+            "learn",
+        ])
+        .arg("--zones")
+        .arg(&policy)
+        .args(["--interface", &veth.capture, "--duration", "1h", "-o"])
+        .arg(&learned)
+        .env("TMPDIR", &private_tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut learner = Sensor::watching(child);
+    learner.wait_log("Capturing headers to learn from", Duration::from_secs(20));
+    veth.replay(&capture, 2_000);
+    learner.wait_log("segwatch learn: recording", Duration::from_secs(20));
+    let _ = Command::new("kill")
+        .args(["-INT", &learner.child.id().to_string()])
+        .status();
+    learner.wait_log(
+        "Interrupted: learning from what was recorded",
+        Duration::from_secs(20),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = learner.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "learn did not finish after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}: {:#?}", learner.seen);
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert!(text.contains("live capture on "), "{text}");
+    assert_eq!(std::fs::read_dir(&private_tmp).unwrap().count(), 0);
+}
+
 #[test]
 fn several_interfaces_at_once() {
     if !can_run() {

@@ -78,8 +78,11 @@ pub fn record(
             source,
         })?;
     let dir = PrivateDir(dir);
-    // Set when a capture thread fails, so the others stop early too.
+    // Set when a capture thread fails, so the others stop early too, and by
+    // SIGINT or SIGTERM: the recording ends early, learning goes on from what
+    // was kept, and the private directory is removed as after a full run.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let interrupts = Interrupts::register(&stop).map_err(RecordError::Write)?;
     // Frames kept so far, over every interface, for the progress line.
     let kept_so_far = std::sync::Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
@@ -155,12 +158,46 @@ pub fn record(
         progress.show(kept_so_far.load(Ordering::Relaxed));
     }
     progress.done(kept_so_far.load(Ordering::Relaxed));
+    if interrupts.recording_done() {
+        tracing::info!("Interrupted: learning from what was recorded");
+    }
     let mut total = 0;
     for thread in threads {
         total += thread.join().map_err(|_| RecordError::Thread)??;
     }
     tracing::info!(packets = total, "Capture done; learning");
     Ok((dir, files))
+}
+
+/// SIGINT and SIGTERM while a recording runs: the first of them ends the
+/// recording (it sets `stop` and `interrupted`); once `interrupted` is set,
+/// the next one ends the process with the signal's usual status, so an
+/// impatient operator is never stuck and learning stays interruptible.
+struct Interrupts {
+    interrupted: std::sync::Arc<AtomicBool>,
+}
+
+impl Interrupts {
+    fn register(stop: &std::sync::Arc<AtomicBool>) -> std::io::Result<Interrupts> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let interrupted = std::sync::Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            // The conditional shutdown first: it sees the flag as the
+            // previous signal left it.
+            flag::register_conditional_shutdown(signal, 128 + signal, interrupted.clone())?;
+            flag::register(signal, interrupted.clone())?;
+            flag::register(signal, stop.clone())?;
+        }
+        Ok(Interrupts { interrupted })
+    }
+
+    /// True when a signal ended the recording; from here on, the next
+    /// signal ends the process (signal-hook cannot give the default action
+    /// back, so it is emulated by exiting).
+    fn recording_done(self) -> bool {
+        self.interrupted.swap(true, Ordering::Relaxed)
+    }
 }
 
 /// The progress of a recording on standard error: the line rewritten every
