@@ -196,8 +196,34 @@ fn regression_16_5_the_api_asks_a_bearer_token() {
         (page["devices"].as_array().unwrap().len() == 11).then_some(body)
     });
     assert!(body.contains("10.50.0.10"), "{body}");
-    let (code, _) = daemon.stop();
+    // A rotated token takes effect on SIGHUP; the old one is refused after.
+    std::fs::write(&token_file, "rotated-Zq9\n").unwrap();
+    daemon.signal("HUP");
+    wait_for("the rotated token", Duration::from_secs(10), || {
+        (request(port, "/api/v1/devices", Some("rotated-Zq9")).0 == 200).then_some(())
+    });
+    assert_eq!(request(port, "/api/v1/devices", token).0, 401);
+    // A token file emptied by mistake keeps the token in force. The token is
+    // read after the policy in the same SIGHUP, and the daemon finishes it
+    // before it handles the SIGTERM of its stop.
+    std::fs::write(&token_file, "").unwrap();
+    daemon.signal("HUP");
+    wait_for("the second reload", Duration::from_secs(10), || {
+        let (_, text) = request(port, "/metrics", Some("rotated-Zq9"));
+        (metric(&text, "segwatch_policy_reloads_total", "success") == Some(2.0)).then_some(())
+    });
+    assert_eq!(request(port, "/api/v1/devices", Some("rotated-Zq9")).0, 200);
+    let (code, stderr) = daemon.stop();
     assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("Keeping the API token in force"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("API token replaced"), "{stderr}");
+    assert!(
+        !stderr.contains("Zq9"),
+        "the token reached the log: {stderr}"
+    );
 }
 
 /// A token file that is empty stops the start with a line naming it.

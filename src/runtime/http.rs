@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,12 +39,20 @@ pub const MAX_PAGE: usize = 10_000;
 /// Who may read the API.
 #[derive(Clone, Debug)]
 pub struct ApiAccess {
-    /// The bearer token, when configured.
-    token: Option<Arc<[u8]>>,
+    /// The bearer token and its file, when configured; SIGHUP reads the file
+    /// again ([`ApiAccess::reload_token`]).
+    token: Option<ApiToken>,
     /// Without a token: true when the listener is a loopback address.
     loopback: bool,
     /// `/metrics` asks the token too.
     protect_metrics: bool,
+}
+
+/// The token in force, shared by every clone of the access, and its file.
+#[derive(Clone, Debug)]
+struct ApiToken {
+    secret: Arc<ArcSwap<Box<[u8]>>>,
+    path: PathBuf,
 }
 
 /// Why the API's token cannot be read.
@@ -56,32 +65,38 @@ pub struct ApiTokenError {
     pub reason: String,
 }
 
+/// The token written in `path` (whitespace around it ignored; an empty one,
+/// or one holding whitespace, refused).
+fn read_token(path: &Path) -> Result<Box<[u8]>, ApiTokenError> {
+    let error = |reason: String| ApiTokenError {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(error("the file is empty: write the token in it".into()));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(error(
+            "the token holds whitespace: write it on one line, alone".into(),
+        ));
+    }
+    Ok(token.as_bytes().into())
+}
+
 impl ApiAccess {
-    /// The access the settings ask for: the token read from `token_file`
-    /// (whitespace around it ignored; an empty one refused).
+    /// The access the settings ask for, with the token read from `token_file`.
     pub fn load(
         token_file: Option<&Path>,
         protect_metrics: bool,
         listen: SocketAddr,
     ) -> Result<ApiAccess, ApiTokenError> {
         let token = match token_file {
-            Some(path) => {
-                let error = |reason: String| ApiTokenError {
-                    path: path.to_owned(),
-                    reason,
-                };
-                let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(error("the file is empty: write the token in it".into()));
-                }
-                if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(error(
-                        "the token holds whitespace: write it on one line, alone".into(),
-                    ));
-                }
-                Some(Arc::from(token.as_bytes()))
-            }
+            Some(path) => Some(ApiToken {
+                secret: Arc::new(ArcSwap::from_pointee(read_token(path)?)),
+                path: path.to_owned(),
+            }),
             None if protect_metrics => {
                 return Err(ApiTokenError {
                     path: PathBuf::from("(none)"),
@@ -97,6 +112,22 @@ impl ApiAccess {
         })
     }
 
+    /// Reads the token file again (SIGHUP), so a rotated token takes effect
+    /// without a restart: true when the token changed. A file that cannot be
+    /// read now (after the privilege drop, a file readable by root only) or
+    /// holds no valid token leaves the token in force.
+    pub fn reload_token(&self) -> Result<bool, ApiTokenError> {
+        let Some(token) = &self.token else {
+            return Ok(false);
+        };
+        let fresh = read_token(&token.path)?;
+        if **token.secret.load() == fresh {
+            return Ok(false);
+        }
+        token.secret.store(Arc::new(fresh));
+        Ok(true)
+    }
+
     /// True when the API is refused to everyone: no token, and a listener
     /// other hosts can reach.
     pub fn api_closed(&self) -> bool {
@@ -108,11 +139,12 @@ impl ApiAccess {
         let Some(token) = &self.token else {
             return false;
         };
+        let secret = token.secret.load();
         headers
             .get_all(header::AUTHORIZATION)
             .iter()
             .filter_map(|value| bearer(value.as_bytes()))
-            .any(|offered| same_secret(offered, token))
+            .any(|offered| same_secret(offered, &secret))
     }
 
     /// `None` when `headers` may read the API; the refusal otherwise.
@@ -342,11 +374,11 @@ mod tests {
 
     #[test]
     fn only_the_exact_bearer_token_opens_the_api() {
-        let access = ApiAccess {
-            token: Some(Arc::from(&b"s3cret-token"[..])),
-            loopback: true,
-            protect_metrics: false,
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").unwrap();
+        let listen = SocketAddr::from(([127, 0, 0, 1], 9108));
+        let access = ApiAccess::load(Some(&path), false, listen).unwrap();
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
@@ -358,5 +390,15 @@ mod tests {
         assert!(!with("Bearer s3cret-token2"));
         assert!(!with("Basic s3cret-token"));
         assert!(!access.authorized(&HeaderMap::new()));
+        // Rotated: the new token opens, the old one no longer; a file made
+        // empty keeps the new token in force.
+        assert!(!access.reload_token().unwrap());
+        std::fs::write(&path, "rotated-token").unwrap();
+        assert!(access.clone().reload_token().unwrap());
+        assert!(with("Bearer rotated-token"));
+        assert!(!with("Bearer s3cret-token"));
+        std::fs::write(&path, "").unwrap();
+        assert!(access.reload_token().is_err());
+        assert!(with("Bearer rotated-token"));
     }
 }

@@ -521,6 +521,7 @@ async fn control_plane(
             source,
         })?;
     let worker_count = http.telemetry.workers.len();
+    let access = http.access.clone();
     let app = http::router(http);
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
@@ -561,6 +562,13 @@ async fn control_plane(
                 let _ = policy.reload();
                 for sink in sinks.iter() {
                     sink.reopen();
+                }
+                match access.reload_token() {
+                    Ok(true) => tracing::info!("API token replaced from api.token_file"),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "Keeping the API token in force")
+                    }
                 }
             }
             _ = watch.tick(), if settings.watch_policy => {
