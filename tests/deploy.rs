@@ -1029,6 +1029,40 @@ fn the_daemonset_captures_on_the_host_network_with_only_its_capabilities() {
         pod["volumes"][0]["configMap"]["name"],
         config_map["metadata"]["name"]
     );
+    // Issue 16, item 11: the spool (and the evidence state) on a volume of
+    // the node, given to the pod's user by the init container.
+    let state_mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "state")
+        .expect("a state volume mount");
+    assert_eq!(state_mount["mountPath"].as_str(), Some("/var/lib/segwatch"));
+    assert!(state_mount["readOnly"].as_bool() != Some(true));
+    let state = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "state")
+        .expect("a state volume");
+    assert_eq!(
+        state["hostPath"]["path"].as_str(),
+        Some("/var/lib/segwatch")
+    );
+    let init = &pod["initContainers"][0];
+    let command = init["command"][2].as_str().unwrap();
+    assert!(
+        command.contains("chown 10001:10001 /var/lib/segwatch"),
+        "{command}"
+    );
+    assert_eq!(
+        list(&init["securityContext"]["capabilities"]["add"]),
+        ["CHOWN", "FOWNER"]
+    );
+    assert_eq!(
+        list(&init["securityContext"]["capabilities"]["drop"]),
+        ["ALL"]
+    );
     let namespace = docs.iter().find(|d| d["kind"] == "Namespace").unwrap();
     assert_eq!(
         namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
@@ -1065,6 +1099,16 @@ fn the_configmap_holds_a_valid_policy_and_a_configuration_segwatch_runs_with() {
     std::fs::write(&token, "site-token\n").unwrap();
     let config_text =
         config_text.replace(token_file, &format!("token_file = \"{}\"", token.display()));
+    // The spool on the state volume; here in the scratch directory.
+    let spool = "dir = \"/var/lib/segwatch/spool\"";
+    assert!(
+        config_text.contains(spool),
+        "the ConfigMap spools the feeds"
+    );
+    let config_text = config_text.replace(
+        spool,
+        &format!("dir = \"{}\"", dir.path().join("spool").display()),
+    );
     // The same file with the sample instead of the node's interface and the
     // scratch policy: segwatch accepts every other key as it is.
     let interfaces = "interfaces = [\"eth1\"]\n";
@@ -1286,5 +1330,141 @@ fn the_images_file_capability_works_for_a_non_root_user_and_needs_net_raw_in_the
         text(&out).contains("Operation not permitted"),
         "{}",
         text(&out)
+    );
+}
+
+// ------------------------------------------------------------ memory limits
+
+/// MemoryHigh over README's sizing (README, "Memory: sizing a sensor").
+const HIGH_HEADROOM: f64 = 1.25;
+/// MemoryMax and the pod's memory limit over README's sizing.
+const MAX_HEADROOM: f64 = 1.5;
+
+/// README's sizing of the daemon running `config` (a segwatch.toml), bytes:
+/// the base, every bound times its cost per entry, the inspections of each
+/// worker, every sink's queue full and each interface's capture ring.
+fn sizing_of(config: &toml::Table) -> f64 {
+    use crate::memory_flood::readme_cost as cost;
+    let section = |name: &str| config.get(name).and_then(|s| s.as_table());
+    let int = |name: &str, key: &str, default: i64| -> f64 {
+        section(name)
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.as_integer())
+            .unwrap_or(default) as f64
+    };
+    let on = |name: &str, key: &str, default: bool| -> bool {
+        section(name)
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(default)
+    };
+    let interfaces = section("capture")
+        .and_then(|c| c.get("interfaces"))
+        .and_then(|i| i.as_array())
+        .map_or(1, |i| i.len()) as f64;
+    let workers = int("capture", "workers", 1) * interfaces;
+    let queue = int("events", "queue", 10_000);
+    let has = |name: &str, key: &str| section(name).is_some_and(|s| s.contains_key(key));
+    let mut queues = 0.0;
+    if has("events", "file") {
+        queues += queue;
+    }
+    if on("events", "stdout", false) {
+        queues += queue;
+    }
+    for feed in config
+        .get("syslog")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
+        queues += feed
+            .get("queue")
+            .and_then(|q| q.as_integer())
+            .map_or(queue, |q| q as f64);
+    }
+    let c = |row: &str| cost(row) as f64;
+    let mut bytes = c("base")
+        + int("flows", "max_flows", 1_000_000) * c("flow table")
+        + int("inventory", "max_devices", 100_000) * c("device inventory")
+        + queues * c("queued events")
+        + interfaces * int("capture", "buffer_mib", 64) * f64::from(1 << 20);
+    if on("detection", "enabled", true) {
+        bytes += workers * c("inspections");
+    }
+    if on("incidents", "enabled", false) {
+        bytes += int("incidents", "max_open", 1_000_000) * c("open incidents")
+            + int("incidents", "max_initiators", 100_000) * c("initiators");
+    }
+    bytes
+}
+
+/// A memory quantity: Kubernetes' (`768Mi`, `1Gi`) or systemd's (`768M`,
+/// `1G`, base 1024), in bytes.
+fn quantity(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, unit) =
+        text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
+    let scale = match unit {
+        "" => 1.0,
+        "Ki" | "K" => 1024.0,
+        "Mi" | "M" => 1024.0 * 1024.0,
+        "Gi" | "G" => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("unit {other:?} of {text:?}"),
+    };
+    number.parse::<f64>().unwrap() * scale
+}
+
+#[test]
+fn regression_16_the_memory_limits_follow_from_the_measured_sizing() {
+    // systemd: the unit runs deploy/segwatch.toml.
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(deploy().join("segwatch.toml")).unwrap()).unwrap();
+    let sized = sizing_of(&config);
+    let unit = std::fs::read_to_string(deploy().join("systemd/segwatch.service")).unwrap();
+    let setting = |key: &str| -> f64 {
+        let line = unit
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("the unit sets {key}"));
+        quantity(line.split_once('=').unwrap().1)
+    };
+    let mib = |b: f64| (b / f64::from(1 << 20)).round();
+    assert!(
+        setting("MemoryHigh") >= HIGH_HEADROOM * sized,
+        "MemoryHigh {} MiB under {HIGH_HEADROOM} x the sizing of deploy/segwatch.toml ({} MiB)",
+        mib(setting("MemoryHigh")),
+        mib(sized)
+    );
+    assert!(
+        setting("MemoryMax") >= MAX_HEADROOM * sized,
+        "MemoryMax {} MiB under {MAX_HEADROOM} x {} MiB",
+        mib(setting("MemoryMax")),
+        mib(sized)
+    );
+    assert!(setting("MemoryMax") > setting("MemoryHigh"));
+
+    // Kubernetes: the pod runs its ConfigMap's configuration, and the
+    // manifest's limit also holds deploy/segwatch.toml's (incidents and a
+    // spooled feed on), which an operator adds from there.
+    let docs = kubernetes_documents();
+    let data = &docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"];
+    let pod_config: toml::Table = toml::from_str(data["segwatch.toml"].as_str().unwrap()).unwrap();
+    let pod_sized = sizing_of(&pod_config).max(sized);
+    let daemonset = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    let resources = &daemonset["spec"]["template"]["spec"]["containers"][0]["resources"];
+    let limit = quantity(resources["limits"]["memory"].as_str().unwrap());
+    let request = quantity(resources["requests"]["memory"].as_str().unwrap());
+    assert!(
+        limit >= MAX_HEADROOM * pod_sized,
+        "the pod's memory limit {} MiB under {MAX_HEADROOM} x {} MiB",
+        mib(limit),
+        mib(pod_sized)
+    );
+    assert!(
+        request >= pod_sized && request <= limit,
+        "the pod's memory request {} MiB: at least the sizing, {} MiB",
+        mib(request),
+        mib(pod_sized)
     );
 }

@@ -25,6 +25,7 @@ mod outputs;
 
 mod learn;
 mod live;
+mod memory_flood;
 mod policy_apps;
 mod properties;
 mod report;

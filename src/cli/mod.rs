@@ -650,6 +650,10 @@ pub enum Scenario {
     /// One single-packet TCP flow (a SYN) per packet, all distinct (for the
     /// concurrent-flows memory figure).
     DistinctFlows,
+    /// A flood that fills every bound of the daemon at once (flows,
+    /// devices, inspections, incidents, initiators, sink queues), for the
+    /// memory sizing; its size from --sources and the flags after it.
+    Flood,
 }
 
 /// Flags of `segwatch synth`.
@@ -673,6 +677,29 @@ pub struct SynthArgs {
     /// Generator seed (hospital).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Senders, each a device with a DHCP host name starting nine violating
+    /// flows (flood; default 112,000).
+    #[arg(long)]
+    pub sources: Option<u32>,
+    /// Guest hosts sweeping (flood; default 100).
+    #[arg(long)]
+    pub sweepers: Option<u32>,
+    /// Hosts each of them sweeps (flood; default 1,000).
+    #[arg(long)]
+    pub sweep_hosts: Option<u32>,
+    /// Hosts scanning (flood; default 100).
+    #[arg(long)]
+    pub scanners: Option<u32>,
+    /// Ports each of them scans (flood; default 1,000).
+    #[arg(long)]
+    pub scan_ports: Option<u32>,
+    /// Flows whose first message never completes (flood; default 9,000).
+    #[arg(long)]
+    pub inspections: Option<u32>,
+    /// Bytes of each one's first segment, 100-60,000 (flood; default
+    /// 2,100).
+    #[arg(long)]
+    pub inspection_bytes: Option<u32>,
 }
 
 /// Runs the parsed command line: the status it ends with, or the error that

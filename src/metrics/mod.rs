@@ -82,6 +82,9 @@ pub struct IncidentStats {
     /// Worker batches that did not fit in the incident queue (their events
     /// went out without incident ids).
     pub dropped: AtomicU64,
+    /// Worker batches waiting in the incident queue, as the incident thread
+    /// last saw it.
+    pub queued: AtomicU64,
 }
 
 impl IncidentStats {
@@ -121,6 +124,8 @@ pub struct Metrics {
     packets: IntCounter,
     bytes: IntCounter,
     flows_active: IntGauge,
+    inspections_active: IntGauge,
+    inspection_bytes: IntGauge,
     violations: IntCounterVec,
     capture_dropped: IntCounter,
     interface_received: IntCounterVec,
@@ -158,6 +163,8 @@ pub struct Metrics {
     incident_flows: IntCounterVec,
     incident_untracked: IntCounterVec,
     incident_queue_dropped: IntCounterVec,
+    incident_initiators: IntGaugeVec,
+    incident_queue_batches: IntGaugeVec,
 }
 
 /// Raises a counter to `total` (counters only grow; the sources are
@@ -244,6 +251,19 @@ impl Metrics {
             &["exception"],
         )?;
         registry.register(Box::new(exception_expiry.clone()))?;
+        let unlabelled_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &[])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let incident_initiators = unlabelled_gauge(
+            "segwatch_incident_initiators",
+            "Initiators tracked for sweeps and scans now (bound: incidents.max_initiators)",
+        )?;
+        let incident_queue_batches = unlabelled_gauge(
+            "segwatch_incident_queue_batches",
+            "Worker batches waiting for the incident thread (bound: 4,096)",
+        )?;
         let incidents_open = IntGaugeVec::new(
             Opts::new("segwatch_incidents_open", "Incidents open now, by kind"),
             &["kind"],
@@ -296,6 +316,8 @@ impl Metrics {
                  out without incident ids)",
                 &[],
             )?,
+            incident_initiators,
+            incident_queue_batches,
             devices,
             inventory_evicted: counter(
                 "segwatch_inventory_evicted_total",
@@ -309,6 +331,14 @@ impl Metrics {
             packets: counter("segwatch_packets_total", "Frames read from the captures")?,
             bytes: counter("segwatch_bytes_total", "Wire bytes of the frames read")?,
             flows_active: gauge("segwatch_flows_active", "Flows held in the flow tables")?,
+            inspections_active: gauge(
+                "segwatch_inspections_active",
+                "Flows under application inspection now, all workers (bound: 8,192 per worker)",
+            )?,
+            inspection_bytes: gauge(
+                "segwatch_inspection_bytes",
+                "Bytes the inspections keep now, all workers (bound: 16 MiB per worker)",
+            )?,
             violations: counter_vec(
                 "segwatch_violations_total",
                 "Violating flows (one event each)",
@@ -461,6 +491,8 @@ impl Metrics {
         raise(&self.packets, p.packets);
         raise(&self.bytes, p.bytes);
         self.flows_active.set(total.active_flows as i64);
+        self.inspections_active.set(total.inspections_active as i64);
+        self.inspection_bytes.set(total.inspection_bytes as i64);
         raise(&self.flows_started, total.flows.created);
         raise(&self.flows_expired, total.flows.expired);
         raise(&self.flows_evicted, total.flows.evicted);
@@ -643,5 +675,11 @@ impl Metrics {
             &self.incident_queue_dropped.with_label_values::<&str>(&[]),
             load(&stats.dropped),
         );
+        self.incident_initiators
+            .with_label_values::<&str>(&[])
+            .set(counters.initiators as i64);
+        self.incident_queue_batches
+            .with_label_values::<&str>(&[])
+            .set(load(&stats.queued) as i64);
     }
 }

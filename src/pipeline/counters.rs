@@ -315,6 +315,10 @@ pub struct Counters {
     pub link_local: u64,
     /// Flows held now (at the end, for a run).
     pub active_flows: u64,
+    /// Flows under application inspection now.
+    pub inspections_active: u64,
+    /// Bytes the inspections keep now (their buffers).
+    pub inspection_bytes: u64,
     /// Violations.
     pub violations: ViolationCounts,
 }
@@ -326,6 +330,8 @@ impl Counters {
         self.flows.add(&other.flows);
         self.link_local += other.link_local;
         self.active_flows += other.active_flows;
+        self.inspections_active += other.inspections_active;
+        self.inspection_bytes += other.inspection_bytes;
         self.violations.add(&other.violations);
     }
 

@@ -290,6 +290,8 @@ impl Shard {
     fn add_tracker_counts(&self, counters: &mut Counters) {
         counters.flows = *self.tracker.counters();
         counters.active_flows = self.tracker.active_flows() as u64;
+        counters.inspections_active = self.tracker.inspecting() as u64;
+        counters.inspection_bytes = self.tracker.inspection_bytes() as u64;
     }
 
     /// Turns evidence counting on or off (before the first packet).

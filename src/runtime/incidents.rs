@@ -238,6 +238,9 @@ fn run(
         let wait = next_tick.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(wait) {
             Ok(input) => {
+                view.stats
+                    .queued
+                    .store(receiver.len() as u64, Ordering::Relaxed);
                 for violation in &input.violations {
                     clock.saw(violation.ts_ns);
                 }

@@ -5,13 +5,15 @@
 //! [`Pkt`] builds one frame (Ethernet, optional 802.1Q/QinQ tags, IPv4 or
 //! IPv6, TCP/UDP/ICMP echo or any other protocol, optional fragmenting);
 //! [`Capture`] collects timestamped frames and writes them as pcap or pcapng.
-//! [`hospital`] generates realistic hospital traffic of any size.
+//! [`hospital`] generates realistic hospital traffic of any size; [`flood`] fills every
+//! bound of the daemon at once (the memory sizing's input).
 
 #![forbid(unsafe_code)]
 // Fixtures are written by hand: a bad one is a bug in the test that wrote
 // it, and failing loudly (`expect`) is the useful answer.
 #![allow(clippy::expect_used)]
 
+pub mod flood;
 pub mod hospital;
 pub mod policy;
 
