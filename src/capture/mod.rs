@@ -72,6 +72,20 @@ impl Frame<'_> {
         outcome
     }
 
+    /// Decodes the frame into `out` (see [`crate::wire::decode_split`]),
+    /// opening the tunnels `decap` names, telling which path decoded it, and
+    /// putting back a VLAN tag the capture handed over out of band.
+    #[inline(always)]
+    pub fn decode_split(
+        &self,
+        decap: &crate::wire::Decapsulation,
+        out: &mut crate::wire::Headers,
+    ) -> crate::wire::Split {
+        let split = crate::wire::decode_split(self.link, self.data, decap, out);
+        self.restore_vlan(out);
+        split
+    }
+
     /// Puts back a VLAN tag the capture handed over out of band.
     #[inline(always)]
     fn restore_vlan(&self, out: &mut crate::wire::Headers) {

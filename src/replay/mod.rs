@@ -46,7 +46,7 @@ use crate::flow::{FlowConfig, FlowHasher, Packet};
 use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::sys::prefetch;
-use crate::wire::{Decapsulation, Headers, Outcome};
+use crate::wire::{Decapsulation, Headers, Outcome, Split};
 
 /// How many bytes of a capture a replay moves past before it hands their
 /// pages back to the kernel (see [`CaptureFile::release`]). Every release
@@ -403,19 +403,36 @@ fn decode_batch(frames: &[Frame<'_>], decap: &Decapsulation, chunks: &mut [Chunk
             // judged ones).
             let mut counters = PacketCounters::default();
             let mut bytes = 0u64;
+            // Asked once: opening no tunnel but ERSPAN, a datagram's port
+            // need not be looked at (see `wire::decode_split`).
+            let opens_none = decap.is_none();
             for (i, frame) in frames.iter().enumerate() {
                 bytes += u64::from(frame.orig_len);
-                let outcome = if decap.is_none() {
-                    frame.decode(&mut headers)
+                let split = if opens_none {
+                    frame.decode_split(Decapsulation::none(), &mut headers)
                 } else {
-                    frame.decode_with(decap, &mut headers)
+                    frame.decode_split(decap, &mut headers)
                 };
-                counters.count_tunnel(&headers.tunnel);
-                if outcome != Outcome::Judge {
-                    counters.count(frame.orig_len, outcome);
-                    continue;
-                }
-                let packet = Packet::new(&headers, frame.ts_ns);
+                // Tunnels are counted, and keyed, only for the frames the
+                // general path decoded: the common path opens none.
+                let packet = match split {
+                    Split::Untunnelled(Outcome::Judge) => {
+                        Packet::untunnelled(&headers, frame.ts_ns)
+                    }
+                    Split::General(Outcome::Judge) => {
+                        counters.count_tunnel(&headers.tunnel);
+                        Packet::new(&headers, frame.ts_ns)
+                    }
+                    Split::Untunnelled(outcome) => {
+                        counters.count(frame.orig_len, outcome);
+                        continue;
+                    }
+                    Split::General(outcome) => {
+                        counters.count_tunnel(&headers.tunnel);
+                        counters.count(frame.orig_len, outcome);
+                        continue;
+                    }
+                };
                 let shard = FlowHasher::shard(packet.hash, SHARDS);
                 chunk.by_shard[shard].push(Decoded {
                     packet,

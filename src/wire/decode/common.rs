@@ -218,7 +218,12 @@ mod common_case {
             let outcome = decoder(LinkType::ETHERNET, frame, &mut headers);
             (outcome, (outcome == Outcome::Judge).then_some(headers))
         };
-        (run(decode), run(decode_with_etherparse))
+        let split = |link: LinkType, frame: &[u8], out: &mut Headers| {
+            decode_split(link, frame, Decapsulation::none(), out).outcome()
+        };
+        let fast = run(decode);
+        assert_eq!(run(split), fast, "the split decoder agrees");
+        (fast, run(decode_with_etherparse))
     }
 
     #[test]

@@ -223,6 +223,53 @@ pub fn decode_with(
     decode_general(link, frame, decap, out)
 }
 
+/// Which path decoded a frame (see [`decode_split`]), with its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The hand-read common case: the packet came out of no tunnel, and
+    /// [`Headers::tunnel`] is [`Tunnel::NONE`].
+    Untunnelled(Outcome),
+    /// The general path: [`Headers::tunnel`] says which tunnel, if any, the
+    /// packet came out of.
+    General(Outcome),
+}
+
+impl Split {
+    /// The frame's outcome, whichever path decoded it.
+    #[inline(always)]
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Split::Untunnelled(outcome) | Split::General(outcome) => outcome,
+        }
+    }
+}
+
+/// [`decode_with`], telling which path decoded the frame: a caller that
+/// branches on it knows, on the common path, that the packet came out of no
+/// tunnel, and skips everything about tunnels (its flow key's overlay, the
+/// tunnel counters) without reading [`Headers::tunnel`].
+///
+/// A judged UDP datagram takes the general path only when its destination
+/// port is one of the tunnels `decap` opens; with [`Decapsulation::none`]
+/// (a `static`, known to the compiler) that test folds away.
+#[inline(always)]
+pub fn decode_split(
+    link: LinkType,
+    frame: &[u8],
+    decap: &Decapsulation,
+    out: &mut Headers,
+) -> Split {
+    if link == LinkType::ETHERNET
+        && let Some(outcome) = decode_common(frame, out)
+        && !(outcome == Outcome::Judge
+            && out.transport == Transport::Udp
+            && decap.may_open_udp(out.dst_port))
+    {
+        return Split::Untunnelled(outcome);
+    }
+    Split::General(decode_general(link, frame, decap, out))
+}
+
 /// Decodes `frame` with etherparse's views only, whatever it holds, opening
 /// no tunnel but ERSPAN: the reference the hand-read common case is checked
 /// against.
