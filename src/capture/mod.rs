@@ -82,7 +82,14 @@ impl Frame<'_> {
         out: &mut crate::wire::Headers,
     ) -> crate::wire::Split {
         let split = crate::wire::decode_split(self.link, self.data, decap, out);
-        self.restore_vlan(out);
+        if let Some(vlan) = self.vlan {
+            // On the common path the packet is the frame's own (and
+            // `out.tunnel` is not set: see `Split::Untunnelled`).
+            match split {
+                crate::wire::Split::Untunnelled(_) => out.vlan = vlan,
+                crate::wire::Split::General(_) => self.restore_vlan(out),
+            }
+        }
         split
     }
 

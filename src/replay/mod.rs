@@ -463,49 +463,12 @@ fn track_batch(
         .enumerate()
         .for_each(|(shard_number, worker)| {
             let shard = &mut worker.shard;
-            let reads_frames = shard.reads_frames();
-            let reads_every_frame = shard.reads_every_frame();
-            // The shard's packets, chunk after chunk, in capture order.
-            // Each packet's flow lookup misses the cache twice: its index
-            // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
-            // packets before it is needed, and for the entry half-way, once
-            // its bucket has arrived; the look-ahead reaches into the next
-            // chunk's list, so that no list's first packets go without.
-            for (k, chunk) in chunks.iter().enumerate() {
-                let packets = &chunk.by_shard[shard_number][..];
-                let following = chunks
-                    .get(k + 1)
-                    .map_or(&[][..], |c| &c.by_shard[shard_number][..]);
-                let ahead = |i: usize| match packets.get(i) {
-                    Some(decoded) => Some(decoded),
-                    None => following.get(i - packets.len()),
-                };
-                for (n, decoded) in packets.iter().enumerate() {
-                    // With detection, the frame's record and then its
-                    // transport header too: the shard's packets are spread
-                    // over the batch, decoded a batch ago on any core.
-                    if let Some(far) = ahead(n + PREFETCH_AHEAD) {
-                        shard.prefetch_index(far.packet.hash);
-                        if reads_every_frame && let Some(frame) = frames.get(far.position as usize)
-                        {
-                            prefetch(frame);
-                        }
-                    }
-                    if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
-                        shard.prefetch_entry(near.packet.hash);
-                        if reads_every_frame && let Some(frame) = frames.get(near.position as usize)
-                        {
-                            near.packet.prefetch_transport(frame.data);
-                        }
-                    }
-                    let position = decoded.position as usize;
-                    let frame = if reads_frames {
-                        frames.get(position)
-                    } else {
-                        None
-                    };
-                    shard.packet(&decoded.packet, frame, base_index + position as u64, policy);
-                }
+            // Two copies of the packet loop: without frames to read (the
+            // plain replay) nothing about frames is looked at per packet.
+            if shard.reads_frames() {
+                track_shard::<true>(shard, shard_number, base_index, frames, chunks, policy);
+            } else {
+                track_shard::<false>(shard, shard_number, base_index, frames, chunks, policy);
             }
             if let Some(inventory) = inventory {
                 shard.feed_inventory(inventory, policy);
@@ -543,6 +506,58 @@ fn track_batch(
                 ));
             }
         });
+}
+
+/// One shard's packets of a batch, chunk after chunk, in capture order;
+/// `READS_FRAMES` as [`Shard::reads_frames`] says.
+fn track_shard<const READS_FRAMES: bool>(
+    shard: &mut Shard,
+    shard_number: usize,
+    base_index: u64,
+    frames: &[Frame<'_>],
+    chunks: &[Chunk],
+    policy: &PolicyInForce,
+) {
+    let reads_every_frame = READS_FRAMES && shard.reads_every_frame();
+    // Each packet's flow lookup misses the cache twice: its index
+    // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
+    // packets before it is needed, and for the entry half-way, once
+    // its bucket has arrived; the look-ahead reaches into the next
+    // chunk's list, so that no list's first packets go without.
+    for (k, chunk) in chunks.iter().enumerate() {
+        let packets = &chunk.by_shard[shard_number][..];
+        let following = chunks
+            .get(k + 1)
+            .map_or(&[][..], |c| &c.by_shard[shard_number][..]);
+        let ahead = |i: usize| match packets.get(i) {
+            Some(decoded) => Some(decoded),
+            None => following.get(i - packets.len()),
+        };
+        for (n, decoded) in packets.iter().enumerate() {
+            // With detection, the frame's record and then its
+            // transport header too: the shard's packets are spread
+            // over the batch, decoded a batch ago on any core.
+            if let Some(far) = ahead(n + PREFETCH_AHEAD) {
+                shard.prefetch_index(far.packet.hash);
+                if reads_every_frame && let Some(frame) = frames.get(far.position as usize) {
+                    prefetch(frame);
+                }
+            }
+            if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
+                shard.prefetch_entry(near.packet.hash);
+                if reads_every_frame && let Some(frame) = frames.get(near.position as usize) {
+                    near.packet.prefetch_transport(frame.data);
+                }
+            }
+            let position = decoded.position as usize;
+            let frame = if READS_FRAMES {
+                frames.get(position)
+            } else {
+                None
+            };
+            shard.packet(&decoded.packet, frame, base_index + position as u64, policy);
+        }
+    }
 }
 
 /// Writes the batch's events of every worker, merged into capture order.

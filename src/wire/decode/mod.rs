@@ -120,7 +120,12 @@ pub struct Headers {
 }
 
 /// What the decoder made of a frame.
+///
+/// A tag byte of its own (`repr(u8)`, [`Outcome::Judge`] first): the
+/// per-frame test for a frame to judge is then one compare of that byte,
+/// where the niche shared with [`Problem`] took a computed discriminant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Outcome {
     /// An IP packet whose headers were decoded: judge it.
     Judge,
@@ -191,6 +196,7 @@ pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
     if link == LinkType::ETHERNET
         && let Some(outcome) = decode_common(frame, out)
     {
+        out.tunnel = Tunnel::NONE;
         return outcome;
     }
     decode_general(link, frame, Decapsulation::none(), out)
@@ -217,6 +223,7 @@ pub fn decode_with(
             && out.transport == Transport::Udp
             && decap.may_open_udp(out.dst_port))
         {
+            out.tunnel = Tunnel::NONE;
             return outcome;
         }
     }
@@ -226,8 +233,9 @@ pub fn decode_with(
 /// Which path decoded a frame (see [`decode_split`]), with its outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
-    /// The hand-read common case: the packet came out of no tunnel, and
-    /// [`Headers::tunnel`] is [`Tunnel::NONE`].
+    /// The hand-read common case: the packet came out of no tunnel.
+    /// [`Headers::tunnel`] is left as it was (it may describe an earlier
+    /// frame): the caller knows there is none and does not read it.
     Untunnelled(Outcome),
     /// The general path: [`Headers::tunnel`] says which tunnel, if any, the
     /// packet came out of.
