@@ -72,6 +72,27 @@ impl Frame<'_> {
         outcome
     }
 
+    /// Decodes the frame into `out` (see [`crate::wire::decode_split`]),
+    /// opening the tunnels `decap` names, telling which path decoded it, and
+    /// putting back a VLAN tag the capture handed over out of band.
+    #[inline(always)]
+    pub fn decode_split(
+        &self,
+        decap: &crate::wire::Decapsulation,
+        out: &mut crate::wire::Headers,
+    ) -> crate::wire::Split {
+        let split = crate::wire::decode_split(self.link, self.data, decap, out);
+        if let Some(vlan) = self.vlan {
+            // On the common path the packet is the frame's own (and
+            // `out.tunnel` is not set: see `Split::Untunnelled`).
+            match split {
+                crate::wire::Split::Untunnelled(_) => out.vlan = vlan,
+                crate::wire::Split::General(_) => self.restore_vlan(out),
+            }
+        }
+        split
+    }
+
     /// Puts back a VLAN tag the capture handed over out of band.
     #[inline(always)]
     fn restore_vlan(&self, out: &mut crate::wire::Headers) {

@@ -56,7 +56,7 @@ impl CompiledPolicy {
     /// /0; such packets are counted, not judged.
     #[inline]
     pub fn tracks(&self, packet: &Packet) -> bool {
-        if !packet.may_be_link_local {
+        if !packet.key.may_be_link_local() {
             return true;
         }
         let ((sender, _), (receiver, _)) = packet.endpoints();

@@ -14,9 +14,12 @@
 //!
 //! Zones that the rules name alike share one row (as initiators) or column (as responders), so
 //! a hospital group's thousands of ward zones, each named by a few rules, cost a few cells
-//! each. A verdict is the lowest of at most four port-table lookups, most often one: its cost
-//! does not grow with the number of rules or zones. Each distinct list of rules is painted once
-//! into a [`RuleTable`], shared by every part that has that list.
+//! each. A cell's table holds every rule that applies to its pairs, those to or from `any`
+//! included, so a pair with a cell is decided by one port-table lookup; a pair without one by
+//! the lowest of at most two, its row's rules to `any` (those from `any` to `any` painted in)
+//! and its column's rules from `any`. Its cost does not grow with the number of rules or
+//! zones. Each distinct list of rules is painted once into a [`RuleTable`], shared by every
+//! part that has that list.
 //!
 //! What the sparse cells cost: a rule from named zones to named zones adds one cell for each
 //! (distinct row among its initiators, distinct column among its responders), so a rule naming
@@ -44,7 +47,8 @@ pub(super) struct RuleTable {
 }
 
 /// A slot as an initiator: where its row's cells lie (slots that rules name alike as
-/// initiators share them), and the table of its rules to `any`.
+/// initiators share them), and the table of its rules to `any` and of the rules from `any` to
+/// `any`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Row {
     first_cell: u32,
@@ -72,32 +76,34 @@ pub(super) struct ZonePairs {
     /// By slot.
     columns: Vec<Column>,
     /// Every row's cells, row after row, each row's sorted by column: the column, and beside
-    /// it the table of the rules from the row's zones to the column's.
+    /// it the table of every rule that applies from the row's zones to the column's (those
+    /// naming both, and those to or from `any`).
     cell_columns: Vec<u32>,
     cell_tables: Vec<RuleTable>,
-    /// The table of the rules from `any` to `any`.
-    any_to_any: u32,
     /// The tables of the rules to or from `any`, by id.
     tables: Vec<RuleTable>,
     ports: PortArena<Verdict>,
 }
 
 impl ZonePairs {
-    /// The verdict of a flow from slot `from` to slot `to`.
-    #[inline]
+    /// The verdict of a flow from slot `from` to slot `to`. Always inlined: it is called once
+    /// per new flow, and as a call its register saves cost a tenth of it.
+    #[inline(always)]
     pub(super) fn judge(&self, from: usize, to: usize, transport: Transport, port: u16) -> Verdict {
         let row = self.rows[from];
         let column = self.columns[to];
         let (first, end) = (row.first_cell as usize, row.end_cell as usize);
         let cells = self.cell_columns.get(first..end).unwrap_or_default();
-        let mut verdict = find_cell(cells, column.column)
-            .and_then(|at| self.cell_tables.get(first + at))
-            .map_or(Verdict::DEFAULT, |table| {
-                self.table_verdict(table, transport, port)
-            });
-        // Most pairs have no rule to or from `any`: one test for the three.
-        if row.to_any & column.from_any & self.any_to_any != NO_TABLE {
-            for table in [row.to_any, column.from_any, self.any_to_any] {
+        if let Some(table) =
+            find_cell(cells, column.column).and_then(|at| self.cell_tables.get(first + at))
+        {
+            // Every rule of the pair is in its cell.
+            return self.table_verdict(table, transport, port);
+        }
+        let mut verdict = Verdict::DEFAULT;
+        // Most pairs without a cell have no rule to or from `any` either: one test for both.
+        if row.to_any & column.from_any != NO_TABLE {
+            for table in [row.to_any, column.from_any] {
                 if let Some(table) = self.tables.get(table as usize) {
                     let other = self.table_verdict(table, transport, port);
                     if other.rule < verdict.rule {
@@ -156,9 +162,7 @@ impl ZonePairs {
         if !rows_ok {
             return Err("a zone-pair row does not fit its cells and tables");
         }
-        if !self.columns.iter().all(|column| table_ok(column.from_any))
-            || !table_ok(self.any_to_any)
-        {
+        if !self.columns.iter().all(|column| table_ok(column.from_any)) {
             return Err("a table of rules from or to any zone does not exist");
         }
         let maps_ok = self.tables.iter().chain(&self.cell_tables).all(|table| {
@@ -213,8 +217,26 @@ impl ZonePairs {
                 columns
             })
             .collect();
+        // The rules from `any` to each distinct column, and from `any` to `any`: a cell's table
+        // holds them too, and a row's table to `any` the latter.
+        let from_any_lists: Vec<Vec<u32>> = column_lists
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .copied()
+                    .filter(|&id| policy.rules[id as usize].from.contains(&ZoneRef::Any))
+                    .collect()
+            })
+            .collect();
+        let any_to_any: Vec<u32> = port_rules()
+            .filter(|(_, rule)| {
+                rule.from.contains(&ZoneRef::Any) && rule.to.contains(&ZoneRef::Any)
+            })
+            .map(|(id, _)| id)
+            .collect();
         // Each distinct row: its cells, and its table to `any`.
         let mut distinct_rows = Vec::with_capacity(row_lists.len());
+        let mut applicable: Vec<u32> = Vec::new();
         let mut cell_columns = Vec::new();
         let mut cell_tables = Vec::new();
         let mut cell_rules: Vec<Vec<u32>> = vec![Vec::new(); column_lists.len()];
@@ -239,11 +261,20 @@ impl ZonePairs {
             let first_cell = cell_columns.len() as u32;
             for &column in &touched {
                 let rules = &mut cell_rules[column as usize];
-                let table = builder.table(rules);
+                // The pair's rules naming both zones, and those to or from `any`, in rule order.
+                applicable.clear();
+                applicable.extend_from_slice(rules);
+                applicable.extend_from_slice(&to_any);
+                applicable.extend_from_slice(&from_any_lists[column as usize]);
+                applicable.extend_from_slice(&any_to_any);
+                applicable.sort_unstable();
+                let table = builder.table(&applicable);
                 cell_columns.push(column);
                 cell_tables.push(builder.tables[table as usize]);
                 rules.clear();
             }
+            to_any.extend_from_slice(&any_to_any);
+            to_any.sort_unstable();
             distinct_rows.push(Row {
                 first_cell,
                 end_cell: cell_columns.len() as u32,
@@ -251,24 +282,10 @@ impl ZonePairs {
             });
             touched.clear();
         }
-        let from_any: Vec<u32> = column_lists
+        let from_any: Vec<u32> = from_any_lists
             .iter()
-            .map(|list| {
-                let rules: Vec<u32> = list
-                    .iter()
-                    .copied()
-                    .filter(|&id| policy.rules[id as usize].from.contains(&ZoneRef::Any))
-                    .collect();
-                builder.table(&rules)
-            })
+            .map(|rules| builder.table(rules))
             .collect();
-        let any_to_any: Vec<u32> = port_rules()
-            .filter(|(_, rule)| {
-                rule.from.contains(&ZoneRef::Any) && rule.to.contains(&ZoneRef::Any)
-            })
-            .map(|(id, _)| id)
-            .collect();
-        let any_to_any = builder.table(&any_to_any);
         ZonePairs {
             rows: row_of
                 .iter()
@@ -283,7 +300,6 @@ impl ZonePairs {
                 .collect(),
             cell_columns,
             cell_tables,
-            any_to_any,
             tables: builder.tables,
             ports: builder.ports,
         }

@@ -134,6 +134,19 @@ impl FlowKey {
     /// are stored as network-order bytes).
     #[inline(always)]
     pub fn of(headers: &Headers) -> (FlowKey, bool, u32) {
+        Self::in_overlay(headers, Overlay::of(&headers.tunnel))
+    }
+
+    /// [`FlowKey::of`] for a packet known to have come out of no tunnel
+    /// (see [`crate::wire::Split`]): [`Headers::tunnel`] is not read, and the
+    /// overlay's share of the hash folds away.
+    #[inline(always)]
+    pub fn of_untunnelled(headers: &Headers) -> (FlowKey, bool, u32) {
+        Self::in_overlay(headers, Overlay::NONE)
+    }
+
+    #[inline(always)]
+    fn in_overlay(headers: &Headers, overlay: Overlay) -> (FlowKey, bool, u32) {
         let (src_port, dst_port) = match headers.transport {
             Transport::Other => (0, 0),
             _ => (headers.src_port, headers.dst_port),
@@ -157,7 +170,7 @@ impl FlowKey {
                 hi_port: hi as u16,
                 protocol: headers.protocol,
                 ipv6: false,
-                overlay: Overlay::of(&headers.tunnel),
+                overlay,
             };
             let hash = FlowHasher::hash_v4(lo_addr << 32 | hi_addr, FlowHasher::tail(&key));
             return (key, sender_is_lo, hash);
@@ -175,9 +188,33 @@ impl FlowKey {
             hi_port,
             protocol: headers.protocol,
             ipv6: headers.ipv6,
-            overlay: Overlay::of(&headers.tunnel),
+            overlay,
         };
         (key, sender_is_lo, FlowHasher.hash(&key))
+    }
+}
+
+impl FlowKey {
+    /// True when an endpoint is a group (multicast or broadcast) or an
+    /// unspecified address, or one of a few more (IPv4's reserved
+    /// 240.0.0.0/4): a packet of the flow may be link-local traffic, which
+    /// the tracker's owner may leave out (asked only then). A quick test,
+    /// made once per flow; the owner checks exactly the few it lets through.
+    #[inline]
+    pub fn may_be_link_local(&self) -> bool {
+        may_be_group_or_unspecified(self.ipv6, self.lo_addr.get())
+            || may_be_group_or_unspecified(self.ipv6, self.hi_addr.get())
+    }
+}
+
+/// See [`FlowKey::may_be_link_local`].
+#[inline(always)]
+fn may_be_group_or_unspecified(ipv6: bool, addr: u128) -> bool {
+    if ipv6 {
+        addr == 0 || addr >> 120 == 0xff
+    } else {
+        // 0.0.0.0 wraps to the top; 224.0.0.0 and above stay above.
+        (addr as u32).wrapping_sub(1) >= 0xdfff_ffff
     }
 }
 

@@ -87,12 +87,19 @@ mod class {
     pub const OTHER: usize = 4;
 }
 
-/// TCP teardown bits of a flow.
+/// TCP teardown bits of a flow ([`Flow`]'s `marks`).
 mod teardown {
     pub const FIN_FROM_LO: u8 = 1;
     pub const FIN_FROM_HI: u8 = 2;
     pub const CLOSED: u8 = 4;
 }
+
+/// [`Flow`]'s `marks`: the flow's key may hold a link-local address (see
+/// [`FlowKey::may_be_link_local`]), so each of its packets is offered to the
+/// owner's [`FlowObserver::admits`]. Kept with the flow, set at its start,
+/// so that the test is made once per flow and read per packet from the entry
+/// the lookup has just fetched.
+const MAY_BE_LINK_LOCAL: u8 = 8;
 
 /// What a tracker keeps per flow: its identity and orientation, and the
 /// owner's verdict record `V`.
@@ -106,7 +113,9 @@ pub struct Flow<V> {
     pub initiator_is_lo: bool,
     /// The owner's verdict record.
     pub verdict: V,
-    teardown: u8,
+    /// [`teardown`] bits and [`MAY_BE_LINK_LOCAL`], in one byte so that a
+    /// flow stays 40 bytes.
+    marks: u8,
     /// Its inspection's place while its first bytes are inspected for the
     /// application, else [`inspections::NOT_INSPECTED`].
     inspection: inspections::Place,
@@ -158,7 +167,7 @@ pub struct Started<V> {
 pub trait FlowObserver<V> {
     /// Whether `packet` takes part in tracking at all (link-local traffic
     /// that no zone claims is counted, not judged): asked before its flow is
-    /// looked up, for the packets that [`Packet::may_be_link_local`].
+    /// looked up, for the packets whose flow [`FlowKey::may_be_link_local`].
     fn admits(&mut self, packet: &Packet) -> bool;
 
     /// A flow starts at `packet`: its id, who initiated it and its verdict.
@@ -288,10 +297,6 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// True when the sender is the key's `lo` endpoint.
     pub sender_is_lo: bool,
-    /// True when an endpoint is a group (multicast or broadcast) or an
-    /// unspecified address: a packet of the flow may be link-local traffic,
-    /// which the owner may leave out of tracking (asked only then).
-    pub may_be_link_local: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<Packet>() == 68);
@@ -302,7 +307,20 @@ impl Packet {
     /// call, about 5% of a replay's time went to it).
     #[inline(always)]
     pub fn new(headers: &Headers, ts_ns: u64) -> Packet {
-        let (key, sender_is_lo, hash) = FlowKey::of(headers);
+        Self::keyed(headers, ts_ns, FlowKey::of(headers))
+    }
+
+    /// [`Packet::new`] for a packet known to have come out of no tunnel (see
+    /// [`crate::wire::Split`]): its key is made without reading
+    /// [`Headers::tunnel`] (see [`FlowKey::of_untunnelled`]).
+    #[inline(always)]
+    pub fn untunnelled(headers: &Headers, ts_ns: u64) -> Packet {
+        Self::keyed(headers, ts_ns, FlowKey::of_untunnelled(headers))
+    }
+
+    #[inline(always)]
+    fn keyed(headers: &Headers, ts_ns: u64, keyed: (FlowKey, bool, u32)) -> Packet {
+        let (key, sender_is_lo, hash) = keyed;
         Packet {
             key,
             hash,
@@ -311,8 +329,6 @@ impl Packet {
             transport: headers.transport,
             tcp_flags: headers.tcp_flags,
             sender_is_lo,
-            may_be_link_local: may_be_group_or_unspecified(headers.ipv6, headers.src)
-                || may_be_group_or_unspecified(headers.ipv6, headers.dst),
             transport_offset: u16::try_from(headers.transport_offset).unwrap_or(0),
             payload_len: u16::try_from(headers.payload_len).unwrap_or(u16::MAX),
         }
@@ -477,10 +493,18 @@ impl<V: Copy> Tracker<V> {
         {
             self.release_waits(packet.ts_ns, index, observer);
         }
-        if packet.may_be_link_local && !observer.admits(packet) {
+        // Link-local packets that the owner leaves out neither start, touch
+        // nor end a flow: asked before anything changes, from the flow's
+        // mark when it is known (the key's test, made at its start).
+        let found = self.table.find(packet.hash, &packet.key);
+        let may_be_link_local = match found {
+            Some(slot) => self.table.entry(slot).value.marks & MAY_BE_LINK_LOCAL != 0,
+            None => packet.key.may_be_link_local(),
+        };
+        if may_be_link_local && !observer.admits(packet) {
             return;
         }
-        if let Some(slot) = self.table.find(packet.hash, &packet.key) {
+        if let Some(slot) = found {
             // The entry's queue is its timeout class (kept up to date at
             // every change of the flow's state).
             let entry = self.table.entry(slot);
@@ -493,7 +517,7 @@ impl<V: Copy> Tracker<V> {
             self.table.remove(slot);
             self.counters.expired += 1;
         }
-        self.start_flow(packet, frame, index, observer);
+        self.start_flow(packet, frame, index, may_be_link_local, observer);
     }
 
     /// Ends every flow idle past its timeout at capture time `now_ns`, and
@@ -540,21 +564,21 @@ impl<V: Copy> Tracker<V> {
         let flags = packet.tcp_flags;
         if packet.transport == Transport::Tcp && flags & (tcp_flags::RST | tcp_flags::FIN) != 0 {
             if flags & tcp_flags::RST != 0 {
-                flow.teardown |= teardown::CLOSED;
+                flow.marks |= teardown::CLOSED;
             }
             if flags & tcp_flags::FIN != 0 {
-                flow.teardown |= if sender_is_lo {
+                flow.marks |= if sender_is_lo {
                     teardown::FIN_FROM_LO
                 } else {
                     teardown::FIN_FROM_HI
                 };
-                if flow.teardown & (teardown::FIN_FROM_LO | teardown::FIN_FROM_HI)
+                if flow.marks & (teardown::FIN_FROM_LO | teardown::FIN_FROM_HI)
                     == teardown::FIN_FROM_LO | teardown::FIN_FROM_HI
                 {
-                    flow.teardown |= teardown::CLOSED;
+                    flow.marks |= teardown::CLOSED;
                 }
             }
-            class = entry_class(packet.key.protocol, flow.teardown);
+            class = entry_class(packet.key.protocol, flow.marks);
         }
         // The packet's key is the entry's (the lookup compared them).
         observer.continued(
@@ -576,7 +600,7 @@ impl<V: Copy> Tracker<V> {
                 self.inspect(slot, packet, frame, index, observer);
             }
             // A closed flow has ended: its event waits no longer.
-            if self.table.entry(slot).value.teardown & teardown::CLOSED != 0 {
+            if self.table.entry(slot).value.marks & teardown::CLOSED != 0 {
                 self.end_inspection(slot, index, observer);
             }
         }
@@ -587,6 +611,7 @@ impl<V: Copy> Tracker<V> {
         packet: &Packet,
         frame: &[u8],
         index: u64,
+        may_be_link_local: bool,
         observer: &mut O,
     ) {
         if self.table.is_full() {
@@ -613,12 +638,17 @@ impl<V: Copy> Tracker<V> {
             } else {
                 0
             };
+        let marks = if may_be_link_local {
+            teardown | MAY_BE_LINK_LOCAL
+        } else {
+            teardown
+        };
         let flow = Flow {
             id: started.id,
             first_ts: packet.ts_ns,
             initiator_is_lo: started.sender_initiates == packet.sender_is_lo,
             verdict: started.verdict,
-            teardown,
+            marks,
             inspection: inspections::NOT_INSPECTED,
         };
         let class = entry_class(packet.key.protocol, teardown);
@@ -629,19 +659,6 @@ impl<V: Copy> Tracker<V> {
         if inspect {
             self.start_inspection(slot, packet, frame, index, observer);
         }
-    }
-}
-
-/// True for an unspecified address, multicast and the IPv4 limited
-/// broadcast, and for a few more (IPv4's reserved 240.0.0.0/4): a quick
-/// test on every packet; the owner checks exactly the few it lets through.
-#[inline(always)]
-fn may_be_group_or_unspecified(ipv6: bool, addr: u128) -> bool {
-    if ipv6 {
-        addr == 0 || addr >> 120 == 0xff
-    } else {
-        // 0.0.0.0 wraps to the top; 224.0.0.0 and above stay above.
-        (addr as u32).wrapping_sub(1) >= 0xdfff_ffff
     }
 }
 
@@ -656,10 +673,11 @@ pub fn is_group_address(ipv6: bool, addr: u128) -> bool {
     }
 }
 
-/// The timeout class of a flow of `protocol` with `teardown` bits.
-fn entry_class(protocol: u8, teardown: u8) -> usize {
+/// The timeout class of a flow of `protocol` with `marks` (its
+/// [`teardown`] bits).
+fn entry_class(protocol: u8, marks: u8) -> usize {
     match Transport::of_protocol(protocol) {
-        Transport::Tcp if teardown & teardown::CLOSED != 0 => class::TCP_CLOSED,
+        Transport::Tcp if marks & teardown::CLOSED != 0 => class::TCP_CLOSED,
         Transport::Tcp => class::TCP_OPEN,
         Transport::Udp => class::UDP,
         Transport::EchoRequest | Transport::EchoReply => class::ECHO,

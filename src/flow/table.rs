@@ -227,7 +227,11 @@ impl<V> FlowTable<V> {
     }
 
     /// Inserts a flow that is not held. The caller makes room first: see
-    /// [`FlowTable::is_full`] and [`FlowTable::oldest`].
+    /// [`FlowTable::is_full`] and [`FlowTable::oldest`]. Always inlined into
+    /// the tracker's flow start, its caller: the key and the value are then
+    /// written into their entry where they are made, not passed through
+    /// the stack.
+    #[inline(always)]
     pub fn insert(&mut self, hash: u32, key: FlowKey, ts: u64, class: usize, value: V) -> Slot {
         let entry = Entry {
             key,

@@ -46,7 +46,7 @@ use crate::flow::{FlowConfig, FlowHasher, Packet};
 use crate::incident::{Devices, FoldCounters, IncidentSettings, NoDevices};
 use crate::pipeline::{Counters, PacketCounters, Shard, ShardOptions, TrackedRanges};
 use crate::sys::prefetch;
-use crate::wire::{Decapsulation, Headers, Outcome};
+use crate::wire::{Decapsulation, Headers, Outcome, Split};
 
 /// How many bytes of a capture a replay moves past before it hands their
 /// pages back to the kernel (see [`CaptureFile::release`]). Every release
@@ -403,19 +403,36 @@ fn decode_batch(frames: &[Frame<'_>], decap: &Decapsulation, chunks: &mut [Chunk
             // judged ones).
             let mut counters = PacketCounters::default();
             let mut bytes = 0u64;
+            // Asked once: opening no tunnel but ERSPAN, a datagram's port
+            // need not be looked at (see `wire::decode_split`).
+            let opens_none = decap.is_none();
             for (i, frame) in frames.iter().enumerate() {
                 bytes += u64::from(frame.orig_len);
-                let outcome = if decap.is_none() {
-                    frame.decode(&mut headers)
+                let split = if opens_none {
+                    frame.decode_split(Decapsulation::none(), &mut headers)
                 } else {
-                    frame.decode_with(decap, &mut headers)
+                    frame.decode_split(decap, &mut headers)
                 };
-                counters.count_tunnel(&headers.tunnel);
-                if outcome != Outcome::Judge {
-                    counters.count(frame.orig_len, outcome);
-                    continue;
-                }
-                let packet = Packet::new(&headers, frame.ts_ns);
+                // Tunnels are counted, and keyed, only for the frames the
+                // general path decoded: the common path opens none.
+                let packet = match split {
+                    Split::Untunnelled(Outcome::Judge) => {
+                        Packet::untunnelled(&headers, frame.ts_ns)
+                    }
+                    Split::General(Outcome::Judge) => {
+                        counters.count_tunnel(&headers.tunnel);
+                        Packet::new(&headers, frame.ts_ns)
+                    }
+                    Split::Untunnelled(outcome) => {
+                        counters.count(frame.orig_len, outcome);
+                        continue;
+                    }
+                    Split::General(outcome) => {
+                        counters.count_tunnel(&headers.tunnel);
+                        counters.count(frame.orig_len, outcome);
+                        continue;
+                    }
+                };
                 let shard = FlowHasher::shard(packet.hash, SHARDS);
                 chunk.by_shard[shard].push(Decoded {
                     packet,
@@ -446,49 +463,12 @@ fn track_batch(
         .enumerate()
         .for_each(|(shard_number, worker)| {
             let shard = &mut worker.shard;
-            let reads_frames = shard.reads_frames();
-            let reads_every_frame = shard.reads_every_frame();
-            // The shard's packets, chunk after chunk, in capture order.
-            // Each packet's flow lookup misses the cache twice: its index
-            // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
-            // packets before it is needed, and for the entry half-way, once
-            // its bucket has arrived; the look-ahead reaches into the next
-            // chunk's list, so that no list's first packets go without.
-            for (k, chunk) in chunks.iter().enumerate() {
-                let packets = &chunk.by_shard[shard_number][..];
-                let following = chunks
-                    .get(k + 1)
-                    .map_or(&[][..], |c| &c.by_shard[shard_number][..]);
-                let ahead = |i: usize| match packets.get(i) {
-                    Some(decoded) => Some(decoded),
-                    None => following.get(i - packets.len()),
-                };
-                for (n, decoded) in packets.iter().enumerate() {
-                    // With detection, the frame's record and then its
-                    // transport header too: the shard's packets are spread
-                    // over the batch, decoded a batch ago on any core.
-                    if let Some(far) = ahead(n + PREFETCH_AHEAD) {
-                        shard.prefetch_index(far.packet.hash);
-                        if reads_every_frame && let Some(frame) = frames.get(far.position as usize)
-                        {
-                            prefetch(frame);
-                        }
-                    }
-                    if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
-                        shard.prefetch_entry(near.packet.hash);
-                        if reads_every_frame && let Some(frame) = frames.get(near.position as usize)
-                        {
-                            near.packet.prefetch_transport(frame.data);
-                        }
-                    }
-                    let position = decoded.position as usize;
-                    let frame = if reads_frames {
-                        frames.get(position)
-                    } else {
-                        None
-                    };
-                    shard.packet(&decoded.packet, frame, base_index + position as u64, policy);
-                }
+            // Two copies of the packet loop: without frames to read (the
+            // plain replay) nothing about frames is looked at per packet.
+            if shard.reads_frames() {
+                track_shard::<true>(shard, shard_number, base_index, frames, chunks, policy);
+            } else {
+                track_shard::<false>(shard, shard_number, base_index, frames, chunks, policy);
             }
             if let Some(inventory) = inventory {
                 shard.feed_inventory(inventory, policy);
@@ -526,6 +506,58 @@ fn track_batch(
                 ));
             }
         });
+}
+
+/// One shard's packets of a batch, chunk after chunk, in capture order;
+/// `READS_FRAMES` as [`Shard::reads_frames`] says.
+fn track_shard<const READS_FRAMES: bool>(
+    shard: &mut Shard,
+    shard_number: usize,
+    base_index: u64,
+    frames: &[Frame<'_>],
+    chunks: &[Chunk],
+    policy: &PolicyInForce,
+) {
+    let reads_every_frame = READS_FRAMES && shard.reads_every_frame();
+    // Each packet's flow lookup misses the cache twice: its index
+    // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
+    // packets before it is needed, and for the entry half-way, once
+    // its bucket has arrived; the look-ahead reaches into the next
+    // chunk's list, so that no list's first packets go without.
+    for (k, chunk) in chunks.iter().enumerate() {
+        let packets = &chunk.by_shard[shard_number][..];
+        let following = chunks
+            .get(k + 1)
+            .map_or(&[][..], |c| &c.by_shard[shard_number][..]);
+        let ahead = |i: usize| match packets.get(i) {
+            Some(decoded) => Some(decoded),
+            None => following.get(i - packets.len()),
+        };
+        for (n, decoded) in packets.iter().enumerate() {
+            // With detection, the frame's record and then its
+            // transport header too: the shard's packets are spread
+            // over the batch, decoded a batch ago on any core.
+            if let Some(far) = ahead(n + PREFETCH_AHEAD) {
+                shard.prefetch_index(far.packet.hash);
+                if reads_every_frame && let Some(frame) = frames.get(far.position as usize) {
+                    prefetch(frame);
+                }
+            }
+            if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
+                shard.prefetch_entry(near.packet.hash);
+                if reads_every_frame && let Some(frame) = frames.get(near.position as usize) {
+                    near.packet.prefetch_transport(frame.data);
+                }
+            }
+            let position = decoded.position as usize;
+            let frame = if READS_FRAMES {
+                frames.get(position)
+            } else {
+                None
+            };
+            shard.packet(&decoded.packet, frame, base_index + position as u64, policy);
+        }
+    }
 }
 
 /// Writes the batch's events of every worker, merged into capture order.

@@ -33,8 +33,9 @@ const MAGIC: &[u8; 16] = b"segwatch policy\n";
 
 /// The entry layout's version; part of the key, and checked again in the entry. 2: the
 /// zone-pair tables that grow with the rules and the zones. 3: the named services that
-/// require an application, for the `service` label.
-const FORMAT: u32 = 3;
+/// require an application, for the `service` label. 4: a zone pair's cell holds the rules to
+/// or from `any` too.
+const FORMAT: u32 = 4;
 
 /// How many entries a cache directory keeps; storing one more removes the oldest.
 pub const KEPT_ENTRIES: usize = 16;

@@ -10,8 +10,8 @@ mod decode;
 mod link;
 
 pub use decode::{
-    Decapsulation, GENEVE_PORT, Headers, MAX_TUNNELS, Outcome, Problem, Transport, Tunnel,
-    TunnelKind, UnknownTunnelKind, VXLAN_PORT, decode, decode_general, decode_with,
+    Decapsulation, GENEVE_PORT, Headers, MAX_TUNNELS, Outcome, Problem, Split, Transport, Tunnel,
+    TunnelKind, UnknownTunnelKind, VXLAN_PORT, decode, decode_general, decode_split, decode_with,
     decode_with_etherparse, tcp_flags,
 };
 pub use link::LinkType;

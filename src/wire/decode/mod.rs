@@ -120,7 +120,12 @@ pub struct Headers {
 }
 
 /// What the decoder made of a frame.
+///
+/// A tag byte of its own (`repr(u8)`, [`Outcome::Judge`] first): the
+/// per-frame test for a frame to judge is then one compare of that byte,
+/// where the niche shared with [`Problem`] took a computed discriminant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Outcome {
     /// An IP packet whose headers were decoded: judge it.
     Judge,
@@ -191,6 +196,7 @@ pub fn decode(link: LinkType, frame: &[u8], out: &mut Headers) -> Outcome {
     if link == LinkType::ETHERNET
         && let Some(outcome) = decode_common(frame, out)
     {
+        out.tunnel = Tunnel::NONE;
         return outcome;
     }
     decode_general(link, frame, Decapsulation::none(), out)
@@ -217,10 +223,59 @@ pub fn decode_with(
             && out.transport == Transport::Udp
             && decap.may_open_udp(out.dst_port))
         {
+            out.tunnel = Tunnel::NONE;
             return outcome;
         }
     }
     decode_general(link, frame, decap, out)
+}
+
+/// Which path decoded a frame (see [`decode_split`]), with its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The hand-read common case: the packet came out of no tunnel.
+    /// [`Headers::tunnel`] is left as it was (it may describe an earlier
+    /// frame): the caller knows there is none and does not read it.
+    Untunnelled(Outcome),
+    /// The general path: [`Headers::tunnel`] says which tunnel, if any, the
+    /// packet came out of.
+    General(Outcome),
+}
+
+impl Split {
+    /// The frame's outcome, whichever path decoded it.
+    #[inline(always)]
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Split::Untunnelled(outcome) | Split::General(outcome) => outcome,
+        }
+    }
+}
+
+/// [`decode_with`], telling which path decoded the frame: a caller that
+/// branches on it knows, on the common path, that the packet came out of no
+/// tunnel, and skips everything about tunnels (its flow key's overlay, the
+/// tunnel counters) without reading [`Headers::tunnel`].
+///
+/// A judged UDP datagram takes the general path only when its destination
+/// port is one of the tunnels `decap` opens; with [`Decapsulation::none`]
+/// (a `static`, known to the compiler) that test folds away.
+#[inline(always)]
+pub fn decode_split(
+    link: LinkType,
+    frame: &[u8],
+    decap: &Decapsulation,
+    out: &mut Headers,
+) -> Split {
+    if link == LinkType::ETHERNET
+        && let Some(outcome) = decode_common(frame, out)
+        && !(outcome == Outcome::Judge
+            && out.transport == Transport::Udp
+            && decap.may_open_udp(out.dst_port))
+    {
+        return Split::Untunnelled(outcome);
+    }
+    Split::General(decode_general(link, frame, decap, out))
 }
 
 /// Decodes `frame` with etherparse's views only, whatever it holds, opening

@@ -371,8 +371,8 @@ fn tunnel_of(kind: TunnelKind, id: Option<u32>, outer: &Headers) -> Tunnel {
 #[cfg(test)]
 mod tests {
     use super::super::{
-        Decapsulation, Headers, MAX_TUNNELS, Outcome, Problem, Transport, TunnelKind, decode,
-        decode_general, decode_with,
+        Decapsulation, Headers, MAX_TUNNELS, Outcome, Problem, Split, Transport, TunnelKind,
+        decode, decode_general, decode_split, decode_with,
     };
     use super::*;
     use crate::synth::Pkt;
@@ -391,6 +391,21 @@ mod tests {
         assert_eq!(outcome, reference_outcome);
         if outcome == Outcome::Judge {
             assert_eq!(headers, reference);
+        }
+        // So does the split decoder, which says the common path opened no
+        // tunnel only when none was.
+        let mut split_headers = Headers::default();
+        split_headers.tunnel.kind = TunnelKind::Gre; // stale from an earlier frame
+        let split = decode_split(LinkType::ETHERNET, frame, decap, &mut split_headers);
+        assert_eq!(split.outcome(), outcome);
+        if let Split::Untunnelled(_) = split {
+            // No tunnel, and the earlier frame's left alone.
+            assert_eq!(headers.tunnel, Tunnel::NONE);
+            assert_eq!(split_headers.tunnel.kind, TunnelKind::Gre);
+            split_headers.tunnel = Tunnel::NONE;
+        }
+        if outcome == Outcome::Judge {
+            assert_eq!(split_headers, headers);
         }
         (outcome, headers)
     }
