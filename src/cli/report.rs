@@ -169,7 +169,9 @@ fn write_all(report: &Report, args: &ReportArgs) -> Result<(), Error> {
     let written = segwatch::report::write(report, &args.out)?;
     if args.pdf {
         let html = args.out.join("report.html");
-        segwatch::report::print_pdf(&html, &args.out.join("report.pdf"))?;
+        // `generated_at` was written from a parsed time: it parses back.
+        let dated = Timestamp::parse(&report.generated_at).map_or(0, |t| t.0);
+        segwatch::report::print_pdf(&html, &args.out.join("report.pdf"), dated)?;
     }
     super::stderr_line(format_args!(
         "segwatch: report of {} to {} written to {} ({}{}); conformance {:.2} %, {}, {} excepted, \
