@@ -257,7 +257,7 @@ fn the_same_inputs_give_byte_identical_files_pdf_included() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names.len(), if pdf { 9 } else { 8 }, "{names:?}");
+    assert_eq!(names.len(), if pdf { 10 } else { 9 }, "{names:?}");
     for name in &names {
         assert_eq!(
             std::fs::read(a.join(name)).unwrap(),

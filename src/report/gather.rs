@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::capture::CaptureFile;
 use crate::classify::PolicyInForce;
+use crate::event::IncidentRecord;
 use crate::event::Timestamp;
-use crate::evidence::{DeviceSeen, Evidence, IncidentKey};
+use crate::evidence::{DeviceSeen, Evidence, IncidentSeen};
 use crate::incident::IncidentSettings;
 use crate::inventory::{DEFAULT_CAPACITY, Inventory, OuiRegistry};
 use crate::replay::{ReplayOptions, ReplayOutcome, replay};
@@ -41,12 +42,6 @@ struct Line<'a> {
     src_zone: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     state: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    severity: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    rule: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     exception: Option<Cow<'a, str>>,
 }
@@ -88,10 +83,10 @@ pub fn evidence_from_captures(
     let mut evidence = outcome.evidence.take().unwrap_or_default();
 
     let mut offenders: BTreeMap<IpAddr, Offender> = BTreeMap::new();
-    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for raw in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         // The replay's own output: a line it cannot read back is skipped
         // rather than trusted.
-        let Ok(line) = serde_json::from_slice::<Line<'_>>(line) else {
+        let Ok(line) = serde_json::from_slice::<Line<'_>>(raw) else {
             continue;
         };
         let Some(ts) = Timestamp::parse(&line.timestamp) else {
@@ -111,12 +106,12 @@ pub fn evidence_from_captures(
             ("violation", _) if line.exception.is_none() => offender.violations += 1,
             ("incident", Some("open")) => offender.incidents += 1,
             ("incident", Some("close")) => {
-                let key = IncidentKey {
-                    kind: line.kind.as_deref().unwrap_or("violation").to_owned(),
-                    severity: line.severity.as_deref().unwrap_or("").to_owned(),
-                    rule: line.rule.as_deref().unwrap_or("").to_owned(),
-                };
-                *evidence.hour_of(ts.0).incidents.entry(key).or_default() += 1;
+                // Few lines (one per incident): read whole.
+                if let Ok(record) = serde_json::from_slice::<IncidentRecord>(raw) {
+                    evidence
+                        .hour_of(ts.0)
+                        .add_incident(IncidentSeen::of_record(&record));
+                }
             }
             _ => {}
         }

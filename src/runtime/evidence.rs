@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::StateSettings;
 use crate::event::{IncidentState, Record, Timestamp};
-use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentKey, state};
+use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentSeen, state};
 use crate::inventory::Inventory;
 use crate::sink::{Next, RecordFilter, SinkError, SinkHandle};
 
@@ -110,6 +110,7 @@ pub fn spawn(
     };
     let mut writer = Writer {
         dir: settings.dir.clone(),
+        sensor: settings.sensor.clone(),
         retention_hours: u64::from(settings.retention_days) * 24,
         inventory,
         held: Evidence::default(),
@@ -198,6 +199,8 @@ impl Offender {
 
 struct Writer {
     dir: PathBuf,
+    /// This sensor's name, in every file it writes.
+    sensor: String,
     retention_hours: u64,
     inventory: Arc<Inventory>,
     /// Hours not yet written.
@@ -241,12 +244,9 @@ impl Writer {
                     entry.incidents += 1;
                 }
                 IncidentState::Close => {
-                    let key = IncidentKey {
-                        kind: record.kind.as_str().into(),
-                        severity: record.severity.clone(),
-                        rule: record.rule.clone(),
-                    };
-                    *self.held.hour_of(ts_ns).incidents.entry(key).or_default() += 1;
+                    self.held
+                        .hour_of(ts_ns)
+                        .add_incident(IncidentSeen::of_record(record));
                 }
                 IncidentState::Update => {}
             },
@@ -354,6 +354,7 @@ impl Writer {
         if data.is_empty() {
             return;
         }
+        data.sensors.insert(self.sensor.clone());
         match state::write_hour(&self.dir, hour, &data) {
             Ok(()) => tracing::debug!(hour = %state::hour_name(hour), "Evidence hour written"),
             Err(error) => tracing::error!(%error, "Evidence hour not written"),
@@ -391,6 +392,7 @@ impl Writer {
     fn write_devices(&mut self, latest: u64) {
         let mut data = crate::evidence::Hour::default();
         self.add_devices(&mut data, latest);
+        data.sensors.insert(self.sensor.clone());
         if !data.is_empty()
             && let Err(error) = state::write_hour(&self.dir, latest, &data)
         {
