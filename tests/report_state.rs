@@ -412,3 +412,58 @@ fn a_report_over_the_state_of_two_sensors_names_both() {
         .count();
     assert_eq!(states, 6);
 }
+
+#[test]
+fn evidence_lost_or_left_unlisted_is_counted_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let capture = dir.path().join("traffic.pcap");
+    // Enough incidents that hours reach their listing bound.
+    let expected = generate(&capture, 3000, 7);
+    let state_dir = dir.path().join("state");
+    // The first hour's file cannot be written: its name is taken by a
+    // directory, and so is the name it would be moved aside to.
+    let first = state_dir.join(state::file_name(1_796_119_200 / 3600));
+    for taken in [first.clone(), first.with_extension("json.damaged")] {
+        std::fs::create_dir_all(taken.join("occupied")).unwrap();
+    }
+    let config = config(dir.path(), &state_dir, 0);
+    let daemon = daemon_on(&config, &policy, &exceptions, &capture, expected.flows * 3);
+    let unlisted_in_files = || -> u64 {
+        state::list(&state_dir)
+            .unwrap()
+            .iter()
+            .filter(|(_, path)| path.is_file())
+            .map(|(hour, path)| state::read_hour(path, *hour).unwrap().incidents_left_out())
+            .sum()
+    };
+    let exposition = wait_for("the evidence metrics", Duration::from_secs(30), || {
+        let exposition = daemon.metrics();
+        let failed = metric(
+            &exposition,
+            "segwatch_evidence_dropped_total",
+            "write_failed",
+        )?;
+        let unlisted = metric(
+            &exposition,
+            "segwatch_evidence_incidents_unlisted_total",
+            "",
+        )?;
+        (failed >= 1.0 && unlisted > 0.0 && unlisted as u64 == unlisted_in_files())
+            .then_some(exposition)
+    });
+    assert_eq!(
+        metric(&exposition, "segwatch_evidence_dropped_total", "queue_full"),
+        Some(0.0)
+    );
+    let (status, stderr) = daemon.stop();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("Evidence hour not written"), "{stderr}");
+    // The later hours were written.
+    assert!(
+        state::list(&state_dir)
+            .unwrap()
+            .iter()
+            .any(|(_, p)| p.is_file())
+    );
+}

@@ -187,7 +187,9 @@ fn read_hour_bytes(path: &Path, hour: u64) -> Result<(Hour, Vec<u8>), StateError
 
 /// Writes hour `hour` into `dir`, merged with what its file holds already;
 /// crash-safe: a reader sees the old file or the new one, never a part.
-pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<(), StateError> {
+/// Returns how many of `data`'s incidents the file counts but does not
+/// list (the hour's bound).
+pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<u64, StateError> {
     let path = dir.join(file_name(hour));
     let mut merged = match read_hour(&path, hour) {
         Ok(old) => old,
@@ -200,11 +202,13 @@ pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<(), StateError> 
             Hour::default()
         }
     };
+    let unlisted_before = merged.incidents_left_out();
     merged.merge(data);
+    let unlisted = merged.incidents_left_out().saturating_sub(unlisted_before);
     let mut bytes = serde_json::to_vec(&to_file(hour, &merged)).map_err(|e| error(&path, e))?;
     bytes.push(b'\n');
     crate::sys::replace_file(dir, &file_name(hour), &bytes, 0o640).map_err(|e| error(&path, e))?;
-    Ok(())
+    Ok(unlisted)
 }
 
 /// The state files of `dir` with their hours, oldest first (other entries
