@@ -116,22 +116,22 @@ pub fn evidence_from_captures(
             _ => {}
         }
     }
-    for device in inventory.report() {
-        let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
-        let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);
+    for device in inventory.summaries() {
         let offender = offenders.remove(&device.ip).unwrap_or_default();
         let seen = DeviceSeen {
             ip: device.ip,
-            zone: device.zone.clone(),
-            vendor: device.vendor.clone(),
+            zone: device.zone,
+            vendor: device.vendor,
             class: device.class.as_str().to_owned(),
-            hostname: device.dhcp_hostname.clone(),
-            first_seen: first,
-            last_seen: last,
+            hostname: device.dhcp_hostname,
+            first_seen: device.first_ns,
+            last_seen: device.last_ns,
             violations: offender.violations,
             incidents: offender.incidents,
         };
-        evidence.hour_of(last).add_device(device.ip, &seen);
+        evidence
+            .hour_of(device.last_ns)
+            .add_device(device.ip, &seen);
     }
     // Initiators the inventory did not keep (it was full).
     for (ip, offender) in offenders {

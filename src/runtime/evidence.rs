@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::StateSettings;
-use crate::event::{IncidentState, Record, Timestamp};
+use crate::event::{IncidentState, Record};
 use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentSeen, state};
 use crate::inventory::Inventory;
 use crate::metrics::EvidenceStats;
@@ -388,8 +388,8 @@ impl Writer {
         let since = self.devices_since;
         let known: BTreeMap<IpAddr, DeviceSeen> = self
             .inventory
-            .report()
-            .iter()
+            .summaries()
+            .into_iter()
             .map(|d| (d.ip, seen_of(d)))
             .collect();
         for (ip, seen) in &known {
@@ -428,17 +428,15 @@ impl Writer {
     }
 }
 
-fn seen_of(device: &crate::inventory::DeviceReport) -> DeviceSeen {
-    let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
-    let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);
+fn seen_of(device: crate::inventory::DeviceSummary) -> DeviceSeen {
     DeviceSeen {
         ip: device.ip,
-        zone: device.zone.clone(),
-        vendor: device.vendor.clone(),
+        zone: device.zone,
+        vendor: device.vendor,
         class: device.class.as_str().to_owned(),
-        hostname: device.dhcp_hostname.clone(),
-        first_seen: first,
-        last_seen: last,
+        hostname: device.dhcp_hostname,
+        first_seen: device.first_ns,
+        last_seen: device.last_ns,
         violations: 0,
         incidents: 0,
     }
