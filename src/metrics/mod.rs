@@ -174,7 +174,8 @@ pub struct Metrics {
     incident_untracked: IntCounterVec,
     incident_queue_dropped: IntCounterVec,
     evidence_dropped: IntCounterVec,
-    evidence_incidents_unlisted: IntCounter,
+    /// Labelless, but a vector: shown only with a state directory.
+    evidence_incidents_unlisted: IntCounterVec,
 }
 
 /// Raises a counter to `total` (counters only grow; the sources are
@@ -320,10 +321,11 @@ impl Metrics {
                  (reason=write_failed)",
                 &["reason"],
             )?,
-            evidence_incidents_unlisted: counter(
+            evidence_incidents_unlisted: counter_vec(
                 "segwatch_evidence_incidents_unlisted_total",
                 "Closed incidents counted in the evidence but not listed one by one (an \
                  hour's bound reached)",
+                &[],
             )?,
             devices,
             inventory_evicted: counter(
@@ -650,7 +652,7 @@ impl Metrics {
             load(&stats.hours_unwritten),
         );
         raise(
-            &self.evidence_incidents_unlisted,
+            &self.evidence_incidents_unlisted.with_label_values::<&str>(&[]),
             load(&stats.incidents_unlisted),
         );
     }
