@@ -724,7 +724,20 @@ impl Inventory {
     /// responder is remembered until the next [`Inventory::settle`], which
     /// counts it [`Inventory::unanswered`] if it has not become a device.
     pub fn record_packet_of(&self, start: &FlowStart, zone_name: impl Fn(ZoneId) -> String) {
-        let sighting = Sighting::of(start, zone_name);
+        // Only the sender is recorded: the other endpoint's zone is not
+        // named (one allocation less per flow start).
+        let sender_zone = if start.sender_initiates {
+            start.zones.0
+        } else {
+            start.zones.1
+        };
+        let sighting = Sighting::of(start, |zone| {
+            if zone == sender_zone {
+                zone_name(zone)
+            } else {
+                String::new()
+            }
+        });
         if start.sender_initiates {
             self.update(&sighting.client, &sighting, true);
         } else {
@@ -754,12 +767,22 @@ impl Inventory {
         if let Some(mac) = endpoint.mac {
             let mut users = self.mac_users.entry(mac).or_default();
             let before = users.len();
-            match users.iter_mut().find(|(_, d)| *d == key) {
-                Some(entry) => entry.0 = entry.0.min(sighting.position),
-                None => users.push((sighting.position, key)),
+            let moved = match users.iter_mut().find(|(_, d)| *d == key) {
+                Some(entry) if sighting.position < entry.0 => {
+                    entry.0 = sighting.position;
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    users.push((sighting.position, key));
+                    true
+                }
+            };
+            // Most sightings are of a device already listed, no earlier.
+            if moved {
+                users.sort_unstable();
+                users.truncate(SHARED_MAC_DEVICES);
             }
-            users.sort_unstable();
-            users.truncate(SHARED_MAC_DEVICES);
             if before < SHARED_MAC_DEVICES && users.len() >= SHARED_MAC_DEVICES {
                 now_shared.extend(users.iter().map(|(_, d)| *d));
             }

@@ -652,7 +652,9 @@ impl Metrics {
             load(&stats.hours_unwritten),
         );
         raise(
-            &self.evidence_incidents_unlisted.with_label_values::<&str>(&[]),
+            &self
+                .evidence_incidents_unlisted
+                .with_label_values::<&str>(&[]),
             load(&stats.incidents_unlisted),
         );
     }
