@@ -67,6 +67,7 @@ fn scrape(c: &mut Criterion) {
         policy: Arc::new(PolicyStats::default()),
         inventory: Some(inventory.clone()),
         incidents: None,
+        evidence: None,
     };
     let empty = Telemetry {
         inventory: Some(Arc::new(Inventory::new(
@@ -78,6 +79,7 @@ fn scrape(c: &mut Criterion) {
         interfaces: Vec::new(),
         sinks: Vec::new(),
         incidents: None,
+        evidence: None,
     };
     let metrics = Metrics::new(1_000_000).unwrap();
     let mut group = c.benchmark_group("scrape_100k_devices");

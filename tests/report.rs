@@ -161,6 +161,9 @@ pub(crate) struct Expected {
     addresses: BTreeSet<String>,
     /// Source address → violations (not excepted).
     offenders: BTreeMap<String, u64>,
+    /// (initiator, rule, destination zone, service) → violations (not
+    /// excepted): the key violation incidents are folded by.
+    pub(crate) incident_keys: BTreeMap<(String, &'static str, &'static str, &'static str), u64>,
 }
 
 fn hour_text(seconds: f64) -> String {
@@ -247,6 +250,15 @@ pub(crate) fn generate_in(
                 };
                 *expected.by_severity.entry(severity).or_default() += 1;
                 *expected.offenders.entry(client.clone()).or_default() += 1;
+                let service = match kind.port {
+                    443 => "https",
+                    445 => "smb",
+                    _ => "",
+                };
+                *expected
+                    .incident_keys
+                    .entry((client.clone(), kind.rule, kind.zones.1, service))
+                    .or_default() += 1;
             }
             "excepted" => {
                 cell.3 += 1;
@@ -464,6 +476,62 @@ fn figures_equal_the_counts_of_the_generated_traffic() {
     assert!(closes > 0);
     assert_eq!(n(&summary["incidents"]), closes);
 
+    // The incidents one by one: at most 100 an hour of their closing, the
+    // most severe then the earliest; the rest counted as left out.
+    let listed = json["closed_incidents"].as_array().unwrap();
+    let left_out = n(&json["incidents_left_out"]);
+    assert!(
+        left_out > 0,
+        "this traffic closes more than 100 incidents an hour"
+    );
+    assert_eq!(listed.len() as u64 + left_out, closes);
+    let rank = |severity: &str| {
+        ["critical", "high", "medium", "low"]
+            .iter()
+            .position(|s| *s == severity)
+    };
+    // The replay's close records by id: (hour closed, (severity rank, first seen)).
+    let mut replay_closes: BTreeMap<String, (String, (Option<usize>, String))> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&replayed.stdout).lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        if record["state"] == "close" {
+            let text = |field: &str| record[field].as_str().unwrap().to_owned();
+            replay_closes.insert(
+                text("incident_id"),
+                (
+                    text("timestamp")[..13].to_owned(),
+                    (rank(&text("severity")), text("first_seen")),
+                ),
+            );
+        }
+    }
+    let mut listed_by_hour: BTreeMap<String, Vec<(Option<usize>, String)>> = BTreeMap::new();
+    for incident in listed {
+        let (hour, order) = replay_closes
+            .remove(incident["id"].as_str().unwrap())
+            .expect("a listed incident is one the replay closed");
+        assert_eq!(order.0, rank(incident["severity"].as_str().unwrap()));
+        listed_by_hour.entry(hour).or_default().push(order);
+    }
+    for (hour, orders) in &listed_by_hour {
+        let left: Vec<_> = replay_closes.values().filter(|(h, _)| h == hour).collect();
+        assert!(orders.len() <= 100, "{hour}: {}", orders.len());
+        if !left.is_empty() {
+            assert_eq!(orders.len(), 100, "{hour}");
+            // Nothing left out comes before what is listed.
+            let last_listed = orders.iter().max().unwrap();
+            for (_, order) in left {
+                assert!(
+                    order >= last_listed,
+                    "{hour}: {order:?} left out before {last_listed:?}"
+                );
+            }
+        }
+    }
+    let incidents_csv = std::fs::read_to_string(out.join("incidents.csv")).unwrap();
+    assert_eq!(incidents_csv.lines().count(), listed.len() + 1);
+    assert!(incidents_csv.starts_with("id,kind,rule,severity,src_ip,"));
+
     // The inputs' hashes.
     let inputs = json["inputs"].as_array().unwrap();
     assert_eq!(inputs[0]["kind"], "capture");
@@ -495,6 +563,9 @@ fn figures_equal_the_counts_of_the_generated_traffic() {
         assert!(out.join(annex).is_file(), "{annex}");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains(&format!(
+        "A further {left_out} closed incidents are counted"
+    )));
     for section in [
         "scope",
         "summary",
@@ -519,6 +590,60 @@ fn figures_equal_the_counts_of_the_generated_traffic() {
         "nothing from elsewhere"
     );
     assert!(html.contains("not a certification"));
+}
+
+#[test]
+fn incidents_are_listed_one_by_one_with_their_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("traffic.pcap");
+    let expected = generate(&capture, 200, 9);
+    let (policy, exceptions) = inputs(dir.path());
+    let out = dir.path().join("out");
+    let json = make_report(&policy, &exceptions, &out, &[], &[&capture]);
+    let listed = json["closed_incidents"].as_array().unwrap();
+    assert_eq!(n(&json["incidents_left_out"]), 0);
+    assert_eq!(listed.len() as u64, n(&json["summary"]["incidents"]));
+    // Each violation (not excepted) joined one incident of its key: per key
+    // the listed incidents' flows add up to the violations generated.
+    let mut by_key: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for incident in listed {
+        assert!(ids.insert(incident["id"].as_str().unwrap().to_owned()));
+        assert!(incident["first_seen"].as_str() <= incident["last_seen"].as_str());
+        if incident["kind"] != "violation" {
+            continue;
+        }
+        let text = |field: &str| incident[field].as_str().unwrap().to_owned();
+        *by_key
+            .entry((
+                text("src_ip"),
+                text("rule"),
+                text("dest_zone"),
+                text("service"),
+            ))
+            .or_default() += n(&incident["flows"]);
+    }
+    let want: BTreeMap<(String, String, String, String), u64> = expected
+        .incident_keys
+        .iter()
+        .map(|((ip, rule, zone, service), flows)| {
+            (
+                (
+                    ip.clone(),
+                    rule.to_string(),
+                    zone.to_string(),
+                    service.to_string(),
+                ),
+                *flows,
+            )
+        })
+        .collect();
+    assert_eq!(by_key, want);
+    let csv = std::fs::read_to_string(out.join("incidents.csv")).unwrap();
+    assert_eq!(csv.lines().count(), listed.len() + 1);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("id=\"incident-list\""));
+    assert!(!html.contains("A further"), "nothing left out");
 }
 
 #[test]

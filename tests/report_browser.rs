@@ -237,3 +237,48 @@ fn pdf_without_a_browser_is_one_clear_line() {
     // The HTML and annexes were written before.
     assert!(out.join("report.html").is_file());
 }
+
+#[test]
+fn the_same_inputs_give_byte_identical_files_pdf_included() {
+    let dir = tempfile::tempdir().unwrap();
+    // CI installs chromium; elsewhere the HTML, JSON and CSV are compared.
+    let pdf = segwatch::report::find_chromium().is_some();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let made = sample_report(out, pdf);
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), if pdf { 10 } else { 9 }, "{names:?}");
+    for name in &names {
+        assert_eq!(
+            std::fs::read(a.join(name)).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+            "{name:?} differs between two runs"
+        );
+    }
+    if pdf {
+        // Dated by --generated-at, not by the clock.
+        let info = Command::new("pdfinfo")
+            .arg("-isodates")
+            .arg(a.join("report.pdf"))
+            .output()
+            .unwrap();
+        let info = String::from_utf8_lossy(&info.stdout);
+        for key in ["CreationDate:", "ModDate:"] {
+            let date = info
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {info}"));
+            assert_eq!(date.trim(), "2026-12-07T12:00:00Z", "{key}");
+        }
+    }
+}

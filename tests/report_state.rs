@@ -17,12 +17,17 @@ const HOUR: u64 = 3_600_000_000_000;
 
 /// The daemon's configuration: state in `dir`, incidents on.
 fn config(dir: &Path, state_dir: &Path, retention_days: u32) -> PathBuf {
-    let path = dir.join("segwatch.toml");
+    config_named(dir, state_dir, retention_days, "ward-sensor")
+}
+
+/// [`config`], naming the sensor `sensor`.
+fn config_named(dir: &Path, state_dir: &Path, retention_days: u32, sensor: &str) -> PathBuf {
+    let path = dir.join(format!("{sensor}.toml"));
     std::fs::write(
         &path,
         format!(
-            "[state]\ndir = {:?}\nretention_days = {retention_days}\n[incidents]\nenabled = true\n\
-             [process]\ndrain_timeout = \"30s\"\n",
+            "[state]\ndir = {:?}\nretention_days = {retention_days}\nsensor = {sensor:?}\n\
+             [incidents]\nenabled = true\n[process]\ndrain_timeout = \"30s\"\n",
             state_dir.display().to_string()
         ),
     )
@@ -136,12 +141,23 @@ fn a_report_from_state_equals_the_report_from_replay() {
         Some(expected.flows)
     );
     assert!(from_state["summary"]["incidents"].as_u64().unwrap() > 0);
-    // Every figure the same; only the inputs (state files or the capture)
-    // and the source differ.
+    // Every figure the same; only the inputs (state files or the capture),
+    // the source, the sensors and the incidents' ids (a daemon's derive
+    // from its start) differ.
+    assert_eq!(
+        from_state["sensors"],
+        serde_json::json!([{"name": "ward-sensor", "hours": 3,
+            "first": "2026-12-01T10:00:00Z", "last": "2026-12-01T13:00:00Z"}])
+    );
+    assert_eq!(replayed["sensors"], serde_json::json!([]));
     let figures = |mut report: Value| {
         let object = report.as_object_mut().unwrap();
         object.remove("inputs");
         object.remove("source");
+        object.remove("sensors");
+        for incident in object["closed_incidents"].as_array_mut().unwrap() {
+            incident.as_object_mut().unwrap().remove("id");
+        }
         report
     };
     let (a, b) = (figures(from_state), figures(replayed));
@@ -319,4 +335,135 @@ fn retention_prunes_old_hours_and_bad_state_is_one_line() {
             path.display()
         );
     }
+}
+
+#[test]
+fn a_report_over_the_state_of_two_sensors_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let mut flows = 0;
+    let mut dirs = Vec::new();
+    for (sensor, seed) in [("icu-sensor", 21), ("ward-sensor", 22)] {
+        let capture = dir.path().join(format!("{sensor}.pcap"));
+        let expected = generate(&capture, 400, seed);
+        flows += expected.flows;
+        let state_dir = dir.path().join(sensor);
+        let config = config_named(dir.path(), &state_dir, 400, sensor);
+        let daemon = daemon_on(&config, &policy, &exceptions, &capture, expected.flows * 3);
+        let (status, stderr) = daemon.stop();
+        assert_eq!(status, Some(0), "{stderr}");
+        // Each file names its sensor.
+        for (_, file) in state::list(&state_dir).unwrap() {
+            let json: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            assert_eq!(
+                json["sensors"],
+                serde_json::json!([sensor]),
+                "{}",
+                file.display()
+            );
+        }
+        dirs.push(state_dir);
+    }
+    let out = dir.path().join("both");
+    let output = report(&[
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--generated-at".as_ref(),
+        "2026-12-07T12:00:00Z".as_ref(),
+        "--state".as_ref(),
+        dirs[0].as_os_str(),
+        "--state".as_ref(),
+        dirs[1].as_os_str(),
+        "--since".as_ref(),
+        "2026-12-01".as_ref(),
+        "--until".as_ref(),
+        "2026-12-02".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let names: Vec<&str> = json["sensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["icu-sensor", "ward-sensor"]);
+    for sensor in json["sensors"].as_array().unwrap() {
+        assert_eq!(sensor["hours"], 3, "{sensor}");
+    }
+    // Their evidence adds up.
+    assert_eq!(json["summary"]["flows"].as_u64(), Some(flows));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let sensors = &html[html.find("id=\"sensors\"").expect("a sensors table")..];
+    assert!(sensors.contains("<td>icu-sensor</td>") && sensors.contains("<td>ward-sensor</td>"));
+    // Six state files in the scope, three per sensor.
+    let states = json["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "state")
+        .count();
+    assert_eq!(states, 6);
+}
+
+#[test]
+fn evidence_lost_or_left_unlisted_is_counted_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let capture = dir.path().join("traffic.pcap");
+    // Enough incidents that hours reach their listing bound.
+    let expected = generate(&capture, 3000, 7);
+    let state_dir = dir.path().join("state");
+    // The first hour's file cannot be written: its name is taken by a
+    // directory, and so is the name it would be moved aside to.
+    let first = state_dir.join(state::file_name(1_796_119_200 / 3600));
+    for taken in [first.clone(), first.with_extension("json.damaged")] {
+        std::fs::create_dir_all(taken.join("occupied")).unwrap();
+    }
+    let config = config(dir.path(), &state_dir, 0);
+    let daemon = daemon_on(&config, &policy, &exceptions, &capture, expected.flows * 3);
+    let unlisted_in_files = || -> u64 {
+        state::list(&state_dir)
+            .unwrap()
+            .iter()
+            .filter(|(_, path)| path.is_file())
+            .map(|(hour, path)| state::read_hour(path, *hour).unwrap().incidents_left_out())
+            .sum()
+    };
+    let exposition = wait_for("the evidence metrics", Duration::from_secs(30), || {
+        let exposition = daemon.metrics();
+        let failed = metric(
+            &exposition,
+            "segwatch_evidence_dropped_total",
+            "write_failed",
+        )?;
+        let unlisted = metric(
+            &exposition,
+            "segwatch_evidence_incidents_unlisted_total",
+            "",
+        )?;
+        (failed >= 1.0 && unlisted > 0.0 && unlisted as u64 == unlisted_in_files())
+            .then_some(exposition)
+    });
+    assert_eq!(
+        metric(&exposition, "segwatch_evidence_dropped_total", "queue_full"),
+        Some(0.0)
+    );
+    let (status, stderr) = daemon.stop();
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("Evidence hour not written"), "{stderr}");
+    // The later hours were written.
+    assert!(
+        state::list(&state_dir)
+            .unwrap()
+            .iter()
+            .any(|(_, p)| p.is_file())
+    );
 }

@@ -548,9 +548,10 @@ pub struct ReportArgs {
     pub captures: Vec<PathBuf>,
 
     /// Report from the hourly evidence the daemon keeps in this state
-    /// directory (its `[state] dir`) instead of captures.
+    /// directory (its `[state] dir`) instead of captures; repeat it for the
+    /// state of several sensors, whose evidence adds up.
     #[arg(long, value_name = "DIR", requires_all = ["since", "until"])]
-    pub state: Option<PathBuf>,
+    pub state: Vec<PathBuf>,
 
     /// Start of the period (UTC): a date (2026-11-01) or an RFC 3339 time.
     #[arg(long, value_name = "DATE", requires = "state")]

@@ -23,8 +23,15 @@ pub fn run(args: &ReportArgs) -> Result<Status, Error> {
         .as_deref()
         .map(segwatch::report::read_previous)
         .transpose()?;
-    if let Some(dir) = &args.state {
-        return from_state(args, dir, &policy, &in_force, generated_at, previous);
+    if !args.state.is_empty() {
+        return from_state(
+            args,
+            &args.state,
+            &policy,
+            &in_force,
+            generated_at,
+            previous,
+        );
     }
     let captures = super::replay::open_captures(&args.captures)?;
 
@@ -77,10 +84,10 @@ pub fn run(args: &ReportArgs) -> Result<Status, Error> {
     Ok(Status::Ran)
 }
 
-/// `segwatch report --state DIR --since --until`.
+/// `segwatch report --state DIR... --since --until`.
 fn from_state(
     args: &ReportArgs,
-    dir: &Path,
+    dirs: &[std::path::PathBuf],
     policy: &segwatch::policy::Policy,
     in_force: &PolicyInForce,
     generated_at: String,
@@ -91,23 +98,25 @@ fn from_state(
     if until <= since {
         return Err(bad_flag("--until", "must be after --since".into()));
     }
-    let (evidence, files) =
-        segwatch::evidence::state::read_period(dir, since, until).map_err(|e| {
-            ReportError::State {
-                path: e.path,
-                reason: e.reason,
-            }
-        })?;
-    if files.is_empty() {
-        return Err(Error::Report(ReportError::State {
-            path: dir.to_owned(),
-            reason: format!(
-                "no evidence from {} to {} (the daemon writes an hour's file when the hour ends \
-                 and at stop)",
-                segwatch::report::model::time_text(since),
-                segwatch::report::model::time_text(until)
-            ),
-        }));
+    let mut evidence = segwatch::evidence::Evidence::default();
+    let mut files = Vec::new();
+    for dir in dirs {
+        let (read, dir_files) =
+            segwatch::evidence::state::read_period(dir, since, until).map_err(|e| {
+                ReportError::State {
+                    path: e.path,
+                    reason: e.reason,
+                }
+            })?;
+        if dir_files.is_empty() {
+            return Err(no_evidence(dir, since, until));
+        }
+        if evidence.hours.is_empty() {
+            evidence = read;
+        } else {
+            evidence.merge(&read);
+        }
+        files.extend(dir_files);
     }
     let mut inputs: Vec<Input> = files
         .into_iter()
@@ -141,6 +150,19 @@ fn from_state(
     Ok(Status::Ran)
 }
 
+/// A state directory without a file of the period.
+fn no_evidence(dir: &Path, since: u64, until: u64) -> Error {
+    Error::Report(ReportError::State {
+        path: dir.to_owned(),
+        reason: format!(
+            "no evidence from {} to {} (the daemon writes an hour's file when the hour ends \
+             and at stop)",
+            segwatch::report::model::time_text(since),
+            segwatch::report::model::time_text(until)
+        ),
+    })
+}
+
 fn bad_flag(flag: &str, reason: String) -> Error {
     Error::Report(ReportError::State {
         path: Path::new(flag).to_owned(),
@@ -169,7 +191,9 @@ fn write_all(report: &Report, args: &ReportArgs) -> Result<(), Error> {
     let written = segwatch::report::write(report, &args.out)?;
     if args.pdf {
         let html = args.out.join("report.html");
-        segwatch::report::print_pdf(&html, &args.out.join("report.pdf"))?;
+        // `generated_at` was written from a parsed time: it parses back.
+        let dated = Timestamp::parse(&report.generated_at).map_or(0, |t| t.0);
+        segwatch::report::print_pdf(&html, &args.out.join("report.pdf"), dated)?;
     }
     super::stderr_line(format_args!(
         "segwatch: report of {} to {} written to {} ({}{}); conformance {:.2} %, {}, {} excepted, \

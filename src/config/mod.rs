@@ -153,6 +153,9 @@ pub struct StateSection {
     /// Hours older than this many days are removed. Default 400 (a year
     /// and a reporting quarter); 0 keeps every hour.
     pub retention_days: Option<Spanned<u32>>,
+    /// This sensor's name in its evidence files and in reports (1 to 64
+    /// printable characters). Default: the machine's host name.
+    pub sensor: Option<Spanned<String>>,
 }
 
 /// The state directory's settings, when one is set.
@@ -163,7 +166,12 @@ pub struct StateSettings {
     /// Hours older than this many days (of capture time) are removed; 0
     /// keeps every hour.
     pub retention_days: u32,
+    /// This sensor's name, written into every evidence file.
+    pub sensor: String,
 }
+
+/// The longest `[state] sensor` name.
+pub const SENSOR_NAME_MAX: usize = 64;
 
 /// `[state] retention_days`'s default.
 pub const RETENTION_DAYS: u32 = 400;
@@ -627,6 +635,22 @@ impl ConfigFile {
             self.inventory.max_devices.as_ref(),
             Bounded::at_least(crate::inventory::DEFAULT_CAPACITY, 1),
         );
+        let sensor = match &self.state.sensor {
+            Some(name) => {
+                let text = name.get_ref();
+                if text.is_empty()
+                    || text.chars().count() > SENSOR_NAME_MAX
+                    || text.chars().any(char::is_control)
+                {
+                    return Err(checks.at(name.span()).error(format!(
+                        "state.sensor: must be 1 to {SENSOR_NAME_MAX} printable characters \
+                         (e.g. \"sensor-ward-3\")"
+                    )));
+                }
+                text.clone()
+            }
+            None => crate::sys::hostname().unwrap_or_else(|| "sensor".into()),
+        };
         let settings = RunSettings {
             source,
             policy,
@@ -660,6 +684,7 @@ impl ConfigFile {
             decapsulation,
             state: self.state.dir.map(|dir| StateSettings {
                 dir,
+                sensor,
                 retention_days: self
                     .state
                     .retention_days
@@ -1130,6 +1155,28 @@ mod tests {
             (Backend::Pcap, None),
             "a blank filter is none"
         );
+    }
+
+    #[test]
+    fn the_sensor_is_named_as_written_or_by_the_host() {
+        let named = build(
+            &format!("{BASE}[state]\ndir = \"/s\"\nsensor = \"icu-3\"\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(named.state.unwrap().sensor, "icu-3");
+        let host = build(
+            &format!("{BASE}[state]\ndir = \"/s\"\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            Some(host.state.unwrap().sensor),
+            crate::sys::hostname().or(Some("sensor".into()))
+        );
+        let line = error("[state]\ndir = \"/s\"\nsensor = \"\"\n");
+        assert!(line.starts_with("segwatch.toml:7:"), "{line}");
+        assert!(line.contains("state.sensor: must be 1 to 64"), "{line}");
     }
 
     #[test]

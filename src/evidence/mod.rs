@@ -5,7 +5,8 @@
 //! destination zone, service, outcome), where the outcome is allowed by a
 //! rule (with the rule), allowed by the default action, a violation (with
 //! rule and severity), or excepted (with the exception); incidents closed
-//! by kind, severity and rule; and the devices seen. Violations per rule and
+//! by kind, severity and rule, and one by one up to a bound; the devices
+//! seen; and the sensors whose evidence it is. Violations per rule and
 //! exceptions hit are the traffic rows whose outcome is a violation or
 //! excepted. A flow counts in the hour it started, with its final verdict;
 //! bytes (transport payload) count in the hour their packet was seen.
@@ -22,5 +23,8 @@ pub mod state;
 mod summary;
 mod table;
 
-pub use summary::{DeviceSeen, Evidence, Hour, IncidentKey, Outcome, TrafficKey, Volume};
+pub use summary::{
+    DeviceSeen, Evidence, Hour, IncidentKey, IncidentSeen, MAX_INCIDENTS_PER_HOUR, Outcome,
+    TrafficKey, Volume,
+};
 pub use table::{Bucket, BucketKey, EvidenceTable, FlowClass, HOUR_NS, NO_BUCKET, NO_EXCEPTION};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::{DeviceSeen, Evidence, Hour, IncidentKey, TrafficKey, Volume};
+use super::summary::{DeviceSeen, Evidence, Hour, IncidentKey, IncidentSeen, TrafficKey, Volume};
 use super::table::HOUR_NS;
 
 /// The format name in every state file.
@@ -65,8 +65,14 @@ struct HourFile {
     format: String,
     /// The hour's start, RFC 3339.
     hour: String,
+    /// The sensors whose evidence it holds (`[state] sensor`).
+    #[serde(default)]
+    sensors: Vec<String>,
     traffic: Vec<TrafficRow>,
     incidents: Vec<IncidentRow>,
+    /// Incidents closed, one by one, up to the hour's bound.
+    #[serde(default)]
+    closed_incidents: Vec<IncidentSeen>,
     devices: Vec<DeviceSeen>,
 }
 
@@ -95,6 +101,7 @@ fn to_file(hour: u64, data: &Hour) -> HourFile {
     HourFile {
         format: STATE_FORMAT.into(),
         hour: format!("{}:00:00Z", hour_name(hour)),
+        sensors: data.sensors.iter().cloned().collect(),
         traffic: data
             .traffic
             .iter()
@@ -112,12 +119,17 @@ fn to_file(hour: u64, data: &Hour) -> HourFile {
                 closed: *closed,
             })
             .collect(),
+        closed_incidents: data.closed().cloned().collect(),
         devices: data.devices.values().cloned().collect(),
     }
 }
 
 fn from_file(file: HourFile) -> Hour {
     let mut hour = Hour::default();
+    hour.sensors.extend(file.sensors);
+    for incident in file.closed_incidents {
+        hour.list_incident(incident);
+    }
     for row in file.traffic {
         hour.traffic.entry(row.key).or_default().add(Volume {
             flows: row.flows,
@@ -175,7 +187,9 @@ fn read_hour_bytes(path: &Path, hour: u64) -> Result<(Hour, Vec<u8>), StateError
 
 /// Writes hour `hour` into `dir`, merged with what its file holds already;
 /// crash-safe: a reader sees the old file or the new one, never a part.
-pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<(), StateError> {
+/// Returns how many of `data`'s incidents the file counts but does not
+/// list (the hour's bound).
+pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<u64, StateError> {
     let path = dir.join(file_name(hour));
     let mut merged = match read_hour(&path, hour) {
         Ok(old) => old,
@@ -188,11 +202,13 @@ pub fn write_hour(dir: &Path, hour: u64, data: &Hour) -> Result<(), StateError> 
             Hour::default()
         }
     };
+    let unlisted_before = merged.incidents_left_out();
     merged.merge(data);
+    let unlisted = merged.incidents_left_out().saturating_sub(unlisted_before);
     let mut bytes = serde_json::to_vec(&to_file(hour, &merged)).map_err(|e| error(&path, e))?;
     bytes.push(b'\n');
     crate::sys::replace_file(dir, &file_name(hour), &bytes, 0o640).map_err(|e| error(&path, e))?;
-    Ok(())
+    Ok(unlisted)
 }
 
 /// The state files of `dir` with their hours, oldest first (other entries
@@ -313,6 +329,67 @@ mod tests {
         assert_eq!(list(dir.path()).unwrap().len(), 1);
         // Nothing left behind but the files.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn incident(n: u64, severity: &str) -> crate::evidence::IncidentSeen {
+        crate::evidence::IncidentSeen {
+            id: format!("{n:016x}"),
+            kind: "violation".into(),
+            rule: "r".into(),
+            severity: severity.into(),
+            src_ip: IpAddr::from([10, 0, (n >> 8) as u8, n as u8]),
+            src_zone: Some("a".into()),
+            dest_zone: Some("b".into()),
+            service: Some("https".into()),
+            dest_ip: None,
+            first_seen: 100 * HOUR_NS + n,
+            last_seen: 100 * HOUR_NS + n + 5,
+            flows: 3,
+            destinations: 1,
+            exception: None,
+        }
+    }
+
+    #[test]
+    fn an_hour_lists_a_bounded_number_of_incidents_the_most_severe_first() {
+        use crate::evidence::MAX_INCIDENTS_PER_HOUR;
+        let dir = tempfile::tempdir().unwrap();
+        // Two writes of the same hour (a restart), each with more than the
+        // bound: one in ten critical, the rest low.
+        let mut sizes = Vec::new();
+        for run in 0..2u64 {
+            let mut hour = Hour::default();
+            for n in 0..1000 {
+                let severity = if n % 10 == 0 { "critical" } else { "low" };
+                hour.add_incident(incident(run * 1000 + n, severity));
+            }
+            assert_eq!(hour.closed().count(), MAX_INCIDENTS_PER_HOUR);
+            write_hour(dir.path(), 100, &hour).unwrap();
+            sizes.push(
+                std::fs::metadata(dir.path().join(file_name(100)))
+                    .unwrap()
+                    .len(),
+            );
+        }
+        let read = read_hour(&dir.path().join(file_name(100)), 100).unwrap();
+        let listed: Vec<_> = read.closed().collect();
+        assert_eq!(listed.len(), MAX_INCIDENTS_PER_HOUR);
+        assert_eq!(read.incidents.values().sum::<u64>(), 2000);
+        assert_eq!(
+            read.incidents_left_out(),
+            2000 - MAX_INCIDENTS_PER_HOUR as u64
+        );
+        // The 200 critical ones come first; of them the earliest 100.
+        assert!(listed.iter().all(|i| i.severity == "critical"));
+        let first: Vec<u64> = listed
+            .iter()
+            .map(|i| i.first_seen - 100 * HOUR_NS)
+            .collect();
+        let want: Vec<u64> = (0..1000).step_by(10).collect();
+        assert_eq!(first, want);
+        // The file does not grow with the incidents: the second write, with
+        // twice as many counted, is as large but for a count's digits.
+        assert!(sizes[1] <= sizes[0] + 8, "{sizes:?}");
     }
 
     #[test]

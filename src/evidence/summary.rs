@@ -3,7 +3,7 @@
 //! hours judged under different policies (a reload, a change over a year)
 //! merge and read alike.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -147,13 +147,135 @@ impl DeviceSeen {
     }
 }
 
+/// The most incidents an hour lists one by one (its counts by kind,
+/// severity and rule stay whole): an hour's evidence stays bounded however
+/// many incidents close in it (a scan storm), at about 30 KB of listing.
+pub const MAX_INCIDENTS_PER_HOUR: usize = 100;
+
+/// One incident closed, as its close record gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSeen {
+    /// Its id (the records' `incident_id`).
+    pub id: String,
+    /// `violation`, `sweep` or `scan`.
+    pub kind: String,
+    /// Its rule (`sweep` or `scan` for those kinds).
+    pub rule: String,
+    /// Its highest severity.
+    pub severity: String,
+    /// The initiator.
+    pub src_ip: IpAddr,
+    /// Violation incidents: the initiator's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_zone: Option<String>,
+    /// Violation incidents: the responders' zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_zone: Option<String>,
+    /// Violation incidents: the service; sweeps: protocol and port
+    /// (`tcp/445`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Scans: the host scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_ip: Option<IpAddr>,
+    /// First packet of its first flow, ns since the epoch.
+    pub first_seen: u64,
+    /// First packet of its latest flow, ns since the epoch.
+    pub last_seen: u64,
+    /// Flows joined.
+    pub flows: u64,
+    /// Distinct destination addresses.
+    pub destinations: u64,
+    /// The exception that excepts it (sweeps and scans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+}
+
+impl IncidentSeen {
+    /// An incident as its close record gives it.
+    pub fn of_record(record: &crate::event::IncidentRecord) -> IncidentSeen {
+        let service = match (&record.service, &record.proto, record.dest_port) {
+            (Some(service), _, _) => Some(service.clone()),
+            (None, Some(proto), Some(port)) => Some(format!("{proto}/{port}")),
+            (None, Some(proto), None) => Some(proto.clone()),
+            (None, None, _) => None,
+        };
+        IncidentSeen {
+            id: record.incident_id.to_string(),
+            kind: record.kind.as_str().into(),
+            rule: record.rule.clone(),
+            severity: record.severity.clone(),
+            src_ip: record.src_ip,
+            src_zone: record.src_zone.clone(),
+            dest_zone: record.dest_zone.clone(),
+            service,
+            dest_ip: record.dest_ip,
+            first_seen: record.first_seen.0,
+            last_seen: record.last_seen.0,
+            flows: record.flows,
+            destinations: record.dest_count,
+            exception: record.exception.clone(),
+        }
+    }
+
+    /// Which incidents an hour keeps when it holds more than
+    /// [`MAX_INCIDENTS_PER_HOUR`]: the most severe, then the earliest
+    /// (ids last: a daemon's differ from a replay's of the same traffic).
+    fn order(&self) -> IncidentOrder {
+        let rank = crate::policy::Severity::ALL
+            .iter()
+            .rev()
+            .position(|s| s.as_str() == self.severity)
+            .unwrap_or(usize::MAX);
+        (rank, self.sort_key())
+    }
+
+    /// The order incidents are listed in: by when they began, then by what
+    /// they are, ids last.
+    pub fn sort_key(&self) -> IncidentSortKey {
+        (
+            self.first_seen,
+            self.last_seen,
+            self.src_ip,
+            self.kind.clone(),
+            self.rule.clone(),
+            self.dest_zone.clone(),
+            self.service.clone(),
+            self.dest_ip,
+            self.id.clone(),
+        )
+    }
+}
+
+/// [`IncidentSeen::sort_key`].
+pub type IncidentSortKey = (
+    u64,
+    u64,
+    IpAddr,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<IpAddr>,
+    String,
+);
+
+/// Severity rank (critical first), then [`IncidentSortKey`].
+type IncidentOrder = (usize, IncidentSortKey);
+
 /// One hour's evidence.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hour {
+    /// The sensors whose evidence it holds (from captures: none).
+    pub sensors: BTreeSet<String>,
     /// Flows and bytes by kind of flow.
     pub traffic: BTreeMap<TrafficKey, Volume>,
-    /// Incidents closed in the hour.
+    /// Incidents closed in the hour, counted.
     pub incidents: BTreeMap<IncidentKey, u64>,
+    /// Incidents closed in the hour, one by one: at most
+    /// [`MAX_INCIDENTS_PER_HOUR`], the most severe first.
+    closed: BTreeMap<IncidentOrder, IncidentSeen>,
     /// Devices seen, by address.
     pub devices: BTreeMap<IpAddr, DeviceSeen>,
 }
@@ -162,6 +284,10 @@ impl Hour {
     /// Merges `other` (the same hour counted elsewhere: another shard, or
     /// a run before a restart).
     pub fn merge(&mut self, other: &Hour) {
+        self.sensors.extend(other.sensors.iter().cloned());
+        for incident in other.closed.values() {
+            self.list_incident(incident.clone());
+        }
         for (key, volume) in &other.traffic {
             self.traffic.entry(key.clone()).or_default().add(*volume);
         }
@@ -183,9 +309,43 @@ impl Hour {
         }
     }
 
+    /// Counts a closed incident and lists it (unless the hour lists
+    /// [`MAX_INCIDENTS_PER_HOUR`] more severe or earlier ones already).
+    pub fn add_incident(&mut self, incident: IncidentSeen) {
+        let key = IncidentKey {
+            kind: incident.kind.clone(),
+            severity: incident.severity.clone(),
+            rule: incident.rule.clone(),
+        };
+        *self.incidents.entry(key).or_default() += 1;
+        self.list_incident(incident);
+    }
+
+    /// Lists an incident already counted.
+    pub fn list_incident(&mut self, incident: IncidentSeen) {
+        self.closed.insert(incident.order(), incident);
+        if self.closed.len() > MAX_INCIDENTS_PER_HOUR {
+            self.closed.pop_last();
+        }
+    }
+
+    /// The incidents listed, the most severe first, then the earliest.
+    pub fn closed(&self) -> impl Iterator<Item = &IncidentSeen> {
+        self.closed.values()
+    }
+
+    /// Incidents counted but not listed (beyond the hour's bound).
+    pub fn incidents_left_out(&self) -> u64 {
+        let counted: u64 = self.incidents.values().sum();
+        counted.saturating_sub(self.closed.len() as u64)
+    }
+
     /// True when it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.traffic.is_empty() && self.incidents.is_empty() && self.devices.is_empty()
+        self.traffic.is_empty()
+            && self.incidents.is_empty()
+            && self.devices.is_empty()
+            && self.closed.is_empty()
     }
 }
 

@@ -130,67 +130,113 @@ pub fn classify(
     server_services: &BTreeMap<String, u64>,
     (client_apps, server_apps): (&BTreeSet<String>, &BTreeSet<String>),
 ) -> (DeviceClass, Vec<String>) {
-    let mut scores: BTreeMap<DeviceClass, u32> = BTreeMap::new();
     let mut evidence = Vec::new();
+    let class = class_from(
+        vendor,
+        (
+            client_services.iter().map(|(s, n)| (s.as_str(), *n)),
+            server_services.iter().map(|(s, n)| (s.as_str(), *n)),
+        ),
+        (
+            client_apps.iter().map(String::as_str),
+            server_apps.iter().map(String::as_str),
+        ),
+        Some(&mut evidence),
+    );
+    (class, evidence)
+}
+
+/// [`classify`] over borrowed services (label, flows) and applications,
+/// writing the evidence only when asked for it: the inventory classifies a
+/// device again at each change of what its class is inferred from, and
+/// wants only the class then.
+pub(crate) fn class_from<'a>(
+    vendor: Option<&str>,
+    (client_services, server_services): (
+        impl Iterator<Item = (&'a str, u64)>,
+        impl Iterator<Item = (&'a str, u64)>,
+    ),
+    (client_apps, server_apps): (impl Iterator<Item = &'a str>, impl Iterator<Item = &'a str>),
+    mut evidence: Option<&mut Vec<String>>,
+) -> DeviceClass {
+    // Scores in DeviceClass::ALL order.
+    let mut scores = [0u32; DeviceClass::ALL.len()];
+    let slot = |class: DeviceClass| {
+        DeviceClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0)
+    };
     if let Some(vendor) = vendor {
         let lower = vendor.to_lowercase();
         if let Some((word, class)) = VENDOR_CLASSES.iter().find(|(w, _)| lower.contains(w)) {
-            *scores.entry(*class).or_insert(0) += 2;
-            evidence.push(format!(
-                "vendor {vendor} (\"{word}\" makes {})",
-                class.as_str()
-            ));
-        }
-    }
-    for (services, as_server) in [(client_services, false), (server_services, true)] {
-        for (service, flows) in services {
-            if let Some((class, weight, what)) = port_clue(service, as_server) {
-                // Workstation clues are weak and common: one vote however
-                // many web flows there are.
-                *scores.entry(class).or_insert(0) += weight;
+            scores[slot(*class)] += 2;
+            if let Some(evidence) = evidence.as_deref_mut() {
                 evidence.push(format!(
-                    "{what} on {service} ({flows} flow{})",
-                    if *flows == 1 { "" } else { "s" }
+                    "vendor {vendor} (\"{word}\" makes {})",
+                    class.as_str()
                 ));
             }
         }
     }
+    let mut port_clues = |service: &str, flows: u64, as_server: bool| {
+        if let Some((class, weight, what)) = port_clue(service, as_server) {
+            // Workstation clues are weak and common: one vote however
+            // many web flows there are.
+            scores[slot(class)] += weight;
+            if let Some(evidence) = evidence.as_deref_mut() {
+                evidence.push(format!(
+                    "{what} on {service} ({flows} flow{})",
+                    if flows == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    };
+    for (service, flows) in client_services {
+        port_clues(service, flows, false);
+    }
+    for (service, flows) in server_services {
+        port_clues(service, flows, true);
+    }
     // Applications identified by content outweigh ports.
-    for (apps, as_server) in [(client_apps, false), (server_apps, true)] {
-        for app in apps {
-            use DeviceClass::*;
-            let clue = match (app.as_str(), as_server) {
-                ("dicom", true) => Some((Pacs, 4, "speaks DICOM as a server")),
-                ("dicom", false) => Some((ImagingModality, 3, "speaks DICOM as a client")),
-                ("hl7", true) => Some((ClinicalApp, 4, "receives HL7")),
-                ("hl7", false) => Some((ClinicalApp, 1, "sends HL7")),
-                ("intellivue", _) => Some((PatientMonitor, 4, "speaks Philips IntelliVue")),
-                ("sdc_discovery", _) => {
-                    Some((PatientMonitor, 2, "announces an SDC medical device"))
-                }
-                ("ge_unity_time_sync", _) => Some((PatientMonitor, 3, "speaks GE Unity")),
-                ("astm", _) => Some((LabAnalyzer, 4, "speaks ASTM E1381/E1394")),
-                ("poct1a", _) => Some((LabAnalyzer, 4, "speaks POCT1-A")),
-                _ => None,
-            };
-            if let Some((class, weight, what)) = clue {
-                *scores.entry(class).or_insert(0) += weight;
+    let mut app_clues = |app: &str, as_server: bool| {
+        use DeviceClass::*;
+        let clue = match (app, as_server) {
+            ("dicom", true) => Some((Pacs, 4, "speaks DICOM as a server")),
+            ("dicom", false) => Some((ImagingModality, 3, "speaks DICOM as a client")),
+            ("hl7", true) => Some((ClinicalApp, 4, "receives HL7")),
+            ("hl7", false) => Some((ClinicalApp, 1, "sends HL7")),
+            ("intellivue", _) => Some((PatientMonitor, 4, "speaks Philips IntelliVue")),
+            ("sdc_discovery", _) => Some((PatientMonitor, 2, "announces an SDC medical device")),
+            ("ge_unity_time_sync", _) => Some((PatientMonitor, 3, "speaks GE Unity")),
+            ("astm", _) => Some((LabAnalyzer, 4, "speaks ASTM E1381/E1394")),
+            ("poct1a", _) => Some((LabAnalyzer, 4, "speaks POCT1-A")),
+            _ => None,
+        };
+        if let Some((class, weight, what)) = clue {
+            scores[slot(class)] += weight;
+            if let Some(evidence) = evidence.as_deref_mut() {
                 evidence.push(what.to_string());
             }
         }
+    };
+    for app in client_apps {
+        app_clues(app, false);
     }
-    let best = DeviceClass::ALL
+    for app in server_apps {
+        app_clues(app, true);
+    }
+    DeviceClass::ALL
         .iter()
         .copied()
-        .filter(|c| scores.get(c).copied().unwrap_or(0) > 0)
-        .max_by(|a, b| {
-            scores[a]
-                .cmp(&scores[b])
+        .zip(scores)
+        .filter(|(_, score)| *score > 0)
+        .max_by(|(a, sa), (b, sb)| {
+            sa.cmp(sb)
                 // Equal scores: the class listed first wins.
                 .then(b.cmp(a))
         })
-        .unwrap_or(DeviceClass::Unknown);
-    (best, evidence)
+        .map_or(DeviceClass::Unknown, |(class, _)| class)
 }
 
 #[cfg(test)]

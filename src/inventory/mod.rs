@@ -286,6 +286,31 @@ fn apps_before(apps: &BTreeMap<String, u64>, position: u64) -> BTreeSet<String> 
 }
 
 impl Device {
+    /// Its class from `vendor` and the services and applications first
+    /// seen before `position`, without the evidence (see
+    /// [`classify::class_from`]); what [`classify`] gives from the same.
+    fn class_as_of<'a>(&'a self, vendor: Option<&str>, position: u64) -> DeviceClass {
+        let services = |map: &'a BTreeMap<String, (u64, u64)>| {
+            map.iter()
+                .filter(move |(_, (_, first))| *first < position)
+                .map(|(name, (count, _))| (name.as_str(), *count))
+        };
+        let apps = |map: &'a BTreeMap<String, u64>| {
+            map.iter()
+                .filter(move |(_, first)| **first < position)
+                .map(|(name, _)| name.as_str())
+        };
+        classify::class_from(
+            vendor,
+            (
+                services(&self.client_services),
+                services(&self.server_services),
+            ),
+            (apps(&self.client_apps), apps(&self.server_apps)),
+            None,
+        )
+    }
+
     /// Merges a sighting of this device; true when what its zone and class
     /// are inferred from changed (a new MAC, zone or service).
     fn saw(&mut self, endpoint: &Endpoint, sighting: &Sighting, as_client: bool) -> bool {
@@ -395,24 +420,30 @@ impl Device {
 /// A device's key: (IPv6, address).
 type DeviceKey = (bool, u128);
 
+/// The inventory's maps hash with foldhash rather than SipHash: every flow
+/// start looks a device (and its MAC) up, and the keys are addresses, for
+/// which SipHash's defence against chosen collisions buys nothing that
+/// the bounds (devices, MACs per device) do not already give.
+type Map<K, V> = DashMap<K, V, foldhash::fast::FixedState>;
+
 /// The shared device inventory.
 #[derive(Debug)]
 pub struct Inventory {
-    devices: DashMap<(bool, u128), Device>,
+    devices: Map<(bool, u128), Device>,
     /// Per MAC address, the first sightings of the first four devices seen
     /// with it, (position, device) smallest first: a MAC of four devices
     /// or more is a router's ([`SHARED_MAC_DEVICES`]), as of any position.
-    mac_users: DashMap<[u8; 6], Vec<(u64, DeviceKey)>>,
+    mac_users: Map<[u8; 6], Vec<(u64, DeviceKey)>>,
     /// DHCP hostnames by client MAC (chaddr): (position, hostname).
-    hostnames_by_mac: DashMap<[u8; 6], Vec<(u64, String)>>,
+    hostnames_by_mac: Map<[u8; 6], Vec<(u64, String)>>,
     /// DHCP leases (an ACK's yiaddr for its chaddr): by leased address, the
     /// MACs and the positions they were leased at.
-    leases: DashMap<u128, BTreeMap<[u8; 6], u64>>,
+    leases: Map<u128, BTreeMap<[u8; 6], u64>>,
     capacity: usize,
     registry: Arc<OuiRegistry>,
     /// Devices by (zone, class), kept as devices come, change and go: a
     /// scrape reads them without building the report.
-    counts: DashMap<(String, DeviceClass), u64>,
+    counts: Map<(String, DeviceClass), u64>,
     /// Devices evicted to keep the bound.
     evicted: AtomicU64,
     /// Flows whose responder had sent nothing by the [`Inventory::settle`]
@@ -423,6 +454,27 @@ pub struct Inventory {
     pending_out: crossbeam_channel::Receiver<DeviceKey>,
     /// True while a settle runs (one at a time; others skip).
     settling: AtomicBool,
+}
+
+/// What evidence reports take of a device: [`DeviceReport`]'s identity
+/// fields, without its services, applications and MACs, and with its times
+/// as numbers (see [`Inventory::summaries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSummary {
+    /// Address.
+    pub ip: IpAddr,
+    /// Zones it was seen in, comma-separated.
+    pub zone: String,
+    /// Vendor of its own MACs.
+    pub vendor: Option<String>,
+    /// Inferred class.
+    pub class: DeviceClass,
+    /// Its DHCP hostname.
+    pub dhcp_hostname: Option<String>,
+    /// First and latest flow start seen, ns since the epoch.
+    pub first_ns: u64,
+    /// Latest flow start seen, ns since the epoch.
+    pub last_ns: u64,
 }
 
 /// One device as the inventory reports it (JSON, CSV, the HTTP API).
@@ -501,13 +553,13 @@ impl Inventory {
     pub fn new(capacity: usize, registry: Arc<OuiRegistry>) -> Inventory {
         let (pending, pending_out) = crossbeam_channel::unbounded();
         Inventory {
-            devices: DashMap::new(),
-            mac_users: DashMap::new(),
-            hostnames_by_mac: DashMap::new(),
-            leases: DashMap::new(),
+            devices: Map::default(),
+            mac_users: Map::default(),
+            hostnames_by_mac: Map::default(),
+            leases: Map::default(),
             capacity: capacity.max(1),
             registry,
-            counts: DashMap::new(),
+            counts: Map::default(),
             evicted: AtomicU64::new(0),
             unanswered: AtomicU64::new(0),
             pending,
@@ -646,15 +698,7 @@ impl Inventory {
                 break;
             }
         }
-        let (class, _) = classify(
-            vendor.as_deref(),
-            &services_before(&device.client_services, position),
-            &services_before(&device.server_services, position),
-            (
-                &apps_before(&device.client_apps, position),
-                &apps_before(&device.server_apps, position),
-            ),
-        );
+        let class = device.class_as_of(vendor.as_deref(), position);
         let hostname = self.hostname_as_of(ipv6, addr, &device.dhcp_hostnames, position);
         let seen_before = device.first_position.is_some_and(|p| p < position);
         drop(device);
@@ -680,7 +724,20 @@ impl Inventory {
     /// responder is remembered until the next [`Inventory::settle`], which
     /// counts it [`Inventory::unanswered`] if it has not become a device.
     pub fn record_packet_of(&self, start: &FlowStart, zone_name: impl Fn(ZoneId) -> String) {
-        let sighting = Sighting::of(start, zone_name);
+        // Only the sender is recorded: the other endpoint's zone is not
+        // named (one allocation less per flow start).
+        let sender_zone = if start.sender_initiates {
+            start.zones.0
+        } else {
+            start.zones.1
+        };
+        let sighting = Sighting::of(start, |zone| {
+            if zone == sender_zone {
+                zone_name(zone)
+            } else {
+                String::new()
+            }
+        });
         if start.sender_initiates {
             self.update(&sighting.client, &sighting, true);
         } else {
@@ -710,12 +767,22 @@ impl Inventory {
         if let Some(mac) = endpoint.mac {
             let mut users = self.mac_users.entry(mac).or_default();
             let before = users.len();
-            match users.iter_mut().find(|(_, d)| *d == key) {
-                Some(entry) => entry.0 = entry.0.min(sighting.position),
-                None => users.push((sighting.position, key)),
+            let moved = match users.iter_mut().find(|(_, d)| *d == key) {
+                Some(entry) if sighting.position < entry.0 => {
+                    entry.0 = sighting.position;
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    users.push((sighting.position, key));
+                    true
+                }
+            };
+            // Most sightings are of a device already listed, no earlier.
+            if moved {
+                users.sort_unstable();
+                users.truncate(SHARED_MAC_DEVICES);
             }
-            users.sort_unstable();
-            users.truncate(SHARED_MAC_DEVICES);
             if before < SHARED_MAC_DEVICES && users.len() >= SHARED_MAC_DEVICES {
                 now_shared.extend(users.iter().map(|(_, d)| *d));
             }
@@ -766,24 +833,16 @@ impl Inventory {
     }
 
     /// A device's class from everything known of it.
-    fn class_of(&self, device: &Device) -> (Option<String>, DeviceClass, Vec<String>) {
+    fn class_of(&self, device: &Device) -> (Option<String>, DeviceClass) {
         let (vendor, _, _) = self.vendor_of(&device.macs);
-        let (class, evidence) = classify(
-            vendor.as_deref(),
-            &services_before(&device.client_services, u64::MAX),
-            &services_before(&device.server_services, u64::MAX),
-            (
-                &apps_before(&device.client_apps, u64::MAX),
-                &apps_before(&device.server_apps, u64::MAX),
-            ),
-        );
-        (vendor, class, evidence)
+        let class = device.class_as_of(vendor.as_deref(), u64::MAX);
+        (vendor, class)
     }
 
     /// Counts a device under its zone and class as they are now (after a
     /// change of what they are inferred from).
     fn recount(&self, device: &mut Device) {
-        let (vendor, class, _) = self.class_of(device);
+        let (vendor, class) = self.class_of(device);
         device.has_vendor = vendor.is_some();
         let now = (device.zone_label(), class);
         if device.counted.as_ref() == Some(&now) {
@@ -813,6 +872,43 @@ impl Inventory {
             .collect();
         devices.sort_by_key(|(key, _)| *key);
         self.reports_of(devices)
+    }
+
+    /// Every device, sorted by address, as evidence reports take it: the
+    /// same zone, vendor, class and hostname as [`Inventory::report`], read
+    /// in place (no device is copied, and its class is the one it is
+    /// counted under, kept current as it changes, rather than inferred
+    /// again).
+    pub fn summaries(&self) -> Vec<DeviceSummary> {
+        let mut summaries: Vec<DeviceSummary> = self
+            .devices
+            .iter()
+            .map(|entry| {
+                let (ipv6, addr) = *entry.key();
+                let device = entry.value();
+                let (vendor, _, _) = self.vendor_of(&device.macs);
+                let (zone, class) = match &device.counted {
+                    Some((zone, class)) => (zone.clone(), *class),
+                    None => (device.zone_label(), self.class_of(device).1),
+                };
+                DeviceSummary {
+                    ip: ip(ipv6, addr),
+                    zone,
+                    vendor,
+                    class,
+                    dhcp_hostname: self.hostname_as_of(
+                        ipv6,
+                        addr,
+                        &device.dhcp_hostnames,
+                        u64::MAX,
+                    ),
+                    first_ns: device.first_ns,
+                    last_ns: device.last_ns,
+                }
+            })
+            .collect();
+        summaries.sort_unstable_by_key(|d| d.ip);
+        summaries
     }
 
     /// One page of [`Inventory::report`]: at most `limit` devices (at least
@@ -1319,6 +1415,33 @@ mod tests {
                         *from_report.entry((device.zone, device.class)).or_insert(0) += 1;
                     }
                     assert_eq!(inventory.counts(), from_report, "seed {seed} step {step}");
+                    // The summaries evidence reports read say what the
+                    // full report says.
+                    let summaries: Vec<DeviceSummary> = inventory
+                        .report()
+                        .into_iter()
+                        .map(|d| DeviceSummary {
+                            ip: d.ip,
+                            zone: d.zone,
+                            vendor: d.vendor,
+                            class: d.class,
+                            dhcp_hostname: d.dhcp_hostname,
+                            first_ns: crate::event::Timestamp::parse(&d.first_seen).unwrap().0,
+                            last_ns: crate::event::Timestamp::parse(&d.last_seen).unwrap().0,
+                        })
+                        .collect();
+                    // (The report's times are in microseconds.)
+                    let micros = |ns: u64| ns / 1000 * 1000;
+                    let summarised: Vec<DeviceSummary> = inventory
+                        .summaries()
+                        .into_iter()
+                        .map(|d| DeviceSummary {
+                            first_ns: micros(d.first_ns),
+                            last_ns: micros(d.last_ns),
+                            ..d
+                        })
+                        .collect();
+                    assert_eq!(summarised, summaries, "seed {seed} step {step}");
                 }
             }
             assert!(

@@ -62,8 +62,9 @@ pub enum VendorMatch<'a> {
 #[derive(Debug)]
 pub struct OuiRegistry {
     source: RegistrySource,
-    /// Blocks by prefix length (24, 28, 36), keyed by the prefix's bits.
-    blocks: [HashMap<u64, Box<str>>; 3],
+    /// Blocks by prefix length (24, 28, 36), keyed by the prefix's bits
+    /// (hashed with foldhash: the keys come from the registry's files).
+    blocks: [HashMap<u64, Box<str>, foldhash::fast::FixedState>; 3],
 }
 
 const LENGTHS: [u32; 3] = [36, 28, 24];
@@ -139,12 +140,20 @@ impl OuiRegistry {
             let Ok(mut reader) = csv::Reader::from_path(&path) else {
                 continue;
             };
-            for record in reader.records() {
-                let Ok(record) = record else {
-                    tracing::warn!(file = %path.display(), "Unreadable OUI record; skipping the rest");
-                    break;
-                };
-                let (Some(assignment), Some(name)) = (record.get(1), record.get(2)) else {
+            // Byte records: only the two fields used are checked as UTF-8,
+            // not the organisation's address beside them.
+            let mut record = csv::ByteRecord::new();
+            loop {
+                match reader.read_byte_record(&mut record) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => {
+                        tracing::warn!(file = %path.display(), "Unreadable OUI record; skipping the rest");
+                        break;
+                    }
+                }
+                let field = |i| record.get(i).and_then(|f| std::str::from_utf8(f).ok());
+                let (Some(assignment), Some(name)) = (field(1), field(2)) else {
                     continue;
                 };
                 let digits = (length / 4) as usize;

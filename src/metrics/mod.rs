@@ -100,6 +100,19 @@ impl IncidentStats {
     }
 }
 
+/// The daemon's evidence writer's losses (with a state directory).
+#[derive(Debug, Default)]
+pub struct EvidenceStats {
+    /// Worker tables (an hour's counts of one worker) the writer's queue
+    /// could not take.
+    pub tables_dropped: AtomicU64,
+    /// Hours whose file could not be written (their counts are lost).
+    pub hours_unwritten: AtomicU64,
+    /// Incidents counted but not listed one by one: an hour lists at most
+    /// [`crate::evidence::MAX_INCIDENTS_PER_HOUR`].
+    pub incidents_unlisted: AtomicU64,
+}
+
 /// What the metrics are computed from.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -115,6 +128,8 @@ pub struct Telemetry {
     pub inventory: Option<Arc<crate::inventory::Inventory>>,
     /// The incident thread's counters, with incidents on.
     pub incidents: Option<Arc<IncidentStats>>,
+    /// The evidence writer's losses, with a state directory.
+    pub evidence: Option<Arc<EvidenceStats>>,
 }
 
 /// The registry and its metrics.
@@ -165,6 +180,9 @@ pub struct Metrics {
     incident_queue_dropped: IntCounterVec,
     incident_initiators: IntGaugeVec,
     incident_queue_batches: IntGaugeVec,
+    evidence_dropped: IntCounterVec,
+    /// Labelless, but a vector: shown only with a state directory.
+    evidence_incidents_unlisted: IntCounterVec,
 }
 
 /// Raises a counter to `total` (counters only grow; the sources are
@@ -318,6 +336,19 @@ impl Metrics {
             )?,
             incident_initiators,
             incident_queue_batches,
+            evidence_dropped: counter_vec(
+                "segwatch_evidence_dropped_total",
+                "Evidence lost: worker tables the evidence writer's queue could not take \
+                 (reason=queue_full), hours whose state file could not be written \
+                 (reason=write_failed)",
+                &["reason"],
+            )?,
+            evidence_incidents_unlisted: counter_vec(
+                "segwatch_evidence_incidents_unlisted_total",
+                "Closed incidents counted in the evidence but not listed one by one (an \
+                 hour's bound reached)",
+                &[],
+            )?,
             devices,
             inventory_evicted: counter(
                 "segwatch_inventory_evicted_total",
@@ -603,6 +634,9 @@ impl Metrics {
         if let Some(stats) = &t.incidents {
             self.refresh_incidents(stats);
         }
+        if let Some(stats) = &t.evidence {
+            self.refresh_evidence(stats);
+        }
     }
 
     fn refresh_exceptions(&self, t: &Telemetry, total: &Counters) {
@@ -638,6 +672,23 @@ impl Metrics {
                 hits.expired_hits,
             );
         }
+    }
+
+    fn refresh_evidence(&self, stats: &EvidenceStats) {
+        raise(
+            &self.evidence_dropped.with_label_values(&["queue_full"]),
+            load(&stats.tables_dropped),
+        );
+        raise(
+            &self.evidence_dropped.with_label_values(&["write_failed"]),
+            load(&stats.hours_unwritten),
+        );
+        raise(
+            &self
+                .evidence_incidents_unlisted
+                .with_label_values::<&str>(&[]),
+            load(&stats.incidents_unlisted),
+        );
     }
 
     fn refresh_incidents(&self, stats: &IncidentStats) {

@@ -77,6 +77,43 @@ pub fn annexes(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, csv::Err
     files.push(("timeline.csv", into_bytes(w)?));
 
     let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "kind",
+        "rule",
+        "severity",
+        "src_ip",
+        "src_zone",
+        "dest_zone",
+        "service",
+        "dest_ip",
+        "first_seen",
+        "last_seen",
+        "flows",
+        "destinations",
+        "exception",
+    ])?;
+    for i in &report.closed_incidents {
+        w.write_record([
+            i.id.clone(),
+            i.kind.clone(),
+            i.rule.clone(),
+            i.severity.clone(),
+            i.src_ip.clone(),
+            i.src_zone.clone(),
+            i.dest_zone.clone(),
+            i.service.clone(),
+            i.dest_ip.clone(),
+            i.first_seen.clone(),
+            i.last_seen.clone(),
+            i.flows.to_string(),
+            i.destinations.to_string(),
+            i.exception.clone(),
+        ])?;
+    }
+    files.push(("incidents.csv", into_bytes(w)?));
+
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["kind", "severity", "rule", "closed"])?;
     for i in &report.incidents {
         w.write_record([
@@ -86,7 +123,7 @@ pub fn annexes(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, csv::Err
             i.closed.to_string(),
         ])?;
     }
-    files.push(("incidents.csv", into_bytes(w)?));
+    files.push(("incident-counts.csv", into_bytes(w)?));
 
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([

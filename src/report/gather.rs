@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::capture::CaptureFile;
 use crate::classify::PolicyInForce;
+use crate::event::IncidentRecord;
 use crate::event::Timestamp;
-use crate::evidence::{DeviceSeen, Evidence, IncidentKey};
+use crate::evidence::{DeviceSeen, Evidence, IncidentSeen};
 use crate::incident::IncidentSettings;
 use crate::inventory::{DEFAULT_CAPACITY, Inventory, OuiRegistry};
 use crate::replay::{ReplayOptions, ReplayOutcome, replay};
@@ -41,12 +42,6 @@ struct Line<'a> {
     src_zone: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     state: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    severity: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    rule: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     exception: Option<Cow<'a, str>>,
 }
@@ -88,10 +83,10 @@ pub fn evidence_from_captures(
     let mut evidence = outcome.evidence.take().unwrap_or_default();
 
     let mut offenders: BTreeMap<IpAddr, Offender> = BTreeMap::new();
-    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for raw in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         // The replay's own output: a line it cannot read back is skipped
         // rather than trusted.
-        let Ok(line) = serde_json::from_slice::<Line<'_>>(line) else {
+        let Ok(line) = serde_json::from_slice::<Line<'_>>(raw) else {
             continue;
         };
         let Some(ts) = Timestamp::parse(&line.timestamp) else {
@@ -111,32 +106,32 @@ pub fn evidence_from_captures(
             ("violation", _) if line.exception.is_none() => offender.violations += 1,
             ("incident", Some("open")) => offender.incidents += 1,
             ("incident", Some("close")) => {
-                let key = IncidentKey {
-                    kind: line.kind.as_deref().unwrap_or("violation").to_owned(),
-                    severity: line.severity.as_deref().unwrap_or("").to_owned(),
-                    rule: line.rule.as_deref().unwrap_or("").to_owned(),
-                };
-                *evidence.hour_of(ts.0).incidents.entry(key).or_default() += 1;
+                // Few lines (one per incident): read whole.
+                if let Ok(record) = serde_json::from_slice::<IncidentRecord>(raw) {
+                    evidence
+                        .hour_of(ts.0)
+                        .add_incident(IncidentSeen::of_record(&record));
+                }
             }
             _ => {}
         }
     }
-    for device in inventory.report() {
-        let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
-        let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);
+    for device in inventory.summaries() {
         let offender = offenders.remove(&device.ip).unwrap_or_default();
         let seen = DeviceSeen {
             ip: device.ip,
-            zone: device.zone.clone(),
-            vendor: device.vendor.clone(),
+            zone: device.zone,
+            vendor: device.vendor,
             class: device.class.as_str().to_owned(),
-            hostname: device.dhcp_hostname.clone(),
-            first_seen: first,
-            last_seen: last,
+            hostname: device.dhcp_hostname,
+            first_seen: device.first_ns,
+            last_seen: device.last_ns,
             violations: offender.violations,
             incidents: offender.incidents,
         };
-        evidence.hour_of(last).add_device(device.ip, &seen);
+        evidence
+            .hour_of(device.last_ns)
+            .add_device(device.ip, &seen);
     }
     // Initiators the inventory did not keep (it was full).
     for (ip, offender) in offenders {

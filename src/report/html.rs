@@ -214,9 +214,26 @@ fn scope(h: &mut String, r: &Report) {
     if !state.is_empty() {
         h.push_str(
             "<p class=\"muted\">For the state files, the SHA-256 of their manifest: one line \
-             <code>SHA-256, two spaces, file</code> per file, oldest first, as sha256sum prints \
-             them; each file's own hash is in report.json.</p>\n",
+             <code>SHA-256, two spaces, file</code> per file, by state directory as given and \
+             oldest first, as sha256sum prints them; each file's own hash is in report.json.</p>\n",
         );
+    }
+    if !r.sensors.is_empty() {
+        h.push_str(
+            "<h3>Sensors</h3>\n<table id=\"sensors\">\n<thead><tr><th>Sensor</th>\
+             <th class=\"n\">Hours with evidence</th><th>From</th><th>To</th></tr></thead>\n<tbody>\n",
+        );
+        for sensor in &r.sensors {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&sensor.name),
+                count(sensor.hours),
+                escape(&sensor.first),
+                escape(&sensor.last)
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
     }
 }
 
@@ -509,6 +526,80 @@ fn over_time(h: &mut String, r: &Report) {
         }
         h.push_str("</tbody>\n</table>\n");
     }
+    closed_incidents(h, r);
+}
+
+/// Incidents listed one by one in the HTML; incidents.csv holds them all.
+const LISTED_INCIDENTS: usize = 50;
+
+fn closed_incidents(h: &mut String, r: &Report) {
+    if r.closed_incidents.is_empty() {
+        return;
+    }
+    let severity_rank = |name: &str| {
+        SEVERITIES
+            .iter()
+            .position(|s| s.as_str() == name)
+            .unwrap_or(SEVERITIES.len())
+    };
+    let mut listed: Vec<&super::model::IncidentEntry> = r.closed_incidents.iter().collect();
+    listed.sort_by_key(|i| severity_rank(&i.severity));
+    listed.truncate(LISTED_INCIDENTS);
+    let _ = write!(
+        h,
+        "<h3>Incidents closed</h3>\n<p>{}, the most severe first, then in the order they began; \
+         incidents.csv lists all {}.{}</p>\n",
+        if listed.len() < r.closed_incidents.len() {
+            format!(
+                "The first {} of {}",
+                listed.len(),
+                count(r.closed_incidents.len() as u64)
+            )
+        } else {
+            "Every incident closed".to_string()
+        },
+        count(r.closed_incidents.len() as u64),
+        if r.incidents_left_out > 0 {
+            format!(
+                " A further {} closed incidents are counted above but not listed: the evidence \
+                 lists at most {} incidents per hour, the most severe first.",
+                count(r.incidents_left_out),
+                crate::evidence::MAX_INCIDENTS_PER_HOUR
+            )
+        } else {
+            String::new()
+        }
+    );
+    h.push_str(
+        "<table id=\"incident-list\">\n<thead><tr><th>Id</th><th>Kind</th><th>Rule</th><th>Severity</th>\
+         <th>Initiator</th><th>Zones</th><th>Service</th><th>First seen</th><th>Last seen</th>\
+         <th class=\"n\">Flows</th><th class=\"n\">Destinations</th></tr></thead>\n<tbody>\n",
+    );
+    for i in listed {
+        let zones = match (i.src_zone.is_empty(), i.dest_zone.is_empty()) {
+            (false, false) => format!("{} → {}", i.src_zone, i.dest_zone),
+            (false, true) => i.src_zone.clone(),
+            _ if !i.dest_ip.is_empty() => format!("→ {}", i.dest_ip),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&i.id),
+            escape(&i.kind),
+            escape(&i.rule),
+            escape(&i.severity),
+            escape(&i.src_ip),
+            escape(&zones),
+            escape(&i.service),
+            escape(&i.first_seen),
+            escape(&i.last_seen),
+            count(i.flows),
+            count(i.destinations)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
 }
 
 fn timeline_chart(h: &mut String, r: &Report) {

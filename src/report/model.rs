@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Timestamp;
-use crate::evidence::{DeviceSeen, Evidence, HOUR_NS, Outcome};
+use crate::evidence::{DeviceSeen, Evidence, HOUR_NS, IncidentSeen, Outcome};
 use crate::exception::Exception;
 use crate::policy::{Action, Policy, Severity, ZoneRef};
 
@@ -41,6 +41,9 @@ pub struct Report {
     pub period: Period,
     /// Every input with its SHA-256.
     pub inputs: Vec<Input>,
+    /// The sensors whose state the report reads (none from captures).
+    #[serde(default)]
+    pub sensors: Vec<SensorRow>,
     /// The headline figures.
     pub summary: Summary,
     /// The previous report's headline figures, with `--previous`.
@@ -56,6 +59,13 @@ pub struct Report {
     pub rules: Vec<RuleRow>,
     /// Incidents closed, by kind, severity and rule.
     pub incidents: Vec<IncidentRow>,
+    /// Incidents closed, one by one, in the order they began.
+    #[serde(default)]
+    pub closed_incidents: Vec<IncidentEntry>,
+    /// Incidents counted but not listed: an hour lists at most
+    /// [`crate::evidence::MAX_INCIDENTS_PER_HOUR`], the most severe first.
+    #[serde(default)]
+    pub incidents_left_out: u64,
     /// Devices that initiated violations, most incidents first.
     pub top_devices: Vec<DeviceRow>,
     /// The exception register.
@@ -96,6 +106,54 @@ pub struct Input {
     pub bytes: u64,
     /// SHA-256 of its bytes, lowercase hex.
     pub sha256: String,
+}
+
+/// A sensor whose evidence the report reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorRow {
+    /// Its name (`[state] sensor`, or its host name).
+    pub name: String,
+    /// Hours of the period with its evidence.
+    pub hours: u64,
+    /// Start of its first hour, RFC 3339 UTC.
+    pub first: String,
+    /// End of its last hour, RFC 3339 UTC.
+    pub last: String,
+}
+
+/// An incident closed in the period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentEntry {
+    /// Its id (the records' `incident_id`).
+    pub id: String,
+    /// `violation`, `sweep` or `scan`.
+    pub kind: String,
+    /// Its rule (`sweep` or `scan` for those kinds).
+    pub rule: String,
+    /// Its highest severity.
+    pub severity: String,
+    /// The initiator.
+    pub src_ip: String,
+    /// The initiator's zone (violation incidents).
+    pub src_zone: String,
+    /// The responders' zone (violation incidents).
+    pub dest_zone: String,
+    /// The service (violations), or protocol and port (sweeps).
+    pub service: String,
+    /// The host scanned (scans).
+    pub dest_ip: String,
+    /// First packet of its first flow, RFC 3339 UTC.
+    pub first_seen: String,
+    /// First packet of its latest flow, RFC 3339 UTC.
+    pub last_seen: String,
+    /// Flows joined.
+    pub flows: u64,
+    /// Distinct destination addresses.
+    pub destinations: u64,
+    /// The exception that excepts it (sweeps and scans).
+    pub exception: String,
 }
 
 /// Counts by severity, highest first: critical, high, medium, low.
@@ -346,6 +404,10 @@ impl Report {
         let mut incidents: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let mut devices: BTreeMap<std::net::IpAddr, DeviceSeen> = BTreeMap::new();
         let mut seen_zones: BTreeSet<String> = BTreeSet::new();
+        // Sensor → (hours, first hour, last hour).
+        let mut sensors: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        let mut closed: Vec<&IncidentSeen> = Vec::new();
+        let mut incidents_left_out = 0;
         let daily =
             (context.period.1.saturating_sub(context.period.0)) / HOUR_NS > HOURLY_CHART_HOURS;
         let unit_ns = if daily { 24 * HOUR_NS } else { HOUR_NS };
@@ -360,6 +422,14 @@ impl Report {
             let point = points
                 .entry(unit)
                 .or_insert_with(|| empty_point(unit * unit_ns));
+            for sensor in &data.sensors {
+                let entry = sensors.entry(sensor.clone()).or_insert((0, hour, hour));
+                entry.0 += 1;
+                entry.1 = entry.1.min(hour);
+                entry.2 = entry.2.max(hour);
+            }
+            closed.extend(data.closed());
+            incidents_left_out += data.incidents_left_out();
             for (key, volume) in &data.traffic {
                 summary.flows += volume.flows;
                 summary.bytes += volume.bytes;
@@ -529,6 +599,15 @@ impl Report {
                 hours_with_data: evidence.hours.len() as u64,
             },
             inputs: context.inputs,
+            sensors: sensors
+                .into_iter()
+                .map(|(name, (hours, first, last))| SensorRow {
+                    name,
+                    hours,
+                    first: time_text(first * HOUR_NS),
+                    last: time_text((last + 1) * HOUR_NS),
+                })
+                .collect(),
             summary,
             previous: context.previous,
             matrix,
@@ -546,6 +625,11 @@ impl Report {
                     closed,
                 })
                 .collect(),
+            closed_incidents: {
+                closed.sort_by_cached_key(|i| i.sort_key());
+                closed.into_iter().map(incident_entry).collect()
+            },
+            incidents_left_out,
             top_devices: top,
             exceptions,
             unknown_devices,
@@ -634,6 +718,29 @@ fn device_row(device: &DeviceSeen) -> DeviceRow {
         incidents: device.incidents,
         first_seen: time_text(device.first_seen),
         last_seen: time_text(device.last_seen),
+    }
+}
+
+fn incident_entry(incident: &IncidentSeen) -> IncidentEntry {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    IncidentEntry {
+        id: incident.id.clone(),
+        kind: incident.kind.clone(),
+        rule: incident.rule.clone(),
+        severity: incident.severity.clone(),
+        src_ip: incident.src_ip.to_string(),
+        src_zone: text(&incident.src_zone),
+        dest_zone: text(&incident.dest_zone),
+        service: text(&incident.service),
+        dest_ip: incident
+            .dest_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        first_seen: time_text(incident.first_seen),
+        last_seen: time_text(incident.last_seen),
+        flows: incident.flows,
+        destinations: incident.destinations,
+        exception: text(&incident.exception),
     }
 }
 

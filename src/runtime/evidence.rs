@@ -9,15 +9,16 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::StateSettings;
-use crate::event::{IncidentState, Record, Timestamp};
-use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentKey, state};
+use crate::event::{IncidentState, Record};
+use crate::evidence::{DeviceSeen, Evidence, EvidenceTable, HOUR_NS, IncidentSeen, state};
 use crate::inventory::Inventory;
+use crate::metrics::EvidenceStats;
 use crate::sink::{Next, RecordFilter, SinkError, SinkHandle};
 
 use super::policy::LivePolicy;
@@ -52,8 +53,9 @@ impl std::fmt::Debug for Message {
 #[derive(Clone, Debug)]
 pub struct EvidenceQueue {
     tables: Sender<Message>,
-    /// Tables dropped because the queue was full.
-    pub dropped: Arc<AtomicU64>,
+    /// Tables dropped because the queue was full, and the writer's other
+    /// losses.
+    pub stats: Arc<EvidenceStats>,
 }
 
 impl EvidenceQueue {
@@ -62,7 +64,7 @@ impl EvidenceQueue {
         match self.tables.try_send(Message::Table(table, live.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.tables_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -71,7 +73,7 @@ impl EvidenceQueue {
     /// incidents are closed): waits, up to `timeout`, until every hour held
     /// is written.
     pub fn finish(&self, timeout: Duration) {
-        let dropped = self.dropped.load(Ordering::Relaxed);
+        let dropped = self.stats.tables_dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(
                 dropped,
@@ -106,10 +108,12 @@ pub fn spawn(
     let (tables, received) = crossbeam_channel::bounded(TABLE_QUEUE);
     let queue_handle = EvidenceQueue {
         tables,
-        dropped: Arc::new(AtomicU64::new(0)),
+        stats: Arc::new(EvidenceStats::default()),
     };
     let mut writer = Writer {
         dir: settings.dir.clone(),
+        sensor: settings.sensor.clone(),
+        stats: queue_handle.stats.clone(),
         retention_hours: u64::from(settings.retention_days) * 24,
         inventory,
         held: Evidence::default(),
@@ -198,6 +202,9 @@ impl Offender {
 
 struct Writer {
     dir: PathBuf,
+    /// This sensor's name, in every file it writes.
+    sensor: String,
+    stats: Arc<EvidenceStats>,
     retention_hours: u64,
     inventory: Arc<Inventory>,
     /// Hours not yet written.
@@ -241,12 +248,9 @@ impl Writer {
                     entry.incidents += 1;
                 }
                 IncidentState::Close => {
-                    let key = IncidentKey {
-                        kind: record.kind.as_str().into(),
-                        severity: record.severity.clone(),
-                        rule: record.rule.clone(),
-                    };
-                    *self.held.hour_of(ts_ns).incidents.entry(key).or_default() += 1;
+                    self.held
+                        .hour_of(ts_ns)
+                        .add_incident(IncidentSeen::of_record(record));
                 }
                 IncidentState::Update => {}
             },
@@ -354,9 +358,23 @@ impl Writer {
         if data.is_empty() {
             return;
         }
-        match state::write_hour(&self.dir, hour, &data) {
-            Ok(()) => tracing::debug!(hour = %state::hour_name(hour), "Evidence hour written"),
-            Err(error) => tracing::error!(%error, "Evidence hour not written"),
+        data.sensors.insert(self.sensor.clone());
+        self.write_file(hour, &data);
+    }
+
+    /// Writes `data` into hour `hour`'s file, counting what is lost.
+    fn write_file(&self, hour: u64, data: &crate::evidence::Hour) {
+        match state::write_hour(&self.dir, hour, data) {
+            Ok(unlisted) => {
+                self.stats
+                    .incidents_unlisted
+                    .fetch_add(unlisted, Ordering::Relaxed);
+                tracing::debug!(hour = %state::hour_name(hour), "Evidence hour written");
+            }
+            Err(error) => {
+                self.stats.hours_unwritten.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "Evidence hour not written");
+            }
         }
     }
 
@@ -370,8 +388,8 @@ impl Writer {
         let since = self.devices_since;
         let known: BTreeMap<IpAddr, DeviceSeen> = self
             .inventory
-            .report()
-            .iter()
+            .summaries()
+            .into_iter()
             .map(|d| (d.ip, seen_of(d)))
             .collect();
         for (ip, seen) in &known {
@@ -391,10 +409,9 @@ impl Writer {
     fn write_devices(&mut self, latest: u64) {
         let mut data = crate::evidence::Hour::default();
         self.add_devices(&mut data, latest);
-        if !data.is_empty()
-            && let Err(error) = state::write_hour(&self.dir, latest, &data)
-        {
-            tracing::error!(%error, "Evidence hour not written");
+        data.sensors.insert(self.sensor.clone());
+        if !data.is_empty() {
+            self.write_file(latest, &data);
         }
     }
 
@@ -411,17 +428,15 @@ impl Writer {
     }
 }
 
-fn seen_of(device: &crate::inventory::DeviceReport) -> DeviceSeen {
-    let first = Timestamp::parse(&device.first_seen).map_or(0, |t| t.0);
-    let last = Timestamp::parse(&device.last_seen).map_or(first, |t| t.0);
+fn seen_of(device: crate::inventory::DeviceSummary) -> DeviceSeen {
     DeviceSeen {
         ip: device.ip,
-        zone: device.zone.clone(),
-        vendor: device.vendor.clone(),
+        zone: device.zone,
+        vendor: device.vendor,
         class: device.class.as_str().to_owned(),
-        hostname: device.dhcp_hostname.clone(),
-        first_seen: first,
-        last_seen: last,
+        hostname: device.dhcp_hostname,
+        first_seen: device.first_ns,
+        last_seen: device.last_ns,
         violations: 0,
         incidents: 0,
     }

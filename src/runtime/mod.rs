@@ -195,6 +195,7 @@ pub fn run(settings: RunSettings, policy: PolicyHandle) -> Result<u64, RunError>
         policy: policy.stats.clone(),
         inventory: Some(inventory.clone()),
         incidents: incidents.as_ref().map(|i| i.view.stats.clone()),
+        evidence: hand_over.evidence.as_ref().map(|queue| queue.stats.clone()),
     });
     let metrics = Arc::new(Metrics::new(settings.flows.max_flows)?);
     // Bind before dropping privileges: the port may need them.
