@@ -895,6 +895,26 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_inspection_never_hides_a_wait_that_is_over() {
+        // Captures joined out of time order: a flow starts at 10 s, then
+        // one at 5 s; the first is ruled out by its first bytes.
+        let mut h = Harness::new();
+        let late = h.feed(10_000_000_000, &Pkt::tcp(&client(0), SERVER, SYN));
+        let early = h.feed(5_000_000_000, &Pkt::tcp(&client(1), SERVER, SYN));
+        let ssh = Pkt::tcp(&client(0), SERVER, ACK)
+            .seq(1001)
+            .payload(b"SSH-2.0-OpenSSH_9.6\r\n");
+        h.feed(10_000_000_001, &ssh);
+        assert_eq!(h.ended(late), Some(None));
+        assert_eq!(h.ended(early), None);
+        // The next packet past the early flow's 2 s ends its wait, though
+        // the ended inspection started later.
+        h.feed(7_100_000_000, &Pkt::tcp(SERVER, &client(0), ACK));
+        assert_eq!(h.ended(early), Some(None));
+        assert_eq!(h.tracker.inspecting(), 0);
+    }
+
+    #[test]
     fn when_every_place_holds_payload_the_oldest_gives_way() {
         let mut h = Harness::new();
         let mut holders = Vec::new();
