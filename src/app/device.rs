@@ -68,6 +68,9 @@ const GE_TIME_SYNC_LEN: usize = 106;
 
 /// A device protocol in one UDP datagram, judged with the flow's ports.
 pub fn parse_datagram(ports: FlowPorts, datagram: &[u8]) -> Option<DeviceProtocol> {
+    if !may_use_ports(ports) {
+        return None;
+    }
     if INTELLIVUE_PORTS.iter().any(|&p| ports.either(p)) && is_intellivue(datagram) {
         return Some(DeviceProtocol::IntelliVue);
     }
@@ -78,6 +81,17 @@ pub fn parse_datagram(ports: FlowPorts, datagram: &[u8]) -> Option<DeviceProtoco
         return Some(DeviceProtocol::GeUnityTimeSync);
     }
     None
+}
+
+/// True when a device protocol may be carried in datagrams between these
+/// ports: every other pair is `None` for [`parse_datagram`], whatever the
+/// bytes.
+#[inline]
+pub(crate) fn may_use_ports(ports: FlowPorts) -> bool {
+    let device_port = |port| {
+        INTELLIVUE_PORTS.contains(&port) || port == WS_DISCOVERY_PORT || port == GE_TIME_SYNC_PORT
+    };
+    device_port(ports.client) || device_port(ports.server)
 }
 
 /// True when a device protocol's stream may start with `byte`: every other

@@ -238,10 +238,17 @@ const MAX_OPTION_TEXT: usize = 255;
 /// A client identifier is kept up to this many bytes (a DUID is at most 130).
 const MAX_CLIENT_ID_LEN: usize = 64;
 
+/// True when DHCP may be carried between these ports (one of them is 67 or
+/// 68): every other pair is `None` for [`parse`], whatever the bytes.
+#[inline]
+pub(crate) fn may_use_ports(ports: FlowPorts) -> bool {
+    ports.either(SERVER_PORT) || ports.either(CLIENT_PORT)
+}
+
 /// Parses one DHCP message, if `datagram` is one: a port of the flow must be
 /// 67 or 68 and the magic cookie must be in place.
 pub fn parse(ports: FlowPorts, datagram: &[u8]) -> Option<DhcpInfo> {
-    if !ports.either(SERVER_PORT) && !ports.either(CLIENT_PORT) {
+    if !may_use_ports(ports) {
         return None;
     }
     let packet = Packet::new_checked(datagram).ok()?;

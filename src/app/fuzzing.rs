@@ -75,6 +75,13 @@ pub fn app_detect(data: &[u8]) {
     };
     let whole = detect(transport, ports, client, server);
     let _ = format!("{whole:?}");
+    if super::ruled_out(transport, ports, client, server) {
+        assert_eq!(
+            whole,
+            Progress::NotThis,
+            "ruled out, yet the parsers answered"
+        );
+    }
     if transport == Transport::Tcp {
         // The first-byte table answers as the parsers would.
         let (client, server) = (super::window(client), super::window(server));

@@ -379,19 +379,47 @@ const STREAM_SECOND_BYTES: [u8; 256] = {
     table
 };
 
-fn detect_stream(client: &[u8], server: &[u8]) -> Progress<Detection> {
+/// True when [`detect`] answers [`Progress::NotThis`] on these bytes, as the
+/// first two bytes of the side that decides and the flow's ports tell,
+/// without asking a parser: a stream whose first bytes no protocol opens
+/// with, a datagram between ports that no datagram protocol uses. False
+/// when the parsers must be asked (they may still say `NotThis`).
+///
+/// Most flows of a hospital network are decided here, on their first
+/// segment, in a few instructions; `detect` itself starts with the same
+/// tables, and a unit test and the `app_detect` fuzz target hold the two
+/// to the same answer.
+#[inline]
+pub fn ruled_out(transport: Transport, ports: FlowPorts, client: &[u8], server: &[u8]) -> bool {
+    match transport {
+        Transport::Tcp => stream_candidates(client, server) == Some(0),
+        Transport::Udp => !dhcp::may_use_ports(ports) && !device::may_use_ports(ports),
+        _ => true,
+    }
+}
+
+/// The [`STREAM_CANDIDATES`] that may answer anything but `NotThis`, by the
+/// first two bytes of the side that decides (the client's, or the server's
+/// when the client has sent nothing); `None` when neither has sent any.
+#[inline]
+fn stream_candidates(client: &[u8], server: &[u8]) -> Option<u8> {
     let (speaker, mut candidates) = match (client.first(), server.first()) {
         (Some(&first), _) => (client, STREAM_OPENERS[0][usize::from(first)]),
         (None, Some(&first)) => (server, STREAM_OPENERS[1][usize::from(first)]),
-        (None, None) => return Progress::NeedMore,
+        (None, None) => return None,
     };
     if let Some(&second) = speaker.get(1) {
         candidates &= STREAM_SECOND_BYTES[usize::from(second)];
     }
-    if candidates == 0 {
-        return Progress::NotThis;
+    Some(candidates)
+}
+
+fn detect_stream(client: &[u8], server: &[u8]) -> Progress<Detection> {
+    match stream_candidates(client, server) {
+        None => Progress::NeedMore,
+        Some(0) => Progress::NotThis,
+        Some(candidates) => ask_stream_candidates(client, server, candidates),
     }
-    ask_stream_candidates(client, server, candidates)
 }
 
 /// Asks the stream protocols of `candidates` (a mask of
@@ -688,6 +716,59 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_ruled_out_is_what_the_parsers_reject() {
+        // Streams: every first and second byte, each side speaking first.
+        let mut stream_ruled_out = 0;
+        for (first, second) in (0..=255u8).flat_map(|a| (0..=255u8).map(move |b| (a, b))) {
+            let bytes = [first, second, b' ', b' '];
+            for (client, server) in [(&bytes[..], &b""[..]), (b"", &bytes[..])] {
+                if ruled_out(Transport::Tcp, TCP_PORTS, client, server) {
+                    stream_ruled_out += 1;
+                    assert_eq!(tcp(client, server), Progress::NotThis, "{bytes:?}");
+                }
+            }
+        }
+        assert!(
+            stream_ruled_out > 100_000,
+            "most first bytes open no protocol"
+        );
+        assert!(!ruled_out(Transport::Tcp, TCP_PORTS, b"", b""));
+        // Datagrams: the ports of the datagram protocols are never ruled
+        // out; on any other, every parser rejects whatever the bytes.
+        let datagrams = [
+            dhcp::tests::discover(),
+            device::tests::ge_time_sync(),
+            device::tests::SDC_HELLO.to_vec(),
+            b"\xe1\x00\x00\x02".to_vec(),
+        ];
+        for port in [67, 68, 24005, 24105, 3702, 2000] {
+            for ports in [
+                FlowPorts {
+                    client: 50000,
+                    server: port,
+                },
+                FlowPorts {
+                    client: port,
+                    server: 50000,
+                },
+            ] {
+                assert!(!ruled_out(Transport::Udp, ports, b"x", b""), "{port}");
+            }
+        }
+        for port in [53, 123, 161, 514, 1900, 5353, 50000] {
+            let ports = FlowPorts {
+                client: 40000,
+                server: port,
+            };
+            assert!(ruled_out(Transport::Udp, ports, b"x", b""), "{port}");
+            for datagram in &datagrams {
+                assert!(dhcp::parse(ports, datagram).is_none(), "{port}");
+                assert!(device::parse_datagram(ports, datagram).is_none(), "{port}");
             }
         }
     }

@@ -100,6 +100,28 @@ impl Track {
         true
     }
 
+    /// Counts a TCP segment without payload, with sequence number `seq`:
+    /// what [`Track::accept`] does with it, without reading the bytes kept
+    /// (the sequence numbers of a direction that keeps [`INSPECT_LIMIT`]
+    /// bytes no longer matter: nothing more is added to it).
+    #[inline(always)]
+    pub fn accept_empty(&mut self, from_client: bool, seq: u32, syn: bool) {
+        self.packets = self.packets.saturating_add(1);
+        let side = side(from_client);
+        if self.flags & flag::GAP[side] != 0 {
+            return;
+        }
+        // A SYN takes one sequence number before the data.
+        let data_seq = if syn { seq.wrapping_add(1) } else { seq };
+        if self.flags & flag::SEQ[side] == 0 {
+            self.flags |= flag::SEQ[side];
+            self.next_seq[side] = data_seq;
+        } else if data_seq.wrapping_sub(self.next_seq[side]) as i32 > 0 {
+            // A hole: the parsers could only be misled from here on.
+            self.flags |= flag::GAP[side];
+        }
+    }
+
     /// True when the flow, whose first packet came at `first_ts`, has been
     /// inspected long enough at capture time `now`: its packets or its
     /// wait are at their limit.

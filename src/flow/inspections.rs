@@ -37,9 +37,9 @@
 use std::collections::VecDeque;
 
 use super::inspect::{self, Kept, Segment, Step, Track};
-use super::{FlowObserver, Packet, SkipReason, Slot, Tracker};
-use crate::app::{Detection, FlowPorts, detect};
-use crate::wire::{Transport, tcp_flags};
+use super::{FlowKey, FlowObserver, Packet, SkipReason, Slot, Tracker};
+use crate::app::{Detection, FlowPorts, detect, ruled_out};
+use crate::wire::tcp_flags;
 
 /// Flows inspected at once per tracker.
 ///
@@ -88,7 +88,7 @@ const _: () = assert!(std::mem::size_of::<Hot>() == 20);
 type Queued = (Place, u32);
 
 /// The inspections of one tracker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inspections {
     /// Per place, what every packet touches (see [`Hot`]).
     hot: Vec<Hot>,
@@ -101,29 +101,57 @@ pub struct Inspections {
     /// Bytes the kept bytes' buffers take.
     held: usize,
     /// Inspections in the order they started, with their first packet's
-    /// time, so that one whose wait is over ends at the next packet, not at
-    /// the next sweep.
-    waits: VecDeque<(u64, Queued)>,
-    /// Inspections that keep no bytes, in the order they started: the
-    /// first to give way to a new flow.
-    quiet: VecDeque<Queued>,
+    /// time: so that one whose wait is over ends at the next packet, not at
+    /// the next sweep, and, from `quiet_from` on, to find the oldest
+    /// inspection keeping no bytes, the first to give way to a new flow.
+    /// Its front is always a live inspection's (see [`Inspections::end`]):
+    /// the front's time decides when waits are looked at, and captures
+    /// joined out of time order must not hide live waits behind an ended
+    /// one.
+    started: VecDeque<(u64, Queued)>,
+    /// When the wait at the front of `started` is over (see
+    /// [`Inspections::next_wait_over`]).
+    next_wait_over: u64,
+    /// Where in `started` to look for the oldest inspection keeping no
+    /// bytes: every entry before it is of an inspection that ended or
+    /// keeps bytes, which it does until it ends.
+    quiet_from: usize,
     /// Inspections that keep bytes, in the order they first kept some.
     holding: VecDeque<Queued>,
 }
 
-// The three queues are lazy: an inspection that ends, or starts keeping
-// bytes, leaves its entries where they are (removing them would read other
+// The queues are lazy: an inspection that ends, or starts keeping bytes,
+// leaves its entries where they are (removing them would read other
 // inspections' places), and entries that no longer hold are dropped as they
 // are met: at the front, when the queue is read (under pressure, or when a
 // wait is over), or by a compaction when a queue holds twice as many
 // entries as there can be inspections, which keeps every queue bounded and
 // costs one pass per `MAX_INSPECTIONS` new entries at most.
 
-/// Compacts `queue` when it is full of entries that no longer hold.
-fn compact<T>(queue: &mut VecDeque<T>, holds: impl FnMut(&T) -> bool) {
-    if queue.len() > 2 * MAX_INSPECTIONS {
+impl Default for Inspections {
+    fn default() -> Self {
+        Inspections {
+            hot: Vec::new(),
+            kept: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            held: 0,
+            started: VecDeque::new(),
+            next_wait_over: u64::MAX,
+            quiet_from: 0,
+            holding: VecDeque::new(),
+        }
+    }
+}
+
+/// Compacts `queue` when it is full of entries that no longer hold; true
+/// when it did.
+fn compact<T>(queue: &mut VecDeque<T>, holds: impl FnMut(&T) -> bool) -> bool {
+    let full = queue.len() > 2 * MAX_INSPECTIONS;
+    if full {
         queue.retain(holds);
     }
+    full
 }
 
 /// True when `queued` is the inspection in its place now.
@@ -143,11 +171,28 @@ impl Inspections {
         self.held
     }
 
-    /// The first packet time of the oldest wait queued (maybe of an
-    /// inspection that ended since).
+    /// The capture time from which the oldest inspection's wait is over
+    /// (`u64::MAX` when none waits): every packet compares its time with
+    /// it, one compare, and only a packet at or past it looks further.
     #[inline(always)]
-    pub fn first_wait(&self) -> Option<u64> {
-        self.waits.front().map(|&(first_ts, _)| first_ts)
+    pub fn next_wait_over(&self) -> u64 {
+        self.next_wait_over
+    }
+
+    /// Drops the entries of ended inspections from the front of `started`
+    /// and sets [`Inspections::next_wait_over`] by the new front.
+    #[inline(never)]
+    fn drop_ended_front(&mut self) {
+        while let Some(&(_, front)) = self.started.front() {
+            if is_live(&self.hot, front) {
+                break;
+            }
+            self.started.pop_front();
+            self.quiet_from = self.quiet_from.saturating_sub(1);
+        }
+        self.next_wait_over = self.started.front().map_or(u64::MAX, |&(first_ts, _)| {
+            first_ts.saturating_add(super::inspect::MAX_WAIT_NS)
+        });
     }
 
     /// The flow-table slot of the flow inspected in `place`.
@@ -161,14 +206,14 @@ impl Inspections {
         is_live(&self.hot, queued) && !self.hot[usize::from(queued.0)].track.keeps_any()
     }
 
-    /// The oldest inspection keeping no bytes, dropping the entries met
-    /// that no longer hold.
+    /// The oldest inspection keeping no bytes, passing for good the
+    /// entries met that are not.
     fn oldest_quiet(&mut self) -> Option<Place> {
-        while let Some(&queued) = self.quiet.front() {
+        while let Some(&(_, queued)) = self.started.get(self.quiet_from) {
             if self.is_quiet(queued) {
                 return Some(queued.0);
             }
-            self.quiet.pop_front();
+            self.quiet_from += 1;
         }
         None
     }
@@ -208,31 +253,14 @@ impl Inspections {
     }
 
     /// Starts inspecting the flow in flow-table `slot`, whose first packet
-    /// came at `first_ts` (there must be room).
-    #[inline(never)]
+    /// came at `first_ts` (there must be room). Always inlined (into
+    /// [`Tracker::start_inspection`]): a place reused and an entry queued,
+    /// a few dozen instructions.
+    #[inline(always)]
     fn start(&mut self, slot: Slot, first_ts: u64) -> Place {
-        if self.hot.capacity() == 0 {
-            // The tracker's first inspection: room for all of them, and for
-            // the queues up to their compaction, at once (as address space:
-            // pages are touched as they are used), so that they never move.
-            self.hot.reserve_exact(MAX_INSPECTIONS);
-            self.kept.reserve_exact(MAX_INSPECTIONS);
-            for queue in [&mut self.quiet, &mut self.holding] {
-                queue.reserve_exact(2 * MAX_INSPECTIONS + 1);
-            }
-            self.waits.reserve_exact(2 * MAX_INSPECTIONS + 1);
-        }
         let place = match self.free.pop() {
             Some(place) => place,
-            None => {
-                self.hot.push(Hot {
-                    track: Track::default(),
-                    flow: FREE,
-                    serial: 0,
-                });
-                self.kept.push(Kept::default());
-                (self.hot.len() - 1) as Place
-            }
+            None => self.new_place(),
         };
         // A freed place was cleared when its inspection ended.
         let hot = &mut self.hot[usize::from(place)];
@@ -240,28 +268,54 @@ impl Inspections {
         hot.serial = hot.serial.wrapping_add(1);
         let queued = (place, hot.serial);
         self.live += 1;
-        let hot = &self.hot;
-        compact(&mut self.quiet, |&queued| {
-            is_live(hot, queued) && !hot[usize::from(queued.0)].track.keeps_any()
-        });
-        self.quiet.push_back(queued);
-        // Waits of inspections that ended are dropped from the front too:
-        // the front's time decides when waits are looked at, and captures
-        // joined out of time order must not hide the live ones behind it.
-        while let Some(&(_, front)) = self.waits.front() {
-            if is_live(hot, front) {
-                break;
-            }
-            self.waits.pop_front();
+        if self.started.len() > 2 * MAX_INSPECTIONS {
+            self.compact_started();
         }
-        compact(&mut self.waits, |&(_, queued)| is_live(hot, queued));
-        self.waits.push_back((first_ts, queued));
+        self.started.push_back((first_ts, queued));
+        if self.started.len() == 1 {
+            self.drop_ended_front();
+        }
         place
     }
 
-    /// Ends the inspection in `place`, freeing it and its bytes; returns
-    /// the flow's slot and the best answer it had.
+    /// A place never used before (every one used so far is taken).
+    #[cold]
     #[inline(never)]
+    fn new_place(&mut self) -> Place {
+        if self.hot.capacity() == 0 {
+            // The tracker's first inspection: room for all of them, and for
+            // the queues up to their compaction, at once (as address space:
+            // pages are touched as they are used), so that they never move.
+            self.hot.reserve_exact(MAX_INSPECTIONS);
+            self.kept.reserve_exact(MAX_INSPECTIONS);
+            self.free.reserve_exact(MAX_INSPECTIONS);
+            self.holding.reserve_exact(2 * MAX_INSPECTIONS + 1);
+            self.started.reserve_exact(2 * MAX_INSPECTIONS + 1);
+        }
+        self.hot.push(Hot {
+            track: Track::default(),
+            flow: FREE,
+            serial: 0,
+        });
+        self.kept.push(Kept::default());
+        (self.hot.len() - 1) as Place
+    }
+
+    /// Drops the entries of ended inspections from `started` (see
+    /// [`compact`]).
+    #[cold]
+    #[inline(never)]
+    fn compact_started(&mut self) {
+        let hot = &self.hot;
+        if compact(&mut self.started, |&(_, queued)| is_live(hot, queued)) {
+            self.quiet_from = 0;
+        }
+    }
+
+    /// Ends the inspection in `place`, freeing it and its bytes; returns
+    /// the flow's slot and the best answer it had. Always inlined: most
+    /// inspections kept nothing, and then this is a few stores.
+    #[inline(always)]
     fn end(&mut self, place: Place) -> (Slot, Option<Box<Detection>>) {
         let at = usize::from(place);
         let hot = &mut self.hot[at];
@@ -269,15 +323,30 @@ impl Inspections {
         hot.flow = FREE;
         hot.track = Track::default();
         let found = if holds_kept {
-            let (held, found) = self.kept[at].clear();
-            self.held -= held;
-            found
+            self.clear_kept(at)
         } else {
             None
         };
         self.live -= 1;
         self.free.push(place);
+        // The front of `started` is live: it is this inspection's entry
+        // when it is in this place.
+        if self
+            .started
+            .front()
+            .is_some_and(|&(_, front)| front.0 == place)
+        {
+            self.drop_ended_front();
+        }
         (flow, found)
+    }
+
+    /// Frees the bytes kept in place `at`; returns the answer it had.
+    #[inline(never)]
+    fn clear_kept(&mut self, at: usize) -> Option<Box<Detection>> {
+        let (held, found) = self.kept[at].clear();
+        self.held -= held;
+        found
     }
 
     /// Keeps `bytes` after a direction's kept bytes (the caller made room
@@ -299,16 +368,11 @@ impl Inspections {
         }
     }
 
-    /// The next inspection whose wait is over at `now`, taking its wait off
-    /// the queue: `Some(None)` for a wait whose inspection already ended,
-    /// `None` when the oldest wait is not over.
-    fn pop_wait_over(&mut self, now: u64) -> Option<Option<Place>> {
-        let &(first_ts, queued) = self.waits.front()?;
-        if now.saturating_sub(first_ts) < super::inspect::MAX_WAIT_NS {
-            return None;
-        }
-        self.waits.pop_front();
-        Some(is_live(&self.hot, queued).then_some(queued.0))
+    /// The oldest inspection, when its wait is over at `now` (the caller
+    /// ends it).
+    fn wait_over(&self, now: u64) -> Option<Place> {
+        let &(first_ts, (place, _)) = self.started.front()?;
+        (now.saturating_sub(first_ts) >= super::inspect::MAX_WAIT_NS).then_some(place)
     }
 
     /// What the kept bytes' buffers take, counted afresh (tests hold the
@@ -322,13 +386,29 @@ impl Inspections {
     /// (first packet time, then flow id).
     fn in_start_order(&self, flow_id: impl Fn(Slot) -> u64) -> Vec<Place> {
         let mut live: Vec<(u64, u64, Place)> = self
-            .waits
+            .started
             .iter()
             .filter(|&&(_, queued)| is_live(&self.hot, queued))
             .map(|&(first_ts, (place, _))| (first_ts, flow_id(self.flow_of(place)), place))
             .collect();
         live.sort_unstable();
         live.into_iter().map(|(_, _, place)| place).collect()
+    }
+}
+
+/// The ports of the flow of `key`, by role.
+#[inline(always)]
+fn flow_ports(key: &FlowKey, initiator_is_lo: bool) -> FlowPorts {
+    if initiator_is_lo {
+        FlowPorts {
+            client: key.lo_port,
+            server: key.hi_port,
+        }
+    } else {
+        FlowPorts {
+            client: key.hi_port,
+            server: key.lo_port,
+        }
     }
 }
 
@@ -347,7 +427,8 @@ impl<V: Copy> Tracker<V> {
 
     /// Starts inspecting the new flow in `slot` (after
     /// [`Tracker::make_room_to_inspect`]) and feeds it its first packet.
-    #[inline(never)]
+    /// Always inlined (into [`Tracker::start_flow`], once per new flow).
+    #[inline(always)]
     pub(super) fn start_inspection<O: FlowObserver<V>>(
         &mut self,
         slot: Slot,
@@ -356,13 +437,43 @@ impl<V: Copy> Tracker<V> {
         index: u64,
         observer: &mut O,
     ) {
+        if packet.payload_len != 0 && self.first_packet_rules_out(slot, packet, frame) {
+            // Decided at its first packet (most UDP flows, TCP flows seen
+            // from their middle): no place taken.
+            self.inspection_over(slot, None, index, observer);
+            return;
+        }
         let place = self.inspections.start(slot, packet.ts_ns);
         self.table.entry_mut(slot).value.inspection = place;
         if packet.payload_len == 0 {
-            self.inspect_empty(slot, packet, frame, index, observer);
+            if self.inspect_empty(slot, packet, frame) {
+                self.end_inspection(slot, index, observer);
+            }
         } else {
             self.inspect(slot, packet, frame, index, observer);
         }
+    }
+
+    /// True when the first packet of the new flow in `slot`, which carries
+    /// payload, rules out every application ([`ruled_out`] on the bytes it
+    /// adds): its inspection would end at it, as [`Tracker::inspect`]
+    /// would end it.
+    fn first_packet_rules_out(&self, slot: Slot, packet: &Packet, frame: &[u8]) -> bool {
+        let Some((_, payload)) = packet.payload(frame) else {
+            return false;
+        };
+        if payload.is_empty() {
+            return false;
+        }
+        let entry = self.table.entry(slot);
+        let initiator_is_lo = entry.value.initiator_is_lo;
+        let ports = flow_ports(&entry.key, initiator_is_lo);
+        let (client, server) = if packet.sender_is_lo == initiator_is_lo {
+            (payload, &[][..])
+        } else {
+            (&[][..], payload)
+        };
+        ruled_out(packet.transport, ports, client, server)
     }
 
     /// Ends a flow's inspection, if any, with what was found so far (the
@@ -403,7 +514,8 @@ impl<V: Copy> Tracker<V> {
     }
 
     /// Tells the observer that the inspection of the flow in `slot` is over.
-    #[inline(never)]
+    /// Always inlined: for most flows the observer has nothing to do then.
+    #[inline(always)]
     fn inspection_over<O: FlowObserver<V>>(
         &mut self,
         slot: Slot,
@@ -444,55 +556,35 @@ impl<V: Copy> Tracker<V> {
                 return;
             }
         }
-        self.inspect_empty(slot, packet, frame, index, observer);
+        if self.inspect_empty(slot, packet, frame) {
+            self.end_inspection(slot, index, observer);
+        }
     }
 
     /// Feeds an inspected flow's packet without payload to its inspection:
-    /// what [`Tracker::inspect`] does with it, in a few instructions (such
-    /// packets add no bytes: they count, and a TCP segment's sequence
-    /// number says where its direction's data starts or that some went
-    /// missing).
+    /// what [`Tracker::inspect`] does with it, in a few instructions. Such a
+    /// packet adds no bytes: it counts, and a TCP segment's sequence number
+    /// says where its direction's data starts (a SYN's, or the first of a
+    /// direction whose SYN went unseen), or that some went missing. True
+    /// when the inspection is to end now (the caller ends it: this one
+    /// calls nothing, so that it costs little to call).
     #[inline(never)]
-    pub(super) fn inspect_empty<O: FlowObserver<V>>(
-        &mut self,
-        slot: Slot,
-        packet: &Packet,
-        frame: &[u8],
-        index: u64,
-        observer: &mut O,
-    ) {
+    pub(super) fn inspect_empty(&mut self, slot: Slot, packet: &Packet, frame: &[u8]) -> bool {
         let flow = &self.table.entry(slot).value;
-        let (place, first_ts) = (flow.inspection, flow.first_ts);
-        let seq = match packet.transport {
-            Transport::Tcp => match packet.tcp_header(frame) {
-                Some(header) => Some(u32::from_be_bytes([
-                    header[4], header[5], header[6], header[7],
-                ])),
-                None => {
-                    self.end_inspection(slot, index, observer);
-                    return;
-                }
-            },
-            _ => None,
-        };
-        let segment = Segment {
-            from_client: packet.sender_is_lo == flow.initiator_is_lo,
-            seq,
-            syn: packet.tcp_flags & tcp_flags::SYN != 0,
-            payload: &[],
-            ts_ns: packet.ts_ns,
-        };
-        let at = usize::from(place);
-        let track = &mut self.inspections.hot[at].track;
-        let kept = if track.keeps(segment.from_client) {
-            self.inspections.kept[at].len(segment.from_client)
-        } else {
-            0
-        };
-        track.accept(packet.transport, &segment, kept);
-        if track.waited_enough(first_ts, packet.ts_ns) {
-            self.end_inspection(slot, index, observer);
+        let from_client = packet.sender_is_lo == flow.initiator_is_lo;
+        let first_ts = flow.first_ts;
+        let track = &mut self.inspections.hot[usize::from(flow.inspection)].track;
+        let syn = packet.tcp_flags & tcp_flags::SYN != 0;
+        if syn || !track.count_empty(packet.transport, from_client) {
+            // TCP: decoding leaves the flags of anything else at 0, and
+            // `count_empty` counts every UDP datagram.
+            let Some(header) = packet.tcp_header(frame) else {
+                return true;
+            };
+            let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            track.accept_empty(from_client, seq, syn);
         }
+        track.waited_enough(first_ts, packet.ts_ns)
     }
 
     /// Feeds an inspected flow's packet to its inspection.
@@ -547,21 +639,18 @@ impl<V: Copy> Tracker<V> {
         } else {
             added
         };
-        let key = &self.table.entry(slot).key;
-        let ports = if initiator_is_lo {
-            FlowPorts {
-                client: key.lo_port,
-                server: key.hi_port,
-            }
-        } else {
-            FlowPorts {
-                client: key.hi_port,
-                server: key.lo_port,
-            }
-        };
+        let ports = flow_ports(&self.table.entry(slot).key, initiator_is_lo);
         let inspections = &mut self.inspections;
         let (track, kept) = (&mut inspections.hot[at].track, &mut inspections.kept[at]);
         let (client, server) = inspect::sides(track, kept, from_client, fresh);
+        if ruled_out(packet.transport, ports, client, server) {
+            // Most flows: their first segment's first bytes open no protocol
+            // (what `detect` would answer, and then `decide`, in a few
+            // instructions).
+            self.inspections.end(place);
+            self.inspection_over(slot, None, index, observer);
+            return;
+        }
         let answer = detect(packet.transport, ports, client, server);
         match inspect::decide(
             answer,
@@ -619,11 +708,9 @@ impl<V: Copy> Tracker<V> {
         index: u64,
         observer: &mut O,
     ) {
-        while let Some(over) = self.inspections.pop_wait_over(now) {
-            if let Some(place) = over {
-                let slot = self.inspections.flow_of(place);
-                self.end_inspection(slot, index, observer);
-            }
+        while let Some(place) = self.inspections.wait_over(now) {
+            let slot = self.inspections.flow_of(place);
+            self.end_inspection(slot, index, observer);
         }
     }
 
@@ -634,11 +721,15 @@ impl<V: Copy> Tracker<V> {
         let places = self
             .inspections
             .in_start_order(|slot| table.entry(slot).value.id);
+        // None of them waits any more: ending them need not look at the
+        // queue.
+        self.inspections.started.clear();
+        self.inspections.quiet_from = 0;
         for place in places {
             let slot = self.inspections.flow_of(place);
             self.end_inspection(slot, index, observer);
         }
-        self.inspections.waits.clear();
+        self.inspections.drop_ended_front();
     }
 }
 
@@ -801,6 +892,26 @@ mod tests {
         h.feed(100_004, &Pkt::tcp(SERVER, &late_client, FIN | ACK));
         assert_eq!(h.ended(late), Some(Some(App::Dicom)));
         assert_eq!(h.skipped(SkipReason::TableFull), 0);
+    }
+
+    #[test]
+    fn an_ended_inspection_never_hides_a_wait_that_is_over() {
+        // Captures joined out of time order: a flow starts at 10 s, then
+        // one at 5 s; the first is ruled out by its first bytes.
+        let mut h = Harness::new();
+        let late = h.feed(10_000_000_000, &Pkt::tcp(&client(0), SERVER, SYN));
+        let early = h.feed(5_000_000_000, &Pkt::tcp(&client(1), SERVER, SYN));
+        let ssh = Pkt::tcp(&client(0), SERVER, ACK)
+            .seq(1001)
+            .payload(b"SSH-2.0-OpenSSH_9.6\r\n");
+        h.feed(10_000_000_001, &ssh);
+        assert_eq!(h.ended(late), Some(None));
+        assert_eq!(h.ended(early), None);
+        // The next packet past the early flow's 2 s ends its wait, though
+        // the ended inspection started later.
+        h.feed(7_100_000_000, &Pkt::tcp(SERVER, &client(0), ACK));
+        assert_eq!(h.ended(early), Some(None));
+        assert_eq!(h.tracker.inspecting(), 0);
     }
 
     #[test]

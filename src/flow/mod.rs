@@ -488,9 +488,7 @@ impl<V: Copy> Tracker<V> {
         observer: &mut O,
     ) {
         self.last_index = index;
-        if let Some(first_ts) = self.inspections.first_wait()
-            && packet.ts_ns.saturating_sub(first_ts) >= inspect::MAX_WAIT_NS
-        {
+        if packet.ts_ns >= self.inspections.next_wait_over() {
             self.release_waits(packet.ts_ns, index, observer);
         }
         // Link-local packets that the owner leaves out neither start, touch

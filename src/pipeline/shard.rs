@@ -647,7 +647,43 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
         self.add_bytes(&mut view, packet);
     }
 
+    /// Always inlined: most inspections end without an application, for a
+    /// flow already judged for good by its ports, and then this is a few
+    /// compares (see [`Judge::settled_by_ports`]).
+    #[inline(always)]
     fn inspected(
+        &mut self,
+        view: FlowView<'_, FlowVerdict>,
+        app: Option<Box<Detection>>,
+        index: u64,
+    ) {
+        if app.is_none() && self.settled_by_ports(&view.flow.verdict) {
+            return;
+        }
+        self.judge_inspected(view, app, index);
+    }
+}
+
+impl Judge<'_> {
+    /// True when a flow judged by its ports at its first packet under the
+    /// policy in force, which no application changes, has no event to make
+    /// and no evidence to count: judging it again at the end of its
+    /// inspection would cost as much as that first packet did, and change
+    /// nothing.
+    #[inline(always)]
+    fn settled_by_ports(&self, record: &FlowVerdict) -> bool {
+        let policy = &self.policy.policy;
+        !policy.needs_app()
+            && record.generation == self.policy.generation
+            && (record.alerted() || !policy.alerts(record.verdict))
+            && record.bucket == NO_BUCKET
+    }
+
+    /// The end of a flow's inspection: its application recorded for the
+    /// inventory, the flow judged with it (unless settled by its ports),
+    /// its event made and its evidence counted.
+    #[inline(never)]
+    fn judge_inspected(
         &mut self,
         view: FlowView<'_, FlowVerdict>,
         app: Option<Box<Detection>>,
@@ -666,16 +702,7 @@ impl FlowObserver<FlowVerdict> for Judge<'_> {
                 detection: (**found).clone(),
             });
         }
-        let record = view.flow.verdict;
-        if !policy.needs_app()
-            && record.generation == self.policy.generation
-            && (record.alerted() || !policy.alerts(record.verdict))
-            && record.bucket == NO_BUCKET
-        {
-            // Judged by its ports at its first packet under this same
-            // policy, which no application changes, no event to make and
-            // no evidence to count: judging it again would cost as much as
-            // that first packet did.
+        if self.settled_by_ports(&view.flow.verdict) {
             return;
         }
         // Judged under the policy in force now (again by ports, when a
