@@ -22,9 +22,10 @@
 #![forbid(unsafe_code)]
 
 mod load;
+mod quick;
 mod time;
 
-pub use load::{PolicyNames, load_exceptions_file, load_exceptions_str};
+pub use load::{PolicyNames, load_exceptions_file, load_exceptions_str, quick_reader_agrees};
 pub use time::{days_from_civil, format_date};
 
 use std::collections::HashMap;
