@@ -27,15 +27,17 @@ pub(super) enum Window {
     Many(Several),
 }
 
-/// A window of several flows: those from `head` on in `flows`, and how many
-/// distinct coordinates they hold. One allocation, which the flows share
-/// (a queue and a table of counts took three, and most windows hold a few
-/// flows).
+/// A window of several flows: those from `head` on in `flows`, and each
+/// distinct coordinate they hold with its number of flows. A new flow
+/// mostly repeats a coordinate already held (the same server again): it
+/// finds it among the few distinct ones rather than among every flow held.
 #[derive(Debug, Default)]
 pub(super) struct Several {
     flows: Vec<(u64, Addr)>,
     head: u32,
-    distinct: u32,
+    /// Fewer than the threshold (the window is handed over when it reaches
+    /// it), in the order first held.
+    coords: Vec<(Addr, u32)>,
 }
 
 /// Flows kept per key: four times a threshold of 32 leaves room for flows
@@ -47,17 +49,16 @@ impl Several {
         &self.flows[self.head as usize..]
     }
 
-    fn holds(&self, other: Addr) -> bool {
-        self.held().iter().any(|&(_, o)| o == other)
-    }
-
     fn pop_front(&mut self) {
         let Some(&(_, other)) = self.held().first() else {
             return;
         };
         self.head += 1;
-        if !self.holds(other) {
-            self.distinct -= 1;
+        if let Some(i) = self.coords.iter().position(|&(c, _)| c == other) {
+            self.coords[i].1 -= 1;
+            if self.coords[i].1 == 0 {
+                self.coords.remove(i);
+            }
         }
         // Room is made at the front once half the vector is spent.
         if self.head as usize >= 16 && self.head as usize * 2 >= self.flows.len() {
@@ -67,8 +68,9 @@ impl Several {
     }
 
     fn push_back(&mut self, ts: u64, other: Addr) {
-        if !self.holds(other) {
-            self.distinct += 1;
+        match self.coords.iter_mut().find(|(c, _)| *c == other) {
+            Some((_, n)) => *n += 1,
+            None => self.coords.push((other, 1)),
         }
         self.flows.push((ts, other));
     }
@@ -92,7 +94,7 @@ impl Window {
                 let mut several = Several {
                     flows: Vec::with_capacity(4),
                     head: 0,
-                    distinct: 0,
+                    coords: Vec::with_capacity(2),
                 };
                 several.push_back(*t, *o);
                 several.push_back(ts, other);
@@ -119,7 +121,7 @@ impl Window {
         let distinct = match self {
             Window::Empty => 0,
             Window::One(..) => 1,
-            Window::Many(several) => several.distinct as usize,
+            Window::Many(several) => several.coords.len(),
         };
         distinct >= threshold as usize
     }
