@@ -285,6 +285,9 @@ struct Initiator {
 enum Counting {
     /// Few flows: one log of them, searched whole at each new flow.
     Log(Vec<Logged>),
+    /// One flow, held without an allocation (most initiators of a
+    /// partition's hundred thousand).
+    First(Logged),
     /// Many: a window per key.
     Keys(Keys),
 }
@@ -353,15 +356,12 @@ impl Logged {
 /// front, in arrival order, as a window drops them), the flow joins, and
 /// a key whose distinct others reach its threshold hands its flows over.
 /// `None`, with nothing changed, when the log is full.
-#[allow(clippy::too_many_arguments)] // One flow's coordinates.
 fn log_count(
     log: &mut Vec<Logged>,
     limits: &Limits,
-    ts: u64,
-    (port_key, sweep_open): (PortKey, bool),
-    host: Addr,
-    coordinate: u32,
-    scan_open: bool,
+    flow: Logged,
+    port_key: PortKey,
+    (sweep_open, scan_open): (bool, bool),
 ) -> Option<(Option<Counted>, Option<Counted>)> {
     if log.len() >= LOG_CAP {
         log.retain(|e| e.gone != SWEEP_GONE | SCAN_GONE);
@@ -369,61 +369,66 @@ fn log_count(
             return None;
         }
     }
-    let oldest = ts.saturating_sub(limits.window_ns);
-    let mut gone = 0;
-    for (kind, open) in [(SWEEP_GONE, sweep_open), (SCAN_GONE, scan_open)] {
-        if open {
-            gone |= kind;
-            continue;
+    let oldest = flow.ts.saturating_sub(limits.window_ns);
+    let host = flow.host;
+    // One pass for both keys: each drops its flows before the window from
+    // its front, and counts the rest.
+    let (mut sweep_front, mut scan_front) = (true, true);
+    let (mut sweep_held, mut scan_held) = (1u32, 1u32);
+    for entry in log.iter_mut() {
+        if !sweep_open && entry.counts_for(SWEEP_GONE, port_key, host) {
+            if sweep_front && entry.ts < oldest {
+                entry.gone |= SWEEP_GONE;
+            } else {
+                sweep_front = false;
+                sweep_held += 1;
+            }
         }
-        for entry in log.iter_mut() {
-            if entry.counts_for(kind, port_key, host) {
-                if entry.ts >= oldest {
-                    break;
-                }
-                entry.gone |= kind;
+        if !scan_open && entry.counts_for(SCAN_GONE, port_key, host) {
+            if scan_front && entry.ts < oldest {
+                entry.gone |= SCAN_GONE;
+            } else {
+                scan_front = false;
+                scan_held += 1;
             }
         }
     }
-    log.push(Logged {
-        ts,
-        host,
-        coordinate,
-        gone,
-    });
-    let reached = |log: &mut Vec<Logged>, kind: u8, threshold: u32| -> Option<Counted> {
-        let held = || log.iter().filter(|e| e.counts_for(kind, port_key, host));
-        if held().count() < threshold as usize {
-            return None;
-        }
-        let mut distinct = 0;
-        for (i, entry) in held().enumerate() {
-            if !held().take(i).any(|e| e.other(kind) == entry.other(kind)) {
-                distinct += 1;
-            }
-        }
-        if distinct < threshold {
-            return None;
-        }
-        let counted = held().map(|e| (e.ts, e.other(kind))).collect();
-        for entry in log.iter_mut() {
-            if entry.counts_for(kind, port_key, host) {
-                entry.gone |= kind;
-            }
-        }
-        Some(counted)
-    };
-    let swept = if sweep_open {
-        None
-    } else {
-        reached(log, SWEEP_GONE, limits.sweep_hosts)
-    };
-    let scanned = if scan_open {
-        None
-    } else {
-        reached(log, SCAN_GONE, limits.scan_ports)
-    };
+    log.push(flow);
+    let swept = (!sweep_open && sweep_held >= limits.sweep_hosts)
+        .then(|| hand_over(log, SWEEP_GONE, port_key, host, limits.sweep_hosts))
+        .flatten();
+    let scanned = (!scan_open && scan_held >= limits.scan_ports)
+        .then(|| hand_over(log, SCAN_GONE, port_key, host, limits.scan_ports))
+        .flatten();
     Some((swept, scanned))
+}
+
+/// The flows `log` holds for the key of `kind` (`port_key` or `host`),
+/// handed over when their distinct others reach `threshold`.
+fn hand_over(
+    log: &mut [Logged],
+    kind: u8,
+    port_key: PortKey,
+    host: Addr,
+    threshold: u32,
+) -> Option<Counted> {
+    let held = || log.iter().filter(|e| e.counts_for(kind, port_key, host));
+    let mut distinct = 0;
+    for (i, entry) in held().enumerate() {
+        if !held().take(i).any(|e| e.other(kind) == entry.other(kind)) {
+            distinct += 1;
+        }
+    }
+    if distinct < threshold {
+        return None;
+    }
+    let counted = held().map(|e| (e.ts, e.other(kind))).collect();
+    for entry in log.iter_mut() {
+        if entry.counts_for(kind, port_key, host) {
+            entry.gone |= kind;
+        }
+    }
+    Some(counted)
 }
 
 /// The windows by key holding what `log` holds.
@@ -455,12 +460,14 @@ fn keys_of_log(log: &[Logged]) -> Keys {
 impl Initiator {
     /// Its windows by key (the log's flows moved to them first).
     fn keys(&mut self) -> &mut Keys {
-        if let Counting::Log(log) = &self.counting {
-            self.counting = Counting::Keys(keys_of_log(log));
+        match &self.counting {
+            Counting::Log(log) => self.counting = Counting::Keys(keys_of_log(log)),
+            Counting::First(first) => self.counting = Counting::Keys(keys_of_log(&[*first])),
+            Counting::Keys(_) => {}
         }
         match &mut self.counting {
             Counting::Keys(keys) => keys,
-            Counting::Log(_) => unreachable!("moved to windows above"),
+            _ => unreachable!("moved to windows above"),
         }
     }
 }
@@ -534,20 +541,35 @@ impl Tracker {
         let state = self.initiators.entry(initiator).or_default();
         state.last_ts = state.last_ts.max(ts);
         state.seq = seq;
-        if let Counting::Log(log) = &mut state.counting
-            && limits.use_log
-            && limits.max_keys >= 2 * LOG_CAP + 2
-            && let Some(counted) = log_count(
-                log,
-                limits,
+        if limits.use_log && limits.max_keys >= 2 * LOG_CAP + 2 {
+            let flow = Logged {
                 ts,
-                (port_key, sweep_open),
-                Addr::new(host),
-                port_coordinate as u32,
-                scan_open,
-            )
-        {
-            return counted;
+                host: Addr::new(host),
+                coordinate: port_coordinate as u32,
+                gone: u8::from(sweep_open) * SWEEP_GONE | u8::from(scan_open) * SCAN_GONE,
+            };
+            match &mut state.counting {
+                // A new initiator's first flow reaches no threshold above
+                // one: held as it is.
+                Counting::Log(log)
+                    if log.capacity() == 0 && limits.sweep_hosts > 1 && limits.scan_ports > 1 =>
+                {
+                    state.counting = Counting::First(flow);
+                    return (None, None);
+                }
+                Counting::First(first) => {
+                    let mut log = Vec::with_capacity(LOG_CAP / 2);
+                    log.push(*first);
+                    state.counting = Counting::Log(log);
+                }
+                _ => {}
+            }
+            if let Counting::Log(log) = &mut state.counting
+                && let Some(counted) =
+                    log_count(log, limits, flow, port_key, (sweep_open, scan_open))
+            {
+                return counted;
+            }
         }
         let keys = state.keys();
         if keys.len() + 2 > limits.max_keys {
