@@ -366,7 +366,7 @@ fn what_lies_outside_the_quick_subset_is_left_to_the_toml_crate() {
         "[[ exceptions ]]\n".to_owned(),
         "[[exception]]\n".to_owned(),
         "\u{feff}[[exceptions]]\n".to_owned(),
-        format!("{head}"),
+        head.to_owned(),
         format!("{head}expires = 2027-02-29\n"),
         format!("{head}expires = 2027-13-01\n"),
         format!("{head}expires = 2027-04-31\n"),

@@ -32,12 +32,12 @@ impl Timeline {
         for t in ts {
             self.ts.push(t);
             block_max = block_max.max(t);
-            if self.ts.len() % BLOCK == 0 {
+            if self.ts.len().is_multiple_of(BLOCK) {
                 self.block_max.push(block_max);
                 block_max = 0;
             }
         }
-        if self.ts.len() % BLOCK != 0 {
+        if !self.ts.len().is_multiple_of(BLOCK) {
             self.block_max.push(block_max);
         }
         self.block_suffix_max.clear();

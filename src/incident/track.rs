@@ -546,7 +546,7 @@ impl Tracker {
                 ts,
                 host: Addr::new(host),
                 coordinate: port_coordinate as u32,
-                gone: u8::from(sweep_open) * SWEEP_GONE | u8::from(scan_open) * SCAN_GONE,
+                gone: (u8::from(sweep_open) * SWEEP_GONE) | (u8::from(scan_open) * SCAN_GONE),
             };
             match &mut state.counting {
                 // A new initiator's first flow reaches no threshold above
