@@ -25,21 +25,13 @@ impl Timeline {
     pub fn set(&mut self, base: u64, ts: impl Iterator<Item = u64>) {
         self.base = base;
         self.ts.clear();
+        self.ts.extend(ts);
         self.block_max.clear();
-        // One pass: each time is copied and taken into its block's maximum.
-        let mut block_max = 0;
-        self.ts.reserve(ts.size_hint().0);
-        for t in ts {
-            self.ts.push(t);
-            block_max = block_max.max(t);
-            if self.ts.len().is_multiple_of(BLOCK) {
-                self.block_max.push(block_max);
-                block_max = 0;
-            }
-        }
-        if !self.ts.len().is_multiple_of(BLOCK) {
-            self.block_max.push(block_max);
-        }
+        self.block_max.extend(
+            self.ts
+                .chunks(BLOCK)
+                .map(|c| c.iter().copied().max().unwrap_or(0)),
+        );
         self.block_suffix_max.clear();
         self.block_suffix_max.resize(self.block_max.len(), 0);
         let mut latest = 0;
