@@ -1,13 +1,17 @@
 //! Any text as an exceptions file, checked against the example hospital's
 //! policy: diagnostics or exceptions, never a panic; exceptions that load
-//! always build a matcher, which matches subjects without panicking.
+//! always build a matcher, which matches subjects without panicking; and when
+//! the quick reader reads the text, it reads it exactly as the `toml` crate
+//! does (spans included).
 #![no_main]
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use segwatch::exception::{Exceptions, PolicyNames, RuleScope, Subject, load_exceptions_str};
+use segwatch::exception::{
+    Exceptions, PolicyNames, RuleScope, Subject, load_exceptions_str, quick_reader_agrees,
+};
 use segwatch::policy::{Policy, load_policy_str};
 use segwatch::wire::Transport;
 
@@ -23,6 +27,9 @@ fn policy() -> &'static Policy {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Some(agrees) = quick_reader_agrees(text) {
+        assert!(agrees, "the quick reader and the toml crate disagree");
+    }
     let names = PolicyNames::of(policy());
     let Ok((list, _warnings)) = load_exceptions_str(text, Path::new("fuzz.toml"), &names, None)
     else {

@@ -62,26 +62,26 @@ fn scope_of_spec(spec: &ServiceSpec) -> ServiceScope {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
+pub(super) struct RawFile {
     #[serde(default)]
-    exceptions: Vec<Spanned<RawException>>,
+    pub(super) exceptions: Vec<Spanned<RawException>>,
 }
 
-type Str = Spanned<String>;
+pub(super) type Str = Spanned<String>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawException {
-    id: Str,
-    reason: Str,
-    owner: Str,
-    ticket: Option<Str>,
-    created: Option<Spanned<Datetime>>,
-    expires: Spanned<Datetime>,
-    rule: Option<Str>,
-    from: Option<Spanned<Vec<Str>>>,
-    to: Option<Spanned<Vec<Str>>>,
-    services: Option<Spanned<Vec<Str>>>,
+pub(super) struct RawException {
+    pub(super) id: Str,
+    pub(super) reason: Str,
+    pub(super) owner: Str,
+    pub(super) ticket: Option<Str>,
+    pub(super) created: Option<Spanned<Datetime>>,
+    pub(super) expires: Spanned<Datetime>,
+    pub(super) rule: Option<Str>,
+    pub(super) from: Option<Spanned<Vec<Str>>>,
+    pub(super) to: Option<Spanned<Vec<Str>>>,
+    pub(super) services: Option<Spanned<Vec<Str>>>,
 }
 
 const KEYS: &str = "id, reason, owner, ticket, created, expires, rule, from, to, services";
@@ -208,6 +208,17 @@ pub fn load_exceptions_str(
     names: &PolicyNames,
     today_ns: Option<u64>,
 ) -> Result<(Vec<Exception>, Vec<Diagnostic>), PolicyError> {
+    // A file of the usual shape is read by the quick reader; any other file, and every file
+    // with an error, by the `toml` crate, whose reading decides what a file means and how its
+    // errors read.
+    if let Some(raw) = super::quick::read(text) {
+        let mut sink = Sink::new(text, path);
+        let list = build_all(&mut sink, &raw, names, today_ns);
+        let diagnostics = sink.finish();
+        if !diagnostics.iter().any(Diagnostic::is_error) {
+            return Ok((list, diagnostics));
+        }
+    }
     let mut sink = Sink::new(text, path);
     let raw = match toml::from_str::<RawFile>(text) {
         Ok(raw) => raw,
@@ -227,12 +238,39 @@ pub fn load_exceptions_str(
             });
         }
     };
+    let list = build_all(&mut sink, &raw, names, today_ns);
+    let diagnostics = sink.finish();
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(PolicyError { diagnostics })
+    } else {
+        Ok((list, diagnostics))
+    }
+}
+
+/// Whether the quick reader reads `text` exactly as the `toml` crate and serde do, spans
+/// included; `None` when it leaves `text` to them. For tests and the `exceptions_load` fuzz
+/// target.
+#[doc(hidden)]
+pub fn quick_reader_agrees(text: &str) -> Option<bool> {
+    let quick = super::quick::read(text)?;
+    Some(match toml::from_str::<RawFile>(text) {
+        Ok(full) => format!("{quick:?}") == format!("{full:?}"),
+        Err(_) => false,
+    })
+}
+
+/// Checks every exception of `raw`, in file order.
+fn build_all(
+    sink: &mut Sink<'_>,
+    raw: &RawFile,
+    names: &PolicyNames,
+    today_ns: Option<u64>,
+) -> Vec<Exception> {
     let mut ids = HashSet::new();
     let mut list = Vec::with_capacity(raw.exceptions.len());
     for entry in &raw.exceptions {
         let header = entry.span();
-        if let Some(exception) = build(&mut sink, entry.get_ref(), header.clone(), names, today_ns)
-        {
+        if let Some(exception) = build(sink, entry.get_ref(), header.clone(), names, today_ns) {
             if !ids.insert(exception.id.clone()) {
                 let id = &entry.get_ref().id;
                 sink.error(
@@ -244,12 +282,7 @@ pub fn load_exceptions_str(
             list.push(exception);
         }
     }
-    let diagnostics = sink.finish();
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        Err(PolicyError { diagnostics })
-    } else {
-        Ok((list, diagnostics))
-    }
+    list
 }
 
 fn lowercase_first(s: &str) -> String {

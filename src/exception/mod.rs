@@ -22,9 +22,10 @@
 #![forbid(unsafe_code)]
 
 mod load;
+mod quick;
 mod time;
 
-pub use load::{PolicyNames, load_exceptions_file, load_exceptions_str};
+pub use load::{PolicyNames, load_exceptions_file, load_exceptions_str, quick_reader_agrees};
 pub use time::{days_from_civil, format_date};
 
 use std::collections::HashMap;
@@ -215,8 +216,9 @@ pub struct Matched {
 #[derive(Clone, Debug, Default)]
 pub struct Exceptions {
     list: Vec<Exception>,
-    /// Exceptions naming each rule, in file order.
-    by_rule: HashMap<RuleScope, Vec<u32>>,
+    /// Exceptions naming each rule, in file order (looked up once per
+    /// violation: foldhash rather than SipHash).
+    by_rule: HashMap<RuleScope, Vec<u32>, foldhash::fast::RandomState>,
     /// Exceptions naming no rule, in file order.
     ruleless: Vec<u32>,
 }
@@ -224,7 +226,8 @@ pub struct Exceptions {
 impl Exceptions {
     /// Indexes `list` (in file order).
     pub fn new(list: Vec<Exception>) -> Exceptions {
-        let mut by_rule: HashMap<RuleScope, Vec<u32>> = HashMap::new();
+        let mut by_rule: HashMap<RuleScope, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::default();
         let mut ruleless = Vec::new();
         for (i, exception) in list.iter().enumerate() {
             match exception.rule {

@@ -314,3 +314,131 @@ rule = "vendor-remote-session"
     );
     assert!(!has("exception \"old\" can never match"), "{all:?}");
 }
+
+/// Reads `text` with both readers: `true` when the quick one read it (and then it must agree),
+/// `false` when it left it to the `toml` crate.
+fn quick_reads(text: &str) -> bool {
+    match quick_reader_agrees(text) {
+        Some(agrees) => {
+            assert!(agrees, "the readers disagree on:\n{text}");
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn the_usual_files_read_alike_with_the_quick_reader() {
+    assert!(quick_reads(GOOD));
+    let thousand: String = (0..1_000)
+        .map(|i| {
+            format!(
+                "[[exceptions]]\nid = \"EX-{i:04}\"\nreason = \"benchmark\"\nowner = \"bench\"\n\
+                 expires = 2099-01-01\nrule = \"vendor-remote-session\"\nfrom = [\"vendor-vpn\"]\n\
+                 to = [\"192.0.2.{}\"]\nservices = [\"tcp/{}\"]\n\n",
+                i % 256,
+                1000 + i
+            )
+        })
+        .collect();
+    assert!(quick_reads(&thousand));
+    let snippets = [
+        "",
+        "# only a comment\r\n\n",
+        "[[exceptions]]\nid=\"a\"\nreason=\"\"\nowner=\"o\"\nexpires=2028-02-29\n",
+        "[[exceptions]] # c\n  id = \"a\" # c\n\treason = \"é\"\nowner = \"o\"\n\
+         created = 2026-12-31\nexpires = 2027-01-01\nfrom = [\n \"a\", # x\n\n \"b\",\n]\n\
+         to = []\nservices = [\"tcp/1\"]\nticket = \"T\"\nrule = \"sweep\"\n",
+        "[[exceptions]]\nid = \"a\"\nreason = \"r\"\nowner = \"o\"\nexpires = 2027-01-01\n\
+         [[exceptions]]\nid = \"a\"\nreason = \"r\"\nowner = \"o\"\nexpires = 1969-12-31\n",
+    ];
+    for text in snippets {
+        assert!(quick_reads(text), "left to the toml crate:\n{text}");
+    }
+}
+
+#[test]
+fn what_lies_outside_the_quick_subset_is_left_to_the_toml_crate() {
+    let head = "[[exceptions]]\nid = \"a\"\nreason = \"r\"\nowner = \"o\"\n";
+    let outside = [
+        "id = \"top\"\n".to_owned(),
+        "[exceptions]\n".to_owned(),
+        "[[ exceptions ]]\n".to_owned(),
+        "[[exception]]\n".to_owned(),
+        "\u{feff}[[exceptions]]\n".to_owned(),
+        head.to_owned(),
+        format!("{head}expires = 2027-02-29\n"),
+        format!("{head}expires = 2027-13-01\n"),
+        format!("{head}expires = 2027-04-31\n"),
+        format!("{head}expires = 2027-00-10\n"),
+        format!("{head}expires = 2027-01-00\n"),
+        format!("{head}expires = 2100-02-29\n"),
+        format!("{head}expires = 2027-01-01T00:00:00Z\n"),
+        format!("{head}expires = 2027-01-01 08:00:00\n"),
+        format!("{head}expires = 27-01-01\n"),
+        format!("{head}expires = \"2027-01-01\"\n"),
+        format!("{head}expires = 2027-01-01\nexpires = 2027-01-01\n"),
+        format!("{head}expires = 2027-01-01\nrule = 'lit'\n"),
+        format!("{head}expires = 2027-01-01\nrule = \"esc\\\"\"\n"),
+        format!("{head}expires = 2027-01-01\nfrom = \"a\"\n"),
+        format!("{head}expires = 2027-01-01\nfrom.x = [\"a\"]\n"),
+        format!("{head}expires = 2027-01-01\nfrm = [\"a\"]\n"),
+        format!("{head}expires = 2027-01-01\nfrom = [1]\n"),
+        format!("{head}expires = 2027-01-01\n[policy]\n"),
+    ];
+    for text in &outside {
+        assert!(!quick_reads(text), "read quickly:\n{text}");
+    }
+}
+
+#[test]
+fn every_small_edit_of_an_exceptions_file_reads_alike_or_is_left_to_the_toml_crate() {
+    let text =
+        format!("{GOOD}\n# second\n{GOOD}").replace("EX-2026-014\"\nreason", "EX-2\"\nreason");
+    let mut rng = fastrand::Rng::with_seed(23);
+    let inserts = [
+        "\"", "'", "[", "]", "=", ",", "#", "\n", "\r", "\t", " ", ".", "\\", "x", "1", "-", "T",
+        "0", "9", ":", "{", "\u{7}", "é",
+    ];
+    let mut quick = 0;
+    for _ in 0..3_000 {
+        let mut edited = text.clone();
+        for _ in 0..rng.usize(1..4) {
+            let mut at = rng.usize(..=edited.len());
+            while !edited.is_char_boundary(at) {
+                at -= 1;
+            }
+            if rng.bool() {
+                edited.insert_str(at, inserts[rng.usize(..inserts.len())]);
+            } else if let Some(c) = edited[at..].chars().next() {
+                edited.replace_range(at..at + c.len_utf8(), "");
+            }
+        }
+        quick += usize::from(quick_reads(&edited));
+        // Read either way, the diagnostics are the `toml` crate's.
+        let _ = load(&edited);
+    }
+    assert!(quick > 300, "{quick}");
+}
+
+#[test]
+fn a_file_the_quick_reader_reads_gives_the_same_diagnostics_as_the_toml_crate() {
+    // Errors found after reading (an unknown rule, a duplicate id) are reported alike
+    // whichever reader read the file: the quick reader's result is read again by the `toml`
+    // crate when it has an error.
+    let text = format!(
+        "{GOOD}{GOOD}{}",
+        GOOD.replace("vendor-remote-session", "nope")
+            .replace("EX-2026-014", "EX-2")
+    );
+    assert!(quick_reads(&text));
+    let errors = load(&text).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.contains("unknown rule \"nope\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("duplicate exception id")),
+        "{errors:?}"
+    );
+}

@@ -275,6 +275,7 @@ impl Fold {
                 scan_ports: settings.scan_ports.max(1),
                 max_initiators: settings.max_initiators.div_ceil(partitions).max(1),
                 max_keys: settings.max_keys_per_initiator.max(2),
+                use_log: true,
             },
             settings: settings.clone(),
             salt,

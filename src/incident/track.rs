@@ -27,15 +27,17 @@ pub(super) enum Window {
     Many(Several),
 }
 
-/// A window of several flows: those from `head` on in `flows`, and how many
-/// distinct coordinates they hold. One allocation, which the flows share
-/// (a queue and a table of counts took three, and most windows hold a few
-/// flows).
+/// A window of several flows: those from `head` on in `flows`, and each
+/// distinct coordinate they hold with its number of flows. A new flow
+/// mostly repeats a coordinate already held (the same server again): it
+/// finds it among the few distinct ones rather than among every flow held.
 #[derive(Debug, Default)]
 pub(super) struct Several {
     flows: Vec<(u64, Addr)>,
     head: u32,
-    distinct: u32,
+    /// Fewer than the threshold (the window is handed over when it reaches
+    /// it), in the order first held.
+    coords: Vec<(Addr, u32)>,
 }
 
 /// Flows kept per key: four times a threshold of 32 leaves room for flows
@@ -47,17 +49,16 @@ impl Several {
         &self.flows[self.head as usize..]
     }
 
-    fn holds(&self, other: Addr) -> bool {
-        self.held().iter().any(|&(_, o)| o == other)
-    }
-
     fn pop_front(&mut self) {
         let Some(&(_, other)) = self.held().first() else {
             return;
         };
         self.head += 1;
-        if !self.holds(other) {
-            self.distinct -= 1;
+        if let Some(i) = self.coords.iter().position(|&(c, _)| c == other) {
+            self.coords[i].1 -= 1;
+            if self.coords[i].1 == 0 {
+                self.coords.remove(i);
+            }
         }
         // Room is made at the front once half the vector is spent.
         if self.head as usize >= 16 && self.head as usize * 2 >= self.flows.len() {
@@ -67,8 +68,9 @@ impl Several {
     }
 
     fn push_back(&mut self, ts: u64, other: Addr) {
-        if !self.holds(other) {
-            self.distinct += 1;
+        match self.coords.iter_mut().find(|(c, _)| *c == other) {
+            Some((_, n)) => *n += 1,
+            None => self.coords.push((other, 1)),
         }
         self.flows.push((ts, other));
     }
@@ -92,7 +94,7 @@ impl Window {
                 let mut several = Several {
                     flows: Vec::with_capacity(4),
                     head: 0,
-                    distinct: 0,
+                    coords: Vec::with_capacity(2),
                 };
                 several.push_back(*t, *o);
                 several.push_back(ts, other);
@@ -114,12 +116,30 @@ impl Window {
         }
     }
 
+    /// Adds a flow without dropping any (moving a log's flows to windows).
+    fn append(&mut self, ts: u64, other: Addr) {
+        match self {
+            Window::Empty => *self = Window::One(ts, other),
+            Window::One(t, o) => {
+                let mut several = Several {
+                    flows: Vec::with_capacity(4),
+                    head: 0,
+                    coords: Vec::with_capacity(2),
+                };
+                several.push_back(*t, *o);
+                several.push_back(ts, other);
+                *self = Window::Many(several);
+            }
+            Window::Many(several) => several.push_back(ts, other),
+        }
+    }
+
     /// True when the flows held reach `threshold` distinct coordinates.
     fn reaches(&self, threshold: u32) -> bool {
         let distinct = match self {
             Window::Empty => 0,
             Window::One(..) => 1,
-            Window::Many(several) => several.distinct as usize,
+            Window::Many(several) => several.coords.len(),
         };
         distinct >= threshold as usize
     }
@@ -257,18 +277,204 @@ struct Initiator {
     /// which initiators go when room is needed (a total order, so the same
     /// capture drops the same initiators).
     seq: u64,
-    keys: Keys,
+    counting: Counting,
+}
+
+/// How an initiator's flows are counted.
+#[derive(Debug)]
+enum Counting {
+    /// Few flows: one log of them, searched whole at each new flow.
+    Log(Vec<Logged>),
+    /// One flow, held without an allocation (most initiators of a
+    /// partition's hundred thousand).
+    First(Logged),
+    /// Many: a window per key.
+    Keys(Keys),
+}
+
+impl Default for Counting {
+    fn default() -> Self {
+        Counting::Log(Vec::new())
+    }
+}
+
+/// A flow in an initiator's log: its time, responder and protocol/port
+/// coordinate, and whether its sweep key and its scan key no longer count
+/// it (popped from the window, handed over at a threshold, or not counted
+/// while that key's incident is open).
+#[derive(Clone, Copy, Debug)]
+struct Logged {
+    ts: u64,
+    host: Addr,
+    coordinate: u32,
+    gone: u8,
+}
+
+/// [`Logged::gone`]: no longer counted by its sweep key.
+const SWEEP_GONE: u8 = 1;
+/// [`Logged::gone`]: no longer counted by its scan key.
+const SCAN_GONE: u8 = 2;
+
+/// Flows a log holds before the initiator's flows go to windows by key.
+/// Most initiators start a few flows a minute: one short vector, searched
+/// whole, costs a fraction of a window per key (their vectors, their
+/// lookups). Its keys (at most two a flow) stay far below any bound on
+/// keys the log is used with, so nothing it holds is ever dropped for room.
+const LOG_CAP: usize = 16;
+
+/// The sweep key of a scan coordinate (`protocol << 16 | port`, with
+/// `has_port` in bit 24).
+fn port_key_of(coordinate: u32) -> PortKey {
+    ((coordinate >> 16) as u8, coordinate as u16)
+}
+
+impl Logged {
+    /// True when counted by the key of `kind` that `self` shares with
+    /// `key` (a sweep's port key, a scan's host).
+    fn counts_for(&self, kind: u8, port_key: PortKey, host: Addr) -> bool {
+        self.gone & kind == 0
+            && if kind == SWEEP_GONE {
+                port_key_of(self.coordinate) == port_key
+            } else {
+                self.host == host
+            }
+    }
+
+    /// The other coordinate for `kind`: the host for a sweep, the
+    /// protocol/port for a scan.
+    fn other(&self, kind: u8) -> u128 {
+        if kind == SWEEP_GONE {
+            self.host.get()
+        } else {
+            u128::from(self.coordinate)
+        }
+    }
+}
+
+/// Counts a flow in `log`, as the windows by key would: for each key not
+/// open, the flows it holds that are before the window go first (from the
+/// front, in arrival order, as a window drops them), the flow joins, and
+/// a key whose distinct others reach its threshold hands its flows over.
+/// `None`, with nothing changed, when the log is full.
+fn log_count(
+    log: &mut Vec<Logged>,
+    limits: &Limits,
+    flow: Logged,
+    port_key: PortKey,
+    (sweep_open, scan_open): (bool, bool),
+) -> Option<(Option<Counted>, Option<Counted>)> {
+    if log.len() >= LOG_CAP {
+        log.retain(|e| e.gone != SWEEP_GONE | SCAN_GONE);
+        if log.len() >= LOG_CAP {
+            return None;
+        }
+    }
+    let oldest = flow.ts.saturating_sub(limits.window_ns);
+    let host = flow.host;
+    // One pass for both keys: each drops its flows before the window from
+    // its front, and counts the rest.
+    let (mut sweep_front, mut scan_front) = (true, true);
+    let (mut sweep_held, mut scan_held) = (1u32, 1u32);
+    for entry in log.iter_mut() {
+        if !sweep_open && entry.counts_for(SWEEP_GONE, port_key, host) {
+            if sweep_front && entry.ts < oldest {
+                entry.gone |= SWEEP_GONE;
+            } else {
+                sweep_front = false;
+                sweep_held += 1;
+            }
+        }
+        if !scan_open && entry.counts_for(SCAN_GONE, port_key, host) {
+            if scan_front && entry.ts < oldest {
+                entry.gone |= SCAN_GONE;
+            } else {
+                scan_front = false;
+                scan_held += 1;
+            }
+        }
+    }
+    log.push(flow);
+    let swept = (!sweep_open && sweep_held >= limits.sweep_hosts)
+        .then(|| hand_over(log, SWEEP_GONE, port_key, host, limits.sweep_hosts))
+        .flatten();
+    let scanned = (!scan_open && scan_held >= limits.scan_ports)
+        .then(|| hand_over(log, SCAN_GONE, port_key, host, limits.scan_ports))
+        .flatten();
+    Some((swept, scanned))
+}
+
+/// The flows `log` holds for the key of `kind` (`port_key` or `host`),
+/// handed over when their distinct others reach `threshold`.
+fn hand_over(
+    log: &mut [Logged],
+    kind: u8,
+    port_key: PortKey,
+    host: Addr,
+    threshold: u32,
+) -> Option<Counted> {
+    let held = || log.iter().filter(|e| e.counts_for(kind, port_key, host));
+    let mut distinct = 0;
+    for (i, entry) in held().enumerate() {
+        if !held().take(i).any(|e| e.other(kind) == entry.other(kind)) {
+            distinct += 1;
+        }
+    }
+    if distinct < threshold {
+        return None;
+    }
+    let counted = held().map(|e| (e.ts, e.other(kind))).collect();
+    for entry in log.iter_mut() {
+        if entry.counts_for(kind, port_key, host) {
+            entry.gone |= kind;
+        }
+    }
+    Some(counted)
+}
+
+/// The windows by key holding what `log` holds.
+fn keys_of_log(log: &[Logged]) -> Keys {
+    let mut keys = Keys::default();
+    for entry in log {
+        let coordinates = [
+            (SWEEP_GONE, Coord::Sweep(port_key_of(entry.coordinate))),
+            (SCAN_GONE, Coord::Scan(entry.host)),
+        ];
+        for (kind, key) in coordinates {
+            if entry.gone & kind != 0 {
+                continue;
+            }
+            let other = Addr::new(entry.other(kind));
+            match keys.get_mut(key) {
+                Some(window) => window.append(entry.ts, other),
+                None => {
+                    let mut window = Window::default();
+                    window.append(entry.ts, other);
+                    keys.insert(key, window);
+                }
+            }
+        }
+    }
+    keys
 }
 
 impl Initiator {
-    fn keys(&self) -> usize {
-        self.keys.len()
+    /// Its windows by key (the log's flows moved to them first).
+    fn keys(&mut self) -> &mut Keys {
+        match &self.counting {
+            Counting::Log(log) => self.counting = Counting::Keys(keys_of_log(log)),
+            Counting::First(first) => self.counting = Counting::Keys(keys_of_log(&[*first])),
+            Counting::Keys(_) => {}
+        }
+        match &mut self.counting {
+            Counting::Keys(keys) => keys,
+            _ => unreachable!("moved to windows above"),
+        }
     }
+}
 
-    /// Drops keys with no flow in the window before `oldest`.
-    fn prune(&mut self, oldest: u64) {
-        self.keys.retain(|w| w.latest() >= oldest);
-    }
+/// Drops keys with no flow in the window before `oldest`.
+fn prune(keys: &mut Keys, oldest: u64) {
+    keys.retain(|w| w.latest() >= oldest);
 }
 
 /// What reaching a threshold hands to the fold: the flows counted, in
@@ -294,6 +500,9 @@ pub(super) struct Limits {
     pub scan_ports: u32,
     pub max_initiators: usize,
     pub max_keys: usize,
+    /// Whether initiators with few flows keep a log (always, but for the
+    /// test that holds the log to the windows).
+    pub use_log: bool,
 }
 
 impl Tracker {
@@ -332,15 +541,46 @@ impl Tracker {
         let state = self.initiators.entry(initiator).or_default();
         state.last_ts = state.last_ts.max(ts);
         state.seq = seq;
-        if state.keys() + 2 > limits.max_keys {
-            state.prune(oldest);
+        if limits.use_log && limits.max_keys >= 2 * LOG_CAP + 2 {
+            let flow = Logged {
+                ts,
+                host: Addr::new(host),
+                coordinate: port_coordinate as u32,
+                gone: (u8::from(sweep_open) * SWEEP_GONE) | (u8::from(scan_open) * SCAN_GONE),
+            };
+            match &mut state.counting {
+                // A new initiator's first flow reaches no threshold above
+                // one: held as it is.
+                Counting::Log(log)
+                    if log.capacity() == 0 && limits.sweep_hosts > 1 && limits.scan_ports > 1 =>
+                {
+                    state.counting = Counting::First(flow);
+                    return (None, None);
+                }
+                Counting::First(first) => {
+                    let mut log = Vec::with_capacity(LOG_CAP / 2);
+                    log.push(*first);
+                    state.counting = Counting::Log(log);
+                }
+                _ => {}
+            }
+            if let Counting::Log(log) = &mut state.counting
+                && let Some(counted) =
+                    log_count(log, limits, flow, port_key, (sweep_open, scan_open))
+            {
+                return counted;
+            }
         }
-        let mut room = limits.max_keys.saturating_sub(state.keys());
+        let keys = state.keys();
+        if keys.len() + 2 > limits.max_keys {
+            prune(keys, oldest);
+        }
+        let mut room = limits.max_keys.saturating_sub(keys.len());
         let mut untracked = 0;
         let mut swept = None;
         if !sweep_open {
             let (dropped, reached) = add_flow(
-                &mut state.keys,
+                keys,
                 Coord::Sweep(port_key),
                 (ts, Addr::new(host)),
                 limits.window_ns,
@@ -349,16 +589,13 @@ impl Tracker {
             );
             untracked += dropped;
             if reached {
-                swept = state
-                    .keys
-                    .remove(Coord::Sweep(port_key))
-                    .map(Window::into_flows);
+                swept = keys.remove(Coord::Sweep(port_key)).map(Window::into_flows);
             }
         }
         let mut scanned = None;
         if !scan_open {
             let (dropped, reached) = add_flow(
-                &mut state.keys,
+                keys,
                 Coord::Scan(Addr::new(host)),
                 (ts, Addr::new(port_coordinate)),
                 limits.window_ns,
@@ -367,8 +604,7 @@ impl Tracker {
             );
             untracked += dropped;
             if reached {
-                scanned = state
-                    .keys
+                scanned = keys
                     .remove(Coord::Scan(Addr::new(host)))
                     .map(Window::into_flows);
             }
@@ -404,5 +640,60 @@ impl Tracker {
     /// Initiators tracked now.
     pub(super) fn initiators(&self) -> usize {
         self.initiators.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log counts exactly as the windows by key do, whatever the
+    /// order of times, the thresholds and the incidents open.
+    #[test]
+    fn the_log_counts_as_the_windows_do() {
+        let mut rng = fastrand::Rng::with_seed(31);
+        for round in 0..400 {
+            let limits = Limits {
+                window_ns: rng.u64(1..40),
+                sweep_hosts: rng.u32(1..6),
+                scan_ports: rng.u32(1..6),
+                max_initiators: rng.usize(1..6),
+                max_keys: 4_096,
+                use_log: true,
+            };
+            let (mut with_log, mut without) = (Tracker::default(), Tracker::default());
+            let windows_only = Limits {
+                use_log: false,
+                ..limits
+            };
+            let mut ts = 1_000u64;
+            for step in 0..rng.usize(1..300) {
+                // Mostly forward, sometimes back (merged captures).
+                ts = if rng.u8(..10) == 0 {
+                    ts.saturating_sub(rng.u64(0..30))
+                } else {
+                    ts + rng.u64(0..8)
+                };
+                let initiator = (rng.u8(..8) == 0, u128::from(rng.u32(0..4)));
+                let host = u128::from(rng.u32(0..6));
+                let protocol = [6u8, 17, 1][rng.usize(..3)];
+                let port = if protocol == 1 {
+                    None
+                } else {
+                    Some(rng.u16(0..4))
+                };
+                let port_key = (protocol, port.unwrap_or(0));
+                let coordinate = u128::from(protocol) << 16
+                    | u128::from(port.unwrap_or(0))
+                    | u128::from(port.is_some()) << 24;
+                let sweep = (port_key, rng.u8(..6) == 0);
+                let scan = (host, coordinate, rng.u8(..6) == 0);
+                let a = with_log.count(&limits, initiator, ts, sweep, scan);
+                let b = without.count(&windows_only, initiator, ts, sweep, scan);
+                assert_eq!(a, b, "round {round}, step {step}");
+                assert_eq!(with_log.untracked, without.untracked, "round {round}");
+                assert_eq!(with_log.initiators(), without.initiators(), "round {round}");
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ pub use diagnostic::{Diagnostic, Level, PolicyError};
 pub use load::{
     load_policy_bytes, load_policy_file, load_policy_str, quick_reader_agrees, unreadable_policy,
 };
+pub(crate) use quick::Reader as QuickReader;
 
 use ipnetwork::IpNetwork;
 

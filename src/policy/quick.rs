@@ -32,11 +32,7 @@ type FastSet<'a> = std::collections::HashSet<&'a str, foldhash::fast::RandomStat
 
 /// Reads `text` as the `toml` crate and serde would, or `None` when it is not of the usual shape.
 pub(super) fn read(text: &str) -> Option<RawPolicyFile<'_>> {
-    let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut reader = Reader::new(text);
     let mut raw = RawPolicyFile::default();
     let mut table = Table::Root;
     let mut seen_policy = false;
@@ -195,7 +191,9 @@ fn once<T>(slot: &mut Option<T>, read: impl FnOnce() -> Option<T>) -> Option<()>
     Some(())
 }
 
-struct Reader<'a> {
+/// The subset's lexical pieces, shared with the exceptions file's quick reader
+/// (`exception/quick.rs`): each reads exactly what the `toml` crate would, or gives up.
+pub(crate) struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
@@ -213,11 +211,30 @@ fn is_text(byte: u8) -> bool {
 }
 
 impl<'a> Reader<'a> {
-    fn peek(&self) -> Option<u8> {
+    /// A reader at the start of `text`.
+    pub(crate) fn new(text: &'a str) -> Self {
+        Reader {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    /// The byte offset read up to.
+    pub(crate) fn at(&self) -> usize {
+        self.at
+    }
+
+    /// Steps over one byte (a line's end the caller peeked).
+    pub(crate) fn advance(&mut self) {
+        self.at += 1;
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
@@ -226,20 +243,20 @@ impl<'a> Reader<'a> {
     }
 
     /// Spaces and tabs.
-    fn skip_blanks(&mut self) {
+    pub(crate) fn skip_blanks(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.at += 1;
         }
     }
 
     /// `\r\n`; a lone carriage return is outside the subset.
-    fn newline(&mut self) -> Option<()> {
+    pub(crate) fn newline(&mut self) -> Option<()> {
         self.expect(b'\r')?;
         self.expect(b'\n')
     }
 
     /// A comment, up to (not including) its line's end.
-    fn comment(&mut self) -> Option<()> {
+    pub(crate) fn comment(&mut self) -> Option<()> {
         self.expect(b'#')?;
         while let Some(byte) = self.peek() {
             match byte {
@@ -252,7 +269,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Blanks, an optional comment, then a line's end or the end of the text.
-    fn end_of_line(&mut self) -> Option<()> {
+    pub(crate) fn end_of_line(&mut self) -> Option<()> {
         self.skip_blanks();
         if self.peek() == Some(b'#') {
             self.comment()?;
@@ -269,7 +286,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Blanks, line ends and comments, as between the values of an array.
-    fn skip_trivia(&mut self) -> Option<()> {
+    pub(crate) fn skip_trivia(&mut self) -> Option<()> {
         loop {
             match self.peek() {
                 Some(b' ' | b'\t' | b'\n') => self.at += 1,
@@ -281,7 +298,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The span of a bare key.
-    fn bare_key(&mut self) -> Option<Range<usize>> {
+    pub(crate) fn bare_key(&mut self) -> Option<Range<usize>> {
         let start = self.at;
         while self.peek().is_some_and(is_bare) {
             self.at += 1;
@@ -290,7 +307,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The key of a `key = value` line.
-    fn key(&mut self) -> Option<&'a str> {
+    pub(crate) fn key(&mut self) -> Option<&'a str> {
         let span = self.bare_key()?;
         Some(&self.text[span])
     }
@@ -334,6 +351,12 @@ impl<'a> Reader<'a> {
 
     /// A basic string without escapes, with its span (quotes included).
     fn string(&mut self) -> Option<Str<'a>> {
+        let (span, content) = self.plain_string()?;
+        Some(Spanned::new(span, Text::borrowed(content)))
+    }
+
+    /// A basic string without escapes: its span (quotes included) and its content.
+    pub(crate) fn plain_string(&mut self) -> Option<(Range<usize>, &'a str)> {
         let start = self.at;
         self.expect(b'"')?;
         let content = self.at;
@@ -352,10 +375,42 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.value_ends()?;
-        Some(Spanned::new(
-            start..self.at,
-            Text::borrowed(&self.text[content..end]),
-        ))
+        Some((start..self.at, &self.text[content..end]))
+    }
+
+    /// A local date `YYYY-MM-DD` that the `toml` crate accepts (a real day of the Gregorian
+    /// calendar), with its span: (span, year, month, day). A date-time gives up.
+    pub(crate) fn date(&mut self) -> Option<(Range<usize>, u16, u8, u8)> {
+        let start = self.at;
+        let text = self.bytes.get(start..start + 10)?;
+        let digits = |range: Range<usize>| -> Option<u16> {
+            text[range].iter().try_fold(0u16, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u16::from(b - b'0'))
+            })
+        };
+        if text[4] != b'-' || text[7] != b'-' {
+            return None;
+        }
+        let (year, month, day) = (digits(0..4)?, digits(5..7)? as u8, digits(8..10)? as u8);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days = match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            1..=12 => 31,
+            _ => return None,
+        };
+        if day < 1 || day > days {
+            return None;
+        }
+        self.at += 10;
+        self.value_ends()?;
+        // `2027-02-01 08:00:00Z`: a date-time written with a space.
+        let rest = &self.bytes[self.at..];
+        if rest.first() == Some(&b' ') && rest.get(1).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        Some((start..self.at, year, month, day))
     }
 
     /// `true` or `false`.
@@ -403,7 +458,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array of what `item` reads, with its span (brackets included).
-    fn array<T>(
+    pub(crate) fn array<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Option<T>,
     ) -> Option<Spanned<Vec<T>>> {

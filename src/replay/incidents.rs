@@ -63,7 +63,13 @@ pub(super) struct Folding {
     partitions: Vec<Partition>,
     timeline: Timeline,
     last_ts: u64,
+    /// Per frame of the batch: the shard whose flow started there, if any
+    /// (reused from batch to batch).
+    starts_at: Vec<u8>,
 }
+
+/// No flow started at this frame (in [`Folding::starts_at`]).
+const NO_START: u8 = u8::MAX;
 
 impl Folding {
     pub(super) fn new(settings: &IncidentSettings, salt: u64) -> Folding {
@@ -78,6 +84,7 @@ impl Folding {
                 .collect(),
             timeline: Timeline::default(),
             last_ts: 0,
+            starts_at: Vec::new(),
         }
     }
 
@@ -95,7 +102,7 @@ impl Folding {
         if let Some(last) = self.timeline.last_ts() {
             self.last_ts = last;
         }
-        self.route(shards);
+        self.route(base_index, frames.len(), shards);
         let timeline = &self.timeline;
         self.partitions.par_iter_mut().for_each(|partition| {
             partition.fold.batch(
@@ -117,23 +124,87 @@ impl Folding {
 
     /// Hands the shards' inputs to the partitions of their initiators, in
     /// capture order.
-    fn route<'s>(&mut self, shards: impl Iterator<Item = &'s mut ShardOutput>) {
-        for output in shards {
+    fn route<'s>(
+        &mut self,
+        base_index: u64,
+        frames: usize,
+        shards: impl Iterator<Item = &'s mut ShardOutput>,
+    ) {
+        let mut outputs: Vec<&mut ShardOutput> = shards.collect();
+        for output in &mut outputs {
             for violation in output.violations.drain(..) {
                 let p = partition_of(violation.ipv6, violation.src_addr);
                 self.partitions[p].violations.push(violation);
             }
-            for notice in output.notices.drain(..) {
-                let p = partition_of(notice.ipv6, notice.initiator);
-                self.partitions[p].notices.push(notice);
+        }
+        if !self.route_starts_by_position(base_index, frames, &mut outputs) {
+            for output in &mut outputs {
+                for notice in output.notices.drain(..) {
+                    let p = partition_of(notice.ipv6, notice.initiator);
+                    self.partitions[p].notices.push(notice);
+                }
+            }
+            for partition in &mut self.partitions {
+                partition.notices.sort_unstable_by_key(|n| n.position);
             }
         }
         for partition in &mut self.partitions {
             partition
                 .violations
                 .sort_unstable_by_key(|v| SortKey::of_violation(v, 0));
-            partition.notices.sort_unstable_by_key(|n| n.position);
         }
+    }
+
+    /// Hands out the flow starts in capture order without sorting them:
+    /// each shard's are in capture order, and at most one flow starts at a
+    /// frame, so marking each frame with its shard and walking the frames
+    /// merges them (sorting them per partition cost 190 instructions a flow,
+    /// 2026-12-07). False, with nothing taken, when the starts are not so
+    /// (then they are sorted).
+    fn route_starts_by_position(
+        &mut self,
+        base_index: u64,
+        frames: usize,
+        outputs: &mut [&mut ShardOutput],
+    ) -> bool {
+        if outputs.len() >= usize::from(NO_START) {
+            return false;
+        }
+        self.starts_at.clear();
+        self.starts_at.resize(frames, NO_START);
+        for (s, output) in outputs.iter().enumerate() {
+            let mut previous = None;
+            for notice in &output.notices {
+                let at = notice
+                    .position
+                    .checked_sub(base_index)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .filter(|&i| i < frames);
+                let in_order = previous.is_none_or(|p| p < notice.position);
+                previous = Some(notice.position);
+                match at {
+                    Some(i) if in_order && self.starts_at[i] == NO_START => {
+                        self.starts_at[i] = s as u8;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        let mut cursors = vec![0usize; outputs.len()];
+        for &s in &self.starts_at {
+            if s == NO_START {
+                continue;
+            }
+            let s = usize::from(s);
+            let notice = outputs[s].notices[cursors[s]];
+            cursors[s] += 1;
+            let p = partition_of(notice.ipv6, notice.initiator);
+            self.partitions[p].notices.push(notice);
+        }
+        for output in outputs.iter_mut() {
+            output.notices.clear();
+        }
+        true
     }
 
     /// The end of the capture: `released` (events of flows still waiting
