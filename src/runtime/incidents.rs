@@ -6,7 +6,7 @@
 //! the sinks, each of which takes what its `records` setting asks for.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,11 @@ use super::policy::LivePolicy;
 /// Batches waiting for the incident thread: a few seconds of a busy
 /// sensor's batches; beyond, capture does not wait.
 const QUEUE: usize = 4_096;
+/// Violations and flow starts waiting, over all queued batches: the
+/// queue's memory bound (a batch's size follows its frames, not a count of
+/// batches): at most 262,144 of 112 bytes (violations) or 64 (flow starts),
+/// 28 MiB, twice that with the vectors' spare capacity.
+pub const QUEUED_INPUTS: usize = 262_144;
 /// Closed incidents `/api/v1/incidents` shows.
 const RECENT_CLOSED: usize = 100;
 /// Open incidents `/api/v1/incidents` shows (the latest opened).
@@ -76,6 +81,8 @@ impl IncidentView {
 pub struct IncidentQueue {
     sender: Sender<IncidentInput>,
     view: Arc<IncidentView>,
+    /// Violations and flow starts queued, against [`QUEUED_INPUTS`].
+    queued_inputs: Arc<AtomicUsize>,
 }
 
 impl IncidentQueue {
@@ -90,6 +97,12 @@ impl IncidentQueue {
         if violations.is_empty() && notices.is_empty() {
             return true;
         }
+        let inputs = violations.len() + notices.len();
+        if self.queued_inputs.fetch_add(inputs, Ordering::Relaxed) + inputs > QUEUED_INPUTS {
+            self.queued_inputs.fetch_sub(inputs, Ordering::Relaxed);
+            self.view.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         violations.sort_by_key(|v| SortKey::of_violation(v, 0));
         let input = IncidentInput {
             violations: std::mem::take(violations),
@@ -99,6 +112,7 @@ impl IncidentQueue {
         match self.sender.try_send(input) {
             Ok(()) => true,
             Err(TrySendError::Full(input) | TrySendError::Disconnected(input)) => {
+                self.queued_inputs.fetch_sub(inputs, Ordering::Relaxed);
                 self.view.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 *violations = input.violations;
                 false
@@ -191,17 +205,20 @@ impl IncidentThread {
         let (sender, receiver) = crossbeam_channel::bounded(QUEUE);
         let view = Arc::new(IncidentView::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let queued_inputs = Arc::new(AtomicUsize::new(0));
         let fold = Fold::new(settings, salt).whole();
         let thread = {
-            let (view, stop) = (view.clone(), stop.clone());
+            let (view, stop, queued) = (view.clone(), stop.clone(), queued_inputs.clone());
+            let inputs = Inputs { receiver, queued };
             std::thread::Builder::new()
                 .name("segwatch-incidents".into())
-                .spawn(move || run(fold, &receiver, &sinks, inventory.as_deref(), &view, &stop))?
+                .spawn(move || run(fold, &inputs, &sinks, inventory.as_deref(), &view, &stop))?
         };
         Ok(IncidentThread {
             queue: IncidentQueue {
                 sender,
                 view: view.clone(),
+                queued_inputs,
             },
             view,
             stop,
@@ -218,9 +235,15 @@ impl IncidentThread {
     }
 }
 
+/// The incident thread's side of the queue.
+struct Inputs {
+    receiver: Receiver<IncidentInput>,
+    queued: Arc<AtomicUsize>,
+}
+
 fn run(
     mut fold: Fold,
-    receiver: &Receiver<IncidentInput>,
+    inputs: &Inputs,
     sinks: &[SinkHandle],
     inventory: Option<&Inventory>,
     view: &IncidentView,
@@ -236,8 +259,13 @@ fn run(
     let mut next_tick = Instant::now() + TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
+        let receiver = &inputs.receiver;
         match receiver.recv_timeout(wait) {
             Ok(input) => {
+                inputs.queued.fetch_sub(
+                    input.violations.len() + input.notices.len(),
+                    Ordering::Relaxed,
+                );
                 view.stats
                     .queued
                     .store(receiver.len() as u64, Ordering::Relaxed);
@@ -280,7 +308,7 @@ fn run(
             }
             publish(&fold, &closed, clock.now().unwrap_or(0), devices, view);
         }
-        if stop.load(Ordering::Relaxed) && receiver.is_empty() {
+        if stop.load(Ordering::Relaxed) && inputs.receiver.is_empty() {
             break;
         }
     }
@@ -308,4 +336,61 @@ fn publish(
         *shown = (open, closed.clone());
     }
     view.stats.publish(fold.counters());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notices(count: usize) -> Vec<StartNotice> {
+        let notice = StartNotice {
+            position: 0,
+            ts_ns: 0,
+            ipv6: false,
+            protocol: 6,
+            port: Some(443),
+            initiator: 1,
+            responder: 2,
+            zones: (0, 1),
+        };
+        vec![notice; count]
+    }
+
+    /// The queue is bounded by what its batches hold, not only by their
+    /// number: a batch past [`QUEUED_INPUTS`] is refused and counted, and
+    /// room comes back as the thread takes batches.
+    #[test]
+    fn the_queue_refuses_batches_past_its_inputs_bound() {
+        let (policy, _) = super::super::PolicyHandle::embedded(
+            crate::synth::policy::EXAMPLE_HOSPITAL,
+            "example-hospital.toml",
+        )
+        .unwrap();
+        let policy = policy.current();
+        let (sender, receiver) = crossbeam_channel::bounded(QUEUE);
+        let queue = IncidentQueue {
+            sender,
+            view: Arc::new(IncidentView::default()),
+            queued_inputs: Arc::new(AtomicUsize::new(0)),
+        };
+        let inputs = Inputs {
+            receiver,
+            queued: queue.queued_inputs.clone(),
+        };
+        let half = QUEUED_INPUTS / 2;
+        for _ in 0..2 {
+            assert!(queue.offer(&mut Vec::new(), &mut notices(half), &policy));
+        }
+        let mut refused = notices(1);
+        assert!(!queue.offer(&mut Vec::new(), &mut refused, &policy));
+        assert_eq!(queue.view.stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(inputs.receiver.len(), 2, "far below the batch bound");
+        // The thread's side gives the room back as it takes a batch.
+        let taken = inputs.receiver.recv().unwrap();
+        inputs
+            .queued
+            .fetch_sub(taken.notices.len(), Ordering::Relaxed);
+        assert!(queue.offer(&mut Vec::new(), &mut notices(1), &policy));
+        assert_eq!(inputs.queued.load(Ordering::Relaxed), half + 1);
+    }
 }
