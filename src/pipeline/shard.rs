@@ -226,10 +226,9 @@ impl Shard {
         index: u64,
         policy: &PolicyInForce,
     ) {
-        let data = match frame {
-            Some(frame) if self.state.options.detect_apps => frame.data,
-            _ => &[],
-        };
+        // The tracker reads the frame only for its inspections, which it
+        // starts only when detecting applications: no need to ask here.
+        let data = frame.map_or(&[][..], |frame| frame.data);
         let mut judge = Judge {
             state: &mut self.state,
             policy,

@@ -539,8 +539,9 @@ fn track_shard<const READS_FRAMES: bool>(
             // over the batch, decoded a batch ago on any core.
             if let Some(far) = ahead(n + PREFETCH_AHEAD) {
                 shard.prefetch_index(far.packet.hash);
-                if reads_every_frame && let Some(frame) = frames.get(far.position as usize) {
-                    prefetch(frame);
+                if reads_every_frame {
+                    // No bounds check: a prefetch never faults.
+                    prefetch(frames.as_ptr().wrapping_add(far.position as usize));
                 }
             }
             if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
