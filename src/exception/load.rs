@@ -10,10 +10,10 @@ use std::ops::Range;
 use std::path::Path;
 
 use ipnetwork::IpNetwork;
-use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
+use super::raw::{RawException, RawFile, Str};
 use super::time::{datetime_ns, format_date};
 use super::{
     DAY_NS, DEFAULT_RULE, EndpointScope, Exception, RuleId, RuleScope, ServiceScope, UNKNOWN_ZONE,
@@ -58,30 +58,6 @@ fn scope_of_spec(spec: &ServiceSpec) -> ServiceScope {
         udp: spec.udp.clone(),
         icmp: spec.icmp,
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawFile {
-    #[serde(default)]
-    pub(super) exceptions: Vec<Spanned<RawException>>,
-}
-
-pub(super) type Str = Spanned<String>;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawException {
-    pub(super) id: Str,
-    pub(super) reason: Str,
-    pub(super) owner: Str,
-    pub(super) ticket: Option<Str>,
-    pub(super) created: Option<Spanned<Datetime>>,
-    pub(super) expires: Spanned<Datetime>,
-    pub(super) rule: Option<Str>,
-    pub(super) from: Option<Spanned<Vec<Str>>>,
-    pub(super) to: Option<Spanned<Vec<Str>>>,
-    pub(super) services: Option<Spanned<Vec<Str>>>,
 }
 
 const KEYS: &str = "id, reason, owner, ticket, created, expires, rule, from, to, services";

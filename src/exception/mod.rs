@@ -23,6 +23,7 @@
 
 mod load;
 mod quick;
+mod raw;
 mod time;
 
 pub use load::{PolicyNames, load_exceptions_file, load_exceptions_str, quick_reader_agrees};

@@ -17,7 +17,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::value::{Date, Datetime};
 
-use super::load::{RawException, RawFile, Str};
+use super::raw::{RawException, RawFile, Str};
 use crate::policy::QuickReader;
 
 /// Reads `text` as the `toml` crate and serde would, or `None` when it is not of the usual
