@@ -112,7 +112,7 @@ pub fn set_dates(pdf: &mut [u8], ts_ns: u64) -> usize {
     let mut rewritten = 0;
     for key in DATE_KEYS {
         let mut from = 0;
-        while let Some(at) = find(&pdf[from..], key) {
+        while let Some(at) = crate::app::bytes::find(&pdf[from..], key) {
             let value = from + at + key.len();
             from = value;
             let Some(old) = pdf.get(value..value + date.len()) else {
@@ -136,10 +136,6 @@ fn is_pdf_date(value: &[u8]) -> bool {
         && value[17] == b'\''
         && value[18..20].iter().all(u8::is_ascii_digit)
         && value[20] == b'\''
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
