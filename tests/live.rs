@@ -249,6 +249,40 @@ impl Sensor {
         Sensor::watching(child)
     }
 
+    /// `segwatch learn --interface` on `veth`'s capture side for `duration`
+    /// (its private directory under `tmp` when given), once it captures.
+    fn learning(
+        veth: &Veth,
+        zones: &std::path::Path,
+        duration: &str,
+        learned: &std::path::Path,
+        tmp: Option<&std::path::Path>,
+    ) -> Sensor {
+        let mut command = Command::new("ip");
+        command
+            .args([
+                "netns",
+                "exec",
+                &veth.b,
+                SEGWATCH,
+                "--log-level",
+                "info",
+                "learn",
+            ])
+            .arg("--zones")
+            .arg(zones)
+            .args(["--interface", &veth.capture, "--duration", duration, "-o"])
+            .arg(learned)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(tmp) = tmp {
+            command.env("TMPDIR", tmp);
+        }
+        let mut sensor = Sensor::watching(command.spawn().unwrap());
+        sensor.wait_log("Capturing headers to learn from", Duration::from_secs(20));
+        sensor
+    }
+
     /// A started segwatch whose stderr is piped.
     fn watching(mut child: Child) -> Sensor {
         let pipe = child.stderr.take().unwrap();
@@ -1062,21 +1096,7 @@ fn learning_from_live_traffic_keeps_headers_only_and_allows_what_it_saw() {
     let veth = Veth::new();
     let learned = dir.path().join("learned.toml");
     let policy = example_policy();
-    let mut learner = Sensor::command(
-        &veth.b,
-        &[
-            "learn",
-            "--zones",
-            policy.to_str().unwrap(),
-            "--interface",
-            &veth.capture,
-            "--duration",
-            "4s",
-            "-o",
-            learned.to_str().unwrap(),
-        ],
-    );
-    learner.wait_log("Capturing headers to learn from", Duration::from_secs(20));
+    let mut learner = Sensor::learning(&veth, &policy, "4s", &learned, None);
     veth.replay(&capture, 2_000);
     // Issue 15.9: progress while it records (a line a second for 4 s).
     learner.wait_log("segwatch learn: recording", Duration::from_secs(10));
@@ -1144,27 +1164,7 @@ fn learning_stops_early_on_sigint_and_cleans_up() {
     let private_tmp = dir.path().join("tmp");
     std::fs::create_dir(&private_tmp).unwrap();
     let policy = example_policy();
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &veth.b,
-            SEGWATCH,
-            "--log-level",
-            "info",
-            "learn",
-        ])
-        .arg("--zones")
-        .arg(&policy)
-        .args(["--interface", &veth.capture, "--duration", "1h", "-o"])
-        .arg(&learned)
-        .env("TMPDIR", &private_tmp)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut learner = Sensor::watching(child);
-    learner.wait_log("Capturing headers to learn from", Duration::from_secs(20));
+    let mut learner = Sensor::learning(&veth, &policy, "1h", &learned, Some(&private_tmp));
     veth.replay(&capture, 2_000);
     learner.wait_log("segwatch learn: recording", Duration::from_secs(20));
     let _ = Command::new("kill")
