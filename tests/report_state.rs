@@ -192,19 +192,34 @@ fn a_daemon_killed_mid_hour_loses_at_most_that_hour() {
     let config = config(dir.path(), &state_dir, 400);
 
     let daemon = daemon_on(&config, &policy, &exceptions, &first, before.flows * 3);
-    // The hours that ended are written once the writer sees the next one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state::list(&state_dir).map_or(0, |l| l.len()) < 2 {
-        if std::time::Instant::now() > deadline {
-            let (_, stderr) = daemon.stop();
-            panic!("hours 10 and 11 not written\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let hour = |h: u64| (START_S as u64 * 1_000_000_000 / HOUR) + h;
+    // The hours that ended are written, whole, once the writer has the
+    // tables that end them (flows ending after their hour come with the
+    // last): the kill comes when hours 10 and 11 hold every flow.
+    let ended: Vec<u64> = [0, 1]
+        .iter()
+        .map(|h| {
+            let start = segwatch::report::model::time_text(hour(*h) * HOUR);
+            before.flows_by_hour[&start]
+        })
+        .collect();
+    wait_for(
+        "hours 10 and 11 written whole",
+        Duration::from_secs(30),
+        || {
+            let files = state::list(&state_dir).ok()?;
+            let flows: Vec<u64> = files
+                .iter()
+                .map(|(h, path)| {
+                    let data = state::read_hour(path, *h).ok()?;
+                    Some(data.traffic.values().map(|v| v.flows).sum())
+                })
+                .collect::<Option<_>>()?;
+            (flows == ended).then_some(())
+        },
+    );
     daemon.signal("KILL");
     drop(daemon);
-    let hour = |h: u64| (START_S as u64 * 1_000_000_000 / HOUR) + h;
     let names: Vec<u64> = state::list(&state_dir)
         .unwrap()
         .iter()

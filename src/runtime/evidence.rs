@@ -120,6 +120,7 @@ pub fn spawn(
         offenders: BTreeMap::new(),
         latest_hour: None,
         devices_since: 0,
+        tables_taken: false,
     };
     let handle = SinkHandle::spawn("evidence".into(), queue, move |mut inbox| {
         // Files are written when an hour ends, and what came late for
@@ -146,7 +147,18 @@ pub fn spawn(
                 writer.write_all();
                 let _ = done.send(());
             }
-            if writer.latest_hour > written_through || written.elapsed() >= LATE_EVERY {
+            // A table comes once an hour per worker (and at stop), so
+            // writing what it brought right away costs little; a daemon
+            // killed later loses nothing of the hours it completed.
+            let tables = std::mem::take(&mut writer.tables_taken);
+            if tables || writer.latest_hour > written_through || written.elapsed() >= LATE_EVERY {
+                if tables {
+                    // Records already queued belong to the hours it ends.
+                    while let Some(event) = inbox.ready_event() {
+                        writer.record(&event.record, event.ts_ns);
+                        inbox.finished(1);
+                    }
+                }
                 writer.write_ended_hours();
                 written = Instant::now();
                 written_through = writer.latest_hour;
@@ -214,6 +226,8 @@ struct Writer {
     latest_hour: Option<u64>,
     /// Devices last seen from this time on go into the next file written.
     devices_since: u64,
+    /// A table was taken since the last write.
+    tables_taken: bool,
 }
 
 impl Writer {
@@ -263,6 +277,7 @@ impl Writer {
         while let Ok(message) = received.try_recv() {
             match message {
                 Message::Table(table, live) => {
+                    self.tables_taken = true;
                     if let Some(latest) = table.buckets().iter().map(|b| b.key.hour).max() {
                         self.saw(u64::from(latest) * HOUR_NS);
                     }
