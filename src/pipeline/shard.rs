@@ -301,11 +301,6 @@ impl Shard {
         counters.inspection_bytes = self.tracker.inspection_bytes() as u64;
     }
 
-    /// Turns evidence counting on or off (before the first packet).
-    pub fn set_evidence(&mut self, on: bool) {
-        self.state.options.evidence = on;
-    }
-
     /// Takes the evidence counted since the last take (with evidence on),
     /// in the ids of the policy in force.
     pub fn take_evidence(&mut self) -> EvidenceTable {

@@ -26,7 +26,7 @@ pub use incidents::{IncidentQueue, IncidentThread, IncidentView};
 pub use policy::{LivePolicy, PolicyHandle, PolicyLoadError};
 pub use privileges::PrivilegeError;
 pub use tls::{HANDSHAKE_TIMEOUT, TlsFileError};
-pub use worker::Pipeline;
+pub use worker::{Pipeline, PipelineSetup};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -346,9 +346,18 @@ fn start_workers(
     hand_over: &Handover,
 ) -> Result<Workers, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
-    // A policy whose verdicts depend on applications needs detection.
-    let detect_apps = settings.detect_apps || policy.current().policy.needs_app();
-    let decapsulation = Arc::new(settings.decapsulation.clone());
+    let setup = PipelineSetup {
+        flows: settings.flows,
+        sinks: sinks.clone(),
+        flow_id_salt: hand_over.salt,
+        inventory: inventory.clone(),
+        // A policy whose verdicts depend on applications needs detection.
+        detect_apps: settings.detect_apps || policy.current().policy.needs_app(),
+        decapsulation: Arc::new(settings.decapsulation.clone()),
+        evidence: hand_over.evidence.clone(),
+        incidents: hand_over.queue.clone(),
+        tracked: hand_over.tracked.clone(),
+    };
     let mut workers = Workers {
         threads: Vec::new(),
         stats: Vec::new(),
@@ -360,20 +369,7 @@ fn start_workers(
             // Open it here, so a missing or corrupt file fails the start.
             crate::capture::CaptureFile::open(path)?;
             let stats = Arc::new(PublishedCounters::default());
-            let mut pipeline = Pipeline::new(
-                0,
-                1,
-                &settings.flows,
-                settings.flows.max_flows,
-                stats.clone(),
-                sinks.clone(),
-                hand_over.salt,
-            )
-            .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps)
-            .with_decapsulation(decapsulation.clone())
-            .with_evidence(hand_over.evidence.clone())
-            .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
+            let mut pipeline = Pipeline::new(0, 1, settings.flows.max_flows, stats.clone(), &setup);
             let (path, realtime, policy) = (path.clone(), *realtime, policy.clone());
             let thread = std::thread::Builder::new()
                 .name("segwatch-file".into())
@@ -402,20 +398,7 @@ fn start_workers(
         }
         Source::Synthetic => {
             let stats = Arc::new(PublishedCounters::default());
-            let mut pipeline = Pipeline::new(
-                0,
-                1,
-                &settings.flows,
-                settings.flows.max_flows,
-                stats.clone(),
-                sinks.clone(),
-                hand_over.salt,
-            )
-            .with_inventory(Some(inventory.clone()))
-            .with_detection(detect_apps)
-            .with_decapsulation(decapsulation.clone())
-            .with_evidence(hand_over.evidence.clone())
-            .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
+            let mut pipeline = Pipeline::new(0, 1, settings.flows.max_flows, stats.clone(), &setup);
             let policy = policy.clone();
             let thread = std::thread::Builder::new()
                 .name("segwatch-demo".into())
@@ -456,7 +439,6 @@ fn start_workers(
                 opened.push((name.clone(), captures));
             }
             let total: usize = opened.iter().map(|(_, c)| c.len()).sum();
-            let salt = hand_over.salt;
             let mut index = 0;
             for (name, captures) in opened {
                 let interface = Arc::new(InterfaceStats {
@@ -469,17 +451,10 @@ fn start_workers(
                     let mut pipeline = Pipeline::new(
                         index,
                         total,
-                        &settings.flows,
                         settings.flows.max_flows.div_ceil(total),
                         stats.clone(),
-                        sinks.clone(),
-                        salt,
-                    )
-                    .with_inventory(Some(inventory.clone()))
-                    .with_detection(detect_apps)
-                    .with_decapsulation(decapsulation.clone())
-                    .with_evidence(hand_over.evidence.clone())
-                    .with_incidents(hand_over.queue.clone(), hand_over.tracked.clone());
+                        &setup,
+                    );
                     let (policy, stop, interface) =
                         (policy.clone(), stop.clone(), interface.clone());
                     let thread = std::thread::Builder::new()

@@ -23,13 +23,33 @@ use super::evidence::EvidenceQueue;
 use super::incidents::IncidentQueue;
 use super::policy::LivePolicy;
 
+/// What every worker's pipeline is built from, shared by all of them.
+#[derive(Clone, Debug)]
+pub struct PipelineSetup {
+    /// Flow timeouts and bounds.
+    pub flows: FlowConfig,
+    /// Where events go (without incidents).
+    pub sinks: Arc<Vec<SinkHandle>>,
+    /// Salt of flow and incident ids.
+    pub flow_id_salt: u64,
+    /// The shared device inventory, fed once per batch.
+    pub inventory: Arc<Inventory>,
+    /// Detect each new flow's application; its event waits for it.
+    pub detect_apps: bool,
+    /// The tunnels opened besides ERSPAN.
+    pub decapsulation: Arc<Decapsulation>,
+    /// With a state directory: the evidence writer's queue.
+    pub evidence: Option<EvidenceQueue>,
+    /// With incidents on: the incident thread's queue.
+    pub incidents: Option<IncidentQueue>,
+    /// With incidents on: the responders whose new flows it counts.
+    pub tracked: Option<Arc<TrackedRanges>>,
+}
+
 /// The per-worker pipeline, driven by a source one batch at a time.
 #[derive(Debug)]
 pub struct Pipeline {
     shard: Shard,
-    flows: FlowConfig,
-    capacity: usize,
-    options: ShardOptions,
     stats: Arc<PublishedCounters>,
     /// The counters being published, kept to reuse their memory.
     published: Counters,
@@ -38,12 +58,9 @@ pub struct Pipeline {
     /// `w, w + n, w + 2n, ...`, so flow ids of different workers never meet.
     next_index: u64,
     index_step: u64,
-    flow_id_salt: u64,
     last_ts: u64,
     /// The shared device inventory, fed once per batch.
-    inventory: Option<Arc<Inventory>>,
-    /// The tunnels opened besides ERSPAN.
-    decapsulation: Arc<Decapsulation>,
+    inventory: Arc<Inventory>,
     /// With incidents on: the incident thread's queue.
     incidents: Option<IncidentQueue>,
     /// With a state directory: the evidence writer's queue, and the capture
@@ -52,83 +69,42 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline for worker `worker` of `workers`, holding at most
-    /// `capacity` flows.
+    /// The pipeline of worker `worker` of `workers`, holding at most
+    /// `capacity` flows. It feeds the inventory with every flow start (at
+    /// the end of each batch: the shared map is touched per batch of new
+    /// flows, never per packet); with evidence on, it counts flows and bytes
+    /// by hour and hands them to the writer when the hour of capture time
+    /// changes and at stop; with incidents on, violations and new flows to
+    /// tracked responders go to the incident thread, which makes their
+    /// events.
     pub fn new(
         worker: usize,
         workers: usize,
-        flows: &FlowConfig,
         capacity: usize,
         stats: Arc<PublishedCounters>,
-        sinks: Arc<Vec<SinkHandle>>,
-        flow_id_salt: u64,
+        setup: &PipelineSetup,
     ) -> Pipeline {
-        let options = ShardOptions::default();
-        let mut shard = Shard::new(flows, capacity, options);
-        shard.set_flow_id_salt(flow_id_salt);
+        let options = ShardOptions {
+            detect_apps: setup.detect_apps,
+            record_starts: true,
+            evidence: setup.evidence.is_some(),
+        };
+        let mut shard = Shard::new(&setup.flows, capacity, options);
+        shard.set_flow_id_salt(setup.flow_id_salt);
+        shard.set_decapsulation(setup.decapsulation.clone());
+        shard.set_tracked_ranges(setup.tracked.clone());
         Pipeline {
             shard,
-            flows: *flows,
-            capacity,
-            options,
             stats,
             published: Counters::default(),
-            sinks,
+            sinks: setup.sinks.clone(),
             next_index: worker as u64,
             index_step: workers.max(1) as u64,
-            flow_id_salt,
             last_ts: 0,
-            inventory: None,
-            decapsulation: Arc::new(Decapsulation::NONE),
-            incidents: None,
-            evidence: None,
+            inventory: setup.inventory.clone(),
+            incidents: setup.incidents.clone(),
+            evidence: setup.evidence.clone().map(|q| (q, 0)),
         }
-    }
-
-    /// The shard for new options (before any frame).
-    fn reshaped(mut self, options: ShardOptions) -> Pipeline {
-        self.options = options;
-        self.shard = Shard::new(&self.flows, self.capacity, options);
-        self.shard.set_flow_id_salt(self.flow_id_salt);
-        self.shard.set_decapsulation(self.decapsulation.clone());
-        self
-    }
-
-    /// Opens these tunnels besides ERSPAN.
-    pub fn with_decapsulation(mut self, decapsulation: Arc<Decapsulation>) -> Pipeline {
-        self.shard.set_decapsulation(decapsulation.clone());
-        self.decapsulation = decapsulation;
-        self
-    }
-
-    /// Detects each new flow's application; its event waits for it.
-    pub fn with_detection(self, detect: bool) -> Pipeline {
-        let options = ShardOptions {
-            detect_apps: detect,
-            ..self.options
-        };
-        self.reshaped(options)
-    }
-
-    /// Feeds `inventory` with every flow start (at the end of each batch:
-    /// the shared map is touched per batch of new flows, never per packet).
-    pub fn with_inventory(mut self, inventory: Option<Arc<Inventory>>) -> Pipeline {
-        let options = ShardOptions {
-            record_starts: inventory.is_some(),
-            ..self.options
-        };
-        self.inventory = inventory;
-        self.reshaped(options)
-    }
-
-    /// Counts evidence (flows and bytes by hour and kind of flow) and hands
-    /// it to the evidence writer when the hour of capture time changes and
-    /// at stop. Before [`Pipeline::with_incidents`] (it makes a new shard).
-    pub fn with_evidence(mut self, queue: Option<EvidenceQueue>) -> Pipeline {
-        self.options.evidence = queue.is_some();
-        self.shard.set_evidence(queue.is_some());
-        self.evidence = queue.map(|q| (q, 0));
-        self
     }
 
     /// Hands the evidence counted so far to the writer: `always` at stop,
@@ -146,18 +122,6 @@ impl Pipeline {
                 queue.offer(table, live);
             }
         }
-    }
-
-    /// Hands violations and new flows to tracked responders to the
-    /// incident thread (incidents on), which makes their events.
-    pub fn with_incidents(
-        mut self,
-        queue: Option<IncidentQueue>,
-        tracked: Option<Arc<TrackedRanges>>,
-    ) -> Pipeline {
-        self.shard.set_tracked_ranges(tracked);
-        self.incidents = queue;
-        self
     }
 
     /// Takes one frame, judged under `live`.
@@ -187,10 +151,8 @@ impl Pipeline {
     /// published.
     pub fn end_batch(&mut self, live: &Arc<LivePolicy>) {
         self.publish_violations(live);
-        if let Some(inventory) = &self.inventory {
-            self.shard.feed_inventory(inventory, live);
-            inventory.settle();
-        }
+        self.shard.feed_inventory(&self.inventory, live);
+        self.inventory.settle();
         let index = self.next_index.saturating_sub(self.index_step);
         self.shard.expire(self.last_ts, index, live);
         // Released by the sweep (their flows ended, or waited long enough
