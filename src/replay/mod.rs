@@ -186,9 +186,22 @@ pub fn replay<W: Write + Send>(
 ) -> Result<ReplayOutcome, OutputError> {
     let started = Instant::now();
     let threads = options.threads.clamp(1, SHARDS);
+    // The pool's threads are spawned here and joined before the replay
+    // returns: a pool merely dropped lets them exit later, which a program
+    // replaying again and again (the `capture_file` fuzz target) saw as
+    // leaked threads.
+    let mut pool_threads = Vec::with_capacity(threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("segwatch-replay-{i}"))
+        .spawn_handler(|thread| {
+            let name = format!("segwatch-replay-{}", thread.index());
+            pool_threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(|| thread.run())?,
+            );
+            Ok(())
+        })
         .build()
         .map_err(|e| OutputError(std::io::Error::other(e)))?;
     let batch_size = options.batch_size.max(1);
@@ -304,6 +317,11 @@ pub fn replay<W: Write + Send>(
             std::mem::swap(&mut chunks, &mut next_chunks);
         }
     });
+    drop(pool);
+    for thread in pool_threads {
+        // A pool thread does not panic (a task's panic reaches `install`).
+        let _ = thread.join();
+    }
     write_result?;
     // Flows still waiting for their application when the capture ends
     // release their events now, in the order the flows started.
@@ -645,6 +663,53 @@ impl<'a> Reader<'a> {
                 }
                 Err(error) => self.error = Some(error),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::CompiledPolicy;
+    use crate::policy::load_policy_str;
+
+    /// The names of this process's threads (at most 15 bytes each).
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_leaves_no_thread_behind() {
+        // A classic pcap header (Ethernet) and no record.
+        let mut header = Vec::new();
+        for word in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65535, 1] {
+            header.extend_from_slice(&word.to_le_bytes());
+        }
+        let capture = CaptureFile::from_bytes("empty.pcap", header).unwrap();
+        let text = crate::synth::policy::EXAMPLE_HOSPITAL;
+        let (policy, _) = load_policy_str(text, std::path::Path::new("example.toml")).unwrap();
+        let policy = PolicyInForce::new(CompiledPolicy::compile(&policy), 0);
+        let options = ReplayOptions {
+            threads: 2,
+            ..ReplayOptions::default()
+        };
+        for _ in 0..3 {
+            replay(
+                std::slice::from_ref(&capture),
+                &policy,
+                &options,
+                &mut Vec::new(),
+            )
+            .unwrap();
+            let left: Vec<String> = thread_names()
+                .into_iter()
+                .filter(|name| name.starts_with("segwatch-replay"))
+                .collect();
+            assert!(left.is_empty(), "still running: {left:?}");
         }
     }
 }
