@@ -236,92 +236,88 @@ fn shape(rule: bool, zone: bool, port: bool) -> u8 {
     1 << (usize::from(rule) << 2 | usize::from(zone) << 1 | usize::from(port))
 }
 
+/// Exceptions by [`IndexKey`], each list in file order.
+type Index = HashMap<IndexKey, Vec<u32>, foldhash::fast::RandomState>;
+
 /// The compiled exceptions of a file, indexed for matching.
 #[derive(Clone, Debug, Default)]
 pub struct Exceptions {
     list: Vec<Exception>,
     /// Exceptions by rule, `from` zone and port, each list in file order
     /// (looked up a few times per violation: foldhash rather than SipHash).
-    index: HashMap<IndexKey, Box<[u32]>, foldhash::fast::RandomState>,
+    index: Index,
     /// The shapes filed (bits of [`shape`]).
     shapes: u8,
 }
 
-/// The `from` zones an exception is filed under; none when it is filed
-/// under no zone (any initiator zone may hold it).
-fn indexed_zones(exception: &Exception) -> Option<Vec<ZoneId>> {
+/// The `from` zones an exception is filed under, each once or more; none
+/// when it is filed under no zone (any initiator zone may hold it).
+fn indexed_zones(exception: &Exception) -> Option<impl Iterator<Item = ZoneId> + '_> {
     let from = exception.from.as_ref()?;
-    let mut zones = Vec::with_capacity(from.len());
-    for scope in from {
-        match *scope {
-            EndpointScope::Zone(zone) => zones.push(zone),
-            EndpointScope::Network { .. } => return None,
-        }
-    }
-    zones.sort_unstable();
-    zones.dedup();
-    Some(zones)
+    from.iter()
+        .all(|scope| matches!(scope, EndpointScope::Zone(_)))
+        .then(|| {
+            from.iter().filter_map(|scope| match *scope {
+                EndpointScope::Zone(zone) => Some(zone),
+                EndpointScope::Network { .. } => None,
+            })
+        })
 }
 
-/// The responder ports an exception is filed under; none when it is filed
-/// under no port.
-fn indexed_ports(exception: &Exception) -> Option<Vec<u16>> {
+/// The responder ports an exception is filed under, each once or more;
+/// none when it is filed under no port.
+fn indexed_ports(exception: &Exception) -> Option<impl Iterator<Item = u16> + '_> {
     let services = exception.services.as_ref()?;
-    let mut ports = Vec::new();
+    let mut ports = 0usize;
     for service in services {
         if service.icmp {
             return None;
         }
         for range in service.tcp.iter().chain(&service.udp) {
-            if usize::from(range.hi - range.lo) >= INDEXED_PORTS {
-                return None;
-            }
-            ports.extend(range.lo..=range.hi);
-            if ports.len() > INDEXED_PORTS {
+            ports += usize::from(range.hi - range.lo) + 1;
+            if ports > INDEXED_PORTS {
                 return None;
             }
         }
     }
-    ports.sort_unstable();
-    ports.dedup();
-    Some(ports)
+    Some(
+        services
+            .iter()
+            .flat_map(|service| service.tcp.iter().chain(&service.udp))
+            .flat_map(|range| range.lo..=range.hi),
+    )
 }
 
 impl Exceptions {
     /// Indexes `list` (in file order).
     pub fn new(list: Vec<Exception>) -> Exceptions {
-        let mut index: HashMap<IndexKey, Vec<u32>, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut index = Index::default();
         let mut shapes = 0;
         for (i, exception) in list.iter().enumerate() {
-            let zones = indexed_zones(exception);
-            let ports = indexed_ports(exception);
-            let zone_keys: &[Option<ZoneId>] = &match &zones {
-                Some(zones) => zones.iter().map(|&z| Some(z)).collect(),
-                None => vec![None],
-            };
-            let port_keys: &[Option<u16>] = &match &ports {
-                Some(ports) => ports.iter().map(|&p| Some(p)).collect(),
-                None => vec![None],
-            };
-            for &zone in zone_keys {
-                for &port in port_keys {
-                    let key = IndexKey {
-                        rule: exception.rule,
-                        zone,
-                        port,
-                    };
-                    shapes |= shape(key.rule.is_some(), zone.is_some(), port.is_some());
-                    index.entry(key).or_default().push(i as u32);
+            let i = i as u32;
+            let rule = exception.rule;
+            let mut file = |zone: Option<ZoneId>| {
+                let mut file_at = |port: Option<u16>| {
+                    shapes |= shape(rule.is_some(), zone.is_some(), port.is_some());
+                    let filed = index.entry(IndexKey { rule, zone, port }).or_default();
+                    // A zone or port named twice files it once.
+                    if filed.last() != Some(&i) {
+                        filed.push(i);
+                    }
+                };
+                match indexed_ports(exception) {
+                    Some(ports) => ports.for_each(|port| file_at(Some(port))),
+                    None => file_at(None),
                 }
+            };
+            match indexed_zones(exception) {
+                Some(zones) => zones.for_each(|zone| file(Some(zone))),
+                None => file(None),
             }
         }
         Exceptions {
             list,
-            index: index
-                .into_iter()
-                .map(|(key, list)| (key, list.into_boxed_slice()))
-                .collect(),
+            index,
             shapes,
         }
     }
