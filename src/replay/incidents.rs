@@ -242,19 +242,27 @@ impl Folding {
     /// Writes the partitions' lines merged by sort key, and empties them.
     pub(super) fn write<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
         let mut cursors = vec![0usize; self.partitions.len()];
-        loop {
-            let next = self
-                .partitions
-                .iter()
-                .enumerate()
-                .filter_map(|(p, part)| {
-                    part.lines.keys.get(cursors[p]).map(|&(key, _, _)| (key, p))
-                })
-                .min();
-            let Some((_, p)) = next else { break };
-            let (_, start, end) = self.partitions[p].lines.keys[cursors[p]];
-            out.write_all(&self.partitions[p].lines.json[start..end])?;
+        // Only the partitions with lines left take part (most batches
+        // give lines to a few).
+        let mut live: Vec<usize> = (0..self.partitions.len())
+            .filter(|&p| !self.partitions[p].lines.keys.is_empty())
+            .collect();
+        while !live.is_empty() {
+            let mut next: Option<(SortKey, usize, usize)> = None;
+            for (l, &p) in live.iter().enumerate() {
+                let (key, _, _) = self.partitions[p].lines.keys[cursors[p]];
+                if next.is_none_or(|(least, _, _)| key < least) {
+                    next = Some((key, p, l));
+                }
+            }
+            let Some((_, p, l)) = next else { break };
+            let lines = &self.partitions[p].lines;
+            let (_, start, end) = lines.keys[cursors[p]];
+            out.write_all(&lines.json[start..end])?;
             cursors[p] += 1;
+            if cursors[p] == lines.keys.len() {
+                live.remove(l);
+            }
         }
         for partition in &mut self.partitions {
             partition.lines.json.clear();
