@@ -688,9 +688,11 @@ impl Fold {
     ) {
         let port_key = (notice.protocol, notice.port.unwrap_or(0));
         let initiator = Addr::new(notice.initiator);
-        let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
-        let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
-        let (sweep_open, scan_open) = if self.tracked_open.contains_key(&(notice.ipv6, initiator)) {
+        let (sweep_open, scan_open) = if !self.tracked_open.is_empty()
+            && self.tracked_open.contains_key(&(notice.ipv6, initiator))
+        {
+            let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
+            let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
             (self.find(&sweep_key), self.find(&scan_key))
         } else {
             (None, None)
