@@ -10,10 +10,10 @@
 //! [`Exceptions`] is the compiled matcher. A violation is matched once, when
 //! it is made: the first exception in file order whose scope holds it and
 //! whose validity `[created, expires)` holds its flow's first packet's
-//! capture time names it. The exceptions are indexed by rule, so a violation
-//! is tried only against those naming its rule and those naming none,
-//! merged in file order: a thousand exceptions cost a violation a few
-//! comparisons.
+//! capture time names it. The exceptions are indexed by rule, `from` zone and
+//! responder port, so a violation is tried only against those that can hold
+//! it, merged in file order: a thousand exceptions cost a violation a few
+//! lookups and comparisons, and no allocation.
 //!
 //! This module sits below `classify`, whose `PolicyInForce` holds the
 //! compiled exceptions beside the policy: it names rules and zones by the

@@ -5,6 +5,8 @@
 //! The partitions are fixed in number, so the output is the same for any
 //! number of threads and any batch size.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Write;
 
 use rayon::prelude::*;
@@ -241,27 +243,27 @@ impl Folding {
 
     /// Writes the partitions' lines merged by sort key, and empties them.
     pub(super) fn write<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        // Each partition's next line in a heap by sort key: a line costs a
+        // few comparisons rather than one per partition.
         let mut cursors = vec![0usize; self.partitions.len()];
-        // Only the partitions with lines left take part (most batches
-        // give lines to a few).
-        let mut live: Vec<usize> = (0..self.partitions.len())
-            .filter(|&p| !self.partitions[p].lines.keys.is_empty())
+        let mut next: BinaryHeap<Reverse<(SortKey, usize)>> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter_map(|(p, part)| {
+                part.lines
+                    .keys
+                    .first()
+                    .map(|&(key, _, _)| Reverse((key, p)))
+            })
             .collect();
-        while !live.is_empty() {
-            let mut next: Option<(SortKey, usize, usize)> = None;
-            for (l, &p) in live.iter().enumerate() {
-                let (key, _, _) = self.partitions[p].lines.keys[cursors[p]];
-                if next.is_none_or(|(least, _, _)| key < least) {
-                    next = Some((key, p, l));
-                }
-            }
-            let Some((_, p, l)) = next else { break };
+        while let Some(Reverse((_, p))) = next.pop() {
             let lines = &self.partitions[p].lines;
             let (_, start, end) = lines.keys[cursors[p]];
             out.write_all(&lines.json[start..end])?;
             cursors[p] += 1;
-            if cursors[p] == lines.keys.len() {
-                live.remove(l);
+            if let Some(&(key, _, _)) = lines.keys.get(cursors[p]) {
+                next.push(Reverse((key, p)));
             }
         }
         for partition in &mut self.partitions {
