@@ -5,7 +5,8 @@
 //! every exception is checked and every problem reported in one pass, in
 //! file order, each with a hint.
 
-use std::collections::HashSet;
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -35,19 +36,41 @@ pub struct PolicyNames {
     zones: Vec<String>,
     /// Named services, with what they match.
     services: Vec<(String, ServiceScope)>,
+    /// Each rule's, zone's and service's position by name (the first, as
+    /// a search in file order finds): a thousand exceptions against a
+    /// policy of thousands of zones look each name up once.
+    rule_index: NameIndex,
+    zone_index: NameIndex,
+    service_index: NameIndex,
+}
+
+type NameIndex = HashMap<String, u32, foldhash::fast::RandomState>;
+
+fn index_of<'n>(names: impl Iterator<Item = &'n str>) -> NameIndex {
+    let mut index = NameIndex::default();
+    for (i, name) in names.enumerate() {
+        index.entry(name.to_owned()).or_insert(i as u32);
+    }
+    index
 }
 
 impl PolicyNames {
     /// The names of `policy`.
     pub fn of(policy: &Policy) -> PolicyNames {
+        let rules: Vec<String> = policy.rules.iter().map(|r| r.name.clone()).collect();
+        let zones: Vec<String> = policy.zones.iter().map(|z| z.name.clone()).collect();
+        let services: Vec<(String, ServiceScope)> = policy
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), scope_of_spec(&s.spec)))
+            .collect();
         PolicyNames {
-            rules: policy.rules.iter().map(|r| r.name.clone()).collect(),
-            zones: policy.zones.iter().map(|z| z.name.clone()).collect(),
-            services: policy
-                .services
-                .iter()
-                .map(|s| (s.name.clone(), scope_of_spec(&s.spec)))
-                .collect(),
+            rule_index: index_of(rules.iter().map(String::as_str)),
+            zone_index: index_of(zones.iter().map(String::as_str)),
+            service_index: index_of(services.iter().map(|(n, _)| n.as_str())),
+            rules,
+            zones,
+            services,
         }
     }
 }
@@ -66,28 +89,45 @@ const KEYS: &str = "id, reason, owner, ticket, created, expires, rule, from, to,
 struct Sink<'t> {
     text: &'t str,
     file: &'t Path,
-    /// Byte offset of each line's start: positions by binary search, so
-    /// that a thousand exceptions cost no more than a thousand lookups.
-    line_starts: Vec<usize>,
+    /// Byte offset of each line's start, worked out at the first
+    /// diagnostic: positions by binary search, so that a thousand
+    /// diagnostics cost no more than a thousand lookups.
+    line_starts: OnceCell<Vec<usize>>,
+    /// The line of [`Sink::line_counted_to`] (exceptions' headers are
+    /// asked for in file order: counted on from the last one).
+    line_counted: (usize, usize),
     items: Vec<(usize, Diagnostic)>,
 }
 
 impl<'t> Sink<'t> {
     fn new(text: &'t str, file: &'t Path) -> Sink<'t> {
-        let line_starts = std::iter::once(0)
-            .chain(
-                text.bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
-                    .map(|(i, _)| i + 1),
-            )
-            .collect();
         Sink {
             text,
             file,
-            line_starts,
+            line_starts: OnceCell::new(),
+            line_counted: (0, 1),
             items: Vec::new(),
         }
+    }
+
+    /// 1-based line of byte `offset`, counted on from the offset asked
+    /// before when it is not earlier (an exception's header, in file order).
+    fn line_of(&mut self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        let (counted_to, line) = self.line_counted;
+        let line = if offset >= counted_to {
+            // Counted in bytes, 255 at a time: the compiler makes the
+            // inner loop a vector loop (counted in words, it does not).
+            let newlines: usize = self.text.as_bytes()[counted_to..offset]
+                .chunks(255)
+                .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n'))))
+                .sum();
+            line + newlines
+        } else {
+            self.position(offset).0
+        };
+        self.line_counted = (offset, line);
+        line
     }
 
     /// 1-based line and character column of byte `offset`.
@@ -96,12 +136,19 @@ impl<'t> Sink<'t> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self
-            .line_starts
-            .get(line.wrapping_sub(1))
-            .copied()
-            .unwrap_or(0);
+        let line_starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(
+                    self.text
+                        .bytes()
+                        .enumerate()
+                        .filter(|&(_, b)| b == b'\n')
+                        .map(|(i, _)| i + 1),
+                )
+                .collect()
+        });
+        let line = line_starts.partition_point(|&start| start <= offset);
+        let start = line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
         let column = self
             .text
             .get(start..offset)
@@ -238,17 +285,17 @@ pub fn quick_reader_agrees(text: &str) -> Option<bool> {
 /// Checks every exception of `raw`, in file order.
 fn build_all(
     sink: &mut Sink<'_>,
-    raw: &RawFile,
+    raw: &RawFile<'_>,
     names: &PolicyNames,
     today_ns: Option<u64>,
 ) -> Vec<Exception> {
-    let mut ids = HashSet::new();
+    let mut ids: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
     let mut list = Vec::with_capacity(raw.exceptions.len());
     for entry in &raw.exceptions {
         let header = entry.span();
         if let Some(exception) = build(sink, entry.get_ref(), header.clone(), names, today_ns) {
-            if !ids.insert(exception.id.clone()) {
-                let id = &entry.get_ref().id;
+            let id = &entry.get_ref().id;
+            if !ids.insert(&**id.get_ref()) {
                 sink.error(
                     &id.span(),
                     format!("duplicate exception id {:?}", exception.id),
@@ -277,7 +324,7 @@ fn valid_id(id: &str) -> bool {
 
 fn build(
     sink: &mut Sink<'_>,
-    raw: &RawException,
+    raw: &RawException<'_>,
     header: Range<usize>,
     names: &PolicyNames,
     today_ns: Option<u64>,
@@ -375,7 +422,7 @@ fn build(
             &rule_value.span(),
             format!(
                 "a {} exception is scoped by from only",
-                rule_value.get_ref()
+                &**rule_value.get_ref()
             ),
             "name the scanner's addresses or zone in from, and leave out to and services",
         );
@@ -388,12 +435,12 @@ fn build(
     {
         return None;
     }
-    let (line, _) = sink.position(header.start);
+    let line = sink.line_of(header.start);
     Some(Exception {
-        id: id.clone(),
-        reason: raw.reason.get_ref().clone(),
-        owner: raw.owner.get_ref().clone(),
-        ticket: raw.ticket.as_ref().map(|t| t.get_ref().clone()),
+        id: id.to_string(),
+        reason: raw.reason.get_ref().to_string(),
+        owner: raw.owner.get_ref().to_string(),
+        ticket: raw.ticket.as_ref().map(|t| t.get_ref().to_string()),
         created,
         expires: expires?,
         rule,
@@ -404,16 +451,16 @@ fn build(
     })
 }
 
-fn rule_scope(sink: &mut Sink<'_>, rule: &Str, names: &PolicyNames) -> Option<RuleScope> {
-    let name = rule.get_ref().as_str();
+fn rule_scope(sink: &mut Sink<'_>, rule: &Str<'_>, names: &PolicyNames) -> Option<RuleScope> {
+    let name = &**rule.get_ref();
     match name {
         "sweep" => return Some(RuleScope::Sweep),
         "scan" => return Some(RuleScope::Scan),
         "default" => return Some(RuleScope::Rule(DEFAULT_RULE)),
         _ => {}
     }
-    match names.rules.iter().position(|n| n == name) {
-        Some(i) => Some(RuleScope::Rule(i as RuleId)),
+    match names.rule_index.get(name) {
+        Some(&i) => Some(RuleScope::Rule(i as RuleId)),
         None => {
             sink.error(
                 &rule.span(),
@@ -440,7 +487,7 @@ fn some_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 fn endpoints(
     sink: &mut Sink<'_>,
-    list: &Spanned<Vec<Str>>,
+    list: &Spanned<Vec<Str<'_>>>,
     names: &PolicyNames,
     key: &str,
 ) -> Vec<EndpointScope> {
@@ -453,7 +500,7 @@ fn endpoints(
     }
     let mut scopes = Vec::new();
     for entry in list.get_ref() {
-        let text = entry.get_ref().as_str();
+        let text = &**entry.get_ref();
         if text == "any" {
             sink.error(
                 &entry.span(),
@@ -466,7 +513,7 @@ fn endpoints(
             scopes.push(EndpointScope::Zone(UNKNOWN_ZONE));
             continue;
         }
-        if let Some(zone) = names.zones.iter().position(|z| z == text) {
+        if let Some(&zone) = names.zone_index.get(text) {
             scopes.push(EndpointScope::Zone(zone as ZoneId));
             continue;
         }
@@ -513,7 +560,7 @@ fn parse_network(text: &str) -> Result<EndpointScope, String> {
 
 fn services(
     sink: &mut Sink<'_>,
-    list: &Spanned<Vec<Str>>,
+    list: &Spanned<Vec<Str<'_>>>,
     names: &PolicyNames,
 ) -> Vec<ServiceScope> {
     if list.get_ref().is_empty() {
@@ -525,9 +572,9 @@ fn services(
     }
     let mut scopes = Vec::new();
     for entry in list.get_ref() {
-        let text = entry.get_ref().as_str();
-        if let Some((_, scope)) = names.services.iter().find(|(n, _)| n == text) {
-            scopes.push(scope.clone());
+        let text = &**entry.get_ref();
+        if let Some(&i) = names.service_index.get(text) {
+            scopes.push(names.services[i as usize].1.clone());
             continue;
         }
         match parse_inline_service(text) {

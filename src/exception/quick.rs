@@ -17,12 +17,12 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::value::{Date, Datetime};
 
-use super::raw::{RawException, RawFile, Str};
+use super::raw::{RawException, RawFile, Str, Text};
 use crate::policy::QuickReader;
 
 /// Reads `text` as the `toml` crate and serde would, or `None` when it is not of the usual
 /// shape.
-pub(super) fn read(text: &str) -> Option<RawFile> {
+pub(super) fn read(text: &str) -> Option<RawFile<'_>> {
     let mut reader = QuickReader::new(text);
     let mut exceptions = Vec::new();
     let mut current: Option<(Range<usize>, Fields)> = None;
@@ -69,17 +69,17 @@ pub(super) fn read(text: &str) -> Option<RawFile> {
 
 /// An exception's keys as read so far.
 #[derive(Default)]
-struct Fields {
-    id: Option<Str>,
-    reason: Option<Str>,
-    owner: Option<Str>,
-    ticket: Option<Str>,
+struct Fields<'a> {
+    id: Option<Str<'a>>,
+    reason: Option<Str<'a>>,
+    owner: Option<Str<'a>>,
+    ticket: Option<Str<'a>>,
     created: Option<Spanned<Datetime>>,
     expires: Option<Spanned<Datetime>>,
-    rule: Option<Str>,
-    from: Option<Spanned<Vec<Str>>>,
-    to: Option<Spanned<Vec<Str>>>,
-    services: Option<Spanned<Vec<Str>>>,
+    rule: Option<Str<'a>>,
+    from: Option<Spanned<Vec<Str<'a>>>>,
+    to: Option<Spanned<Vec<Str<'a>>>>,
+    services: Option<Spanned<Vec<Str<'a>>>>,
 }
 
 /// Sets `slot` to what `read` gives, unless it is already set (a key written twice).
@@ -91,12 +91,12 @@ fn once<T>(slot: &mut Option<T>, read: impl FnOnce() -> Option<T>) -> Option<()>
     Some(())
 }
 
-fn string(reader: &mut QuickReader<'_>) -> Option<Str> {
+fn string<'a>(reader: &mut QuickReader<'a>) -> Option<Str<'a>> {
     let (span, content) = reader.plain_string()?;
-    Some(Spanned::new(span, content.to_owned()))
+    Some(Spanned::new(span, Text::borrowed(content)))
 }
 
-fn strings(reader: &mut QuickReader<'_>) -> Option<Spanned<Vec<Str>>> {
+fn strings<'a>(reader: &mut QuickReader<'a>) -> Option<Spanned<Vec<Str<'a>>>> {
     reader.array(string)
 }
 
@@ -112,8 +112,8 @@ fn date(reader: &mut QuickReader<'_>) -> Option<Spanned<Datetime>> {
     ))
 }
 
-impl Fields {
-    fn value(&mut self, reader: &mut QuickReader<'_>, key: &str) -> Option<()> {
+impl<'a> Fields<'a> {
+    fn value(&mut self, reader: &mut QuickReader<'a>, key: &str) -> Option<()> {
         match key {
             "created" => once(&mut self.created, || date(reader)),
             "expires" => once(&mut self.expires, || date(reader)),
@@ -135,7 +135,7 @@ impl Fields {
     }
 
     /// The exception; `None` when a required key is missing.
-    fn finish(self) -> Option<RawException> {
+    fn finish(self) -> Option<RawException<'a>> {
         Some(RawException {
             id: self.id?,
             reason: self.reason?,

@@ -442,3 +442,117 @@ fn a_file_the_quick_reader_reads_gives_the_same_diagnostics_as_the_toml_crate() 
         "{errors:?}"
     );
 }
+
+/// The first exception in file order that covers `subject` and is valid,
+/// else the first that covers it and has expired: the contract's reading,
+/// by trying every exception.
+fn match_by_scan(list: &[Exception], subject: &Subject) -> Matched {
+    let mut matched = Matched::default();
+    for (i, exception) in list.iter().enumerate() {
+        if !exception.covers(subject) {
+            continue;
+        }
+        if exception.valid_at(subject.ts_ns) {
+            return Matched {
+                excepted: Some(i as u32),
+                expired: None,
+            };
+        }
+        if subject.ts_ns >= exception.expires && matched.expired.is_none() {
+            matched.expired = Some(i as u32);
+        }
+    }
+    matched
+}
+
+/// The index by rule, `from` zone and port finds exactly what trying every
+/// exception in file order finds, whatever the scopes (zones, networks,
+/// port ranges narrow and wide, ICMP, sweeps and scans without a port).
+#[test]
+fn the_index_matches_as_a_scan_of_every_exception() {
+    let mut rng = fastrand::Rng::with_seed(14);
+    let rules = [
+        RuleScope::Rule(0),
+        RuleScope::Rule(1),
+        RuleScope::Rule(DEFAULT_RULE),
+        RuleScope::Sweep,
+        RuleScope::Scan,
+    ];
+    let zones = [0, 1, 2, UNKNOWN_ZONE];
+    for round in 0..300 {
+        let endpoint = |rng: &mut fastrand::Rng| {
+            if rng.u8(..4) == 0 {
+                let bits = rng.u32(24..=32);
+                let mask = (u128::MAX << (32 - bits)) & u128::from(u32::MAX);
+                EndpointScope::Network {
+                    ipv6: false,
+                    addr: u128::from(rng.u32(..8)) & mask,
+                    mask,
+                }
+            } else {
+                EndpointScope::Zone(zones[rng.usize(..zones.len())])
+            }
+        };
+        let range = |rng: &mut fastrand::Rng| {
+            let lo = rng.u16(1..12);
+            let wide = rng.u8(..5) == 0;
+            PortRange {
+                lo,
+                hi: lo + if wide { rng.u16(..40) } else { rng.u16(..2) },
+            }
+        };
+        let list: Vec<Exception> = (0..rng.usize(1..40))
+            .map(|i| {
+                let endpoints = |rng: &mut fastrand::Rng| {
+                    (rng.bool()).then(|| (0..rng.usize(0..3)).map(|_| endpoint(rng)).collect())
+                };
+                let from = endpoints(&mut rng);
+                let to = endpoints(&mut rng);
+                let services = rng.bool().then(|| {
+                    (0..rng.usize(0..3))
+                        .map(|_| ServiceScope {
+                            tcp: (0..rng.usize(0..3)).map(|_| range(&mut rng)).collect(),
+                            udp: (0..rng.usize(0..2)).map(|_| range(&mut rng)).collect(),
+                            icmp: rng.u8(..4) == 0,
+                        })
+                        .collect()
+                });
+                let created = rng.bool().then(|| rng.u64(0..50));
+                Exception {
+                    id: format!("E{i}"),
+                    reason: "r".into(),
+                    owner: "o".into(),
+                    ticket: None,
+                    created,
+                    expires: rng.u64(20..100),
+                    rule: rng.bool().then(|| rules[rng.usize(..rules.len())]),
+                    from,
+                    to,
+                    services,
+                    line: i,
+                }
+            })
+            .collect();
+        let exceptions = Exceptions::new(list.clone());
+        for step in 0..200 {
+            let rule = rules[rng.usize(..rules.len())];
+            let tracked = matches!(rule, RuleScope::Sweep | RuleScope::Scan);
+            let transport =
+                [Transport::Tcp, Transport::Udp, Transport::EchoRequest][rng.usize(..3)];
+            let subject = Subject {
+                rule,
+                ipv6: rng.u8(..8) == 0,
+                src: (u128::from(rng.u32(..8)), zones[rng.usize(..zones.len())]),
+                dest: (!tracked || rule == RuleScope::Scan)
+                    .then(|| (u128::from(rng.u32(..8)), zones[rng.usize(..zones.len())])),
+                service: (!tracked).then(|| (transport, rng.u16(0..60))),
+                ts_ns: rng.u64(0..120),
+            };
+            assert_eq!(
+                exceptions.match_subject(&subject),
+                match_by_scan(&list, &subject),
+                "round {round}, step {step}: {subject:?}"
+            );
+        }
+    }
+}

@@ -128,7 +128,7 @@ struct Dests {
     // Boxed: an empty set is 48 bytes in each of up to a million open
     // incidents, most of which never see a 17th host.
     #[allow(clippy::box_collection)]
-    rest: Option<Box<HashSet<u128>>>,
+    rest: Option<Box<HashSet<u128, foldhash::fast::RandomState>>>,
     /// At most [`MAX_DEST_COUNT`].
     count: u32,
     capped: bool,
@@ -167,7 +167,11 @@ impl Dests {
 
     fn add(&mut self, ipv6: bool, addr: u128) {
         let words = &to_words(addr)[..words(ipv6)];
-        let sampled = self.sample.chunks_exact(words.len()).any(|w| w == words);
+        let sampled = if ipv6 {
+            self.sample.chunks_exact(4).any(|w| w == words)
+        } else {
+            self.sample.contains(&words[0])
+        };
         if sampled || self.rest.as_ref().is_some_and(|r| r.contains(&addr)) {
             return;
         }
@@ -684,9 +688,11 @@ impl Fold {
     ) {
         let port_key = (notice.protocol, notice.port.unwrap_or(0));
         let initiator = Addr::new(notice.initiator);
-        let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
-        let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
-        let (sweep_open, scan_open) = if self.tracked_open.contains_key(&(notice.ipv6, initiator)) {
+        let (sweep_open, scan_open) = if !self.tracked_open.is_empty()
+            && self.tracked_open.contains_key(&(notice.ipv6, initiator))
+        {
+            let sweep_key = Key::Sweep(notice.ipv6, initiator, port_key.0, port_key.1);
+            let scan_key = Key::Scan(notice.ipv6, initiator, Addr::new(notice.responder));
             (self.find(&sweep_key), self.find(&scan_key))
         } else {
             (None, None)
@@ -701,25 +707,64 @@ impl Fold {
             (port_key, sweep_open.is_some()),
             (notice.responder, port_coordinate, scan_open.is_some()),
         );
-        for (kind, open, counted) in [
-            (IncidentKind::Sweep, sweep_open, swept),
-            (IncidentKind::Scan, scan_open, scanned),
-        ] {
-            let key = SortKey {
-                position: notice.position,
-                phase: 2,
-                opened: OpenOrder::default(),
-                x: kind_index(kind) as u64,
-                y: 0,
-                sub: 0,
-            };
-            if let Some(slot) = open {
-                self.join_tracked(slot, notice, key, record_ts, timeline, devices, out);
-            } else if let Some(counted) = counted {
-                self.open_tracked(
-                    kind, notice, &counted, key, record_ts, timeline, policy, devices, out,
-                );
-            }
+        // Nearly every flow joins nothing and reaches no threshold: it
+        // costs the counting alone.
+        if sweep_open.is_none() && scan_open.is_none() && swept.is_none() && scanned.is_none() {
+            return;
+        }
+        self.tracked_outcome(
+            IncidentKind::Sweep,
+            sweep_open,
+            swept,
+            notice,
+            record_ts,
+            timeline,
+            policy,
+            devices,
+            out,
+        );
+        self.tracked_outcome(
+            IncidentKind::Scan,
+            scan_open,
+            scanned,
+            notice,
+            record_ts,
+            timeline,
+            policy,
+            devices,
+            out,
+        );
+    }
+
+    /// A flow start's sweep or scan: joins the incident open, or opens one
+    /// when the flows counted reached the threshold.
+    #[allow(clippy::too_many_arguments)] // The fold's state and one input.
+    fn tracked_outcome(
+        &mut self,
+        kind: IncidentKind,
+        open: Option<u32>,
+        counted: Option<Counted>,
+        notice: &StartNotice,
+        record_ts: u64,
+        timeline: Option<&Timeline>,
+        policy: &PolicyInForce,
+        devices: &dyn Devices,
+        out: &mut dyn Emit,
+    ) {
+        let key = SortKey {
+            position: notice.position,
+            phase: 2,
+            opened: OpenOrder::default(),
+            x: kind_index(kind) as u64,
+            y: 0,
+            sub: 0,
+        };
+        if let Some(slot) = open {
+            self.join_tracked(slot, notice, key, record_ts, timeline, devices, out);
+        } else if let Some(counted) = counted {
+            self.open_tracked(
+                kind, notice, &counted, key, record_ts, timeline, policy, devices, out,
+            );
         }
     }
 

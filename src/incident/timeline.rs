@@ -27,10 +27,12 @@ impl Timeline {
         self.ts.clear();
         self.ts.extend(ts);
         self.block_max.clear();
+        // A fold rather than `max()`: no `Option` per frame, and the
+        // compiler unrolls it.
         self.block_max.extend(
             self.ts
                 .chunks(BLOCK)
-                .map(|c| c.iter().copied().max().unwrap_or(0)),
+                .map(|c| c.iter().fold(0, |latest, &t| latest.max(t))),
         );
         self.block_suffix_max.clear();
         self.block_suffix_max.resize(self.block_max.len(), 0);
