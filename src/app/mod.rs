@@ -398,6 +398,21 @@ pub fn ruled_out(transport: Transport, ports: FlowPorts, client: &[u8], server: 
     }
 }
 
+/// [`ruled_out`] for a stream whose only bytes so far are `bytes` (not
+/// empty), sent by the client or by the server: the same answer from the
+/// same tables, without the ports or the other side's bytes to look at.
+#[inline(always)]
+pub fn stream_opening_ruled_out(from_client: bool, bytes: &[u8]) -> bool {
+    let Some(&first) = bytes.first() else {
+        return false;
+    };
+    let mut candidates = STREAM_OPENERS[usize::from(!from_client)][usize::from(first)];
+    if let Some(&second) = bytes.get(1) {
+        candidates &= STREAM_SECOND_BYTES[usize::from(second)];
+    }
+    candidates == 0
+}
+
 /// The [`STREAM_CANDIDATES`] that may answer anything but `NotThis`, by the
 /// first two bytes of the side that decides (the client's, or the server's
 /// when the client has sent nothing); `None` when neither has sent any.
@@ -727,6 +742,23 @@ mod tests {
         for (first, second) in (0..=255u8).flat_map(|a| (0..=255u8).map(move |b| (a, b))) {
             let bytes = [first, second, b' ', b' '];
             for (client, server) in [(&bytes[..], &b""[..]), (b"", &bytes[..])] {
+                for len in 1..=bytes.len() {
+                    let (from_client, sent) = if client.is_empty() {
+                        (false, &server[..len])
+                    } else {
+                        (true, &client[..len])
+                    };
+                    let (c, s) = if from_client {
+                        (sent, &b""[..])
+                    } else {
+                        (&b""[..], sent)
+                    };
+                    assert_eq!(
+                        stream_opening_ruled_out(from_client, sent),
+                        ruled_out(Transport::Tcp, TCP_PORTS, c, s),
+                        "{sent:?} from the client: {from_client}"
+                    );
+                }
                 if ruled_out(Transport::Tcp, TCP_PORTS, client, server) {
                     stream_ruled_out += 1;
                     assert_eq!(tcp(client, server), Progress::NotThis, "{bytes:?}");

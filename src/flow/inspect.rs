@@ -154,7 +154,8 @@ impl Track {
 
     /// The part of a TCP segment's payload that extends its direction's
     /// bytes, keeping track of the sequence numbers.
-    fn accept_segment<'p>(&mut self, segment: &Segment<'p>, kept: usize) -> &'p [u8] {
+    #[inline]
+    pub fn accept_segment<'p>(&mut self, segment: &Segment<'p>, kept: usize) -> &'p [u8] {
         let side = side(segment.from_client);
         if self.flags & flag::GAP[side] != 0 || kept >= INSPECT_LIMIT {
             return &[];

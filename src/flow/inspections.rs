@@ -38,8 +38,8 @@ use std::collections::VecDeque;
 
 use super::inspect::{self, Kept, Segment, Step, Track};
 use super::{FlowKey, FlowObserver, Packet, SkipReason, Slot, Tracker};
-use crate::app::{Detection, FlowPorts, detect, ruled_out};
-use crate::wire::tcp_flags;
+use crate::app::{Detection, FlowPorts, detect, ruled_out, stream_opening_ruled_out};
+use crate::wire::{Transport, tcp_flags};
 
 /// Flows inspected at once per tracker.
 ///
@@ -112,6 +112,11 @@ pub struct Inspections {
     /// When the wait at the front of `started` is over (see
     /// [`Inspections::next_wait_over`]).
     next_wait_over: u64,
+    /// The place of the inspection at the front of `started`
+    /// ([`NOT_INSPECTED`] when it is empty): an inspection that ends tells
+    /// by one compare whether the front must move, without reading the
+    /// queue.
+    front: Place,
     /// Where in `started` to look for the oldest inspection keeping no
     /// bytes: every entry before it is of an inspection that ended or
     /// keeps bytes, which it does until it ends.
@@ -138,6 +143,7 @@ impl Default for Inspections {
             held: 0,
             started: VecDeque::new(),
             next_wait_over: u64::MAX,
+            front: NOT_INSPECTED,
             quiet_from: 0,
             holding: VecDeque::new(),
         }
@@ -190,9 +196,12 @@ impl Inspections {
             self.started.pop_front();
             self.quiet_from = self.quiet_from.saturating_sub(1);
         }
-        self.next_wait_over = self.started.front().map_or(u64::MAX, |&(first_ts, _)| {
-            first_ts.saturating_add(super::inspect::MAX_WAIT_NS)
-        });
+        (self.next_wait_over, self.front) = self
+            .started
+            .front()
+            .map_or((u64::MAX, NOT_INSPECTED), |&(first_ts, (place, _))| {
+                (first_ts.saturating_add(super::inspect::MAX_WAIT_NS), place)
+            });
     }
 
     /// The flow-table slot of the flow inspected in `place`.
@@ -309,6 +318,7 @@ impl Inspections {
         let hot = &self.hot;
         if compact(&mut self.started, |&(_, queued)| is_live(hot, queued)) {
             self.quiet_from = 0;
+            self.drop_ended_front();
         }
     }
 
@@ -318,27 +328,38 @@ impl Inspections {
     #[inline(always)]
     fn end(&mut self, place: Place) -> (Slot, Option<Box<Detection>>) {
         let at = usize::from(place);
-        let hot = &mut self.hot[at];
-        let (flow, holds_kept) = (hot.flow, hot.track.holds_kept());
-        hot.flow = FREE;
-        hot.track = Track::default();
-        let found = if holds_kept {
+        let found = if self.hot[at].track.holds_kept() {
             self.clear_kept(at)
         } else {
             None
         };
+        (self.free(place), found)
+    }
+
+    /// [`Inspections::end`] for an inspection whose [`Kept`] part holds
+    /// nothing (see [`Track::holds_kept`]): no answer to hand back.
+    #[inline(always)]
+    fn end_holding_nothing(&mut self, place: Place) -> Slot {
+        debug_assert!(!self.hot[usize::from(place)].track.holds_kept());
+        self.free(place)
+    }
+
+    /// Frees `place` (its [`Kept`] part already empty); returns the slot of
+    /// the flow it inspected.
+    #[inline(always)]
+    fn free(&mut self, place: Place) -> Slot {
+        let hot = &mut self.hot[usize::from(place)];
+        let flow = hot.flow;
+        hot.flow = FREE;
+        hot.track = Track::default();
         self.live -= 1;
         self.free.push(place);
         // The front of `started` is live: it is this inspection's entry
         // when it is in this place.
-        if self
-            .started
-            .front()
-            .is_some_and(|&(_, front)| front.0 == place)
-        {
+        if self.front == place {
             self.drop_ended_front();
         }
-        (flow, found)
+        flow
     }
 
     /// Frees the bytes kept in place `at`; returns the answer it had.
@@ -444,14 +465,27 @@ impl<V: Copy> Tracker<V> {
             return;
         }
         let place = self.inspections.start(slot, packet.ts_ns);
-        self.table.entry_mut(slot).value.inspection = place;
-        if packet.payload_len == 0 {
-            if self.inspect_empty(slot, packet, frame) {
-                self.end_inspection(slot, index, observer);
-            }
-        } else {
+        let flow = &mut self.table.entry_mut(slot).value;
+        flow.inspection = place;
+        if packet.payload_len != 0 {
             self.inspect(slot, packet, frame, index, observer);
+            return;
         }
+        // What `inspect_empty` does with a fresh track, in place: the first
+        // packet never reaches the inspection's limits.
+        const _: () = assert!(inspect::MAX_PACKETS > 1);
+        let from_client = packet.sender_is_lo == flow.initiator_is_lo;
+        let track = &mut self.inspections.hot[usize::from(place)].track;
+        if packet.transport != Transport::Tcp {
+            track.count_empty(packet.transport, from_client);
+            return;
+        }
+        let Some(header) = packet.tcp_header(frame) else {
+            self.end_inspection(slot, index, observer);
+            return;
+        };
+        let seq = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        track.accept_empty(from_client, seq, packet.tcp_flags & tcp_flags::SYN != 0);
     }
 
     /// True when the first packet of the new flow in `slot`, which carries
@@ -566,9 +600,11 @@ impl<V: Copy> Tracker<V> {
     /// packet adds no bytes: it counts, and a TCP segment's sequence number
     /// says where its direction's data starts (a SYN's, or the first of a
     /// direction whose SYN went unseen), or that some went missing. True
-    /// when the inspection is to end now (the caller ends it: this one
-    /// calls nothing, so that it costs little to call).
-    #[inline(never)]
+    /// when the inspection is to end now (the caller ends it). Always
+    /// inlined, into [`Tracker::inspect_no_payload`] alone: a SYN-ACK's
+    /// call cost about 25 instructions (callgrind), more than its
+    /// registers cost the packet loop.
+    #[inline(always)]
     pub(super) fn inspect_empty(&mut self, slot: Slot, packet: &Packet, frame: &[u8]) -> bool {
         let flow = &self.table.entry(slot).value;
         let from_client = packet.sender_is_lo == flow.initiator_is_lo;
@@ -588,6 +624,13 @@ impl<V: Copy> Tracker<V> {
     }
 
     /// Feeds an inspected flow's packet to its inspection.
+    ///
+    /// Most such packets end it here: a stream's first segment whose first
+    /// bytes open no protocol, while neither direction keeps bytes nor an
+    /// answer waits (then [`ruled_out`] is [`stream_opening_ruled_out`] on
+    /// that segment's bytes). Everything else goes on in
+    /// [`Tracker::probe`], out of line, so that this common path keeps its
+    /// few values in registers.
     #[inline(never)]
     pub(super) fn inspect<O: FlowObserver<V>>(
         &mut self,
@@ -598,14 +641,63 @@ impl<V: Copy> Tracker<V> {
         observer: &mut O,
     ) {
         let flow = &self.table.entry(slot).value;
-        let (place, first_ts, initiator_is_lo) =
-            (flow.inspection, flow.first_ts, flow.initiator_is_lo);
+        let (place, first_ts) = (flow.inspection, flow.first_ts);
+        let from_client = packet.sender_is_lo == flow.initiator_is_lo;
         let Some((seq, payload)) = packet.payload(frame) else {
             self.end_inspection(slot, index, observer);
             return;
         };
         let segment = Segment {
-            from_client: packet.sender_is_lo == initiator_is_lo,
+            from_client,
+            seq,
+            syn: packet.tcp_flags & tcp_flags::SYN != 0,
+            payload,
+            ts_ns: packet.ts_ns,
+        };
+        let at = usize::from(place);
+        let track = &mut self.inspections.hot[at].track;
+        if packet.transport != Transport::Tcp || track.holds_kept() {
+            self.probe(slot, packet, seq, payload, index, observer);
+            return;
+        }
+        // Neither direction keeps bytes: what the segment adds is all there
+        // is to read.
+        let added = track.accept_segment(&segment, 0);
+        if added.is_empty() {
+            // Nothing to read (a retransmission, a segment past a hole):
+            // only the inspection's limits to check.
+            if track.waited_enough(first_ts, packet.ts_ns) {
+                self.end_inspection(slot, index, observer);
+            }
+            return;
+        }
+        if stream_opening_ruled_out(from_client, added) {
+            // Most flows: their first segment's first bytes open no protocol
+            // (what `detect` would answer, and then `decide`, in a few
+            // instructions).
+            self.inspections.end_holding_nothing(place);
+            self.inspection_over(slot, None, index, observer);
+            return;
+        }
+        self.ask_parsers(slot, packet, &segment, 0, added, index, observer);
+    }
+
+    /// [`Tracker::inspect`] for a packet that may add to bytes kept, or to
+    /// an answer waiting, or a datagram: counts it, and reads what it adds.
+    #[inline(never)]
+    fn probe<O: FlowObserver<V>>(
+        &mut self,
+        slot: Slot,
+        packet: &Packet,
+        seq: Option<u32>,
+        payload: &[u8],
+        index: u64,
+        observer: &mut O,
+    ) {
+        let flow = &self.table.entry(slot).value;
+        let (place, first_ts) = (flow.inspection, flow.first_ts);
+        let segment = Segment {
+            from_client: packet.sender_is_lo == flow.initiator_is_lo,
             seq,
             syn: packet.tcp_flags & tcp_flags::SYN != 0,
             payload,
@@ -621,13 +713,35 @@ impl<V: Copy> Tracker<V> {
         };
         let added = track.accept(packet.transport, &segment, kept);
         if added.is_empty() {
-            // Most packets of an inspection (handshakes, acknowledgements):
-            // nothing to read, only its limits to check.
+            // Nothing to read, only its limits to check.
             if track.waited_enough(first_ts, packet.ts_ns) {
                 self.end_inspection(slot, index, observer);
             }
             return;
         }
+        self.ask_parsers(slot, packet, &segment, kept, added, index, observer);
+    }
+
+    /// What a packet adds to its direction (`kept` bytes there already),
+    /// read: kept first when the direction keeps some, then the parsers
+    /// asked what the bytes so far say.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn ask_parsers<O: FlowObserver<V>>(
+        &mut self,
+        slot: Slot,
+        packet: &Packet,
+        segment: &Segment<'_>,
+        kept: usize,
+        added: &[u8],
+        index: u64,
+        observer: &mut O,
+    ) {
+        let flow = &self.table.entry(slot).value;
+        let (place, first_ts, initiator_is_lo) =
+            (flow.inspection, flow.first_ts, flow.initiator_is_lo);
+        let from_client = segment.from_client;
+        let at = usize::from(place);
         // The added bytes are probed where they lie when their direction
         // keeps none yet; otherwise they are kept first, to be read with
         // the bytes before them.
@@ -644,9 +758,6 @@ impl<V: Copy> Tracker<V> {
         let (track, kept) = (&mut inspections.hot[at].track, &mut inspections.kept[at]);
         let (client, server) = inspect::sides(track, kept, from_client, fresh);
         if ruled_out(packet.transport, ports, client, server) {
-            // Most flows: their first segment's first bytes open no protocol
-            // (what `detect` would answer, and then `decide`, in a few
-            // instructions).
             self.inspections.end(place);
             self.inspection_over(slot, None, index, observer);
             return;
@@ -655,7 +766,7 @@ impl<V: Copy> Tracker<V> {
         match inspect::decide(
             answer,
             packet.transport,
-            &segment,
+            segment,
             fresh,
             (track, first_ts),
             kept,
@@ -724,6 +835,7 @@ impl<V: Copy> Tracker<V> {
         // None of them waits any more: ending them need not look at the
         // queue.
         self.inspections.started.clear();
+        self.inspections.front = NOT_INSPECTED;
         self.inspections.quiet_from = 0;
         for place in places {
             let slot = self.inspections.flow_of(place);

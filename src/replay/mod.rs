@@ -481,12 +481,22 @@ fn track_batch(
         .enumerate()
         .for_each(|(shard_number, worker)| {
             let shard = &mut worker.shard;
-            // Two copies of the packet loop: without frames to read (the
-            // plain replay) nothing about frames is looked at per packet.
-            if shard.reads_frames() {
-                track_shard::<true>(shard, shard_number, base_index, frames, chunks, policy);
+            // Three copies of the packet loop: without frames to read (the
+            // plain replay) nothing about frames is looked at per packet,
+            // and whether every frame is read is not asked per packet.
+            if shard.reads_every_frame() {
+                track_shard::<true, true>(shard, shard_number, base_index, frames, chunks, policy);
+            } else if shard.reads_frames() {
+                track_shard::<true, false>(shard, shard_number, base_index, frames, chunks, policy);
             } else {
-                track_shard::<false>(shard, shard_number, base_index, frames, chunks, policy);
+                track_shard::<false, false>(
+                    shard,
+                    shard_number,
+                    base_index,
+                    frames,
+                    chunks,
+                    policy,
+                );
             }
             if let Some(inventory) = inventory {
                 shard.feed_inventory(inventory, policy);
@@ -527,8 +537,9 @@ fn track_batch(
 }
 
 /// One shard's packets of a batch, chunk after chunk, in capture order;
-/// `READS_FRAMES` as [`Shard::reads_frames`] says.
-fn track_shard<const READS_FRAMES: bool>(
+/// `READS_FRAMES` as [`Shard::reads_frames`] says, `READS_EVERY_FRAME` as
+/// [`Shard::reads_every_frame`] does.
+fn track_shard<const READS_FRAMES: bool, const READS_EVERY_FRAME: bool>(
     shard: &mut Shard,
     shard_number: usize,
     base_index: u64,
@@ -536,7 +547,6 @@ fn track_shard<const READS_FRAMES: bool>(
     chunks: &[Chunk],
     policy: &PolicyInForce,
 ) {
-    let reads_every_frame = READS_FRAMES && shard.reads_every_frame();
     // Each packet's flow lookup misses the cache twice: its index
     // bucket, then its flow entry. Ask for the bucket PREFETCH_AHEAD
     // packets before it is needed, and for the entry half-way, once
@@ -557,14 +567,14 @@ fn track_shard<const READS_FRAMES: bool>(
             // over the batch, decoded a batch ago on any core.
             if let Some(far) = ahead(n + PREFETCH_AHEAD) {
                 shard.prefetch_index(far.packet.hash);
-                if reads_every_frame {
+                if READS_EVERY_FRAME {
                     // No bounds check: a prefetch never faults.
                     prefetch(frames.as_ptr().wrapping_add(far.position as usize));
                 }
             }
             if let Some(near) = ahead(n + PREFETCH_AHEAD / 2) {
                 shard.prefetch_entry(near.packet.hash);
-                if reads_every_frame && let Some(frame) = frames.get(near.position as usize) {
+                if READS_EVERY_FRAME && let Some(frame) = frames.get(near.position as usize) {
                     near.packet.prefetch_transport(frame.data);
                 }
             }
