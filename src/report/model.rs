@@ -70,8 +70,12 @@ pub struct Report {
     pub top_devices: Vec<DeviceRow>,
     /// The exception register.
     pub exceptions: Vec<ExceptionRow>,
-    /// Devices in no zone, or of no known class.
-    pub unknown_devices: Vec<DeviceRow>,
+    /// Reports before 2026-12-08 listed the devices in no zone or of no
+    /// known class a second time here; they are read (as `--previous`) and
+    /// the list is no longer written: [`Report::unknown_devices`] picks them
+    /// from `devices`.
+    #[serde(default, rename = "unknown_devices", skip_serializing)]
+    legacy_unknown_devices: serde::de::IgnoredAny,
     /// Zones of the policy with no flow in the period.
     pub zones_without_traffic: Vec<String>,
     /// Rules that decided no flow in the period.
@@ -402,7 +406,9 @@ impl Report {
         let mut rules: BTreeMap<String, RuleRow> = BTreeMap::new();
         let mut exception_hits: BTreeMap<String, u64> = BTreeMap::new();
         let mut incidents: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-        let mut devices: BTreeMap<std::net::IpAddr, DeviceSeen> = BTreeMap::new();
+        // Borrowed until a second hour's sighting must be merged in.
+        let mut devices: BTreeMap<std::net::IpAddr, std::borrow::Cow<'_, DeviceSeen>> =
+            BTreeMap::new();
         let mut seen_zones: BTreeSet<String> = BTreeSet::new();
         // Sensor → (hours, first hour, last hour).
         let mut sensors: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
@@ -495,9 +501,9 @@ impl Report {
             }
             for (ip, device) in &data.devices {
                 match devices.get_mut(ip) {
-                    Some(known) => known.merge(device),
+                    Some(known) => known.to_mut().merge(device),
                     None => {
-                        devices.insert(*ip, device.clone());
+                        devices.insert(*ip, std::borrow::Cow::Borrowed(device));
                     }
                 }
             }
@@ -547,7 +553,7 @@ impl Report {
             rule_rows.push(row);
         }
 
-        let device_rows: Vec<DeviceRow> = devices.values().map(device_row).collect();
+        let device_rows: Vec<DeviceRow> = devices.values().map(|d| device_row(d)).collect();
         let mut top: Vec<DeviceRow> = device_rows
             .iter()
             .filter(|d| d.violations > 0 || d.incidents > 0)
@@ -559,16 +565,9 @@ impl Report {
                 .then_with(|| a.ip.cmp(&b.ip))
         });
         top.truncate(TOP_DEVICES);
-        let unknown_devices = device_rows
-            .iter()
-            .filter(|d| d.zone == "unknown" || d.class == "unknown")
-            .cloned()
-            .collect();
-        let mut inventory: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut inventory: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for device in &device_rows {
-            *inventory
-                .entry((device.zone.clone(), device.class.clone()))
-                .or_default() += 1;
+            *inventory.entry((&device.zone, &device.class)).or_default() += 1;
         }
 
         let end = context.period.1;
@@ -632,7 +631,7 @@ impl Report {
             incidents_left_out,
             top_devices: top,
             exceptions,
-            unknown_devices,
+            legacy_unknown_devices: serde::de::IgnoredAny,
             zones_without_traffic: policy
                 .zones
                 .iter()
@@ -643,14 +642,21 @@ impl Report {
             inventory: inventory
                 .into_iter()
                 .map(|((zone, class), devices)| InventoryRow {
-                    zone,
-                    class,
+                    zone: zone.to_owned(),
+                    class: class.to_owned(),
                     devices,
                 })
                 .collect(),
             devices: device_rows,
             zones,
         }
+    }
+
+    /// Devices in no zone, or of no known class, in address order.
+    pub fn unknown_devices(&self) -> impl Iterator<Item = &DeviceRow> {
+        self.devices
+            .iter()
+            .filter(|d| d.zone == "unknown" || d.class == "unknown")
     }
 
     /// The headline figures as the next report's `--previous` sees them.
