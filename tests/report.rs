@@ -699,6 +699,53 @@ fn a_previous_report_is_shown_beside_with_the_change() {
     assert!(html.contains(&format!("+{}", 500 - 300)), "change of flows");
 }
 
+#[test]
+fn report_json_lists_each_device_once_and_older_reports_still_read_as_previous() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, exceptions) = inputs(dir.path());
+    let capture = dir.path().join("traffic.pcap");
+    let expected = generate(&capture, 300, 4);
+    let first = dir.path().join("first");
+    let json = make_report(&policy, &exceptions, &first, &[], &[&capture]);
+    let bytes = std::fs::read(first.join("report.json")).unwrap();
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+    assert!(json.get("unknown_devices").is_none());
+    let devices = json["devices"].as_array().unwrap();
+    let mut addresses: Vec<&str> = devices.iter().map(|d| d["ip"].as_str().unwrap()).collect();
+    addresses.dedup();
+    assert_eq!(addresses.len(), devices.len());
+    // The HTML still lists the devices of no zone or unknown class: those
+    // of `devices` with zone or class `unknown`.
+    let unknown: Vec<&Value> = devices
+        .iter()
+        .filter(|d| d["zone"] == "unknown" || d["class"] == "unknown")
+        .collect();
+    assert!(!unknown.is_empty());
+    let html = std::fs::read_to_string(first.join("report.html")).unwrap();
+    let section = &html[html.find("id=\"unknown-devices\"").unwrap()..];
+    let section = &section[..section.find("</table>").unwrap()];
+    assert_eq!(
+        section.matches("<tr><td").count(),
+        unknown.len().min(200),
+        "{section}"
+    );
+    // A report.json as written before 2026-12-08: indented, the unknown
+    // devices listed again.
+    let mut older = json.clone();
+    older["unknown_devices"] = Value::Array(unknown.into_iter().cloned().collect());
+    let previous = dir.path().join("older-report.json");
+    std::fs::write(&previous, serde_json::to_vec_pretty(&older).unwrap()).unwrap();
+    let second = dir.path().join("second");
+    let json = make_report(
+        &policy,
+        &exceptions,
+        &second,
+        &["--previous", previous.to_str().unwrap()],
+        &[&capture],
+    );
+    assert_eq!(n(&json["previous"]["summary"]["flows"]), expected.flows);
+}
+
 /// Runs `segwatch report` expecting status 2 and one line naming `name`.
 fn fails_naming(args: &[&std::ffi::OsStr], name: &str) {
     let output = report(args);

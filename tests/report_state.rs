@@ -482,3 +482,168 @@ fn evidence_lost_or_left_unlisted_is_counted_in_metrics() {
             .any(|(_, p)| p.is_file())
     );
 }
+
+/// A 20-zone policy with 30 rules, for a year of state.
+fn year_policy() -> String {
+    let mut text = String::from(
+        "[policy]\nname = \"year\"\ndefault_action = \"alert\"\ndefault_severity = \"low\"\n\n\
+         [services.https]\ntcp = [443]\n[services.dicom]\ntcp = [104]\n[services.hl7]\ntcp = [2575]\n\n",
+    );
+    for zone in 0..20 {
+        text.push_str(&format!(
+            "[zones.zone{zone:02}]\nnetworks = [\"10.{zone}.0.0/16\"]\n"
+        ));
+    }
+    for rule in 0..30 {
+        let (from, to) = (rule % 20, (rule * 7 + 3) % 20);
+        let (action, service) = match rule % 3 {
+            0 => ("allow", "https"),
+            1 => ("allow", "dicom"),
+            _ => ("alert", "hl7"),
+        };
+        text.push_str(&format!(
+            "\n[[rules]]\nname = \"rule{rule:02}\"\nfrom = [\"zone{from:02}\"]\nto = [\"zone{to:02}\"]\n\
+             services = [\"{service}\"]\naction = \"{action}\"\n"
+        ));
+        if action == "alert" {
+            text.push_str("severity = \"high\"\n");
+        }
+    }
+    text
+}
+
+/// One hour of a busy sensor under [`year_policy`], as the daemon keeps it:
+/// 120 traffic rows, incidents by kind and 5 of them listed, 40 devices.
+fn year_hour(hour: u64) -> segwatch::evidence::Hour {
+    use segwatch::evidence::{
+        DeviceSeen, Hour, IncidentKey, IncidentSeen, Outcome, TrafficKey, Volume,
+    };
+    let mut data = Hour::default();
+    data.sensors.insert("ward-sensor".into());
+    for row in 0..120u64 {
+        let rule = row % 30;
+        let outcome = match rule % 3 {
+            0 | 1 => Outcome::AllowedByRule,
+            _ => Outcome::Violation,
+        };
+        data.traffic.insert(
+            TrafficKey {
+                src_zone: format!("zone{:02}", rule % 20),
+                dest_zone: format!("zone{:02}", (rule * 7 + 3) % 20),
+                service: Some(["https", "dicom", "hl7", "ssh"][(row / 30) as usize].into()),
+                outcome,
+                rule: format!("rule{rule:02}"),
+                severity: outcome.is_violation().then(|| "high".to_owned()),
+                exception: None,
+            },
+            Volume {
+                flows: 1 + (hour + row) % 50,
+                bytes: 1_000 * (1 + (hour + row) % 50),
+            },
+        );
+    }
+    let start = hour * HOUR;
+    for n in 0..5u64 {
+        data.add_incident(IncidentSeen {
+            id: format!("{:016x}", hour * 8 + n),
+            kind: "violation".into(),
+            rule: format!("rule{:02}", 2 + 3 * n),
+            severity: "high".into(),
+            src_ip: std::net::IpAddr::from([10, n as u8, 0, 1]),
+            src_zone: Some(format!("zone{n:02}")),
+            dest_zone: Some(format!("zone{:02}", (n * 7 + 3) % 20)),
+            service: Some("hl7".into()),
+            dest_ip: None,
+            first_seen: start + n,
+            last_seen: start + n + 1_000,
+            flows: 3,
+            destinations: 1,
+            exception: None,
+        });
+    }
+    *data
+        .incidents
+        .entry(IncidentKey {
+            kind: "sweep".into(),
+            severity: "medium".into(),
+            rule: "rule05".into(),
+        })
+        .or_default() += 2;
+    for device in 0..40u8 {
+        let ip = std::net::IpAddr::from([10, device % 20, 1, device]);
+        data.add_device(
+            ip,
+            &DeviceSeen {
+                ip,
+                zone: format!("zone{:02}", device % 20),
+                vendor: Some("B. Braun Melsungen AG".into()),
+                class: "infusion-pump".into(),
+                hostname: Some(format!("pump-{device}")),
+                first_seen: start,
+                last_seen: start + HOUR - 1,
+                violations: u64::from(device % 3),
+                incidents: u64::from(device % 5 == 0),
+            },
+        );
+    }
+    data
+}
+
+/// A year of hourly state (8,760 files written by the daemon's writer) and
+/// the report over it. Ignored: it writes 8,760 files with two fsyncs each.
+/// `SEGWATCH_YEAR_STATE=DIR` keeps the files (and the policy) in DIR, to
+/// time `segwatch report --state DIR --since 2025-12-01 --until 2026-12-01`
+/// on a release build.
+#[test]
+#[ignore]
+fn a_report_over_a_year_of_hourly_state() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("SEGWATCH_YEAR_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_owned());
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let policy = dir.join("year-policy.toml");
+    std::fs::write(&policy, year_policy()).unwrap();
+    // 2025-12-01T00:00:00Z, in hours.
+    let first = 1_764_547_200 / 3_600;
+    let hours = 8_760;
+    let mut flows = 0;
+    for hour in first..first + hours {
+        let data = year_hour(hour);
+        flows += data.traffic.values().map(|v| v.flows).sum::<u64>();
+        if !state_dir.join(state::file_name(hour)).exists() {
+            state::write_hour(&state_dir, hour, &data).unwrap();
+        }
+    }
+    let out = dir.join("report");
+    let started = std::time::Instant::now();
+    let output = report(&[
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--generated-at".as_ref(),
+        "2026-12-08T00:00:00Z".as_ref(),
+        "--state".as_ref(),
+        state_dir.as_os_str(),
+        "--since".as_ref(),
+        "2025-12-01".as_ref(),
+        "--until".as_ref(),
+        "2026-12-01".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("a year of state: report in {took:?}");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["summary"]["flows"].as_u64(), Some(flows));
+    assert_eq!(json["period"]["hours_with_data"].as_u64(), Some(hours));
+    assert_eq!(json["summary"]["devices"].as_u64(), Some(40));
+    assert_eq!(json["timeline"]["unit"], "day");
+    assert_eq!(json["timeline"]["points"].as_array().unwrap().len(), 365);
+}

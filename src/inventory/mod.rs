@@ -143,12 +143,12 @@ impl Sighting {
             None => (None, None),
         };
         let service = match start.transport {
-            crate::wire::Transport::Tcp => format!("tcp/{}", start.responder.1),
-            crate::wire::Transport::Udp => format!("udp/{}", start.responder.1),
+            crate::wire::Transport::Tcp => service_label("tcp/", start.responder.1),
+            crate::wire::Transport::Udp => service_label("udp/", start.responder.1),
             crate::wire::Transport::EchoRequest | crate::wire::Transport::EchoReply => {
                 "icmp".into()
             }
-            crate::wire::Transport::Other => format!("ip/{}", start.protocol),
+            crate::wire::Transport::Other => service_label("ip/", start.protocol),
         };
         Sighting {
             position: start.position,
@@ -169,6 +169,17 @@ impl Sighting {
             vlan: start.vlan,
         }
     }
+}
+
+/// `prefix` and the number: what `format!("{prefix}{n}")` gives, without the
+/// formatting machinery (once per flow start).
+fn service_label(prefix: &str, n: impl itoa::Integer) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let mut label = String::with_capacity(prefix.len() + digits.len());
+    label.push_str(prefix);
+    label.push_str(digits);
+    label
 }
 
 /// What the inventory knows of one address. What a record's `src_device`
@@ -353,7 +364,28 @@ impl Device {
 
     /// Its zone as reported: the zones it was seen in, comma-separated.
     fn zone_label(&self) -> String {
-        self.zones.iter().cloned().collect::<Vec<_>>().join(",")
+        match self.zones.len() {
+            1 => self.zones.first().cloned().unwrap_or_default(),
+            _ => self.zones.iter().cloned().collect::<Vec<_>>().join(","),
+        }
+    }
+
+    /// True when [`Device::zone_label`] is `label` (without building it).
+    fn zone_label_is(&self, label: &str) -> bool {
+        let mut rest = label;
+        for (i, zone) in self.zones.iter().enumerate() {
+            if i > 0 {
+                match rest.strip_prefix(',') {
+                    Some(after) => rest = after,
+                    None => return false,
+                }
+            }
+            match rest.strip_prefix(zone.as_str()) {
+                Some(after) => rest = after,
+                None => return false,
+            }
+        }
+        rest.is_empty()
     }
 }
 
@@ -832,10 +864,21 @@ impl Inventory {
         (vendor, mac_randomized, mac_shared)
     }
 
+    /// The vendor [`Inventory::vendor_of`] names, borrowed from the
+    /// registry.
+    fn vendor_name(&self, macs: &BTreeMap<[u8; 6], u64>) -> Option<&str> {
+        macs.keys()
+            .filter(|mac| !self.mac_shared(mac))
+            .find_map(|mac| match self.registry.lookup(*mac) {
+                VendorMatch::Vendor(name) => Some(name),
+                _ => None,
+            })
+    }
+
     /// A device's class from everything known of it.
-    fn class_of(&self, device: &Device) -> (Option<String>, DeviceClass) {
-        let (vendor, _, _) = self.vendor_of(&device.macs);
-        let class = device.class_as_of(vendor.as_deref(), u64::MAX);
+    fn class_of(&self, device: &Device) -> (Option<&str>, DeviceClass) {
+        let vendor = self.vendor_name(&device.macs);
+        let class = device.class_as_of(vendor, u64::MAX);
         (vendor, class)
     }
 
@@ -844,10 +887,13 @@ impl Inventory {
     fn recount(&self, device: &mut Device) {
         let (vendor, class) = self.class_of(device);
         device.has_vendor = vendor.is_some();
-        let now = (device.zone_label(), class);
-        if device.counted.as_ref() == Some(&now) {
+        if let Some((zone, counted)) = &device.counted
+            && *counted == class
+            && device.zone_label_is(zone)
+        {
             return;
         }
+        let now = (device.zone_label(), class);
         if let Some(before) = device.counted.take() {
             self.uncount(&before);
         }
@@ -1470,5 +1516,30 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&to_json(&inventory)).unwrap();
         assert_eq!(json["devices"].as_array().unwrap().len(), 2);
         assert_eq!(json["vendor_registry"], "built-in medical vendors");
+    }
+
+    #[test]
+    fn labels_built_without_formatting_equal_the_formatted_ones() {
+        for n in [0u16, 7, 53, 104, 11112, u16::MAX] {
+            assert_eq!(service_label("tcp/", n), format!("tcp/{n}"));
+        }
+        assert_eq!(service_label("ip/", 47u8), "ip/47");
+        for zones in [
+            vec!["pumps"],
+            vec!["a", "b,c"],
+            vec!["icu", "pumps", "ward"],
+            vec![],
+        ] {
+            let device = Device {
+                zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+                ..Device::default()
+            };
+            let label = device.zone_label();
+            assert_eq!(label, zones.join(","));
+            assert!(device.zone_label_is(&label));
+            for other in ["", "pumps,", "a,b", "icu,pumps", "a,b,c,", "x"] {
+                assert_eq!(device.zone_label_is(other), other == label, "{other:?}");
+            }
+        }
     }
 }

@@ -62,9 +62,13 @@ pub enum VendorMatch<'a> {
 #[derive(Debug)]
 pub struct OuiRegistry {
     source: RegistrySource,
-    /// Blocks by prefix length (24, 28, 36), keyed by the prefix's bits
-    /// (hashed with foldhash: the keys come from the registry's files).
-    blocks: [HashMap<u64, Box<str>, foldhash::fast::FixedState>; 3],
+    /// Every vendor name, one after another: one allocation for the ~50,000
+    /// names of the registry rather than one each.
+    names: String,
+    /// Blocks by prefix length (36, 28, 24), keyed by the prefix's bits
+    /// (hashed with foldhash: the keys come from the registry's files),
+    /// with the range of their name in `names`.
+    blocks: [HashMap<u64, (u32, u32), foldhash::fast::FixedState>; 3],
 }
 
 const LENGTHS: [u32; 3] = [36, 28, 24];
@@ -85,6 +89,7 @@ impl OuiRegistry {
     pub fn load_from(ieee_data: &Path, manuf: &Path) -> OuiRegistry {
         let mut registry = OuiRegistry {
             source: RegistrySource::BuiltIn,
+            names: String::new(),
             blocks: Default::default(),
         };
         if registry.read_ieee_data(ieee_data) {
@@ -121,9 +126,16 @@ impl OuiRegistry {
             _ => 2,
         };
         let name = name.trim();
-        if !name.is_empty() {
-            self.blocks[slot].insert(prefix, name.into());
+        if name.is_empty() {
+            return;
         }
+        // Names past 4 GiB in all cannot be ranged: no registry comes near.
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return;
+        };
+        self.names.push_str(name);
+        self.blocks[slot].insert(prefix, (start, len));
     }
 
     /// Reads `oui.csv` (MA-L), `mam.csv` (MA-M), `oui36.csv` (MA-S) and
@@ -137,35 +149,67 @@ impl OuiRegistry {
             ("iab.csv", 36),
         ] {
             let path = folder.join(file);
-            let Ok(mut reader) = csv::Reader::from_path(&path) else {
-                continue;
-            };
-            // Byte records: only the two fields used are checked as UTF-8,
-            // not the organisation's address beside them.
-            let mut record = csv::ByteRecord::new();
-            loop {
-                match reader.read_byte_record(&mut record) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(_) => {
-                        tracing::warn!(file = %path.display(), "Unreadable OUI record; skipping the rest");
-                        break;
-                    }
-                }
-                let field = |i| record.get(i).and_then(|f| std::str::from_utf8(f).ok());
-                let (Some(assignment), Some(name)) = (field(1), field(2)) else {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "Unreadable OUI file; skipping it");
                     continue;
-                };
-                let digits = (length / 4) as usize;
+                }
+            };
+            let digits = (length / 4) as usize;
+            let mut take = |registry: &mut OuiRegistry, assignment: &str, name: &str| {
                 if assignment.len() == digits
                     && let Ok(prefix) = u64::from_str_radix(assignment, 16)
                 {
-                    self.insert(length, prefix, name);
+                    registry.insert(length, prefix, name);
                     read_any = true;
                 }
+            };
+            // The registry's files as Debian ships them take the quick
+            // reader; anything it does not expect takes the csv crate's.
+            match ieee_records(&bytes) {
+                Some(records) => {
+                    self.names.reserve(records.len() * 32);
+                    let slot = LENGTHS.iter().position(|&l| l == length).unwrap_or(2);
+                    self.blocks[slot].reserve(records.len());
+                    for (assignment, name) in records {
+                        take(self, assignment, &name);
+                    }
+                }
+                None => self.read_ieee_csv(&path, &bytes, &mut take),
             }
         }
         read_any
+    }
+
+    /// Reads an IEEE CSV file with the csv crate: what the quick reader
+    /// leaves to it (and the reference it is tested against).
+    fn read_ieee_csv(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        take: &mut impl FnMut(&mut OuiRegistry, &str, &str),
+    ) {
+        let mut reader = csv::Reader::from_reader(bytes);
+        // Byte records: only the two fields used are checked as UTF-8,
+        // not the organisation's address beside them.
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    tracing::warn!(file = %path.display(), "Unreadable OUI record; skipping the rest");
+                    break;
+                }
+            }
+            let field = |i| record.get(i).and_then(|f| std::str::from_utf8(f).ok());
+            let (Some(assignment), Some(name)) = (field(1), field(2)) else {
+                continue;
+            };
+            take(self, assignment, name);
+        }
     }
 
     /// Reads Wireshark's `manuf`: `PREFIX[/LEN]<TAB>short<TAB>long`.
@@ -206,12 +250,121 @@ impl OuiRegistry {
         }
         let bits = mac_bits(mac);
         for (slot, length) in LENGTHS.iter().enumerate() {
-            if let Some(name) = self.blocks[slot].get(&(bits >> (48 - length))) {
-                return VendorMatch::Vendor(name);
+            if let Some(&(start, len)) = self.blocks[slot].get(&(bits >> (48 - length))) {
+                let (start, len) = (start as usize, len as usize);
+                return VendorMatch::Vendor(&self.names[start..start + len]);
             }
         }
         VendorMatch::Unknown
     }
+}
+
+/// The (assignment, organisation name) of every data record of an IEEE
+/// CSV file whose two fields are UTF-8, as the csv crate reads them (a
+/// header record, then records of as many fields, quoted fields with `""`
+/// for a quote, any of CR, LF or CRLF ending a record, blank lines
+/// skipped); `None` for what it does not expect there (a byte-order mark,
+/// text after a closing quote, an unclosed quote, a record of another
+/// length), which the csv crate then reads.
+///
+/// It jumps from delimiter to delimiter with `memchr` rather than stepping
+/// through every byte of the organisations' addresses: the registry is
+/// about 4 MB, read by every replay that keeps an inventory.
+fn ieee_records(bytes: &[u8]) -> Option<Vec<(&str, std::borrow::Cow<'_, str>)>> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return None;
+    }
+    let mut records = Vec::with_capacity(bytes.len() / 80);
+    let mut at = 0;
+    let mut header_fields = None;
+    let mut fields: [Field; 4] = [Field::default(); 4];
+    loop {
+        // Blank lines (and the LF of a CRLF) are no records.
+        while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        if at >= bytes.len() {
+            break;
+        }
+        let mut count = 0;
+        loop {
+            let field = if bytes[at..].first() == Some(&b'"') {
+                // A quoted field: up to the quote not doubled.
+                let start = at + 1;
+                let mut end = start;
+                let mut doubled = false;
+                loop {
+                    end += memchr::memchr(b'"', &bytes[end..])?;
+                    if bytes.get(end + 1) == Some(&b'"') {
+                        doubled = true;
+                        end += 2;
+                    } else {
+                        break;
+                    }
+                }
+                at = end + 1;
+                Field {
+                    start,
+                    end,
+                    doubled,
+                }
+            } else {
+                let start = at;
+                at += memchr::memchr3(b',', b'\r', b'\n', &bytes[at..]).unwrap_or(bytes.len() - at);
+                Field {
+                    start,
+                    end: at,
+                    doubled: false,
+                }
+            };
+            if let Some(slot) = fields.get_mut(count) {
+                *slot = field;
+            }
+            count += 1;
+            match bytes.get(at) {
+                Some(b',') => at += 1,
+                Some(b'\r' | b'\n') | None => break,
+                // Text after a closing quote.
+                Some(_) => return None,
+            }
+        }
+        match header_fields {
+            None => {
+                header_fields = Some(count);
+                continue;
+            }
+            Some(n) if n != count => return None,
+            Some(_) => {}
+        }
+        if count < 3 {
+            continue;
+        }
+        let (Ok(assignment), Ok(name)) = (
+            std::str::from_utf8(&bytes[fields[1].start..fields[1].end]),
+            std::str::from_utf8(&bytes[fields[2].start..fields[2].end]),
+        ) else {
+            continue;
+        };
+        let name = if fields[2].doubled {
+            std::borrow::Cow::Owned(name.replace("\"\"", "\""))
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
+        // A quoted assignment with a doubled quote is no hex number.
+        if fields[1].doubled {
+            continue;
+        }
+        records.push((assignment, name));
+    }
+    Some(records)
+}
+
+/// Where a field's text lies in the file; `doubled` when it holds `""`.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    start: usize,
+    end: usize,
+    doubled: bool,
 }
 
 #[cfg(test)]
@@ -322,6 +475,94 @@ mod tests {
                 }
                 other => panic!("{address}: {other:?}"),
             }
+        }
+    }
+
+    /// The records as the csv crate reads them, up to its first error.
+    fn csv_crate_records(bytes: &[u8]) -> Vec<(String, String)> {
+        let mut reader = csv::Reader::from_reader(bytes);
+        let mut out = Vec::new();
+        for record in reader.byte_records() {
+            let Ok(record) = record else { break };
+            let field = |i| record.get(i).and_then(|f| std::str::from_utf8(f).ok());
+            if let (Some(a), Some(n)) = (field(1), field(2)) {
+                out.push((a.to_owned(), n.to_owned()));
+            }
+        }
+        out
+    }
+
+    fn quick_records(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+        ieee_records(bytes).map(|records| {
+            records
+                .into_iter()
+                .map(|(a, n)| (a.to_owned(), n.into_owned()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn the_quick_reader_reads_what_the_csv_crate_reads_or_leaves_it() {
+        let header = "Registry,Assignment,Organization Name,Organization Address\r\n";
+        let cases: &[(&str, bool)] = &[
+            (
+                "MA-L,002272,American Micro-Fuel Device Corp.,2181 Buchanan Loop \r\n",
+                true,
+            ),
+            // Quoted names and addresses: commas, doubled quotes, line breaks.
+            (
+                "MA-L,00095C,\"Philips Medical Systems, \"\"CMS\"\"\",\"a,\r\nb\"\r\nMA-L,001221,B. Braun,x\r\n",
+                true,
+            ),
+            // Blank lines, bare LF and CR endings, no final line break.
+            (
+                "\r\n\nMA-L,0003B1,ICU Medical,x\nMA-L,001A01,Smiths,y\rMA-L,00A0AA,Spacelabs,z",
+                true,
+            ),
+            // An empty last field, and a quote inside an unquoted field.
+            ("MA-L,00B094,Ala\"ris,\r\n", true),
+            // Not UTF-8: the record is skipped by both.
+            (
+                "MA-L,00D075,Al\u{0}aris,x\r\nMA-L,0030E6,Draeger,y\r\n",
+                true,
+            ),
+            // Left to the csv crate: text after a closing quote, an
+            // unclosed quote, a record of another length.
+            ("MA-L,00105D,\"Draeger\" Medical,x\r\n", false),
+            ("MA-L,00105D,\"Draeger Medical,x\r\n", false),
+            (
+                "MA-L,00105D,Draeger,x,extra\r\nMA-L,001221,B. Braun,x\r\n",
+                false,
+            ),
+        ];
+        for (body, quick) in cases {
+            let text = format!("{header}{body}");
+            let got = quick_records(text.as_bytes());
+            assert_eq!(got.is_some(), *quick, "{body:?}");
+            if let Some(got) = got {
+                assert_eq!(got, csv_crate_records(text.as_bytes()), "{body:?}");
+            }
+        }
+        let mut latin1 = header.as_bytes().to_vec();
+        latin1.extend_from_slice(b"MA-L,00105D,Dr\xe4ger,x\r\nMA-L,001221,B. Braun,x\r\n");
+        assert_eq!(quick_records(&latin1).unwrap(), csv_crate_records(&latin1));
+        let bom = format!("\u{feff}{header}MA-L,001221,B. Braun,x\r\n");
+        assert!(quick_records(bom.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn the_quick_reader_reads_the_machines_registry_as_the_csv_crate() {
+        let mut compared = 0;
+        for file in ["oui.csv", "mam.csv", "oui36.csv", "iab.csv"] {
+            let Ok(bytes) = std::fs::read(Path::new(IEEE_DATA).join(file)) else {
+                continue;
+            };
+            let quick = quick_records(&bytes).expect("the registry as Debian ships it");
+            assert_eq!(quick, csv_crate_records(&bytes), "{file}");
+            compared += quick.len();
+        }
+        if compared == 0 {
+            eprintln!("skipped: ieee-data is not installed");
         }
     }
 }

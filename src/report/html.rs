@@ -704,7 +704,7 @@ fn timeline_chart(h: &mut String, r: &Report) {
     h.push_str("</svg>\n");
 }
 
-fn device_table(h: &mut String, id: &str, rows: &[DeviceRow]) {
+fn device_table(h: &mut String, id: &str, rows: &[&DeviceRow]) {
     let _ = write!(
         h,
         "<table id=\"{id}\">\n<thead><tr><th>Address</th><th>Zone</th><th>Vendor</th><th>Class</th>\
@@ -744,7 +744,8 @@ fn devices(h: &mut String, r: &Report) {
     if r.top_devices.is_empty() {
         h.push_str("<p>No device initiated a violation in the period.</p>\n");
     } else {
-        device_table(h, "top-devices", &r.top_devices);
+        let top: Vec<&DeviceRow> = r.top_devices.iter().collect();
+        device_table(h, "top-devices", &top);
     }
 }
 
@@ -785,10 +786,11 @@ fn gaps(h: &mut String, r: &Report) {
         "</section>\n<section id=\"gaps\">\n<h2>7. Unknown devices, quiet zones, unused rules</h2>\n\
          <h3>Devices in no zone or of no known class</h3>\n",
     );
-    if r.unknown_devices.is_empty() {
+    let unknown: Vec<&DeviceRow> = r.unknown_devices().collect();
+    if unknown.is_empty() {
         h.push_str("<p>None.</p>\n");
     } else {
-        device_table(h, "unknown-devices", &r.unknown_devices);
+        device_table(h, "unknown-devices", &unknown);
     }
     h.push_str("<h3>Zones with no traffic</h3>\n");
     list(h, "quiet-zones", &r.zones_without_traffic);

@@ -151,7 +151,9 @@ pub fn read_previous(path: &Path) -> Result<Previous, ReportError> {
 /// in a fixed order.
 pub fn render(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, ReportError> {
     let mut files = vec![("report.html", html::render(report).into_bytes())];
-    let mut json = serde_json::to_vec_pretty(report).map_err(|e| ReportError::Previous {
+    // Compact: it is read by programs (and `--previous`); `jq .` shows it
+    // indented.
+    let mut json = serde_json::to_vec(report).map_err(|e| ReportError::Previous {
         path: PathBuf::from("report.json"),
         reason: e.to_string(),
     })?;

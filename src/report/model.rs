@@ -70,8 +70,12 @@ pub struct Report {
     pub top_devices: Vec<DeviceRow>,
     /// The exception register.
     pub exceptions: Vec<ExceptionRow>,
-    /// Devices in no zone, or of no known class.
-    pub unknown_devices: Vec<DeviceRow>,
+    /// Reports before 2026-12-08 listed the devices in no zone or of no
+    /// known class a second time here; they are read (as `--previous`) and
+    /// the list is no longer written: [`Report::unknown_devices`] picks them
+    /// from `devices`.
+    #[serde(default, rename = "unknown_devices", skip_serializing)]
+    legacy_unknown_devices: serde::de::IgnoredAny,
     /// Zones of the policy with no flow in the period.
     pub zones_without_traffic: Vec<String>,
     /// Rules that decided no flow in the period.
@@ -380,8 +384,31 @@ pub struct Context<'a> {
 /// RFC 3339 UTC of a capture time, to the second.
 pub fn time_text(ts_ns: u64) -> String {
     let text = Timestamp(ts_ns).text();
-    // `2026-11-28T08:00:01.000123Z` → `2026-11-28T08:00:01Z`.
-    format!("{}Z", &text.as_str()[..19])
+    // `2026-11-28T08:00:01.000123Z` → `2026-11-28T08:00:01Z` (pushed rather
+    // than formatted: two per device).
+    let mut seconds = String::with_capacity(20);
+    seconds.push_str(&text.as_str()[..19]);
+    seconds.push('Z');
+    seconds
+}
+
+/// An address as `Display` writes it; an IPv4 address's four numbers
+/// without the formatting machinery (one per device).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            let mut number = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(number.format(octet));
+            }
+            text
+        }
+        std::net::IpAddr::V6(_) => ip.to_string(),
+    }
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
@@ -402,7 +429,9 @@ impl Report {
         let mut rules: BTreeMap<String, RuleRow> = BTreeMap::new();
         let mut exception_hits: BTreeMap<String, u64> = BTreeMap::new();
         let mut incidents: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-        let mut devices: BTreeMap<std::net::IpAddr, DeviceSeen> = BTreeMap::new();
+        // Borrowed until a second hour's sighting must be merged in.
+        let mut devices: BTreeMap<std::net::IpAddr, std::borrow::Cow<'_, DeviceSeen>> =
+            BTreeMap::new();
         let mut seen_zones: BTreeSet<String> = BTreeSet::new();
         // Sensor → (hours, first hour, last hour).
         let mut sensors: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
@@ -495,9 +524,9 @@ impl Report {
             }
             for (ip, device) in &data.devices {
                 match devices.get_mut(ip) {
-                    Some(known) => known.merge(device),
+                    Some(known) => known.to_mut().merge(device),
                     None => {
-                        devices.insert(*ip, device.clone());
+                        devices.insert(*ip, std::borrow::Cow::Borrowed(device));
                     }
                 }
             }
@@ -547,7 +576,7 @@ impl Report {
             rule_rows.push(row);
         }
 
-        let device_rows: Vec<DeviceRow> = devices.values().map(device_row).collect();
+        let device_rows: Vec<DeviceRow> = devices.values().map(|d| device_row(d)).collect();
         let mut top: Vec<DeviceRow> = device_rows
             .iter()
             .filter(|d| d.violations > 0 || d.incidents > 0)
@@ -559,16 +588,9 @@ impl Report {
                 .then_with(|| a.ip.cmp(&b.ip))
         });
         top.truncate(TOP_DEVICES);
-        let unknown_devices = device_rows
-            .iter()
-            .filter(|d| d.zone == "unknown" || d.class == "unknown")
-            .cloned()
-            .collect();
-        let mut inventory: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut inventory: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for device in &device_rows {
-            *inventory
-                .entry((device.zone.clone(), device.class.clone()))
-                .or_default() += 1;
+            *inventory.entry((&device.zone, &device.class)).or_default() += 1;
         }
 
         let end = context.period.1;
@@ -632,7 +654,7 @@ impl Report {
             incidents_left_out,
             top_devices: top,
             exceptions,
-            unknown_devices,
+            legacy_unknown_devices: serde::de::IgnoredAny,
             zones_without_traffic: policy
                 .zones
                 .iter()
@@ -643,14 +665,21 @@ impl Report {
             inventory: inventory
                 .into_iter()
                 .map(|((zone, class), devices)| InventoryRow {
-                    zone,
-                    class,
+                    zone: zone.to_owned(),
+                    class: class.to_owned(),
                     devices,
                 })
                 .collect(),
             devices: device_rows,
             zones,
         }
+    }
+
+    /// Devices in no zone, or of no known class, in address order.
+    pub fn unknown_devices(&self) -> impl Iterator<Item = &DeviceRow> {
+        self.devices
+            .iter()
+            .filter(|d| d.zone == "unknown" || d.class == "unknown")
     }
 
     /// The headline figures as the next report's `--previous` sees them.
@@ -709,7 +738,7 @@ fn action_text(action: Action) -> &'static str {
 
 fn device_row(device: &DeviceSeen) -> DeviceRow {
     DeviceRow {
-        ip: device.ip.to_string(),
+        ip: ip_text(device.ip),
         zone: device.zone.clone(),
         vendor: device.vendor.clone().unwrap_or_default(),
         class: device.class.clone(),
@@ -790,5 +819,28 @@ fn allowance(policy: &Policy, from: &str, to: &str) -> (&'static str, Vec<String
         ("default-allow", services)
     } else {
         ("denied", services)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_built_by_hand_equal_the_formatted_ones() {
+        for ts in [0, 1_764_547_200_123_456_789, 1_796_119_199_999_999_999] {
+            let text = Timestamp(ts).text();
+            assert_eq!(time_text(ts), format!("{}Z", &text.as_str()[..19]));
+        }
+        for ip in [
+            "0.0.0.0",
+            "10.20.3.117",
+            "255.255.255.255",
+            "1.0.10.100",
+            "fe80::1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }
