@@ -1199,9 +1199,12 @@ fn incidents_reach_rsyslog_in_every_format_and_exceptions_reload() {
             &Pkt::tcp(&format!("10.90.0.5:{}", 40000 + i), "10.40.0.12:3389", SYN),
         );
     }
-    // After the reload: the guest's flows are no longer excepted.
-    guest(&mut capture, 5.0, 50002);
-    guest(&mut capture, 5.2, 50003);
+    // After the reload: the guest's flows are no longer excepted. The RDP
+    // events wait up to 2 s for their application, so the reload comes at
+    // about 3 s of capture time; the guest returns 6 s later, a margin that
+    // holds on a loaded machine.
+    guest(&mut capture, 9.0, 50002);
+    guest(&mut capture, 9.2, 50003);
     let capture_path = dir.path().join("capture.pcap");
     capture
         .write_pcap(&capture_path, Resolution::Micro)
@@ -1298,9 +1301,9 @@ fn incidents_reach_rsyslog_in_every_format_and_exceptions_reload() {
         ) == Some(2.0)
     );
     // The incident thread publishes its counters once a second, and the
-    // RDP incident opens only when the guest's flows at 5 s release the
+    // RDP incident opens only when the guest's flows at 9 s release the
     // events that waited for their application: wait for the publication.
-    wait_for("the incident counted", Duration::from_secs(5), || {
+    wait_for("the incident counted", Duration::from_secs(20), || {
         let text = daemon.metrics();
         let high = "kind=\"violation\",severity=\"high\"";
         (metric(&text, "segwatch_incidents_total", high) == Some(1.0)).then_some(())
