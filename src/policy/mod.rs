@@ -19,6 +19,7 @@ pub use load::{
     load_policy_bytes, load_policy_file, load_policy_str, quick_reader_agrees, unreadable_policy,
 };
 pub(crate) use quick::Reader as QuickReader;
+pub(crate) use raw::Text;
 
 use ipnetwork::IpNetwork;
 

@@ -17,15 +17,16 @@ use toml::Spanned;
 /// A string value with its place in the file.
 pub(super) type Str<'a> = Spanned<Text<'a>>;
 
-/// A string of the policy file: borrowed from the file's text when it is written without
-/// escapes (the usual case), so that the tens of thousands of zone names, networks and services
-/// of a large policy cost no allocation apiece; owned when an escape made it differ.
+/// A string of a TOML file (the policy's, and the exceptions'): borrowed from the file's text
+/// when it is written without escapes (the usual case; the quick readers' strings always are),
+/// so that the tens of thousands of zone names, networks and services of a large policy cost
+/// no allocation apiece; owned when an escape made it differ.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) struct Text<'a>(Cow<'a, str>);
+pub(crate) struct Text<'a>(Cow<'a, str>);
 
 impl<'a> Text<'a> {
     /// Borrows `text`.
-    pub(super) fn borrowed(text: &'a str) -> Self {
+    pub(crate) fn borrowed(text: &'a str) -> Self {
         Text(Cow::Borrowed(text))
     }
 
