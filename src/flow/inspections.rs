@@ -657,7 +657,7 @@ impl<V: Copy> Tracker<V> {
         let at = usize::from(place);
         let track = &mut self.inspections.hot[at].track;
         if packet.transport != Transport::Tcp || track.holds_kept() {
-            self.probe(slot, packet, seq, payload, index, observer);
+            self.probe(slot, packet, &segment, index, observer);
             return;
         }
         // Neither direction keeps bytes: what the segment adds is all there
@@ -689,20 +689,12 @@ impl<V: Copy> Tracker<V> {
         &mut self,
         slot: Slot,
         packet: &Packet,
-        seq: Option<u32>,
-        payload: &[u8],
+        segment: &Segment<'_>,
         index: u64,
         observer: &mut O,
     ) {
         let flow = &self.table.entry(slot).value;
         let (place, first_ts) = (flow.inspection, flow.first_ts);
-        let segment = Segment {
-            from_client: packet.sender_is_lo == flow.initiator_is_lo,
-            seq,
-            syn: packet.tcp_flags & tcp_flags::SYN != 0,
-            payload,
-            ts_ns: packet.ts_ns,
-        };
         let from_client = segment.from_client;
         let at = usize::from(place);
         let track = &mut self.inspections.hot[at].track;
@@ -711,7 +703,7 @@ impl<V: Copy> Tracker<V> {
         } else {
             0
         };
-        let added = track.accept(packet.transport, &segment, kept);
+        let added = track.accept(packet.transport, segment, kept);
         if added.is_empty() {
             // Nothing to read, only its limits to check.
             if track.waited_enough(first_ts, packet.ts_ns) {
@@ -719,7 +711,7 @@ impl<V: Copy> Tracker<V> {
             }
             return;
         }
-        self.ask_parsers(slot, packet, &segment, kept, added, index, observer);
+        self.ask_parsers(slot, packet, segment, kept, added, index, observer);
     }
 
     /// What a packet adds to its direction (`kept` bytes there already),

@@ -712,59 +712,25 @@ impl Fold {
         if sweep_open.is_none() && scan_open.is_none() && swept.is_none() && scanned.is_none() {
             return;
         }
-        self.tracked_outcome(
-            IncidentKind::Sweep,
-            sweep_open,
-            swept,
-            notice,
-            record_ts,
-            timeline,
-            policy,
-            devices,
-            out,
-        );
-        self.tracked_outcome(
-            IncidentKind::Scan,
-            scan_open,
-            scanned,
-            notice,
-            record_ts,
-            timeline,
-            policy,
-            devices,
-            out,
-        );
-    }
-
-    /// A flow start's sweep or scan: joins the incident open, or opens one
-    /// when the flows counted reached the threshold.
-    #[allow(clippy::too_many_arguments)] // The fold's state and one input.
-    fn tracked_outcome(
-        &mut self,
-        kind: IncidentKind,
-        open: Option<u32>,
-        counted: Option<Counted>,
-        notice: &StartNotice,
-        record_ts: u64,
-        timeline: Option<&Timeline>,
-        policy: &PolicyInForce,
-        devices: &dyn Devices,
-        out: &mut dyn Emit,
-    ) {
-        let key = SortKey {
-            position: notice.position,
-            phase: 2,
-            opened: OpenOrder::default(),
-            x: kind_index(kind) as u64,
-            y: 0,
-            sub: 0,
-        };
-        if let Some(slot) = open {
-            self.join_tracked(slot, notice, key, record_ts, timeline, devices, out);
-        } else if let Some(counted) = counted {
-            self.open_tracked(
-                kind, notice, &counted, key, record_ts, timeline, policy, devices, out,
-            );
+        for (kind, open, counted) in [
+            (IncidentKind::Sweep, sweep_open, swept),
+            (IncidentKind::Scan, scan_open, scanned),
+        ] {
+            let key = SortKey {
+                position: notice.position,
+                phase: 2,
+                opened: OpenOrder::default(),
+                x: kind_index(kind) as u64,
+                y: 0,
+                sub: 0,
+            };
+            if let Some(slot) = open {
+                self.join_tracked(slot, notice, key, record_ts, timeline, devices, out);
+            } else if let Some(counted) = counted {
+                self.open_tracked(
+                    kind, notice, &counted, key, record_ts, timeline, policy, devices, out,
+                );
+            }
         }
     }
 

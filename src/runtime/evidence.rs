@@ -137,28 +137,26 @@ pub fn spawn(
                 Next::Stop => break,
                 Next::Reopen | Next::Idle => {}
             }
-            if let Some(done) = writer.take_tables(&received) {
+            let finish = writer.take_tables(&received);
+            // A table comes once an hour per worker (and at stop), so
+            // writing what it brought right away costs little; a daemon
+            // killed later loses nothing of the hours it completed.
+            let tables = std::mem::take(&mut writer.tables_taken);
+            if tables || finish.is_some() {
                 // Records already queued belong to the hours being written.
                 while let Some(event) = inbox.ready_event() {
                     writer.record(&event.record, event.ts_ns);
                     inbox.finished(1);
                 }
+            }
+            if let Some(done) = finish {
                 writer.take_tables(&received);
                 writer.write_all();
                 let _ = done.send(());
-            }
-            // A table comes once an hour per worker (and at stop), so
-            // writing what it brought right away costs little; a daemon
-            // killed later loses nothing of the hours it completed.
-            let tables = std::mem::take(&mut writer.tables_taken);
-            if tables || writer.latest_hour > written_through || written.elapsed() >= LATE_EVERY {
-                if tables {
-                    // Records already queued belong to the hours it ends.
-                    while let Some(event) = inbox.ready_event() {
-                        writer.record(&event.record, event.ts_ns);
-                        inbox.finished(1);
-                    }
-                }
+            } else if tables
+                || writer.latest_hour > written_through
+                || written.elapsed() >= LATE_EVERY
+            {
                 writer.write_ended_hours();
                 written = Instant::now();
                 written_through = writer.latest_hour;
